@@ -1,0 +1,268 @@
+//! The incident domain's data: occurrences of alerts, incidents, timeline events.
+//!
+//! These types carry no behaviour beyond derived figures (TTD, TTA, TTR, duration);
+//! correlation and lifecycle live in `correlate.rs` and `lifecycle.rs`.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Every time in incidentd is a UTC instant.
+pub type Timestamp = DateTime<Utc>;
+
+/// Label or annotation set, sorted by name.
+pub type LabelSet = BTreeMap<String, String>;
+
+/// Where an incident stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// At least one alert is firing and nobody has acknowledged the current episode.
+    Open,
+    /// Firing, and someone acknowledged it after it last (re)opened.
+    Acknowledged,
+    /// Every alert resolved, or a person resolved it by hand.
+    Resolved,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Open => "open",
+            Status::Acknowledged => "acknowledged",
+            Status::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        match s {
+            "open" => Some(Status::Open),
+            "acknowledged" => Some(Status::Acknowledged),
+            "resolved" => Some(Status::Resolved),
+            _ => None,
+        }
+    }
+}
+
+/// An alert occurrence's state as Alertmanager last told us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertStatus {
+    Firing,
+    Resolved,
+}
+
+impl AlertStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::Firing => "firing",
+            AlertStatus::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<AlertStatus> {
+        match s {
+            "firing" => Some(AlertStatus::Firing),
+            "resolved" => Some(AlertStatus::Resolved),
+            _ => None,
+        }
+    }
+}
+
+/// How `impact_start` was found (see DESIGN.md, "Times").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImpactMethod {
+    /// The rule's expression re-evaluated over a range before `startsAt`.
+    RuleReevaluation,
+    /// `startsAt − for`, with `for` from the rule.
+    StartsAtMinusFor,
+    /// Only `startsAt` is known: impact start is when the alert fired.
+    StartsAt,
+}
+
+impl ImpactMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImpactMethod::RuleReevaluation => "rule_reevaluation",
+            ImpactMethod::StartsAtMinusFor => "starts_at_minus_for",
+            ImpactMethod::StartsAt => "starts_at",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ImpactMethod> {
+        match s {
+            "rule_reevaluation" => Some(ImpactMethod::RuleReevaluation),
+            "starts_at_minus_for" => Some(ImpactMethod::StartsAtMinusFor),
+            "starts_at" => Some(ImpactMethod::StartsAt),
+            _ => None,
+        }
+    }
+}
+
+/// One firing episode of one alert: identity `(fingerprint, starts_at)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Occurrence {
+    pub fingerprint: String,
+    pub starts_at: Timestamp,
+    /// Set once resolved: the earliest `endsAt` any resolved notification reported.
+    pub ends_at: Option<Timestamp>,
+    pub status: AlertStatus,
+    pub alertname: String,
+    pub labels: LabelSet,
+    pub annotations: LabelSet,
+    pub generator_url: String,
+    /// Alertmanager's `groupKey` of the notification that first carried it.
+    pub group_key: String,
+    /// Receipt time of the first notification that carried it (our clock).
+    pub first_seen_at: Timestamp,
+    /// Receipt time of the latest notification that carried it (our clock).
+    pub last_seen_at: Timestamp,
+    /// Who resolved it: `alertmanager`, or `reconciler` when Alertmanager no longer had it.
+    pub resolved_by: Option<String>,
+}
+
+impl Occurrence {
+    /// The `severity` label, if any.
+    pub fn severity(&self) -> Option<&str> {
+        self.labels.get("severity").map(String::as_str)
+    }
+}
+
+/// What happened, as a timeline row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// An alert started firing (its `startsAt`).
+    AlertFiring,
+    /// incidentd received the first notification of the incident.
+    Detected,
+    /// An alert resolved (its `endsAt`).
+    AlertResolved,
+    /// The incident's severity went up because a more severe alert joined.
+    SeverityChanged,
+    /// An alert fired again after every alert had resolved.
+    Reopened,
+    /// A person acknowledged the incident.
+    Acknowledged,
+    /// A person added a note.
+    NoteAdded,
+    /// The incident resolved: every alert resolved, or a person resolved it.
+    Resolved,
+    /// Repeated and stale notifications, counted rather than listed.
+    Notifications,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::AlertFiring => "alert_firing",
+            EventKind::Detected => "detected",
+            EventKind::AlertResolved => "alert_resolved",
+            EventKind::SeverityChanged => "severity_changed",
+            EventKind::Reopened => "reopened",
+            EventKind::Acknowledged => "acknowledged",
+            EventKind::NoteAdded => "note_added",
+            EventKind::Resolved => "resolved",
+            EventKind::Notifications => "notifications",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventKind> {
+        Some(match s {
+            "alert_firing" => EventKind::AlertFiring,
+            "detected" => EventKind::Detected,
+            "alert_resolved" => EventKind::AlertResolved,
+            "severity_changed" => EventKind::SeverityChanged,
+            "reopened" => EventKind::Reopened,
+            "acknowledged" => EventKind::Acknowledged,
+            "note_added" => EventKind::NoteAdded,
+            "resolved" => EventKind::Resolved,
+            "notifications" => EventKind::Notifications,
+            _ => return None,
+        })
+    }
+}
+
+/// Who did it: `Prometheus`, `Alertmanager`, `incidentd`, or a person's name.
+pub const ACTOR_PROMETHEUS: &str = "Prometheus";
+pub const ACTOR_ALERTMANAGER: &str = "Alertmanager";
+pub const ACTOR_INCIDENTD: &str = "incidentd";
+
+/// One row of an incident's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEvent {
+    pub at: Timestamp,
+    pub kind: EventKind,
+    pub actor: String,
+    pub text: String,
+}
+
+/// How many notifications touched the incident, and how many changed nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationCounts {
+    /// Alerts received for this incident's occurrences, all kinds.
+    pub received: u64,
+    /// Repeats of something already known (Alertmanager resends whole groups).
+    pub duplicate: u64,
+    /// `firing` for an occurrence already resolved (HA replicas, late retries): ignored.
+    pub stale: u64,
+}
+
+/// An incident with its alerts and timeline, as stored and served.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Incident {
+    /// `INC-<year>-<sequence>`.
+    pub id: String,
+    /// The correlation key, e.g. `service="payment-service"`.
+    pub key: String,
+    pub title: String,
+    pub status: Status,
+    pub severity: Option<String>,
+    pub service: Option<String>,
+    pub impact_start: Option<Timestamp>,
+    pub impact_start_method: ImpactMethod,
+    pub fired_at: Timestamp,
+    pub detected_at: Timestamp,
+    pub acknowledged_at: Option<Timestamp>,
+    pub acknowledged_by: Option<String>,
+    pub resolved_at: Option<Timestamp>,
+    /// A person's name when resolved by hand; `None` when the alerts resolved it.
+    pub resolved_by: Option<String>,
+    pub reopen_count: u32,
+    pub notifications: NotificationCounts,
+    /// Bumped on every change; later work (drafts, Slack) keys off it.
+    pub version: u64,
+    pub alerts: Vec<Occurrence>,
+    pub timeline: Vec<TimelineEvent>,
+}
+
+fn seconds_between(from: Option<Timestamp>, to: Option<Timestamp>) -> Option<f64> {
+    match (from, to) {
+        (Some(f), Some(t)) => Some((t - f).num_milliseconds() as f64 / 1000.0),
+        _ => None,
+    }
+}
+
+impl Incident {
+    /// Time to detect: `detected_at − impact_start`.
+    pub fn ttd_seconds(&self) -> Option<f64> {
+        seconds_between(self.impact_start, Some(self.detected_at))
+    }
+
+    /// Time to acknowledge: `acknowledged_at − detected_at`.
+    pub fn tta_seconds(&self) -> Option<f64> {
+        seconds_between(Some(self.detected_at), self.acknowledged_at)
+    }
+
+    /// Time to resolve: `resolved_at − detected_at`.
+    pub fn ttr_seconds(&self) -> Option<f64> {
+        seconds_between(Some(self.detected_at), self.resolved_at)
+    }
+
+    /// Duration: `resolved_at − impact_start`.
+    pub fn duration_seconds(&self) -> Option<f64> {
+        seconds_between(self.impact_start, self.resolved_at)
+    }
+}

@@ -1,0 +1,6 @@
+//! incidentd: Alertmanager webhooks in, incidents with timelines, evidence and
+//! post-mortem drafts out.
+
+#![forbid(unsafe_code)]
+
+pub mod incident;
