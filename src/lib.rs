@@ -3,4 +3,6 @@
 
 #![forbid(unsafe_code)]
 
+pub mod alertmanager;
 pub mod incident;
+pub mod time;

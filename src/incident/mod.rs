@@ -4,3 +4,11 @@
 pub mod model;
 
 pub use model::*;
+pub mod correlate;
+pub mod lifecycle;
+pub mod memory;
+
+pub use correlate::{act, ingest, Action, ActionError, Effect, Outcome, Repo};
+pub use lifecycle::Rules;
+#[cfg(test)]
+mod tests;

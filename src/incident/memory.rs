@@ -1,0 +1,144 @@
+//! An in-memory [`Repo`]: the reference for the correlation property tests and for fuzzing.
+//! It keeps exactly what the SQLite store keeps, in plain collections.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+
+use chrono::{Datelike, Duration};
+
+use super::correlate::Repo;
+use super::lifecycle;
+use super::model::*;
+
+/// Incidents and occurrences held in memory.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryRepo {
+    /// Header and human events of each incident (its `alerts` are kept empty here).
+    incidents: BTreeMap<String, Incident>,
+    /// Derived timeline rows of each incident.
+    derived: BTreeMap<String, Vec<TimelineEvent>>,
+    /// `(fingerprint, starts_at)` → (occurrence, incident id).
+    occurrences: BTreeMap<(String, Timestamp), (Occurrence, String)>,
+    sequence: BTreeMap<i32, u32>,
+}
+
+impl MemoryRepo {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every incident with its members and full timeline, ordered by id.
+    pub fn incidents(&self) -> Vec<Incident> {
+        self.incidents
+            .keys()
+            .map(|id| self.full(id).expect("listed ids exist"))
+            .collect()
+    }
+
+    /// One incident with members and full timeline (human and derived rows, by time).
+    pub fn full(&self, id: &str) -> Option<Incident> {
+        let mut incident = self.incidents.get(id)?.clone();
+        incident.alerts = self.members(id);
+        incident.timeline.extend(self.derived.get(id).cloned().unwrap_or_default());
+        incident.timeline.sort_by(|a, b| (a.at, a.kind).cmp(&(b.at, b.kind)));
+        Some(incident)
+    }
+
+    fn members(&self, id: &str) -> Vec<Occurrence> {
+        self.occurrences
+            .values()
+            .filter(|(_, owner)| owner == id)
+            .map(|(o, _)| o.clone())
+            .collect()
+    }
+}
+
+impl Repo for MemoryRepo {
+    type Error = Infallible;
+
+    fn occurrence(
+        &mut self,
+        fingerprint: &str,
+        starts_at: Timestamp,
+    ) -> Result<Option<(Occurrence, String)>, Infallible> {
+        Ok(self
+            .occurrences
+            .get(&(fingerprint.to_string(), starts_at))
+            .cloned())
+    }
+
+    fn candidates(
+        &mut self,
+        key: &str,
+        start: Timestamp,
+        end: Option<Timestamp>,
+        window: Duration,
+    ) -> Result<Vec<String>, Infallible> {
+        Ok(self
+            .incidents
+            .values()
+            .filter(|i| i.key == key)
+            .filter(|i| {
+                let members = self.members(&i.id);
+                !members.is_empty()
+                    && lifecycle::connected((start, end), lifecycle::span(&members), window)
+            })
+            .map(|i| i.id.clone())
+            .collect())
+    }
+
+    fn load(&mut self, id: &str) -> Result<Option<Incident>, Infallible> {
+        Ok(self.incidents.get(id).map(|i| {
+            let mut i = i.clone();
+            i.alerts = self.members(id);
+            i
+        }))
+    }
+
+    fn next_id(&mut self, now: Timestamp) -> Result<String, Infallible> {
+        let n = self.sequence.entry(now.year()).or_insert(0);
+        *n += 1;
+        Ok(format!("INC-{}-{:04}", now.year(), n))
+    }
+
+    fn save(
+        &mut self,
+        incident: &Incident,
+        members: &[&Occurrence],
+        derived: &[TimelineEvent],
+    ) -> Result<(), Infallible> {
+        let mut header = incident.clone();
+        header.alerts = Vec::new();
+        self.incidents.insert(incident.id.clone(), header);
+        for m in members {
+            self.occurrences.insert(
+                (m.fingerprint.clone(), m.starts_at),
+                ((*m).clone(), incident.id.clone()),
+            );
+        }
+        self.derived.insert(incident.id.clone(), derived.to_vec());
+        Ok(())
+    }
+
+    fn touch(
+        &mut self,
+        incident_id: &str,
+        occurrence: &Occurrence,
+        counts: NotificationCounts,
+    ) -> Result<(), Infallible> {
+        if let Some((o, _)) = self
+            .occurrences
+            .get_mut(&(occurrence.fingerprint.clone(), occurrence.starts_at))
+        {
+            o.first_seen_at = occurrence.first_seen_at;
+            o.last_seen_at = occurrence.last_seen_at;
+            o.annotations = occurrence.annotations.clone();
+        }
+        if let Some(i) = self.incidents.get_mut(incident_id) {
+            i.notifications.received += counts.received;
+            i.notifications.duplicate += counts.duplicate;
+            i.notifications.stale += counts.stale;
+        }
+        Ok(())
+    }
+}

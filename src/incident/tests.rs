@@ -1,0 +1,350 @@
+//! Scenario and property tests of correlation and lifecycle, on the in-memory repo.
+
+use chrono::{Duration, TimeZone, Utc};
+use proptest::prelude::*;
+
+use super::memory::MemoryRepo;
+use super::*;
+use crate::alertmanager::ValidAlert;
+
+fn t(minute: i64) -> Timestamp {
+    Utc.with_ymd_and_hms(2026, 11, 23, 14, 0, 0).unwrap() + Duration::minutes(minute)
+}
+
+fn alert(fp: &str, service: &str, severity: &str, start: i64, end: Option<i64>) -> ValidAlert {
+    let labels: LabelSet = [
+        ("alertname", format!("Alert_{fp}")),
+        ("service", service.to_string()),
+        ("severity", severity.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    ValidAlert {
+        status: if end.is_some() { AlertStatus::Resolved } else { AlertStatus::Firing },
+        alertname: format!("Alert_{fp}"),
+        annotations: [("summary".to_string(), format!("summary of {fp}"))].into(),
+        labels,
+        starts_at: t(start),
+        ends_at: end.map(t),
+        generator_url: String::new(),
+        fingerprint: fp.to_string(),
+    }
+}
+
+fn rules(window_minutes: i64) -> Rules {
+    Rules {
+        reopen_window: Duration::minutes(window_minutes),
+        ..Rules::default()
+    }
+}
+
+fn send(repo: &mut MemoryRepo, rules: &Rules, a: &ValidAlert, now: i64) -> Outcome {
+    ingest(repo, rules, "{}:{}", a, t(now)).unwrap()
+}
+
+#[test]
+fn alerts_of_one_service_make_one_incident_with_the_highest_severity() {
+    let (mut repo, r) = (MemoryRepo::new(), rules(30));
+    assert_eq!(send(&mut repo, &r, &alert("a", "pay", "warning", 0, None), 1).effect, Effect::Opened);
+    assert_eq!(send(&mut repo, &r, &alert("b", "pay", "critical", 2, None), 3).effect, Effect::Joined);
+    assert_eq!(send(&mut repo, &r, &alert("c", "shop", "info", 2, None), 3).effect, Effect::Opened);
+    let all = repo.incidents();
+    assert_eq!(all.len(), 2);
+    let pay = all.iter().find(|i| i.key == r#"service="pay""#).unwrap();
+    assert_eq!(pay.alerts.len(), 2);
+    assert_eq!(pay.severity.as_deref(), Some("critical"));
+    assert_eq!(pay.title, "summary of b", "the most severe alert names the incident");
+    assert!(pay
+        .timeline
+        .iter()
+        .any(|e| e.kind == EventKind::SeverityChanged && e.at == t(2)));
+}
+
+#[test]
+fn repeats_never_duplicate_and_are_counted() {
+    let (mut repo, r) = (MemoryRepo::new(), rules(30));
+    for now in 0..5 {
+        send(&mut repo, &r, &alert("a", "pay", "warning", 0, None), now);
+    }
+    let i = &repo.incidents()[0];
+    assert_eq!(i.alerts.len(), 1);
+    assert_eq!(i.notifications.received, 5);
+    assert_eq!(i.notifications.duplicate, 4);
+    assert_eq!(i.timeline.iter().filter(|e| e.kind == EventKind::AlertFiring).count(), 1);
+}
+
+#[test]
+fn ha_replicas_resending_firing_after_resolved_leave_the_incident_resolved() {
+    // firing(am1) → resolved(am1) → firing(am2, same startsAt) → resolved(am2)
+    let (mut repo, r) = (MemoryRepo::new(), rules(30));
+    send(&mut repo, &r, &alert("a", "pay", "critical", 0, None), 0);
+    send(&mut repo, &r, &alert("a", "pay", "critical", 0, Some(5)), 5);
+    assert_eq!(send(&mut repo, &r, &alert("a", "pay", "critical", 0, None), 6).effect, Effect::Stale);
+    send(&mut repo, &r, &alert("a", "pay", "critical", 0, Some(5)), 6);
+    let all = repo.incidents();
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].status, Status::Resolved);
+    assert_eq!(all[0].resolved_at, Some(t(5)));
+    assert_eq!(all[0].notifications.stale, 1);
+}
+
+#[test]
+fn a_new_episode_within_the_reopen_window_reopens_and_later_opens_a_new_incident() {
+    let (mut repo, r) = (MemoryRepo::new(), rules(30));
+    send(&mut repo, &r, &alert("a", "pay", "critical", 0, None), 0);
+    send(&mut repo, &r, &alert("a", "pay", "critical", 0, Some(5)), 5);
+    // Same fingerprint, new startsAt 10 minutes later: reopens.
+    let o = send(&mut repo, &r, &alert("a", "pay", "critical", 15, None), 15);
+    assert_eq!(o.effect, Effect::Reopened);
+    let i = repo.full(&o.incident_id).unwrap();
+    assert_eq!((i.status, i.reopen_count), (Status::Open, 1));
+    assert!(i.timeline.iter().any(|e| e.kind == EventKind::Reopened && e.at == t(15)));
+    send(&mut repo, &r, &alert("a", "pay", "critical", 15, Some(20)), 20);
+    // Two hours later: a new incident.
+    let o2 = send(&mut repo, &r, &alert("a", "pay", "critical", 140, None), 140);
+    assert_eq!(o2.effect, Effect::Opened);
+    assert_ne!(o2.incident_id, o.incident_id);
+    assert_eq!(repo.incidents().len(), 2);
+}
+
+#[test]
+fn a_zero_reopen_window_never_reopens() {
+    let (mut repo, r) = (MemoryRepo::new(), rules(0));
+    send(&mut repo, &r, &alert("a", "pay", "critical", 0, Some(5)), 5);
+    let o = send(&mut repo, &r, &alert("a", "pay", "critical", 6, None), 6);
+    assert_eq!(o.effect, Effect::Opened);
+}
+
+#[test]
+fn a_late_occurrence_that_would_bridge_two_incidents_joins_the_nearer() {
+    let (mut repo, r) = (MemoryRepo::new(), rules(10));
+    send(&mut repo, &r, &alert("a", "pay", "critical", 0, Some(5)), 5);
+    send(&mut repo, &r, &alert("b", "pay", "critical", 30, Some(35)), 35);
+    assert_eq!(repo.incidents().len(), 2);
+    // [12, 22] is within 10 minutes of both; it is 7 from the first and 8 from the second.
+    let o = send(&mut repo, &r, &alert("c", "pay", "critical", 12, Some(22)), 40);
+    assert!(o.bridged);
+    assert_eq!(repo.incidents().len(), 2, "never merged");
+    let first = repo.incidents().into_iter().find(|i| i.fired_at == t(0)).unwrap();
+    assert_eq!(o.incident_id, first.id);
+}
+
+#[test]
+fn a_resolve_that_disconnects_members_splits_the_incident() {
+    // b fires first, a (started earlier) joins the open incident, then a's resolve shows it
+    // ended long before b began: with no reopen window they are two problems.
+    let (mut repo, r) = (MemoryRepo::new(), rules(0));
+    send(&mut repo, &r, &alert("b", "pay", "critical", 20, None), 20);
+    assert_eq!(send(&mut repo, &r, &alert("a", "pay", "critical", 0, None), 21).effect, Effect::Joined);
+    let o = send(&mut repo, &r, &alert("a", "pay", "critical", 0, Some(5)), 22);
+    assert_eq!(o.split_off.len(), 1);
+    let all = repo.incidents();
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().all(|i| i.alerts.len() == 1));
+}
+
+#[test]
+fn acknowledging_and_resolving_by_hand_follow_the_episode() {
+    let (mut repo, r) = (MemoryRepo::new(), rules(30));
+    let id = send(&mut repo, &r, &alert("a", "pay", "critical", 0, None), 1).incident_id;
+    let i = act(&mut repo, &r, &id, "alice", &Action::Acknowledge, t(3)).unwrap();
+    assert_eq!(i.status, Status::Acknowledged);
+    assert!(matches!(
+        act(&mut repo, &r, &id, "bob", &Action::Acknowledge, t(4)),
+        Err(ActionError::Conflict(_))
+    ));
+    act(&mut repo, &r, &id, "alice", &Action::Note("restarted pgbouncer".into()), t(5)).unwrap();
+    let i = act(&mut repo, &r, &id, "alice", &Action::Resolve, t(8)).unwrap();
+    assert_eq!(i.status, Status::Resolved);
+    assert_eq!((i.resolved_at, i.resolved_by.as_deref()), (Some(t(8)), Some("alice")));
+    // Repeats of the still-firing alert do not undo a person's resolve...
+    send(&mut repo, &r, &alert("a", "pay", "critical", 0, None), 9);
+    assert_eq!(repo.full(&id).unwrap().status, Status::Resolved);
+    // ...but a new firing episode reopens it, unacknowledged.
+    let o = send(&mut repo, &r, &alert("b", "pay", "critical", 12, None), 12);
+    assert_eq!((o.incident_id.as_str(), o.effect), (id.as_str(), Effect::Reopened));
+    let i = repo.full(&id).unwrap();
+    assert_eq!((i.status, i.reopen_count), (Status::Open, 1));
+    assert_eq!(i.acknowledged_at, Some(t(3)), "TTA keeps the first acknowledgement");
+}
+
+#[test]
+fn an_unknown_incident_is_not_found() {
+    let (mut repo, r) = (MemoryRepo::new(), rules(30));
+    assert!(matches!(
+        act(&mut repo, &r, "INC-2026-9999", "x", &Action::Acknowledge, t(0)),
+        Err(ActionError::NotFound(_))
+    ));
+}
+
+// ---------- order independence ----------
+
+/// One true alert episode: fingerprint index and times in minutes.
+#[derive(Debug, Clone)]
+struct Episode {
+    fp: usize,
+    start: i64,
+    end: Option<i64>,
+}
+
+/// A delivery: an alert as some notification carried it.
+type Delivery = ValidAlert;
+
+fn fp_alert(fp: usize, start: i64, end: Option<i64>) -> ValidAlert {
+    let service = ["pay", "shop"][fp % 2];
+    let severity = ["critical", "warning", "info"][fp % 3];
+    alert(&format!("f{fp}"), service, severity, start, end)
+}
+
+fn episodes() -> impl Strategy<Value = Vec<Episode>> {
+    prop::collection::vec((0usize..5, 0i64..8, 1i64..40, prop::option::weighted(0.8, 1i64..30)), 1..7)
+        .prop_map(|raw| {
+            // Episodes of one fingerprint follow each other; distinct startsAt.
+            let mut next_free = [0i64; 5];
+            raw.into_iter()
+                .map(|(fp, gap, _, dur)| {
+                    let start = next_free[fp] + gap * 7;
+                    next_free[fp] = start + dur.unwrap_or(1000) + 1;
+                    Episode { fp, start, end: dur.map(|d| start + d) }
+                })
+                .collect()
+        })
+}
+
+fn deliveries(eps: &[Episode]) -> impl Strategy<Value = Vec<Delivery>> {
+    let eps = eps.to_vec();
+    prop::collection::vec((1usize..3, 0usize..3, any::<bool>()), eps.len()).prop_map(move |reps| {
+        let mut out = Vec::new();
+        for (e, (firing, resolved, late_replica)) in eps.iter().zip(reps) {
+            let firing = if e.end.is_some() { firing - 1 } else { firing }; // a firing may be lost
+            for _ in 0..firing {
+                out.push(fp_alert(e.fp, e.start, None));
+            }
+            if let Some(end) = e.end {
+                for _ in 0..resolved.max(1) {
+                    out.push(fp_alert(e.fp, e.start, Some(end)));
+                }
+                if late_replica {
+                    // The other Alertmanager replica saw the resolve a little later.
+                    out.push(fp_alert(e.fp, e.start, Some(end + 1)));
+                }
+            }
+        }
+        out
+    })
+}
+
+/// What must not depend on arrival order: incidents with their members, statuses and times.
+fn canonical(repo: &MemoryRepo) -> Vec<String> {
+    let mut out: Vec<String> = repo
+        .incidents()
+        .into_iter()
+        .map(|i| {
+            let mut members: Vec<String> = i
+                .alerts
+                .iter()
+                .map(|o| format!("{}@{}-{:?}:{:?}", o.fingerprint, o.starts_at, o.ends_at, o.status))
+                .collect();
+            members.sort();
+            let timeline: Vec<String> = i
+                .timeline
+                .iter()
+                .filter(|e| e.kind != EventKind::Detected)
+                .map(|e| format!("{} {:?} {} {}", e.at, e.kind, e.actor, e.text))
+                .collect();
+            format!(
+                "{} {:?} sev={:?} title={} fired={} resolved={:?} reopens={} members={:?} timeline={:?}",
+                i.key, i.status, i.severity, i.title, i.fired_at, i.resolved_at, i.reopen_count, members, timeline
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The reference answer: connected components of the final intervals per key.
+fn expected_partition(eps: &[Episode], window: i64) -> Vec<Vec<String>> {
+    let mut groups: Vec<Vec<String>> = Vec::new();
+    for service in ["pay", "shop"] {
+        let mut mine: Vec<&Episode> =
+            eps.iter().filter(|e| ["pay", "shop"][e.fp % 2] == service).collect();
+        mine.sort_by_key(|e| e.start);
+        let mut reach: Option<Option<i64>> = None;
+        for e in mine {
+            let name = format!("f{}@{}", e.fp, t(e.start));
+            match reach {
+                Some(r) if r.is_none_or(|r| e.start <= r + window) => {
+                    groups.last_mut().unwrap().push(name);
+                    reach = Some(match (r, e.end) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        _ => None,
+                    });
+                }
+                _ => {
+                    groups.push(vec![name]);
+                    reach = Some(e.end);
+                }
+            }
+        }
+    }
+    for g in &mut groups {
+        g.sort();
+    }
+    groups.sort();
+    groups
+}
+
+fn partition(repo: &MemoryRepo) -> Vec<Vec<String>> {
+    let mut groups: Vec<Vec<String>> = repo
+        .incidents()
+        .iter()
+        .map(|i| {
+            let mut g: Vec<String> =
+                i.alerts.iter().map(|o| format!("{}@{}", o.fingerprint, o.starts_at)).collect();
+            g.sort();
+            g
+        })
+        .collect();
+    groups.sort();
+    groups
+}
+
+fn run(ds: &[Delivery], r: &Rules) -> (MemoryRepo, bool) {
+    let mut repo = MemoryRepo::new();
+    let mut bridged = false;
+    for (i, d) in ds.iter().enumerate() {
+        bridged |= send(&mut repo, r, d, 1000 + i as i64).bridged;
+    }
+    (repo, bridged)
+}
+
+fn scenario() -> impl Strategy<Value = (Vec<Episode>, Vec<Delivery>, Vec<Delivery>, i64)> {
+    (episodes(), prop::sample::select(vec![0i64, 5, 30])).prop_flat_map(|(eps, window)| {
+        let eps2 = eps.clone();
+        deliveries(&eps).prop_flat_map(move |ds| {
+            let (eps, ds2) = (eps2.clone(), ds.clone());
+            Just(ds2).prop_shuffle().prop_map(move |shuffled| (eps.clone(), ds.clone(), shuffled, window))
+        })
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_order_and_duplication_of_deliveries_yields_the_same_incidents(
+        (eps, in_order, shuffled, window) in scenario()
+    ) {
+        let r = rules(window);
+        let (a, bridged_a) = run(&in_order, &r);
+        let (b, bridged_b) = run(&shuffled, &r);
+        // Every occurrence belongs to exactly one incident, whatever happened.
+        let members: usize = b.incidents().iter().map(|i| i.alerts.len()).sum();
+        prop_assert_eq!(members, eps.len());
+        if !bridged_a && !bridged_b {
+            prop_assert_eq!(partition(&b), expected_partition(&eps, window));
+            prop_assert_eq!(canonical(&a), canonical(&b));
+        }
+    }
+}
