@@ -4,5 +4,10 @@
 #![forbid(unsafe_code)]
 
 pub mod alertmanager;
+pub mod app;
+pub mod config;
+pub mod http;
 pub mod incident;
+pub mod jobs;
+pub mod store;
 pub mod time;

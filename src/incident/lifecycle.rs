@@ -84,8 +84,8 @@ fn later(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
 /// A short human description of one alert, for timeline rows.
 fn describe(o: &Occurrence) -> String {
     match o.annotations.get("summary").filter(|s| !s.is_empty()) {
-        Some(summary) => format!("{}: {}", o.alertname, summary),
-        None => o.alertname.clone(),
+        Some(summary) => format!("{} fired: {}", o.alertname, summary),
+        None => format!("{} fired", o.alertname),
     }
 }
 
@@ -100,8 +100,12 @@ fn manual_resolve(human: &[TimelineEvent]) -> Option<(Timestamp, &str)> {
 
 /// Derive an incident's state. `members` must not be empty.
 pub fn derive(members: &[Occurrence], human: &[TimelineEvent], rules: &Rules) -> Derived {
+    // Simultaneous alerts: the most severe first, so they raise no spurious severity change.
     let mut sorted: Vec<&Occurrence> = members.iter().collect();
-    sorted.sort_by(|a, b| (a.starts_at, &a.fingerprint).cmp(&(b.starts_at, &b.fingerprint)));
+    sorted.sort_by(|a, b| {
+        (a.starts_at, rules.rank(a.severity()), &a.fingerprint)
+            .cmp(&(b.starts_at, rules.rank(b.severity()), &b.fingerprint))
+    });
     let first = sorted[0];
     let manual = manual_resolve(human);
 
@@ -199,7 +203,7 @@ pub fn derive(members: &[Occurrence], human: &[TimelineEvent], rules: &Rules) ->
             at: o.starts_at,
             kind: EventKind::AlertFiring,
             actor: ACTOR_PROMETHEUS.into(),
-            text: format!("{} fired", describe(o)),
+            text: describe(o),
         });
         if let Some(end) = o.ends_at {
             let by_reconciler = o.resolved_by.as_deref() == Some("reconciler");

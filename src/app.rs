@@ -1,0 +1,174 @@
+//! Build the daemon from its configuration, serve until told to stop, shut down cleanly.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::http::{self, auth::WebhookAuth, metrics::Metrics, AppState};
+use crate::incident::{Rules, Timestamp};
+use crate::store::{sqlite, Store};
+use crate::time::chrono_duration;
+
+/// Where the daemon listens and keeps its data, after flags override the configuration.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub listen_address: String,
+    /// Overrides `storage.path`.
+    pub storage_path: Option<PathBuf>,
+}
+
+/// A clock: the real one in production, a fixed or scripted one in tests.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+pub fn system_clock() -> Clock {
+    Arc::new(chrono::Utc::now)
+}
+
+/// The correlation rules a configuration asks for.
+pub fn rules(config: &Config) -> Rules {
+    Rules {
+        group_by: config.correlation.group_by.clone(),
+        reopen_window: chrono_duration(config.correlation.reopen_window),
+        severity_order: config.correlation.severity_order.clone(),
+    }
+}
+
+/// A built daemon, bound to its address, not yet serving.
+pub struct App {
+    listener: TcpListener,
+    state: Arc<AppState>,
+    config: Config,
+}
+
+impl App {
+    /// Open the store and bind the listener.
+    pub async fn build(config: Config, options: Options, clock: Clock) -> anyhow::Result<App> {
+        let storage = options
+            .storage_path
+            .clone()
+            .unwrap_or_else(|| config.storage.path.clone());
+        let store = Store::open(&storage)
+            .with_context(|| format!("opening the database in {}", storage.display()))?;
+        let listener = TcpListener::bind(&options.listen_address)
+            .await
+            .with_context(|| format!("listening on {}", options.listen_address))?;
+        let webhook_auth = match &config.web.webhook_auth {
+            Some(a) => WebhookAuth {
+                bearer_token: a.bearer_token.clone(),
+                basic_auth: a
+                    .basic_auth
+                    .as_ref()
+                    .map(|b| (b.username.clone(), b.password.clone())),
+            },
+            None => WebhookAuth::default(),
+        };
+        let state = Arc::new(AppState {
+            store,
+            rules: Arc::new(rules(&config)),
+            planner: Arc::new(crate::jobs::no_followups),
+            webhook_auth,
+            api_token: config.web.api_token.clone(),
+            max_body_bytes: config.web.max_body_bytes,
+            metrics: Metrics::new(),
+            clock,
+        });
+        Ok(App {
+            listener,
+            state,
+            config,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// Serve until `shutdown` resolves: then stop accepting, finish in-flight requests,
+    /// stop background work and close the database.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let App {
+            listener,
+            state,
+            config,
+        } = self;
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let retention = tokio::spawn(prune_loop(
+            state.clone(),
+            config.storage.raw_payload_retention,
+            stop_rx.clone(),
+        ));
+        tracing::info!(address = %listener.local_addr()?, database = %state.store.path().display(), "incidentd listening");
+        let router = http::router(state.clone());
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        tracing::info!("HTTP stopped; finishing background work");
+        let _ = stop_tx.send(true);
+        let _ = retention.await;
+        let store = state.store.clone();
+        drop(state);
+        store.close().await;
+        tracing::info!("database closed; bye");
+        Ok(())
+    }
+}
+
+/// Drop raw payloads older than the retention, hourly.
+async fn prune_loop(state: Arc<AppState>, retention: std::time::Duration, mut stop: watch::Receiver<bool>) {
+    let every = std::time::Duration::from_secs(3600);
+    loop {
+        let cutoff = state.now() - chrono_duration(retention);
+        let pruned = state
+            .store
+            .write(move |tx| {
+                let n = sqlite::prune_notifications(tx, cutoff)?;
+                let j = crate::store::jobs::prune(tx, cutoff)?;
+                Ok((n, j))
+            })
+            .await;
+        match pruned {
+            Ok((n, j)) if n + j > 0 => tracing::info!(payloads = n, jobs = j, "pruned past retention"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "pruning raw payloads failed; will retry"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received; shutting down"),
+        _ = terminate => tracing::info!("SIGTERM received; shutting down"),
+    }
+}

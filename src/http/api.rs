@@ -1,0 +1,287 @@
+//! The incident API: list, show, acknowledge, add notes, resolve by hand.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::check_api_token;
+use super::{ApiError, AppState};
+use crate::incident::{correlate, Action, ActionError, Incident, Status};
+use crate::jobs::{self, Change};
+use crate::store::sqlite::{self, ListFilter, SqliteRepo};
+use crate::time::rfc3339;
+
+/// Longest name accepted in `by`, and longest note.
+const MAX_BY: usize = 200;
+const MAX_NOTE: usize = 10_000;
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 500;
+
+/// The JSON of an incident: stored fields plus derived figures; `details` adds alerts and timeline.
+pub fn incident_json(i: &Incident, details: bool) -> Value {
+    let time = |t: Option<crate::incident::Timestamp>| t.map(rfc3339);
+    let mut v = json!({
+        "id": i.id,
+        "title": i.title,
+        "status": i.status.as_str(),
+        "severity": i.severity,
+        "service": i.service,
+        "key": i.key,
+        "impact_start": time(i.impact_start),
+        "impact_start_method": i.impact_start_method.as_str(),
+        "fired_at": rfc3339(i.fired_at),
+        "detected_at": rfc3339(i.detected_at),
+        "acknowledged_at": time(i.acknowledged_at),
+        "acknowledged_by": i.acknowledged_by,
+        "resolved_at": time(i.resolved_at),
+        "resolved_by": i.resolved_by,
+        "ttd_seconds": i.ttd_seconds(),
+        "tta_seconds": i.tta_seconds(),
+        "ttr_seconds": i.ttr_seconds(),
+        "duration_seconds": i.duration_seconds(),
+        "reopen_count": i.reopen_count,
+        "notifications": i.notifications,
+        "version": i.version,
+    });
+    if details {
+        v["alerts"] = i
+            .alerts
+            .iter()
+            .map(|a| {
+                json!({
+                    "fingerprint": a.fingerprint,
+                    "alertname": a.alertname,
+                    "status": a.status.as_str(),
+                    "starts_at": rfc3339(a.starts_at),
+                    "ends_at": time(a.ends_at),
+                    "labels": a.labels,
+                    "annotations": a.annotations,
+                    "generator_url": a.generator_url,
+                    "first_seen_at": rfc3339(a.first_seen_at),
+                    "last_seen_at": rfc3339(a.last_seen_at),
+                    "resolved_by": a.resolved_by,
+                })
+            })
+            .collect();
+        v["timeline"] = i
+            .timeline
+            .iter()
+            .map(|e| json!({"at": rfc3339(e.at), "kind": e.kind.as_str(), "actor": e.actor, "text": e.text}))
+            .collect();
+    }
+    v
+}
+
+/// Incident ids are `INC-<year>-<digits>`; anything else is refused before it reaches a query.
+pub fn check_id(id: &str) -> Result<(), ApiError> {
+    let mut parts = id.splitn(3, '-');
+    let ok = parts.next() == Some("INC")
+        && parts.next().is_some_and(|y| y.len() == 4 && y.bytes().all(|b| b.is_ascii_digit()))
+        && parts
+            .next()
+            .is_some_and(|n| (4..=9).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "id: {:?} is not an incident id (INC-<year>-<number>)",
+            id.chars().take(64).collect::<String>()
+        )))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListParams {
+    status: Option<String>,
+    service: Option<String>,
+    limit: Option<String>,
+    before: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Query(p): Query<ListParams>,
+) -> Result<Json<Value>, ApiError> {
+    let status = match p.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(Status::parse(s).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "status: {s:?} is not one of open, acknowledged, resolved"
+            ))
+        })?),
+    };
+    let limit = match p.limit.as_deref() {
+        None | Some("") => DEFAULT_LIMIT,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| ApiError::BadRequest(format!("limit: {l:?} is not a number from 1 to {MAX_LIMIT}")))?,
+    };
+    if let Some(before) = &p.before {
+        check_id(before).map_err(|_| ApiError::BadRequest(format!("before: {before:?} is not an incident id")))?;
+    }
+    let filter = ListFilter {
+        status,
+        service: p.service.filter(|s| !s.is_empty()),
+        before: p.before,
+        limit,
+    };
+    let incidents = state
+        .store
+        .read(move |c| sqlite::list_incidents(c, &filter))
+        .await?;
+    let next = (incidents.len() as u32 == limit)
+        .then(|| incidents.last().map(|i| i.id.clone()))
+        .flatten();
+    Ok(Json(json!({
+        "incidents": incidents.iter().map(|i| incident_json(i, false)).collect::<Vec<_>>(),
+        "next_before": next,
+    })))
+}
+
+pub async fn show(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    check_id(&id)?;
+    let found = {
+        let id = id.clone();
+        state.store.read(move |c| sqlite::full_incident(c, &id)).await?
+    };
+    match found {
+        Some(i) => Ok(Json(incident_json(&i, true))),
+        None => Err(ApiError::NotFound(format!("incident {id} not found"))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ByBody {
+    by: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoteBody {
+    by: String,
+    text: String,
+}
+
+/// Parse a JSON body, naming the field on error.
+fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            ApiError::BadRequest(format!("invalid JSON body: {}", e.into_inner()))
+        } else {
+            ApiError::BadRequest(format!("{path}: {}", e.into_inner()))
+        }
+    })
+}
+
+fn check_by(by: &str) -> Result<String, ApiError> {
+    let by = by.trim();
+    if by.is_empty() {
+        return Err(ApiError::BadRequest("by: must name who did it".into()));
+    }
+    if by.chars().count() > MAX_BY || by.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(format!(
+            "by: must be at most {MAX_BY} characters, without control characters"
+        )));
+    }
+    Ok(by.to_string())
+}
+
+async fn act(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    id: String,
+    by: String,
+    action: Action,
+) -> Result<Json<Value>, ApiError> {
+    check_api_token(state.api_token.as_ref(), &headers)?;
+    check_id(&id)?;
+    let by = check_by(&by)?;
+    let now = state.now();
+    let rules = state.rules.clone();
+    let planner = state.planner.clone();
+    let kind = match &action {
+        Action::Acknowledge => "acknowledged",
+        Action::Note(_) => "note_added",
+        Action::Resolve => "resolved",
+    };
+    let result = {
+        let (id, by) = (id.clone(), by.clone());
+        state
+            .store
+            .write(move |tx| {
+                let mut repo = SqliteRepo { tx, now };
+                let r = correlate::act(&mut repo, &rules, &id, &by, &action, now);
+                if r.is_ok() {
+                    let change = Change::Person { incident_id: &id, by: &by, action: &action };
+                    jobs::plan(&*planner, tx, &[change], now)?;
+                }
+                match r {
+                    Ok(_) => Ok(Ok(())),
+                    Err(ActionError::Repo(e)) => Err(e.into()),
+                    Err(ActionError::NotFound(m)) => Ok(Err(ApiError::NotFound(format!("incident {m} not found")))),
+                    Err(ActionError::Conflict(m)) => Ok(Err(ApiError::Conflict(m))),
+                }
+            })
+            .await?
+    };
+    result?;
+    tracing::info!(incident = %id, by = %by, action = kind, "incident updated by a person");
+    let incident = state
+        .store
+        .read(move |c| sqlite::full_incident(c, &id))
+        .await?
+        .ok_or_else(|| ApiError::NotFound("incident vanished".into()))?;
+    Ok(Json(incident_json(&incident, true)))
+}
+
+pub async fn acknowledge(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    check_api_token(state.api_token.as_ref(), &headers)?;
+    let b: ByBody = parse_body(&body)?;
+    act(state, headers, id, b.by, Action::Acknowledge).await
+}
+
+pub async fn resolve(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    check_api_token(state.api_token.as_ref(), &headers)?;
+    let b: ByBody = parse_body(&body)?;
+    act(state, headers, id, b.by, Action::Resolve).await
+}
+
+pub async fn add_note(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    check_api_token(state.api_token.as_ref(), &headers)?;
+    let b: NoteBody = parse_body(&body)?;
+    let text = b.text.trim().to_string();
+    if text.is_empty() {
+        return Err(ApiError::BadRequest("text: must not be empty".into()));
+    }
+    if text.chars().count() > MAX_NOTE {
+        return Err(ApiError::BadRequest(format!("text: longer than {MAX_NOTE} characters")));
+    }
+    act(state, headers, id, b.by, Action::Note(text)).await
+}

@@ -1,0 +1,143 @@
+//! HTTP: the router, the webhook receiver, the incident API, health and metrics, and the
+//! one mapping from errors to status codes.
+
+pub mod api;
+pub mod auth;
+pub mod metrics;
+pub mod webhook;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use crate::incident::{Rules, Timestamp};
+use crate::jobs::Planner;
+use crate::store::{Store, StoreError};
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub store: Store,
+    pub rules: Arc<Rules>,
+    pub planner: Arc<Planner>,
+    pub webhook_auth: auth::WebhookAuth,
+    pub api_token: Option<crate::config::Secret>,
+    pub max_body_bytes: usize,
+    pub metrics: metrics::Metrics,
+    pub clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
+}
+
+impl AppState {
+    pub fn now(&self) -> Timestamp {
+        (self.clock)()
+    }
+}
+
+/// The whole HTTP interface.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/webhook/alertmanager", post(webhook::receive))
+        .route("/api/v1/incidents", get(api::list))
+        .route("/api/v1/incidents/{id}", get(api::show))
+        .route("/api/v1/incidents/{id}/ack", post(api::acknowledge))
+        .route("/api/v1/incidents/{id}/notes", post(api::add_note))
+        .route("/api/v1/incidents/{id}/resolve", post(api::resolve))
+        .route("/metrics", get(metrics::serve))
+        .route("/-/healthy", get(|| async { "incidentd is Healthy.\n" }))
+        .route("/-/ready", get(ready))
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    match state.store.read(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await {
+        Ok(()) => "incidentd is Ready.\n".into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("incidentd is not ready: {e}\n")).into_response(),
+    }
+}
+
+/// Request latency by route, for `/metrics`.
+async fn observe(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let started = Instant::now();
+    let response = next.run(req).await;
+    state
+        .metrics
+        .observe_request(&route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// Every error the HTTP interface answers with, as `{"error": "..."}`.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed; the message names the field.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Missing or wrong credentials.
+    #[error("{message}")]
+    Unauthorized { message: String, challenge: &'static str },
+    #[error("{0}")]
+    NotFound(String),
+    /// The action does not fit the incident's state.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Storage failed: transient failures ask the client to retry (Alertmanager retries 5xx).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Store(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let message = match &self {
+            // Internals are logged, not shown.
+            ApiError::Store(e) => {
+                tracing::error!(error = %e, "storage failed");
+                if e.is_transient() {
+                    "storage is temporarily unavailable; retry later".to_string()
+                } else {
+                    "internal storage error".to_string()
+                }
+            }
+            other => other.to_string(),
+        };
+        let mut response = (status, Json(serde_json::json!({ "error": message }))).into_response();
+        match &self {
+            ApiError::Unauthorized { challenge, .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            }
+            ApiError::Store(e) if e.is_transient() => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

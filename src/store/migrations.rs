@@ -1,0 +1,119 @@
+//! Schema migrations: an ordered list of SQL scripts; `PRAGMA user_version` records how many
+//! have run. Never edit a released migration: append a new one.
+
+use rusqlite::Connection;
+
+/// Migration `i` brings the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: incidents, their occurrences and timelines, raw notifications, jobs.
+    r#"
+    CREATE TABLE incidents (
+        id                  TEXT PRIMARY KEY,
+        seq                 INTEGER NOT NULL UNIQUE,  -- creation order: newest-first paging
+        key                 TEXT NOT NULL,            -- correlation key
+        title               TEXT NOT NULL,
+        status              TEXT NOT NULL CHECK (status IN ('open', 'acknowledged', 'resolved')),
+        severity            TEXT,
+        service             TEXT,
+        impact_start        INTEGER,                  -- times: microseconds since the epoch, UTC
+        impact_start_method TEXT NOT NULL,
+        fired_at            INTEGER NOT NULL,         -- earliest member startsAt (span start)
+        detected_at         INTEGER NOT NULL,
+        acknowledged_at     INTEGER,
+        acknowledged_by     TEXT,
+        resolved_at         INTEGER,
+        resolved_by         TEXT,
+        span_end            INTEGER,                  -- latest member endsAt; NULL while one fires
+        reopen_count        INTEGER NOT NULL,
+        received            INTEGER NOT NULL,
+        duplicate           INTEGER NOT NULL,
+        stale               INTEGER NOT NULL,
+        version             INTEGER NOT NULL,
+        updated_at          INTEGER NOT NULL
+    );
+    CREATE INDEX incidents_key_fired ON incidents (key, fired_at);
+    CREATE INDEX incidents_status_seq ON incidents (status, seq);
+    CREATE INDEX incidents_service_seq ON incidents (service, seq);
+
+    CREATE TABLE occurrences (
+        fingerprint   TEXT NOT NULL,
+        starts_at     INTEGER NOT NULL,
+        incident_id   TEXT NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+        status        TEXT NOT NULL CHECK (status IN ('firing', 'resolved')),
+        ends_at       INTEGER,
+        alertname     TEXT NOT NULL,
+        labels        TEXT NOT NULL,                  -- JSON object
+        annotations   TEXT NOT NULL,                  -- JSON object
+        generator_url TEXT NOT NULL,
+        group_key     TEXT NOT NULL,
+        first_seen_at INTEGER NOT NULL,
+        last_seen_at  INTEGER NOT NULL,
+        resolved_by   TEXT,
+        PRIMARY KEY (fingerprint, starts_at)
+    ) WITHOUT ROWID;
+    CREATE INDEX occurrences_incident ON occurrences (incident_id);
+
+    CREATE TABLE timeline (
+        id          INTEGER PRIMARY KEY,
+        incident_id TEXT NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+        at          INTEGER NOT NULL,
+        kind        TEXT NOT NULL,
+        actor       TEXT NOT NULL,
+        text        TEXT NOT NULL,
+        human       INTEGER NOT NULL                  -- 1: a person's action; 0: derived
+    );
+    CREATE INDEX timeline_incident ON timeline (incident_id, at);
+
+    CREATE TABLE notifications (
+        id          INTEGER PRIMARY KEY,
+        received_at INTEGER NOT NULL,
+        receiver    TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        group_key   TEXT NOT NULL,
+        alerts      INTEGER NOT NULL,
+        body        BLOB NOT NULL                     -- the payload exactly as received
+    );
+    CREATE INDEX notifications_received ON notifications (received_at);
+
+    CREATE TABLE incident_sequences (
+        year INTEGER PRIMARY KEY,
+        last INTEGER NOT NULL
+    );
+
+    CREATE TABLE jobs (
+        id          INTEGER PRIMARY KEY,
+        kind        TEXT NOT NULL,                    -- enrich, render, notify, ...
+        incident_id TEXT REFERENCES incidents (id) ON DELETE CASCADE,
+        payload     TEXT NOT NULL,                    -- JSON
+        coalesce    INTEGER NOT NULL,                 -- 1: one pending job per (kind, incident)
+        state       TEXT NOT NULL CHECK (state IN ('pending', 'running', 'done', 'failed')),
+        run_at      INTEGER NOT NULL,
+        attempts    INTEGER NOT NULL DEFAULT 0,
+        last_error  TEXT,
+        created_at  INTEGER NOT NULL,
+        done_at     INTEGER
+    );
+    CREATE INDEX jobs_due ON jobs (state, run_at);
+    CREATE UNIQUE INDEX jobs_coalesced ON jobs (kind, incident_id)
+        WHERE coalesce = 1 AND state = 'pending';
+    "#,
+];
+
+/// Bring the schema up to date. Refuses a database written by a newer incidentd.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    if version > MIGRATIONS.len() {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "database schema version {version} is newer than this incidentd knows ({}); \
+             upgrade incidentd",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

@@ -1,0 +1,294 @@
+//! Storage: one SQLite database in WAL mode, written by a single writer thread with group
+//! commit and read through a small pool of read-only connections.
+//!
+//! Every SQL statement lives in this module (`migrations.rs`, `sqlite.rs`, `jobs.rs`), so a
+//! second backend (PostgreSQL) can be added behind the same methods without touching
+//! correlation, the API or rendering.
+//!
+//! Durability: `synchronous=FULL` with WAL means a commit has reached the disk when it returns.
+//! Callers hand their work to the writer, which drains whatever is queued into one
+//! transaction (each caller's work inside its own savepoint, so one failure rolls back only
+//! that caller's changes), commits once, and only then answers every caller. Many concurrent
+//! webhooks thus share one fsync.
+
+pub mod jobs;
+pub mod migrations;
+pub mod sqlite;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot};
+
+pub use sqlite::ListFilter;
+
+/// Why a storage call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite refused; transient ones (busy, locked, full disk, I/O) are worth retrying.
+    #[error("database error: {message}")]
+    Sqlite { message: String, transient: bool },
+    /// The writer thread is gone (shutting down).
+    #[error("the database is closed")]
+    Closed,
+    /// Opening or migrating the database failed.
+    #[error("cannot open database {path}: {message}")]
+    Open { path: PathBuf, message: String },
+}
+
+impl StoreError {
+    /// Whether the caller should answer "try again later" (503) rather than "this is wrong".
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Sqlite { transient, .. } => *transient,
+            StoreError::Closed => true,
+            StoreError::Open { .. } => false,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::*;
+        let transient = matches!(
+            e.sqlite_error_code(),
+            Some(DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure | CannotOpen | ReadOnly | OutOfMemory)
+        );
+        StoreError::Sqlite {
+            message: e.to_string(),
+            transient,
+        }
+    }
+}
+
+/// One caller's work: `run` does it inside the transaction (false: it failed, roll it back);
+/// `finish` answers the caller once the commit's outcome is known.
+struct Op {
+    run: Box<dyn FnOnce(&Transaction) -> bool + Send>,
+    finish: Box<dyn FnOnce(Result<(), StoreError>) + Send>,
+}
+
+/// How many queued operations one transaction takes at most.
+const MAX_BATCH: usize = 1024;
+
+/// The database: a writer handle and a reader pool. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    writer: mpsc::Sender<Op>,
+    readers: Arc<ReadPool>,
+    path: PathBuf,
+}
+
+struct ReadPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    Ok(())
+}
+
+impl Store {
+    /// Open (creating if needed) the database in `dir`, migrate it, and start the writer.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let open_err = |message: String| StoreError::Open {
+            path: dir.to_path_buf(),
+            message,
+        };
+        std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
+        let path = dir.join("incidentd.db");
+        let mut conn = Connection::open(&path).map_err(|e| open_err(e.to_string()))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(|e| open_err(e.to_string()))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(open_err(format!("cannot switch to WAL mode (got {mode})")));
+        }
+        configure(&conn).map_err(|e| open_err(e.to_string()))?;
+        migrations::migrate(&mut conn).map_err(|e| open_err(e.to_string()))?;
+        jobs::requeue_running(&conn).map_err(|e| open_err(e.to_string()))?;
+
+        let (tx, rx) = mpsc::channel::<Op>(8192);
+        std::thread::Builder::new()
+            .name("incidentd-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(|e| open_err(e.to_string()))?;
+        Ok(Store {
+            writer: tx,
+            readers: Arc::new(ReadPool {
+                path: path.clone(),
+                idle: Mutex::new(Vec::new()),
+            }),
+            path,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Run `f` inside the next group-committed write transaction; resolves after the commit
+    /// is durable. If `f` fails, only its own changes are rolled back.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Transaction) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (done, wait) = oneshot::channel();
+        let slot: Arc<Mutex<Option<Result<T, StoreError>>>> = Arc::new(Mutex::new(None));
+        let out = slot.clone();
+        let op = Op {
+            run: Box::new(move |tx: &Transaction| {
+                let result = f(tx);
+                let ok = result.is_ok();
+                if let Ok(mut s) = slot.lock() {
+                    *s = Some(result);
+                }
+                ok
+            }),
+            finish: Box::new(move |commit: Result<(), StoreError>| {
+                let result = out
+                    .lock()
+                    .ok()
+                    .and_then(|mut s| s.take())
+                    .unwrap_or(Err(StoreError::Closed));
+                let _ = done.send(commit.and(result));
+            }),
+        };
+        self.writer.send(op).await.map_err(|_| StoreError::Closed)?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Run a read-only query on a pooled connection, off the async runtime.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.take()?;
+            let result = f(&conn).map_err(StoreError::from);
+            pool.give_back(conn);
+            result
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+
+    /// Close the writer: queued work finishes, then the database is checkpointed and closed.
+    /// Resolves when the writer thread has finished.
+    pub async fn close(self) {
+        let (done, wait) = oneshot::channel::<()>();
+        let op = Op {
+            run: Box::new(|_| true),
+            finish: Box::new(move |_| {
+                let _ = done.send(());
+            }),
+        };
+        if self.writer.send(op).await.is_ok() {
+            let _ = wait.await;
+        }
+        drop(self.writer);
+        if let Ok(mut idle) = self.readers.idle.lock() {
+            idle.clear();
+        }
+    }
+}
+
+impl ReadPool {
+    fn take(&self) -> Result<Connection, StoreError> {
+        if let Some(c) = self.idle.lock().ok().and_then(|mut v| v.pop()) {
+            return Ok(c);
+        }
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < 8 {
+                idle.push(conn);
+            }
+        }
+    }
+}
+
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Op>) {
+    let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let size = batch.len();
+        run_batch(&mut conn, &mut batch);
+        tracing::trace!(size, elapsed_us = started.elapsed().as_micros() as u64, "group commit");
+    }
+    // All senders are gone: checkpoint so the WAL does not outlive the process.
+    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
+        tracing::warn!(error = %e, "WAL checkpoint at shutdown failed");
+    }
+    if let Err((_, e)) = conn.close() {
+        tracing::warn!(error = %e, "closing the database failed");
+    }
+}
+
+fn run_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            let err = StoreError::from(e);
+            tracing::error!(error = %err, "cannot begin a write transaction");
+            for op in batch.drain(..) {
+                (op.finish)(Err(err.clone()));
+            }
+            return;
+        }
+    };
+    let mut finishes = Vec::with_capacity(batch.len());
+    let mut failed: Option<StoreError> = None;
+    for op in batch.drain(..) {
+        if let Err(e) = tx.execute_batch("SAVEPOINT op") {
+            failed = Some(StoreError::from(e));
+            finishes.push((op.finish, false));
+            continue;
+        }
+        let ok = (op.run)(&tx);
+        let end = if ok { "RELEASE op" } else { "ROLLBACK TO op; RELEASE op" };
+        if let Err(e) = tx.execute_batch(end) {
+            failed = Some(StoreError::from(e));
+        }
+        finishes.push((op.finish, true));
+    }
+    let commit = match failed {
+        // A savepoint could not be ended or begun: the transaction's state is unknown.
+        Some(err) => {
+            tracing::error!(error = %err, "savepoint failed; rolling back the whole batch");
+            drop(tx);
+            Err(err)
+        }
+        None => tx.commit().map_err(StoreError::from),
+    };
+    if let Err(e) = &commit {
+        tracing::error!(error = %e, "commit failed; every caller in the batch gets an error");
+    }
+    for (finish, _ran) in finishes {
+        finish(commit.clone());
+    }
+}

@@ -1,0 +1,428 @@
+//! The SQL of incidents, occurrences and timelines: the correlator's [`Repo`] over a SQLite
+//! transaction, and the queries the API reads with. Times are stored as microseconds.
+
+use chrono::{Datelike, Duration};
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+
+use crate::incident::*;
+use crate::time::{from_micros, to_micros};
+
+fn opt_micros(t: Option<Timestamp>) -> Option<i64> {
+    t.map(to_micros)
+}
+
+fn opt_time(us: Option<i64>) -> Option<Timestamp> {
+    us.map(from_micros)
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "{}".into())
+}
+
+fn bad_column(i: usize, what: &str, value: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        i,
+        rusqlite::types::Type::Text,
+        format!("unknown {what} {value:?}").into(),
+    )
+}
+
+const OCCURRENCE_COLUMNS: &str = "fingerprint, starts_at, status, ends_at, alertname, labels, \
+     annotations, generator_url, group_key, first_seen_at, last_seen_at, resolved_by, incident_id";
+
+fn occurrence_from_row(r: &Row) -> rusqlite::Result<(Occurrence, String)> {
+    let status: String = r.get(2)?;
+    let labels: String = r.get(5)?;
+    let annotations: String = r.get(6)?;
+    Ok((
+        Occurrence {
+            fingerprint: r.get(0)?,
+            starts_at: from_micros(r.get(1)?),
+            status: AlertStatus::parse(&status).ok_or_else(|| bad_column(2, "alert status", &status))?,
+            ends_at: opt_time(r.get(3)?),
+            alertname: r.get(4)?,
+            labels: serde_json::from_str(&labels).unwrap_or_default(),
+            annotations: serde_json::from_str(&annotations).unwrap_or_default(),
+            generator_url: r.get(7)?,
+            group_key: r.get(8)?,
+            first_seen_at: from_micros(r.get(9)?),
+            last_seen_at: from_micros(r.get(10)?),
+            resolved_by: r.get(11)?,
+        },
+        r.get(12)?,
+    ))
+}
+
+const INCIDENT_COLUMNS: &str = "id, key, title, status, severity, service, impact_start, \
+     impact_start_method, fired_at, detected_at, acknowledged_at, acknowledged_by, resolved_at, \
+     resolved_by, reopen_count, received, duplicate, stale, version";
+
+fn incident_from_row(r: &Row) -> rusqlite::Result<Incident> {
+    let status: String = r.get(3)?;
+    let method: String = r.get(7)?;
+    Ok(Incident {
+        id: r.get(0)?,
+        key: r.get(1)?,
+        title: r.get(2)?,
+        status: Status::parse(&status).ok_or_else(|| bad_column(3, "status", &status))?,
+        severity: r.get(4)?,
+        service: r.get(5)?,
+        impact_start: opt_time(r.get(6)?),
+        impact_start_method: ImpactMethod::parse(&method)
+            .ok_or_else(|| bad_column(7, "impact start method", &method))?,
+        fired_at: from_micros(r.get(8)?),
+        detected_at: from_micros(r.get(9)?),
+        acknowledged_at: opt_time(r.get(10)?),
+        acknowledged_by: r.get(11)?,
+        resolved_at: opt_time(r.get(12)?),
+        resolved_by: r.get(13)?,
+        reopen_count: r.get(14)?,
+        notifications: NotificationCounts {
+            received: r.get::<_, i64>(15)? as u64,
+            duplicate: r.get::<_, i64>(16)? as u64,
+            stale: r.get::<_, i64>(17)? as u64,
+        },
+        version: r.get::<_, i64>(18)? as u64,
+        alerts: Vec::new(),
+        timeline: Vec::new(),
+    })
+}
+
+fn event_from_row(r: &Row) -> rusqlite::Result<TimelineEvent> {
+    let kind: String = r.get(1)?;
+    Ok(TimelineEvent {
+        at: from_micros(r.get(0)?),
+        kind: EventKind::parse(&kind).ok_or_else(|| bad_column(1, "event kind", &kind))?,
+        actor: r.get(2)?,
+        text: r.get(3)?,
+    })
+}
+
+/// The correlator's view of the database inside one write transaction.
+pub struct SqliteRepo<'a> {
+    pub tx: &'a Transaction<'a>,
+    pub now: Timestamp,
+}
+
+impl Repo for SqliteRepo<'_> {
+    type Error = rusqlite::Error;
+
+    fn occurrence(
+        &mut self,
+        fingerprint: &str,
+        starts_at: Timestamp,
+    ) -> rusqlite::Result<Option<(Occurrence, String)>> {
+        self.tx
+            .prepare_cached(&format!(
+                "SELECT {OCCURRENCE_COLUMNS} FROM occurrences WHERE fingerprint = ?1 AND starts_at = ?2"
+            ))?
+            .query_row(params![fingerprint, to_micros(starts_at)], occurrence_from_row)
+            .optional()
+    }
+
+    fn candidates(
+        &mut self,
+        key: &str,
+        start: Timestamp,
+        end: Option<Timestamp>,
+        window: Duration,
+    ) -> rusqlite::Result<Vec<String>> {
+        let reach_end = end.map_or(i64::MAX, |e| to_micros(e).saturating_add(window.num_microseconds().unwrap_or(i64::MAX)));
+        let reach_start = to_micros(start).saturating_sub(window.num_microseconds().unwrap_or(i64::MAX));
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT id FROM incidents WHERE key = ?1 AND fired_at <= ?2 \
+             AND (span_end IS NULL OR span_end >= ?3) ORDER BY seq",
+        )?;
+        let ids = stmt
+            .query_map(params![key, reach_end, reach_start], |r| r.get(0))?
+            .collect();
+        ids
+    }
+
+    fn load(&mut self, id: &str) -> rusqlite::Result<Option<Incident>> {
+        let Some(mut incident) = incident_by_id(self.tx, id)? else {
+            return Ok(None);
+        };
+        incident.alerts = members(self.tx, id)?;
+        incident.timeline = timeline(self.tx, id, true)?;
+        Ok(Some(incident))
+    }
+
+    fn next_id(&mut self, now: Timestamp) -> rusqlite::Result<String> {
+        let n: i64 = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO incident_sequences (year, last) VALUES (?1, 1) \
+                 ON CONFLICT (year) DO UPDATE SET last = last + 1 RETURNING last",
+            )?
+            .query_row(params![now.year()], |r| r.get(0))?;
+        Ok(format!("INC-{}-{:04}", now.year(), n))
+    }
+
+    fn save(
+        &mut self,
+        incident: &Incident,
+        members: &[&Occurrence],
+        derived: &[TimelineEvent],
+    ) -> rusqlite::Result<()> {
+        let tx = self.tx;
+        let span_end = if incident.alerts.is_empty() {
+            None
+        } else {
+            crate::incident::lifecycle::span(&incident.alerts).1
+        };
+        let n = &incident.notifications;
+        tx.prepare_cached(
+            "INSERT INTO incidents (id, seq, key, title, status, severity, service, impact_start, \
+               impact_start_method, fired_at, detected_at, acknowledged_at, acknowledged_by, \
+               resolved_at, resolved_by, span_end, reopen_count, received, duplicate, stale, \
+               version, updated_at) \
+             VALUES (?1, (SELECT coalesce(max(seq), 0) + 1 FROM incidents), ?2, ?3, ?4, ?5, ?6, ?7, \
+               ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21) \
+             ON CONFLICT (id) DO UPDATE SET key = excluded.key, title = excluded.title, \
+               status = excluded.status, severity = excluded.severity, service = excluded.service, \
+               impact_start = excluded.impact_start, impact_start_method = excluded.impact_start_method, \
+               fired_at = excluded.fired_at, detected_at = excluded.detected_at, \
+               acknowledged_at = excluded.acknowledged_at, acknowledged_by = excluded.acknowledged_by, \
+               resolved_at = excluded.resolved_at, resolved_by = excluded.resolved_by, \
+               span_end = excluded.span_end, reopen_count = excluded.reopen_count, \
+               received = excluded.received, duplicate = excluded.duplicate, stale = excluded.stale, \
+               version = excluded.version, updated_at = excluded.updated_at",
+        )?
+        .execute(params![
+            incident.id,
+            incident.key,
+            incident.title,
+            incident.status.as_str(),
+            incident.severity,
+            incident.service,
+            opt_micros(incident.impact_start),
+            incident.impact_start_method.as_str(),
+            to_micros(incident.fired_at),
+            to_micros(incident.detected_at),
+            opt_micros(incident.acknowledged_at),
+            incident.acknowledged_by,
+            opt_micros(incident.resolved_at),
+            incident.resolved_by,
+            opt_micros(span_end),
+            incident.reopen_count,
+            n.received as i64,
+            n.duplicate as i64,
+            n.stale as i64,
+            incident.version as i64,
+            to_micros(self.now),
+        ])?;
+        let mut upsert = tx.prepare_cached(
+            "INSERT INTO occurrences (fingerprint, starts_at, incident_id, status, ends_at, alertname, \
+               labels, annotations, generator_url, group_key, first_seen_at, last_seen_at, resolved_by) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+             ON CONFLICT (fingerprint, starts_at) DO UPDATE SET incident_id = excluded.incident_id, \
+               status = excluded.status, ends_at = excluded.ends_at, annotations = excluded.annotations, \
+               first_seen_at = excluded.first_seen_at, last_seen_at = excluded.last_seen_at, \
+               resolved_by = excluded.resolved_by",
+        )?;
+        for o in members {
+            upsert.execute(params![
+                o.fingerprint,
+                to_micros(o.starts_at),
+                incident.id,
+                o.status.as_str(),
+                opt_micros(o.ends_at),
+                o.alertname,
+                json(&o.labels),
+                json(&o.annotations),
+                o.generator_url,
+                o.group_key,
+                to_micros(o.first_seen_at),
+                to_micros(o.last_seen_at),
+                o.resolved_by,
+            ])?;
+        }
+        tx.prepare_cached("DELETE FROM timeline WHERE incident_id = ?1")?
+            .execute(params![incident.id])?;
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO timeline (incident_id, at, kind, actor, text, human) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for (events, human) in [(&incident.timeline[..], true), (derived, false)] {
+            for e in events {
+                insert.execute(params![
+                    incident.id,
+                    to_micros(e.at),
+                    e.kind.as_str(),
+                    e.actor,
+                    e.text,
+                    human
+                ])?;
+            }
+        }
+        Ok(())
+    }
+
+    fn touch(
+        &mut self,
+        incident_id: &str,
+        o: &Occurrence,
+        counts: NotificationCounts,
+    ) -> rusqlite::Result<()> {
+        self.tx
+            .prepare_cached(
+                "UPDATE occurrences SET first_seen_at = ?3, last_seen_at = ?4, annotations = ?5 \
+                 WHERE fingerprint = ?1 AND starts_at = ?2",
+            )?
+            .execute(params![
+                o.fingerprint,
+                to_micros(o.starts_at),
+                to_micros(o.first_seen_at),
+                to_micros(o.last_seen_at),
+                json(&o.annotations)
+            ])?;
+        self.tx
+            .prepare_cached(
+                "UPDATE incidents SET received = received + ?2, duplicate = duplicate + ?3, \
+                 stale = stale + ?4 WHERE id = ?1",
+            )?
+            .execute(params![
+                incident_id,
+                counts.received as i64,
+                counts.duplicate as i64,
+                counts.stale as i64
+            ])?;
+        Ok(())
+    }
+}
+
+fn incident_by_id(conn: &Connection, id: &str) -> rusqlite::Result<Option<Incident>> {
+    conn.prepare_cached(&format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"))?
+        .query_row(params![id], incident_from_row)
+        .optional()
+}
+
+fn members(conn: &Connection, id: &str) -> rusqlite::Result<Vec<Occurrence>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {OCCURRENCE_COLUMNS} FROM occurrences WHERE incident_id = ?1 ORDER BY starts_at, fingerprint"
+    ))?;
+    let rows = stmt.query_map(params![id], |r| occurrence_from_row(r).map(|(o, _)| o))?;
+    rows.collect()
+}
+
+fn timeline(conn: &Connection, id: &str, human_only: bool) -> rusqlite::Result<Vec<TimelineEvent>> {
+    let sql = if human_only {
+        "SELECT at, kind, actor, text FROM timeline WHERE incident_id = ?1 AND human = 1 ORDER BY at, id"
+    } else {
+        "SELECT at, kind, actor, text FROM timeline WHERE incident_id = ?1 ORDER BY at, id"
+    };
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(params![id], event_from_row)?;
+    rows.collect()
+}
+
+/// An incident with its alerts and its whole timeline, as the API serves it.
+pub fn full_incident(conn: &Connection, id: &str) -> rusqlite::Result<Option<Incident>> {
+    let Some(mut incident) = incident_by_id(conn, id)? else {
+        return Ok(None);
+    };
+    incident.alerts = members(conn, id)?;
+    incident.timeline = timeline(conn, id, false)?;
+    let n = incident.notifications;
+    if n.duplicate + n.stale > 0 {
+        let last_seen = incident.alerts.iter().map(|o| o.last_seen_at).max();
+        if let Some(at) = last_seen {
+            let mut parts = Vec::new();
+            if n.duplicate > 0 {
+                parts.push(format!("{} repeated", n.duplicate));
+            }
+            if n.stale > 0 {
+                parts.push(format!("{} stale (firing after resolved)", n.stale));
+            }
+            incident.timeline.push(TimelineEvent {
+                at,
+                kind: EventKind::Notifications,
+                actor: ACTOR_ALERTMANAGER.into(),
+                text: format!(
+                    "{} of {} alert notifications changed nothing and were ignored",
+                    parts.join(" and "),
+                    n.received
+                ),
+            });
+        }
+    }
+    incident.timeline.sort_by_key(|e| e.at);
+    Ok(Some(incident))
+}
+
+/// Filters of the incident list.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub status: Option<Status>,
+    pub service: Option<String>,
+    /// Only incidents created before this one (paging cursor).
+    pub before: Option<String>,
+    pub limit: u32,
+}
+
+/// Incidents newest first, without alerts and timeline.
+pub fn list_incidents(conn: &Connection, f: &ListFilter) -> rusqlite::Result<Vec<Incident>> {
+    let before_seq: i64 = match &f.before {
+        Some(id) => conn
+            .prepare_cached("SELECT seq FROM incidents WHERE id = ?1")?
+            .query_row(params![id], |r| r.get(0))
+            .optional()?
+            .unwrap_or(0),
+        None => i64::MAX,
+    };
+    let mut sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE seq < ?1");
+    if f.status.is_some() {
+        sql.push_str(" AND status = ?2");
+    }
+    if f.service.is_some() {
+        sql.push_str(" AND service = ?3");
+    }
+    sql.push_str(" ORDER BY seq DESC LIMIT ?4");
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(
+        params![
+            before_seq,
+            f.status.map(Status::as_str),
+            f.service,
+            f.limit as i64
+        ],
+        incident_from_row,
+    )?;
+    rows.collect()
+}
+
+/// How many incidents are in each status.
+pub fn count_by_status(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
+    let mut stmt = conn.prepare_cached("SELECT status, count(*) FROM incidents GROUP BY status")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+/// Keep the payload exactly as received, for audit.
+pub fn insert_notification(
+    tx: &Transaction,
+    received_at: Timestamp,
+    receiver: &str,
+    status: &str,
+    group_key: &str,
+    alerts: usize,
+    body: &[u8],
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO notifications (received_at, receiver, status, group_key, alerts, body) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![to_micros(received_at), receiver, status, group_key, alerts as i64, body])?;
+    Ok(())
+}
+
+/// Delete raw payloads received before `cutoff`; returns how many.
+pub fn prune_notifications(tx: &Transaction, cutoff: Timestamp) -> rusqlite::Result<usize> {
+    tx.prepare_cached("DELETE FROM notifications WHERE received_at < ?1")?
+        .execute(params![to_micros(cutoff)])
+}
+
+/// How many raw payloads are kept.
+pub fn count_notifications(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("SELECT count(*) FROM notifications", [], |r| r.get(0))
+}
