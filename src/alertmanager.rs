@@ -96,16 +96,22 @@ const MAX_YEAR: i32 = 9999;
 /// Decode and validate a webhook body.
 pub fn decode(body: &[u8]) -> Result<ValidNotification, PayloadError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
-    let notification: Notification = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path.is_empty() || path == "." {
-            PayloadError::Decode(format!("invalid JSON payload: {inner}"))
-        } else {
-            PayloadError::Decode(format!("{path}: {inner}"))
-        }
-    })?;
+    let notification: Notification =
+        serde_path_to_error::deserialize(de).map_err(|e| PayloadError::Decode(json_error(e, "payload")))?;
     validate(notification)
+}
+
+/// A JSON decoding error as a message: syntax errors say so; data errors name the field.
+pub fn json_error(e: serde_path_to_error::Error<serde_json::Error>, what: &str) -> String {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    if !inner.is_data() {
+        format!("invalid JSON {what}: {inner}")
+    } else if path.is_empty() || path == "." {
+        inner.to_string()
+    } else {
+        format!("{path}: {inner}")
+    }
 }
 
 fn validate(n: Notification) -> Result<ValidNotification, PayloadError> {

@@ -118,9 +118,7 @@ impl App {
         tracing::info!("HTTP stopped; finishing background work");
         let _ = stop_tx.send(true);
         let _ = retention.await;
-        let store = state.store.clone();
-        drop(state);
-        store.close().await;
+        state.store.close().await;
         tracing::info!("database closed; bye");
         Ok(())
     }

@@ -175,14 +175,8 @@ pub struct NoteBody {
 /// Parse a JSON body, naming the field on error.
 fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        if path == "." {
-            ApiError::BadRequest(format!("invalid JSON body: {}", e.into_inner()))
-        } else {
-            ApiError::BadRequest(format!("{path}: {}", e.into_inner()))
-        }
-    })
+    serde_path_to_error::deserialize(de)
+        .map_err(|e| ApiError::BadRequest(crate::alertmanager::json_error(e, "body")))
 }
 
 fn check_by(by: &str) -> Result<String, ApiError> {

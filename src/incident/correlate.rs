@@ -117,30 +117,32 @@ pub fn ingest<R: Repo>(
 ) -> Result<Outcome, R::Error> {
     match repo.occurrence(&alert.fingerprint, alert.starts_at)? {
         Some((mut occ, incident_id)) => {
+            // Receipt times only move earlier when deliveries are replayed out of order; then
+            // the incident's detection time must follow, so it is recomputed.
+            let earlier = now < occ.first_seen_at;
             occ.first_seen_at = occ.first_seen_at.min(now);
             occ.last_seen_at = occ.last_seen_at.max(now);
             occ.annotations = alert.annotations.clone();
-            let shrinks = |occ: &Occurrence| match (occ.ends_at, alert.ends_at) {
+            let shrinks = match (occ.ends_at, alert.ends_at) {
                 (None, Some(_)) => true,
                 (Some(old), Some(new)) => new < old,
                 _ => false,
             };
-            match (occ.status, alert.status) {
-                (AlertStatus::Resolved, AlertStatus::Firing) => {
-                    repo.touch(&incident_id, &occ, one(true, false, true))?;
-                    Ok(simple(incident_id, Effect::Stale))
-                }
-                (_, AlertStatus::Resolved) if shrinks(&occ) => {
+            let (counts, effect) = match (occ.status, alert.status) {
+                (AlertStatus::Resolved, AlertStatus::Firing) => (one(true, false, true), Effect::Stale),
+                (_, AlertStatus::Resolved) if shrinks => {
                     occ.status = AlertStatus::Resolved;
                     occ.ends_at = alert.ends_at;
                     occ.resolved_by = Some("alertmanager".into());
-                    resolve_member(repo, rules, &incident_id, occ, now)
+                    (one(true, false, false), Effect::AlertResolved { incident_resolved: false })
                 }
-                _ => {
-                    repo.touch(&incident_id, &occ, one(true, true, false))?;
-                    Ok(simple(incident_id, Effect::Duplicate))
-                }
+                _ => (one(true, true, false), Effect::Duplicate),
+            };
+            if matches!(effect, Effect::Stale | Effect::Duplicate) && !earlier {
+                repo.touch(&incident_id, &occ, counts)?;
+                return Ok(simple(incident_id, effect));
             }
+            update_member(repo, rules, &incident_id, occ, counts, effect, now)
         }
         None => place_new(repo, rules, group_key, alert, now),
     }
@@ -290,18 +292,21 @@ fn apply(incident: &mut Incident, rules: &Rules) -> Vec<TimelineEvent> {
     d.events
 }
 
-fn resolve_member<R: Repo>(
+/// Replace a member of its incident and recompute; `effect` is what the caller saw happen.
+fn update_member<R: Repo>(
     repo: &mut R,
     rules: &Rules,
     incident_id: &str,
     occ: Occurrence,
+    counts: NotificationCounts,
+    effect: Effect,
     now: Timestamp,
 ) -> Result<Outcome, R::Error> {
     let Some(mut incident) = repo.load(incident_id)? else {
         // The occurrence points at an incident that is gone (pruned): nothing to update.
         return Ok(simple(incident_id.to_string(), Effect::Duplicate));
     };
-    add_counts(&mut incident.notifications, one(true, false, false));
+    add_counts(&mut incident.notifications, counts);
     let Some(slot) = incident
         .alerts
         .iter_mut()
@@ -352,11 +357,15 @@ fn resolve_member<R: Repo>(
         .find(|m| m.fingerprint == occ.fingerprint && m.starts_at == occ.starts_at);
     let members: Vec<&Occurrence> = member.into_iter().collect();
     repo.save(&incident, &members, &derived)?;
-    Ok(Outcome {
-        incident_id: home,
-        effect: Effect::AlertResolved {
+    let effect = match effect {
+        Effect::AlertResolved { .. } => Effect::AlertResolved {
             incident_resolved: incident.status == Status::Resolved,
         },
+        other => other,
+    };
+    Ok(Outcome {
+        incident_id: home,
+        effect,
         bridged: false,
         split_off,
     })

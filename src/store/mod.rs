@@ -71,13 +71,20 @@ struct Op {
     finish: Box<dyn FnOnce(Result<(), StoreError>) + Send>,
 }
 
+/// What the writer thread is asked to do.
+enum Msg {
+    Op(Op),
+    /// Finish queued work, checkpoint, close the database, then answer.
+    Close(oneshot::Sender<()>),
+}
+
 /// How many queued operations one transaction takes at most.
 const MAX_BATCH: usize = 1024;
 
 /// The database: a writer handle and a reader pool. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    writer: mpsc::Sender<Op>,
+    writer: mpsc::Sender<Msg>,
     readers: Arc<ReadPool>,
     path: PathBuf,
 }
@@ -114,7 +121,7 @@ impl Store {
         migrations::migrate(&mut conn).map_err(|e| open_err(e.to_string()))?;
         jobs::requeue_running(&conn).map_err(|e| open_err(e.to_string()))?;
 
-        let (tx, rx) = mpsc::channel::<Op>(8192);
+        let (tx, rx) = mpsc::channel::<Msg>(8192);
         std::thread::Builder::new()
             .name("incidentd-writer".into())
             .spawn(move || writer_loop(conn, rx))
@@ -162,7 +169,7 @@ impl Store {
                 let _ = done.send(commit.and(result));
             }),
         };
-        self.writer.send(op).await.map_err(|_| StoreError::Closed)?;
+        self.writer.send(Msg::Op(op)).await.map_err(|_| StoreError::Closed)?;
         wait.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -183,22 +190,15 @@ impl Store {
         .map_err(|_| StoreError::Closed)?
     }
 
-    /// Close the writer: queued work finishes, then the database is checkpointed and closed.
-    /// Resolves when the writer thread has finished.
-    pub async fn close(self) {
-        let (done, wait) = oneshot::channel::<()>();
-        let op = Op {
-            run: Box::new(|_| true),
-            finish: Box::new(move |_| {
-                let _ = done.send(());
-            }),
-        };
-        if self.writer.send(op).await.is_ok() {
-            let _ = wait.await;
-        }
-        drop(self.writer);
+    /// Close the database: queued work finishes, the WAL is checkpointed into the main file
+    /// and the writer thread ends. Later writes fail with [`StoreError::Closed`].
+    pub async fn close(&self) {
         if let Ok(mut idle) = self.readers.idle.lock() {
             idle.clear();
+        }
+        let (done, wait) = oneshot::channel::<()>();
+        if self.writer.send(Msg::Close(done)).await.is_ok() {
+            let _ = wait.await;
         }
     }
 }
@@ -225,27 +225,46 @@ impl ReadPool {
     }
 }
 
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Op>) {
+fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Msg>) {
     let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
+    let mut closing = None;
     while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
+        match first {
+            Msg::Op(op) => batch.push(op),
+            Msg::Close(done) => closing = Some(done),
+        }
+        while closing.is_none() && batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(op) => batch.push(op),
+                Ok(Msg::Op(op)) => batch.push(op),
+                Ok(Msg::Close(done)) => closing = Some(done),
                 Err(_) => break,
             }
         }
-        let started = Instant::now();
-        let size = batch.len();
-        run_batch(&mut conn, &mut batch);
-        tracing::trace!(size, elapsed_us = started.elapsed().as_micros() as u64, "group commit");
+        if !batch.is_empty() {
+            let started = Instant::now();
+            let size = batch.len();
+            run_batch(&mut conn, &mut batch);
+            tracing::trace!(size, elapsed_us = started.elapsed().as_micros() as u64, "group commit");
+        }
+        if closing.is_some() {
+            break;
+        }
     }
-    // All senders are gone: checkpoint so the WAL does not outlive the process.
+    rx.close();
+    // Work that raced with closing gets a clear error rather than silence.
+    while let Ok(msg) = rx.try_recv() {
+        if let Msg::Op(op) = msg {
+            (op.finish)(Err(StoreError::Closed));
+        }
+    }
     if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
         tracing::warn!(error = %e, "WAL checkpoint at shutdown failed");
     }
     if let Err((_, e)) = conn.close() {
         tracing::warn!(error = %e, "closing the database failed");
+    }
+    if let Some(done) = closing {
+        let _ = done.send(());
     }
 }
 
@@ -261,12 +280,13 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
             return;
         }
     };
-    let mut finishes = Vec::with_capacity(batch.len());
+    let mut finishes: Vec<Box<dyn FnOnce(Result<(), StoreError>) + Send>> =
+        Vec::with_capacity(batch.len());
     let mut failed: Option<StoreError> = None;
     for op in batch.drain(..) {
         if let Err(e) = tx.execute_batch("SAVEPOINT op") {
             failed = Some(StoreError::from(e));
-            finishes.push((op.finish, false));
+            finishes.push(op.finish);
             continue;
         }
         let ok = (op.run)(&tx);
@@ -274,7 +294,7 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
         if let Err(e) = tx.execute_batch(end) {
             failed = Some(StoreError::from(e));
         }
-        finishes.push((op.finish, true));
+        finishes.push(op.finish);
     }
     let commit = match failed {
         // A savepoint could not be ended or begun: the transaction's state is unknown.
@@ -288,7 +308,7 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
     if let Err(e) = &commit {
         tracing::error!(error = %e, "commit failed; every caller in the batch gets an error");
     }
-    for (finish, _ran) in finishes {
+    for finish in finishes {
         finish(commit.clone());
     }
 }

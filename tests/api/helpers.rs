@@ -1,0 +1,151 @@
+//! `spawn_app()`: the daemon on 127.0.0.1 port 0 with a fresh database and a scripted clock.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use incidentd::app::{App, Options};
+use incidentd::config::Config;
+use serde_json::Value;
+
+pub struct TestApp {
+    pub url: String,
+    pub client: reqwest::Client,
+    pub clock: Arc<Mutex<DateTime<Utc>>>,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+pub fn scenario(file: &str) -> PathBuf {
+    fixtures().join("scenario-single").join(file)
+}
+
+pub fn time(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// The recorded webhooks of scenario-single with their arrival times, in arrival order.
+pub fn recorded_webhooks() -> Vec<(String, DateTime<Utc>, Vec<u8>)> {
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(scenario("webhooks/index.json")).unwrap()).unwrap();
+    index
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let file = e["file"].as_str().unwrap().to_string();
+            let at = time(e["received_at"].as_str().unwrap());
+            let body = std::fs::read(scenario(&file)).unwrap();
+            (file, at, body)
+        })
+        .collect()
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Config::default()).await
+}
+
+pub async fn spawn_app_with(config: Config) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    spawn_app_in(config, dir).await
+}
+
+pub async fn spawn_app_in(config: Config, dir: tempfile::TempDir) -> TestApp {
+    let clock = Arc::new(Mutex::new(time("2026-11-23T14:00:00Z")));
+    let c = clock.clone();
+    let app = App::build(
+        config,
+        Options {
+            listen_address: "127.0.0.1:0".into(),
+            storage_path: Some(dir.path().join("data")),
+        },
+        Arc::new(move || *c.lock().unwrap()),
+    )
+    .await
+    .expect("the app builds");
+    let url = format!("http://{}", app.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        app.run_until(async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    TestApp {
+        url,
+        client: reqwest::Client::new(),
+        clock,
+        dir,
+        stop: Some(stop),
+        task: Some(task),
+    }
+}
+
+impl TestApp {
+    pub fn set_time(&self, t: DateTime<Utc>) {
+        *self.clock.lock().unwrap() = t;
+    }
+
+    pub async fn post_webhook(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.client
+            .post(format!("{}/webhook/alertmanager", self.url))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, Value) {
+        let r = self.client.get(format!("{}{}", self.url, path)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn incidents(&self) -> Vec<Value> {
+        let (status, body) = self.get_json("/api/v1/incidents").await;
+        assert_eq!(status, 200, "{body}");
+        body["incidents"].as_array().unwrap().clone()
+    }
+
+    pub async fn incident(&self, id: &str) -> Value {
+        let (status, body) = self.get_json(&format!("/api/v1/incidents/{id}")).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// Stop serving and close the database; returns the data directory for a restart.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+}
+
+/// How many raw notifications the database holds (read from the SQLite file itself).
+pub fn stored_notifications(dir: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(dir.join("data/incidentd.db")).unwrap();
+    conn.query_row("SELECT count(*) FROM notifications", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// A one-alert payload built from the recorded firing webhook, with changes.
+pub fn payload(edit: impl FnOnce(&mut Value)) -> String {
+    let mut v: Value = serde_json::from_slice(
+        &std::fs::read(scenario("webhooks/01-firing-DatabaseConnectionPoolHigh.json")).unwrap(),
+    )
+    .unwrap();
+    edit(&mut v);
+    v.to_string()
+}

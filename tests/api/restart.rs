@@ -1,0 +1,149 @@
+//! Durability: incidents survive a clean restart, and every webhook answered 2xx survives kill -9.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_clean_restart_keeps_every_incident() {
+    let app = spawn_app().await;
+    for (_, at, body) in recorded_webhooks() {
+        app.set_time(at);
+        assert_eq!(app.post_webhook(body).await.status(), 200);
+    }
+    let before = app.incident("INC-2026-0001").await;
+    let dir = app.stop().await;
+    let app = spawn_app_in(incidentd::config::Config::default(), dir).await;
+    assert_eq!(app.incident("INC-2026-0001").await, before);
+}
+
+struct Daemon {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn start_daemon(data: &std::path::Path) -> Daemon {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_incidentd"))
+        .args(["serve", &format!("--web.listen-address=127.0.0.1:{port}")])
+        .arg(format!("--storage.path={}", data.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the incidentd binary starts");
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(r) = reqwest::get(format!("{url}/-/ready")).await {
+            if r.status() == 200 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "incidentd did not become ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Daemon { child, url }
+}
+
+#[tokio::test]
+async fn every_webhook_answered_2xx_before_kill_9_is_there_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut daemon = start_daemon(&data).await;
+    let client = reqwest::Client::new();
+    // Eight concurrent senders, each at most 200 webhooks for distinct services, so each
+    // answered one is its own incident; the daemon is killed while they are in flight.
+    let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let (client, url, accepted) = (client.clone(), daemon.url.clone(), accepted.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..200 {
+                let n = worker * 1000 + i;
+                let body = payload(|v| {
+                    v["alerts"][0]["labels"]["service"] = format!("svc-{n}").into();
+                    v["alerts"][0]["fingerprint"] = format!("fp{n}").into();
+                });
+                let r = client
+                    .post(format!("{url}/webhook/alertmanager"))
+                    .header("Content-Type", "application/json")
+                    .body(body)
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) if r.status() == 200 => accepted.lock().unwrap().push(n),
+                    Ok(r) => panic!("unexpected status {}", r.status()),
+                    Err(_) => return, // the daemon is gone
+                }
+            }
+        }));
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while accepted.lock().unwrap().len() < 300 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    assert!(accepted.len() >= 300, "most webhooks before the kill were answered: {}", accepted.len());
+    drop(daemon);
+
+    // The daemon recovers the database on start; then every answered webhook must be there.
+    let daemon = start_daemon(&data).await;
+    let last = accepted.iter().max().unwrap();
+    let r = client
+        .get(format!("{}/api/v1/incidents?service=svc-{last}", daemon.url))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["incidents"].as_array().unwrap().len(), 1);
+    let conn = rusqlite::Connection::open(data.join("incidentd.db")).unwrap();
+    let mut stmt = conn.prepare("SELECT service FROM incidents").unwrap();
+    let services: std::collections::HashSet<String> =
+        stmt.query_map([], |r| r.get(0)).unwrap().map(|s| s.unwrap()).collect();
+    for n in &accepted {
+        assert!(services.contains(&format!("svc-{n}")), "webhook {n} was answered 200 but is lost");
+    }
+    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    assert_eq!(check, "ok");
+}
+
+#[tokio::test]
+async fn sigterm_shuts_down_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut daemon = start_daemon(&data).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &daemon.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(s) = daemon.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "incidentd did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "exit status {exit}");
+    // A clean close checkpoints the WAL into the database file.
+    let wal = data.join("incidentd.db-wal");
+    assert!(!wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0);
+}
