@@ -54,7 +54,7 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use serde::de::{self, IgnoredAny};
+use serde::de;
 use serde::Deserialize;
 
 /// Environment variable for `web.webhook_auth.bearer_token`.
@@ -77,6 +77,23 @@ pub const ENV_SLACK_BOT_TOKEN: &str = "INCIDENTD_SLACK_BOT_TOKEN";
 pub const ENV_SLACK_SIGNING_SECRET: &str = "INCIDENTD_SLACK_SIGNING_SECRET";
 /// Environment variable for `slack.webhook_url`.
 pub const ENV_SLACK_WEBHOOK_URL: &str = "INCIDENTD_SLACK_WEBHOOK_URL";
+
+/// Every secret: its key path (the YAML key is this plus `_file`) and its environment variable.
+pub const SECRETS: &[(&str, &str)] = &[
+    ("web.webhook_auth.bearer_token", ENV_WEBHOOK_BEARER_TOKEN),
+    ("web.webhook_auth.basic_auth.password", ENV_WEBHOOK_PASSWORD),
+    ("web.api_token", ENV_API_TOKEN),
+    ("prometheus.bearer_token", ENV_PROMETHEUS_BEARER_TOKEN),
+    ("prometheus.basic_auth.password", ENV_PROMETHEUS_PASSWORD),
+    ("alertmanager.bearer_token", ENV_ALERTMANAGER_BEARER_TOKEN),
+    (
+        "alertmanager.basic_auth.password",
+        ENV_ALERTMANAGER_PASSWORD,
+    ),
+    ("slack.bot_token", ENV_SLACK_BOT_TOKEN),
+    ("slack.signing_secret", ENV_SLACK_SIGNING_SECRET),
+    ("slack.webhook_url", ENV_SLACK_WEBHOOK_URL),
+];
 
 /// Default `web.max_body_bytes`: 8 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -286,8 +303,8 @@ pub enum ConfigError {
         /// What went wrong.
         error: io::Error,
     },
-    /// The YAML is malformed, a key is unknown or missing, or a value has the wrong type or
-    /// form (durations, time zones).
+    /// The YAML is malformed, a key is unknown (an inline secret among them), or a value has
+    /// the wrong type or form (durations, time zones).
     #[error("{}{}", prefix(file, key), with_location(message, *location))]
     Parse {
         /// The configuration file.
@@ -343,8 +360,11 @@ fn prefix(file: &Path, key: &str) -> String {
 
 fn with_location(message: &str, location: Option<(usize, usize)>) -> String {
     match location {
-        Some((line, column)) => format!("{message} (line {line}, column {column})"),
-        None => message.to_owned(),
+        // libyaml's syntax errors already carry their positions in the text.
+        Some((line, column)) if !message.contains(" at line ") => {
+            format!("{message} (line {line}, column {column})")
+        }
+        _ => message.to_owned(),
     }
 }
 
@@ -461,16 +481,12 @@ struct RawConfig {
     slack: Option<RawSlack>,
 }
 
-// The inline secret keys (`bearer_token`, `password`, ...) are accepted by the parser only to
-// refuse them with a message that says where the secret belongs; `IgnoredAny` never keeps
-// the value.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawWeb {
     external_url: Option<String>,
     webhook_auth: Option<RawWebhookAuth>,
     api_token_file: Option<PathBuf>,
-    api_token: Option<IgnoredAny>,
     max_body_bytes: Option<usize>,
 }
 
@@ -478,7 +494,6 @@ struct RawWeb {
 #[serde(deny_unknown_fields)]
 struct RawWebhookAuth {
     bearer_token_file: Option<PathBuf>,
-    bearer_token: Option<IgnoredAny>,
     basic_auth: Option<RawBasicAuth>,
 }
 
@@ -487,7 +502,6 @@ struct RawWebhookAuth {
 struct RawBasicAuth {
     username: Option<String>,
     password_file: Option<PathBuf>,
-    password: Option<IgnoredAny>,
 }
 
 #[derive(Deserialize, Default)]
@@ -511,7 +525,6 @@ struct RawPrometheus {
     url: Option<String>,
     timeout: Option<DurationValue>,
     bearer_token_file: Option<PathBuf>,
-    bearer_token: Option<IgnoredAny>,
     basic_auth: Option<RawBasicAuth>,
     headers: Option<BTreeMap<String, String>>,
     snapshot_delay: Option<DurationValue>,
@@ -523,7 +536,6 @@ struct RawAlertmanager {
     url: Option<String>,
     reconcile_interval: Option<DurationValue>,
     bearer_token_file: Option<PathBuf>,
-    bearer_token: Option<IgnoredAny>,
     basic_auth: Option<RawBasicAuth>,
 }
 
@@ -540,12 +552,9 @@ struct RawPostmortem {
 struct RawSlack {
     api_url: Option<String>,
     bot_token_file: Option<PathBuf>,
-    bot_token: Option<IgnoredAny>,
     channel: Option<String>,
     signing_secret_file: Option<PathBuf>,
-    signing_secret: Option<IgnoredAny>,
     webhook_url_file: Option<PathBuf>,
-    webhook_url: Option<IgnoredAny>,
 }
 
 /// A duration in Prometheus form; parse errors carry the offending text.
@@ -599,11 +608,27 @@ fn parse_raw(text: &str, origin: &Path) -> Result<RawConfig, ConfigError> {
     match serde_path_to_error::deserialize::<_, Option<RawConfig>>(deserializer) {
         Ok(raw) => Ok(raw.unwrap_or_default()),
         Err(err) => {
-            let segments: Vec<String> = err.path().iter().map(|s| s.to_string()).collect();
+            // `?` is serde_path_to_error's segment for "somewhere unknown" (syntax errors).
+            let segments: Vec<String> = err
+                .path()
+                .iter()
+                .map(|s| s.to_string())
+                .filter(|s| s != "?")
+                .collect();
             let key = join_path(&segments);
             let inner = err.into_inner();
             let location = inner.location().map(|l| (l.line(), l.column()));
-            let message = bare_message(&inner.to_string(), &segments, location);
+            let mut message = bare_message(&inner.to_string(), &segments, location);
+            // An inline secret is an unknown key to the parser; say where the secret belongs
+            // instead of listing the keys that are allowed.
+            if let Some((_, env_var)) = SECRETS.iter().find(|(secret, _)| *secret == key) {
+                if message.starts_with("unknown field") {
+                    message = format!(
+                        "inline secrets are not allowed; put the value in a file and set \
+                         {key}_file, or set the environment variable {env_var}"
+                    );
+                }
+            }
             Err(ConfigError::Parse {
                 file: origin.to_owned(),
                 key,
@@ -699,12 +724,7 @@ impl Resolver<'_> {
                     basic_auth: None,
                 }),
         };
-        let api_token = self.secret(
-            "web.api_token",
-            raw.api_token_file,
-            raw.api_token.is_some(),
-            ENV_API_TOKEN,
-        )?;
+        let api_token = self.secret("web.api_token", raw.api_token_file, ENV_API_TOKEN)?;
         let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if max_body_bytes == 0 {
             return Err(self.invalid("web.max_body_bytes", "must be greater than 0"));
@@ -721,7 +741,6 @@ impl Resolver<'_> {
         let bearer_token = self.secret(
             "web.webhook_auth.bearer_token",
             raw.bearer_token_file,
-            raw.bearer_token.is_some(),
             ENV_WEBHOOK_BEARER_TOKEN,
         )?;
         let basic_auth = raw
@@ -753,12 +772,7 @@ impl Resolver<'_> {
             Some(name) if !name.is_empty() => name,
             _ => return Err(self.invalid(&format!("{key}.username"), "required")),
         };
-        let password = self.secret(
-            &format!("{key}.password"),
-            raw.password_file,
-            raw.password.is_some(),
-            env_var,
-        )?;
+        let password = self.secret(&format!("{key}.password"), raw.password_file, env_var)?;
         match password {
             Some(password) => Ok(BasicAuth { username, password }),
             None => Err(self.invalid(
@@ -845,7 +859,6 @@ impl Resolver<'_> {
         let bearer_token = self.secret(
             "prometheus.bearer_token",
             raw.bearer_token_file,
-            raw.bearer_token.is_some(),
             ENV_PROMETHEUS_BEARER_TOKEN,
         )?;
         let basic_auth = raw
@@ -884,7 +897,6 @@ impl Resolver<'_> {
         let bearer_token = self.secret(
             "alertmanager.bearer_token",
             raw.bearer_token_file,
-            raw.bearer_token.is_some(),
             ENV_ALERTMANAGER_BEARER_TOKEN,
         )?;
         let basic_auth = raw
@@ -937,22 +949,15 @@ impl Resolver<'_> {
                 ))
             }
         };
-        let bot_token = self.secret(
-            "slack.bot_token",
-            raw.bot_token_file,
-            raw.bot_token.is_some(),
-            ENV_SLACK_BOT_TOKEN,
-        )?;
+        let bot_token = self.secret("slack.bot_token", raw.bot_token_file, ENV_SLACK_BOT_TOKEN)?;
         let signing_secret = self.secret(
             "slack.signing_secret",
             raw.signing_secret_file,
-            raw.signing_secret.is_some(),
             ENV_SLACK_SIGNING_SECRET,
         )?;
         let webhook_url = self.secret(
             "slack.webhook_url",
             raw.webhook_url_file,
-            raw.webhook_url.is_some(),
             ENV_SLACK_WEBHOOK_URL,
         )?;
         match (&bot_token, &webhook_url) {
@@ -981,7 +986,10 @@ impl Resolver<'_> {
             if !is_http_url(url.expose()) {
                 return Err(self.invalid(
                     "slack.webhook_url",
-                    "is not an http(s) URL (value not shown: it is a secret)",
+                    format!(
+                        "the value of webhook_url_file (or {ENV_SLACK_WEBHOOK_URL}) is not an \
+                         http(s) URL; it is not shown because it is a secret"
+                    ),
                 ));
             }
         }
@@ -1001,19 +1009,9 @@ impl Resolver<'_> {
         &self,
         key: &str,
         file: Option<PathBuf>,
-        inline: bool,
         env_var: &str,
     ) -> Result<Option<Secret>, ConfigError> {
         let file_key = format!("{key}_file");
-        if inline {
-            return Err(self.invalid(
-                key,
-                format!(
-                    "inline secrets are not allowed; put the value in a file and set \
-                     {file_key}, or set the environment variable {env_var}"
-                ),
-            ));
-        }
         let Some(path) = file else {
             return self.env_secret(key, env_var);
         };
@@ -1132,10 +1130,7 @@ impl Resolver<'_> {
             }
             Ok(parsed) if !matches!(parsed.scheme(), "http" | "https") => Err(self.invalid(
                 key,
-                format!(
-                    "invalid URL {url:?}: scheme must be http or https, not {:?}",
-                    parsed.scheme()
-                ),
+                format!("invalid URL {url:?}: must start with http:// or https://"),
             )),
             Ok(_) => Err(self.invalid(key, format!("invalid URL {url:?}: no host"))),
             Err(why) => Err(self.invalid(key, format!("invalid URL {url:?}: {why}"))),
@@ -1236,7 +1231,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         }
         if unit.is_empty() {
             return Err(match after_number.chars().next() {
-                None => format!("missing unit after {number:?} (e.g. {number}s)"),
+                None => format!("missing unit after {number:?}, e.g. \"{number}s\""),
                 Some('.') => {
                     "fractions are not allowed; combine units instead, e.g. 1h30m".to_owned()
                 }
@@ -1245,7 +1240,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         }
         let Some(rank) = UNITS.iter().position(|(name, _)| *name == unit) else {
             return Err(format!(
-                "unknown unit {unit:?} (valid units: y, w, d, h, m, s, ms)"
+                "unknown unit {unit:?}, expected one of y, w, d, h, m, s, ms"
             ));
         };
         if let Some(previous) = previous {
@@ -1295,4 +1290,556 @@ pub fn format_duration(d: Duration) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURES: &str = "tests/fixtures/config";
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(FIXTURES).join(name)
+    }
+
+    fn load_fixture(name: &str) -> Result<Config, ConfigError> {
+        Config::load_with_env(&fixture(name), &no_env)
+    }
+
+    /// Parses `text` as if it were a file in the fixtures directory, with `env` as environment.
+    fn parse_in_fixtures(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let lookup = |name: &str| {
+            env.iter()
+                .find(|(var, _)| *var == name)
+                .map(|(_, value)| value.to_string())
+        };
+        Config::from_yaml_with_env(text, &fixture("inline.yml"), &lookup)
+    }
+
+    /// One entry per failure fixture, with the exact message `check-config` prints.
+    const FAILURES: &[(&str, &str)] = &[
+        ("alertmanager-zero-interval.yml", "alertmanager.reconcile_interval: must be greater than 0s"),
+        ("bad-duration.yml", r#"correlation.reopen_window: invalid duration "5x": unknown unit "x", expected one of y, w, d, h, m, s, ms (line 2, column 18)"#),
+        ("bad-external-url.yml", r#"web.external_url: invalid URL "incidentd.example.com:9097": must start with http:// or https://"#),
+        ("bad-label-name.yml", r#"correlation.group_by[1]: invalid label name "team-name": must match [a-zA-Z_][a-zA-Z0-9_]*"#),
+        ("bad-timezone.yml", r#"postmortem.timezone: unknown time zone "Europe/Berln": use an IANA name such as "UTC" or "Europe/Berlin" (line 2, column 3)"#),
+        ("basic-auth-without-password.yml", "web.webhook_auth.basic_auth.password_file: required (or set INCIDENTD_WEBHOOK_PASSWORD)"),
+        ("basic-auth-without-username.yml", "web.webhook_auth.basic_auth.username: required"),
+        ("duplicate-group-by.yml", r#"correlation.group_by[2]: label "service" is listed twice"#),
+        ("duplicate-severity.yml", r#"correlation.severity_order[2]: severity "critical" is listed twice"#),
+        ("duration-out-of-order.yml", r#"alertmanager.reconcile_interval: invalid duration "30s1m": unit "m" after "s": write units largest first, e.g. 1h30m (line 3, column 23)"#),
+        ("duration-without-unit.yml", r#"storage.raw_payload_retention: invalid duration "30": missing unit after "30", e.g. "30s" (line 2, column 26)"#),
+        ("empty-group-by.yml", "correlation.group_by: must list at least one label name"),
+        ("empty-secret-file.yml", "web.webhook_auth.bearer_token_file: secret file tests/fixtures/config/secrets/empty is empty"),
+        ("empty-severity-order.yml", "correlation.severity_order: must list at least one severity"),
+        ("empty-storage-path.yml", "storage.path: must not be empty"),
+        ("empty-webhook-auth.yml", "web.webhook_auth: set bearer_token_file (or INCIDENTD_WEBHOOK_BEARER_TOKEN) and/or basic_auth; remove the section to accept webhooks without authentication"),
+        ("inline-password.yml", "prometheus.basic_auth.password: inline secrets are not allowed; put the value in a file and set prometheus.basic_auth.password_file, or set the environment variable INCIDENTD_PROMETHEUS_PASSWORD (line 5, column 5)"),
+        ("inline-secret.yml", "web.webhook_auth.bearer_token: inline secrets are not allowed; put the value in a file and set web.webhook_auth.bearer_token_file, or set the environment variable INCIDENTD_WEBHOOK_BEARER_TOKEN (line 4, column 5)"),
+        ("invalid-yaml.yml", "did not find expected key at line 3 column 2, while parsing a block mapping"),
+        ("missing-secret-file.yml", "web.api_token_file: cannot read secret file tests/fixtures/config/secrets/does-not-exist: No such file or directory (os error 2)"),
+        ("prometheus-authorization-header.yml", "prometheus.headers.Authorization: credentials do not belong in headers (they are not secret there); use bearer_token_file or basic_auth"),
+        ("prometheus-bad-url.yml", r#"prometheus.url: invalid URL "ftp://prometheus:9090": must start with http:// or https://"#),
+        ("prometheus-bearer-and-basic-auth.yml", "prometheus: a bearer token (bearer_token_file or INCIDENTD_PROMETHEUS_BEARER_TOKEN) and basic_auth are both set; use one"),
+        ("prometheus-without-url.yml", "prometheus.url: required, e.g. http://prometheus:9090"),
+        ("prometheus-zero-timeout.yml", "prometheus.timeout: must be greater than 0s"),
+        ("slack-bot-token-and-webhook-url.yml", "slack: set exactly one of bot_token_file (or INCIDENTD_SLACK_BOT_TOKEN) and webhook_url_file (or INCIDENTD_SLACK_WEBHOOK_URL); both are set"),
+        ("slack-webhook-url-not-a-url.yml", "slack.webhook_url: the value of webhook_url_file (or INCIDENTD_SLACK_WEBHOOK_URL) is not an http(s) URL; it is not shown because it is a secret"),
+        ("slack-without-channel.yml", r##"slack.channel: required: the channel to post to, e.g. "#incidents""##),
+        ("slack-without-token.yml", "slack: set exactly one of bot_token_file (or INCIDENTD_SLACK_BOT_TOKEN) and webhook_url_file (or INCIDENTD_SLACK_WEBHOOK_URL); neither is set"),
+        ("unknown-key.yml", "web.webhok_auth: unknown field `webhok_auth`, expected one of `external_url`, `webhook_auth`, `api_token_file`, `max_body_bytes` (line 3, column 3)"),
+        ("unknown-top-level-key.yml", "slak: unknown field `slak`, expected one of `web`, `storage`, `correlation`, `prometheus`, `alertmanager`, `rules_dir`, `postmortem`, `slack` (line 2, column 1)"),
+        ("wrong-type.yml", r#"web.max_body_bytes: invalid type: string "lots", expected usize (line 2, column 19)"#),
+        ("zero-max-body-bytes.yml", "web.max_body_bytes: must be greater than 0"),
+        ("zero-retention.yml", "storage.raw_payload_retention: must be greater than 0s: raw payloads are the audit trail"),
+    ];
+
+    #[test]
+    fn every_failure_fixture_fails_with_a_message_naming_the_file_and_the_key() {
+        for (name, expected) in FAILURES {
+            let err = load_fixture(name).expect_err(name);
+            assert_eq!(
+                err.to_string(),
+                format!("{FIXTURES}/{name}: {expected}"),
+                "fixture {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_failure_fixture_has_an_asserted_message() {
+        let mut unlisted = Vec::new();
+        for entry in std::fs::read_dir(FIXTURES).expect("fixtures directory") {
+            let name = entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            if name.ends_with(".yml")
+                && name != "good.yml"
+                && !FAILURES.iter().any(|(f, _)| *f == name)
+            {
+                unlisted.push(name);
+            }
+        }
+        assert!(
+            unlisted.is_empty(),
+            "fixtures without an expected error: {unlisted:?}"
+        );
+    }
+
+    #[test]
+    fn the_good_fixture_sets_every_key_and_resolves_secrets_and_paths() {
+        let config = load_fixture("good.yml").expect("good.yml loads");
+        let dir = Path::new(FIXTURES);
+        let secret = |s: &str| Secret::new(s.to_owned());
+        let expected = Config {
+            web: WebConfig {
+                external_url: Some("https://incidentd.example.com/".into()),
+                webhook_auth: Some(WebhookAuth {
+                    bearer_token: Some(secret("fixture-webhook-token")),
+                    basic_auth: Some(BasicAuth {
+                        username: "alertmanager".into(),
+                        password: secret("fixture-prometheus-password"),
+                    }),
+                }),
+                api_token: Some(secret("fixture-api-token")),
+                max_body_bytes: 1_048_576,
+            },
+            storage: StorageConfig {
+                path: "/var/lib/incidentd".into(),
+                raw_payload_retention: Duration::from_secs(7 * 24 * 3600),
+            },
+            correlation: CorrelationConfig {
+                group_by: vec!["service".into(), "cluster".into()],
+                reopen_window: Duration::ZERO,
+                severity_order: vec!["page".into(), "ticket".into()],
+            },
+            prometheus: Some(PrometheusConfig {
+                url: "https://prometheus.example.com:9090/".into(),
+                timeout: Duration::from_secs(90),
+                bearer_token: None,
+                basic_auth: Some(BasicAuth {
+                    username: "incidentd".into(),
+                    password: secret("fixture-prometheus-password"),
+                }),
+                headers: BTreeMap::from([("X-Scope-OrgID".into(), "team-a".into())]),
+                snapshot_delay: Duration::ZERO,
+            }),
+            alertmanager: Some(AlertmanagerConfig {
+                url: "http://alertmanager:9093".into(),
+                reconcile_interval: Duration::from_secs(120),
+                bearer_token: Some(secret("fixture-webhook-token")),
+                basic_auth: None,
+            }),
+            rules_dir: dir.join("rules"),
+            postmortem: PostmortemConfig {
+                output_dir: "drafts".into(),
+                template: Some(dir.join("templates/postmortem.md.hbs")),
+                timezone: chrono_tz::Europe::Berlin,
+            },
+            slack: Some(SlackConfig {
+                api_url: "http://127.0.0.1:8080/api/".into(),
+                bot_token: Some(secret("xoxb-fixture-bot-token")),
+                channel: "#ops".into(),
+                signing_secret: Some(secret("fixture-signing-secret")),
+                webhook_url: None,
+            }),
+        };
+        assert_eq!(config, expected);
+        // PathBuf equality ignores `./`; the printed form should not show it either.
+        assert_eq!(
+            config.rules_dir.to_string_lossy(),
+            format!("{FIXTURES}/rules")
+        );
+    }
+
+    #[test]
+    fn the_shipped_config_file_documents_exactly_the_embedded_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/incidentd.yml");
+        let config = Config::load_with_env(&path, &no_env).expect("config/incidentd.yml loads");
+        // rules_dir is the one file-relative default: it resolves beside the config file.
+        let expected = Config {
+            rules_dir: path.parent().expect("has a parent").join("rules"),
+            ..Config::default()
+        };
+        assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn the_embedded_defaults_are_those_of_the_design() {
+        let config = Config::default();
+        assert_eq!(config.storage.path, Path::new("./data"));
+        assert_eq!(
+            config.storage.raw_payload_retention,
+            parse_duration("30d").unwrap()
+        );
+        assert_eq!(config.correlation.group_by, ["service"]);
+        assert_eq!(
+            config.correlation.reopen_window,
+            parse_duration("30m").unwrap()
+        );
+        assert_eq!(
+            config.correlation.severity_order,
+            ["critical", "error", "warning", "info"]
+        );
+        assert_eq!(config.web.max_body_bytes, 8_388_608);
+        assert!(config.web.webhook_auth.is_none() && config.web.api_token.is_none());
+        assert!(config.prometheus.is_none() && config.alertmanager.is_none());
+        assert!(config.slack.is_none());
+        assert_eq!(config.rules_dir, Path::new("./rules"));
+        assert_eq!(config.postmortem.output_dir, Path::new("./drafts"));
+        assert_eq!(config.postmortem.template, None);
+        assert_eq!(config.postmortem.timezone, chrono_tz::UTC);
+    }
+
+    #[test]
+    fn an_empty_or_comment_only_file_means_the_defaults() {
+        for text in ["", "\n", "# nothing configured\n", "---\n"] {
+            let config = Config::from_yaml_with_env(text, Path::new("incidentd.yml"), &no_env);
+            assert_eq!(config.expect(text), Config::default(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn an_empty_template_means_the_embedded_one_and_a_set_one_is_relative_to_the_config() {
+        let origin = Path::new("/etc/incidentd/incidentd.yml");
+        let none = Config::from_yaml_with_env("postmortem: {template: \"\"}", origin, &no_env);
+        assert_eq!(none.expect("loads").postmortem.template, None);
+        let set = Config::from_yaml_with_env("postmortem: {template: pm.hbs}", origin, &no_env);
+        assert_eq!(
+            set.expect("loads").postmortem.template,
+            Some(PathBuf::from("/etc/incidentd/pm.hbs"))
+        );
+    }
+
+    #[test]
+    fn relative_paths_follow_prometheus_conventions() {
+        let text = "rules_dir: rules\nstorage: {path: ./data}\npostmortem: {output_dir: out}\n";
+        let config = Config::from_yaml_with_env(text, Path::new("/etc/incidentd/x.yml"), &no_env)
+            .expect("loads");
+        // Read by incidentd: beside the configuration file.
+        assert_eq!(config.rules_dir, Path::new("/etc/incidentd/rules"));
+        // Written by incidentd: the working directory.
+        assert_eq!(config.storage.path, Path::new("./data"));
+        assert_eq!(config.postmortem.output_dir, Path::new("out"));
+
+        let absolute =
+            Config::from_yaml_with_env("rules_dir: /srv/rules", Path::new("/etc/x.yml"), &no_env);
+        assert_eq!(absolute.expect("loads").rules_dir, Path::new("/srv/rules"));
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error_naming_it() {
+        let err = load_fixture("no-such-config.yml").expect_err("missing file");
+        assert_eq!(
+            err.to_string(),
+            format!("{FIXTURES}/no-such-config.yml: cannot read the configuration file: No such file or directory (os error 2)")
+        );
+    }
+
+    #[test]
+    fn a_bare_zero_is_a_valid_duration_and_means_never_reopen() {
+        let config = parse_in_fixtures("correlation: {reopen_window: 0}", &[]).expect("loads");
+        assert_eq!(config.correlation.reopen_window, Duration::ZERO);
+    }
+
+    #[test]
+    fn secret_files_lose_trailing_newlines_only() {
+        let config = load_fixture("good.yml").expect("loads");
+        // api-token ends with \r\n, slack-signing-secret has no newline at all.
+        assert_eq!(
+            config.web.api_token.as_ref().map(Secret::expose),
+            Some("fixture-api-token")
+        );
+        let slack = config.slack.expect("slack");
+        assert_eq!(
+            slack.signing_secret.as_ref().map(Secret::expose),
+            Some("fixture-signing-secret")
+        );
+    }
+
+    #[test]
+    fn the_environment_supplies_a_secret_when_the_file_key_is_absent() {
+        let config = parse_in_fixtures(
+            "slack: {channel: '#ops'}\n",
+            &[
+                (ENV_SLACK_BOT_TOKEN, "xoxb-from-env"),
+                (ENV_SLACK_SIGNING_SECRET, "sign-from-env"),
+            ],
+        )
+        .expect("loads");
+        let slack = config.slack.expect("slack");
+        assert_eq!(
+            slack.bot_token.as_ref().map(Secret::expose),
+            Some("xoxb-from-env")
+        );
+        assert_eq!(
+            slack.signing_secret.as_ref().map(Secret::expose),
+            Some("sign-from-env")
+        );
+    }
+
+    #[test]
+    fn a_file_key_in_the_yaml_wins_over_the_environment() {
+        let config = parse_in_fixtures(
+            "web: {api_token_file: secrets/api-token}\n",
+            &[(ENV_API_TOKEN, "token-from-env")],
+        )
+        .expect("loads");
+        assert_eq!(
+            config.web.api_token.as_ref().map(Secret::expose),
+            Some("fixture-api-token")
+        );
+    }
+
+    #[test]
+    fn an_empty_environment_variable_is_an_error_naming_it() {
+        let err = parse_in_fixtures("", &[(ENV_API_TOKEN, "")]).expect_err("empty variable");
+        assert_eq!(
+            err.to_string(),
+            format!("{FIXTURES}/inline.yml: web.api_token: environment variable INCIDENTD_API_TOKEN is empty")
+        );
+    }
+
+    #[test]
+    fn tokens_in_the_environment_turn_authentication_on_without_a_config_file() {
+        let env = |name: &str| match name {
+            ENV_WEBHOOK_BEARER_TOKEN => Some("hook-from-env".to_owned()),
+            ENV_API_TOKEN => Some("api-from-env".to_owned()),
+            _ => None,
+        };
+        let config = Config::from_env_with(&env).expect("loads");
+        let auth = config.web.webhook_auth.expect("webhook auth is on");
+        assert_eq!(
+            auth.bearer_token.as_ref().map(Secret::expose),
+            Some("hook-from-env")
+        );
+        assert_eq!(auth.basic_auth, None);
+        assert_eq!(
+            config.web.api_token.as_ref().map(Secret::expose),
+            Some("api-from-env")
+        );
+        assert_eq!(
+            Config::from_env_with(&no_env).expect("loads"),
+            Config::default()
+        );
+    }
+
+    #[test]
+    fn environment_secrets_of_an_absent_section_are_ignored() {
+        let config = parse_in_fixtures(
+            "",
+            &[
+                (ENV_SLACK_BOT_TOKEN, "xoxb"),
+                (ENV_PROMETHEUS_BEARER_TOKEN, "t"),
+                (ENV_WEBHOOK_PASSWORD, "p"),
+            ],
+        )
+        .expect("loads");
+        let expected = Config {
+            rules_dir: fixture("rules"),
+            ..Config::default()
+        };
+        assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn a_bot_token_file_and_a_webhook_url_in_the_environment_conflict() {
+        let err = parse_in_fixtures(
+            "slack: {channel: '#ops', bot_token_file: secrets/slack-bot-token}\n",
+            &[(
+                ENV_SLACK_WEBHOOK_URL,
+                "https://hooks.slack.com/services/T/B/x",
+            )],
+        )
+        .expect_err("two Slack modes");
+        assert!(err.to_string().ends_with("both are set"), "{err}");
+    }
+
+    #[test]
+    fn every_secret_key_refuses_an_inline_value_and_points_to_its_file_key_and_variable() {
+        for (key, env_var) in SECRETS {
+            let segments: Vec<&str> = key.split('.').collect();
+            let mut text = String::new();
+            for (depth, segment) in segments.iter().enumerate() {
+                let value = if depth + 1 == segments.len() {
+                    " inline-fixture-secret"
+                } else {
+                    ""
+                };
+                text.push_str(&format!("{}{segment}:{value}\n", "  ".repeat(depth)));
+            }
+            let err = parse_in_fixtures(&text, &[]).expect_err(key);
+            let expected = format!(
+                "{FIXTURES}/inline.yml: {key}: inline secrets are not allowed; put the value in a \
+                 file and set {key}_file, or set the environment variable {env_var} (line {}, column {})",
+                segments.len(),
+                2 * segments.len() - 1
+            );
+            assert_eq!(err.to_string(), expected);
+        }
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output() {
+        let config = load_fixture("good.yml").expect("loads");
+        let debug = format!("{config:?} {config:#?}");
+        for value in [
+            "fixture-webhook-token",
+            "fixture-api-token",
+            "fixture-prometheus-password",
+            "xoxb-fixture-bot-token",
+            "fixture-signing-secret",
+        ] {
+            assert!(!debug.contains(value), "{value} leaked into Debug");
+        }
+        assert!(debug.contains("<secret>"));
+        let secret = Secret::new("hunter2".into());
+        assert_eq!(format!("{secret} {secret:?}"), "<secret> <secret>");
+        assert_eq!(secret.expose(), "hunter2");
+    }
+
+    #[test]
+    fn secrets_never_appear_in_error_messages() {
+        let cases = [
+            ("inline-secret.yml", "inline-fixture-secret"),
+            ("inline-password.yml", "inline-fixture-password"),
+            (
+                "prometheus-authorization-header.yml",
+                "inline-fixture-secret",
+            ),
+            (
+                "slack-webhook-url-not-a-url.yml",
+                "not-a-url-fixture-secret",
+            ),
+        ];
+        for (name, value) in cases {
+            let err = load_fixture(name).expect_err(name);
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains(value), "{name}: secret in {shown}");
+        }
+        // An error after secrets were read must not carry them either.
+        let err = parse_in_fixtures(
+            "web: {api_token_file: secrets/api-token}\ncorrelation: {group_by: []}\n",
+            &[(ENV_WEBHOOK_BEARER_TOKEN, "env-secret-value")],
+        )
+        .expect_err("empty group_by");
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("fixture-api-token") && !shown.contains("env-secret-value"));
+    }
+
+    #[test]
+    fn secrets_compare_by_content() {
+        assert_eq!(Secret::new("a".into()), Secret::new("a".into()));
+        assert_ne!(Secret::new("a".into()), Secret::new("b".into()));
+        assert_ne!(Secret::new("a".into()), Secret::new("ab".into()));
+    }
+
+    #[test]
+    fn parse_duration_accepts_prometheus_durations() {
+        let cases: &[(&str, u64)] = &[
+            ("0", 0),
+            ("0s", 0),
+            ("0ms", 0),
+            ("1ms", 1),
+            ("30s", 30_000),
+            ("5m", 300_000),
+            ("1h", 3_600_000),
+            ("1h30m", 5_400_000),
+            ("90m", 5_400_000),
+            ("1d", 86_400_000),
+            ("1w", 604_800_000),
+            ("1y", 31_536_000_000),
+            (
+                "1y2w3d4h5m6s7ms",
+                31_536_000_000
+                    + 2 * 604_800_000
+                    + 3 * 86_400_000
+                    + 4 * 3_600_000
+                    + 5 * 60_000
+                    + 6_000
+                    + 7,
+            ),
+            ("1m500ms", 60_500),
+            ("292y", 292 * 31_536_000_000),
+        ];
+        for (text, ms) in cases {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_millis(*ms)),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn parse_duration_rejects_malformed_durations_with_the_reason() {
+        let cases = [
+            ("", "empty duration"),
+            (
+                "5x",
+                r#"unknown unit "x", expected one of y, w, d, h, m, s, ms"#,
+            ),
+            ("5", r#"missing unit after "5", e.g. "5s""#),
+            ("1h30", r#"missing unit after "30", e.g. "30s""#),
+            ("h", r#"missing number before "h""#),
+            ("-5m", "negative durations are not allowed"),
+            (
+                "1.5h",
+                "fractions are not allowed; combine units instead, e.g. 1h30m",
+            ),
+            (" 5m", "unexpected character ' '"),
+            ("5m ", "unexpected character ' '"),
+            ("5 m", "unexpected character ' '"),
+            (
+                "1m1h",
+                r#"unit "h" after "m": write units largest first, e.g. 1h30m"#,
+            ),
+            ("1m1m", r#"unit "m" appears twice"#),
+            (
+                "5M",
+                r#"unknown unit "M", expected one of y, w, d, h, m, s, ms"#,
+            ),
+            ("293y", "duration out of range (at most about 292y)"),
+            ("99999999999999999999s", "duration out of range"),
+        ];
+        for (text, reason) in cases {
+            assert_eq!(parse_duration(text), Err(reason.to_owned()), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn format_duration_writes_prometheus_form() {
+        let cases: &[(u64, &str)] = &[
+            (0, "0s"),
+            (1, "1ms"),
+            (30_000, "30s"),
+            (300_000, "5m"),
+            (5_400_000, "1h30m"),
+            (86_400_000, "1d"),
+            (604_800_000, "1w"),
+            (30 * 86_400_000, "30d"),
+            (90 * 86_400_000, "90d"),
+            (31_536_000_000, "1y"),
+            (31_536_000_000 + 86_400_000, "366d"),
+            (3_723_004, "1h2m3s4ms"),
+        ];
+        for (ms, text) in cases {
+            assert_eq!(format_duration(Duration::from_millis(*ms)), *text, "{ms}ms");
+        }
+        assert_eq!(format_duration(Duration::from_nanos(1_500_000)), "1ms");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn format_then_parse_gives_back_the_duration(ms in 0..=MAX_MS) {
+            let d = Duration::from_millis(ms);
+            proptest::prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+    }
 }
