@@ -86,7 +86,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let config = match &config_file {
                 Some(path) => Config::load(path)?,
-                None => Config::default(),
+                None => Config::from_env()?,
             };
             let app = App::build(
                 config,
