@@ -96,8 +96,8 @@ const MAX_YEAR: i32 = 9999;
 /// Decode and validate a webhook body.
 pub fn decode(body: &[u8]) -> Result<ValidNotification, PayloadError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
-    let notification: Notification =
-        serde_path_to_error::deserialize(de).map_err(|e| PayloadError::Decode(json_error(e, "payload")))?;
+    let notification: Notification = serde_path_to_error::deserialize(de)
+        .map_err(|e| PayloadError::Decode(json_error(e, "payload")))?;
     validate(notification)
 }
 
@@ -159,7 +159,8 @@ fn validate_alert(i: usize, a: Alert) -> Result<ValidAlert, PayloadError> {
     let ends_at = match a.status {
         AlertStatus::Firing => None,
         AlertStatus::Resolved => {
-            let end = ends_at.ok_or_else(|| invalid(i, "endsAt", "a resolved alert needs endsAt"))?;
+            let end =
+                ends_at.ok_or_else(|| invalid(i, "endsAt", "a resolved alert needs endsAt"))?;
             if end < starts_at {
                 return Err(invalid(
                     i,
@@ -238,8 +239,14 @@ mod tests {
         let a = &n.alerts[0];
         assert_eq!(a.alertname, "DatabaseConnectionPoolHigh");
         assert_eq!(a.fingerprint, "f359ea1a0f5279b1");
-        assert_eq!(crate::time::rfc3339(a.starts_at), "2026-11-23T02:26:28.738Z");
-        assert_eq!(a.ends_at, None, "the zero endsAt of a firing alert means unset");
+        assert_eq!(
+            crate::time::rfc3339(a.starts_at),
+            "2026-11-23T02:26:28.738Z"
+        );
+        assert_eq!(
+            a.ends_at, None,
+            "the zero endsAt of a firing alert means unset"
+        );
     }
 
     #[test]
@@ -256,10 +263,16 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_str(FIRING).unwrap();
         v["alerts"][0]["startsAt"] = "yesterday".into();
         let e = decode(v.to_string().as_bytes()).unwrap_err().to_string();
-        assert!(e.starts_with("alerts[0].startsAt: invalid RFC 3339 time"), "{e}");
+        assert!(
+            e.starts_with("alerts[0].startsAt: invalid RFC 3339 time"),
+            "{e}"
+        );
 
         let mut v: serde_json::Value = serde_json::from_str(FIRING).unwrap();
-        v["alerts"][0].as_object_mut().unwrap().remove("fingerprint");
+        v["alerts"][0]
+            .as_object_mut()
+            .unwrap()
+            .remove("fingerprint");
         let e = decode(v.to_string().as_bytes()).unwrap_err().to_string();
         assert!(e.contains("alerts[0]") && e.contains("fingerprint"), "{e}");
 

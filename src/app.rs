@@ -97,7 +97,10 @@ impl App {
 
     /// Serve until `shutdown` resolves: then stop accepting, finish in-flight requests,
     /// stop background work and close the database.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let App {
             listener,
             state,
@@ -125,7 +128,11 @@ impl App {
 }
 
 /// Drop raw payloads older than the retention, hourly.
-async fn prune_loop(state: Arc<AppState>, retention: std::time::Duration, mut stop: watch::Receiver<bool>) {
+async fn prune_loop(
+    state: Arc<AppState>,
+    retention: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) {
     let every = std::time::Duration::from_secs(3600);
     loop {
         let cutoff = state.now() - chrono_duration(retention);
@@ -138,7 +145,9 @@ async fn prune_loop(state: Arc<AppState>, retention: std::time::Duration, mut st
             })
             .await;
         match pruned {
-            Ok((n, j)) if n + j > 0 => tracing::info!(payloads = n, jobs = j, "pruned past retention"),
+            Ok((n, j)) if n + j > 0 => {
+                tracing::info!(payloads = n, jobs = j, "pruned past retention")
+            }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "pruning raw payloads failed; will retry"),
         }

@@ -8,7 +8,11 @@ use incidentd::app::{self, App, Options};
 use incidentd::config::Config;
 
 #[derive(Parser)]
-#[command(name = "incidentd", version, about = "Alertmanager webhooks in; incidents, timelines and post-mortem drafts out")]
+#[command(
+    name = "incidentd",
+    version,
+    about = "Alertmanager webhooks in; incidents, timelines and post-mortem drafts out"
+)]
 struct Cli {
     /// Log format.
     #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -50,7 +54,9 @@ enum Command {
 fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),

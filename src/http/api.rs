@@ -80,7 +80,9 @@ pub fn incident_json(i: &Incident, details: bool) -> Value {
 pub fn check_id(id: &str) -> Result<(), ApiError> {
     let mut parts = id.splitn(3, '-');
     let ok = parts.next() == Some("INC")
-        && parts.next().is_some_and(|y| y.len() == 4 && y.bytes().all(|b| b.is_ascii_digit()))
+        && parts
+            .next()
+            .is_some_and(|y| y.len() == 4 && y.bytes().all(|b| b.is_ascii_digit()))
         && parts
             .next()
             .is_some_and(|n| (4..=9).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_digit()));
@@ -120,10 +122,16 @@ pub async fn list(
             .parse::<u32>()
             .ok()
             .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| ApiError::BadRequest(format!("limit: {l:?} is not a number from 1 to {MAX_LIMIT}")))?,
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "limit: {l:?} is not a number from 1 to {MAX_LIMIT}"
+                ))
+            })?,
     };
     if let Some(before) = &p.before {
-        check_id(before).map_err(|_| ApiError::BadRequest(format!("before: {before:?} is not an incident id")))?;
+        check_id(before).map_err(|_| {
+            ApiError::BadRequest(format!("before: {before:?} is not an incident id"))
+        })?;
     }
     let filter = ListFilter {
         status,
@@ -151,7 +159,10 @@ pub async fn show(
     check_id(&id)?;
     let found = {
         let id = id.clone();
-        state.store.read(move |c| sqlite::full_incident(c, &id)).await?
+        state
+            .store
+            .read(move |c| sqlite::full_incident(c, &id))
+            .await?
     };
     match found {
         Some(i) => Ok(Json(incident_json(&i, true))),
@@ -218,13 +229,19 @@ async fn act(
                 let mut repo = SqliteRepo { tx, now };
                 let r = correlate::act(&mut repo, &rules, &id, &by, &action, now);
                 if r.is_ok() {
-                    let change = Change::Person { incident_id: &id, by: &by, action: &action };
+                    let change = Change::Person {
+                        incident_id: &id,
+                        by: &by,
+                        action: &action,
+                    };
                     jobs::plan(&*planner, tx, &[change], now)?;
                 }
                 match r {
                     Ok(_) => Ok(Ok(())),
                     Err(ActionError::Repo(e)) => Err(e.into()),
-                    Err(ActionError::NotFound(m)) => Ok(Err(ApiError::NotFound(format!("incident {m} not found")))),
+                    Err(ActionError::NotFound(m)) => {
+                        Ok(Err(ApiError::NotFound(format!("incident {m} not found"))))
+                    }
                     Err(ActionError::Conflict(m)) => Ok(Err(ApiError::Conflict(m))),
                 }
             })
@@ -275,7 +292,9 @@ pub async fn add_note(
         return Err(ApiError::BadRequest("text: must not be empty".into()));
     }
     if text.chars().count() > MAX_NOTE {
-        return Err(ApiError::BadRequest(format!("text: longer than {MAX_NOTE} characters")));
+        return Err(ApiError::BadRequest(format!(
+            "text: longer than {MAX_NOTE} characters"
+        )));
     }
     act(state, headers, id, b.by, Action::Note(text)).await
 }

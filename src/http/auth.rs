@@ -19,14 +19,18 @@ fn equal(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn authorization(headers: &HeaderMap) -> Option<&str> {
-    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
 }
 
 /// The token of an `Authorization: Bearer …` header.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = authorization(headers)?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 fn basic(headers: &HeaderMap) -> Option<(String, String)> {
@@ -54,7 +58,8 @@ impl WebhookAuth {
                 return Ok(());
             }
         }
-        if let (Some((user, pass)), Some((got_user, got_pass))) = (&self.basic_auth, basic(headers)) {
+        if let (Some((user, pass)), Some((got_user, got_pass))) = (&self.basic_auth, basic(headers))
+        {
             // Both compared, always, so timing does not tell which one was wrong.
             let u = equal(user.as_bytes(), got_user.as_bytes());
             let p = equal(pass.expose().as_bytes(), got_pass.as_bytes());

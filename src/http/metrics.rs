@@ -75,7 +75,11 @@ impl Metrics {
             alerts.clone(),
         );
         let incidents = Family::<StatusLabel, Gauge>::default();
-        registry.register("incidents", "Incidents stored, by status", incidents.clone());
+        registry.register(
+            "incidents",
+            "Incidents stored, by status",
+            incidents.clone(),
+        );
         let jobs_queued = Family::<KindLabel, Gauge>::default();
         registry.register(
             "jobs_queued",
@@ -83,9 +87,9 @@ impl Metrics {
             jobs_queued.clone(),
         );
         let requests = Family::<RouteLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new(
-                [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5].into_iter(),
-            )
+            Histogram::new([
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ])
         });
         registry.register(
             "http_request_duration_seconds",
@@ -104,13 +108,17 @@ impl Metrics {
 
     pub fn webhook(&self, outcome: &str) {
         self.webhooks
-            .get_or_create(&OutcomeLabel { outcome: outcome.into() })
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.into(),
+            })
             .inc();
     }
 
     pub fn alert(&self, effect: &str) {
         self.alerts
-            .get_or_create(&EffectLabel { effect: effect.into() })
+            .get_or_create(&EffectLabel {
+                effect: effect.into(),
+            })
             .inc();
     }
 
@@ -133,8 +141,15 @@ pub async fn serve(State(state): State<Arc<AppState>>) -> Response {
     match counts {
         Ok((by_status, depth)) => {
             for status in ["open", "acknowledged", "resolved"] {
-                let n = by_status.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
-                m.incidents.get_or_create(&StatusLabel { status: status.into() }).set(n);
+                let n = by_status
+                    .iter()
+                    .find(|(s, _)| s == status)
+                    .map_or(0, |(_, n)| *n);
+                m.incidents
+                    .get_or_create(&StatusLabel {
+                        status: status.into(),
+                    })
+                    .set(n);
             }
             m.jobs_queued.clear();
             for (kind, n) in depth {
@@ -148,7 +163,10 @@ pub async fn serve(State(state): State<Arc<AppState>>) -> Response {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         body,
     )
         .into_response()

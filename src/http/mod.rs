@@ -56,9 +56,17 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    match state.store.read(|c| c.query_row("SELECT 1", [], |_| Ok(()))).await {
+    match state
+        .store
+        .read(|c| c.query_row("SELECT 1", [], |_| Ok(())))
+        .await
+    {
         Ok(()) => "incidentd is Ready.\n".into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("incidentd is not ready: {e}\n")).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("incidentd is not ready: {e}\n"),
+        )
+            .into_response(),
     }
 }
 
@@ -85,7 +93,10 @@ pub enum ApiError {
     BadRequest(String),
     /// Missing or wrong credentials.
     #[error("{message}")]
-    Unauthorized { message: String, challenge: &'static str },
+    Unauthorized {
+        message: String,
+        challenge: &'static str,
+    },
     #[error("{0}")]
     NotFound(String),
     /// The action does not fit the incident's state.
@@ -127,9 +138,10 @@ impl IntoResponse for ApiError {
         let mut response = (status, Json(serde_json::json!({ "error": message }))).into_response();
         match &self {
             ApiError::Unauthorized { challenge, .. } => {
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
             }
             ApiError::Store(e) if e.is_transient() => {
                 response

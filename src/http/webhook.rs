@@ -46,7 +46,8 @@ async fn handle(
     state.webhook_auth.check(headers)?;
     check_content_type(headers)?;
     let raw = read_body(body, state.max_body_bytes).await?;
-    let notification = alertmanager::decode(&raw).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let notification =
+        alertmanager::decode(&raw).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let received_at = state.now();
     let alerts = notification.alerts.len();
     let group_key = notification.group_key.clone();
@@ -94,7 +95,10 @@ async fn ingest(
                 notification.alerts.len(),
                 &raw,
             )?;
-            let mut repo = SqliteRepo { tx, now: received_at };
+            let mut repo = SqliteRepo {
+                tx,
+                now: received_at,
+            };
             let mut outcomes = Vec::with_capacity(notification.alerts.len());
             for alert in &notification.alerts {
                 outcomes.push(correlate::ingest(
@@ -118,8 +122,12 @@ pub(crate) fn effect_name(e: &Effect) -> &'static str {
         Effect::Opened => "opened",
         Effect::Joined => "joined",
         Effect::Reopened => "reopened",
-        Effect::AlertResolved { incident_resolved: true } => "incident_resolved",
-        Effect::AlertResolved { incident_resolved: false } => "alert_resolved",
+        Effect::AlertResolved {
+            incident_resolved: true,
+        } => "incident_resolved",
+        Effect::AlertResolved {
+            incident_resolved: false,
+        } => "alert_resolved",
         Effect::Duplicate => "duplicate",
         Effect::Stale => "stale",
     }

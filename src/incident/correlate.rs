@@ -129,12 +129,19 @@ pub fn ingest<R: Repo>(
                 _ => false,
             };
             let (counts, effect) = match (occ.status, alert.status) {
-                (AlertStatus::Resolved, AlertStatus::Firing) => (one(true, false, true), Effect::Stale),
+                (AlertStatus::Resolved, AlertStatus::Firing) => {
+                    (one(true, false, true), Effect::Stale)
+                }
                 (_, AlertStatus::Resolved) if shrinks => {
                     occ.status = AlertStatus::Resolved;
                     occ.ends_at = alert.ends_at;
                     occ.resolved_by = Some("alertmanager".into());
-                    (one(true, false, false), Effect::AlertResolved { incident_resolved: false })
+                    (
+                        one(true, false, false),
+                        Effect::AlertResolved {
+                            incident_resolved: false,
+                        },
+                    )
                 }
                 _ => (one(true, true, false), Effect::Duplicate),
             };
@@ -194,7 +201,9 @@ fn place_new<R: Repo>(
     let mut best: Option<(Duration, Timestamp, Incident)> = None;
     let mut matches = 0;
     for id in repo.candidates(&key, occ.starts_at, occ.ends_at, window)? {
-        let Some(incident) = repo.load(&id)? else { continue };
+        let Some(incident) = repo.load(&id)? else {
+            continue;
+        };
         if incident.alerts.is_empty() {
             continue;
         }
@@ -344,7 +353,11 @@ fn update_member<R: Repo>(
             let derived = apply(&mut part, rules);
             let refs: Vec<&Occurrence> = part.alerts.iter().collect();
             repo.save(&part, &refs, &derived)?;
-            if part.alerts.iter().any(|m| m.fingerprint == occ.fingerprint && m.starts_at == occ.starts_at) {
+            if part
+                .alerts
+                .iter()
+                .any(|m| m.fingerprint == occ.fingerprint && m.starts_at == occ.starts_at)
+            {
                 home = id.clone();
             }
             split_off.push(id);
@@ -437,7 +450,9 @@ pub fn act<R: Repo>(
         },
         Action::Resolve => {
             if incident.status == Status::Resolved {
-                return Err(ActionError::Conflict(format!("incident {id} is already resolved")));
+                return Err(ActionError::Conflict(format!(
+                    "incident {id} is already resolved"
+                )));
             }
             TimelineEvent {
                 at: now,
@@ -449,6 +464,7 @@ pub fn act<R: Repo>(
     };
     incident.timeline.push(event);
     let derived = apply(&mut incident, rules);
-    repo.save(&incident, &[], &derived).map_err(ActionError::Repo)?;
+    repo.save(&incident, &[], &derived)
+        .map_err(ActionError::Repo)?;
     Ok(incident)
 }

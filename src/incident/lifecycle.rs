@@ -103,8 +103,11 @@ pub fn derive(members: &[Occurrence], human: &[TimelineEvent], rules: &Rules) ->
     // Simultaneous alerts: the most severe first, so they raise no spurious severity change.
     let mut sorted: Vec<&Occurrence> = members.iter().collect();
     sorted.sort_by(|a, b| {
-        (a.starts_at, rules.rank(a.severity()), &a.fingerprint)
-            .cmp(&(b.starts_at, rules.rank(b.severity()), &b.fingerprint))
+        (a.starts_at, rules.rank(a.severity()), &a.fingerprint).cmp(&(
+            b.starts_at,
+            rules.rank(b.severity()),
+            &b.fingerprint,
+        ))
     });
     let first = sorted[0];
     let manual = manual_resolve(human);
@@ -188,7 +191,11 @@ pub fn derive(members: &[Occurrence], human: &[TimelineEvent], rules: &Rules) ->
         .copied()
         .unwrap_or(first);
     let service = sorted.iter().find_map(|o| o.labels.get("service").cloned());
-    let title = match title_source.annotations.get("summary").filter(|s| !s.trim().is_empty()) {
+    let title = match title_source
+        .annotations
+        .get("summary")
+        .filter(|s| !s.trim().is_empty())
+    {
         Some(summary) => summary.trim().to_string(),
         None => match &service {
             Some(svc) => format!("{} on {}", title_source.alertname, svc),
@@ -196,7 +203,11 @@ pub fn derive(members: &[Occurrence], human: &[TimelineEvent], rules: &Rules) ->
         },
     };
 
-    let detected_at = sorted.iter().map(|o| o.first_seen_at).min().unwrap_or(first.first_seen_at);
+    let detected_at = sorted
+        .iter()
+        .map(|o| o.first_seen_at)
+        .min()
+        .unwrap_or(first.first_seen_at);
 
     for o in &sorted {
         events.push(TimelineEvent {
@@ -210,7 +221,12 @@ pub fn derive(members: &[Occurrence], human: &[TimelineEvent], rules: &Rules) ->
             events.push(TimelineEvent {
                 at: end,
                 kind: EventKind::AlertResolved,
-                actor: if by_reconciler { ACTOR_INCIDENTD } else { ACTOR_PROMETHEUS }.into(),
+                actor: if by_reconciler {
+                    ACTOR_INCIDENTD
+                } else {
+                    ACTOR_PROMETHEUS
+                }
+                .into(),
                 text: if by_reconciler {
                     format!("{} resolved: Alertmanager no longer had it", o.alertname)
                 } else {
@@ -270,7 +286,8 @@ pub fn connected(
     b: (Timestamp, Option<Timestamp>),
     window: Duration,
 ) -> bool {
-    let reaches = |start: Timestamp, end: Option<Timestamp>| end.is_none_or(|e| start <= e + window);
+    let reaches =
+        |start: Timestamp, end: Option<Timestamp>| end.is_none_or(|e| start <= e + window);
     reaches(a.0, b.1) && reaches(b.0, a.1)
 }
 
@@ -285,12 +302,12 @@ pub fn distance(a: (Timestamp, Option<Timestamp>), b: (Timestamp, Option<Timesta
 
 /// An incident's span: earliest start to latest real end (`None` while any member fires).
 pub fn span(members: &[Occurrence]) -> (Timestamp, Option<Timestamp>) {
-    let start = members.iter().map(|o| o.starts_at).min().expect("members is not empty");
-    let end = members
+    let start = members
         .iter()
-        .map(|o| o.ends_at)
-        .reduce(later)
-        .flatten();
+        .map(|o| o.starts_at)
+        .min()
+        .expect("members is not empty");
+    let end = members.iter().map(|o| o.ends_at).reduce(later).flatten();
     (start, end)
 }
 

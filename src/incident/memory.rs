@@ -39,8 +39,10 @@ impl MemoryRepo {
     pub fn full(&self, id: &str) -> Option<Incident> {
         let mut incident = self.incidents.get(id)?.clone();
         incident.alerts = self.members(id);
-        incident.timeline.extend(self.derived.get(id).cloned().unwrap_or_default());
-        incident.timeline.sort_by(|a, b| (a.at, a.kind).cmp(&(b.at, b.kind)));
+        incident
+            .timeline
+            .extend(self.derived.get(id).cloned().unwrap_or_default());
+        incident.timeline.sort_by_key(|e| (e.at, e.kind));
         Some(incident)
     }
 

@@ -21,7 +21,11 @@ fn alert(fp: &str, service: &str, severity: &str, start: i64, end: Option<i64>) 
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     ValidAlert {
-        status: if end.is_some() { AlertStatus::Resolved } else { AlertStatus::Firing },
+        status: if end.is_some() {
+            AlertStatus::Resolved
+        } else {
+            AlertStatus::Firing
+        },
         alertname: format!("Alert_{fp}"),
         annotations: [("summary".to_string(), format!("summary of {fp}"))].into(),
         labels,
@@ -46,15 +50,27 @@ fn send(repo: &mut MemoryRepo, rules: &Rules, a: &ValidAlert, now: i64) -> Outco
 #[test]
 fn alerts_of_one_service_make_one_incident_with_the_highest_severity() {
     let (mut repo, r) = (MemoryRepo::new(), rules(30));
-    assert_eq!(send(&mut repo, &r, &alert("a", "pay", "warning", 0, None), 1).effect, Effect::Opened);
-    assert_eq!(send(&mut repo, &r, &alert("b", "pay", "critical", 2, None), 3).effect, Effect::Joined);
-    assert_eq!(send(&mut repo, &r, &alert("c", "shop", "info", 2, None), 3).effect, Effect::Opened);
+    assert_eq!(
+        send(&mut repo, &r, &alert("a", "pay", "warning", 0, None), 1).effect,
+        Effect::Opened
+    );
+    assert_eq!(
+        send(&mut repo, &r, &alert("b", "pay", "critical", 2, None), 3).effect,
+        Effect::Joined
+    );
+    assert_eq!(
+        send(&mut repo, &r, &alert("c", "shop", "info", 2, None), 3).effect,
+        Effect::Opened
+    );
     let all = repo.incidents();
     assert_eq!(all.len(), 2);
     let pay = all.iter().find(|i| i.key == r#"service="pay""#).unwrap();
     assert_eq!(pay.alerts.len(), 2);
     assert_eq!(pay.severity.as_deref(), Some("critical"));
-    assert_eq!(pay.title, "summary of b", "the most severe alert names the incident");
+    assert_eq!(
+        pay.title, "summary of b",
+        "the most severe alert names the incident"
+    );
     assert!(pay
         .timeline
         .iter()
@@ -71,7 +87,13 @@ fn repeats_never_duplicate_and_are_counted() {
     assert_eq!(i.alerts.len(), 1);
     assert_eq!(i.notifications.received, 5);
     assert_eq!(i.notifications.duplicate, 4);
-    assert_eq!(i.timeline.iter().filter(|e| e.kind == EventKind::AlertFiring).count(), 1);
+    assert_eq!(
+        i.timeline
+            .iter()
+            .filter(|e| e.kind == EventKind::AlertFiring)
+            .count(),
+        1
+    );
 }
 
 #[test]
@@ -80,7 +102,10 @@ fn ha_replicas_resending_firing_after_resolved_leave_the_incident_resolved() {
     let (mut repo, r) = (MemoryRepo::new(), rules(30));
     send(&mut repo, &r, &alert("a", "pay", "critical", 0, None), 0);
     send(&mut repo, &r, &alert("a", "pay", "critical", 0, Some(5)), 5);
-    assert_eq!(send(&mut repo, &r, &alert("a", "pay", "critical", 0, None), 6).effect, Effect::Stale);
+    assert_eq!(
+        send(&mut repo, &r, &alert("a", "pay", "critical", 0, None), 6).effect,
+        Effect::Stale
+    );
     send(&mut repo, &r, &alert("a", "pay", "critical", 0, Some(5)), 6);
     let all = repo.incidents();
     assert_eq!(all.len(), 1);
@@ -99,10 +124,23 @@ fn a_new_episode_within_the_reopen_window_reopens_and_later_opens_a_new_incident
     assert_eq!(o.effect, Effect::Reopened);
     let i = repo.full(&o.incident_id).unwrap();
     assert_eq!((i.status, i.reopen_count), (Status::Open, 1));
-    assert!(i.timeline.iter().any(|e| e.kind == EventKind::Reopened && e.at == t(15)));
-    send(&mut repo, &r, &alert("a", "pay", "critical", 15, Some(20)), 20);
+    assert!(i
+        .timeline
+        .iter()
+        .any(|e| e.kind == EventKind::Reopened && e.at == t(15)));
+    send(
+        &mut repo,
+        &r,
+        &alert("a", "pay", "critical", 15, Some(20)),
+        20,
+    );
     // Two hours later: a new incident.
-    let o2 = send(&mut repo, &r, &alert("a", "pay", "critical", 140, None), 140);
+    let o2 = send(
+        &mut repo,
+        &r,
+        &alert("a", "pay", "critical", 140, None),
+        140,
+    );
     assert_eq!(o2.effect, Effect::Opened);
     assert_ne!(o2.incident_id, o.incident_id);
     assert_eq!(repo.incidents().len(), 2);
@@ -120,13 +158,27 @@ fn a_zero_reopen_window_never_reopens() {
 fn a_late_occurrence_that_would_bridge_two_incidents_joins_the_nearer() {
     let (mut repo, r) = (MemoryRepo::new(), rules(10));
     send(&mut repo, &r, &alert("a", "pay", "critical", 0, Some(5)), 5);
-    send(&mut repo, &r, &alert("b", "pay", "critical", 30, Some(35)), 35);
+    send(
+        &mut repo,
+        &r,
+        &alert("b", "pay", "critical", 30, Some(35)),
+        35,
+    );
     assert_eq!(repo.incidents().len(), 2);
     // [12, 22] is within 10 minutes of both; it is 7 from the first and 8 from the second.
-    let o = send(&mut repo, &r, &alert("c", "pay", "critical", 12, Some(22)), 40);
+    let o = send(
+        &mut repo,
+        &r,
+        &alert("c", "pay", "critical", 12, Some(22)),
+        40,
+    );
     assert!(o.bridged);
     assert_eq!(repo.incidents().len(), 2, "never merged");
-    let first = repo.incidents().into_iter().find(|i| i.fired_at == t(0)).unwrap();
+    let first = repo
+        .incidents()
+        .into_iter()
+        .find(|i| i.fired_at == t(0))
+        .unwrap();
     assert_eq!(o.incident_id, first.id);
 }
 
@@ -136,8 +188,16 @@ fn a_resolve_that_disconnects_members_splits_the_incident() {
     // ended long before b began: with no reopen window they are two problems.
     let (mut repo, r) = (MemoryRepo::new(), rules(0));
     send(&mut repo, &r, &alert("b", "pay", "critical", 20, None), 20);
-    assert_eq!(send(&mut repo, &r, &alert("a", "pay", "critical", 0, None), 21).effect, Effect::Joined);
-    let o = send(&mut repo, &r, &alert("a", "pay", "critical", 0, Some(5)), 22);
+    assert_eq!(
+        send(&mut repo, &r, &alert("a", "pay", "critical", 0, None), 21).effect,
+        Effect::Joined
+    );
+    let o = send(
+        &mut repo,
+        &r,
+        &alert("a", "pay", "critical", 0, Some(5)),
+        22,
+    );
     assert_eq!(o.split_off.len(), 1);
     let all = repo.incidents();
     assert_eq!(all.len(), 2);
@@ -154,26 +214,51 @@ fn acknowledging_and_resolving_by_hand_follow_the_episode() {
         act(&mut repo, &r, &id, "bob", &Action::Acknowledge, t(4)),
         Err(ActionError::Conflict(_))
     ));
-    act(&mut repo, &r, &id, "alice", &Action::Note("restarted pgbouncer".into()), t(5)).unwrap();
+    act(
+        &mut repo,
+        &r,
+        &id,
+        "alice",
+        &Action::Note("restarted pgbouncer".into()),
+        t(5),
+    )
+    .unwrap();
     let i = act(&mut repo, &r, &id, "alice", &Action::Resolve, t(8)).unwrap();
     assert_eq!(i.status, Status::Resolved);
-    assert_eq!((i.resolved_at, i.resolved_by.as_deref()), (Some(t(8)), Some("alice")));
+    assert_eq!(
+        (i.resolved_at, i.resolved_by.as_deref()),
+        (Some(t(8)), Some("alice"))
+    );
     // Repeats of the still-firing alert do not undo a person's resolve...
     send(&mut repo, &r, &alert("a", "pay", "critical", 0, None), 9);
     assert_eq!(repo.full(&id).unwrap().status, Status::Resolved);
     // ...but a new firing episode reopens it, unacknowledged.
     let o = send(&mut repo, &r, &alert("b", "pay", "critical", 12, None), 12);
-    assert_eq!((o.incident_id.as_str(), o.effect), (id.as_str(), Effect::Reopened));
+    assert_eq!(
+        (o.incident_id.as_str(), o.effect),
+        (id.as_str(), Effect::Reopened)
+    );
     let i = repo.full(&id).unwrap();
     assert_eq!((i.status, i.reopen_count), (Status::Open, 1));
-    assert_eq!(i.acknowledged_at, Some(t(3)), "TTA keeps the first acknowledgement");
+    assert_eq!(
+        i.acknowledged_at,
+        Some(t(3)),
+        "TTA keeps the first acknowledgement"
+    );
 }
 
 #[test]
 fn an_unknown_incident_is_not_found() {
     let (mut repo, r) = (MemoryRepo::new(), rules(30));
     assert!(matches!(
-        act(&mut repo, &r, "INC-2026-9999", "x", &Action::Acknowledge, t(0)),
+        act(
+            &mut repo,
+            &r,
+            "INC-2026-9999",
+            "x",
+            &Action::Acknowledge,
+            t(0)
+        ),
         Err(ActionError::NotFound(_))
     ));
 }
@@ -198,18 +283,30 @@ fn fp_alert(fp: usize, start: i64, end: Option<i64>) -> ValidAlert {
 }
 
 fn episodes() -> impl Strategy<Value = Vec<Episode>> {
-    prop::collection::vec((0usize..5, 0i64..8, 1i64..40, prop::option::weighted(0.8, 1i64..30)), 1..7)
-        .prop_map(|raw| {
-            // Episodes of one fingerprint follow each other; distinct startsAt.
-            let mut next_free = [0i64; 5];
-            raw.into_iter()
-                .map(|(fp, gap, _, dur)| {
-                    let start = next_free[fp] + gap * 7;
-                    next_free[fp] = start + dur.unwrap_or(1000) + 1;
-                    Episode { fp, start, end: dur.map(|d| start + d) }
-                })
-                .collect()
-        })
+    prop::collection::vec(
+        (
+            0usize..5,
+            0i64..8,
+            1i64..40,
+            prop::option::weighted(0.8, 1i64..30),
+        ),
+        1..7,
+    )
+    .prop_map(|raw| {
+        // Episodes of one fingerprint follow each other; distinct startsAt.
+        let mut next_free = [0i64; 5];
+        raw.into_iter()
+            .map(|(fp, gap, _, dur)| {
+                let start = next_free[fp] + gap * 7;
+                next_free[fp] = start + dur.unwrap_or(1000) + 1;
+                Episode {
+                    fp,
+                    start,
+                    end: dur.map(|d| start + d),
+                }
+            })
+            .collect()
+    })
 }
 
 fn deliveries(eps: &[Episode]) -> impl Strategy<Value = Vec<Delivery>> {
@@ -267,8 +364,10 @@ fn canonical(repo: &MemoryRepo) -> Vec<String> {
 fn expected_partition(eps: &[Episode], window: i64) -> Vec<Vec<String>> {
     let mut groups: Vec<Vec<String>> = Vec::new();
     for service in ["pay", "shop"] {
-        let mut mine: Vec<&Episode> =
-            eps.iter().filter(|e| ["pay", "shop"][e.fp % 2] == service).collect();
+        let mut mine: Vec<&Episode> = eps
+            .iter()
+            .filter(|e| ["pay", "shop"][e.fp % 2] == service)
+            .collect();
         mine.sort_by_key(|e| e.start);
         let mut reach: Option<Option<i64>> = None;
         for e in mine {
@@ -300,8 +399,11 @@ fn partition(repo: &MemoryRepo) -> Vec<Vec<String>> {
         .incidents()
         .iter()
         .map(|i| {
-            let mut g: Vec<String> =
-                i.alerts.iter().map(|o| format!("{}@{}", o.fingerprint, o.starts_at)).collect();
+            let mut g: Vec<String> = i
+                .alerts
+                .iter()
+                .map(|o| format!("{}@{}", o.fingerprint, o.starts_at))
+                .collect();
             g.sort();
             g
         })
@@ -324,7 +426,9 @@ fn scenario() -> impl Strategy<Value = (Vec<Episode>, Vec<Delivery>, Vec<Deliver
         let eps2 = eps.clone();
         deliveries(&eps).prop_flat_map(move |ds| {
             let (eps, ds2) = (eps2.clone(), ds.clone());
-            Just(ds2).prop_shuffle().prop_map(move |shuffled| (eps.clone(), ds.clone(), shuffled, window))
+            Just(ds2)
+                .prop_shuffle()
+                .prop_map(move |shuffled| (eps.clone(), ds.clone(), shuffled, window))
         })
     })
 }

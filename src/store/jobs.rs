@@ -72,16 +72,20 @@ pub fn claim(tx: &Transaction, kinds: &[&str], now: Timestamp) -> rusqlite::Resu
         })
         .optional()?;
     if let Some(j) = &job {
-        tx.prepare_cached("UPDATE jobs SET state = 'running', attempts = attempts + 1 WHERE id = ?1")?
-            .execute(params![j.id])?;
+        tx.prepare_cached(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1 WHERE id = ?1",
+        )?
+        .execute(params![j.id])?;
     }
     Ok(job)
 }
 
 /// The job succeeded.
 pub fn complete(tx: &Transaction, id: i64, now: Timestamp) -> rusqlite::Result<()> {
-    tx.prepare_cached("UPDATE jobs SET state = 'done', done_at = ?2, last_error = NULL WHERE id = ?1")?
-        .execute(params![id, to_micros(now)])?;
+    tx.prepare_cached(
+        "UPDATE jobs SET state = 'done', done_at = ?2, last_error = NULL WHERE id = ?1",
+    )?
+    .execute(params![id, to_micros(now)])?;
     Ok(())
 }
 
@@ -110,7 +114,10 @@ pub fn fail(
 
 /// After a restart, jobs that were running when the process died run again.
 pub fn requeue_running(conn: &Connection) -> rusqlite::Result<usize> {
-    conn.execute("UPDATE jobs SET state = 'pending' WHERE state = 'running'", [])
+    conn.execute(
+        "UPDATE jobs SET state = 'pending' WHERE state = 'running'",
+        [],
+    )
 }
 
 /// Pending and running jobs, by kind.

@@ -101,7 +101,8 @@ pub const MIGRATIONS: &[&str] = &[
 
 /// Bring the schema up to date. Refuses a database written by a newer incidentd.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
-    let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    let version: usize =
+        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
     if version > MIGRATIONS.len() {
         return Err(rusqlite::Error::InvalidParameterName(format!(
             "database schema version {version} is newer than this incidentd knows ({}); \

@@ -55,7 +55,15 @@ impl From<rusqlite::Error> for StoreError {
         use rusqlite::ErrorCode::*;
         let transient = matches!(
             e.sqlite_error_code(),
-            Some(DatabaseBusy | DatabaseLocked | DiskFull | SystemIoFailure | CannotOpen | ReadOnly | OutOfMemory)
+            Some(
+                DatabaseBusy
+                    | DatabaseLocked
+                    | DiskFull
+                    | SystemIoFailure
+                    | CannotOpen
+                    | ReadOnly
+                    | OutOfMemory
+            )
         );
         StoreError::Sqlite {
             message: e.to_string(),
@@ -68,8 +76,10 @@ impl From<rusqlite::Error> for StoreError {
 /// `finish` answers the caller once the commit's outcome is known.
 struct Op {
     run: Box<dyn FnOnce(&Transaction) -> bool + Send>,
-    finish: Box<dyn FnOnce(Result<(), StoreError>) + Send>,
+    finish: Finish,
 }
+
+type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
 /// What the writer thread is asked to do.
 enum Msg {
@@ -169,7 +179,10 @@ impl Store {
                 let _ = done.send(commit.and(result));
             }),
         };
-        self.writer.send(Msg::Op(op)).await.map_err(|_| StoreError::Closed)?;
+        self.writer
+            .send(Msg::Op(op))
+            .await
+            .map_err(|_| StoreError::Closed)?;
         wait.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -244,7 +257,11 @@ fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Msg>) {
             let started = Instant::now();
             let size = batch.len();
             run_batch(&mut conn, &mut batch);
-            tracing::trace!(size, elapsed_us = started.elapsed().as_micros() as u64, "group commit");
+            tracing::trace!(
+                size,
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "group commit"
+            );
         }
         if closing.is_some() {
             break;
@@ -280,8 +297,7 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
             return;
         }
     };
-    let mut finishes: Vec<Box<dyn FnOnce(Result<(), StoreError>) + Send>> =
-        Vec::with_capacity(batch.len());
+    let mut finishes: Vec<Finish> = Vec::with_capacity(batch.len());
     let mut failed: Option<StoreError> = None;
     for op in batch.drain(..) {
         if let Err(e) = tx.execute_batch("SAVEPOINT op") {
@@ -290,7 +306,11 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
             continue;
         }
         let ok = (op.run)(&tx);
-        let end = if ok { "RELEASE op" } else { "ROLLBACK TO op; RELEASE op" };
+        let end = if ok {
+            "RELEASE op"
+        } else {
+            "ROLLBACK TO op; RELEASE op"
+        };
         if let Err(e) = tx.execute_batch(end) {
             failed = Some(StoreError::from(e));
         }

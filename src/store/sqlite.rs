@@ -38,7 +38,8 @@ fn occurrence_from_row(r: &Row) -> rusqlite::Result<(Occurrence, String)> {
         Occurrence {
             fingerprint: r.get(0)?,
             starts_at: from_micros(r.get(1)?),
-            status: AlertStatus::parse(&status).ok_or_else(|| bad_column(2, "alert status", &status))?,
+            status: AlertStatus::parse(&status)
+                .ok_or_else(|| bad_column(2, "alert status", &status))?,
             ends_at: opt_time(r.get(3)?),
             alertname: r.get(4)?,
             labels: serde_json::from_str(&labels).unwrap_or_default(),
@@ -127,8 +128,11 @@ impl Repo for SqliteRepo<'_> {
         end: Option<Timestamp>,
         window: Duration,
     ) -> rusqlite::Result<Vec<String>> {
-        let reach_end = end.map_or(i64::MAX, |e| to_micros(e).saturating_add(window.num_microseconds().unwrap_or(i64::MAX)));
-        let reach_start = to_micros(start).saturating_sub(window.num_microseconds().unwrap_or(i64::MAX));
+        let reach_end = end.map_or(i64::MAX, |e| {
+            to_micros(e).saturating_add(window.num_microseconds().unwrap_or(i64::MAX))
+        });
+        let reach_start =
+            to_micros(start).saturating_sub(window.num_microseconds().unwrap_or(i64::MAX));
         let mut stmt = self.tx.prepare_cached(
             "SELECT id FROM incidents WHERE key = ?1 AND fired_at <= ?2 \
              AND (span_end IS NULL OR span_end >= ?3) ORDER BY seq",
@@ -292,9 +296,11 @@ impl Repo for SqliteRepo<'_> {
 }
 
 fn incident_by_id(conn: &Connection, id: &str) -> rusqlite::Result<Option<Incident>> {
-    conn.prepare_cached(&format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"))?
-        .query_row(params![id], incident_from_row)
-        .optional()
+    conn.prepare_cached(&format!(
+        "SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?1"
+    ))?
+    .query_row(params![id], incident_from_row)
+    .optional()
 }
 
 fn members(conn: &Connection, id: &str) -> rusqlite::Result<Vec<Occurrence>> {
@@ -412,7 +418,14 @@ pub fn insert_notification(
         "INSERT INTO notifications (received_at, receiver, status, group_key, alerts, body) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
-    .execute(params![to_micros(received_at), receiver, status, group_key, alerts as i64, body])?;
+    .execute(params![
+        to_micros(received_at),
+        receiver,
+        status,
+        group_key,
+        alerts as i64,
+        body
+    ])?;
     Ok(())
 }
 

@@ -103,7 +103,12 @@ impl TestApp {
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, Value) {
-        let r = self.client.get(format!("{}{}", self.url, path)).send().await.unwrap();
+        let r = self
+            .client
+            .get(format!("{}{}", self.url, path))
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
@@ -143,7 +148,10 @@ pub fn stored_notifications(dir: &Path) -> i64 {
 /// A one-alert payload built from the recorded firing webhook, with changes.
 pub fn payload(edit: impl FnOnce(&mut Value)) -> String {
     let mut v: Value = serde_json::from_slice(
-        &std::fs::read(scenario("webhooks/01-firing-DatabaseConnectionPoolHigh.json")).unwrap(),
+        &std::fs::read(scenario(
+            "webhooks/01-firing-DatabaseConnectionPoolHigh.json",
+        ))
+        .unwrap(),
     )
     .unwrap();
     edit(&mut v);

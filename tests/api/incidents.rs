@@ -32,36 +32,130 @@ async fn acknowledging_noting_and_resolving_by_hand_show_in_the_timeline() {
     let base = format!("/api/v1/incidents/{id}");
 
     let (status, body) = post(&app, &format!("{base}/ack"), None, json!({"by": "alice"})).await;
-    assert_eq!((status, body["error"].as_str()), (401, Some("this route needs the API token (Authorization: Bearer …)")));
-    let (status, _) = post(&app, &format!("{base}/ack"), Some("wrong"), json!({"by": "alice"})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (
+            401,
+            Some("this route needs the API token (Authorization: Bearer …)")
+        )
+    );
+    let (status, _) = post(
+        &app,
+        &format!("{base}/ack"),
+        Some("wrong"),
+        json!({"by": "alice"}),
+    )
+    .await;
     assert_eq!(status, 401);
 
     app.set_time(time("2026-11-23T02:28:29.743Z"));
-    let (status, i) = post(&app, &format!("{base}/ack"), Some("api-t0ken"), json!({"by": "alice"})).await;
+    let (status, i) = post(
+        &app,
+        &format!("{base}/ack"),
+        Some("api-t0ken"),
+        json!({"by": "alice"}),
+    )
+    .await;
     assert_eq!(status, 200, "{i}");
-    assert_eq!((i["status"].as_str(), i["acknowledged_by"].as_str()), (Some("acknowledged"), Some("alice")));
+    assert_eq!(
+        (i["status"].as_str(), i["acknowledged_by"].as_str()),
+        (Some("acknowledged"), Some("alice"))
+    );
     assert_eq!(i["tta_seconds"], 120.0);
-    let (status, e) = post(&app, &format!("{base}/ack"), Some("api-t0ken"), json!({"by": "bob"})).await;
-    assert_eq!((status, e["error"].as_str()), (409, Some(format!("incident {id} is already acknowledged").as_str())));
+    let (status, e) = post(
+        &app,
+        &format!("{base}/ack"),
+        Some("api-t0ken"),
+        json!({"by": "bob"}),
+    )
+    .await;
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (
+            409,
+            Some(format!("incident {id} is already acknowledged").as_str())
+        )
+    );
 
     let note = "Raised pool size from 50 to 100 | restarted pods";
-    let (status, _) = post(&app, &format!("{base}/notes"), Some("api-t0ken"), json!({"by": "alice", "text": note})).await;
+    let (status, _) = post(
+        &app,
+        &format!("{base}/notes"),
+        Some("api-t0ken"),
+        json!({"by": "alice", "text": note}),
+    )
+    .await;
     assert_eq!(status, 200);
-    let (status, e) = post(&app, &format!("{base}/notes"), Some("api-t0ken"), json!({"by": "alice"})).await;
-    assert_eq!((status, e["error"].as_str()), (400, Some("missing field `text` at line 1 column 14")));
-    let (status, e) = post(&app, &format!("{base}/notes"), Some("api-t0ken"), json!({"by": " ", "text": "x"})).await;
-    assert_eq!((status, e["error"].as_str()), (400, Some("by: must name who did it")));
+    let (status, e) = post(
+        &app,
+        &format!("{base}/notes"),
+        Some("api-t0ken"),
+        json!({"by": "alice"}),
+    )
+    .await;
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (400, Some("missing field `text` at line 1 column 14"))
+    );
+    let (status, e) = post(
+        &app,
+        &format!("{base}/notes"),
+        Some("api-t0ken"),
+        json!({"by": " ", "text": "x"}),
+    )
+    .await;
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (400, Some("by: must name who did it"))
+    );
 
     app.set_time(time("2026-11-23T02:36:29.743Z"));
-    let (status, i) = post(&app, &format!("{base}/resolve"), Some("api-t0ken"), json!({"by": "alice"})).await;
+    let (status, i) = post(
+        &app,
+        &format!("{base}/resolve"),
+        Some("api-t0ken"),
+        json!({"by": "alice"}),
+    )
+    .await;
     assert_eq!(status, 200);
-    assert_eq!((i["status"].as_str(), i["resolved_by"].as_str()), (Some("resolved"), Some("alice")));
+    assert_eq!(
+        (i["status"].as_str(), i["resolved_by"].as_str()),
+        (Some("resolved"), Some("alice"))
+    );
     assert_eq!(i["resolved_at"], "2026-11-23T02:36:29.743Z");
-    let kinds: Vec<&str> = i["timeline"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["alert_firing", "detected", "acknowledged", "note_added", "resolved"]);
-    let noted = i["timeline"].as_array().unwrap().iter().find(|e| e["kind"] == "note_added").unwrap();
-    assert_eq!((noted["actor"].as_str(), noted["text"].as_str()), (Some("alice"), Some(note)));
-    let (status, _) = post(&app, &format!("{base}/resolve"), Some("api-t0ken"), json!({"by": "alice"})).await;
+    let kinds: Vec<&str> = i["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "alert_firing",
+            "detected",
+            "acknowledged",
+            "note_added",
+            "resolved"
+        ]
+    );
+    let noted = i["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "note_added")
+        .unwrap();
+    assert_eq!(
+        (noted["actor"].as_str(), noted["text"].as_str()),
+        (Some("alice"), Some(note))
+    );
+    let (status, _) = post(
+        &app,
+        &format!("{base}/resolve"),
+        Some("api-t0ken"),
+        json!({"by": "alice"}),
+    )
+    .await;
     assert_eq!(status, 409);
 }
 
@@ -69,17 +163,37 @@ async fn acknowledging_noting_and_resolving_by_hand_show_in_the_timeline() {
 async fn unknown_and_malformed_incident_ids_are_404_and_400_on_every_route() {
     let app = spawn_app().await;
     let (status, e) = app.get_json("/api/v1/incidents/INC-2026-0042").await;
-    assert_eq!((status, e["error"].as_str()), (404, Some("incident INC-2026-0042 not found")));
-    for bad in ["..%2F..%2Fetc%2Fpasswd", "INC-20x6-0001", "INC-2026-1;DROP", "x"] {
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (404, Some("incident INC-2026-0042 not found"))
+    );
+    for bad in [
+        "..%2F..%2Fetc%2Fpasswd",
+        "INC-20x6-0001",
+        "INC-2026-1;DROP",
+        "x",
+    ] {
         let (status, e) = app.get_json(&format!("/api/v1/incidents/{bad}")).await;
         assert_eq!(status, 400, "{bad}: {e}");
         assert!(e["error"].as_str().unwrap().starts_with("id: "), "{e}");
         for action in ["ack", "resolve"] {
-            let (status, _) = post(&app, &format!("/api/v1/incidents/{bad}/{action}"), None, json!({"by": "a"})).await;
+            let (status, _) = post(
+                &app,
+                &format!("/api/v1/incidents/{bad}/{action}"),
+                None,
+                json!({"by": "a"}),
+            )
+            .await;
             assert_eq!(status, 400, "{bad}/{action}");
         }
     }
-    let (status, _) = post(&app, "/api/v1/incidents/INC-2026-0042/ack", None, json!({"by": "a"})).await;
+    let (status, _) = post(
+        &app,
+        "/api/v1/incidents/INC-2026-0042/ack",
+        None,
+        json!({"by": "a"}),
+    )
+    .await;
     assert_eq!(status, 404);
 }
 
@@ -87,7 +201,8 @@ async fn unknown_and_malformed_incident_ids_are_404_and_400_on_every_route() {
 async fn the_list_filters_by_status_and_service_and_pages_newest_first() {
     let app = spawn_app().await;
     for (i, svc) in ["pay", "shop", "pay", "search"].iter().enumerate() {
-        app.post_webhook(service_payload(svc, &format!("fp{i}"))).await;
+        app.post_webhook(service_payload(svc, &format!("fp{i}")))
+            .await;
     }
     // Resolve the shop incident's alert.
     app.post_webhook(payload(|v| {
@@ -98,7 +213,12 @@ async fn the_list_filters_by_status_and_service_and_pages_newest_first() {
     }))
     .await;
     let ids = |v: &Value| -> Vec<String> {
-        v["incidents"].as_array().unwrap().iter().map(|i| i["service"].as_str().unwrap().to_string()).collect()
+        v["incidents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["service"].as_str().unwrap().to_string())
+            .collect()
     };
     let (_, all) = app.get_json("/api/v1/incidents").await;
     assert_eq!(ids(&all), ["search", "shop", "pay"]);
@@ -109,21 +229,40 @@ async fn the_list_filters_by_status_and_service_and_pages_newest_first() {
     let (_, page1) = app.get_json("/api/v1/incidents?limit=2").await;
     assert_eq!(ids(&page1), ["search", "shop"]);
     let before = page1["next_before"].as_str().unwrap();
-    let (_, page2) = app.get_json(&format!("/api/v1/incidents?limit=2&before={before}")).await;
+    let (_, page2) = app
+        .get_json(&format!("/api/v1/incidents?limit=2&before={before}"))
+        .await;
     assert_eq!(ids(&page2), ["pay"]);
     assert_eq!(page2["next_before"], Value::Null);
 
     let (status, e) = app.get_json("/api/v1/incidents?status=closed").await;
-    assert_eq!((status, e["error"].as_str()), (400, Some("status: \"closed\" is not one of open, acknowledged, resolved")));
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (
+            400,
+            Some("status: \"closed\" is not one of open, acknowledged, resolved")
+        )
+    );
     let (status, e) = app.get_json("/api/v1/incidents?limit=0").await;
-    assert_eq!((status, e["error"].as_str()), (400, Some("limit: \"0\" is not a number from 1 to 500")));
+    assert_eq!(
+        (status, e["error"].as_str()),
+        (400, Some("limit: \"0\" is not a number from 1 to 500"))
+    );
 }
 
 #[tokio::test]
 async fn health_and_readiness_answer() {
     let app = spawn_app().await;
-    for (path, text) in [("/-/healthy", "incidentd is Healthy.\n"), ("/-/ready", "incidentd is Ready.\n")] {
-        let r = app.client.get(format!("{}{}", app.url, path)).send().await.unwrap();
+    for (path, text) in [
+        ("/-/healthy", "incidentd is Healthy.\n"),
+        ("/-/ready", "incidentd is Ready.\n"),
+    ] {
+        let r = app
+            .client
+            .get(format!("{}{}", app.url, path))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.text().await.unwrap(), text);
     }

@@ -31,7 +31,11 @@ impl Drop for Daemon {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn start_daemon(data: &std::path::Path) -> Daemon {
@@ -100,14 +104,21 @@ async fn every_webhook_answered_2xx_before_kill_9_is_there_after_restart() {
         t.await.unwrap();
     }
     let accepted = accepted.lock().unwrap().clone();
-    assert!(accepted.len() >= 300, "most webhooks before the kill were answered: {}", accepted.len());
+    assert!(
+        accepted.len() >= 300,
+        "most webhooks before the kill were answered: {}",
+        accepted.len()
+    );
     drop(daemon);
 
     // The daemon recovers the database on start; then every answered webhook must be there.
     let daemon = start_daemon(&data).await;
     let last = accepted.iter().max().unwrap();
     let r = client
-        .get(format!("{}/api/v1/incidents?service=svc-{last}", daemon.url))
+        .get(format!(
+            "{}/api/v1/incidents?service=svc-{last}",
+            daemon.url
+        ))
         .send()
         .await
         .unwrap();
@@ -115,12 +126,20 @@ async fn every_webhook_answered_2xx_before_kill_9_is_there_after_restart() {
     assert_eq!(body["incidents"].as_array().unwrap().len(), 1);
     let conn = rusqlite::Connection::open(data.join("incidentd.db")).unwrap();
     let mut stmt = conn.prepare("SELECT service FROM incidents").unwrap();
-    let services: std::collections::HashSet<String> =
-        stmt.query_map([], |r| r.get(0)).unwrap().map(|s| s.unwrap()).collect();
+    let services: std::collections::HashSet<String> = stmt
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|s| s.unwrap())
+        .collect();
     for n in &accepted {
-        assert!(services.contains(&format!("svc-{n}")), "webhook {n} was answered 200 but is lost");
+        assert!(
+            services.contains(&format!("svc-{n}")),
+            "webhook {n} was answered 200 but is lost"
+        );
     }
-    let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(check, "ok");
 }
 
@@ -139,7 +158,10 @@ async fn sigterm_shuts_down_cleanly() {
         if let Some(s) = daemon.child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "incidentd did not stop on SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "incidentd did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(exit.success(), "exit status {exit}");

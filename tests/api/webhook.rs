@@ -18,12 +18,19 @@ async fn replay(app: &TestApp, order: &[usize], times: usize) {
 
 async fn assert_scenario_incident(app: &TestApp) {
     let list = app.incidents().await;
-    assert_eq!(list.len(), 1, "one incident for the whole scenario: {list:#?}");
+    assert_eq!(
+        list.len(),
+        1,
+        "one incident for the whole scenario: {list:#?}"
+    );
     let i = app.incident(list[0]["id"].as_str().unwrap()).await;
     assert_eq!(i["status"], "resolved");
     assert_eq!(i["service"], "payment-service");
     assert_eq!(i["severity"], "critical");
-    assert_eq!(i["title"], "Database connection pool nearly exhausted on payment-service");
+    assert_eq!(
+        i["title"],
+        "Database connection pool nearly exhausted on payment-service"
+    );
     assert_eq!(i["fired_at"], "2026-11-23T02:26:28.738Z");
     assert_eq!(i["resolved_at"], "2026-11-23T02:27:02.738Z");
     assert_eq!(i["detected_at"], "2026-11-23T02:26:29.743833Z");
@@ -35,21 +42,48 @@ async fn assert_scenario_incident(app: &TestApp) {
         .map(|a| a["alertname"].as_str().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, ["DatabaseConnectionPoolHigh", "HighErrorRate", "HighRequestLatency"]);
-    assert!(i["alerts"].as_array().unwrap().iter().all(|a| a["status"] == "resolved"));
+    assert_eq!(
+        names,
+        [
+            "DatabaseConnectionPoolHigh",
+            "HighErrorRate",
+            "HighRequestLatency"
+        ]
+    );
+    assert!(i["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|a| a["status"] == "resolved"));
 
     let timeline = i["timeline"].as_array().unwrap();
     let rows: Vec<(String, String)> = timeline
         .iter()
         .filter(|e| e["kind"] != "notifications")
-        .map(|e| (e["at"].as_str().unwrap().to_string(), e["text"].as_str().unwrap().to_string()))
+        .map(|e| {
+            (
+                e["at"].as_str().unwrap().to_string(),
+                e["text"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     let mut unique = rows.clone();
     unique.sort();
     unique.dedup();
-    assert_eq!(unique.len(), rows.len(), "no duplicated timeline entries: {rows:#?}");
+    assert_eq!(
+        unique.len(),
+        rows.len(),
+        "no duplicated timeline entries: {rows:#?}"
+    );
     let count = |kind: &str| timeline.iter().filter(|e| e["kind"] == kind).count();
-    assert_eq!((count("alert_firing"), count("alert_resolved"), count("resolved")), (3, 3, 1));
+    assert_eq!(
+        (
+            count("alert_firing"),
+            count("alert_resolved"),
+            count("resolved")
+        ),
+        (3, 3, 1)
+    );
     assert_eq!(count("detected"), 1);
 }
 
@@ -89,7 +123,8 @@ fn alert_payload(status: &str, starts_at: &str, ends_at: Option<&str>) -> String
 }
 
 #[tokio::test]
-async fn ha_replicas_repeating_firing_after_resolved_leave_the_incident_resolved_and_reopen_or_open_later() {
+async fn ha_replicas_repeating_firing_after_resolved_leave_the_incident_resolved_and_reopen_or_open_later(
+) {
     let app = spawn_app().await;
     let start = "2026-11-23T14:00:00Z";
     let end = "2026-11-23T14:05:00Z";
@@ -101,7 +136,12 @@ async fn ha_replicas_repeating_firing_after_resolved_leave_the_incident_resolved
         ("resolved", Some(end), "2026-11-23T14:05:31Z"),
     ] {
         app.set_time(time(at));
-        assert_eq!(app.post_webhook(alert_payload(status, start, ends_at)).await.status(), 200);
+        assert_eq!(
+            app.post_webhook(alert_payload(status, start, ends_at))
+                .await
+                .status(),
+            200
+        );
     }
     let list = app.incidents().await;
     assert_eq!(list.len(), 1);
@@ -112,16 +152,29 @@ async fn ha_replicas_repeating_firing_after_resolved_leave_the_incident_resolved
 
     // Same fingerprint, new startsAt ten minutes later: the incident reopens.
     app.set_time(time("2026-11-23T14:15:01Z"));
-    app.post_webhook(alert_payload("firing", "2026-11-23T14:15:00Z", None)).await;
-    let i = app.incident(&id).await;
-    assert_eq!((i["status"].as_str(), i["reopen_count"].as_u64()), (Some("open"), Some(1)));
-    assert!(i["timeline"].as_array().unwrap().iter().any(|e| e["kind"] == "reopened"));
-    app.post_webhook(alert_payload("resolved", "2026-11-23T14:15:00Z", Some("2026-11-23T14:20:00Z")))
+    app.post_webhook(alert_payload("firing", "2026-11-23T14:15:00Z", None))
         .await;
+    let i = app.incident(&id).await;
+    assert_eq!(
+        (i["status"].as_str(), i["reopen_count"].as_u64()),
+        (Some("open"), Some(1))
+    );
+    assert!(i["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "reopened"));
+    app.post_webhook(alert_payload(
+        "resolved",
+        "2026-11-23T14:15:00Z",
+        Some("2026-11-23T14:20:00Z"),
+    ))
+    .await;
 
     // Two hours after that: a new incident.
     app.set_time(time("2026-11-23T16:20:01Z"));
-    app.post_webhook(alert_payload("firing", "2026-11-23T16:20:00Z", None)).await;
+    app.post_webhook(alert_payload("firing", "2026-11-23T16:20:00Z", None))
+        .await;
     let list = app.incidents().await;
     assert_eq!(list.len(), 2);
     assert_eq!(list[0]["status"], "open", "newest first");
@@ -138,7 +191,10 @@ async fn refused(
     status: u16,
     error_contains: &str,
 ) {
-    let mut req = app.client.post(format!("{}/webhook/alertmanager", app.url)).body(body);
+    let mut req = app
+        .client
+        .post(format!("{}/webhook/alertmanager", app.url))
+        .body(body);
     if let Some(ct) = content_type {
         req = req.header("Content-Type", ct);
     }
@@ -147,14 +203,23 @@ async fn refused(
     }
     let r = req.send().await.unwrap();
     assert_eq!(r.status().as_u16(), status);
-    let www = r.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_string());
+    let www = r
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string());
     let body: Value = r.json().await.unwrap();
     let error = body["error"].as_str().unwrap();
-    assert!(error.contains(error_contains), "{error:?} should contain {error_contains:?}");
+    assert!(
+        error.contains(error_contains),
+        "{error:?} should contain {error_contains:?}"
+    );
     if status == 401 {
         assert!(www.is_some(), "401 carries WWW-Authenticate");
     }
-    assert!(app.incidents().await.is_empty(), "nothing stored for a refused request");
+    assert!(
+        app.incidents().await.is_empty(),
+        "nothing stored for a refused request"
+    );
     assert_eq!(stored_notifications(app.dir.path()), 0);
 }
 
@@ -166,20 +231,107 @@ async fn bad_payloads_are_refused_with_an_error_naming_the_field_and_nothing_is_
     let json = Some("application/json");
     let p = |edit: fn(&mut Value)| payload(edit).into_bytes();
 
-    refused(&app, json, None, b"{not json".to_vec(), 400, "invalid JSON payload").await;
-    refused(&app, json, None, p(|v| v["version"] = "3".into()), 400, "version: unsupported").await;
-    refused(&app, json, None, p(|v| { v.as_object_mut().unwrap().remove("alerts"); }), 400, "missing field `alerts`").await;
-    refused(&app, json, None, p(|v| { v["alerts"][0].as_object_mut().unwrap().remove("fingerprint"); }), 400, "alerts[0]: missing field `fingerprint`").await;
-    refused(&app, json, None, p(|v| v["alerts"][0]["startsAt"] = "2026-13-45T99:00:00Z".into()), 400, "alerts[0].startsAt: invalid RFC 3339 time").await;
-    refused(&app, json, None, p(|v| v["alerts"][0]["status"] = "pending".into()), 400, "alerts[0].status: unknown variant `pending`").await;
-    refused(&app, json, None, p(|v| {
-        v["alerts"][0]["status"] = "resolved".into();
-        v["alerts"][0]["endsAt"] = "2020-01-01T00:00:00Z".into();
-    }), 400, "alerts[0].endsAt: 2020-01-01T00:00:00Z is before startsAt").await;
-    refused(&app, json, None, p(|v| v["alerts"][0]["labels"] = json!({})), 400, "alerts[0].labels: an alert needs at least one label").await;
-    refused(&app, Some("text/plain"), None, p(|_| {}), 415, "Content-Type: \"text/plain\" is not supported").await;
+    refused(
+        &app,
+        json,
+        None,
+        b"{not json".to_vec(),
+        400,
+        "invalid JSON payload",
+    )
+    .await;
+    refused(
+        &app,
+        json,
+        None,
+        p(|v| v["version"] = "3".into()),
+        400,
+        "version: unsupported",
+    )
+    .await;
+    refused(
+        &app,
+        json,
+        None,
+        p(|v| {
+            v.as_object_mut().unwrap().remove("alerts");
+        }),
+        400,
+        "missing field `alerts`",
+    )
+    .await;
+    refused(
+        &app,
+        json,
+        None,
+        p(|v| {
+            v["alerts"][0]
+                .as_object_mut()
+                .unwrap()
+                .remove("fingerprint");
+        }),
+        400,
+        "alerts[0]: missing field `fingerprint`",
+    )
+    .await;
+    refused(
+        &app,
+        json,
+        None,
+        p(|v| v["alerts"][0]["startsAt"] = "2026-13-45T99:00:00Z".into()),
+        400,
+        "alerts[0].startsAt: invalid RFC 3339 time",
+    )
+    .await;
+    refused(
+        &app,
+        json,
+        None,
+        p(|v| v["alerts"][0]["status"] = "pending".into()),
+        400,
+        "alerts[0].status: unknown variant `pending`",
+    )
+    .await;
+    refused(
+        &app,
+        json,
+        None,
+        p(|v| {
+            v["alerts"][0]["status"] = "resolved".into();
+            v["alerts"][0]["endsAt"] = "2020-01-01T00:00:00Z".into();
+        }),
+        400,
+        "alerts[0].endsAt: 2020-01-01T00:00:00Z is before startsAt",
+    )
+    .await;
+    refused(
+        &app,
+        json,
+        None,
+        p(|v| v["alerts"][0]["labels"] = json!({})),
+        400,
+        "alerts[0].labels: an alert needs at least one label",
+    )
+    .await;
+    refused(
+        &app,
+        Some("text/plain"),
+        None,
+        p(|_| {}),
+        415,
+        "Content-Type: \"text/plain\" is not supported",
+    )
+    .await;
     refused(&app, None, None, p(|_| {}), 415, "Content-Type: missing").await;
-    refused(&app, json, None, vec![b' '; 5000], 413, "larger than the 4096 byte limit").await;
+    refused(
+        &app,
+        json,
+        None,
+        vec![b' '; 5000],
+        413,
+        "larger than the 4096 byte limit",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -198,9 +350,28 @@ async fn the_webhook_demands_the_configured_bearer_token_or_basic_auth() {
     let json = Some("application/json");
     let body = payload(|_| {}).into_bytes();
     refused(&app, json, None, body.clone(), 401, "needs credentials").await;
-    refused(&app, json, Some("Bearer wrong"), body.clone(), 401, "invalid credentials").await;
-    let bad_basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("alertmanager:nope"));
-    refused(&app, json, Some(&bad_basic), body.clone(), 401, "invalid credentials").await;
+    refused(
+        &app,
+        json,
+        Some("Bearer wrong"),
+        body.clone(),
+        401,
+        "invalid credentials",
+    )
+    .await;
+    let bad_basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alertmanager:nope")
+    );
+    refused(
+        &app,
+        json,
+        Some(&bad_basic),
+        body.clone(),
+        401,
+        "invalid credentials",
+    )
+    .await;
 
     let ok = |auth: String| {
         let app = &app;
@@ -218,7 +389,10 @@ async fn the_webhook_demands_the_configured_bearer_token_or_basic_auth() {
         }
     };
     assert_eq!(ok("Bearer s3cret-token".into()).await, 200);
-    let good_basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("alertmanager:pa55"));
+    let good_basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alertmanager:pa55")
+    );
     assert_eq!(ok(good_basic).await, 200);
     assert_eq!(app.incidents().await.len(), 1);
 }
