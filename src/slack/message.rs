@@ -702,3 +702,367 @@ pub fn standalone_message(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incident::{AlertStatus, ImpactMethod, LabelSet, TimelineEvent};
+
+    fn at(s: &str) -> Timestamp {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .expect("test time")
+            .with_timezone(&chrono::Utc)
+    }
+
+    fn settings() -> MessageSettings {
+        MessageSettings {
+            timezone: chrono_tz::UTC,
+            external_url: "http://incidentd.example.com:9097/".into(),
+            ack_button: true,
+        }
+    }
+
+    fn alert(name: &str, summary: &str) -> Occurrence {
+        let mut labels = LabelSet::new();
+        labels.insert("alertname".into(), name.into());
+        labels.insert("severity".into(), "critical".into());
+        let mut annotations = LabelSet::new();
+        annotations.insert("summary".into(), summary.into());
+        annotations.insert(
+            "runbook_url".into(),
+            "https://runbooks.example.com/a?x=1&y=2".into(),
+        );
+        Occurrence {
+            fingerprint: format!("fp-{name}"),
+            starts_at: at("2026-11-23T02:26:28Z"),
+            ends_at: None,
+            status: AlertStatus::Firing,
+            alertname: name.into(),
+            labels,
+            annotations,
+            generator_url: String::new(),
+            group_key: String::new(),
+            first_seen_at: at("2026-11-23T02:26:29Z"),
+            last_seen_at: at("2026-11-23T02:26:29Z"),
+            resolved_by: None,
+        }
+    }
+
+    fn incident(title: &str, alerts: Vec<Occurrence>) -> Incident {
+        Incident {
+            id: "INC-2026-0007".into(),
+            key: "service=\"payment-service\"".into(),
+            title: title.into(),
+            status: Status::Open,
+            severity: Some("critical".into()),
+            service: Some("payment-service".into()),
+            impact_start: Some(at("2026-11-23T02:26:23Z")),
+            impact_start_method: ImpactMethod::StartsAtMinusFor,
+            fired_at: at("2026-11-23T02:26:28Z"),
+            detected_at: at("2026-11-23T02:26:29Z"),
+            acknowledged_at: None,
+            acknowledged_by: None,
+            resolved_at: None,
+            resolved_by: None,
+            reopen_count: 0,
+            notifications: Default::default(),
+            version: 1,
+            alerts,
+            timeline: Vec::new(),
+        }
+    }
+
+    fn all_texts(m: &Message) -> Vec<String> {
+        let mut out = vec![m.text.clone()];
+        let json = serde_json::to_value(&m.blocks).unwrap();
+        fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(o) => {
+                    if let Some(serde_json::Value::String(t)) = o.get("text") {
+                        out.push(t.clone());
+                    }
+                    o.values().for_each(|v| walk(v, out));
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+                _ => {}
+            }
+        }
+        walk(&json, &mut out);
+        out
+    }
+
+    fn ack_buttons(m: &Message) -> Vec<&Button> {
+        m.blocks
+            .iter()
+            .filter_map(|b| match b {
+                Block::Actions { elements, .. } => Some(elements),
+                _ => None,
+            })
+            .flatten()
+            .filter(|b| b.action_id == ACK_ACTION_ID)
+            .collect()
+    }
+
+    #[test]
+    fn control_characters_from_labels_annotations_and_people_are_escaped() {
+        let evil = "<!channel> & <https://evil.example|click>";
+        let mut a = alert("Pool<High>", evil);
+        a.labels.insert("severity".into(), "crit&cal".into());
+        let mut inc = incident(evil, vec![a]);
+        inc.service = Some("<svc>".into());
+        let s = settings();
+        let root = root_message(&inc, &[], &s);
+        let note = event_message(
+            &inc,
+            &SlackEvent::Note {
+                by: "<@U123>".into(),
+                text: evil.into(),
+            },
+            &[],
+            &s,
+        );
+        for m in [&root, &note] {
+            for text in all_texts(m) {
+                assert!(!text.contains("<!channel>"), "unescaped: {text}");
+                assert!(!text.contains("<https://evil"), "unescaped: {text}");
+                assert!(!text.contains("<@U123>"), "unescaped: {text}");
+                assert!(!text.contains("<svc>"), "unescaped: {text}");
+            }
+        }
+        let texts = all_texts(&root).join("\n");
+        assert!(texts.contains("&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt;"));
+        assert!(texts.contains("*Pool&lt;High&gt;*"));
+        // Our own links stay links; their URLs are escaped inside.
+        assert!(texts.contains("<https://runbooks.example.com/a?x=1&amp;y=2|Runbook>"));
+        assert!(all_texts(&note)
+            .join("\n")
+            .contains("Note from *&lt;@U123&gt;*"));
+    }
+
+    #[test]
+    fn a_link_url_cannot_close_the_link_early() {
+        assert_eq!(
+            link("https://x.example/?a=|b>c", "Runbook"),
+            "<https://x.example/?a=%7Cb&gt;c|Runbook>"
+        );
+    }
+
+    #[test]
+    fn truncation_keeps_the_limit_and_shows_a_marker() {
+        assert_eq!(truncate("abcdef", 6), "abcdef");
+        assert_eq!(truncate("abcdefg", 6), "abcde…");
+        assert_eq!(truncate("ééééééé", 4).chars().count(), 4);
+    }
+
+    #[test]
+    fn truncation_never_cuts_an_entity_or_a_link_in_half() {
+        // Cut would land inside "&amp;": the whole entity goes.
+        assert_eq!(truncate("abc&amp;def", 6), "abc…");
+        assert_eq!(truncate("ab <https://x|y> tail", 8), "ab …");
+    }
+
+    #[test]
+    fn long_texts_are_cut_to_block_kit_limits_with_a_visible_marker() {
+        let long = "x".repeat(5000);
+        let mut inc = incident(&"T".repeat(400), vec![alert("A", &long)]);
+        inc.acknowledged_by = Some("y".repeat(3000));
+        let s = settings();
+        let root = root_message(&inc, &[], &s);
+        for block in &root.blocks {
+            match block {
+                Block::Header { text } => {
+                    assert_eq!(text.as_str().chars().count(), MAX_HEADER_TEXT);
+                    assert!(text.as_str().ends_with('…'));
+                }
+                Block::Section { text, fields } => {
+                    if let Some(t) = text {
+                        assert!(t.as_str().chars().count() <= MAX_SECTION_TEXT);
+                    }
+                    for f in fields {
+                        assert!(f.as_str().chars().count() <= MAX_FIELD_TEXT);
+                    }
+                }
+                Block::Actions { elements, .. } => {
+                    for b in elements {
+                        assert!(b.text.as_str().chars().count() <= MAX_BUTTON_TEXT);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let alert_section = root
+            .blocks
+            .iter()
+            .find_map(|b| match b {
+                Block::Section { text: Some(t), .. } if t.as_str().contains("xxx") => Some(t),
+                _ => None,
+            })
+            .expect("alert section");
+        assert_eq!(alert_section.as_str().chars().count(), MAX_SECTION_TEXT);
+        assert!(alert_section.as_str().ends_with('…'));
+        assert!(root.text.chars().count() <= MAX_FALLBACK_TEXT);
+
+        let note = event_message(
+            &inc,
+            &SlackEvent::Note {
+                by: "a".into(),
+                text: "n".repeat(10_000),
+            },
+            &[],
+            &s,
+        );
+        assert!(note.text.chars().count() <= MAX_FALLBACK_TEXT);
+        assert!(note.text.ends_with('…'));
+    }
+
+    #[test]
+    fn an_incident_with_hundreds_of_alerts_stays_under_fifty_blocks() {
+        let alerts = (0..200).map(|i| alert(&format!("A{i}"), "s")).collect();
+        let root = root_message(&incident("t", alerts), &[], &settings());
+        assert!(root.blocks.len() <= MAX_BLOCKS, "{}", root.blocks.len());
+        assert!(all_texts(&root)
+            .iter()
+            .any(|t| t == "… and 180 more alerts"));
+        // The button survives the cut.
+        assert_eq!(ack_buttons(&root).len(), 1);
+    }
+
+    #[test]
+    fn the_acknowledge_button_carries_the_incident_id_and_goes_once_acknowledged() {
+        let mut inc = incident("t", vec![alert("A", "s")]);
+        let s = settings();
+        let open = root_message(&inc, &[], &s);
+        let buttons = ack_buttons(&open);
+        assert_eq!(buttons.len(), 1);
+        assert_eq!(buttons[0].value.as_deref(), Some("INC-2026-0007"));
+
+        inc.status = Status::Acknowledged;
+        inc.acknowledged_by = Some("alice".into());
+        inc.acknowledged_at = Some(at("2026-11-23T02:27:00Z"));
+        assert!(ack_buttons(&root_message(&inc, &[], &s)).is_empty());
+        inc.status = Status::Resolved;
+        assert!(ack_buttons(&root_message(&inc, &[], &s)).is_empty());
+
+        inc.status = Status::Open;
+        let no_button = MessageSettings {
+            ack_button: false,
+            ..s
+        };
+        assert!(ack_buttons(&root_message(&inc, &[], &no_button)).is_empty());
+    }
+
+    #[test]
+    fn times_are_shown_in_the_configured_zone_with_their_date() {
+        let s = MessageSettings {
+            timezone: chrono_tz::Europe::Berlin,
+            ..settings()
+        };
+        let root = root_message(&incident("t", vec![alert("A", "s")]), &[], &s);
+        let texts = all_texts(&root).join("\n");
+        assert!(
+            texts.contains("*Impact start*\n2026-11-23 03:26:23 CET (startsAt − for)"),
+            "{texts}"
+        );
+        assert!(texts.contains("firing since 2026-11-23 03:26:28 CET"));
+        assert_eq!(
+            format_time(at("2026-12-31T23:30:00Z"), chrono_tz::Asia::Tokyo),
+            "2027-01-01 08:30:00 JST"
+        );
+    }
+
+    #[test]
+    fn durations_read_the_way_postmortems_write_them() {
+        assert_eq!(format_duration(0.4), "0s");
+        assert_eq!(format_duration(45.0), "45s");
+        assert_eq!(format_duration(135.0), "2m 15s");
+        assert_eq!(format_duration(3780.0), "1h 3m");
+        assert_eq!(format_duration(2.0 * 86_400.0 + 4.0 * 3600.0), "2d 4h");
+        assert_eq!(format_duration(-3.0), "-3s");
+    }
+
+    #[test]
+    fn every_message_has_a_plain_text_fallback() {
+        let mut inc = incident("Pool exhausted", vec![alert("A", "s")]);
+        inc.timeline.push(TimelineEvent {
+            at: at("2026-11-23T02:27:00Z"),
+            kind: EventKind::NoteAdded,
+            actor: "alice".into(),
+            text: "restarted".into(),
+        });
+        let events = [
+            SlackEvent::Opened,
+            SlackEvent::AlertJoined {
+                fingerprint: "fp-A".into(),
+            },
+            SlackEvent::AlertJoined {
+                fingerprint: "gone".into(),
+            },
+            SlackEvent::SeverityChanged {
+                from: Some("warning".into()),
+                to: Some("critical".into()),
+            },
+            SlackEvent::Acknowledged { by: "alice".into() },
+            SlackEvent::Note {
+                by: "alice".into(),
+                text: "restarted".into(),
+            },
+            SlackEvent::Reopened,
+            SlackEvent::Resolved,
+        ];
+        for e in &events {
+            for m in [
+                event_message(&inc, e, &[], &settings()),
+                standalone_message(&inc, e, &[], &settings()),
+            ] {
+                assert!(m.text.contains("INC-2026-0007"), "{e:?}: {}", m.text);
+                assert!(!m.blocks.is_empty());
+            }
+        }
+        let note = event_message(&inc, &events[5], &[], &settings());
+        assert!(all_texts(&note).contains(&"at 2026-11-23 02:27:00 UTC".to_string()));
+    }
+
+    #[test]
+    fn webhook_messages_name_the_incident_since_there_is_no_thread() {
+        let inc = incident("Pool exhausted", vec![alert("A", "s")]);
+        let m = standalone_message(
+            &inc,
+            &SlackEvent::Acknowledged { by: "alice".into() },
+            &[],
+            &settings(),
+        );
+        assert_eq!(
+            all_texts(&m)[1],
+            "*INC-2026-0007* · Pool exhausted · critical"
+        );
+    }
+
+    #[test]
+    fn events_are_stored_as_tagged_json() {
+        let e = SlackEvent::Note {
+            by: "alice".into(),
+            text: "hi".into(),
+        };
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(json, r#"{"kind":"note","by":"alice","text":"hi"}"#);
+        assert_eq!(serde_json::from_str::<SlackEvent>(&json).unwrap(), e);
+        assert_eq!(
+            serde_json::from_str::<SlackEvent>(r#"{"kind":"opened"}"#).unwrap(),
+            SlackEvent::Opened
+        );
+    }
+
+    #[test]
+    fn the_draft_link_joins_the_external_url_with_or_without_a_slash() {
+        let mut s = settings();
+        assert_eq!(
+            s.draft_url("INC-2026-0007"),
+            "http://incidentd.example.com:9097/api/v1/incidents/INC-2026-0007/postmortem"
+        );
+        s.external_url = "https://x.example/incidentd".into();
+        assert_eq!(
+            s.draft_url("INC-1"),
+            "https://x.example/incidentd/api/v1/incidents/INC-1/postmortem"
+        );
+    }
+}
