@@ -318,10 +318,8 @@ fn status_emoji(status: Status) -> &'static str {
 fn status_label(incident: &Incident, tz: Tz) -> String {
     match incident.status {
         Status::Open => "Open".to_string(),
-        Status::Acknowledged => match &incident.acknowledged_by {
-            Some(by) => format!("Acknowledged by {}", escape(by)),
-            None => "Acknowledged".to_string(),
-        },
+        // Who and when go in their own field, kept after the incident resolves.
+        Status::Acknowledged => "Acknowledged".to_string(),
         Status::Resolved => match incident.resolved_at {
             Some(at) => format!("Resolved {}", format_time(at, tz)),
             None => "Resolved".to_string(),
