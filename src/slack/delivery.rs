@@ -31,8 +31,9 @@ pub type RootRef = Posted;
 pub struct StateError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
 
 /// Where each incident's root message is, kept by the caller (the job table's
-/// database). Both calls are short and synchronous.
-pub trait SlackState {
+/// database). Both calls are short and synchronous; `Sync` so that a delivery
+/// can run on any worker task.
+pub trait SlackState: Send + Sync {
     /// The incident's root message, if one was posted.
     fn root(&self, incident_id: &str) -> Result<Option<RootRef>, StateError>;
     /// Records the incident's root message, right after it was posted.

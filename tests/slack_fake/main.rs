@@ -693,3 +693,36 @@ fn the_scenario_messages_render_as_reviewed() {
         ))
     );
 }
+
+#[test]
+fn a_delivery_can_run_on_a_spawned_task() {
+    fn assert_send<T: Send>(_: &T) {}
+    let client = SlackClient::bot(
+        "http://127.0.0.1:9/api/",
+        Secret::new(TOKEN),
+        DEFAULT_TIMEOUT,
+    )
+    .expect("client");
+    let n = Notifier::new(client, ChannelRoutes::single("#incidents"), settings());
+    let state = MemState::default();
+    let incident = scenario::opened();
+    let mut progress = Progress::default();
+    let fut = n.deliver(&state, &incident, &SlackEvent::Opened, &[], &mut progress);
+    assert_send(&fut);
+}
+
+#[test]
+fn the_docs_show_the_root_message_the_code_produces() {
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/slack.md"))
+        .expect("docs/slack.md");
+    let json = serde_json::to_string_pretty(&root_message(
+        &scenario::opened(),
+        &scenario::evidence(),
+        &settings(),
+    ))
+    .unwrap();
+    assert!(
+        docs.contains(&json),
+        "docs/slack.md is out of date: paste tests/slack_fake/snapshots/slack_fake__root_open.snap"
+    );
+}
