@@ -257,8 +257,8 @@ pub struct Secret(String);
 
 impl Secret {
     /// Wraps a value.
-    pub fn new(value: String) -> Self {
-        Secret(value)
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
     }
 
     /// The value itself; keep it out of logs and error messages.
@@ -1699,7 +1699,7 @@ mod tests {
             assert!(!debug.contains(value), "{value} leaked into Debug");
         }
         assert!(debug.contains("<secret>"));
-        let secret = Secret::new("hunter2".into());
+        let secret = Secret::new("hunter2");
         assert_eq!(format!("{secret} {secret:?}"), "<secret> <secret>");
         assert_eq!(secret.expose(), "hunter2");
     }
@@ -1735,9 +1735,9 @@ mod tests {
 
     #[test]
     fn secrets_compare_by_content() {
-        assert_eq!(Secret::new("a".into()), Secret::new("a".into()));
-        assert_ne!(Secret::new("a".into()), Secret::new("b".into()));
-        assert_ne!(Secret::new("a".into()), Secret::new("ab".into()));
+        assert_eq!(Secret::new("a"), Secret::new("a"));
+        assert_ne!(Secret::new("a"), Secret::new("b"));
+        assert_ne!(Secret::new("a"), Secret::new("ab"));
     }
 
     #[test]

@@ -9,5 +9,6 @@ pub mod config;
 pub mod http;
 pub mod incident;
 pub mod jobs;
+pub mod slack;
 pub mod store;
 pub mod time;

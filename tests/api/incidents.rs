@@ -24,7 +24,7 @@ fn service_payload(service: &str, fingerprint: &str) -> String {
 #[tokio::test]
 async fn acknowledging_noting_and_resolving_by_hand_show_in_the_timeline() {
     let mut config = Config::default();
-    config.web.api_token = Some(Secret::new("api-t0ken".into()));
+    config.web.api_token = Some(Secret::new("api-t0ken"));
     let app = spawn_app_with(config).await;
     app.set_time(time("2026-11-23T02:26:29.743Z"));
     app.post_webhook(payload(|_| {})).await;

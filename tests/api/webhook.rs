@@ -340,10 +340,10 @@ async fn the_webhook_demands_the_configured_bearer_token_or_basic_auth() {
     use incidentd::config::{BasicAuth, Secret, WebhookAuth};
     let mut config = incidentd::config::Config::default();
     config.web.webhook_auth = Some(WebhookAuth {
-        bearer_token: Some(Secret::new("s3cret-token".into())),
+        bearer_token: Some(Secret::new("s3cret-token")),
         basic_auth: Some(BasicAuth {
             username: "alertmanager".into(),
-            password: Secret::new("pa55".into()),
+            password: Secret::new("pa55"),
         }),
     });
     let app = spawn_app_with(config).await;

@@ -1,0 +1,1066 @@
+//! Block Kit messages for one incident: the root message (kept current with
+//! `chat.update`), the thread reply for each later event, and the resolve summary.
+//!
+//! Everything here is pure: the functions take an [`Incident`], the event, the
+//! evidence figures known so far and the [`MessageSettings`], and return a
+//! [`Message`] ready to be serialised into a `chat.postMessage`, `chat.update` or
+//! incoming-webhook body. Every value that comes from labels, annotations or
+//! people is escaped (`&`, `<`, `>`), and every text is cut to Block Kit's limits
+//! with a visible `…` so that Slack never rejects a message for its size.
+
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::incident::{EventKind, Incident, Occurrence, Status, Timestamp};
+
+/// Block Kit: at most 50 blocks per message.
+pub const MAX_BLOCKS: usize = 50;
+/// Block Kit: a section's `text` holds at most 3,000 characters.
+pub const MAX_SECTION_TEXT: usize = 3000;
+/// Block Kit: each of a section's `fields` holds at most 2,000 characters.
+pub const MAX_FIELD_TEXT: usize = 2000;
+/// Block Kit: a section holds at most 10 fields.
+pub const MAX_FIELDS: usize = 10;
+/// Block Kit: a header's text holds at most 150 characters.
+pub const MAX_HEADER_TEXT: usize = 150;
+/// Block Kit: a button's text holds at most 75 characters.
+pub const MAX_BUTTON_TEXT: usize = 75;
+/// Block Kit: a context block holds at most 10 elements.
+pub const MAX_CONTEXT_ELEMENTS: usize = 10;
+/// Slack truncates a message's top-level `text` well past this; 4,000 is what it
+/// recommends for notifications and keeps `msg_too_long` away.
+pub const MAX_FALLBACK_TEXT: usize = 4000;
+/// The marker that shows a text was cut.
+pub const TRUNCATION_MARKER: char = '…';
+
+/// `action_id` of the root message's "Acknowledge" button; its `value` is the incident id.
+pub const ACK_ACTION_ID: &str = "incidentd_ack";
+/// `action_id` of the link button to the post-mortem draft. Slack still sends an
+/// interaction for link buttons; the interaction handler answers it and does nothing.
+pub const DRAFT_ACTION_ID: &str = "incidentd_postmortem";
+
+/// Root messages list at most this many alerts one by one; the rest are counted,
+/// so that an incident with hundreds of alerts stays under [`MAX_BLOCKS`].
+const MAX_ALERT_BLOCKS: usize = 20;
+
+/// What happened to an incident that Slack should hear about. Stored in the job
+/// table (serde), delivered in order per incident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum SlackEvent {
+    /// The incident opened: post the root message.
+    Opened,
+    /// An alert (by fingerprint) joined the incident.
+    AlertJoined { fingerprint: String },
+    /// The incident's severity changed.
+    SeverityChanged {
+        from: Option<String>,
+        to: Option<String>,
+    },
+    /// Someone acknowledged the incident (API, CLI or the Slack button).
+    Acknowledged { by: String },
+    /// Someone added a note.
+    Note { by: String, text: String },
+    /// An alert fired again after the incident had resolved.
+    Reopened,
+    /// The incident resolved: the thread gets the resolve summary.
+    Resolved,
+}
+
+impl SlackEvent {
+    /// A short name for logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            SlackEvent::Opened => "opened",
+            SlackEvent::AlertJoined { .. } => "alert_joined",
+            SlackEvent::SeverityChanged { .. } => "severity_changed",
+            SlackEvent::Acknowledged { .. } => "acknowledged",
+            SlackEvent::Note { .. } => "note",
+            SlackEvent::Reopened => "reopened",
+            SlackEvent::Resolved => "resolved",
+        }
+    }
+}
+
+/// One metric's figures from the evidence, already formatted with their unit
+/// (e.g. `0.2%` → `38.1%`). Empty evidence simply leaves the figures out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceFigure {
+    /// What was measured, e.g. `5xx error ratio`.
+    pub metric: String,
+    /// Typical value before the incident.
+    pub baseline: String,
+    /// Worst value during the incident.
+    pub peak: String,
+}
+
+/// How messages are rendered: the zone times are shown in, and the base of links.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageSettings {
+    /// Zone for every time shown (always with the date).
+    pub timezone: Tz,
+    /// `web.external_url`: links to the draft are `<external_url>api/v1/incidents/<ID>/postmortem`.
+    pub external_url: String,
+    /// Show the "Acknowledge" button on open incidents. Needs the interactivity
+    /// request URL and signing secret set up (bot-token mode).
+    pub ack_button: bool,
+}
+
+impl MessageSettings {
+    /// The post-mortem draft's URL for an incident.
+    pub fn draft_url(&self, incident_id: &str) -> String {
+        let base = self.external_url.trim_end_matches('/');
+        format!("{base}/api/v1/incidents/{incident_id}/postmortem")
+    }
+}
+
+/// A Block Kit text object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Text {
+    PlainText { text: String, emoji: bool },
+    Mrkdwn { text: String },
+}
+
+impl Text {
+    fn plain(text: String, max: usize) -> Text {
+        Text::PlainText {
+            text: truncate(&text, max),
+            emoji: true,
+        }
+    }
+
+    fn mrkdwn(text: String, max: usize) -> Text {
+        Text::Mrkdwn {
+            text: truncate(&text, max),
+        }
+    }
+
+    /// The text as sent.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Text::PlainText { text, .. } | Text::Mrkdwn { text } => text,
+        }
+    }
+}
+
+/// A Block Kit button element.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Button {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub text: Text,
+    pub action_id: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub style: Option<&'static str>,
+}
+
+/// The Block Kit blocks incidentd uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Block {
+    Header {
+        text: Text,
+    },
+    Section {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        text: Option<Text>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        fields: Vec<Text>,
+    },
+    Context {
+        elements: Vec<Text>,
+    },
+    Actions {
+        block_id: &'static str,
+        elements: Vec<Button>,
+    },
+    Divider,
+}
+
+impl Block {
+    fn section(text: String) -> Block {
+        Block::Section {
+            text: Some(Text::mrkdwn(text, MAX_SECTION_TEXT)),
+            fields: Vec::new(),
+        }
+    }
+
+    fn fields(fields: Vec<String>) -> Block {
+        Block::Section {
+            text: None,
+            fields: fields
+                .into_iter()
+                .take(MAX_FIELDS)
+                .map(|f| Text::mrkdwn(f, MAX_FIELD_TEXT))
+                .collect(),
+        }
+    }
+
+    fn context(text: String) -> Block {
+        Block::Context {
+            elements: vec![Text::mrkdwn(text, MAX_SECTION_TEXT)],
+        }
+    }
+}
+
+/// A message: Block Kit blocks and the plain `text` fallback that notifications,
+/// screen readers and old clients show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Message {
+    pub text: String,
+    pub blocks: Vec<Block>,
+}
+
+impl Message {
+    fn new(text: String, mut blocks: Vec<Block>) -> Message {
+        if blocks.len() > MAX_BLOCKS {
+            // Builders already bound their lists; this keeps any future growth legal.
+            let dropped = blocks.len() - (MAX_BLOCKS - 1);
+            blocks.truncate(MAX_BLOCKS - 1);
+            blocks.push(Block::context(format!(
+                "{TRUNCATION_MARKER} {dropped} more blocks not shown"
+            )));
+        }
+        Message {
+            text: truncate(&text, MAX_FALLBACK_TEXT),
+            blocks,
+        }
+    }
+}
+
+/// Escapes Slack's three control characters. Every value from labels,
+/// annotations or people goes through here before it is put in a message.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A link `<url|label>`. The URL is escaped, and `|` in it percent-encoded,
+/// so that an annotation cannot close the link early or inject another.
+fn link(url: &str, label: &str) -> String {
+    let url = escape(url).replace('|', "%7C");
+    format!("<{url}|{}>", escape(label).replace('|', "¦"))
+}
+
+/// Cuts an (already escaped) text to at most `max` characters, ending with `…`.
+/// It never cuts inside an entity (`&amp;`) or a `<…>` control sequence, so a
+/// cut text still renders cleanly.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let keep = max.saturating_sub(1);
+    let mut cut: String = s.chars().take(keep).collect();
+    if let Some(amp) = cut.rfind('&') {
+        if !cut[amp..].contains(';') {
+            cut.truncate(amp);
+        }
+    }
+    if let Some(open) = cut.rfind('<') {
+        if !cut[open..].contains('>') {
+            cut.truncate(open);
+        }
+    }
+    cut.push(TRUNCATION_MARKER);
+    cut
+}
+
+/// A time in the configured zone, always with its date: `2026-11-23 02:26:28 UTC`.
+pub fn format_time(t: Timestamp, tz: Tz) -> String {
+    t.with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M:%S %Z")
+        .to_string()
+}
+
+/// A duration as people write it: `45s`, `2m 15s`, `1h 3m`, `2d 4h`.
+pub fn format_duration(seconds: f64) -> String {
+    let sign = if seconds < 0.0 { "-" } else { "" };
+    let total = seconds.abs().round() as u64;
+    let (d, h, m, s) = (
+        total / 86_400,
+        total % 86_400 / 3600,
+        total % 3600 / 60,
+        total % 60,
+    );
+    let body = if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {s}s")
+    } else {
+        format!("{s}s")
+    };
+    format!("{sign}{body}")
+}
+
+fn status_emoji(status: Status) -> &'static str {
+    match status {
+        Status::Open => ":red_circle:",
+        Status::Acknowledged => ":large_yellow_circle:",
+        Status::Resolved => ":white_check_mark:",
+    }
+}
+
+fn status_label(incident: &Incident, tz: Tz) -> String {
+    match incident.status {
+        Status::Open => "Open".to_string(),
+        // Who and when go in their own field, kept after the incident resolves.
+        Status::Acknowledged => "Acknowledged".to_string(),
+        Status::Resolved => match incident.resolved_at {
+            Some(at) => format!("Resolved {}", format_time(at, tz)),
+            None => "Resolved".to_string(),
+        },
+    }
+}
+
+fn or_unknown(v: Option<&str>) -> String {
+    v.map(escape).unwrap_or_else(|| "unknown".to_string())
+}
+
+fn impact_method_note(incident: &Incident) -> &'static str {
+    match incident.impact_start_method {
+        crate::incident::ImpactMethod::RuleReevaluation => "from the rule's expression",
+        crate::incident::ImpactMethod::StartsAtMinusFor => "startsAt − for",
+        crate::incident::ImpactMethod::StartsAt => "when the alert fired",
+    }
+}
+
+fn annotation<'a>(o: &'a Occurrence, names: &[&str]) -> Option<&'a str> {
+    names
+        .iter()
+        .find_map(|n| o.annotations.get(*n))
+        .map(String::as_str)
+        .filter(|v| !v.trim().is_empty())
+}
+
+/// One alert as mrkdwn: name, severity, state, summary, runbook and dashboard links.
+fn alert_text(o: &Occurrence, tz: Tz) -> String {
+    let mut text = format!(
+        "{} *{}*",
+        match o.status {
+            crate::incident::AlertStatus::Firing => ":fire:",
+            crate::incident::AlertStatus::Resolved => ":white_check_mark:",
+        },
+        escape(&o.alertname)
+    );
+    if let Some(sev) = o.severity() {
+        text.push_str(&format!(" · {}", escape(sev)));
+    }
+    match o.ends_at {
+        Some(end) if o.status == crate::incident::AlertStatus::Resolved => {
+            text.push_str(&format!(" · resolved {}", format_time(end, tz)))
+        }
+        _ => text.push_str(&format!(" · firing since {}", format_time(o.starts_at, tz))),
+    }
+    if let Some(summary) = annotation(o, &["summary", "message"]) {
+        text.push('\n');
+        text.push_str(&escape(summary));
+    }
+    let mut links = Vec::new();
+    if let Some(url) = annotation(o, &["runbook_url", "runbook"]) {
+        links.push(link(url, "Runbook"));
+    }
+    if let Some(url) = annotation(o, &["dashboard_url", "dashboard", "grafana_url"]) {
+        links.push(link(url, "Dashboard"));
+    }
+    if !links.is_empty() {
+        text.push('\n');
+        text.push_str(&links.join(" · "));
+    }
+    text
+}
+
+fn evidence_lines(evidence: &[EvidenceFigure]) -> String {
+    evidence
+        .iter()
+        .map(|f| {
+            format!(
+                "• *{}*: {} → {}",
+                escape(&f.metric),
+                escape(&f.baseline),
+                escape(&f.peak)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn header_text(incident: &Incident) -> String {
+    format!(
+        "{} {}: {}",
+        status_emoji(incident.status),
+        escape(&incident.id),
+        escape(&incident.title)
+    )
+}
+
+/// The root message: the incident as it stands now. Posted with
+/// `chat.postMessage` when the incident opens and replaced with `chat.update`
+/// after every later event. The "Acknowledge" button shows only while the
+/// incident is open (and [`MessageSettings::ack_button`] is set).
+pub fn root_message(
+    incident: &Incident,
+    evidence: &[EvidenceFigure],
+    settings: &MessageSettings,
+) -> Message {
+    let tz = settings.timezone;
+    let mut blocks = vec![Block::Header {
+        text: Text::plain(header_text(incident), MAX_HEADER_TEXT),
+    }];
+
+    let mut fields = vec![
+        format!(
+            "*Status*\n{} {}",
+            status_emoji(incident.status),
+            status_label(incident, tz)
+        ),
+        format!("*Severity*\n{}", or_unknown(incident.severity.as_deref())),
+        format!("*Service*\n{}", or_unknown(incident.service.as_deref())),
+        match incident.impact_start {
+            Some(t) => format!(
+                "*Impact start*\n{} ({})",
+                format_time(t, tz),
+                impact_method_note(incident)
+            ),
+            None => "*Impact start*\nunknown".to_string(),
+        },
+        format!("*Detected*\n{}", format_time(incident.detected_at, tz)),
+        match incident.duration_seconds() {
+            Some(d) => format!("*Duration*\n{}", format_duration(d)),
+            None => "*Duration*\nongoing".to_string(),
+        },
+    ];
+    if let (Some(by), Some(at)) = (&incident.acknowledged_by, incident.acknowledged_at) {
+        fields.push(format!(
+            "*Acknowledged*\n{} by {}",
+            format_time(at, tz),
+            escape(by)
+        ));
+    }
+    blocks.push(Block::fields(fields));
+
+    blocks.push(Block::section(format!(
+        "*Alerts ({})*",
+        incident.alerts.len()
+    )));
+    for o in incident.alerts.iter().take(MAX_ALERT_BLOCKS) {
+        blocks.push(Block::section(alert_text(o, tz)));
+    }
+    if incident.alerts.len() > MAX_ALERT_BLOCKS {
+        blocks.push(Block::context(format!(
+            "{TRUNCATION_MARKER} and {} more alerts",
+            incident.alerts.len() - MAX_ALERT_BLOCKS
+        )));
+    }
+
+    if !evidence.is_empty() {
+        blocks.push(Block::section(format!(
+            "*Baseline → peak*\n{}",
+            evidence_lines(evidence)
+        )));
+    }
+
+    let mut buttons = Vec::new();
+    if settings.ack_button && incident.status == Status::Open {
+        buttons.push(Button {
+            kind: "button",
+            text: Text::plain("Acknowledge".to_string(), MAX_BUTTON_TEXT),
+            action_id: ACK_ACTION_ID,
+            value: Some(incident.id.clone()),
+            url: None,
+            style: Some("primary"),
+        });
+    }
+    buttons.push(Button {
+        kind: "button",
+        text: Text::plain("Post-mortem draft".to_string(), MAX_BUTTON_TEXT),
+        action_id: DRAFT_ACTION_ID,
+        value: None,
+        url: Some(settings.draft_url(&incident.id)),
+        style: None,
+    });
+    blocks.push(Block::Actions {
+        block_id: "incidentd_actions",
+        elements: buttons,
+    });
+
+    let mut context = format!("incidentd · key `{}`", escape(&incident.key));
+    if incident.reopen_count > 0 {
+        context.push_str(&format!(" · reopened {}×", incident.reopen_count));
+    }
+    blocks.push(Block::context(context));
+
+    let text = format!(
+        "[{}] {} {}: {} ({})",
+        incident.status.as_str().to_uppercase(),
+        escape(&incident.id),
+        or_unknown(incident.severity.as_deref()),
+        escape(&incident.title),
+        or_unknown(incident.service.as_deref()),
+    );
+    Message::new(text, blocks)
+}
+
+/// When the event happened, from the incident's own record.
+fn event_time(incident: &Incident, event: &SlackEvent) -> Option<Timestamp> {
+    let last = |kind: EventKind| {
+        incident
+            .timeline
+            .iter()
+            .rev()
+            .find(|e| e.kind == kind)
+            .map(|e| e.at)
+    };
+    match event {
+        SlackEvent::Opened => Some(incident.detected_at),
+        SlackEvent::AlertJoined { fingerprint } => incident
+            .alerts
+            .iter()
+            .filter(|o| &o.fingerprint == fingerprint)
+            .map(|o| o.starts_at)
+            .max(),
+        SlackEvent::SeverityChanged { .. } => last(EventKind::SeverityChanged),
+        SlackEvent::Acknowledged { .. } => incident.acknowledged_at,
+        SlackEvent::Note { text, .. } => incident
+            .timeline
+            .iter()
+            .rev()
+            .find(|e| e.kind == EventKind::NoteAdded && e.text == *text)
+            .map(|e| e.at),
+        SlackEvent::Reopened => last(EventKind::Reopened),
+        SlackEvent::Resolved => incident.resolved_at,
+    }
+}
+
+/// The thread reply for an event (the resolve summary for [`SlackEvent::Resolved`]).
+/// [`SlackEvent::Opened`] has no reply of its own: it yields the root message.
+pub fn event_message(
+    incident: &Incident,
+    event: &SlackEvent,
+    evidence: &[EvidenceFigure],
+    settings: &MessageSettings,
+) -> Message {
+    let tz = settings.timezone;
+    let id = escape(&incident.id);
+    let (text, body): (String, String) = match event {
+        SlackEvent::Opened => return root_message(incident, evidence, settings),
+        SlackEvent::Resolved => return resolve_summary(incident, evidence, settings),
+        SlackEvent::AlertJoined { fingerprint } => {
+            // The latest episode of that alert: a fingerprint may fire more than once.
+            match incident
+                .alerts
+                .iter()
+                .filter(|o| &o.fingerprint == fingerprint)
+                .max_by_key(|o| o.starts_at)
+            {
+                Some(o) => (
+                    format!("{id}: alert {} joined", escape(&o.alertname)),
+                    format!(":heavy_plus_sign: Alert joined\n{}", alert_text(o, tz)),
+                ),
+                None => (
+                    format!("{id}: alert {} joined", escape(fingerprint)),
+                    format!(":heavy_plus_sign: Alert `{}` joined", escape(fingerprint)),
+                ),
+            }
+        }
+        SlackEvent::SeverityChanged { from, to } => {
+            let (from, to) = (or_unknown(from.as_deref()), or_unknown(to.as_deref()));
+            (
+                format!("{id}: severity {from} → {to}"),
+                format!(":arrow_up_down: Severity changed from *{from}* to *{to}*"),
+            )
+        }
+        SlackEvent::Acknowledged { by } => {
+            let by = escape(by);
+            let tta = incident
+                .tta_seconds()
+                .map(|s| format!(" (TTA {})", format_duration(s)))
+                .unwrap_or_default();
+            (
+                format!("{id}: acknowledged by {by}"),
+                format!(":eyes: Acknowledged by *{by}*{tta}"),
+            )
+        }
+        SlackEvent::Note { by, text } => {
+            let (by, text) = (escape(by), escape(text));
+            (
+                format!("{id}: note from {by}: {text}"),
+                format!(":memo: Note from *{by}*\n{text}"),
+            )
+        }
+        SlackEvent::Reopened => (
+            format!("{id}: reopened"),
+            format!(
+                ":repeat: Reopened: an alert fired again (reopened {}×)",
+                incident.reopen_count.max(1)
+            ),
+        ),
+    };
+    let mut blocks = vec![Block::section(body)];
+    if let Some(at) = event_time(incident, event) {
+        blocks.push(Block::context(format!("at {}", format_time(at, tz))));
+    }
+    Message::new(text, blocks)
+}
+
+/// The resolve summary: duration, TTD, TTA, TTR, baseline → peak, and the link
+/// to the post-mortem draft.
+pub fn resolve_summary(
+    incident: &Incident,
+    evidence: &[EvidenceFigure],
+    settings: &MessageSettings,
+) -> Message {
+    let tz = settings.timezone;
+    let figure = |v: Option<f64>, missing: &str| {
+        v.map(format_duration)
+            .unwrap_or_else(|| missing.to_string())
+    };
+    let duration = figure(incident.duration_seconds(), "unknown");
+    let mut blocks = vec![Block::section(format!(
+        ":white_check_mark: *{} resolved* after {}\n{}",
+        escape(&incident.id),
+        duration,
+        escape(&incident.title)
+    ))];
+    let mut fields = vec![
+        format!("*Duration*\n{duration}"),
+        format!("*TTD*\n{}", figure(incident.ttd_seconds(), "unknown")),
+        format!(
+            "*TTA*\n{}",
+            figure(incident.tta_seconds(), "not acknowledged")
+        ),
+        format!("*TTR*\n{}", figure(incident.ttr_seconds(), "unknown")),
+    ];
+    if let Some(at) = incident.resolved_at {
+        let by = incident
+            .resolved_by
+            .as_deref()
+            .map(|b| format!(" by {}", escape(b)))
+            .unwrap_or_default();
+        fields.push(format!("*Resolved*\n{}{by}", format_time(at, tz)));
+    }
+    blocks.push(Block::fields(fields));
+    if !evidence.is_empty() {
+        blocks.push(Block::section(format!(
+            "*Baseline → peak*\n{}",
+            evidence_lines(evidence)
+        )));
+    }
+    let draft = settings.draft_url(&incident.id);
+    blocks.push(Block::section(format!(
+        ":memo: {}",
+        link(&draft, "Post-mortem draft")
+    )));
+    let text = format!(
+        "{} resolved after {duration}: {} — draft: {}",
+        escape(&incident.id),
+        escape(&incident.title),
+        escape(&draft)
+    );
+    Message::new(text, blocks)
+}
+
+/// The message for incoming-webhook mode, where there are no threads and no
+/// updates: the root message when the incident opens, otherwise the event's
+/// reply with a line naming the incident first.
+pub fn standalone_message(
+    incident: &Incident,
+    event: &SlackEvent,
+    evidence: &[EvidenceFigure],
+    settings: &MessageSettings,
+) -> Message {
+    match event {
+        SlackEvent::Opened | SlackEvent::Resolved => {
+            event_message(incident, event, evidence, settings)
+        }
+        _ => {
+            let reply = event_message(incident, event, evidence, settings);
+            let mut blocks = vec![Block::context(format!(
+                "*{}* · {} · {}",
+                escape(&incident.id),
+                escape(&incident.title),
+                or_unknown(incident.severity.as_deref())
+            ))];
+            blocks.extend(reply.blocks);
+            Message::new(reply.text, blocks)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incident::{AlertStatus, ImpactMethod, LabelSet, TimelineEvent};
+
+    fn at(s: &str) -> Timestamp {
+        chrono::DateTime::parse_from_rfc3339(s)
+            .expect("test time")
+            .with_timezone(&chrono::Utc)
+    }
+
+    fn settings() -> MessageSettings {
+        MessageSettings {
+            timezone: chrono_tz::UTC,
+            external_url: "http://incidentd.example.com:9097/".into(),
+            ack_button: true,
+        }
+    }
+
+    fn alert(name: &str, summary: &str) -> Occurrence {
+        let mut labels = LabelSet::new();
+        labels.insert("alertname".into(), name.into());
+        labels.insert("severity".into(), "critical".into());
+        let mut annotations = LabelSet::new();
+        annotations.insert("summary".into(), summary.into());
+        annotations.insert(
+            "runbook_url".into(),
+            "https://runbooks.example.com/a?x=1&y=2".into(),
+        );
+        Occurrence {
+            fingerprint: format!("fp-{name}"),
+            starts_at: at("2026-11-23T02:26:28Z"),
+            ends_at: None,
+            status: AlertStatus::Firing,
+            alertname: name.into(),
+            labels,
+            annotations,
+            generator_url: String::new(),
+            group_key: String::new(),
+            first_seen_at: at("2026-11-23T02:26:29Z"),
+            last_seen_at: at("2026-11-23T02:26:29Z"),
+            resolved_by: None,
+        }
+    }
+
+    fn incident(title: &str, alerts: Vec<Occurrence>) -> Incident {
+        Incident {
+            id: "INC-2026-0007".into(),
+            key: "service=\"payment-service\"".into(),
+            title: title.into(),
+            status: Status::Open,
+            severity: Some("critical".into()),
+            service: Some("payment-service".into()),
+            impact_start: Some(at("2026-11-23T02:26:23Z")),
+            impact_start_method: ImpactMethod::StartsAtMinusFor,
+            fired_at: at("2026-11-23T02:26:28Z"),
+            detected_at: at("2026-11-23T02:26:29Z"),
+            acknowledged_at: None,
+            acknowledged_by: None,
+            resolved_at: None,
+            resolved_by: None,
+            reopen_count: 0,
+            notifications: Default::default(),
+            version: 1,
+            alerts,
+            timeline: Vec::new(),
+        }
+    }
+
+    fn all_texts(m: &Message) -> Vec<String> {
+        let mut out = vec![m.text.clone()];
+        let json = serde_json::to_value(&m.blocks).unwrap();
+        fn walk(v: &serde_json::Value, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(o) => {
+                    if let Some(serde_json::Value::String(t)) = o.get("text") {
+                        out.push(t.clone());
+                    }
+                    o.values().for_each(|v| walk(v, out));
+                }
+                serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, out)),
+                _ => {}
+            }
+        }
+        walk(&json, &mut out);
+        out
+    }
+
+    fn ack_buttons(m: &Message) -> Vec<&Button> {
+        m.blocks
+            .iter()
+            .filter_map(|b| match b {
+                Block::Actions { elements, .. } => Some(elements),
+                _ => None,
+            })
+            .flatten()
+            .filter(|b| b.action_id == ACK_ACTION_ID)
+            .collect()
+    }
+
+    #[test]
+    fn control_characters_from_labels_annotations_and_people_are_escaped() {
+        let evil = "<!channel> & <https://evil.example|click>";
+        let mut a = alert("Pool<High>", evil);
+        a.labels.insert("severity".into(), "crit&cal".into());
+        let mut inc = incident(evil, vec![a]);
+        inc.service = Some("<svc>".into());
+        let s = settings();
+        let root = root_message(&inc, &[], &s);
+        let note = event_message(
+            &inc,
+            &SlackEvent::Note {
+                by: "<@U123>".into(),
+                text: evil.into(),
+            },
+            &[],
+            &s,
+        );
+        for m in [&root, &note] {
+            for text in all_texts(m) {
+                assert!(!text.contains("<!channel>"), "unescaped: {text}");
+                assert!(!text.contains("<https://evil"), "unescaped: {text}");
+                assert!(!text.contains("<@U123>"), "unescaped: {text}");
+                assert!(!text.contains("<svc>"), "unescaped: {text}");
+            }
+        }
+        let texts = all_texts(&root).join("\n");
+        assert!(texts.contains("&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt;"));
+        assert!(texts.contains("*Pool&lt;High&gt;*"));
+        // Our own links stay links; their URLs are escaped inside.
+        assert!(texts.contains("<https://runbooks.example.com/a?x=1&amp;y=2|Runbook>"));
+        assert!(all_texts(&note)
+            .join("\n")
+            .contains("Note from *&lt;@U123&gt;*"));
+    }
+
+    #[test]
+    fn a_link_url_cannot_close_the_link_early() {
+        assert_eq!(
+            link("https://x.example/?a=|b>c", "Runbook"),
+            "<https://x.example/?a=%7Cb&gt;c|Runbook>"
+        );
+    }
+
+    #[test]
+    fn truncation_keeps_the_limit_and_shows_a_marker() {
+        assert_eq!(truncate("abcdef", 6), "abcdef");
+        assert_eq!(truncate("abcdefg", 6), "abcde…");
+        assert_eq!(truncate("ééééééé", 4).chars().count(), 4);
+    }
+
+    #[test]
+    fn truncation_never_cuts_an_entity_or_a_link_in_half() {
+        // Cut would land inside "&amp;": the whole entity goes.
+        assert_eq!(truncate("abc&amp;def", 6), "abc…");
+        assert_eq!(truncate("ab <https://x|y> tail", 8), "ab …");
+    }
+
+    #[test]
+    fn long_texts_are_cut_to_block_kit_limits_with_a_visible_marker() {
+        let long = "x".repeat(5000);
+        let mut inc = incident(&"T".repeat(400), vec![alert("A", &long)]);
+        inc.acknowledged_by = Some("y".repeat(3000));
+        let s = settings();
+        let root = root_message(&inc, &[], &s);
+        for block in &root.blocks {
+            match block {
+                Block::Header { text } => {
+                    assert_eq!(text.as_str().chars().count(), MAX_HEADER_TEXT);
+                    assert!(text.as_str().ends_with('…'));
+                }
+                Block::Section { text, fields } => {
+                    if let Some(t) = text {
+                        assert!(t.as_str().chars().count() <= MAX_SECTION_TEXT);
+                    }
+                    for f in fields {
+                        assert!(f.as_str().chars().count() <= MAX_FIELD_TEXT);
+                    }
+                }
+                Block::Actions { elements, .. } => {
+                    for b in elements {
+                        assert!(b.text.as_str().chars().count() <= MAX_BUTTON_TEXT);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let alert_section = root
+            .blocks
+            .iter()
+            .find_map(|b| match b {
+                Block::Section { text: Some(t), .. } if t.as_str().contains("xxx") => Some(t),
+                _ => None,
+            })
+            .expect("alert section");
+        assert_eq!(alert_section.as_str().chars().count(), MAX_SECTION_TEXT);
+        assert!(alert_section.as_str().ends_with('…'));
+        assert!(root.text.chars().count() <= MAX_FALLBACK_TEXT);
+
+        let note = event_message(
+            &inc,
+            &SlackEvent::Note {
+                by: "a".into(),
+                text: "n".repeat(10_000),
+            },
+            &[],
+            &s,
+        );
+        assert!(note.text.chars().count() <= MAX_FALLBACK_TEXT);
+        assert!(note.text.ends_with('…'));
+    }
+
+    #[test]
+    fn an_incident_with_hundreds_of_alerts_stays_under_fifty_blocks() {
+        let alerts = (0..200).map(|i| alert(&format!("A{i}"), "s")).collect();
+        let root = root_message(&incident("t", alerts), &[], &settings());
+        assert!(root.blocks.len() <= MAX_BLOCKS, "{}", root.blocks.len());
+        assert!(all_texts(&root)
+            .iter()
+            .any(|t| t == "… and 180 more alerts"));
+        // The button survives the cut.
+        assert_eq!(ack_buttons(&root).len(), 1);
+    }
+
+    #[test]
+    fn the_acknowledge_button_carries_the_incident_id_and_goes_once_acknowledged() {
+        let mut inc = incident("t", vec![alert("A", "s")]);
+        let s = settings();
+        let open = root_message(&inc, &[], &s);
+        let buttons = ack_buttons(&open);
+        assert_eq!(buttons.len(), 1);
+        assert_eq!(buttons[0].value.as_deref(), Some("INC-2026-0007"));
+
+        inc.status = Status::Acknowledged;
+        inc.acknowledged_by = Some("alice".into());
+        inc.acknowledged_at = Some(at("2026-11-23T02:27:00Z"));
+        assert!(ack_buttons(&root_message(&inc, &[], &s)).is_empty());
+        inc.status = Status::Resolved;
+        assert!(ack_buttons(&root_message(&inc, &[], &s)).is_empty());
+
+        inc.status = Status::Open;
+        let no_button = MessageSettings {
+            ack_button: false,
+            ..s
+        };
+        assert!(ack_buttons(&root_message(&inc, &[], &no_button)).is_empty());
+    }
+
+    #[test]
+    fn times_are_shown_in_the_configured_zone_with_their_date() {
+        let s = MessageSettings {
+            timezone: chrono_tz::Europe::Berlin,
+            ..settings()
+        };
+        let root = root_message(&incident("t", vec![alert("A", "s")]), &[], &s);
+        let texts = all_texts(&root).join("\n");
+        assert!(
+            texts.contains("*Impact start*\n2026-11-23 03:26:23 CET (startsAt − for)"),
+            "{texts}"
+        );
+        assert!(texts.contains("firing since 2026-11-23 03:26:28 CET"));
+        assert_eq!(
+            format_time(at("2026-12-31T23:30:00Z"), chrono_tz::Asia::Tokyo),
+            "2027-01-01 08:30:00 JST"
+        );
+    }
+
+    #[test]
+    fn durations_read_the_way_postmortems_write_them() {
+        assert_eq!(format_duration(0.4), "0s");
+        assert_eq!(format_duration(45.0), "45s");
+        assert_eq!(format_duration(135.0), "2m 15s");
+        assert_eq!(format_duration(3780.0), "1h 3m");
+        assert_eq!(format_duration(2.0 * 86_400.0 + 4.0 * 3600.0), "2d 4h");
+        assert_eq!(format_duration(-3.0), "-3s");
+    }
+
+    #[test]
+    fn every_message_has_a_plain_text_fallback() {
+        let mut inc = incident("Pool exhausted", vec![alert("A", "s")]);
+        inc.timeline.push(TimelineEvent {
+            at: at("2026-11-23T02:27:00Z"),
+            kind: EventKind::NoteAdded,
+            actor: "alice".into(),
+            text: "restarted".into(),
+        });
+        let events = [
+            SlackEvent::Opened,
+            SlackEvent::AlertJoined {
+                fingerprint: "fp-A".into(),
+            },
+            SlackEvent::AlertJoined {
+                fingerprint: "gone".into(),
+            },
+            SlackEvent::SeverityChanged {
+                from: Some("warning".into()),
+                to: Some("critical".into()),
+            },
+            SlackEvent::Acknowledged { by: "alice".into() },
+            SlackEvent::Note {
+                by: "alice".into(),
+                text: "restarted".into(),
+            },
+            SlackEvent::Reopened,
+            SlackEvent::Resolved,
+        ];
+        for e in &events {
+            for m in [
+                event_message(&inc, e, &[], &settings()),
+                standalone_message(&inc, e, &[], &settings()),
+            ] {
+                assert!(m.text.contains("INC-2026-0007"), "{e:?}: {}", m.text);
+                assert!(!m.blocks.is_empty());
+            }
+        }
+        let note = event_message(&inc, &events[5], &[], &settings());
+        assert!(all_texts(&note).contains(&"at 2026-11-23 02:27:00 UTC".to_string()));
+    }
+
+    #[test]
+    fn webhook_messages_name_the_incident_since_there_is_no_thread() {
+        let inc = incident("Pool exhausted", vec![alert("A", "s")]);
+        let m = standalone_message(
+            &inc,
+            &SlackEvent::Acknowledged { by: "alice".into() },
+            &[],
+            &settings(),
+        );
+        assert_eq!(
+            all_texts(&m)[1],
+            "*INC-2026-0007* · Pool exhausted · critical"
+        );
+    }
+
+    #[test]
+    fn events_are_stored_as_tagged_json() {
+        let e = SlackEvent::Note {
+            by: "alice".into(),
+            text: "hi".into(),
+        };
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(json, r#"{"kind":"note","by":"alice","text":"hi"}"#);
+        assert_eq!(serde_json::from_str::<SlackEvent>(&json).unwrap(), e);
+        assert_eq!(
+            serde_json::from_str::<SlackEvent>(r#"{"kind":"opened"}"#).unwrap(),
+            SlackEvent::Opened
+        );
+    }
+
+    #[test]
+    fn the_draft_link_joins_the_external_url_with_or_without_a_slash() {
+        let mut s = settings();
+        assert_eq!(
+            s.draft_url("INC-2026-0007"),
+            "http://incidentd.example.com:9097/api/v1/incidents/INC-2026-0007/postmortem"
+        );
+        s.external_url = "https://x.example/incidentd".into();
+        assert_eq!(
+            s.draft_url("INC-1"),
+            "https://x.example/incidentd/api/v1/incidents/INC-1/postmortem"
+        );
+    }
+}

@@ -1,0 +1,20 @@
+//! Slack: Block Kit messages for incidents ([`message`]), the HTTP client in
+//! bot-token or incoming-webhook mode ([`client`]), delivering one incident's
+//! events in order into one thread ([`delivery`]), and verifying Slack's signed
+//! interaction requests ([`signature`]).
+//!
+//! The daemon wires these into its durable job table and HTTP router: storage
+//! and routing are not here.
+
+pub mod client;
+pub mod delivery;
+pub mod message;
+pub mod signature;
+
+pub use client::{Mode, Posted, Retry, Secret, SlackClient, SlackError};
+pub use delivery::{
+    ChannelRoutes, Delivered, DeliveryError, Notifier, Progress, RootRef, Route, SlackState,
+    StateError,
+};
+pub use message::{EvidenceFigure, Message, MessageSettings, SlackEvent};
+pub use signature::{Interaction, InteractionAction, InteractionError, SignatureError};
