@@ -72,3 +72,158 @@ pub fn plan(
     }
     Ok(())
 }
+
+// ---------- running jobs ----------
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::{watch, Notify};
+
+use crate::store::jobs::Job;
+use crate::store::Store;
+
+/// Why a job did not succeed, and whether to try again.
+#[derive(Debug, Clone)]
+pub struct JobFailure {
+    pub message: String,
+    /// When to try again; `None`: never (a permanent failure, kept with its error).
+    pub retry_in: Option<chrono::Duration>,
+    /// A new payload to keep with the job (progress made before the failure).
+    pub payload: Option<serde_json::Value>,
+}
+
+impl JobFailure {
+    pub fn retry(message: impl Into<String>, after: chrono::Duration) -> Self {
+        JobFailure {
+            message: message.into(),
+            retry_in: Some(after),
+            payload: None,
+        }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        JobFailure {
+            message: message.into(),
+            retry_in: None,
+            payload: None,
+        }
+    }
+}
+
+/// Runs one job.
+pub type Handler =
+    Arc<dyn Fn(Job) -> Pin<Box<dyn Future<Output = Result<(), JobFailure>> + Send>> + Send + Sync>;
+
+/// A job that failed this many times is given up.
+pub const MAX_ATTEMPTS: u32 = 30;
+
+/// The usual wait before retry `attempt` (1-based): 5 s doubling, at most 10 minutes.
+pub fn backoff(attempt: u32) -> chrono::Duration {
+    let secs = 5i64.saturating_mul(1 << attempt.saturating_sub(1).min(16));
+    chrono::Duration::seconds(secs.min(600))
+}
+
+/// Runs queued jobs: one loop per kind, so slow evidence queries never hold up Slack.
+pub struct Runner {
+    store: Store,
+    handlers: HashMap<&'static str, Handler>,
+    clock: crate::app::Clock,
+    wake: Arc<Notify>,
+}
+
+impl Runner {
+    pub fn new(store: Store, clock: crate::app::Clock, wake: Arc<Notify>) -> Self {
+        Runner {
+            store,
+            handlers: HashMap::new(),
+            clock,
+            wake,
+        }
+    }
+
+    pub fn handle(&mut self, kind: &'static str, handler: Handler) {
+        self.handlers.insert(kind, handler);
+    }
+
+    pub fn kinds(&self) -> Vec<&'static str> {
+        self.handlers.keys().copied().collect()
+    }
+
+    /// Start the loops; they end when `stop` turns true.
+    pub fn spawn(self, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+        self.handlers
+            .into_iter()
+            .map(|(kind, handler)| {
+                let (store, clock, wake, stop) =
+                    (self.store.clone(), self.clock.clone(), self.wake.clone(), stop.clone());
+                tokio::spawn(run_kind(kind, handler, store, clock, wake, stop))
+            })
+            .collect()
+    }
+}
+
+async fn run_kind(
+    kind: &'static str,
+    handler: Handler,
+    store: Store,
+    clock: crate::app::Clock,
+    wake: Arc<Notify>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let now = clock();
+        let claimed = store
+            .write(move |tx| Ok(queue::claim(tx, &[kind], now)?))
+            .await;
+        let job = match claimed {
+            Ok(Some(job)) => job,
+            Ok(None) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                    _ = wake.notified() => {}
+                    _ = stop.changed() => return,
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(kind, error = %e, "cannot claim a job; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                    _ = stop.changed() => return,
+                }
+                continue;
+            }
+        };
+        let (id, attempts, incident) = (job.id, job.attempts + 1, job.incident_id.clone());
+        let result = handler(job).await;
+        let now = clock();
+        let recorded = match result {
+            Ok(()) => {
+                tracing::debug!(kind, id, incident = ?incident, "job done");
+                store.write(move |tx| Ok(queue::complete(tx, id, now)?)).await
+            }
+            Err(f) => {
+                let retry_in = f.retry_in.filter(|_| attempts < MAX_ATTEMPTS);
+                match retry_in {
+                    Some(d) => tracing::warn!(kind, id, incident = ?incident, attempts, retry_in_s = d.num_seconds(), error = %f.message, "job failed; will retry"),
+                    None => tracing::error!(kind, id, incident = ?incident, attempts, error = %f.message, "job failed for good"),
+                }
+                store
+                    .write(move |tx| {
+                        Ok(queue::fail(tx, id, &f.message, retry_in, f.payload.as_ref(), now)?)
+                    })
+                    .await
+            }
+        };
+        if let Err(e) = recorded {
+            // The job stays 'running' and runs again after a restart.
+            tracing::error!(kind, id, error = %e, "cannot record a job's result");
+        }
+    }
+}

@@ -85,7 +85,11 @@ pub enum Effect {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
     pub incident_id: String,
+    /// The alert's fingerprint.
+    pub fingerprint: String,
     pub effect: Effect,
+    /// The incident's severity changed: `(from, to)`.
+    pub severity_changed: Option<(Option<String>, Option<String>)>,
     /// The occurrence could have joined more than one incident and joined the nearer.
     pub bridged: bool,
     /// Incidents split off because a resolve showed their members no longer connect.
@@ -147,7 +151,7 @@ pub fn ingest<R: Repo>(
             };
             if matches!(effect, Effect::Stale | Effect::Duplicate) && !earlier {
                 repo.touch(&incident_id, &occ, counts)?;
-                return Ok(simple(incident_id, effect));
+                return Ok(simple(incident_id, &alert.fingerprint, effect));
             }
             update_member(repo, rules, &incident_id, occ, counts, effect, now)
         }
@@ -155,10 +159,12 @@ pub fn ingest<R: Repo>(
     }
 }
 
-fn simple(incident_id: String, effect: Effect) -> Outcome {
+fn simple(incident_id: String, fingerprint: &str, effect: Effect) -> Outcome {
     Outcome {
         incident_id,
+        fingerprint: fingerprint.to_string(),
         effect,
+        severity_changed: None,
         bridged: false,
         split_off: Vec::new(),
     }
@@ -250,10 +256,11 @@ fn place_new<R: Repo>(
             let derived = apply(&mut incident, rules);
             let members: Vec<&Occurrence> = incident.alerts.iter().collect();
             repo.save(&incident, &members, &derived)?;
-            Ok(simple(id, Effect::Opened))
+            Ok(simple(id, &alert.fingerprint, Effect::Opened))
         }
         Some((_, _, mut incident)) => {
             let was_resolved = incident.status == Status::Resolved;
+            let severity_before = incident.severity.clone();
             incident.alerts.push(occ);
             add_counts(&mut incident.notifications, counts);
             let derived = apply(&mut incident, rules);
@@ -265,7 +272,10 @@ fn place_new<R: Repo>(
                 Effect::Joined
             };
             Ok(Outcome {
+                severity_changed: (incident.severity != severity_before)
+                    .then(|| (severity_before, incident.severity.clone())),
                 incident_id: incident.id,
+                fingerprint: alert.fingerprint.clone(),
                 effect,
                 bridged: matches > 1,
                 split_off: Vec::new(),
@@ -313,15 +323,16 @@ fn update_member<R: Repo>(
 ) -> Result<Outcome, R::Error> {
     let Some(mut incident) = repo.load(incident_id)? else {
         // The occurrence points at an incident that is gone (pruned): nothing to update.
-        return Ok(simple(incident_id.to_string(), Effect::Duplicate));
+        return Ok(simple(incident_id.to_string(), &occ.fingerprint, Effect::Duplicate));
     };
+    let severity_before = incident.severity.clone();
     add_counts(&mut incident.notifications, counts);
     let Some(slot) = incident
         .alerts
         .iter_mut()
         .find(|m| m.fingerprint == occ.fingerprint && m.starts_at == occ.starts_at)
     else {
-        return Ok(simple(incident_id.to_string(), Effect::Duplicate));
+        return Ok(simple(incident_id.to_string(), &occ.fingerprint, Effect::Duplicate));
     };
     *slot = occ.clone();
 
@@ -377,7 +388,10 @@ fn update_member<R: Repo>(
         other => other,
     };
     Ok(Outcome {
+        severity_changed: (incident.severity != severity_before)
+            .then(|| (severity_before, incident.severity.clone())),
         incident_id: home,
+        fingerprint: occ.fingerprint.clone(),
         effect,
         bridged: false,
         split_off,

@@ -89,14 +89,20 @@ pub fn complete(tx: &Transaction, id: i64, now: Timestamp) -> rusqlite::Result<(
     Ok(())
 }
 
-/// The job failed: retry after `retry_in`, or give up (`None`) and keep the error.
+/// The job failed: retry after `retry_in`, or give up (`None`) and keep the error. A new
+/// `payload` replaces the job's (a handler's progress, so a retry does not redo steps).
 pub fn fail(
     tx: &Transaction,
     id: i64,
     error: &str,
     retry_in: Option<Duration>,
+    payload: Option<&serde_json::Value>,
     now: Timestamp,
 ) -> rusqlite::Result<()> {
+    if let Some(p) = payload {
+        tx.prepare_cached("UPDATE jobs SET payload = ?2 WHERE id = ?1")?
+            .execute(params![id, p.to_string()])?;
+    }
     match retry_in {
         Some(delay) => tx
             .prepare_cached(
@@ -110,6 +116,25 @@ pub fn fail(
             .execute(params![id, to_micros(now), error])?,
     };
     Ok(())
+}
+
+/// A job's current row, for tests and diagnostics: `(state, attempts, last_error)`.
+pub fn status(conn: &Connection, id: i64) -> rusqlite::Result<Option<(String, u32, Option<String>)>> {
+    conn.prepare_cached("SELECT state, attempts, last_error FROM jobs WHERE id = ?1")?
+        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()
+}
+
+/// Every job of an incident, oldest first: `(kind, state, payload)`.
+pub fn of_incident(conn: &Connection, incident_id: &str) -> rusqlite::Result<Vec<(String, String, serde_json::Value)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT kind, state, payload FROM jobs WHERE incident_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map(params![incident_id], |r| {
+        let payload: String = r.get(2)?;
+        Ok((r.get(0)?, r.get(1)?, serde_json::from_str(&payload).unwrap_or_default()))
+    })?;
+    rows.collect()
 }
 
 /// After a restart, jobs that were running when the process died run again.
