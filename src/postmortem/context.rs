@@ -609,9 +609,10 @@ pub fn build_context(input: &RenderInput<'_>, settings: &RenderSettings) -> Rend
             .collect();
         if let Some(s) = &slo {
             parts.push(format!(
-                "{} of the {} error budget ({})",
+                "at most {} of the {} error budget of the {} SLO ({})",
                 helpers::duration(s.used_seconds),
                 helpers::duration(s.budget_seconds),
+                helpers::percent(s.target_ratio),
                 helpers::percent(s.used_ratio)
             ));
         }
@@ -826,8 +827,11 @@ fn alert_context(a: &Occurrence, rule: Option<&RuleInfo>, missing: Option<&str>)
             r.for_seconds,
             r.labels.clone(),
             match &r.group {
-                Some(g) => format!("Prometheus rules API, group {}", helpers::code(g, false)),
-                None => "Prometheus rules API".to_string(),
+                Some(g) => format!(
+                    "the Prometheus rules API (group {})",
+                    helpers::code(g, false)
+                ),
+                None => "the Prometheus rules API".to_string(),
             },
         ),
         None => {
@@ -939,11 +943,16 @@ fn ttd_context(inc: &Incident, lead_rule: Option<&RuleInfo>) -> Option<TtdContex
             helpers::duration(total)
         );
     } else if let Some(p) = parts.first().filter(|p| p.label.starts_with("rule `for")) {
+        // Whole percent: "79%" says as much as "78.59%" about a share of the TTD.
+        let share = if total > 0.0 {
+            100.0 * p.seconds / total
+        } else {
+            0.0
+        };
         quality.push_str(&format!(
-            "; the {} cost {} of it ({}), Alertmanager's grouping and delivery {}",
+            "; the {} cost {} of it ({share:.0}%), Alertmanager's grouping and delivery {}",
             p.label,
             helpers::duration(p.seconds),
-            helpers::percent(if total > 0.0 { p.seconds / total } else { 0.0 }),
             helpers::duration(delivery)
         ));
     }
@@ -977,7 +986,7 @@ fn resolution_sentence(
                 .next();
             match last {
                 Some(name) => format!(
-                    "The alerts resolved on their own in Alertmanager; the last, {name}, at {}, {ttr} after detection.",
+                    "Every alert resolved in Prometheus, none by hand; the last, {name}, at {}, {ttr} after detection.",
                     t(end)
                 ),
                 None => format!("All alerts resolved by {}, {ttr} after detection.", t(end)),
@@ -1051,7 +1060,12 @@ fn root_cause(lead: Option<&Occurrence>, services: &[String], ev: &Evidence) -> 
                 .annotations
                 .get("description")
                 .or_else(|| l.annotations.get("summary"))
-                .map(|d| format!("{} ", helpers::inline(d)))
+                .map(|d| {
+                    format!(
+                        ": \"{}\" (its description in the last notification)",
+                        helpers::inline(d)
+                    )
+                })
                 .unwrap_or_default();
             let peak = ev
                 .snapshots
@@ -1068,8 +1082,9 @@ fn root_cause(lead: Option<&Occurrence>, services: &[String], ev: &Evidence) -> 
                 })
                 .unwrap_or_default();
             format!(
-                "{said}(the {} alert, as of its last notification){peak} _TODO: confirm_",
-                helpers::code(&l.alertname, false)
+                "{} fired first{said}.{peak} {}",
+                helpers::code(&l.alertname, false),
+                helpers::todo("confirm, or say what really failed first")
             )
         }
         None => helpers::todo("what failed first"),

@@ -372,10 +372,13 @@ pub fn url(raw: &str) -> Option<String> {
     Some(out)
 }
 
-/// A Markdown link, or the address as inline code when it cannot be a safe link.
+/// A Markdown link, or the address as inline code when it cannot be a safe link. When
+/// the text is the address itself, an autolink `<…>` keeps the raw Markdown readable.
 pub fn link(text: &str, raw_url: &str) -> String {
     match url(raw_url) {
+        Some(u) if text.trim() == raw_url.trim() => format!("<{u}>"),
         Some(u) => format!("[{}]({u})", inline(text)),
+        None if text.trim() == raw_url.trim() => code(raw_url, false),
         None => format!("{} ({})", inline(text), code(raw_url, false)),
     }
 }
@@ -652,6 +655,10 @@ mod tests {
         assert_eq!(
             link("runbook", "https://x.example/a b(c)"),
             "[runbook](https://x.example/a%20b%28c%29)"
+        );
+        assert_eq!(
+            link("https://x.example/a b", "https://x.example/a b"),
+            "<https://x.example/a%20b>"
         );
         assert_eq!(
             link("runbook", "javascript:alert(1)"),
