@@ -590,7 +590,7 @@ fn without_evidence_the_draft_says_what_is_missing_and_why() {
     // The rule still shows, from the generatorURL, and says what that leaves out.
     assert!(md.contains("expr: db_connection_pool_active / db_connection_pool_max > 0.95"));
     assert!(md.contains(
-        "the alert's generatorURL (`for` and labels unknown; the rules API was not asked"
+        "Expression from the alert's generatorURL; its `for` and labels are unknown (the rules API was not asked: Prometheus at"
     ));
     assert!(!md.contains("| Metric | Baseline |"));
 }

@@ -242,7 +242,7 @@ pub struct AlertContext {
     pub labels: Vec<NameValue>,
     /// `alert`, `expr`, `for`, `labels`: for `{{yaml_block rule}}`.
     pub rule: Value,
-    /// Where the rule came from, in words.
+    /// Where the rule came from: a sentence of escaped Markdown.
     pub rule_source: String,
     pub for_seconds: Option<u64>,
     /// `startsAt − for`, when `for` is known.
@@ -536,14 +536,10 @@ pub fn build_context(input: &RenderInput<'_>, settings: &RenderSettings) -> Rend
         seen.iter().map(|n| helpers::code(n, false)).collect()
     };
     let who = if services.is_empty() {
-        format!("the alerts with key {}", helpers::code(&inc.key, false))
+        "an incident opened".to_string()
     } else {
-        join_words(
-            &services
-                .iter()
-                .map(|s| helpers::inline(s))
-                .collect::<Vec<_>>(),
-        )
+        let names: Vec<String> = services.iter().map(|s| helpers::inline(s)).collect();
+        format!("{} started alerting", join_words(&names))
     };
     let mut what = match lead {
         Some(l) => {
@@ -558,7 +554,7 @@ pub fn build_context(input: &RenderInput<'_>, settings: &RenderSettings) -> Rend
                 format!(", followed by {}", join_words(rest))
             };
             format!(
-                "At {}, {who} started alerting: {}{sev} fired first{followed}.",
+                "At {}, {who}: {}{sev} fired first{followed}.",
                 t(start),
                 names[0]
             )
@@ -738,8 +734,13 @@ pub fn build_context(input: &RenderInput<'_>, settings: &RenderSettings) -> Rend
     RenderContext {
         id: inc.id.clone(),
         title: if inc.title.trim().is_empty() {
-            lead.and_then(|l| l.annotations.get("summary").cloned())
-                .unwrap_or_else(|| inc.key.clone())
+            lead.map(|l| {
+                l.annotations
+                    .get("summary")
+                    .cloned()
+                    .unwrap_or_else(|| l.alertname.clone())
+            })
+            .unwrap_or_else(|| inc.key.clone())
         } else {
             inc.title.clone()
         },
@@ -828,25 +829,32 @@ fn alert_context(a: &Occurrence, rule: Option<&RuleInfo>, missing: Option<&str>)
             r.labels.clone(),
             match &r.group {
                 Some(g) => format!(
-                    "the Prometheus rules API (group {})",
+                    "Rule from the Prometheus rules API (group {}).",
                     helpers::code(g, false)
                 ),
-                None => "the Prometheus rules API".to_string(),
+                None => "Rule from the Prometheus rules API.".to_string(),
             },
         ),
         None => {
             let why = match missing {
-                Some(m) => format!("; the rules API was not asked: {}", helpers::inline(m)),
-                None => "; Prometheus did not list the rule".to_string(),
+                Some(m) => format!("the rules API was not asked: {}", helpers::inline(m)),
+                None => "Prometheus did not list the rule".to_string(),
             };
             match expr_from_generator_url(&a.generator_url) {
                 Some(e) => (
                     Some(e),
                     None,
                     LabelSet::new(),
-                    format!("the alert's generatorURL (`for` and labels unknown{why})"),
+                    format!(
+                        "Expression from the alert's generatorURL; its `for` and labels are unknown ({why})."
+                    ),
                 ),
-                None => (None, None, LabelSet::new(), format!("unknown{why}")),
+                None => (
+                    None,
+                    None,
+                    LabelSet::new(),
+                    format!("The rule is unknown ({why}), and the alert carries no generatorURL."),
+                ),
             }
         }
     };
@@ -1161,7 +1169,11 @@ fn lessons(
     if inc.reopen_count > 0 {
         wrong.push(format!(
             "The incident reopened {}: the alerts flapped. _TODO: thresholds, `for` or `keep_firing_for`?_",
-            plural(u64::from(inc.reopen_count), "time", "times")
+            match inc.reopen_count {
+                1 => "once".to_string(),
+                2 => "twice".to_string(),
+                n => plural(u64::from(n), "time", "times"),
+            }
         ));
     }
     let mut names: Vec<&str> = alerts.iter().map(|a| a.alertname.as_str()).collect();

@@ -67,10 +67,14 @@ pub fn offset(seconds: f64) -> String {
     let sign = if seconds < -0.5 { '-' } else { '+' };
     let total = seconds.abs().round() as u64;
     let (h, m, s) = (total / 3_600, (total % 3_600) / 60, total % 60);
-    let body = if h > 0 {
+    let body = if h > 0 && m > 0 {
         format!("{h}h{m}m")
-    } else if m > 0 {
+    } else if h > 0 {
+        format!("{h}h")
+    } else if m > 0 && s > 0 {
         format!("{m}m{s}s")
+    } else if m > 0 {
+        format!("{m}m")
     } else {
         format!("{s}s")
     };
@@ -580,6 +584,7 @@ mod tests {
         assert_eq!(offset(0.0), "T+0s");
         assert_eq!(offset(-3.0), "T-3s");
         assert_eq!(offset(3840.0), "T+1h4m");
+        assert_eq!(offset(120.0), "T+2m");
     }
 
     #[test]
