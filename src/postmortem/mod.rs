@@ -276,6 +276,12 @@ mod tests {
     }
 
     #[test]
+    fn a_renderer_can_be_shared_between_worker_threads() {
+        fn assert_shareable<T: Send + Sync>() {}
+        assert_shareable::<Renderer>();
+    }
+
+    #[test]
     fn tidy_collapses_blank_lines_but_not_inside_code() {
         let md = "a\n\n\n\nb\n```\nx\n\n\ny\n```\n\n\n";
         assert_eq!(tidy(md), "a\n\nb\n```\nx\n\n\ny\n```\n");
