@@ -9,6 +9,7 @@ pub mod config;
 pub mod http;
 pub mod incident;
 pub mod jobs;
+pub mod postmortem;
 pub mod slack;
 pub mod store;
 pub mod time;

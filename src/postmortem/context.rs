@@ -1,0 +1,1334 @@
+//! What a post-mortem is rendered from, and the render context a template sees.
+//!
+//! The inputs ([`Evidence`], [`RelatedIncident`], [`RenderSettings`]) are plain
+//! serializable structs that the evidence and store modules fill in. [`build_context`]
+//! turns them and an [`Incident`] into a [`RenderContext`]: every figure a template needs
+//! precomputed (TTD and its parts, durations, offsets, flags, generated sentences), so
+//! templates only choose words and layout. Times stay RFC 3339 in the context and are
+//! printed through the `time` helper; generated sentences are already escaped Markdown.
+
+use std::collections::BTreeMap;
+
+use chrono::Duration;
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::helpers::{self, Unit};
+use crate::incident::{EventKind, ImpactMethod, Incident, LabelSet, Occurrence, Status, Timestamp};
+
+/// The rule behind an alert, as Prometheus' `/api/v1/rules` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleInfo {
+    pub alertname: String,
+    pub expr: String,
+    /// The rule's `for`, in seconds; `None` when unknown.
+    pub for_seconds: Option<u64>,
+    pub labels: LabelSet,
+    pub annotations: LabelSet,
+    /// The rule group's name.
+    pub group: Option<String>,
+}
+
+/// One queried series over the incident window, reduced to the figures a post-mortem quotes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Human name, e.g. `Connection pool utilisation`.
+    pub name: String,
+    /// The PromQL that produced it.
+    pub query: String,
+    pub unit: Unit,
+    /// Typical value before the incident.
+    pub baseline: Option<f64>,
+    /// Worst value during the incident.
+    pub peak: Option<f64>,
+    /// Value when the incident resolved (or the latest, while it is open).
+    pub at_resolution: Option<f64>,
+    /// Peak relative to baseline, `peak / baseline`; computed from the two when `None`.
+    pub change: Option<f64>,
+    /// The alert threshold the series was compared with, for `A > threshold` rules.
+    pub threshold: Option<f64>,
+    /// The chart's file name inside the draft's `<ID>/` directory, e.g. `pool-ratio.svg`.
+    pub chart: Option<String>,
+    /// The alert this query belongs to, if any.
+    pub alertname: Option<String>,
+}
+
+/// A figure from an impact query, already formatted by whoever ran it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImpactFigure {
+    /// e.g. `Failed requests (5xx)`.
+    pub name: String,
+    /// e.g. `310`.
+    pub value: String,
+    pub query: String,
+}
+
+/// The service level objective an incident spends error budget from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Slo {
+    /// e.g. `99.9`.
+    pub target_percent: f64,
+    /// e.g. 30 days in seconds.
+    pub window_seconds: u64,
+}
+
+/// An action item a rule file suggests for an alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionSuggestion {
+    pub action: String,
+    /// e.g. `P1`.
+    pub priority: Option<String>,
+    pub alertname: Option<String>,
+}
+
+/// Everything Prometheus and the rules directory told us about an incident. Every part
+/// may be empty; `missing_reason` says why Prometheus could not be asked at all.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    pub rules: Vec<RuleInfo>,
+    pub snapshots: Vec<Snapshot>,
+    pub impact: Vec<ImpactFigure>,
+    pub slo: Option<Slo>,
+    pub action_items: Vec<ActionSuggestion>,
+    /// e.g. `no Prometheus URL is configured`, `Prometheus at http://… timed out after 10s`.
+    pub missing_reason: Option<String>,
+    pub collected_at: Option<Timestamp>,
+}
+
+/// An earlier incident with the same correlation key or a shared alert name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RelatedIncident {
+    pub id: String,
+    pub title: String,
+    pub started_at: Timestamp,
+    pub duration_seconds: Option<f64>,
+    pub status: Status,
+    /// It had the same correlation key.
+    pub same_key: bool,
+    /// Alert names it shares with this incident.
+    pub shared_alertnames: Vec<String>,
+}
+
+/// Rendering settings from the configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderSettings {
+    pub timezone: Tz,
+    /// Times are also shown in this zone, in brackets.
+    pub second_timezone: Option<Tz>,
+    /// `web.external_url`: base of the incident's API link.
+    pub external_url: Option<String>,
+    pub prometheus_url: Option<String>,
+    pub alertmanager_url: Option<String>,
+}
+
+impl Default for RenderSettings {
+    fn default() -> Self {
+        RenderSettings {
+            timezone: Tz::UTC,
+            second_timezone: None,
+            external_url: None,
+            prometheus_url: None,
+            alertmanager_url: None,
+        }
+    }
+}
+
+/// One render's input.
+#[derive(Debug, Clone, Copy)]
+pub struct RenderInput<'a> {
+    /// With `alerts` and `timeline` filled.
+    pub incident: &'a Incident,
+    pub evidence: &'a Evidence,
+    pub related: &'a [RelatedIncident],
+    /// When the draft is rendered: stated in the footer, and the end of an open window.
+    pub generated_at: Timestamp,
+}
+
+// ---------------------------------------------------------------------------------------
+// The render context: the template's contract. Field names here are what templates use.
+// ---------------------------------------------------------------------------------------
+
+/// Everything a template sees. `Option` fields are `null`; guard them with `{{#if}}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RenderContext {
+    pub id: String,
+    pub title: String,
+    pub key: String,
+    /// The incident's status: `open`, `acknowledged` or `resolved`.
+    pub status: String,
+    pub severity: Option<String>,
+    pub services: Vec<String>,
+    /// The start of the incident (impact start, else firing): the report's date.
+    pub start: String,
+    /// Resolution time, `null` while open.
+    pub end: Option<String>,
+    pub generated_at: String,
+    pub version: u64,
+    pub times: Times,
+    pub figures: Figures,
+    pub summary: Summary,
+    pub ttd: Option<TtdContext>,
+    pub alerts: Vec<AlertContext>,
+    pub timeline: Vec<TimelineRow>,
+    pub evidence: EvidenceContext,
+    pub root_cause: RootCause,
+    pub resolution: Resolution,
+    /// Suggestions from the rules directory; templates add a row for hand-written ones.
+    pub action_items: Vec<ActionItemRow>,
+    /// The id for one more, hand-written action item: `AI-<n+1>`.
+    pub next_action_id: String,
+    pub lessons: Lessons,
+    pub related: Vec<RelatedRow>,
+    pub references: References,
+    pub flags: Flags,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Times {
+    pub impact_start: Option<String>,
+    /// How the impact start was found, in words.
+    pub impact_start_method: String,
+    pub fired_at: String,
+    pub detected_at: String,
+    pub acknowledged_at: Option<String>,
+    pub acknowledged_by: Option<String>,
+    pub resolved_at: Option<String>,
+    /// A person's name for a manual resolve.
+    pub resolved_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Figures {
+    pub ttd_seconds: Option<f64>,
+    pub tta_seconds: Option<f64>,
+    pub ttr_seconds: Option<f64>,
+    pub duration_seconds: Option<f64>,
+    pub reopen_count: u32,
+    pub notifications_received: u64,
+    pub notifications_duplicate: u64,
+    pub notifications_stale: u64,
+}
+
+/// Generated sentences (escaped Markdown) for the executive summary.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub what_happened: String,
+    pub impact: Option<String>,
+    pub detection: String,
+    pub resolution: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TtdContext {
+    pub total_seconds: f64,
+    pub parts: Vec<TtdPart>,
+    /// The detection-quality line (escaped Markdown).
+    pub quality: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TtdPart {
+    pub label: String,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertContext {
+    pub alertname: String,
+    pub severity: Option<String>,
+    pub summary: Option<String>,
+    pub description: Option<String>,
+    pub labels: Vec<NameValue>,
+    /// `alert`, `expr`, `for`, `labels`: for `{{yaml_block rule}}`.
+    pub rule: Value,
+    /// Where the rule came from: a sentence of escaped Markdown.
+    pub rule_source: String,
+    pub for_seconds: Option<u64>,
+    /// `startsAt − for`, when `for` is known.
+    pub condition_true_at: Option<String>,
+    pub fired_at: String,
+    pub received_at: String,
+    /// Seconds from firing to incidentd receiving it.
+    pub delivery_seconds: f64,
+    pub resolved_at: Option<String>,
+    /// Seconds it fired for, when resolved.
+    pub firing_seconds: Option<f64>,
+    /// Alertmanager lost the resolve and incidentd's reconciler noticed.
+    pub resolved_by_reconciler: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NameValue {
+    pub name: String,
+    pub value: String,
+    /// `name="value"`, for `{{code pair}}`.
+    pub pair: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelineRow {
+    pub at: String,
+    /// Seconds since the incident's start.
+    pub offset_seconds: f64,
+    pub kind: String,
+    pub event: String,
+    pub actor: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvidenceContext {
+    pub available: bool,
+    pub missing_reason: Option<String>,
+    pub collected_at: Option<String>,
+    pub snapshots: Vec<SnapshotRow>,
+    pub impact: Vec<ImpactFigure>,
+    pub slo: Option<SloContext>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotRow {
+    pub name: String,
+    pub query: String,
+    pub unit: String,
+    pub baseline: Option<f64>,
+    pub peak: Option<f64>,
+    pub at_resolution: Option<f64>,
+    /// Formatted: `×5.3`, `+30%`, `not enough data`.
+    pub change: String,
+    pub threshold: Option<f64>,
+    /// Relative path of the chart from the draft: `<ID>/<name>.svg`.
+    pub chart_path: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SloContext {
+    pub target_ratio: f64,
+    pub window_seconds: f64,
+    pub budget_seconds: f64,
+    /// The incident's duration, counted as if it were all downtime.
+    pub used_seconds: f64,
+    pub used_ratio: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RootCause {
+    pub first_question: String,
+    /// Escaped Markdown, pre-filled from the lead alert's description.
+    pub first_answer: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Resolution {
+    /// Escaped Markdown; `null` while open.
+    pub resolved: Option<String>,
+    pub notes: Vec<NoteRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct NoteRow {
+    pub at: String,
+    pub by: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionItemRow {
+    pub id: String,
+    pub action: String,
+    pub priority: Option<String>,
+    pub alertname: Option<String>,
+}
+
+/// Pre-filled lessons (escaped Markdown), only where the facts support them.
+#[derive(Debug, Clone, Serialize)]
+pub struct Lessons {
+    pub went_well: Vec<String>,
+    pub went_wrong: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RelatedRow {
+    pub id: String,
+    pub title: String,
+    pub started_at: String,
+    pub duration_seconds: Option<f64>,
+    pub status: String,
+    /// `same key`, `same alert HighErrorRate`, …
+    pub matched_on: String,
+    /// Relative link to that incident's draft beside this one.
+    pub draft: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct References {
+    pub runbooks: Vec<Reference>,
+    pub dashboards: Vec<Reference>,
+    pub alert_sources: Vec<Reference>,
+    pub prometheus_graph: Option<String>,
+    pub alertmanager: Option<String>,
+    pub incident_api: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Reference {
+    pub label: String,
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Flags {
+    pub is_resolved: bool,
+    pub has_acknowledgement: bool,
+    pub has_evidence: bool,
+    pub has_snapshots: bool,
+    pub has_charts: bool,
+    pub has_impact_figures: bool,
+    pub has_slo: bool,
+    pub has_notes: bool,
+    pub has_related: bool,
+    pub has_reopened: bool,
+    pub resolved_by_hand: bool,
+}
+
+// ---------------------------------------------------------------------------------------
+
+/// Severity order for choosing the lead alert; mirrors the configuration's default.
+fn severity_rank(sev: Option<&str>) -> usize {
+    match sev {
+        Some("critical") => 0,
+        Some("error") => 1,
+        Some("warning") => 2,
+        Some("info") => 3,
+        _ => 4,
+    }
+}
+
+fn rfc3339(t: Timestamp) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn seconds(d: Duration) -> f64 {
+    d.num_milliseconds() as f64 / 1000.0
+}
+
+/// `5` → `5s`, `300` → `5m`, `5400` → `1h30m`: the form Prometheus rules use.
+pub(crate) fn prom_duration(secs: u64) -> String {
+    if secs == 0 {
+        return "0s".to_string();
+    }
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    let mut out = String::new();
+    for (v, u) in [(h, "h"), (m, "m"), (s, "s")] {
+        if v > 0 {
+            out.push_str(&format!("{v}{u}"));
+        }
+    }
+    out
+}
+
+/// The `g0.expr` of a Prometheus generatorURL: the rule's expression when the rules API
+/// could not be asked.
+pub(crate) fn expr_from_generator_url(generator_url: &str) -> Option<String> {
+    let (_, query) = generator_url.split_once('?')?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "g0.expr")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// For `A > 0.95`, `A`: the left side is what is worth graphing.
+fn left_of_threshold(expr: &str) -> &str {
+    for op in [" >= ", " > ", " <= ", " < "] {
+        if let Some((left, right)) = expr.rsplit_once(op) {
+            if right.trim().parse::<f64>().is_ok() {
+                return left.trim();
+            }
+        }
+    }
+    expr.trim()
+}
+
+fn join_words(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `<ID>/<file>` as a Markdown image target: spaces and brackets would end it early.
+fn chart_path(id: &str, file: &str) -> String {
+    let mut out = String::new();
+    for c in format!("{id}/{file}").chars() {
+        match c {
+            ' ' => out.push_str("%20"),
+            '(' => out.push_str("%28"),
+            ')' => out.push_str("%29"),
+            '<' => out.push_str("%3C"),
+            '>' => out.push_str("%3E"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn join_url(base: &str, path: &str) -> String {
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
+}
+
+/// Builds the render context. Pure: the clock comes in as `input.generated_at`.
+pub fn build_context(input: &RenderInput<'_>, settings: &RenderSettings) -> RenderContext {
+    let inc = input.incident;
+    let ev = input.evidence;
+    let zone = settings.timezone;
+    let second = settings.second_timezone;
+    let t = |at: Timestamp| helpers::time(at, zone, second);
+
+    let start = inc.impact_start.unwrap_or(inc.fired_at).min(inc.fired_at);
+    let is_resolved = inc.status == Status::Resolved && inc.resolved_at.is_some();
+    let end = if is_resolved { inc.resolved_at } else { None };
+
+    // Alerts in firing order; among simultaneous ones the most severe leads.
+    let mut alerts: Vec<&Occurrence> = inc.alerts.iter().collect();
+    alerts.sort_by(|a, b| {
+        a.starts_at
+            .cmp(&b.starts_at)
+            .then(severity_rank(a.severity()).cmp(&severity_rank(b.severity())))
+            .then(a.alertname.cmp(&b.alertname))
+    });
+    let lead = alerts.first().copied();
+    let rule_of = |name: &str| ev.rules.iter().find(|r| r.alertname == name);
+
+    let mut services: Vec<String> = Vec::new();
+    if let Some(s) = &inc.service {
+        services.push(s.clone());
+    }
+    for a in &alerts {
+        if let Some(s) = a.labels.get("service") {
+            if !services.contains(s) {
+                services.push(s.clone());
+            }
+        }
+    }
+
+    let alert_contexts: Vec<AlertContext> = alerts
+        .iter()
+        .map(|a| alert_context(a, rule_of(&a.alertname), ev.missing_reason.as_deref()))
+        .collect();
+
+    // Alert names, grouped as "A (critical), followed by B and C (warning)".
+    let names: Vec<String> = {
+        let mut seen: Vec<&str> = Vec::new();
+        for a in &alerts {
+            if !seen.contains(&a.alertname.as_str()) {
+                seen.push(&a.alertname);
+            }
+        }
+        seen.iter().map(|n| helpers::code(n, false)).collect()
+    };
+    let who = if services.is_empty() {
+        "an incident opened".to_string()
+    } else {
+        let names: Vec<String> = services.iter().map(|s| helpers::inline(s)).collect();
+        format!("{} started alerting", join_words(&names))
+    };
+    let mut what = match lead {
+        Some(l) => {
+            let sev = l
+                .severity()
+                .map(|s| format!(" ({})", helpers::inline(s)))
+                .unwrap_or_default();
+            let rest = &names[1..];
+            let followed = if rest.is_empty() {
+                String::new()
+            } else {
+                format!(", followed by {}", join_words(rest))
+            };
+            format!(
+                "At {}, {who}: {}{sev} fired first{followed}.",
+                t(start),
+                names[0]
+            )
+        }
+        None => format!("At {}, {who} opened an incident.", t(start)),
+    };
+    match end {
+        Some(e) => what.push_str(&format!(
+            " All alerts had resolved by {}, {} after the condition first became true.",
+            t(e),
+            helpers::duration(seconds(e - start))
+        )),
+        None => what.push_str(&format!(
+            " The incident is still {} ({} so far).",
+            inc.status.as_str(),
+            helpers::duration(seconds(input.generated_at - start))
+        )),
+    }
+
+    let ttd = ttd_context(inc, lead.and_then(|l| rule_of(&l.alertname)));
+
+    let slo = match (&ev.slo, inc.duration_seconds()) {
+        (Some(slo), Some(used)) if slo.window_seconds > 0 && slo.target_percent < 100.0 => {
+            let target = slo.target_percent / 100.0;
+            let budget = (1.0 - target) * slo.window_seconds as f64;
+            Some(SloContext {
+                target_ratio: target,
+                window_seconds: slo.window_seconds as f64,
+                budget_seconds: budget,
+                used_seconds: used,
+                used_ratio: used / budget,
+            })
+        }
+        _ => None,
+    };
+
+    let impact_sentence = {
+        let mut parts: Vec<String> = ev
+            .impact
+            .iter()
+            .map(|f| {
+                format!(
+                    "{}: {}",
+                    helpers::inline(&f.name),
+                    helpers::inline(&f.value)
+                )
+            })
+            .collect();
+        if let Some(s) = &slo {
+            parts.push(format!(
+                "at most {} of the {} error budget of the {} SLO ({})",
+                helpers::duration(s.used_seconds),
+                helpers::duration(s.budget_seconds),
+                helpers::percent(s.target_ratio),
+                helpers::percent(s.used_ratio)
+            ));
+        }
+        (!parts.is_empty()).then(|| format!("{}.", parts.join("; ")))
+    };
+
+    let detection = match (lead, &ttd) {
+        (Some(l), Some(ttd)) => format!(
+            "Prometheus alert {}, TTD {}.",
+            helpers::code(&l.alertname, false),
+            helpers::duration(ttd.total_seconds)
+        ),
+        (Some(l), None) => format!(
+            "Prometheus alert {}; the impact start, and so the TTD, is unknown.",
+            helpers::code(&l.alertname, false)
+        ),
+        (None, _) => "No alert is attached to this incident.".to_string(),
+    };
+
+    let resolution_sentence = resolution_sentence(inc, &alerts, end, &t);
+
+    let timeline = timeline_rows(inc, lead, start);
+
+    let notes: Vec<NoteRow> = inc
+        .timeline
+        .iter()
+        .filter(|e| e.kind == EventKind::NoteAdded)
+        .map(|e| NoteRow {
+            at: rfc3339(e.at),
+            by: e.actor.clone(),
+            text: e.text.clone(),
+        })
+        .collect();
+
+    let snapshots: Vec<SnapshotRow> = ev
+        .snapshots
+        .iter()
+        .map(|s| SnapshotRow {
+            name: s.name.clone(),
+            query: s.query.clone(),
+            unit: s.unit.as_str().to_string(),
+            baseline: s.baseline,
+            peak: s.peak,
+            at_resolution: s.at_resolution,
+            change: match (s.change, s.baseline) {
+                (Some(c), Some(b)) => helpers::change(Some(b), Some(b * c)),
+                (Some(c), None) => helpers::change(Some(1.0), Some(c)),
+                (None, _) => helpers::change(s.baseline, s.peak),
+            },
+            threshold: s.threshold,
+            chart_path: s.chart.as_ref().map(|c| chart_path(&inc.id, c)),
+        })
+        .collect();
+
+    let root_cause = root_cause(lead, &services, ev);
+
+    let action_items: Vec<ActionItemRow> = ev
+        .action_items
+        .iter()
+        .enumerate()
+        .map(|(i, s)| ActionItemRow {
+            id: format!("AI-{}", i + 1),
+            action: s.action.clone(),
+            priority: s.priority.clone(),
+            alertname: s.alertname.clone(),
+        })
+        .collect();
+
+    let lessons = lessons(
+        inc,
+        &alerts,
+        ttd.as_ref(),
+        lead.and_then(|l| rule_of(&l.alertname)),
+    );
+
+    let related: Vec<RelatedRow> = input
+        .related
+        .iter()
+        .filter(|r| r.id != inc.id)
+        .map(|r| {
+            let mut on = Vec::new();
+            if r.same_key {
+                on.push("same key".to_string());
+            }
+            for n in &r.shared_alertnames {
+                on.push(format!("same alert {}", helpers::code(n, true)));
+            }
+            RelatedRow {
+                id: r.id.clone(),
+                title: r.title.clone(),
+                started_at: rfc3339(r.started_at),
+                duration_seconds: r.duration_seconds,
+                status: r.status.as_str().to_string(),
+                matched_on: on.join(", "),
+                draft: format!("{}.md", r.id),
+            }
+        })
+        .collect();
+
+    let references = references(
+        inc,
+        &alerts,
+        ev,
+        settings,
+        start,
+        end.unwrap_or(input.generated_at),
+    );
+
+    let flags = Flags {
+        is_resolved,
+        has_acknowledgement: inc.acknowledged_at.is_some(),
+        has_evidence: ev.missing_reason.is_none(),
+        has_snapshots: !snapshots.is_empty(),
+        has_charts: snapshots.iter().any(|s| s.chart_path.is_some()),
+        has_impact_figures: !ev.impact.is_empty(),
+        has_slo: slo.is_some(),
+        has_notes: !notes.is_empty(),
+        has_related: !related.is_empty(),
+        has_reopened: inc.reopen_count > 0,
+        resolved_by_hand: is_resolved && inc.resolved_by.is_some(),
+    };
+
+    RenderContext {
+        id: inc.id.clone(),
+        title: if inc.title.trim().is_empty() {
+            lead.map(|l| {
+                l.annotations
+                    .get("summary")
+                    .cloned()
+                    .unwrap_or_else(|| l.alertname.clone())
+            })
+            .unwrap_or_else(|| inc.key.clone())
+        } else {
+            inc.title.clone()
+        },
+        key: inc.key.clone(),
+        status: inc.status.as_str().to_string(),
+        severity: inc.severity.clone(),
+        services,
+        start: rfc3339(start),
+        end: end.map(rfc3339),
+        generated_at: rfc3339(input.generated_at),
+        version: inc.version,
+        times: Times {
+            impact_start: inc.impact_start.map(rfc3339),
+            impact_start_method: impact_method_words(inc.impact_start_method).to_string(),
+            fired_at: rfc3339(inc.fired_at),
+            detected_at: rfc3339(inc.detected_at),
+            acknowledged_at: inc.acknowledged_at.map(rfc3339),
+            acknowledged_by: inc.acknowledged_by.clone(),
+            resolved_at: end.map(rfc3339),
+            resolved_by: if is_resolved {
+                inc.resolved_by.clone()
+            } else {
+                None
+            },
+        },
+        figures: Figures {
+            ttd_seconds: ttd.as_ref().map(|t| t.total_seconds),
+            tta_seconds: inc.tta_seconds(),
+            ttr_seconds: if is_resolved { inc.ttr_seconds() } else { None },
+            duration_seconds: if is_resolved {
+                end.map(|e| seconds(e - start))
+            } else {
+                None
+            },
+            reopen_count: inc.reopen_count,
+            notifications_received: inc.notifications.received,
+            notifications_duplicate: inc.notifications.duplicate,
+            notifications_stale: inc.notifications.stale,
+        },
+        summary: Summary {
+            what_happened: what,
+            impact: impact_sentence,
+            detection,
+            resolution: resolution_sentence.clone(),
+        },
+        ttd,
+        alerts: alert_contexts,
+        timeline,
+        evidence: EvidenceContext {
+            available: ev.missing_reason.is_none(),
+            missing_reason: ev.missing_reason.clone(),
+            collected_at: ev.collected_at.map(rfc3339),
+            snapshots,
+            impact: ev.impact.clone(),
+            slo,
+        },
+        root_cause,
+        resolution: Resolution {
+            resolved: resolution_sentence,
+            notes,
+        },
+        next_action_id: format!("AI-{}", action_items.len() + 1),
+        action_items,
+        lessons,
+        related,
+        references,
+        flags,
+    }
+}
+
+fn impact_method_words(m: ImpactMethod) -> &'static str {
+    match m {
+        ImpactMethod::RuleReevaluation => "the rule's expression re-evaluated in Prometheus",
+        ImpactMethod::StartsAtMinusFor => "the alert's firing time minus the rule's `for`",
+        ImpactMethod::StartsAt => {
+            "the alert's firing time (the rule's `for` was unknown, so the real start was earlier)"
+        }
+    }
+}
+
+fn alert_context(a: &Occurrence, rule: Option<&RuleInfo>, missing: Option<&str>) -> AlertContext {
+    let (expr, for_seconds, rule_labels, source) = match rule {
+        Some(r) => (
+            Some(r.expr.clone()),
+            r.for_seconds,
+            r.labels.clone(),
+            match &r.group {
+                Some(g) => format!(
+                    "Rule from the Prometheus rules API (group {}).",
+                    helpers::code(g, false)
+                ),
+                None => "Rule from the Prometheus rules API.".to_string(),
+            },
+        ),
+        None => {
+            let why = match missing {
+                Some(m) => format!("the rules API was not asked: {}", helpers::inline(m)),
+                None => "Prometheus did not list the rule".to_string(),
+            };
+            match expr_from_generator_url(&a.generator_url) {
+                Some(e) => (
+                    Some(e),
+                    None,
+                    LabelSet::new(),
+                    format!(
+                        "Expression from the alert's generatorURL; its `for` and labels are unknown ({why})."
+                    ),
+                ),
+                None => (
+                    None,
+                    None,
+                    LabelSet::new(),
+                    format!("The rule is unknown ({why}), and the alert carries no generatorURL."),
+                ),
+            }
+        }
+    };
+    let mut rule_map = Map::new();
+    rule_map.insert("alert".into(), Value::String(a.alertname.clone()));
+    if let Some(e) = &expr {
+        rule_map.insert("expr".into(), Value::String(e.clone()));
+    }
+    if let Some(f) = for_seconds {
+        rule_map.insert("for".into(), Value::String(prom_duration(f)));
+    }
+    if !rule_labels.is_empty() {
+        let labels: Map<String, Value> = rule_labels
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        rule_map.insert("labels".into(), Value::Object(labels));
+    }
+    AlertContext {
+        alertname: a.alertname.clone(),
+        severity: a.severity().map(str::to_string),
+        summary: a.annotations.get("summary").cloned(),
+        description: a.annotations.get("description").cloned(),
+        labels: a
+            .labels
+            .iter()
+            .filter(|(k, _)| k.as_str() != "alertname")
+            .map(|(k, v)| NameValue {
+                name: k.clone(),
+                value: v.clone(),
+                pair: format!("{k}={v:?}"),
+            })
+            .collect(),
+        rule: Value::Object(rule_map),
+        rule_source: source,
+        for_seconds,
+        condition_true_at: for_seconds.map(|f| rfc3339(a.starts_at - Duration::seconds(f as i64))),
+        fired_at: rfc3339(a.starts_at),
+        received_at: rfc3339(a.first_seen_at),
+        delivery_seconds: seconds(a.first_seen_at - a.starts_at),
+        resolved_at: a.ends_at.map(rfc3339),
+        firing_seconds: a.ends_at.map(|e| seconds(e - a.starts_at)),
+        resolved_by_reconciler: a.resolved_by.as_deref() == Some("reconciler"),
+    }
+}
+
+fn ttd_context(inc: &Incident, lead_rule: Option<&RuleInfo>) -> Option<TtdContext> {
+    let impact_start = inc.impact_start?;
+    let total = seconds(inc.detected_at - impact_start);
+    let delivery = seconds(inc.detected_at - inc.fired_at);
+    let pending = seconds(inc.fired_at - impact_start);
+    let mut parts = Vec::new();
+    let for_secs = lead_rule.and_then(|r| r.for_seconds).map(|f| f as f64);
+    match (inc.impact_start_method, for_secs) {
+        (ImpactMethod::StartsAt, _) => {}
+        (_, Some(f)) if pending > 0.0 => {
+            let in_for = f.min(pending);
+            parts.push(TtdPart {
+                label: format!("rule `for: {}`", prom_duration(f as u64)),
+                seconds: in_for,
+            });
+            if pending - in_for >= 0.001 {
+                parts.push(TtdPart {
+                    label: "scrape and rule evaluation".to_string(),
+                    seconds: pending - in_for,
+                });
+            }
+        }
+        _ if pending > 0.0 => parts.push(TtdPart {
+            label: "pending before firing".to_string(),
+            seconds: pending,
+        }),
+        _ => {}
+    }
+    parts.push(TtdPart {
+        label: "Alertmanager grouping and delivery".to_string(),
+        seconds: delivery,
+    });
+
+    let speed = if total <= 300.0 {
+        "Fast"
+    } else if total <= 900.0 {
+        "Acceptable"
+    } else {
+        "Slow"
+    };
+    let mut quality = format!(
+        "{speed}: {} from the condition becoming true to incidentd receiving the alert",
+        helpers::duration(total)
+    );
+    if inc.impact_start_method == ImpactMethod::StartsAt {
+        quality = format!(
+            "Unknown: the rule's `for` could not be read, so the {} counted here starts at the firing time and leaves out the pending time",
+            helpers::duration(total)
+        );
+    } else if let Some(p) = parts.first().filter(|p| p.label.starts_with("rule `for")) {
+        // Whole percent: "79%" says as much as "78.59%" about a share of the TTD.
+        let share = if total > 0.0 {
+            100.0 * p.seconds / total
+        } else {
+            0.0
+        };
+        quality.push_str(&format!(
+            "; the {} cost {} of it ({share:.0}%), Alertmanager's grouping and delivery {}",
+            p.label,
+            helpers::duration(p.seconds),
+            helpers::duration(delivery)
+        ));
+    }
+    quality.push('.');
+    Some(TtdContext {
+        total_seconds: total,
+        parts,
+        quality,
+    })
+}
+
+fn resolution_sentence(
+    inc: &Incident,
+    alerts: &[&Occurrence],
+    end: Option<Timestamp>,
+    t: &dyn Fn(Timestamp) -> String,
+) -> Option<String> {
+    let end = end?;
+    let ttr = helpers::duration(seconds(end - inc.detected_at));
+    let mut s = match &inc.resolved_by {
+        Some(person) => format!(
+            "{} resolved the incident by hand at {}, {ttr} after detection.",
+            helpers::inline(person),
+            t(end)
+        ),
+        None => {
+            let last = alerts
+                .iter()
+                .filter(|a| a.ends_at == Some(end))
+                .map(|a| helpers::code(&a.alertname, false))
+                .next();
+            match last {
+                Some(name) => format!(
+                    "Every alert resolved in Prometheus, none by hand; the last, {name}, at {}, {ttr} after detection.",
+                    t(end)
+                ),
+                None => format!("All alerts resolved by {}, {ttr} after detection.", t(end)),
+            }
+        }
+    };
+    let reconciled: Vec<String> = alerts
+        .iter()
+        .filter(|a| a.resolved_by.as_deref() == Some("reconciler"))
+        .map(|a| helpers::code(&a.alertname, false))
+        .collect();
+    if !reconciled.is_empty() {
+        s.push_str(&format!(
+            " incidentd marked {} resolved itself because Alertmanager no longer had them (a resolve notification was lost).",
+            join_words(&reconciled)
+        ));
+    }
+    Some(s)
+}
+
+fn timeline_rows(inc: &Incident, lead: Option<&Occurrence>, start: Timestamp) -> Vec<TimelineRow> {
+    let mut rows: Vec<(Timestamp, usize, TimelineRow)> = Vec::new();
+    if let (Some(is), Some(l)) = (inc.impact_start, lead) {
+        if inc.impact_start_method != ImpactMethod::StartsAt {
+            let how = match inc.impact_start_method {
+                ImpactMethod::RuleReevaluation => "rule re-evaluated in Prometheus",
+                _ => "startsAt minus the rule's for",
+            };
+            rows.push((
+                is,
+                0,
+                TimelineRow {
+                    at: rfc3339(is),
+                    offset_seconds: seconds(is - start),
+                    kind: "impact_start".to_string(),
+                    event: format!(
+                        "Impact start: the condition of {} first became true ({how})",
+                        l.alertname
+                    ),
+                    actor: crate::incident::ACTOR_PROMETHEUS.to_string(),
+                },
+            ));
+        }
+    }
+    for (i, e) in inc.timeline.iter().enumerate() {
+        rows.push((
+            e.at,
+            i + 1,
+            TimelineRow {
+                at: rfc3339(e.at),
+                offset_seconds: seconds(e.at - start),
+                kind: e.kind.as_str().to_string(),
+                event: e.text.clone(),
+                actor: e.actor.clone(),
+            },
+        ));
+    }
+    rows.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    rows.into_iter().map(|(_, _, r)| r).collect()
+}
+
+fn root_cause(lead: Option<&Occurrence>, services: &[String], ev: &Evidence) -> RootCause {
+    let subject = services
+        .first()
+        .map(|s| helpers::inline(s))
+        .unwrap_or_else(|| "the service".to_string());
+    let first_question = format!("Why was {subject} degraded?");
+    let first_answer = match lead {
+        Some(l) => {
+            let said = l
+                .annotations
+                .get("description")
+                .or_else(|| l.annotations.get("summary"))
+                .map(|d| {
+                    format!(
+                        ": \"{}\" (its description in the last notification)",
+                        helpers::inline(d)
+                    )
+                })
+                .unwrap_or_default();
+            let peak = ev
+                .snapshots
+                .iter()
+                .find(|s| s.alertname.as_deref() == Some(&l.alertname) && s.peak.is_some())
+                .and_then(|s| {
+                    s.peak.map(|p| {
+                        format!(
+                            " {} peaked at {}.",
+                            helpers::inline(&s.name),
+                            helpers::metric(p, s.unit)
+                        )
+                    })
+                })
+                .unwrap_or_default();
+            format!(
+                "{} fired first{said}.{peak} {}",
+                helpers::code(&l.alertname, false),
+                helpers::todo("confirm, or say what really failed first")
+            )
+        }
+        None => helpers::todo("what failed first"),
+    };
+    RootCause {
+        first_question,
+        first_answer,
+    }
+}
+
+fn lessons(
+    inc: &Incident,
+    alerts: &[&Occurrence],
+    ttd: Option<&TtdContext>,
+    lead_rule: Option<&RuleInfo>,
+) -> Lessons {
+    let mut well = Vec::new();
+    let mut wrong = Vec::new();
+    if let Some(ttd) = ttd {
+        if inc.impact_start_method != ImpactMethod::StartsAt {
+            if ttd.total_seconds <= 300.0 {
+                well.push(format!(
+                    "Fast detection: the alert reached incidentd {} after the condition became true.",
+                    helpers::duration(ttd.total_seconds)
+                ));
+            } else if ttd.total_seconds > 900.0 {
+                wrong.push(format!(
+                    "Slow detection: {} passed between the condition becoming true and incidentd receiving the alert.",
+                    helpers::duration(ttd.total_seconds)
+                ));
+            }
+            if let Some(f) = lead_rule.and_then(|r| r.for_seconds) {
+                let f = f as f64;
+                if ttd.total_seconds > 120.0 && f / ttd.total_seconds > 0.5 {
+                    wrong.push(format!(
+                        "The rule's `for: {}` was most of the TTD; _TODO: could it be shorter without making the alert noisy?_",
+                        prom_duration(f as u64)
+                    ));
+                }
+            }
+        }
+    }
+    match (inc.tta_seconds(), &inc.acknowledged_by) {
+        (Some(tta), by) => {
+            let by = by
+                .as_deref()
+                .map(|b| format!(" by {}", helpers::inline(b)))
+                .unwrap_or_default();
+            if tta <= 300.0 {
+                well.push(format!(
+                    "Quick acknowledgement{by}: {} after detection.",
+                    helpers::duration(tta)
+                ));
+            } else if tta > 900.0 {
+                wrong.push(format!(
+                    "Slow acknowledgement{by}: {} after detection.",
+                    helpers::duration(tta)
+                ));
+            }
+        }
+        (None, _) => {
+            let unacked = match inc.resolved_at {
+                Some(r) if inc.status == Status::Resolved => seconds(r - inc.detected_at),
+                _ => 0.0,
+            };
+            if unacked > 900.0 {
+                wrong.push(format!(
+                    "Nobody acknowledged the incident during the {} it was open.",
+                    helpers::duration(unacked)
+                ));
+            }
+        }
+    }
+    if inc.reopen_count > 0 {
+        wrong.push(format!(
+            "The incident reopened {}: the alerts flapped. _TODO: thresholds, `for` or `keep_firing_for`?_",
+            match inc.reopen_count {
+                1 => "once".to_string(),
+                2 => "twice".to_string(),
+                n => plural(u64::from(n), "time", "times"),
+            }
+        ));
+    }
+    let mut names: Vec<&str> = alerts.iter().map(|a| a.alertname.as_str()).collect();
+    names.dedup();
+    let without_runbook: Vec<String> = names
+        .iter()
+        .filter(|n| {
+            !alerts
+                .iter()
+                .any(|a| a.alertname == **n && a.annotations.contains_key("runbook_url"))
+        })
+        .map(|n| helpers::code(n, false))
+        .collect();
+    if !alerts.is_empty() && without_runbook.is_empty() {
+        well.push("Every alert carried a runbook link.".to_string());
+    } else if !without_runbook.is_empty() {
+        wrong.push(format!(
+            "{} had no `runbook_url` annotation.",
+            join_words(&without_runbook)
+        ));
+    }
+    Lessons {
+        went_well: well,
+        went_wrong: wrong,
+    }
+}
+
+fn references(
+    inc: &Incident,
+    alerts: &[&Occurrence],
+    ev: &Evidence,
+    settings: &RenderSettings,
+    start: Timestamp,
+    end: Timestamp,
+) -> References {
+    let mut runbooks: Vec<Reference> = Vec::new();
+    let mut dashboards: Vec<Reference> = Vec::new();
+    let mut sources: Vec<Reference> = Vec::new();
+    let add = |list: &mut Vec<Reference>, name: &str, url: &str| {
+        if let Some(existing) = list.iter_mut().find(|r| r.url == url) {
+            if !existing.label.split(", ").any(|l| l == name) {
+                existing.label.push_str(", ");
+                existing.label.push_str(name);
+            }
+        } else {
+            list.push(Reference {
+                label: name.to_string(),
+                url: url.to_string(),
+            });
+        }
+    };
+    for a in alerts {
+        if let Some(u) = a.annotations.get("runbook_url") {
+            add(&mut runbooks, &a.alertname, u);
+        }
+        if let Some(u) = a.annotations.get("dashboard_url") {
+            add(&mut dashboards, &a.alertname, u);
+        }
+        if !a.generator_url.is_empty() {
+            add(&mut sources, &a.alertname, &a.generator_url);
+        }
+    }
+
+    let prometheus_graph = settings.prometheus_url.as_ref().and_then(|base| {
+        let mut exprs: Vec<String> = Vec::new();
+        for a in alerts {
+            let expr = ev
+                .rules
+                .iter()
+                .find(|r| r.alertname == a.alertname)
+                .map(|r| r.expr.clone())
+                .or_else(|| expr_from_generator_url(&a.generator_url));
+            if let Some(e) = expr {
+                let left = left_of_threshold(&e).to_string();
+                if !exprs.contains(&left) {
+                    exprs.push(left);
+                }
+            }
+        }
+        if exprs.is_empty() {
+            return None;
+        }
+        // The window with five minutes either side, so the baseline shows.
+        let from = start - Duration::minutes(5);
+        let to = end + Duration::minutes(5);
+        let range = prom_duration((to - from).num_seconds().max(60) as u64);
+        let end_input = to.format("%Y-%m-%d %H:%M:%S").to_string();
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (i, e) in exprs.iter().enumerate() {
+            q.append_pair(&format!("g{i}.expr"), e);
+            q.append_pair(&format!("g{i}.tab"), "0");
+            q.append_pair(&format!("g{i}.range_input"), &range);
+            q.append_pair(&format!("g{i}.end_input"), &end_input);
+        }
+        Some(format!("{}?{}", join_url(base, "graph"), q.finish()))
+    });
+
+    let alertmanager = settings.alertmanager_url.as_ref().map(|base| {
+        // A key made of label matchers doubles as an Alertmanager filter; a groupKey does not.
+        if inc.key.contains('=') && !inc.key.starts_with('{') {
+            let filter: String =
+                form_urlencoded::byte_serialize(format!("{{{}}}", inc.key).as_bytes()).collect();
+            format!("{}/#/alerts?filter={filter}", base.trim_end_matches('/'))
+        } else {
+            format!("{}/#/alerts", base.trim_end_matches('/'))
+        }
+    });
+
+    let api_path = format!("api/v1/incidents/{}", inc.id);
+    References {
+        runbooks,
+        dashboards,
+        alert_sources: sources,
+        prometheus_graph,
+        alertmanager,
+        incident_api: match &settings.external_url {
+            Some(base) => join_url(base, &api_path),
+            None => format!("/{api_path}"),
+        },
+    }
+}
+
+/// Label sets for tests and samples.
+pub(crate) fn labels(pairs: &[(&str, &str)]) -> LabelSet {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect::<BTreeMap<_, _>>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_durations_print_the_way_prometheus_writes_them() {
+        assert_eq!(prom_duration(5), "5s");
+        assert_eq!(prom_duration(300), "5m");
+        assert_eq!(prom_duration(5400), "1h30m");
+    }
+
+    #[test]
+    fn the_expression_comes_from_the_generator_url_when_rules_are_unknown() {
+        let url = "http://127.0.0.1:19090/graph?g0.expr=db_connection_pool_active+%2F+db_connection_pool_max+%3E+0.95&g0.tab=1";
+        assert_eq!(
+            expr_from_generator_url(url).as_deref(),
+            Some("db_connection_pool_active / db_connection_pool_max > 0.95")
+        );
+        assert_eq!(expr_from_generator_url("http://x/graph"), None);
+    }
+
+    #[test]
+    fn graphs_plot_the_left_side_of_a_threshold() {
+        assert_eq!(left_of_threshold("a / b > 0.95"), "a / b");
+        assert_eq!(left_of_threshold("up == 0"), "up == 0");
+        assert_eq!(left_of_threshold("x > y"), "x > y");
+    }
+}

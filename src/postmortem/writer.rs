@@ -1,0 +1,359 @@
+//! Writing drafts to disk without ever destroying a person's edits.
+//!
+//! A draft is `<output_dir>/<ID>.md`, its charts live in `<output_dir>/<ID>/`. Every file
+//! is written atomically (temp file in the same directory, fsync, rename, fsync of the
+//! directory). Beside each draft a sidecar `.<ID>.md.sha256` holds the SHA-256 of what
+//! incidentd last wrote there; a draft whose content no longer matches was edited by a
+//! person, so the new version goes to `<ID>.generated.md` instead.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sha2::{Digest, Sha256};
+
+use super::PostmortemError;
+
+/// An SVG chart to store beside a draft.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Chart {
+    /// File name inside `<ID>/`, e.g. `pool-ratio.svg`; no directories.
+    pub file_name: String,
+    pub svg: String,
+}
+
+/// What [`DraftWriter::write`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// The draft was created or updated.
+    Written { path: PathBuf },
+    /// The draft on disk already had exactly this content; nothing was written.
+    Unchanged { path: PathBuf },
+    /// Someone edited the draft on disk, so it was left alone and the new version went
+    /// beside it. Worth a log line naming both files.
+    KeptEdited { edited: PathBuf, generated: PathBuf },
+}
+
+impl WriteOutcome {
+    /// The file holding the newly rendered content.
+    pub fn rendered_path(&self) -> &Path {
+        match self {
+            WriteOutcome::Written { path } | WriteOutcome::Unchanged { path } => path,
+            WriteOutcome::KeptEdited { generated, .. } => generated,
+        }
+    }
+}
+
+/// Writes drafts and their charts into one output directory.
+#[derive(Debug, Clone)]
+pub struct DraftWriter {
+    output_dir: PathBuf,
+}
+
+impl DraftWriter {
+    pub fn new(output_dir: impl Into<PathBuf>) -> Self {
+        DraftWriter {
+            output_dir: output_dir.into(),
+        }
+    }
+
+    pub fn output_dir(&self) -> &Path {
+        &self.output_dir
+    }
+
+    /// `<output_dir>/<ID>.md`.
+    pub fn draft_path(&self, id: &str) -> PathBuf {
+        self.output_dir.join(format!("{id}.md"))
+    }
+
+    /// `<output_dir>/<ID>.generated.md`, used when the draft was edited by hand.
+    pub fn generated_path(&self, id: &str) -> PathBuf {
+        self.output_dir.join(format!("{id}.generated.md"))
+    }
+
+    /// `<output_dir>/<ID>/`, where the charts go.
+    pub fn chart_dir(&self, id: &str) -> PathBuf {
+        self.output_dir.join(id)
+    }
+
+    fn sidecar_path(&self, id: &str) -> PathBuf {
+        self.output_dir.join(format!(".{id}.md.sha256"))
+    }
+
+    /// Writes the draft for incident `id` and its charts. Charts are machine output and
+    /// are always replaced; the draft only when nobody edited it since incidentd last
+    /// wrote it.
+    pub fn write(
+        &self,
+        id: &str,
+        markdown: &str,
+        charts: &[Chart],
+    ) -> Result<WriteOutcome, PostmortemError> {
+        check_name(id, "incident id")?;
+        for c in charts {
+            check_name(&c.file_name, "chart file name")?;
+        }
+        let io_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source: io::Error| PostmortemError::Io { path, source }
+        };
+        fs::create_dir_all(&self.output_dir).map_err(io_err(&self.output_dir))?;
+        if !charts.is_empty() {
+            let dir = self.chart_dir(id);
+            fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            for c in charts {
+                write_atomically(&dir.join(&c.file_name), c.svg.as_bytes())?;
+            }
+        }
+
+        let draft = self.draft_path(id);
+        let sidecar = self.sidecar_path(id);
+        let new_hash = sha256_hex(markdown.as_bytes());
+        let on_disk = match fs::read(&draft) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err(&draft)(e)),
+        };
+        if let Some(bytes) = on_disk {
+            let disk_hash = sha256_hex(&bytes);
+            let ours = match fs::read_to_string(&sidecar) {
+                Ok(text) => text.lines().any(|l| l.trim() == disk_hash),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+                Err(e) => return Err(io_err(&sidecar)(e)),
+            };
+            if !ours {
+                let generated = self.generated_path(id);
+                write_atomically(&generated, markdown.as_bytes())?;
+                return Ok(WriteOutcome::KeptEdited {
+                    edited: draft,
+                    generated,
+                });
+            }
+            if disk_hash == new_hash {
+                // A file left from the time the draft was edited is stale now.
+                remove_if_present(&self.generated_path(id))?;
+                return Ok(WriteOutcome::Unchanged { path: draft });
+            }
+            // Both hashes while the rename is in flight: a crash in between leaves a draft
+            // that is still recognised as ours, whichever version it holds.
+            write_atomically(&sidecar, format!("{disk_hash}\n{new_hash}\n").as_bytes())?;
+        } else {
+            write_atomically(&sidecar, format!("{new_hash}\n").as_bytes())?;
+        }
+        write_atomically(&draft, markdown.as_bytes())?;
+        write_atomically(&sidecar, format!("{new_hash}\n").as_bytes())?;
+        remove_if_present(&self.generated_path(id))?;
+        Ok(WriteOutcome::Written { path: draft })
+    }
+}
+
+/// Names become file names: refuse anything that could leave the output directory.
+fn check_name(name: &str, what: &'static str) -> Result<(), PostmortemError> {
+    let bad = name.is_empty()
+        || name.starts_with('.')
+        || name.contains(['/', '\\', '\0'])
+        || name.contains("..");
+    if bad {
+        return Err(PostmortemError::InvalidName {
+            what,
+            name: name.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn remove_if_present(path: &Path) -> Result<(), PostmortemError> {
+    match fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(PostmortemError::Io {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Temp file beside the target, fsync, rename over it, fsync the directory: a reader sees
+/// the old or the new file, never half of one, even after a crash.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), PostmortemError> {
+    let err = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source: io::Error| PostmortemError::Io { path: p, source }
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(err(&tmp))?;
+        f.write_all(bytes).map_err(err(&tmp))?;
+        f.sync_all().map_err(err(&tmp))?;
+        fs::rename(&tmp, path).map_err(err(path))?;
+        sync_dir(dir).map_err(err(dir))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> io::Result<()> {
+    // Windows cannot open a directory as a file; the rename is durable enough there.
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn writer() -> (tempfile::TempDir, DraftWriter) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let w = DraftWriter::new(dir.path().join("drafts"));
+        (dir, w)
+    }
+
+    #[test]
+    fn a_new_draft_is_written_with_its_charts() {
+        let (_d, w) = writer();
+        let chart = Chart {
+            file_name: "pool.svg".into(),
+            svg: "<svg/>".into(),
+        };
+        let out = w.write("INC-2026-0001", "# v1\n", &[chart]).expect("write");
+        assert_eq!(
+            out,
+            WriteOutcome::Written {
+                path: w.draft_path("INC-2026-0001")
+            }
+        );
+        assert_eq!(
+            fs::read_to_string(w.draft_path("INC-2026-0001")).expect("read"),
+            "# v1\n"
+        );
+        assert_eq!(
+            fs::read_to_string(w.chart_dir("INC-2026-0001").join("pool.svg")).expect("read"),
+            "<svg/>"
+        );
+    }
+
+    #[test]
+    fn an_untouched_draft_is_replaced_and_an_identical_one_left_alone() {
+        let (_d, w) = writer();
+        w.write("INC-2026-0001", "v1", &[]).expect("write");
+        let out = w.write("INC-2026-0001", "v2", &[]).expect("write");
+        assert!(matches!(out, WriteOutcome::Written { .. }));
+        let out = w.write("INC-2026-0001", "v2", &[]).expect("write");
+        assert!(matches!(out, WriteOutcome::Unchanged { .. }));
+        assert_eq!(
+            fs::read_to_string(w.draft_path("INC-2026-0001")).expect("read"),
+            "v2"
+        );
+    }
+
+    #[test]
+    fn a_hand_edited_draft_survives_and_the_new_version_goes_beside_it() {
+        let (_d, w) = writer();
+        let id = "INC-2026-0002";
+        w.write(id, "generated v1", &[]).expect("write");
+        fs::write(
+            w.draft_path(id),
+            "generated v1\n\nRoot cause: a slow query.",
+        )
+        .expect("edit");
+
+        let out = w.write(id, "generated v2", &[]).expect("write");
+        assert_eq!(
+            out,
+            WriteOutcome::KeptEdited {
+                edited: w.draft_path(id),
+                generated: w.generated_path(id),
+            }
+        );
+        assert_eq!(
+            fs::read_to_string(w.draft_path(id)).expect("read"),
+            "generated v1\n\nRoot cause: a slow query."
+        );
+        assert_eq!(
+            fs::read_to_string(w.generated_path(id)).expect("read"),
+            "generated v2"
+        );
+        // And it stays that way on every later render.
+        w.write(id, "generated v3", &[]).expect("write");
+        assert!(fs::read_to_string(w.draft_path(id))
+            .expect("read")
+            .contains("slow query"));
+        assert_eq!(
+            fs::read_to_string(w.generated_path(id)).expect("read"),
+            "generated v3"
+        );
+    }
+
+    #[test]
+    fn a_draft_incidentd_never_wrote_is_treated_as_edited() {
+        let (_d, w) = writer();
+        let id = "INC-2026-0003";
+        fs::create_dir_all(w.output_dir()).expect("mkdir");
+        fs::write(w.draft_path(id), "written by a person").expect("write");
+        let out = w.write(id, "generated", &[]).expect("write");
+        assert!(matches!(out, WriteOutcome::KeptEdited { .. }));
+        assert_eq!(
+            fs::read_to_string(w.draft_path(id)).expect("read"),
+            "written by a person"
+        );
+    }
+
+    #[test]
+    fn names_that_could_leave_the_output_directory_are_refused() {
+        let (_d, w) = writer();
+        for id in ["../x", "a/b", ".hidden", ""] {
+            assert!(matches!(
+                w.write(id, "x", &[]),
+                Err(PostmortemError::InvalidName { .. })
+            ));
+        }
+        let chart = Chart {
+            file_name: "../../etc/x.svg".into(),
+            svg: String::new(),
+        };
+        assert!(w.write("INC-2026-0001", "x", &[chart]).is_err());
+    }
+
+    #[test]
+    fn no_temp_files_are_left_behind() {
+        let (_d, w) = writer();
+        w.write("INC-2026-0001", "v1", &[]).expect("write");
+        w.write("INC-2026-0001", "v2", &[]).expect("write");
+        let leftovers: Vec<_> = fs::read_dir(w.output_dir())
+            .expect("list")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+            .collect();
+        assert!(leftovers.is_empty());
+    }
+}
