@@ -10,8 +10,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::draft::{self, Drafts};
 use crate::http::{self, auth::WebhookAuth, metrics::Metrics, AppState};
 use crate::incident::{Rules, Timestamp};
+use crate::jobs::{Change, JobSpec, Planner, Runner};
+use crate::postmortem::{DraftWriter, RenderSettings, Renderer};
 use crate::store::{sqlite, Store};
 use crate::time::chrono_duration;
 
@@ -37,6 +40,45 @@ pub fn rules(config: &Config) -> Rules {
         reopen_window: chrono_duration(config.correlation.reopen_window),
         severity_order: config.correlation.severity_order.clone(),
     }
+}
+
+/// Which jobs each change to an incident calls for, given what is configured.
+pub fn planner(_config: &Config) -> Arc<Planner> {
+    Arc::new(move |_change: &Change| {
+        // Drafts always: a burst of changes renders once, a moment after the first.
+        vec![JobSpec {
+            kind: draft::JOB_KIND,
+            payload: serde_json::Value::Null,
+            coalesce: true,
+            delay: chrono::Duration::milliseconds(500),
+        }]
+    })
+}
+
+/// The draft renderer and writer the configuration asks for.
+pub fn drafts(config: &Config) -> anyhow::Result<Drafts> {
+    let settings = RenderSettings {
+        timezone: config.postmortem.timezone,
+        second_timezone: None,
+        external_url: config.web.external_url.clone(),
+        prometheus_url: config.prometheus.as_ref().map(|p| p.url.clone()),
+        alertmanager_url: config.alertmanager.as_ref().map(|a| a.url.clone()),
+    };
+    let renderer = Renderer::new(settings, config.postmortem.template.as_deref())
+        .context("loading the post-mortem template")?;
+    let no_evidence = match &config.prometheus {
+        None => "no Prometheus is configured (`prometheus.url`), so incidentd gathered no metrics"
+            .to_string(),
+        Some(p) => format!(
+            "evidence from Prometheus at {} has not been gathered yet",
+            p.url
+        ),
+    };
+    Ok(Drafts::new(
+        renderer,
+        DraftWriter::new(config.postmortem.output_dir.clone()),
+        no_evidence,
+    ))
 }
 
 /// A built daemon, bound to its address, not yet serving.
@@ -68,10 +110,13 @@ impl App {
             },
             None => WebhookAuth::default(),
         };
+        let drafts = Arc::new(drafts(&config)?);
         let state = Arc::new(AppState {
             store,
             rules: Arc::new(rules(&config)),
-            planner: Arc::new(crate::jobs::no_followups),
+            planner: planner(&config),
+            drafts,
+            wake: Arc::new(tokio::sync::Notify::new()),
             webhook_auth,
             api_token: config.web.api_token.clone(),
             max_body_bytes: config.web.max_body_bytes,
@@ -107,6 +152,15 @@ impl App {
             config,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
+        let mut runner = Runner::new(state.store.clone(), state.wake.clone());
+        runner.handle(
+            draft::JOB_KIND,
+            state
+                .drafts
+                .clone()
+                .handler(state.store.clone(), state.clock.clone()),
+        );
+        let workers = runner.spawn(stop_rx.clone());
         let retention = tokio::spawn(prune_loop(
             state.clone(),
             config.storage.raw_payload_retention,
@@ -121,6 +175,9 @@ impl App {
         tracing::info!("HTTP stopped; finishing background work");
         let _ = stop_tx.send(true);
         let _ = retention.await;
+        for w in workers {
+            let _ = w.await;
+        }
         state.store.close().await;
         tracing::info!("database closed; bye");
         Ok(())

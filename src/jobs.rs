@@ -1,7 +1,7 @@
 //! Follow-up work: which jobs a change to an incident calls for, queued in the same
 //! transaction as the change (the job table itself lives in `store::jobs`).
 
-use crate::incident::{Action, Outcome, Timestamp};
+use crate::incident::{Action, Outcome};
 use crate::store::jobs as queue;
 
 /// A change to an incident that later stages (evidence, drafts, Slack) may react to.
@@ -45,13 +45,14 @@ pub fn no_followups(_: &Change) -> Vec<JobSpec> {
     Vec::new()
 }
 
-/// Queue the jobs that `changes` call for, inside the caller's transaction.
+/// Queue the jobs that `changes` call for, inside the caller's transaction. Jobs are
+/// scheduled on the wall clock (operational time), whatever clock the domain runs on.
 pub fn plan(
     planner: &Planner,
     tx: &rusqlite::Transaction,
     changes: &[Change],
-    now: Timestamp,
 ) -> rusqlite::Result<()> {
+    let now = chrono::Utc::now();
     for change in changes {
         if let Change::Alert(o) = change {
             if !o.changed() {
@@ -130,16 +131,14 @@ pub fn backoff(attempt: u32) -> chrono::Duration {
 pub struct Runner {
     store: Store,
     handlers: HashMap<&'static str, Handler>,
-    clock: crate::app::Clock,
     wake: Arc<Notify>,
 }
 
 impl Runner {
-    pub fn new(store: Store, clock: crate::app::Clock, wake: Arc<Notify>) -> Self {
+    pub fn new(store: Store, wake: Arc<Notify>) -> Self {
         Runner {
             store,
             handlers: HashMap::new(),
-            clock,
             wake,
         }
     }
@@ -157,9 +156,8 @@ impl Runner {
         self.handlers
             .into_iter()
             .map(|(kind, handler)| {
-                let (store, clock, wake, stop) =
-                    (self.store.clone(), self.clock.clone(), self.wake.clone(), stop.clone());
-                tokio::spawn(run_kind(kind, handler, store, clock, wake, stop))
+                let (store, wake, stop) = (self.store.clone(), self.wake.clone(), stop.clone());
+                tokio::spawn(run_kind(kind, handler, store, wake, stop))
             })
             .collect()
     }
@@ -169,10 +167,10 @@ async fn run_kind(
     kind: &'static str,
     handler: Handler,
     store: Store,
-    clock: crate::app::Clock,
     wake: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let clock = chrono::Utc::now;
     loop {
         if *stop.borrow() {
             return;
@@ -206,17 +204,30 @@ async fn run_kind(
         let recorded = match result {
             Ok(()) => {
                 tracing::debug!(kind, id, incident = ?incident, "job done");
-                store.write(move |tx| Ok(queue::complete(tx, id, now)?)).await
+                store
+                    .write(move |tx| Ok(queue::complete(tx, id, now)?))
+                    .await
             }
             Err(f) => {
                 let retry_in = f.retry_in.filter(|_| attempts < MAX_ATTEMPTS);
                 match retry_in {
-                    Some(d) => tracing::warn!(kind, id, incident = ?incident, attempts, retry_in_s = d.num_seconds(), error = %f.message, "job failed; will retry"),
-                    None => tracing::error!(kind, id, incident = ?incident, attempts, error = %f.message, "job failed for good"),
+                    Some(d) => {
+                        tracing::warn!(kind, id, incident = ?incident, attempts, retry_in_s = d.num_seconds(), error = %f.message, "job failed; will retry")
+                    }
+                    None => {
+                        tracing::error!(kind, id, incident = ?incident, attempts, error = %f.message, "job failed for good")
+                    }
                 }
                 store
                     .write(move |tx| {
-                        Ok(queue::fail(tx, id, &f.message, retry_in, f.payload.as_ref(), now)?)
+                        Ok(queue::fail(
+                            tx,
+                            id,
+                            &f.message,
+                            retry_in,
+                            f.payload.as_ref(),
+                            now,
+                        )?)
                     })
                     .await
             }

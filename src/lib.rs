@@ -6,6 +6,7 @@
 pub mod alertmanager;
 pub mod app;
 pub mod config;
+pub mod draft;
 pub mod http;
 pub mod incident;
 pub mod jobs;

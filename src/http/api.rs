@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 
 use super::auth::check_api_token;
 use super::{ApiError, AppState};
+use crate::draft::DraftError;
 use crate::incident::{correlate, Action, ActionError, Incident, Status};
 use crate::jobs::{self, Change};
 use crate::store::sqlite::{self, ListFilter, SqliteRepo};
@@ -234,7 +235,7 @@ async fn act(
                         by: &by,
                         action: &action,
                     };
-                    jobs::plan(&*planner, tx, &[change], now)?;
+                    jobs::plan(&*planner, tx, &[change])?;
                 }
                 match r {
                     Ok(_) => Ok(Ok(())),
@@ -248,6 +249,7 @@ async fn act(
             .await?
     };
     result?;
+    state.wake.notify_waiters();
     tracing::info!(incident = %id, by = %by, action = kind, "incident updated by a person");
     let incident = state
         .store
@@ -297,4 +299,30 @@ pub async fn add_note(
         )));
     }
     act(state, headers, id, b.by, Action::Note(text)).await
+}
+
+pub async fn postmortem(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    check_id(&id)?;
+    match state.drafts.markdown(&state.store, &id, state.now()).await {
+        Ok(md) => Ok((
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/markdown; charset=utf-8",
+            )],
+            md,
+        )
+            .into_response()),
+        Err(DraftError::NotFound(_)) => Err(ApiError::NotFound(format!("incident {id} not found"))),
+        Err(DraftError::Store(e)) => Err(ApiError::Store(e)),
+        Err(DraftError::Render(e)) => {
+            tracing::error!(incident = %id, error = %e, "rendering the draft failed");
+            Err(ApiError::Internal(format!(
+                "rendering the draft failed: {e}"
+            )))
+        }
+    }
 }

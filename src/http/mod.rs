@@ -30,6 +30,9 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub metrics: metrics::Metrics,
     pub clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
+    pub drafts: Arc<crate::draft::Drafts>,
+    /// Wakes the job runner after a commit that queued jobs.
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
@@ -47,6 +50,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/incidents/{id}/ack", post(api::acknowledge))
         .route("/api/v1/incidents/{id}/notes", post(api::add_note))
         .route("/api/v1/incidents/{id}/resolve", post(api::resolve))
+        .route("/api/v1/incidents/{id}/postmortem", get(api::postmortem))
         .route("/metrics", get(metrics::serve))
         .route("/-/healthy", get(|| async { "incidentd is Healthy.\n" }))
         .route("/-/ready", get(ready))
@@ -109,6 +113,9 @@ pub enum ApiError {
     /// Storage failed: transient failures ask the client to retry (Alertmanager retries 5xx).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A bug or a broken template: logged, shown in short.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl IntoResponse for ApiError {
@@ -121,7 +128,7 @@ impl IntoResponse for ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Store(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
-            ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Store(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let message = match &self {
             // Internals are logged, not shown.

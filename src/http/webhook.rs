@@ -59,6 +59,9 @@ async fn handle(
         state.metrics.alert(effect_name(&o.effect));
     }
     let changed = outcomes.iter().filter(|o| o.changed()).count();
+    if changed > 0 {
+        state.wake.notify_waiters();
+    }
     tracing::info!(
         group_key = %group_key,
         alerts,
@@ -110,7 +113,7 @@ async fn ingest(
                 )?);
             }
             let changes: Vec<Change> = outcomes.iter().map(Change::Alert).collect();
-            jobs::plan(&*planner, tx, &changes, received_at)?;
+            jobs::plan(&*planner, tx, &changes)?;
             Ok(outcomes)
         })
         .await?;

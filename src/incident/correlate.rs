@@ -323,7 +323,11 @@ fn update_member<R: Repo>(
 ) -> Result<Outcome, R::Error> {
     let Some(mut incident) = repo.load(incident_id)? else {
         // The occurrence points at an incident that is gone (pruned): nothing to update.
-        return Ok(simple(incident_id.to_string(), &occ.fingerprint, Effect::Duplicate));
+        return Ok(simple(
+            incident_id.to_string(),
+            &occ.fingerprint,
+            Effect::Duplicate,
+        ));
     };
     let severity_before = incident.severity.clone();
     add_counts(&mut incident.notifications, counts);
@@ -332,7 +336,11 @@ fn update_member<R: Repo>(
         .iter_mut()
         .find(|m| m.fingerprint == occ.fingerprint && m.starts_at == occ.starts_at)
     else {
-        return Ok(simple(incident_id.to_string(), &occ.fingerprint, Effect::Duplicate));
+        return Ok(simple(
+            incident_id.to_string(),
+            &occ.fingerprint,
+            Effect::Duplicate,
+        ));
     };
     *slot = occ.clone();
 

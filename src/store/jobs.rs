@@ -119,20 +119,30 @@ pub fn fail(
 }
 
 /// A job's current row, for tests and diagnostics: `(state, attempts, last_error)`.
-pub fn status(conn: &Connection, id: i64) -> rusqlite::Result<Option<(String, u32, Option<String>)>> {
+pub fn status(
+    conn: &Connection,
+    id: i64,
+) -> rusqlite::Result<Option<(String, u32, Option<String>)>> {
     conn.prepare_cached("SELECT state, attempts, last_error FROM jobs WHERE id = ?1")?
         .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()
 }
 
 /// Every job of an incident, oldest first: `(kind, state, payload)`.
-pub fn of_incident(conn: &Connection, incident_id: &str) -> rusqlite::Result<Vec<(String, String, serde_json::Value)>> {
+pub fn of_incident(
+    conn: &Connection,
+    incident_id: &str,
+) -> rusqlite::Result<Vec<(String, String, serde_json::Value)>> {
     let mut stmt = conn.prepare_cached(
         "SELECT kind, state, payload FROM jobs WHERE incident_id = ?1 ORDER BY id",
     )?;
     let rows = stmt.query_map(params![incident_id], |r| {
         let payload: String = r.get(2)?;
-        Ok((r.get(0)?, r.get(1)?, serde_json::from_str(&payload).unwrap_or_default()))
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            serde_json::from_str(&payload).unwrap_or_default(),
+        ))
     })?;
     rows.collect()
 }

@@ -97,6 +97,26 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX jobs_coalesced ON jobs (kind, incident_id)
         WHERE coalesce = 1 AND state = 'pending';
     "#,
+    // 2: evidence gathered from Prometheus, charts, Slack threads.
+    r#"
+    CREATE TABLE evidence (
+        incident_id  TEXT PRIMARY KEY REFERENCES incidents (id) ON DELETE CASCADE,
+        collected_at INTEGER NOT NULL,
+        body         TEXT NOT NULL                    -- JSON: rules, snapshots, impact, SLO, ...
+    );
+    CREATE TABLE charts (
+        incident_id TEXT NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+        name        TEXT NOT NULL,
+        svg         TEXT NOT NULL,
+        PRIMARY KEY (incident_id, name)
+    );
+    CREATE TABLE slack_threads (
+        incident_id TEXT PRIMARY KEY REFERENCES incidents (id) ON DELETE CASCADE,
+        channel     TEXT NOT NULL,
+        ts          TEXT NOT NULL
+    );
+    CREATE INDEX occurrences_alertname ON occurrences (alertname);
+    "#,
 ];
 
 /// Bring the schema up to date. Refuses a database written by a newer incidentd.

@@ -439,3 +439,119 @@ pub fn prune_notifications(tx: &Transaction, cutoff: Timestamp) -> rusqlite::Res
 pub fn count_notifications(conn: &Connection) -> rusqlite::Result<i64> {
     conn.query_row("SELECT count(*) FROM notifications", [], |r| r.get(0))
 }
+
+/// Earlier incidents with the same key or a shared alert name, newest first:
+/// `(incident, same_key, shared alert names)`.
+pub fn related_incidents(
+    conn: &Connection,
+    incident: &Incident,
+    limit: u32,
+) -> rusqlite::Result<Vec<(Incident, bool, Vec<String>)>> {
+    let names: Vec<&str> = incident
+        .alerts
+        .iter()
+        .map(|a| a.alertname.as_str())
+        .collect();
+    let names_json = serde_json::to_string(&names).unwrap_or_else(|_| "[]".into());
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {INCIDENT_COLUMNS} FROM incidents i \
+         WHERE i.seq < (SELECT seq FROM incidents WHERE id = ?1) \
+           AND (i.key = ?2 OR EXISTS (SELECT 1 FROM occurrences o WHERE o.incident_id = i.id \
+                AND o.alertname IN (SELECT value FROM json_each(?3)))) \
+         ORDER BY i.seq DESC LIMIT ?4"
+    ))?;
+    let found: Vec<Incident> = stmt
+        .query_map(
+            params![incident.id, incident.key, names_json, limit as i64],
+            incident_from_row,
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::with_capacity(found.len());
+    for other in found {
+        let mut shared: Vec<String> = members(conn, &other.id)?
+            .into_iter()
+            .map(|o| o.alertname)
+            .filter(|n| names.contains(&n.as_str()))
+            .collect();
+        shared.sort();
+        shared.dedup();
+        let same_key = other.key == incident.key;
+        out.push((other, same_key, shared));
+    }
+    Ok(out)
+}
+
+/// Store an incident's evidence (JSON) and charts, replacing what was there.
+pub fn put_evidence(
+    tx: &Transaction,
+    incident_id: &str,
+    collected_at: Timestamp,
+    body: &serde_json::Value,
+    charts: &[(String, String)],
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO evidence (incident_id, collected_at, body) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (incident_id) DO UPDATE SET collected_at = excluded.collected_at, body = excluded.body",
+    )?
+    .execute(params![incident_id, to_micros(collected_at), body.to_string()])?;
+    tx.prepare_cached("DELETE FROM charts WHERE incident_id = ?1")?
+        .execute(params![incident_id])?;
+    let mut insert =
+        tx.prepare_cached("INSERT INTO charts (incident_id, name, svg) VALUES (?1, ?2, ?3)")?;
+    for (name, svg) in charts {
+        insert.execute(params![incident_id, name, svg])?;
+    }
+    Ok(())
+}
+
+/// An incident's evidence JSON, if any was gathered.
+pub fn evidence(
+    conn: &Connection,
+    incident_id: &str,
+) -> rusqlite::Result<Option<serde_json::Value>> {
+    let body: Option<String> = conn
+        .prepare_cached("SELECT body FROM evidence WHERE incident_id = ?1")?
+        .query_row(params![incident_id], |r| r.get(0))
+        .optional()?;
+    Ok(body.and_then(|b| serde_json::from_str(&b).ok()))
+}
+
+/// An incident's charts: `(name, svg)`.
+pub fn charts(conn: &Connection, incident_id: &str) -> rusqlite::Result<Vec<(String, String)>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT name, svg FROM charts WHERE incident_id = ?1 ORDER BY name")?;
+    let rows = stmt.query_map(params![incident_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+/// One chart's SVG.
+pub fn chart(conn: &Connection, incident_id: &str, name: &str) -> rusqlite::Result<Option<String>> {
+    conn.prepare_cached("SELECT svg FROM charts WHERE incident_id = ?1 AND name = ?2")?
+        .query_row(params![incident_id, name], |r| r.get(0))
+        .optional()
+}
+
+/// Where the incident's Slack thread is: `(channel, ts)`.
+pub fn slack_thread(
+    conn: &Connection,
+    incident_id: &str,
+) -> rusqlite::Result<Option<(String, String)>> {
+    conn.prepare_cached("SELECT channel, ts FROM slack_threads WHERE incident_id = ?1")?
+        .query_row(params![incident_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+}
+
+/// Record the incident's Slack thread.
+pub fn set_slack_thread(
+    tx: &Transaction,
+    incident_id: &str,
+    channel: &str,
+    ts: &str,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO slack_threads (incident_id, channel, ts) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (incident_id) DO UPDATE SET channel = excluded.channel, ts = excluded.ts",
+    )?
+    .execute(params![incident_id, channel, ts])?;
+    Ok(())
+}

@@ -55,7 +55,8 @@ pub async fn spawn_app_with(config: Config) -> TestApp {
     spawn_app_in(config, dir).await
 }
 
-pub async fn spawn_app_in(config: Config, dir: tempfile::TempDir) -> TestApp {
+pub async fn spawn_app_in(mut config: Config, dir: tempfile::TempDir) -> TestApp {
+    config.postmortem.output_dir = dir.path().join("drafts");
     let clock = Arc::new(Mutex::new(time("2026-11-23T14:00:00Z")));
     let c = clock.clone();
     let app = App::build(
@@ -117,6 +118,22 @@ impl TestApp {
         let (status, body) = self.get_json("/api/v1/incidents").await;
         assert_eq!(status, 200, "{body}");
         body["incidents"].as_array().unwrap().clone()
+    }
+
+    /// Wait (bounded) until `path` exists.
+    pub async fn wait_for_file(&self, path: &Path) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(path) {
+                return text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} never appeared",
+                path.display()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     pub async fn incident(&self, id: &str) -> Value {
