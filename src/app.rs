@@ -67,7 +67,7 @@ pub fn drafts(config: &Config) -> anyhow::Result<Drafts> {
     let renderer = Renderer::new(settings, config.postmortem.template.as_deref())
         .context("loading the post-mortem template")?;
     let no_evidence = match &config.prometheus {
-        None => "no Prometheus is configured (`prometheus.url`), so incidentd gathered no metrics"
+        None => "no Prometheus is configured (prometheus.url), so incidentd gathered no metrics"
             .to_string(),
         Some(p) => format!(
             "evidence from Prometheus at {} has not been gathered yet",
