@@ -15,6 +15,7 @@ use crate::http::{self, auth::WebhookAuth, metrics::Metrics, AppState};
 use crate::incident::{Rules, Timestamp};
 use crate::jobs::{Change, JobSpec, Planner, Runner};
 use crate::postmortem::{DraftWriter, RenderSettings, Renderer};
+use crate::slack::job::{Slack, SlackJob};
 use crate::store::{sqlite, Store};
 use crate::time::chrono_duration;
 
@@ -43,15 +44,32 @@ pub fn rules(config: &Config) -> Rules {
 }
 
 /// Which jobs each change to an incident calls for, given what is configured.
-pub fn planner(_config: &Config) -> Arc<Planner> {
-    Arc::new(move |_change: &Change| {
+pub fn planner(config: &Config) -> Arc<Planner> {
+    let slack = config.slack.is_some();
+    Arc::new(move |change: &Change| {
         // Drafts always: a burst of changes renders once, a moment after the first.
-        vec![JobSpec {
+        let mut jobs = vec![JobSpec {
             kind: draft::JOB_KIND,
             payload: serde_json::Value::Null,
             coalesce: true,
             delay: chrono::Duration::milliseconds(500),
-        }]
+        }];
+        if slack {
+            // Every event is its own message, delivered in order.
+            for event in crate::slack::job::event_for(change) {
+                let job = SlackJob {
+                    event,
+                    progress: Default::default(),
+                };
+                jobs.push(JobSpec {
+                    kind: crate::slack::job::JOB_KIND,
+                    payload: serde_json::to_value(job).unwrap_or_default(),
+                    coalesce: false,
+                    delay: chrono::Duration::zero(),
+                });
+            }
+        }
+        jobs
     })
 }
 
@@ -111,11 +129,13 @@ impl App {
             None => WebhookAuth::default(),
         };
         let drafts = Arc::new(drafts(&config)?);
+        let slack = Slack::from_config(&config)?.map(Arc::new);
         let state = Arc::new(AppState {
             store,
             rules: Arc::new(rules(&config)),
             planner: planner(&config),
             drafts,
+            slack,
             wake: Arc::new(tokio::sync::Notify::new()),
             webhook_auth,
             api_token: config.web.api_token.clone(),
@@ -160,6 +180,12 @@ impl App {
                 .clone()
                 .handler(state.store.clone(), state.clock.clone()),
         );
+        if let Some(slack) = &state.slack {
+            runner.handle(
+                crate::slack::job::JOB_KIND,
+                slack.clone().handler(state.store.clone()),
+            );
+        }
         let workers = runner.spawn(stop_rx.clone());
         let retention = tokio::spawn(prune_loop(
             state.clone(),

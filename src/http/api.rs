@@ -204,16 +204,10 @@ fn check_by(by: &str) -> Result<String, ApiError> {
     Ok(by.to_string())
 }
 
-async fn act(
-    state: Arc<AppState>,
-    headers: HeaderMap,
-    id: String,
-    by: String,
-    action: Action,
-) -> Result<Json<Value>, ApiError> {
-    check_api_token(state.api_token.as_ref(), &headers)?;
-    check_id(&id)?;
-    let by = check_by(&by)?;
+/// Apply a person's action (API, CLI or Slack button) and queue what follows from it.
+pub async fn perform(state: &AppState, id: &str, by: &str, action: Action) -> Result<(), ApiError> {
+    check_id(id)?;
+    let by = check_by(by)?;
     let now = state.now();
     let rules = state.rules.clone();
     let planner = state.planner.clone();
@@ -222,35 +216,44 @@ async fn act(
         Action::Note(_) => "note_added",
         Action::Resolve => "resolved",
     };
-    let result = {
-        let (id, by) = (id.clone(), by.clone());
-        state
-            .store
-            .write(move |tx| {
-                let mut repo = SqliteRepo { tx, now };
-                let r = correlate::act(&mut repo, &rules, &id, &by, &action, now);
-                if r.is_ok() {
+    let (key, who) = (id.to_string(), by.clone());
+    let result = state
+        .store
+        .write(move |tx| {
+            let mut repo = SqliteRepo { tx, now };
+            match correlate::act(&mut repo, &rules, &key, &who, &action, now) {
+                Ok(_) => {
                     let change = Change::Person {
-                        incident_id: &id,
-                        by: &by,
+                        incident_id: &key,
+                        by: &who,
                         action: &action,
                     };
                     jobs::plan(&*planner, tx, &[change])?;
+                    Ok(Ok(()))
                 }
-                match r {
-                    Ok(_) => Ok(Ok(())),
-                    Err(ActionError::Repo(e)) => Err(e.into()),
-                    Err(ActionError::NotFound(m)) => {
-                        Ok(Err(ApiError::NotFound(format!("incident {m} not found"))))
-                    }
-                    Err(ActionError::Conflict(m)) => Ok(Err(ApiError::Conflict(m))),
+                Err(ActionError::Repo(e)) => Err(e.into()),
+                Err(ActionError::NotFound(m)) => {
+                    Ok(Err(ApiError::NotFound(format!("incident {m} not found"))))
                 }
-            })
-            .await?
-    };
+                Err(ActionError::Conflict(m)) => Ok(Err(ApiError::Conflict(m))),
+            }
+        })
+        .await?;
     result?;
     state.wake.notify_waiters();
     tracing::info!(incident = %id, by = %by, action = kind, "incident updated by a person");
+    Ok(())
+}
+
+async fn act(
+    state: Arc<AppState>,
+    headers: HeaderMap,
+    id: String,
+    by: String,
+    action: Action,
+) -> Result<Json<Value>, ApiError> {
+    check_api_token(state.api_token.as_ref(), &headers)?;
+    perform(&state, &id, &by, action).await?;
     let incident = state
         .store
         .read(move |c| sqlite::full_incident(c, &id))

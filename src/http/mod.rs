@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 pub mod metrics;
+pub mod slack;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -31,6 +32,8 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     pub clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
     pub drafts: Arc<crate::draft::Drafts>,
+    /// Slack, when configured.
+    pub slack: Option<Arc<crate::slack::job::Slack>>,
     /// Wakes the job runner after a commit that queued jobs.
     pub wake: Arc<tokio::sync::Notify>,
 }
@@ -51,6 +54,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/incidents/{id}/notes", post(api::add_note))
         .route("/api/v1/incidents/{id}/resolve", post(api::resolve))
         .route("/api/v1/incidents/{id}/postmortem", get(api::postmortem))
+        .route("/slack/interactions", post(slack::interactions))
         .route("/metrics", get(metrics::serve))
         .route("/-/healthy", get(|| async { "incidentd is Healthy.\n" }))
         .route("/-/ready", get(ready))

@@ -2,7 +2,10 @@
 //! real HTTP; the restart tests run the real binary.
 
 mod drafts;
+#[path = "../slack_fake/fake.rs"]
+mod fake;
 mod helpers;
 mod incidents;
 mod restart;
+mod slack;
 mod webhook;

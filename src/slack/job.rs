@@ -1,0 +1,197 @@
+//! Slack in the daemon: which changes become messages, the durable delivery job that posts
+//! them (in order, per incident), and where each incident's thread is kept.
+
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use super::client::DEFAULT_TIMEOUT;
+use super::{
+    ChannelRoutes, EvidenceFigure, MessageSettings, Notifier, Progress, RootRef, SlackClient,
+    SlackEvent, SlackState, StateError,
+};
+use crate::config::Config;
+use crate::incident::{Action, Effect};
+use crate::jobs::{Change, Handler, JobFailure};
+use crate::store::{sqlite, Store};
+
+/// Job kind of Slack deliveries. Not coalesced: every event is a message.
+pub const JOB_KIND: &str = "slack";
+
+/// A Slack job's payload: the event, and what of it already reached Slack.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SlackJob {
+    pub event: SlackEvent,
+    #[serde(default)]
+    pub progress: Progress,
+}
+
+/// The Slack message a change calls for, if any.
+pub fn event_for(change: &Change) -> Vec<SlackEvent> {
+    match change {
+        Change::Alert(o) => {
+            let mut events = Vec::new();
+            match &o.effect {
+                Effect::Opened => events.push(SlackEvent::Opened),
+                Effect::Joined => events.push(SlackEvent::AlertJoined {
+                    fingerprint: o.fingerprint.clone(),
+                }),
+                Effect::Reopened => events.push(SlackEvent::Reopened),
+                Effect::AlertResolved {
+                    incident_resolved: true,
+                } => events.push(SlackEvent::Resolved),
+                Effect::AlertResolved {
+                    incident_resolved: false,
+                }
+                | Effect::Duplicate
+                | Effect::Stale => {}
+            }
+            if let (Some((from, to)), false) =
+                (&o.severity_changed, matches!(o.effect, Effect::Opened))
+            {
+                events.push(SlackEvent::SeverityChanged {
+                    from: from.clone(),
+                    to: to.clone(),
+                });
+            }
+            events
+        }
+        Change::Person { by, action, .. } => vec![match action {
+            Action::Acknowledge => SlackEvent::Acknowledged { by: by.to_string() },
+            Action::Note(text) => SlackEvent::Note {
+                by: by.to_string(),
+                text: text.clone(),
+            },
+            Action::Resolve => SlackEvent::Resolved,
+        }],
+    }
+}
+
+/// Slack as configured: the notifier, and the signing secret for the button.
+pub struct Slack {
+    notifier: Notifier,
+    pub signing_secret: Option<crate::config::Secret>,
+}
+
+impl Slack {
+    /// `None` when the configuration has no `slack` section.
+    pub fn from_config(config: &Config) -> anyhow::Result<Option<Slack>> {
+        let Some(sc) = &config.slack else {
+            return Ok(None);
+        };
+        let client = match (&sc.bot_token, &sc.webhook_url) {
+            (Some(token), _) => SlackClient::bot(&sc.api_url, token.clone(), DEFAULT_TIMEOUT)?,
+            (None, Some(url)) => SlackClient::webhook(url.clone(), DEFAULT_TIMEOUT)?,
+            (None, None) => anyhow::bail!("slack: needs bot_token_file or webhook_url_file"),
+        };
+        let bot = sc.bot_token.is_some();
+        let settings = MessageSettings {
+            timezone: config.postmortem.timezone,
+            external_url: config.web.external_url.clone().unwrap_or_default(),
+            ack_button: bot && sc.signing_secret.is_some(),
+        };
+        Ok(Some(Slack {
+            notifier: Notifier::new(client, ChannelRoutes::single(sc.channel.clone()), settings),
+            signing_secret: sc.signing_secret.clone(),
+        }))
+    }
+
+    /// The delivery job.
+    pub fn handler(self: Arc<Self>, store: Store) -> Handler {
+        Arc::new(move |job| {
+            let (slack, store) = (self.clone(), store.clone());
+            Box::pin(async move {
+                let id = job
+                    .incident_id
+                    .clone()
+                    .ok_or_else(|| JobFailure::permanent("Slack job without an incident"))?;
+                let mut payload: SlackJob = serde_json::from_value(job.payload.clone())
+                    .map_err(|e| JobFailure::permanent(format!("unreadable Slack job: {e}")))?;
+                let key = id.clone();
+                let loaded = store
+                    .read(move |c| {
+                        Ok((
+                            sqlite::full_incident(c, &key)?,
+                            sqlite::slack_thread(c, &key)?,
+                        ))
+                    })
+                    .await
+                    .map_err(|e| {
+                        JobFailure::retry(e.to_string(), crate::jobs::backoff(job.attempts + 1))
+                    })?;
+                let (Some(incident), thread) = loaded else {
+                    return Ok(()); // pruned meanwhile
+                };
+                let state = Thread {
+                    root: Mutex::new(thread.map(|(channel, ts)| RootRef { channel, ts })),
+                    recorded: Mutex::new(None),
+                };
+                let figures: Vec<EvidenceFigure> = Vec::new();
+                let result = slack
+                    .notifier
+                    .deliver(
+                        &state,
+                        &incident,
+                        &payload.event,
+                        &figures,
+                        &mut payload.progress,
+                    )
+                    .await;
+                // Record a freshly posted root before anything else, so replies find it.
+                let recorded = state.recorded.lock().ok().and_then(|mut r| r.take());
+                if let Some(root) = recorded {
+                    let key = id.clone();
+                    store
+                        .write(move |tx| {
+                            Ok(sqlite::set_slack_thread(tx, &key, &root.channel, &root.ts)?)
+                        })
+                        .await
+                        .map_err(|e| JobFailure {
+                            message: format!("posted the Slack root but cannot record it: {e}"),
+                            retry_in: Some(crate::jobs::backoff(job.attempts + 1)),
+                            payload: serde_json::to_value(&payload).ok(),
+                        })?;
+                }
+                match result {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(JobFailure {
+                        message: e.to_string(),
+                        retry_in: e
+                            .retry_delay(job.attempts + 1)
+                            .map(crate::time::chrono_duration),
+                        payload: serde_json::to_value(&payload).ok(),
+                    }),
+                }
+            })
+        })
+    }
+}
+
+/// The incident's thread as loaded for one delivery; a root posted during it is kept here
+/// and written to the store right after.
+struct Thread {
+    root: Mutex<Option<RootRef>>,
+    recorded: Mutex<Option<RootRef>>,
+}
+
+impl SlackState for Thread {
+    fn root(&self, _incident_id: &str) -> Result<Option<RootRef>, StateError> {
+        Ok(self
+            .root
+            .lock()
+            .map_err(|e| StateError(e.to_string().into()))?
+            .clone())
+    }
+
+    fn set_root(&self, _incident_id: &str, root: &RootRef) -> Result<(), StateError> {
+        *self
+            .root
+            .lock()
+            .map_err(|e| StateError(e.to_string().into()))? = Some(root.clone());
+        *self
+            .recorded
+            .lock()
+            .map_err(|e| StateError(e.to_string().into()))? = Some(root.clone());
+        Ok(())
+    }
+}
