@@ -183,6 +183,12 @@ fn payload_files(path: &Path, out: &mut dyn Write) -> Result<Vec<PathBuf>, CliEr
         source,
     })?;
     if !meta.is_dir() {
+        // `replay capture/index.json` means the capture, not the index as a payload.
+        if path.file_name().is_some_and(|n| n == INDEX_FILE) {
+            if let Some(files) = read_index(path)? {
+                return Ok(files);
+            }
+        }
         return Ok(vec![path.to_path_buf()]);
     }
 
@@ -477,6 +483,22 @@ mod tests {
             .into_iter()
             .map(|(s, a)| format!("{s} {a}"))
             .collect();
+        assert_eq!(names.len(), 6);
+
+        // Naming the index itself replays the capture it describes.
+        run(ReplayArgs {
+            path: scenario_webhooks().join("index.json"),
+            url: server.uri(),
+            bearer_token_file: None,
+            basic_auth: None,
+            delay: None,
+            out: &mut out,
+        })
+        .await
+        .unwrap();
+        let again: Vec<(String, String)> =
+            alertnames(&server.received_requests().await.unwrap()[6..]);
+        assert_eq!(again, alertnames(&requests));
         assert_eq!(
             names,
             [
