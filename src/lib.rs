@@ -5,6 +5,7 @@
 
 pub mod alertmanager;
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod draft;
 pub mod http;
