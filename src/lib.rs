@@ -3,4 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod chart;
+pub mod evidence_rules;
 pub mod incident;
+pub mod prometheus;
