@@ -3,7 +3,8 @@
 //!
 //! The rule's expression is re-evaluated over a range ending at `startsAt`, at the rule
 //! group's evaluation interval; the start of the unbroken run of non-empty results that reaches
-//! `startsAt` is the impact start ([`run_start`], pure). When that cannot be had, the fallbacks
+//! `startsAt` is the impact start ([`run_start`], pure), then narrowed by re-evaluating the
+//! step before it at a tenth of the step. When that cannot be had, the fallbacks
 //! are `startsAt − for`, then `startsAt`, and [`ImpactStart::method`] says which was used.
 
 use std::time::Duration;
@@ -201,6 +202,11 @@ pub async fn find_impact_start(
             lookback = (lookback * 2).min(max_lookback);
             continue;
         }
+        let (at, step) = if reaches_range_start {
+            (at, step)
+        } else {
+            refine(client, rule, alert_labels, at, step).await
+        };
         return Ok(ImpactStart {
             at,
             method: ImpactMethod::RuleReevaluation,
@@ -208,6 +214,39 @@ pub async fn find_impact_start(
             at_or_before: reaches_range_start,
             note: None,
         });
+    }
+}
+
+/// Narrows a run start found at `step` by re-evaluating the one step before it at a tenth of
+/// the step (at least 100 ms): the condition became true somewhere in that step, and a finer
+/// grid finds the first scrape that made it true. Any failure keeps the coarse answer.
+async fn refine(
+    client: &Client,
+    rule: &RuleContext,
+    alert_labels: &LabelSet,
+    at: DateTime<Utc>,
+    step: Duration,
+) -> (DateTime<Utc>, Duration) {
+    let fine = (step / 10).max(Duration::from_millis(100));
+    let Ok(chrono_step) = chrono::Duration::from_std(step) else {
+        return (at, step);
+    };
+    if fine >= step {
+        return (at, step);
+    }
+    let Ok(results) = client
+        .query_range(&rule.expr, at - chrono_step, at, fine)
+        .await
+    else {
+        return (at, step);
+    };
+    let Some(series) = alert_series(&results, rule, alert_labels) else {
+        return (at, step);
+    };
+    let times: Vec<DateTime<Utc>> = series.values.iter().map(|p| p.at).collect();
+    match run_start(&times, at, fine) {
+        Some(refined) if refined <= at => (refined, fine),
+        _ => (at, step),
     }
 }
 
