@@ -9,6 +9,7 @@
 //! Without a `prometheus` binary (on PATH, or `PROMETHEUS_BIN`) it prints a loud SKIP and
 //! passes, unless `INCIDENTD_REQUIRE_E2E=1`, in which case it fails.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -122,9 +123,12 @@ async fn impact_start_from_a_real_prometheus_is_within_one_evaluation_interval_o
         if std::env::var("INCIDENTD_REQUIRE_E2E").as_deref() == Ok("1") {
             panic!("INCIDENTD_REQUIRE_E2E=1 but {msg}");
         }
-        eprintln!("\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!");
-        eprintln!("SKIP prometheus_real: {msg}");
-        eprintln!("!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n");
+        // Straight to the stderr handle: libtest captures eprintln! of passing tests.
+        let bang = "!".repeat(72);
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "\n{bang}\nSKIP prometheus_real: {msg}\n{bang}\n"
+        );
         return;
     };
 

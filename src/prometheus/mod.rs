@@ -14,15 +14,16 @@ pub mod rule;
 pub mod snapshot;
 
 pub use client::{
-    step_for_range, ActiveAlert, AlertingRule, Client, ClientOptions, Error, InstantSample,
-    QueryData, RangeSeries, RuleGroup, RulesData, MAX_POINTS_PER_SERIES,
+    step_for_range, ActiveAlert, AlertingRule, Client, ClientOptions, Error, InstantSample, Point,
+    QueryData, RangeSeries, Rule, RuleGroup, RulesData, MAX_POINTS_PER_SERIES,
 };
 pub use duration::{format_prom_duration, parse_prom_duration, DurationError};
 pub use impact::{find_impact_start, run_start, ImpactOptions, ImpactStart};
 pub use promql::{split_comparison, Comparison, ComparisonOp};
-pub use rule::{expr_from_generator_url, find_rule, RuleContext, RuleSource};
+pub use rule::{expr_from_generator_url, find_rule, rule_context, RuleContext, RuleSource};
 pub use snapshot::{
-    format_value, plan_alert_query, run_snapshot, series_stats, ImpactFigure, IncidentWindow,
-    SeriesSnapshot, SeriesStats, Snapshot, SnapshotError, SnapshotOptions, SnapshotQuery,
+    build_snapshot, format_value, nice_step, plan_alert_query, plan_snapshot, run_snapshot,
+    series_stats, AlertInput, ImpactFigure, IncidentWindow, QuerySource, SeriesSnapshot,
+    SeriesStats, Snapshot, SnapshotError, SnapshotOptions, SnapshotPlan, SnapshotQuery,
     SnapshotReport,
 };

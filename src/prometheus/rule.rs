@@ -125,6 +125,19 @@ pub fn find_rule(
     })
 }
 
+/// The rule context for an alert: from `/api/v1/rules` when it was fetched and knows the
+/// rule, else from the alert's generatorURL (expression only).
+pub fn rule_context(
+    rules: Option<&RulesData>,
+    alertname: &str,
+    alert_labels: &LabelSet,
+    generator_url: &str,
+) -> Option<RuleContext> {
+    rules
+        .and_then(|r| find_rule(r, alertname, alert_labels))
+        .or_else(|| RuleContext::from_generator_url(alertname, generator_url))
+}
+
 /// The `g0.expr` parameter of a Prometheus generatorURL (`/graph?g0.expr=...&g0.tab=1`).
 pub fn expr_from_generator_url(generator_url: &str) -> Option<String> {
     let url = reqwest::Url::parse(generator_url).ok()?;
@@ -219,5 +232,8 @@ mod tests {
         assert_eq!(ctx.known_for(), None);
         assert_eq!(expr_from_generator_url("http://x/graph?g0.tab=1"), None);
         assert_eq!(expr_from_generator_url("not a url"), None);
+        let ctx =
+            rule_context(Some(&recorded_rules()), "Unknown", &LabelSet::new(), url).expect("ctx");
+        assert_eq!(ctx.source, RuleSource::GeneratorUrl);
     }
 }
