@@ -5,13 +5,16 @@
 
 pub mod alertmanager;
 pub mod app;
+pub mod chart;
 pub mod cli;
 pub mod config;
 pub mod draft;
+pub mod evidence_rules;
 pub mod http;
 pub mod incident;
 pub mod jobs;
 pub mod postmortem;
+pub mod prometheus;
 pub mod slack;
 pub mod store;
 pub mod time;

@@ -1,0 +1,795 @@
+//! Metric snapshots of an incident: which queries to run ([`plan_snapshot`], pure), running
+//! them over `[impact_start − baseline, resolved_at + margin]` ([`run_snapshot`]), and per
+//! series the baseline, peak and value at resolution ([`series_stats`], pure), with values
+//! formatted as humans read them ([`format_value`]: 97 %, 8.7 s, 2,400 req/s, 1.2 GiB).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::client::{step_for_range, Client, Point, QueryData};
+use super::promql::split_comparison;
+use super::rule::RuleContext;
+use crate::evidence_rules::{render_query, Direction, EvidenceRules, Slo, Unit};
+use crate::incident::LabelSet;
+
+/// The incident's times that bound a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IncidentWindow {
+    pub impact_start: DateTime<Utc>,
+    /// `None` while the incident is open: the snapshot ends at `now`.
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub now: DateTime<Utc>,
+}
+
+impl IncidentWindow {
+    /// Where the incident ends for statistics: resolution, or now while open.
+    pub fn incident_end(&self) -> DateTime<Utc> {
+        self.resolved_at.unwrap_or(self.now).max(self.impact_start)
+    }
+
+    /// The incident's length so far (the `{{range}}` of rules/ queries), at least 1 s.
+    pub fn duration(&self) -> Duration {
+        (self.incident_end() - self.impact_start)
+            .to_std()
+            .unwrap_or_default()
+            .max(Duration::from_secs(1))
+    }
+}
+
+/// How much to show around the incident.
+#[derive(Debug, Clone)]
+pub struct SnapshotOptions {
+    /// Shown before `impact_start`; the baseline is computed over it.
+    pub baseline: Duration,
+    /// Shown after `resolved_at`.
+    pub margin: Duration,
+    /// Aim for about this many points per series (the step is rounded to a nice value).
+    pub target_points: u32,
+    /// Never step finer than this (the scrape interval is a good value).
+    pub min_step: Duration,
+    /// Keep at most this many series per query (the worst ones) so charts stay readable.
+    pub max_series: usize,
+}
+
+impl Default for SnapshotOptions {
+    fn default() -> Self {
+        SnapshotOptions {
+            baseline: Duration::from_secs(3600),
+            margin: Duration::from_secs(600),
+            target_points: 400,
+            min_step: Duration::from_secs(1),
+            max_series: 10,
+        }
+    }
+}
+
+/// Where a snapshot query came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum QuerySource {
+    /// The measured side of an alert's expression.
+    Alert { alertname: String },
+    /// A query listed in rules/.
+    Rules { entry: String },
+}
+
+/// One query to run, fully rendered.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SnapshotQuery {
+    /// File-safe and unique within the incident: names charts (`{name}.svg`).
+    pub name: String,
+    pub title: String,
+    pub query: String,
+    pub unit: Unit,
+    pub direction: Direction,
+    pub threshold: Option<f64>,
+    pub source: QuerySource,
+}
+
+/// An alert as the planner needs it.
+#[derive(Debug, Clone)]
+pub struct AlertInput {
+    pub alertname: String,
+    pub labels: LabelSet,
+    pub rule: Option<RuleContext>,
+}
+
+/// The queries of one snapshot, and what could not be planned.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SnapshotPlan {
+    pub queries: Vec<SnapshotQuery>,
+    /// Evaluated once over the whole incident (`{{range}}`), e.g. failed requests.
+    pub impact: Vec<SnapshotQuery>,
+    /// SLOs of matching rules/ entries, by entry name.
+    pub slos: Vec<(String, Slo)>,
+    /// Suggested action items from matching rules/ entries, deduplicated, in order.
+    pub actions: Vec<String>,
+    pub errors: Vec<SnapshotError>,
+}
+
+/// A query that could not be planned or run; the incident records it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SnapshotError {
+    pub name: String,
+    pub query: Option<String>,
+    pub error: String,
+    /// Worth retrying the snapshot later (Prometheus slow or down).
+    pub retryable: bool,
+}
+
+/// The query for an alert's own expression: for `A <op> threshold` the measured side `A`,
+/// with the threshold and the bad direction from the operator; otherwise the whole expression.
+/// `unit` comes from a rules/ entry's `alert_unit` when one matches, else a guess from names.
+pub fn plan_alert_query(rule: &RuleContext, unit: Option<Unit>) -> SnapshotQuery {
+    let split = split_comparison(&rule.expr);
+    let (query, threshold, direction) = match split.as_ref().and_then(|c| c.series_and_threshold())
+    {
+        Some((series, op, t)) => (
+            series.to_string(),
+            Some(t),
+            match op.higher_is_worse() {
+                Some(false) => Direction::LowerIsWorse,
+                _ => Direction::HigherIsWorse,
+            },
+        ),
+        None => (rule.expr.clone(), None, Direction::HigherIsWorse),
+    };
+    let unit = unit.unwrap_or_else(|| guess_unit(&query, threshold));
+    SnapshotQuery {
+        name: file_safe(&format!("alert-{}", rule.alertname)),
+        title: rule.alertname.clone(),
+        query,
+        unit,
+        direction,
+        threshold,
+        source: QuerySource::Alert {
+            alertname: rule.alertname.clone(),
+        },
+    }
+}
+
+/// A unit from metric-name conventions, for alert expressions no rules/ entry describes.
+fn guess_unit(query: &str, threshold: Option<f64>) -> Unit {
+    if query.contains("_seconds")
+        || query.contains("histogram_quantile") && query.contains("duration")
+    {
+        Unit::Seconds
+    } else if query.contains("_bytes") {
+        Unit::Bytes
+    } else if query.contains("_ratio")
+        || query.contains('/') && threshold.is_some_and(|t| (0.0..=1.0).contains(&t))
+    {
+        Unit::Ratio
+    } else if query.contains("_percent") {
+        Unit::Percent
+    } else if query.contains("rate(") && query.contains("_total") {
+        Unit::RequestsPerSecond
+    } else {
+        Unit::Count
+    }
+}
+
+fn file_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Decides the queries of a snapshot: each alert's expression, then the queries and impact
+/// queries of every rules/ entry that matches an alert, rendered with that alert's labels and
+/// the window's duration. Identical rendered queries run once.
+pub fn plan_snapshot(
+    alerts: &[AlertInput],
+    rules: &EvidenceRules,
+    window: &IncidentWindow,
+) -> SnapshotPlan {
+    let mut plan = SnapshotPlan::default();
+    let range = window.duration();
+    let push = |list: &mut Vec<SnapshotQuery>, mut q: SnapshotQuery| {
+        if list.iter().any(|o| o.query == q.query) {
+            return;
+        }
+        // Two alerts may both bring a query of the same name with different labels.
+        let base = q.name.clone();
+        let mut n = 2;
+        while list.iter().any(|o| o.name == q.name) {
+            q.name = format!("{base}-{n}");
+            n += 1;
+        }
+        list.push(q);
+    };
+    for alert in alerts {
+        let entries: Vec<_> = rules.matching(&alert.labels).collect();
+        match &alert.rule {
+            Some(rule) => {
+                let unit = entries.iter().find_map(|e| e.alert_unit);
+                push(&mut plan.queries, plan_alert_query(rule, unit));
+            }
+            None => plan.errors.push(SnapshotError {
+                name: file_safe(&format!("alert-{}", alert.alertname)),
+                query: None,
+                error: format!("the rule of alert {} is unknown", alert.alertname),
+                retryable: false,
+            }),
+        }
+        for entry in entries {
+            for (specs, is_impact) in [(&entry.queries, false), (&entry.impact, true)] {
+                for spec in specs {
+                    match render_query(entry, spec, &alert.labels, range) {
+                        Ok(query) => {
+                            let q = SnapshotQuery {
+                                name: spec.name.clone(),
+                                title: spec.display_title().to_string(),
+                                query,
+                                unit: spec.unit,
+                                direction: spec.direction,
+                                threshold: spec.threshold,
+                                source: QuerySource::Rules {
+                                    entry: entry.name.clone(),
+                                },
+                            };
+                            if is_impact {
+                                push(&mut plan.impact, q);
+                            } else {
+                                push(&mut plan.queries, q);
+                            }
+                        }
+                        Err(e) => plan.errors.push(SnapshotError {
+                            name: spec.name.clone(),
+                            query: None,
+                            error: e.to_string(),
+                            retryable: false,
+                        }),
+                    }
+                }
+            }
+            if let Some(slo) = entry.slo {
+                if !plan.slos.iter().any(|(n, _)| n == &entry.name) {
+                    plan.slos.push((entry.name.clone(), slo));
+                }
+            }
+            for a in &entry.actions {
+                if !plan.actions.contains(a) {
+                    plan.actions.push(a.clone());
+                }
+            }
+        }
+    }
+    plan
+}
+
+/// Baseline, peak and value at resolution of one series.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SeriesStats {
+    /// Median of the samples before `impact_start`.
+    pub baseline: Option<f64>,
+    /// The worst value (by direction) within `[impact_start, incident end]`.
+    pub peak: Option<f64>,
+    pub peak_at: Option<DateTime<Utc>>,
+    /// The last sample at or before the resolution (or the incident end while open).
+    pub at_resolution: Option<f64>,
+}
+
+/// Statistics of one series. NaN samples are ignored.
+pub fn series_stats(
+    points: &[Point],
+    impact_start: DateTime<Utc>,
+    incident_end: DateTime<Utc>,
+    direction: Direction,
+) -> SeriesStats {
+    let finite = || points.iter().filter(|p| !p.value.is_nan());
+    let mut before: Vec<f64> = finite()
+        .filter(|p| p.at < impact_start)
+        .map(|p| p.value)
+        .collect();
+    let baseline = median(&mut before);
+    let worse = |a: f64, b: f64| match direction {
+        Direction::HigherIsWorse => a > b,
+        Direction::LowerIsWorse => a < b,
+    };
+    let mut peak: Option<&Point> = None;
+    for p in finite().filter(|p| p.at >= impact_start && p.at <= incident_end) {
+        if peak.is_none_or(|best| worse(p.value, best.value)) {
+            peak = Some(p);
+        }
+    }
+    let at_resolution = finite()
+        .filter(|p| p.at <= incident_end)
+        .max_by_key(|p| p.at)
+        .map(|p| p.value);
+    SeriesStats {
+        baseline,
+        peak: peak.map(|p| p.value),
+        peak_at: peak.map(|p| p.at),
+        at_resolution,
+    }
+}
+
+fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(|a, b| a.total_cmp(b));
+    let n = values.len();
+    Some(if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    })
+}
+
+/// One series of a snapshot: labels, statistics, points (for the chart).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeriesSnapshot {
+    pub labels: LabelSet,
+    #[serde(flatten)]
+    pub stats: SeriesStats,
+    pub points: Vec<Point>,
+}
+
+/// One query's snapshot. The headline figures are those of the worst series.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Snapshot {
+    pub name: String,
+    pub title: String,
+    pub query: String,
+    pub unit: Unit,
+    pub direction: Direction,
+    pub threshold: Option<f64>,
+    pub source: QuerySource,
+    pub baseline: Option<f64>,
+    pub peak: Option<f64>,
+    pub peak_at: Option<DateTime<Utc>>,
+    pub at_resolution: Option<f64>,
+    /// "19 % → 100 % → 28 %": baseline → peak → at resolution, formatted.
+    pub summary: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub step_seconds: f64,
+    /// The worst series first; at most `max_series`.
+    pub series: Vec<SeriesSnapshot>,
+    /// Series dropped to respect `max_series`.
+    pub series_omitted: usize,
+}
+
+/// A single figure over the whole incident, e.g. failed requests.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImpactFigure {
+    pub name: String,
+    pub title: String,
+    pub query: String,
+    pub unit: Unit,
+    /// Sum over the result's series; `None` when the query returned nothing.
+    pub value: Option<f64>,
+    pub formatted: Option<String>,
+}
+
+/// Everything one snapshot run produced.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SnapshotReport {
+    pub snapshots: Vec<Snapshot>,
+    pub impact: Vec<ImpactFigure>,
+    pub errors: Vec<SnapshotError>,
+}
+
+impl SnapshotReport {
+    /// Some query failed in a way worth retrying (the job should run again later).
+    pub fn has_retryable_errors(&self) -> bool {
+        self.errors.iter().any(|e| e.retryable)
+    }
+}
+
+/// A step near `range / target_points`, rounded up to a value people read easily
+/// (1s, 2s, 5s, 10s, 15s, 30s, 1m, 2m, 5m, ...), at least `min_step`.
+pub fn nice_step(range: Duration, target_points: u32, min_step: Duration) -> Duration {
+    const NICE: [u64; 17] = [
+        1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200,
+    ];
+    let raw = range.as_secs_f64() / f64::from(target_points.max(1));
+    let secs = NICE
+        .iter()
+        .copied()
+        .find(|s| *s as f64 >= raw)
+        .unwrap_or_else(|| (raw / 86400.0).ceil() as u64 * 86400);
+    Duration::from_secs(secs).max(min_step)
+}
+
+/// Runs a plan: a range query per query over `[impact_start − baseline, end + margin]`
+/// (`end` = resolution, or now while open; never past now), and an instant query per impact
+/// query at the incident end. Failures are collected per query, never fatal.
+pub async fn run_snapshot(
+    client: &Client,
+    plan: &SnapshotPlan,
+    window: &IncidentWindow,
+    options: &SnapshotOptions,
+) -> SnapshotReport {
+    let mut report = SnapshotReport {
+        errors: plan.errors.clone(),
+        ..SnapshotReport::default()
+    };
+    let to_chrono = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero());
+    let incident_end = window.incident_end();
+    let start = window.impact_start - to_chrono(options.baseline);
+    let end = (incident_end + to_chrono(options.margin))
+        .min(window.now)
+        .max(incident_end);
+    let range = (end - start).to_std().unwrap_or_default();
+    let step = step_for_range(
+        start,
+        end,
+        nice_step(range, options.target_points, options.min_step),
+    );
+    for q in &plan.queries {
+        match client.query_range(&q.query, start, end, step).await {
+            Ok(series) => report.snapshots.push(build_snapshot(
+                q,
+                series,
+                window.impact_start,
+                incident_end,
+                (start, end, step),
+                options.max_series,
+            )),
+            Err(e) => report.errors.push(SnapshotError {
+                name: q.name.clone(),
+                query: Some(q.query.clone()),
+                retryable: e.is_retryable(),
+                error: e.to_string(),
+            }),
+        }
+    }
+    for q in &plan.impact {
+        match client.query(&q.query, incident_end).await {
+            Ok(data) => {
+                let value = sum_of(&data);
+                report.impact.push(ImpactFigure {
+                    name: q.name.clone(),
+                    title: q.title.clone(),
+                    query: q.query.clone(),
+                    unit: q.unit,
+                    value,
+                    formatted: value.map(|v| format_value(q.unit, v)),
+                })
+            }
+            Err(e) => report.errors.push(SnapshotError {
+                name: q.name.clone(),
+                query: Some(q.query.clone()),
+                retryable: e.is_retryable(),
+                error: e.to_string(),
+            }),
+        }
+    }
+    report
+}
+
+fn sum_of(data: &QueryData) -> Option<f64> {
+    match data {
+        QueryData::Scalar(p) => Some(p.value),
+        QueryData::Vector(v) => {
+            let vals: Vec<f64> = v.iter().filter_map(|s| s.value.map(|p| p.value)).collect();
+            (!vals.is_empty()).then(|| vals.iter().sum())
+        }
+        QueryData::Matrix(_) | QueryData::String(_) => None,
+    }
+}
+
+/// Statistics for every series, the worst first; pure, so the runner stays thin.
+pub fn build_snapshot(
+    q: &SnapshotQuery,
+    series: Vec<super::client::RangeSeries>,
+    impact_start: DateTime<Utc>,
+    incident_end: DateTime<Utc>,
+    (start, end, step): (DateTime<Utc>, DateTime<Utc>, Duration),
+    max_series: usize,
+) -> Snapshot {
+    let mut all: Vec<SeriesSnapshot> = series
+        .into_iter()
+        .map(|s| SeriesSnapshot {
+            stats: series_stats(&s.values, impact_start, incident_end, q.direction),
+            labels: s.metric,
+            points: s.values,
+        })
+        .collect();
+    // Worst peak first; series without a peak last.
+    let key = |s: &SeriesSnapshot| match (s.stats.peak, q.direction) {
+        (None, _) => f64::NEG_INFINITY,
+        (Some(p), Direction::HigherIsWorse) => p,
+        (Some(p), Direction::LowerIsWorse) => -p,
+    };
+    all.sort_by(|a, b| key(b).total_cmp(&key(a)));
+    let omitted = all.len().saturating_sub(max_series.max(1));
+    all.truncate(max_series.max(1));
+    let head = all.first().map(|s| s.stats);
+    let baseline = head.and_then(|s| s.baseline);
+    let peak = head.and_then(|s| s.peak);
+    let at_resolution = head.and_then(|s| s.at_resolution);
+    let fmt = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format_value(q.unit, v));
+    Snapshot {
+        name: q.name.clone(),
+        title: q.title.clone(),
+        query: q.query.clone(),
+        unit: q.unit,
+        direction: q.direction,
+        threshold: q.threshold,
+        source: q.source.clone(),
+        baseline,
+        peak,
+        peak_at: head.and_then(|s| s.peak_at),
+        at_resolution,
+        summary: format!("{} → {} → {}", fmt(baseline), fmt(peak), fmt(at_resolution)),
+        start,
+        end,
+        step_seconds: step.as_secs_f64(),
+        series: all,
+        series_omitted: omitted,
+    }
+}
+
+/// A value as people write it in a post-mortem: `97 %`, `8.7 s`, `287 ms`, `2m 15s`,
+/// `2,400 req/s`, `1.2 GiB`, `1,247`.
+pub fn format_value(unit: Unit, v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".to_string();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "∞" } else { "−∞" }.to_string();
+    }
+    match unit {
+        Unit::Ratio => format!("{} %", number(v * 100.0)),
+        Unit::Percent => format!("{} %", number(v)),
+        Unit::Seconds => format_seconds(v),
+        Unit::Bytes => format_bytes(v),
+        Unit::RequestsPerSecond => format!("{} req/s", number(v)),
+        Unit::Count => number(v),
+    }
+}
+
+/// Three significant digits below 1000, whole numbers with thousands separators above.
+fn number(v: f64) -> String {
+    let a = v.abs();
+    if a >= 999.5 {
+        return group_thousands(v.round());
+    }
+    if a == 0.0 {
+        return "0".to_string();
+    }
+    let magnitude = a.log10().floor() as i32;
+    let decimals = (2 - magnitude).clamp(0, 6) as usize;
+    let s = format!("{v:.decimals$}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    };
+    if s == "-0" {
+        "0".to_string()
+    } else {
+        s
+    }
+}
+
+fn group_thousands(v: f64) -> String {
+    let digits = format!("{:.0}", v.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if v < 0.0 {
+        format!("-{out}")
+    } else {
+        out
+    }
+}
+
+fn format_seconds(v: f64) -> String {
+    let a = v.abs();
+    let sign = if v < 0.0 { "-" } else { "" };
+    if a == 0.0 {
+        "0 s".to_string()
+    } else if a < 1e-3 {
+        format!("{} µs", number(v * 1e6))
+    } else if a < 1.0 {
+        format!("{} ms", number(v * 1e3))
+    } else if a < 60.0 {
+        format!("{} s", number(v))
+    } else {
+        let total = a.round() as u64;
+        let (d, h, m, s) = (
+            total / 86400,
+            total % 86400 / 3600,
+            total % 3600 / 60,
+            total % 60,
+        );
+        let parts: Vec<String> = [(d, "d"), (h, "h"), (m, "m"), (s, "s")]
+            .iter()
+            .skip_while(|(n, _)| *n == 0)
+            .take(2)
+            .filter(|(n, _)| *n != 0)
+            .map(|(n, u)| format!("{n}{u}"))
+            .collect();
+        format!("{sign}{}", parts.join(" "))
+    }
+}
+
+fn format_bytes(v: f64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut x = v.abs();
+    let mut i = 0;
+    while x >= 1024.0 && i < UNITS.len() - 1 {
+        x /= 1024.0;
+        i += 1;
+    }
+    let sign = if v < 0.0 { "-" } else { "" };
+    if i == 0 {
+        format!("{sign}{} B", number(x.round()))
+    } else {
+        format!("{sign}{} {}", number(x), UNITS[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().expect("time")
+    }
+
+    fn pts(start: &str, values: &[f64]) -> Vec<Point> {
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Point {
+                at: t(start) + chrono::Duration::seconds(i as i64),
+                value: *v,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn values_are_formatted_as_people_write_them() {
+        let cases = [
+            (Unit::Ratio, 0.97, "97 %"),
+            (Unit::Ratio, 1.0, "100 %"),
+            (Unit::Ratio, 0.087, "8.7 %"),
+            (Unit::Ratio, 0.002, "0.2 %"),
+            (Unit::Percent, 99.94, "99.9 %"),
+            (Unit::Seconds, 8.7, "8.7 s"),
+            (Unit::Seconds, 0.287, "287 ms"),
+            (Unit::Seconds, 4.488636, "4.49 s"),
+            (Unit::Seconds, 135.0, "2m 15s"),
+            (Unit::Seconds, 3600.0, "1h"),
+            (Unit::Seconds, 0.00005, "50 µs"),
+            (Unit::RequestsPerSecond, 2400.0, "2,400 req/s"),
+            (Unit::RequestsPerSecond, 125.0, "125 req/s"),
+            (Unit::RequestsPerSecond, 0.5, "0.5 req/s"),
+            (Unit::Bytes, 1.2 * 1024.0 * 1024.0 * 1024.0, "1.2 GiB"),
+            (Unit::Bytes, 512.0, "512 B"),
+            (Unit::Count, 1247.0, "1,247"),
+            (Unit::Count, 1_234_567.0, "1,234,567"),
+            (Unit::Count, 23.0, "23"),
+            (Unit::Count, 0.0, "0"),
+            (Unit::Count, f64::NAN, "NaN"),
+        ];
+        for (unit, v, want) in cases {
+            assert_eq!(format_value(unit, v), want, "{unit:?} {v}");
+        }
+    }
+
+    #[test]
+    fn baseline_is_the_median_before_impact_and_peak_the_worst_within() {
+        // 00..04 normal, impact from 05, resolved at 09, after that recovered.
+        let p = pts(
+            "2026-01-01T00:00:00Z",
+            &[0.2, 0.1, 0.3, 0.9, 0.2, 0.8, 1.0, 0.97, 0.6, 0.3, 0.25, 5.0],
+        );
+        let s = series_stats(
+            &p,
+            t("2026-01-01T00:00:05Z"),
+            t("2026-01-01T00:00:09Z"),
+            Direction::HigherIsWorse,
+        );
+        assert_eq!(s.baseline, Some(0.2));
+        assert_eq!(s.peak, Some(1.0));
+        assert_eq!(s.peak_at, Some(t("2026-01-01T00:00:06Z")));
+        assert_eq!(s.at_resolution, Some(0.3));
+        let s = series_stats(
+            &p,
+            t("2026-01-01T00:00:05Z"),
+            t("2026-01-01T00:00:09Z"),
+            Direction::LowerIsWorse,
+        );
+        assert_eq!(s.peak, Some(0.3));
+    }
+
+    #[test]
+    fn empty_and_nan_series_give_no_figures() {
+        let s = series_stats(
+            &[],
+            t("2026-01-01T00:00:05Z"),
+            t("2026-01-01T00:00:09Z"),
+            Direction::HigherIsWorse,
+        );
+        assert_eq!((s.baseline, s.peak, s.at_resolution), (None, None, None));
+        let p = pts("2026-01-01T00:00:00Z", &[f64::NAN, 1.0, 3.0, f64::NAN]);
+        let s = series_stats(
+            &p,
+            t("2026-01-01T00:00:02Z"),
+            t("2026-01-01T00:00:03Z"),
+            Direction::HigherIsWorse,
+        );
+        assert_eq!(
+            (s.baseline, s.peak, s.at_resolution),
+            (Some(1.0), Some(3.0), Some(3.0))
+        );
+    }
+
+    #[test]
+    fn nice_steps_keep_charts_near_the_target_resolution() {
+        let min = Duration::from_secs(1);
+        assert_eq!(
+            nice_step(Duration::from_secs(100), 400, min),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            nice_step(Duration::from_secs(7200), 400, min),
+            Duration::from_secs(30)
+        );
+        assert_eq!(
+            nice_step(Duration::from_secs(30 * 86400), 400, min),
+            Duration::from_secs(7200)
+        );
+        assert_eq!(
+            nice_step(Duration::from_secs(100), 400, Duration::from_secs(15)),
+            Duration::from_secs(15)
+        );
+    }
+
+    fn rule(expr: &str) -> RuleContext {
+        RuleContext {
+            alertname: "DatabaseConnectionPoolHigh".into(),
+            expr: expr.into(),
+            for_: Duration::from_secs(5),
+            keep_firing_for: Duration::ZERO,
+            group: None,
+            file: None,
+            group_interval: None,
+            labels: LabelSet::new(),
+            annotations: LabelSet::new(),
+            source: super::super::rule::RuleSource::RulesApi,
+        }
+    }
+
+    #[test]
+    fn an_alert_expression_is_charted_as_its_measured_side_against_the_threshold() {
+        let q = plan_alert_query(
+            &rule("db_connection_pool_active / db_connection_pool_max > 0.95"),
+            None,
+        );
+        assert_eq!(
+            q.query,
+            "db_connection_pool_active / db_connection_pool_max"
+        );
+        assert_eq!(q.threshold, Some(0.95));
+        assert_eq!(q.unit, Unit::Ratio);
+        assert_eq!(q.direction, Direction::HigherIsWorse);
+        assert_eq!(q.name, "alert-DatabaseConnectionPoolHigh");
+        let q = plan_alert_query(&rule("free_ratio < 0.1"), Some(Unit::Percent));
+        assert_eq!(
+            (q.direction, q.unit),
+            (Direction::LowerIsWorse, Unit::Percent)
+        );
+        let q = plan_alert_query(&rule("absent(up)"), None);
+        assert_eq!((q.query.as_str(), q.threshold), ("absent(up)", None));
+    }
+}
