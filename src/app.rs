@@ -262,3 +262,18 @@ pub async fn shutdown_signal() {
         _ = terminate => tracing::info!("SIGTERM received; shutting down"),
     }
 }
+
+/// Render an incident's draft straight from the database (the daemon may be running).
+pub async fn render_offline(config: &Config, id: &str) -> anyhow::Result<String> {
+    crate::http::api::check_id(id).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let drafts = drafts(config)?;
+    let path = config.storage.path.join("incidentd.db");
+    anyhow::ensure!(path.exists(), "no database at {}", path.display());
+    let store = Store::open_read_only(&config.storage.path)
+        .with_context(|| format!("opening the database in {}", config.storage.path.display()))?;
+    let markdown = drafts
+        .markdown(&store, id, chrono::Utc::now())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(markdown)
+}

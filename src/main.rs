@@ -1,17 +1,22 @@
 //! The `incidentd` command: flags and logging, then the library does the work.
 
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use incidentd::app::{self, App, Options};
-use incidentd::config::Config;
+use incidentd::cli::{self, incidents, replay};
+use incidentd::config::{self, Config};
+use incidentd::incident::Status;
 
 #[derive(Parser)]
 #[command(
     name = "incidentd",
     version,
-    about = "Alertmanager webhooks in; incidents, timelines and post-mortem drafts out"
+    about = "Alertmanager webhooks in; incidents, timelines, evidence and post-mortem drafts out"
 )]
 struct Cli {
     /// Log format.
@@ -34,21 +39,138 @@ enum LogFormat {
 enum Command {
     /// Run the daemon.
     Serve {
-        /// Configuration file; without it, embedded defaults.
-        #[arg(long = "config.file")]
-        config_file: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
         /// Address to listen on.
         #[arg(long = "web.listen-address", default_value = "0.0.0.0:9097")]
         listen_address: String,
-        /// Directory of the database (overrides storage.path).
-        #[arg(long = "storage.path")]
-        storage_path: Option<PathBuf>,
     },
-    /// Check a configuration file (and the rules and template it names); non-zero on error.
+    /// Check a configuration file, the rules directory and the template it names.
     CheckConfig {
         #[arg(default_value = "incidentd.yml")]
         file: PathBuf,
     },
+    /// Post captured Alertmanager payloads (a file, or a directory of them) to a daemon.
+    Replay {
+        /// A payload file or a directory (with an index.json, its order is used).
+        path: PathBuf,
+        #[command(flatten)]
+        target: Target,
+        /// File holding the webhook bearer token.
+        #[arg(long)]
+        bearer_token_file: Option<PathBuf>,
+        /// Basic auth user name for the webhook (with --basic-auth-password-file).
+        #[arg(long, requires = "basic_auth_password_file")]
+        basic_auth_user: Option<String>,
+        /// File holding the basic auth password.
+        #[arg(long, requires = "basic_auth_user")]
+        basic_auth_password_file: Option<PathBuf>,
+        /// Pause between posts, e.g. 500ms or 2s.
+        #[arg(long, value_parser = parse_duration)]
+        delay: Option<Duration>,
+    },
+    /// Render an incident's post-mortem draft from the database.
+    Render {
+        /// Incident id, e.g. INC-2026-0001.
+        id: String,
+        #[command(flatten)]
+        config: ConfigArgs,
+        /// Template to render with instead of the configured one.
+        #[arg(long)]
+        template: Option<PathBuf>,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Incidents of a running daemon.
+    Incidents {
+        #[command(subcommand)]
+        command: IncidentsCommand,
+    },
+}
+
+#[derive(Args)]
+struct ConfigArgs {
+    /// Configuration file; without it, embedded defaults.
+    #[arg(long = "config.file")]
+    config_file: Option<PathBuf>,
+    /// Directory of the database (overrides storage.path).
+    #[arg(long = "storage.path")]
+    storage_path: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct Target {
+    /// The daemon's base URL.
+    #[arg(long, default_value = "http://127.0.0.1:9097", env = "INCIDENTD_URL")]
+    url: String,
+}
+
+#[derive(Args)]
+struct Writer {
+    #[command(flatten)]
+    target: Target,
+    /// Who does it (recorded in the timeline).
+    #[arg(long, env = "USER")]
+    by: String,
+    /// File holding the API token (web.api_token_file).
+    #[arg(long)]
+    api_token_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum IncidentsCommand {
+    /// List incidents, newest first.
+    List {
+        #[command(flatten)]
+        target: Target,
+        /// open, acknowledged or resolved.
+        #[arg(long, value_parser = parse_status)]
+        status: Option<Status>,
+        #[arg(long)]
+        service: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one incident with its alerts and timeline.
+    Show {
+        id: String,
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Acknowledge an incident.
+    Ack {
+        id: String,
+        #[command(flatten)]
+        writer: Writer,
+    },
+    /// Add a note to an incident's timeline.
+    Note {
+        id: String,
+        /// The note.
+        text: String,
+        #[command(flatten)]
+        writer: Writer,
+    },
+    /// Resolve an incident by hand.
+    Resolve {
+        id: String,
+        #[command(flatten)]
+        writer: Writer,
+    },
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    config::parse_duration(s)
+}
+
+fn parse_status(s: &str) -> Result<Status, String> {
+    Status::parse(s).ok_or_else(|| format!("{s:?} is not one of open, acknowledged, resolved"))
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -73,8 +195,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(run(cli.command));
-    match result {
+    match runtime.block_on(run(cli.command)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("incidentd: {e:#}");
@@ -83,22 +204,30 @@ fn main() -> ExitCode {
     }
 }
 
+fn load_config(args: &ConfigArgs) -> anyhow::Result<Config> {
+    let mut config = match &args.config_file {
+        Some(path) => Config::load(path)?,
+        None => Config::from_env()?,
+    };
+    if let Some(path) = &args.storage_path {
+        config.storage.path = path.clone();
+    }
+    Ok(config)
+}
+
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout();
     match command {
         Command::Serve {
-            config_file,
+            config,
             listen_address,
-            storage_path,
         } => {
-            let config = match &config_file {
-                Some(path) => Config::load(path)?,
-                None => Config::from_env()?,
-            };
+            let cfg = load_config(&config)?;
             let app = App::build(
-                config,
+                cfg,
                 Options {
                     listen_address,
-                    storage_path,
+                    storage_path: None,
                 },
                 app::system_clock(),
             )
@@ -106,18 +235,172 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             app.run_until(app::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::CheckConfig { file } => {
-            println!("Checking {}", file.display());
-            match Config::load(&file) {
-                Ok(_) => {
-                    println!("  SUCCESS: {} is valid", file.display());
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(e) => {
-                    println!("  FAILED: {e}");
-                    Ok(ExitCode::FAILURE)
-                }
+        Command::CheckConfig { file } => Ok(check_config(&file)),
+        Command::Replay {
+            path,
+            target,
+            bearer_token_file,
+            basic_auth_user,
+            basic_auth_password_file,
+            delay,
+        } => {
+            replay::run(replay::ReplayArgs {
+                path,
+                url: target.url,
+                bearer_token_file,
+                basic_auth: basic_auth_user.zip(basic_auth_password_file),
+                delay,
+                out: &mut out,
+            })
+            .await
+            .map_err(cli_error)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Render {
+            id,
+            config,
+            template,
+            output,
+        } => {
+            let mut cfg = load_config(&config)?;
+            if template.is_some() {
+                cfg.postmortem.template = template;
+            }
+            let markdown = app::render_offline(&cfg, &id).await?;
+            match output {
+                Some(path) => std::fs::write(&path, markdown)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => out.write_all(markdown.as_bytes())?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Incidents { command } => {
+            incidents_command(command, &mut out)
+                .await
+                .map_err(cli_error)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// CLI errors already carry their causes in their message: print them once.
+fn cli_error(e: cli::CliError) -> anyhow::Error {
+    anyhow::anyhow!("{e}")
+}
+
+async fn incidents_command(
+    command: IncidentsCommand,
+    out: &mut std::io::Stdout,
+) -> Result<(), cli::CliError> {
+    match command {
+        IncidentsCommand::List {
+            target,
+            status,
+            service,
+            limit,
+            json,
+        } => {
+            incidents::list(incidents::ListArgs {
+                url: target.url,
+                status,
+                service,
+                limit,
+                json,
+                out,
+            })
+            .await
+        }
+        IncidentsCommand::Show { id, target, json } => {
+            incidents::show(incidents::ShowArgs {
+                url: target.url,
+                id,
+                json,
+                out,
+            })
+            .await
+        }
+        IncidentsCommand::Ack { id, writer } => {
+            incidents::ack(
+                &writer.target.url,
+                &id,
+                &writer.by,
+                writer.api_token_file.as_deref(),
+                out,
+            )
+            .await
+        }
+        IncidentsCommand::Note { id, text, writer } => {
+            incidents::note(
+                &writer.target.url,
+                &id,
+                &writer.by,
+                &text,
+                writer.api_token_file.as_deref(),
+                out,
+            )
+            .await
+        }
+        IncidentsCommand::Resolve { id, writer } => {
+            incidents::resolve(
+                &writer.target.url,
+                &id,
+                &writer.by,
+                writer.api_token_file.as_deref(),
+                out,
+            )
+            .await
+        }
+    }
+}
+
+/// Like `promtool check config`: the file, then what it points at.
+fn check_config(file: &Path) -> ExitCode {
+    println!("Checking {}", file.display());
+    let config = match Config::load(file) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("  FAILED: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("  SUCCESS: {} is valid", file.display());
+    let mut ok = true;
+    if config.rules_dir.is_dir() {
+        match incidentd::evidence_rules::EvidenceRules::load_dir(&config.rules_dir) {
+            Ok(_) => println!(
+                "  SUCCESS: rules in {} are valid",
+                config.rules_dir.display()
+            ),
+            Err(e) => {
+                println!("  FAILED: {e}");
+                ok = false;
             }
         }
+    } else {
+        println!(
+            "  NOTE: no rules directory at {}: drafts get no extra queries",
+            config.rules_dir.display()
+        );
+    }
+    match incidentd::postmortem::check_template(config.postmortem.template.as_deref()) {
+        Ok(()) => println!(
+            "  SUCCESS: post-mortem template {} renders",
+            config
+                .postmortem
+                .template
+                .as_ref()
+                .map_or("(embedded default)".to_string(), |p| p
+                    .display()
+                    .to_string())
+        ),
+        Err(e) => {
+            println!("  FAILED: {e}");
+            ok = false;
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }

@@ -146,6 +146,27 @@ impl Store {
         })
     }
 
+    /// Open an existing database for reading only (e.g. `incidentd render` beside a running
+    /// daemon); writes fail with [`StoreError::Closed`].
+    pub fn open_read_only(dir: &Path) -> Result<Store, StoreError> {
+        let path = dir.join("incidentd.db");
+        if !path.exists() {
+            return Err(StoreError::Open {
+                path: dir.to_path_buf(),
+                message: "no incidentd.db there".into(),
+            });
+        }
+        let (tx, _) = mpsc::channel::<Msg>(1);
+        Ok(Store {
+            writer: tx,
+            readers: Arc::new(ReadPool {
+                path: path.clone(),
+                idle: Mutex::new(Vec::new()),
+            }),
+            path,
+        })
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path

@@ -1,6 +1,7 @@
 //! Integration tests: the real router on a real port with a real SQLite file, driven over
 //! real HTTP; the restart tests run the real binary.
 
+mod cli;
 mod drafts;
 #[path = "../slack_fake/fake.rs"]
 mod fake;
