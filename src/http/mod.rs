@@ -16,6 +16,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use tower_http::timeout::TimeoutLayer;
 
 use crate::incident::{Rules, Timestamp};
 use crate::jobs::Planner;
@@ -60,6 +61,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/-/ready", get(ready))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        // A client that takes longer than this to send its request and get the answer is cut
+        // off (slow bodies); Alertmanager's own webhook timeout is shorter.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            std::time::Duration::from_secs(30),
+        ))
         .with_state(state)
 }
 
