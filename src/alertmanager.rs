@@ -95,9 +95,19 @@ const MAX_YEAR: i32 = 9999;
 
 /// Decode and validate a webhook body.
 pub fn decode(body: &[u8]) -> Result<ValidNotification, PayloadError> {
-    let de = &mut serde_json::Deserializer::from_slice(body);
-    let notification: Notification = serde_path_to_error::deserialize(de)
-        .map_err(|e| PayloadError::Decode(json_error(e, "payload")))?;
+    // The common case decodes directly; only a failure pays for tracking the field path.
+    let notification: Notification = match serde_json::from_slice(body) {
+        Ok(n) => n,
+        Err(plain) => {
+            let de = &mut serde_json::Deserializer::from_slice(body);
+            return Err(PayloadError::Decode(
+                match serde_path_to_error::deserialize::<_, Notification>(de) {
+                    Err(e) => json_error(e, "payload"),
+                    Ok(_) => format!("invalid JSON payload: {plain}"),
+                },
+            ));
+        }
+    };
     validate(notification)
 }
 

@@ -54,14 +54,34 @@ pub trait Repo {
         derived: &[TimelineEvent],
     ) -> Result<(), Self::Error>;
 
-    /// A repeat or stale notification: update the occurrence's seen times and annotations and
-    /// add to the incident's counters, without touching anything else.
+    /// What a repeat needs to know of a known occurrence, cheaply (the common case).
+    fn seen(
+        &mut self,
+        fingerprint: &str,
+        starts_at: Timestamp,
+    ) -> Result<Option<Seen>, Self::Error>;
+
+    /// A repeat or stale notification: mark the occurrence seen at `at` (and replace its
+    /// annotations when they changed) and add to the incident's counters, nothing else.
     fn touch(
         &mut self,
         incident_id: &str,
-        occurrence: &Occurrence,
+        fingerprint: &str,
+        starts_at: Timestamp,
+        at: Timestamp,
+        annotations: Option<&LabelSet>,
         counts: NotificationCounts,
     ) -> Result<(), Self::Error>;
+}
+
+/// A known occurrence as a repeat sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seen {
+    pub incident_id: String,
+    pub status: AlertStatus,
+    pub ends_at: Option<Timestamp>,
+    pub first_seen_at: Timestamp,
+    pub annotations: LabelSet,
 }
 
 /// What one alert of a notification did.
@@ -119,44 +139,51 @@ pub fn ingest<R: Repo>(
     alert: &ValidAlert,
     now: Timestamp,
 ) -> Result<Outcome, R::Error> {
-    match repo.occurrence(&alert.fingerprint, alert.starts_at)? {
-        Some((mut occ, incident_id)) => {
-            // Receipt times only move earlier when deliveries are replayed out of order; then
-            // the incident's detection time must follow, so it is recomputed.
-            let earlier = now < occ.first_seen_at;
-            occ.first_seen_at = occ.first_seen_at.min(now);
-            occ.last_seen_at = occ.last_seen_at.max(now);
-            occ.annotations = alert.annotations.clone();
-            let shrinks = match (occ.ends_at, alert.ends_at) {
-                (None, Some(_)) => true,
-                (Some(old), Some(new)) => new < old,
-                _ => false,
-            };
-            let (counts, effect) = match (occ.status, alert.status) {
-                (AlertStatus::Resolved, AlertStatus::Firing) => {
-                    (one(true, false, true), Effect::Stale)
-                }
-                (_, AlertStatus::Resolved) if shrinks => {
-                    occ.status = AlertStatus::Resolved;
-                    occ.ends_at = alert.ends_at;
-                    occ.resolved_by = Some("alertmanager".into());
-                    (
-                        one(true, false, false),
-                        Effect::AlertResolved {
-                            incident_resolved: false,
-                        },
-                    )
-                }
-                _ => (one(true, true, false), Effect::Duplicate),
-            };
-            if matches!(effect, Effect::Stale | Effect::Duplicate) && !earlier {
-                repo.touch(&incident_id, &occ, counts)?;
-                return Ok(simple(incident_id, &alert.fingerprint, effect));
-            }
-            update_member(repo, rules, &incident_id, occ, counts, effect, now)
-        }
-        None => place_new(repo, rules, group_key, alert, now),
+    let Some(seen) = repo.seen(&alert.fingerprint, alert.starts_at)? else {
+        return place_new(repo, rules, group_key, alert, now);
+    };
+    // Receipt times only move earlier when deliveries are replayed out of order; then the
+    // incident's detection time must follow, so it is recomputed.
+    let earlier = now < seen.first_seen_at;
+    let shrinks = match (seen.ends_at, alert.ends_at) {
+        (None, Some(_)) => true,
+        (Some(old), Some(new)) => new < old,
+        _ => false,
+    };
+    let (counts, effect) = match (seen.status, alert.status) {
+        (AlertStatus::Resolved, AlertStatus::Firing) => (one(true, false, true), Effect::Stale),
+        (_, AlertStatus::Resolved) if shrinks => (
+            one(true, false, false),
+            Effect::AlertResolved {
+                incident_resolved: false,
+            },
+        ),
+        _ => (one(true, true, false), Effect::Duplicate),
+    };
+    if matches!(effect, Effect::Stale | Effect::Duplicate) && !earlier {
+        let changed = (seen.annotations != alert.annotations).then_some(&alert.annotations);
+        repo.touch(
+            &seen.incident_id,
+            &alert.fingerprint,
+            alert.starts_at,
+            now,
+            changed,
+            counts,
+        )?;
+        return Ok(simple(seen.incident_id, &alert.fingerprint, effect));
     }
+    let Some((mut occ, incident_id)) = repo.occurrence(&alert.fingerprint, alert.starts_at)? else {
+        return place_new(repo, rules, group_key, alert, now);
+    };
+    occ.first_seen_at = occ.first_seen_at.min(now);
+    occ.last_seen_at = occ.last_seen_at.max(now);
+    occ.annotations = alert.annotations.clone();
+    if matches!(effect, Effect::AlertResolved { .. }) {
+        occ.status = AlertStatus::Resolved;
+        occ.ends_at = alert.ends_at;
+        occ.resolved_by = Some("alertmanager".into());
+    }
+    update_member(repo, rules, &incident_id, occ, counts, effect, now)
 }
 
 fn simple(incident_id: String, fingerprint: &str, effect: Effect) -> Outcome {

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 
 use chrono::{Datelike, Duration};
 
-use super::correlate::Repo;
+use super::correlate::{Repo, Seen};
 use super::lifecycle;
 use super::model::*;
 
@@ -122,19 +122,41 @@ impl Repo for MemoryRepo {
         Ok(())
     }
 
+    fn seen(
+        &mut self,
+        fingerprint: &str,
+        starts_at: Timestamp,
+    ) -> Result<Option<Seen>, Infallible> {
+        Ok(self
+            .occurrences
+            .get(&(fingerprint.to_string(), starts_at))
+            .map(|(o, id)| Seen {
+                incident_id: id.clone(),
+                status: o.status,
+                ends_at: o.ends_at,
+                first_seen_at: o.first_seen_at,
+                annotations: o.annotations.clone(),
+            }))
+    }
+
     fn touch(
         &mut self,
         incident_id: &str,
-        occurrence: &Occurrence,
+        fingerprint: &str,
+        starts_at: Timestamp,
+        at: Timestamp,
+        annotations: Option<&LabelSet>,
         counts: NotificationCounts,
     ) -> Result<(), Infallible> {
         if let Some((o, _)) = self
             .occurrences
-            .get_mut(&(occurrence.fingerprint.clone(), occurrence.starts_at))
+            .get_mut(&(fingerprint.to_string(), starts_at))
         {
-            o.first_seen_at = occurrence.first_seen_at;
-            o.last_seen_at = occurrence.last_seen_at;
-            o.annotations = occurrence.annotations.clone();
+            o.first_seen_at = o.first_seen_at.min(at);
+            o.last_seen_at = o.last_seen_at.max(at);
+            if let Some(a) = annotations {
+                o.annotations = a.clone();
+            }
         }
         if let Some(i) = self.incidents.get_mut(incident_id) {
             i.notifications.received += counts.received;

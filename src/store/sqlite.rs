@@ -262,24 +262,54 @@ impl Repo for SqliteRepo<'_> {
         Ok(())
     }
 
+    fn seen(&mut self, fingerprint: &str, starts_at: Timestamp) -> rusqlite::Result<Option<Seen>> {
+        self.tx
+            .prepare_cached(
+                "SELECT incident_id, status, ends_at, first_seen_at, annotations FROM occurrences \
+                 WHERE fingerprint = ?1 AND starts_at = ?2",
+            )?
+            .query_row(params![fingerprint, to_micros(starts_at)], |r| {
+                let status: String = r.get(1)?;
+                let annotations: String = r.get(4)?;
+                Ok(Seen {
+                    incident_id: r.get(0)?,
+                    status: AlertStatus::parse(&status)
+                        .ok_or_else(|| bad_column(1, "alert status", &status))?,
+                    ends_at: opt_time(r.get(2)?),
+                    first_seen_at: from_micros(r.get(3)?),
+                    annotations: serde_json::from_str(&annotations).unwrap_or_default(),
+                })
+            })
+            .optional()
+    }
+
     fn touch(
         &mut self,
         incident_id: &str,
-        o: &Occurrence,
+        fingerprint: &str,
+        starts_at: Timestamp,
+        at: Timestamp,
+        annotations: Option<&LabelSet>,
         counts: NotificationCounts,
     ) -> rusqlite::Result<()> {
-        self.tx
-            .prepare_cached(
-                "UPDATE occurrences SET first_seen_at = ?3, last_seen_at = ?4, annotations = ?5 \
-                 WHERE fingerprint = ?1 AND starts_at = ?2",
-            )?
-            .execute(params![
-                o.fingerprint,
-                to_micros(o.starts_at),
-                to_micros(o.first_seen_at),
-                to_micros(o.last_seen_at),
-                json(&o.annotations)
-            ])?;
+        let (fp, start, at) = (fingerprint, to_micros(starts_at), to_micros(at));
+        match annotations {
+            None => self
+                .tx
+                .prepare_cached(
+                    "UPDATE occurrences SET first_seen_at = min(first_seen_at, ?3), \
+                     last_seen_at = max(last_seen_at, ?3) WHERE fingerprint = ?1 AND starts_at = ?2",
+                )?
+                .execute(params![fp, start, at])?,
+            Some(a) => self
+                .tx
+                .prepare_cached(
+                    "UPDATE occurrences SET first_seen_at = min(first_seen_at, ?3), \
+                     last_seen_at = max(last_seen_at, ?3), annotations = ?4 \
+                     WHERE fingerprint = ?1 AND starts_at = ?2",
+                )?
+                .execute(params![fp, start, at, json(a)])?,
+        };
         self.tx
             .prepare_cached(
                 "UPDATE incidents SET received = received + ?2, duplicate = duplicate + ?3, \
