@@ -186,7 +186,15 @@ impl App {
                 slack.clone().handler(state.store.clone()),
             );
         }
-        let workers = runner.spawn(stop_rx.clone());
+        let mut workers = runner.spawn(stop_rx.clone());
+        if let Some(am) = &config.alertmanager {
+            let reconciler = crate::reconcile::Reconciler::new(am.clone())?;
+            workers.push(tokio::spawn(crate::reconcile::run(
+                reconciler,
+                state.clone(),
+                stop_rx.clone(),
+            )));
+        }
         let retention = tokio::spawn(prune_loop(
             state.clone(),
             config.storage.raw_payload_retention,

@@ -15,6 +15,7 @@ pub mod incident;
 pub mod jobs;
 pub mod postmortem;
 pub mod prometheus;
+pub mod reconcile;
 pub mod slack;
 pub mod store;
 pub mod time;

@@ -433,6 +433,40 @@ fn update_member<R: Repo>(
     })
 }
 
+/// Resolve a firing occurrence that Alertmanager no longer has (its resolve notification was
+/// lost), as noticed at `noticed_at`. `None` when there is nothing to do. Should the real
+/// resolve arrive later, its earlier `endsAt` replaces this one.
+pub fn resolve_gone<R: Repo>(
+    repo: &mut R,
+    rules: &Rules,
+    fingerprint: &str,
+    starts_at: Timestamp,
+    noticed_at: Timestamp,
+) -> Result<Option<Outcome>, R::Error> {
+    let Some((mut occ, incident_id)) = repo.occurrence(fingerprint, starts_at)? else {
+        return Ok(None);
+    };
+    if occ.status == AlertStatus::Resolved {
+        return Ok(None);
+    }
+    occ.status = AlertStatus::Resolved;
+    occ.ends_at = Some(noticed_at.max(occ.starts_at));
+    occ.resolved_by = Some("reconciler".into());
+    let effect = Effect::AlertResolved {
+        incident_resolved: false,
+    };
+    update_member(
+        repo,
+        rules,
+        &incident_id,
+        occ,
+        NotificationCounts::default(),
+        effect,
+        noticed_at,
+    )
+    .map(Some)
+}
+
 /// Why a person's action was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError<E> {

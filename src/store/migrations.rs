@@ -117,6 +117,10 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX occurrences_alertname ON occurrences (alertname);
     "#,
+    // 3: the reconciler lists firing occurrences.
+    r#"
+    CREATE INDEX occurrences_firing ON occurrences (fingerprint, starts_at) WHERE status = 'firing';
+    "#,
 ];
 
 /// Bring the schema up to date. Refuses a database written by a newer incidentd.

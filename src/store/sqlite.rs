@@ -585,3 +585,11 @@ pub fn set_slack_thread(
     .execute(params![incident_id, channel, ts])?;
     Ok(())
 }
+
+/// Every firing occurrence: `(fingerprint, starts_at)`.
+pub fn firing_occurrences(conn: &Connection) -> rusqlite::Result<Vec<(String, Timestamp)>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT fingerprint, starts_at FROM occurrences WHERE status = 'firing'")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, from_micros(r.get(1)?))))?;
+    rows.collect()
+}

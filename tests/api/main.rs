@@ -7,6 +7,7 @@ mod drafts;
 mod fake;
 mod helpers;
 mod incidents;
+mod reconcile;
 mod restart;
 mod slack;
 mod webhook;

@@ -1,0 +1,202 @@
+//! Lost resolves: compare the firing occurrences with Alertmanager's `/api/v2/alerts` and
+//! resolve those Alertmanager no longer has (its resolve notification never arrived: retries
+//! ran out, the receiver was down). Runs at startup and every `alertmanager.reconcile_interval`.
+//!
+//! An occurrence is resolved only when two rounds in a row, at least one interval apart, miss
+//! it, so a resolve notification still on its way (Alertmanager sends them at the next
+//! `group_interval`) usually wins; if it arrives later, its earlier `endsAt` replaces ours.
+//! Point `alertmanager.url` at the Alertmanager (cluster) that sends to incidentd: alerts that
+//! reach incidentd from another one would look missing.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use base64::Engine;
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use crate::alertmanager::parse_time;
+use crate::config::AlertmanagerConfig;
+use crate::http::AppState;
+use crate::incident::{correlate, Timestamp};
+use crate::jobs::{self, Change};
+use crate::store::sqlite::{self, SqliteRepo};
+
+/// An occurrence's identity.
+type Key = (String, Timestamp);
+
+/// Why asking Alertmanager failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("asking Alertmanager at {url} failed: {reason}")]
+    Alertmanager { url: String, reason: String },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GettableAlert {
+    fingerprint: String,
+    starts_at: String,
+}
+
+/// Which firing occurrences Alertmanager does not have. Pure.
+pub fn missing(firing: &[Key], active: &HashSet<Key>) -> Vec<Key> {
+    firing
+        .iter()
+        .filter(|k| !active.contains(*k))
+        .cloned()
+        .collect()
+}
+
+/// Asks Alertmanager and resolves what it lost track of.
+pub struct Reconciler {
+    client: reqwest::Client,
+    config: AlertmanagerConfig,
+    /// When each occurrence was first seen missing.
+    missed_since: HashMap<Key, Timestamp>,
+}
+
+impl Reconciler {
+    pub fn new(config: AlertmanagerConfig) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()?;
+        Ok(Reconciler {
+            client,
+            config,
+            missed_since: HashMap::new(),
+        })
+    }
+
+    /// Alertmanager's active alerts (silenced and inhibited ones included).
+    async fn active(&self) -> Result<HashSet<Key>, ReconcileError> {
+        let url = format!(
+            "{}/api/v2/alerts?active=true&silenced=true&inhibited=true&unprocessed=true",
+            self.config.url.trim_end_matches('/')
+        );
+        let fail = |reason: String| ReconcileError::Alertmanager {
+            url: self.config.url.clone(),
+            reason,
+        };
+        let mut req = self.client.get(&url);
+        if let Some(token) = &self.config.bearer_token {
+            req = req.bearer_auth(token.expose());
+        } else if let Some(b) = &self.config.basic_auth {
+            let pair = format!("{}:{}", b.username, b.password.expose());
+            let encoded = base64::engine::general_purpose::STANDARD.encode(pair);
+            req = req.header("Authorization", format!("Basic {encoded}"));
+        }
+        let response = req
+            .send()
+            .await
+            .map_err(|e| fail(e.without_url().to_string()))?;
+        if !response.status().is_success() {
+            return Err(fail(format!("HTTP {}", response.status())));
+        }
+        let alerts: Vec<GettableAlert> = response
+            .json()
+            .await
+            .map_err(|e| fail(e.without_url().to_string()))?;
+        Ok(alerts
+            .into_iter()
+            .filter_map(|a| match parse_time(&a.starts_at) {
+                Ok(Some(t)) => Some((a.fingerprint, t)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// One round: returns how many occurrences it resolved.
+    pub async fn round(&mut self, state: &AppState) -> Result<usize, ReconcileError> {
+        let active = self.active().await?;
+        let firing = state.store.read(sqlite::firing_occurrences).await?;
+        let now = state.now();
+        let gone = missing(&firing, &active);
+        let still: HashSet<&Key> = gone.iter().collect();
+        self.missed_since.retain(|k, _| still.contains(k));
+        let mut due = Vec::new();
+        for key in gone {
+            match self.missed_since.get(&key) {
+                Some(since) => due.push((key.clone(), *since)),
+                None => {
+                    self.missed_since.insert(key, now);
+                }
+            }
+        }
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let rules = state.rules.clone();
+        let planner = state.planner.clone();
+        let batch = due.clone();
+        let resolved = state
+            .store
+            .write(move |tx| {
+                let mut repo = SqliteRepo { tx, now };
+                let mut outcomes = Vec::new();
+                for ((fingerprint, starts_at), since) in &batch {
+                    if let Some(o) =
+                        correlate::resolve_gone(&mut repo, &rules, fingerprint, *starts_at, *since)?
+                    {
+                        outcomes.push(o);
+                    }
+                }
+                let changes: Vec<Change> = outcomes.iter().map(Change::Alert).collect();
+                jobs::plan(&*planner, tx, &changes)?;
+                Ok(outcomes)
+            })
+            .await?;
+        for (key, _) in &due {
+            self.missed_since.remove(key);
+        }
+        for o in &resolved {
+            tracing::warn!(
+                incident = %o.incident_id,
+                fingerprint = %o.fingerprint,
+                "Alertmanager no longer has this firing alert; resolved it (its resolve notification was lost)"
+            );
+        }
+        if !resolved.is_empty() {
+            state.wake.notify_waiters();
+        }
+        Ok(resolved.len())
+    }
+}
+
+/// Reconcile at startup and then every interval, until `stop`.
+pub async fn run(
+    mut reconciler: Reconciler,
+    state: Arc<AppState>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let every = reconciler.config.reconcile_interval;
+    loop {
+        if let Err(e) = reconciler.round(&state).await {
+            tracing::warn!(error = %e, "reconciliation with Alertmanager failed; will retry");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn only_occurrences_alertmanager_lacks_are_missing() {
+        let t = |s| chrono::Utc.timestamp_opt(s, 0).unwrap();
+        let firing = vec![
+            ("a".to_string(), t(1)),
+            ("b".to_string(), t(2)),
+            ("a".to_string(), t(3)),
+        ];
+        let active: HashSet<Key> = [("a".to_string(), t(3)), ("b".to_string(), t(2))].into();
+        assert_eq!(missing(&firing, &active), vec![("a".to_string(), t(1))]);
+    }
+}

@@ -1,0 +1,77 @@
+//! Lost resolves: what Alertmanager no longer has is resolved, what it has stays firing.
+
+use std::time::{Duration, Instant};
+
+use incidentd::config::{AlertmanagerConfig, Config};
+use serde_json::json;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_firing_alert_that_alertmanager_no_longer_has_is_resolved_by_reconciliation() {
+    let am = MockServer::start().await;
+    // Alertmanager still has the shop alert, and has forgotten the payment-service one.
+    let shop = payload(|v| {
+        v["alerts"][0]["labels"]["service"] = "shop".into();
+        v["alerts"][0]["fingerprint"] = "0000000000000shop".into();
+    });
+    let shop_alert: serde_json::Value =
+        serde_json::from_str::<serde_json::Value>(&shop).unwrap()["alerts"][0].clone();
+    Mock::given(method("GET"))
+        .and(path("/api/v2/alerts"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([{
+            "fingerprint": shop_alert["fingerprint"],
+            "startsAt": shop_alert["startsAt"],
+            "endsAt": "2026-11-23T02:40:00Z",
+            "labels": shop_alert["labels"],
+            "annotations": {},
+            "receivers": [{"name": "incidentd"}],
+            "status": {"state": "active", "silencedBy": [], "inhibitedBy": []},
+            "updatedAt": "2026-11-23T02:26:28.742Z"
+        }])))
+        .mount(&am)
+        .await;
+    let mut config = Config::default();
+    config.alertmanager = Some(AlertmanagerConfig {
+        url: am.uri(),
+        reconcile_interval: Duration::from_millis(200),
+        bearer_token: None,
+        basic_auth: None,
+    });
+    let app = spawn_app_with(config).await;
+    app.set_time(time("2026-11-23T02:30:00Z"));
+    app.post_webhook(payload(|_| {})).await;
+    app.post_webhook(shop).await;
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let incident = loop {
+        let i = app.incident("INC-2026-0001").await;
+        if i["status"] == "resolved" {
+            break i;
+        }
+        assert!(Instant::now() < deadline, "never reconciled: {i}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(incident["alerts"][0]["resolved_by"], "reconciler");
+    assert_eq!(
+        incident["resolved_at"], "2026-11-23T02:30:00Z",
+        "when it was first noticed missing"
+    );
+    let texts: Vec<&str> = incident["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("Alertmanager no longer had it")),
+        "{texts:?}"
+    );
+    // Alertmanager still has the shop alert: it stays open.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(app.incident("INC-2026-0002").await["status"], "open");
+}
