@@ -12,6 +12,11 @@ use incidentd::cli::{self, incidents, replay};
 use incidentd::config::{self, Config};
 use incidentd::incident::Status;
 
+// The webhook path allocates many small maps and strings per alert; mimalloc handles that
+// with far less time in the allocator than glibc's malloc (measured: see BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "incidentd",
