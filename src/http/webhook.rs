@@ -102,16 +102,13 @@ async fn ingest(
                 tx,
                 now: received_at,
             };
-            let mut outcomes = Vec::with_capacity(notification.alerts.len());
-            for alert in &notification.alerts {
-                outcomes.push(correlate::ingest(
-                    &mut repo,
-                    &rules,
-                    &notification.group_key,
-                    alert,
-                    received_at,
-                )?);
-            }
+            let outcomes = correlate::ingest_all(
+                &mut repo,
+                &rules,
+                &notification.group_key,
+                &notification.alerts,
+                received_at,
+            )?;
             let changes: Vec<Change> = outcomes.iter().map(Change::Alert).collect();
             jobs::plan(&*planner, tx, &changes)?;
             Ok(outcomes)

@@ -61,17 +61,18 @@ pub trait Repo {
         starts_at: Timestamp,
     ) -> Result<Option<Seen>, Self::Error>;
 
-    /// A repeat or stale notification: mark the occurrence seen at `at` (and replace its
-    /// annotations when they changed) and add to the incident's counters, nothing else.
+    /// A repeat or stale notification: mark the occurrence seen at `at` and replace its
+    /// annotations when they changed, nothing else.
     fn touch(
         &mut self,
-        incident_id: &str,
         fingerprint: &str,
         starts_at: Timestamp,
         at: Timestamp,
         annotations: Option<&LabelSet>,
-        counts: NotificationCounts,
     ) -> Result<(), Self::Error>;
+
+    /// Add to an incident's notification counters.
+    fn count(&mut self, incident_id: &str, counts: NotificationCounts) -> Result<(), Self::Error>;
 }
 
 /// A known occurrence as a repeat sees it.
@@ -139,6 +140,46 @@ pub fn ingest<R: Repo>(
     alert: &ValidAlert,
     now: Timestamp,
 ) -> Result<Outcome, R::Error> {
+    let mut outcomes = ingest_all(repo, rules, group_key, std::slice::from_ref(alert), now)?;
+    Ok(outcomes.remove(0))
+}
+
+/// Apply every alert of a notification received at `now`, in order. Repeats only add to
+/// counters, which are written once per incident at the end (Alertmanager resends whole
+/// groups, so most alerts of most notifications are repeats).
+pub fn ingest_all<R: Repo>(
+    repo: &mut R,
+    rules: &Rules,
+    group_key: &str,
+    alerts: &[ValidAlert],
+    now: Timestamp,
+) -> Result<Vec<Outcome>, R::Error> {
+    let mut repeats: Vec<(String, NotificationCounts)> = Vec::new();
+    let mut outcomes = Vec::with_capacity(alerts.len());
+    for alert in alerts {
+        outcomes.push(ingest_one(
+            repo,
+            rules,
+            group_key,
+            alert,
+            now,
+            &mut repeats,
+        )?);
+    }
+    for (incident_id, counts) in repeats {
+        repo.count(&incident_id, counts)?;
+    }
+    Ok(outcomes)
+}
+
+fn ingest_one<R: Repo>(
+    repo: &mut R,
+    rules: &Rules,
+    group_key: &str,
+    alert: &ValidAlert,
+    now: Timestamp,
+    repeats: &mut Vec<(String, NotificationCounts)>,
+) -> Result<Outcome, R::Error> {
     let Some(seen) = repo.seen(&alert.fingerprint, alert.starts_at)? else {
         return place_new(repo, rules, group_key, alert, now);
     };
@@ -162,14 +203,11 @@ pub fn ingest<R: Repo>(
     };
     if matches!(effect, Effect::Stale | Effect::Duplicate) && !earlier {
         let changed = (seen.annotations != alert.annotations).then_some(&alert.annotations);
-        repo.touch(
-            &seen.incident_id,
-            &alert.fingerprint,
-            alert.starts_at,
-            now,
-            changed,
-            counts,
-        )?;
+        repo.touch(&alert.fingerprint, alert.starts_at, now, changed)?;
+        match repeats.iter_mut().find(|(id, _)| *id == seen.incident_id) {
+            Some((_, total)) => add_counts(total, counts),
+            None => repeats.push((seen.incident_id.clone(), counts)),
+        }
         return Ok(simple(seen.incident_id, &alert.fingerprint, effect));
     }
     let Some((mut occ, incident_id)) = repo.occurrence(&alert.fingerprint, alert.starts_at)? else {

@@ -141,12 +141,10 @@ impl Repo for MemoryRepo {
 
     fn touch(
         &mut self,
-        incident_id: &str,
         fingerprint: &str,
         starts_at: Timestamp,
         at: Timestamp,
         annotations: Option<&LabelSet>,
-        counts: NotificationCounts,
     ) -> Result<(), Infallible> {
         if let Some((o, _)) = self
             .occurrences
@@ -158,6 +156,10 @@ impl Repo for MemoryRepo {
                 o.annotations = a.clone();
             }
         }
+        Ok(())
+    }
+
+    fn count(&mut self, incident_id: &str, counts: NotificationCounts) -> Result<(), Infallible> {
         if let Some(i) = self.incidents.get_mut(incident_id) {
             i.notifications.received += counts.received;
             i.notifications.duplicate += counts.duplicate;

@@ -285,12 +285,10 @@ impl Repo for SqliteRepo<'_> {
 
     fn touch(
         &mut self,
-        incident_id: &str,
         fingerprint: &str,
         starts_at: Timestamp,
         at: Timestamp,
         annotations: Option<&LabelSet>,
-        counts: NotificationCounts,
     ) -> rusqlite::Result<()> {
         let (fp, start, at) = (fingerprint, to_micros(starts_at), to_micros(at));
         match annotations {
@@ -310,6 +308,10 @@ impl Repo for SqliteRepo<'_> {
                 )?
                 .execute(params![fp, start, at, json(a)])?,
         };
+        Ok(())
+    }
+
+    fn count(&mut self, incident_id: &str, counts: NotificationCounts) -> rusqlite::Result<()> {
         self.tx
             .prepare_cached(
                 "UPDATE incidents SET received = received + ?2, duplicate = duplicate + ?3, \
