@@ -33,13 +33,15 @@ async fn a_firing_alert_that_alertmanager_no_longer_has_is_resolved_by_reconcili
         }])))
         .mount(&am)
         .await;
-    let mut config = Config::default();
-    config.alertmanager = Some(AlertmanagerConfig {
-        url: am.uri(),
-        reconcile_interval: Duration::from_millis(200),
-        bearer_token: None,
-        basic_auth: None,
-    });
+    let config = Config {
+        alertmanager: Some(AlertmanagerConfig {
+            url: am.uri(),
+            reconcile_interval: Duration::from_millis(200),
+            bearer_token: None,
+            basic_auth: None,
+        }),
+        ..Config::default()
+    };
     let app = spawn_app_with(config).await;
     app.set_time(time("2026-11-23T02:30:00Z"));
     app.post_webhook(payload(|_| {})).await;
