@@ -38,8 +38,9 @@ pub struct Notification {
 #[serde(rename_all = "camelCase")]
 pub struct Alert {
     pub status: AlertStatus,
+    #[serde(deserialize_with = "unique_keys")]
     pub labels: LabelSet,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "unique_keys")]
     pub annotations: LabelSet,
     pub starts_at: String,
     #[serde(default)]
@@ -47,6 +48,29 @@ pub struct Alert {
     #[serde(default, rename = "generatorURL")]
     pub generator_url: String,
     pub fingerprint: String,
+}
+
+/// A label or annotation map in which a name appears twice is malformed (Prometheus never
+/// sends one); taking either value silently would hide the problem.
+fn unique_keys<'de, D: serde::Deserializer<'de>>(d: D) -> Result<LabelSet, D::Error> {
+    struct Unique;
+    impl<'de> serde::de::Visitor<'de> for Unique {
+        type Value = LabelSet;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a map of names to string values")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<LabelSet, A::Error> {
+            let mut out = LabelSet::new();
+            while let Some((k, v)) = map.next_entry::<String, String>()? {
+                if out.contains_key(&k) {
+                    return Err(serde::de::Error::custom(format!("duplicate name {k:?}")));
+                }
+                out.insert(k, v);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Unique)
 }
 
 /// An alert after validation: times parsed, `endsAt` only where it means something.

@@ -12,6 +12,8 @@
 //!   nearer one. They are split when a resolve shows that their members no longer connect,
 //!   so the result does not depend on the order of arrival (a property test checks it).
 
+use std::collections::{BTreeSet, HashMap};
+
 use chrono::Duration;
 
 use super::lifecycle::{self, Rules};
@@ -144,9 +146,9 @@ pub fn ingest<R: Repo>(
     Ok(outcomes.remove(0))
 }
 
-/// Apply every alert of a notification received at `now`, in order. Repeats only add to
-/// counters, which are written once per incident at the end (Alertmanager resends whole
-/// groups, so most alerts of most notifications are repeats).
+/// Apply every alert of a notification received at `now`, in order. Each incident the
+/// notification changes is recomputed and written once at the end, and repeats only add to
+/// counters, so a notification of thousands of alerts costs linear time.
 pub fn ingest_all<R: Repo>(
     repo: &mut R,
     rules: &Rules,
@@ -154,74 +156,453 @@ pub fn ingest_all<R: Repo>(
     alerts: &[ValidAlert],
     now: Timestamp,
 ) -> Result<Vec<Outcome>, R::Error> {
-    let mut repeats: Vec<(String, NotificationCounts)> = Vec::new();
-    let mut outcomes = Vec::with_capacity(alerts.len());
+    let mut batch = Batch::new(rules, now);
     for alert in alerts {
-        outcomes.push(ingest_one(
-            repo,
-            rules,
-            group_key,
-            alert,
-            now,
-            &mut repeats,
-        )?);
+        batch.alert(repo, group_key, alert)?;
     }
-    for (incident_id, counts) in repeats {
-        repo.count(&incident_id, counts)?;
-    }
-    Ok(outcomes)
+    batch.finish(repo)
 }
 
-fn ingest_one<R: Repo>(
+/// Resolve a firing occurrence that Alertmanager no longer has (its resolve notification was
+/// lost), as noticed at `noticed_at`. `None` when there is nothing to do. Should the real
+/// resolve arrive later, its earlier `endsAt` replaces this one.
+pub fn resolve_gone<R: Repo>(
     repo: &mut R,
     rules: &Rules,
-    group_key: &str,
-    alert: &ValidAlert,
-    now: Timestamp,
-    repeats: &mut Vec<(String, NotificationCounts)>,
-) -> Result<Outcome, R::Error> {
-    let Some(seen) = repo.seen(&alert.fingerprint, alert.starts_at)? else {
-        return place_new(repo, rules, group_key, alert, now);
+    fingerprint: &str,
+    starts_at: Timestamp,
+    noticed_at: Timestamp,
+) -> Result<Option<Outcome>, R::Error> {
+    let mut batch = Batch::new(rules, noticed_at);
+    let Some(seen) = repo.seen(fingerprint, starts_at)? else {
+        return Ok(None);
     };
-    // Receipt times only move earlier when deliveries are replayed out of order; then the
-    // incident's detection time must follow, so it is recomputed.
-    let earlier = now < seen.first_seen_at;
-    let shrinks = match (seen.ends_at, alert.ends_at) {
+    if seen.status == AlertStatus::Resolved {
+        return Ok(None);
+    }
+    let Some(w) = batch.load(repo, &seen.incident_id)? else {
+        return Ok(None);
+    };
+    let key = (fingerprint.to_string(), starts_at);
+    let Some(&(_, m)) = batch.members.get(&key) else {
+        return Ok(None);
+    };
+    let work = &mut batch.work[w];
+    let occ = &mut work.incident.alerts[m];
+    occ.status = AlertStatus::Resolved;
+    occ.ends_at = Some(noticed_at.max(occ.starts_at));
+    occ.resolved_by = Some("reconciler".into());
+    work.touched(key.clone(), true);
+    batch.push_outcome(
+        w,
+        key,
+        Effect::AlertResolved {
+            incident_resolved: false,
+        },
+    );
+    Ok(batch.finish(repo)?.into_iter().next())
+}
+
+type Key = (String, Timestamp);
+
+/// An incident loaded or opened while applying one notification.
+struct Work {
+    incident: Incident,
+    /// Members to write back.
+    changed: BTreeSet<Key>,
+    /// Status and severity before this notification; `None` when it opened the incident.
+    before: Option<(Status, Option<String>)>,
+    dirty: bool,
+    /// A member's end moved earlier: the incident may no longer hang together.
+    shrank: bool,
+    /// The incident's span, kept current as members join; `None` when it must be recomputed.
+    span: Option<(Timestamp, Option<Timestamp>)>,
+}
+
+impl Work {
+    fn touched(&mut self, key: Key, shrank: bool) {
+        self.changed.insert(key);
+        self.dirty = true;
+        if shrank {
+            self.shrank = true;
+            self.span = None;
+        }
+    }
+
+    fn span(&mut self) -> (Timestamp, Option<Timestamp>) {
+        *self
+            .span
+            .get_or_insert_with(|| lifecycle::span(&self.incident.alerts))
+    }
+}
+
+/// The incidents one notification touches, applied in memory and written once at the end.
+struct Batch<'r> {
+    rules: &'r Rules,
+    now: Timestamp,
+    work: Vec<Work>,
+    by_id: HashMap<String, usize>,
+    by_key: HashMap<String, Vec<usize>>,
+    /// Every member of a loaded incident: `(work index, member index)`.
+    members: HashMap<Key, (usize, usize)>,
+    /// Repeats of occurrences whose incident is not loaded: counters only.
+    repeats: Vec<(String, NotificationCounts)>,
+    outcomes: Vec<Outcome>,
+    /// For each outcome: its occurrence and, when it touched a loaded incident, which one.
+    origins: Vec<(Key, Option<usize>)>,
+}
+
+enum Change3 {
+    Stale,
+    Resolve,
+    Repeat,
+}
+
+/// What a notification's alert means for an occurrence in state `(status, ends_at)`.
+fn classify(status: AlertStatus, ends_at: Option<Timestamp>, alert: &ValidAlert) -> Change3 {
+    let shrinks = match (ends_at, alert.ends_at) {
         (None, Some(_)) => true,
         (Some(old), Some(new)) => new < old,
         _ => false,
     };
-    let (counts, effect) = match (seen.status, alert.status) {
-        (AlertStatus::Resolved, AlertStatus::Firing) => (one(true, false, true), Effect::Stale),
-        (_, AlertStatus::Resolved) if shrinks => (
-            one(true, false, false),
-            Effect::AlertResolved {
-                incident_resolved: false,
-            },
-        ),
-        _ => (one(true, true, false), Effect::Duplicate),
-    };
-    if matches!(effect, Effect::Stale | Effect::Duplicate) && !earlier {
-        let changed = (seen.annotations != alert.annotations).then_some(&alert.annotations);
-        repo.touch(&alert.fingerprint, alert.starts_at, now, changed)?;
-        match repeats.iter_mut().find(|(id, _)| *id == seen.incident_id) {
-            Some((_, total)) => add_counts(total, counts),
-            None => repeats.push((seen.incident_id.clone(), counts)),
+    match (status, alert.status) {
+        (AlertStatus::Resolved, AlertStatus::Firing) => Change3::Stale,
+        (_, AlertStatus::Resolved) if shrinks => Change3::Resolve,
+        _ => Change3::Repeat,
+    }
+}
+
+impl<'r> Batch<'r> {
+    fn new(rules: &'r Rules, now: Timestamp) -> Self {
+        Batch {
+            rules,
+            now,
+            work: Vec::new(),
+            by_id: HashMap::new(),
+            by_key: HashMap::new(),
+            members: HashMap::new(),
+            repeats: Vec::new(),
+            outcomes: Vec::new(),
+            origins: Vec::new(),
         }
-        return Ok(simple(seen.incident_id, &alert.fingerprint, effect));
     }
-    let Some((mut occ, incident_id)) = repo.occurrence(&alert.fingerprint, alert.starts_at)? else {
-        return place_new(repo, rules, group_key, alert, now);
-    };
-    occ.first_seen_at = occ.first_seen_at.min(now);
-    occ.last_seen_at = occ.last_seen_at.max(now);
-    occ.annotations = alert.annotations.clone();
-    if matches!(effect, Effect::AlertResolved { .. }) {
-        occ.status = AlertStatus::Resolved;
-        occ.ends_at = alert.ends_at;
-        occ.resolved_by = Some("alertmanager".into());
+
+    fn register(&mut self, incident: Incident, before: Option<(Status, Option<String>)>) -> usize {
+        let w = self.work.len();
+        for (m, o) in incident.alerts.iter().enumerate() {
+            self.members
+                .insert((o.fingerprint.clone(), o.starts_at), (w, m));
+        }
+        self.by_id.insert(incident.id.clone(), w);
+        self.by_key.entry(incident.key.clone()).or_default().push(w);
+        self.work.push(Work {
+            incident,
+            changed: BTreeSet::new(),
+            before,
+            dirty: false,
+            shrank: false,
+            span: None,
+        });
+        w
     }
-    update_member(repo, rules, &incident_id, occ, counts, effect, now)
+
+    /// The incident in the batch, loading it from the store on first use.
+    fn load<R: Repo>(&mut self, repo: &mut R, id: &str) -> Result<Option<usize>, R::Error> {
+        if let Some(&w) = self.by_id.get(id) {
+            return Ok(Some(w));
+        }
+        let Some(incident) = repo.load(id)? else {
+            return Ok(None);
+        };
+        let before = Some((incident.status, incident.severity.clone()));
+        Ok(Some(self.register(incident, before)))
+    }
+
+    fn push_outcome(&mut self, w: usize, key: Key, effect: Effect) {
+        self.outcomes
+            .push(simple(self.work[w].incident.id.clone(), &key.0, effect));
+        self.origins.push((key, Some(w)));
+    }
+
+    fn alert<R: Repo>(
+        &mut self,
+        repo: &mut R,
+        group_key: &str,
+        alert: &ValidAlert,
+    ) -> Result<(), R::Error> {
+        let key: Key = (alert.fingerprint.clone(), alert.starts_at);
+        if !self.members.contains_key(&key) {
+            match repo.seen(&alert.fingerprint, alert.starts_at)? {
+                None => return self.place_new(repo, group_key, alert, key),
+                Some(seen) => {
+                    // Receipt times only move earlier when deliveries are replayed out of
+                    // order; then the incident's detection time must follow.
+                    let earlier = self.now < seen.first_seen_at;
+                    let change = classify(seen.status, seen.ends_at, alert);
+                    if matches!(change, Change3::Repeat | Change3::Stale)
+                        && !earlier
+                        && !self.by_id.contains_key(&seen.incident_id)
+                    {
+                        let stale = matches!(change, Change3::Stale);
+                        let counts = one(true, !stale, stale);
+                        let changed =
+                            (seen.annotations != alert.annotations).then_some(&alert.annotations);
+                        repo.touch(&alert.fingerprint, alert.starts_at, self.now, changed)?;
+                        match self
+                            .repeats
+                            .iter_mut()
+                            .find(|(id, _)| *id == seen.incident_id)
+                        {
+                            Some((_, total)) => add_counts(total, counts),
+                            None => self.repeats.push((seen.incident_id.clone(), counts)),
+                        }
+                        let effect = if stale {
+                            Effect::Stale
+                        } else {
+                            Effect::Duplicate
+                        };
+                        self.outcomes
+                            .push(simple(seen.incident_id, &alert.fingerprint, effect));
+                        self.origins.push((key, None));
+                        return Ok(());
+                    }
+                    if self.load(repo, &seen.incident_id)?.is_none()
+                        || !self.members.contains_key(&key)
+                    {
+                        // Its incident is gone (pruned): nothing to update.
+                        self.outcomes.push(simple(
+                            seen.incident_id,
+                            &alert.fingerprint,
+                            Effect::Duplicate,
+                        ));
+                        self.origins.push((key, None));
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        let (w, m) = self.members[&key];
+        let now = self.now;
+        let work = &mut self.work[w];
+        let occ = &mut work.incident.alerts[m];
+        occ.first_seen_at = occ.first_seen_at.min(now);
+        occ.last_seen_at = occ.last_seen_at.max(now);
+        occ.annotations = alert.annotations.clone();
+        let (counts, effect, shrank) = match classify(occ.status, occ.ends_at, alert) {
+            Change3::Stale => (one(true, false, true), Effect::Stale, false),
+            Change3::Resolve => {
+                occ.status = AlertStatus::Resolved;
+                occ.ends_at = alert.ends_at;
+                occ.resolved_by = Some("alertmanager".into());
+                let effect = Effect::AlertResolved {
+                    incident_resolved: false,
+                };
+                (one(true, false, false), effect, true)
+            }
+            Change3::Repeat => (one(true, true, false), Effect::Duplicate, false),
+        };
+        add_counts(&mut work.incident.notifications, counts);
+        work.touched(key.clone(), shrank);
+        self.push_outcome(w, key, effect);
+        Ok(())
+    }
+
+    fn place_new<R: Repo>(
+        &mut self,
+        repo: &mut R,
+        group_key: &str,
+        alert: &ValidAlert,
+        key: Key,
+    ) -> Result<(), R::Error> {
+        let occ = new_occurrence(group_key, alert, self.now);
+        let incident_key = key_of(self.rules, &occ.labels, group_key);
+        let interval = (occ.starts_at, occ.ends_at);
+        let window = self.rules.reopen_window;
+
+        let mut ids = repo.candidates(&incident_key, occ.starts_at, occ.ends_at, window)?;
+        for &w in self.by_key.get(&incident_key).into_iter().flatten() {
+            let id = &self.work[w].incident.id;
+            if !ids.contains(id) {
+                ids.push(id.clone());
+            }
+        }
+        let mut best: Option<(Duration, Timestamp, String, usize)> = None;
+        let mut matches = 0;
+        for id in ids {
+            let Some(w) = self.load(repo, &id)? else {
+                continue;
+            };
+            if self.work[w].incident.alerts.is_empty() {
+                continue;
+            }
+            let sp = self.work[w].span();
+            if !lifecycle::connected(interval, sp, window) {
+                continue;
+            }
+            matches += 1;
+            let rank = (lifecycle::distance(interval, sp), sp.0, id);
+            if best
+                .as_ref()
+                .is_none_or(|(d, s, i, _)| (&rank.0, &rank.1, &rank.2) < (d, s, i))
+            {
+                best = Some((rank.0, rank.1, rank.2, w));
+            }
+        }
+
+        let w = match best {
+            Some((_, _, _, w)) => w,
+            None => {
+                let id = repo.next_id(self.now)?;
+                let incident = Incident {
+                    id,
+                    key: incident_key,
+                    title: String::new(),
+                    status: Status::Open,
+                    severity: None,
+                    service: None,
+                    impact_start: None,
+                    impact_start_method: ImpactMethod::StartsAt,
+                    fired_at: occ.starts_at,
+                    detected_at: self.now,
+                    acknowledged_at: None,
+                    acknowledged_by: None,
+                    resolved_at: None,
+                    resolved_by: None,
+                    reopen_count: 0,
+                    notifications: NotificationCounts::default(),
+                    version: 0,
+                    alerts: Vec::new(),
+                    timeline: Vec::new(),
+                };
+                self.register(incident, None)
+            }
+        };
+        let work = &mut self.work[w];
+        let m = work.incident.alerts.len();
+        if let Some((start, end)) = work.span {
+            work.span = Some((start.min(occ.starts_at), lifecycle_later(end, occ.ends_at)));
+        }
+        work.incident.alerts.push(occ);
+        add_counts(&mut work.incident.notifications, one(true, false, false));
+        work.touched(key.clone(), false);
+        let effect = if work.before.is_none() && m == 0 {
+            Effect::Opened
+        } else {
+            Effect::Joined
+        };
+        self.members.insert(key.clone(), (w, m));
+        self.push_outcome(w, key, effect);
+        if matches > 1 {
+            if let Some(o) = self.outcomes.last_mut() {
+                o.bridged = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Recompute and write every changed incident once, splitting those whose members no
+    /// longer connect; flush the counters of repeats.
+    fn finish<R: Repo>(mut self, repo: &mut R) -> Result<Vec<Outcome>, R::Error> {
+        let rules = self.rules;
+        let now = self.now;
+        let mut moved: HashMap<Key, String> = HashMap::new();
+        let mut split_off: HashMap<usize, Vec<String>> = HashMap::new();
+        for w in 0..self.work.len() {
+            if !self.work[w].dirty {
+                continue;
+            }
+            let work = &mut self.work[w];
+            if work.shrank {
+                let groups = lifecycle::components(&work.incident.alerts, rules.reopen_window);
+                if groups.len() > 1 {
+                    let mut all: Vec<Option<Occurrence>> =
+                        work.incident.alerts.drain(..).map(Some).collect();
+                    let mut take = |idx: &[usize]| -> Vec<Occurrence> {
+                        idx.iter().filter_map(|&i| all[i].take()).collect()
+                    };
+                    let kept = take(&groups[0]);
+                    let parts: Vec<Vec<Occurrence>> = groups[1..].iter().map(|g| take(g)).collect();
+                    work.incident.alerts = kept;
+                    for members in parts {
+                        let id = repo.next_id(now)?;
+                        let mut part = Incident {
+                            id: id.clone(),
+                            alerts: members,
+                            timeline: Vec::new(),
+                            version: 0,
+                            notifications: NotificationCounts::default(),
+                            acknowledged_at: None,
+                            acknowledged_by: None,
+                            impact_start_method: ImpactMethod::StartsAt,
+                            ..work.incident.clone()
+                        };
+                        let derived = apply(&mut part, rules);
+                        let refs: Vec<&Occurrence> = part.alerts.iter().collect();
+                        repo.save(&part, &refs, &derived)?;
+                        for o in &part.alerts {
+                            moved.insert((o.fingerprint.clone(), o.starts_at), id.clone());
+                        }
+                        split_off.entry(w).or_default().push(id);
+                    }
+                }
+            }
+            let derived = apply(&mut work.incident, rules);
+            let refs: Vec<&Occurrence> = work
+                .incident
+                .alerts
+                .iter()
+                .filter(|o| work.changed.contains(&(o.fingerprint.clone(), o.starts_at)))
+                .collect();
+            repo.save(&work.incident, &refs, &derived)?;
+        }
+
+        // Effects that only the final state tells: reopened, resolved, severity raised.
+        let mut reopened: BTreeSet<usize> = BTreeSet::new();
+        let mut severity_told: BTreeSet<usize> = BTreeSet::new();
+        for (o, (key, w)) in self.outcomes.iter_mut().zip(&self.origins) {
+            if let Some(id) = moved.get(key) {
+                o.incident_id = id.clone();
+            }
+            let Some(w) = *w else { continue };
+            let work = &self.work[w];
+            let status = work.incident.status;
+            match &mut o.effect {
+                Effect::AlertResolved { incident_resolved } => {
+                    *incident_resolved = status == Status::Resolved && !moved.contains_key(key);
+                    if let Some(ids) = split_off.remove(&w) {
+                        o.split_off = ids;
+                    }
+                }
+                Effect::Joined => {
+                    if let Some((Status::Resolved, _)) = work.before {
+                        if status != Status::Resolved && reopened.insert(w) {
+                            o.effect = Effect::Reopened;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if let Some((_, before)) = &work.before {
+                if *before != work.incident.severity
+                    && matches!(o.effect, Effect::Joined | Effect::Reopened)
+                    && severity_told.insert(w)
+                {
+                    o.severity_changed = Some((before.clone(), work.incident.severity.clone()));
+                }
+            }
+        }
+        for (incident_id, counts) in &self.repeats {
+            repo.count(incident_id, *counts)?;
+        }
+        Ok(self.outcomes)
+    }
+}
+
+fn lifecycle_later(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        _ => None,
+    }
 }
 
 fn simple(incident_id: String, fingerprint: &str, effect: Effect) -> Outcome {
@@ -257,98 +638,6 @@ pub fn key_of(rules: &Rules, labels: &LabelSet, group_key: &str) -> String {
     correlation_key(labels, &rules.group_by).unwrap_or_else(|| format!("groupKey={group_key}"))
 }
 
-fn place_new<R: Repo>(
-    repo: &mut R,
-    rules: &Rules,
-    group_key: &str,
-    alert: &ValidAlert,
-    now: Timestamp,
-) -> Result<Outcome, R::Error> {
-    let occ = new_occurrence(group_key, alert, now);
-    let key = key_of(rules, &occ.labels, group_key);
-    let interval = (occ.starts_at, occ.ends_at);
-    let window = rules.reopen_window;
-
-    let mut best: Option<(Duration, Timestamp, Incident)> = None;
-    let mut matches = 0;
-    for id in repo.candidates(&key, occ.starts_at, occ.ends_at, window)? {
-        let Some(incident) = repo.load(&id)? else {
-            continue;
-        };
-        if incident.alerts.is_empty() {
-            continue;
-        }
-        let sp = lifecycle::span(&incident.alerts);
-        if !lifecycle::connected(interval, sp, window) {
-            continue;
-        }
-        matches += 1;
-        let rank = (lifecycle::distance(interval, sp), sp.0);
-        let better = match &best {
-            None => true,
-            Some((d, s, b)) => (rank.0, rank.1, &incident.id) < (*d, *s, &b.id),
-        };
-        if better {
-            best = Some((rank.0, rank.1, incident));
-        }
-    }
-
-    let counts = one(true, false, false);
-    match best {
-        None => {
-            let id = repo.next_id(now)?;
-            let mut incident = Incident {
-                id: id.clone(),
-                key,
-                title: String::new(),
-                status: Status::Open,
-                severity: None,
-                service: None,
-                impact_start: None,
-                impact_start_method: ImpactMethod::StartsAt,
-                fired_at: occ.starts_at,
-                detected_at: now,
-                acknowledged_at: None,
-                acknowledged_by: None,
-                resolved_at: None,
-                resolved_by: None,
-                reopen_count: 0,
-                notifications: counts,
-                version: 0,
-                alerts: vec![occ],
-                timeline: Vec::new(),
-            };
-            let derived = apply(&mut incident, rules);
-            let members: Vec<&Occurrence> = incident.alerts.iter().collect();
-            repo.save(&incident, &members, &derived)?;
-            Ok(simple(id, &alert.fingerprint, Effect::Opened))
-        }
-        Some((_, _, mut incident)) => {
-            let was_resolved = incident.status == Status::Resolved;
-            let severity_before = incident.severity.clone();
-            incident.alerts.push(occ);
-            add_counts(&mut incident.notifications, counts);
-            let derived = apply(&mut incident, rules);
-            let member = incident.alerts.last().expect("just pushed");
-            repo.save(&incident, &[member], &derived)?;
-            let effect = if was_resolved && incident.status != Status::Resolved {
-                Effect::Reopened
-            } else {
-                Effect::Joined
-            };
-            Ok(Outcome {
-                severity_changed: (incident.severity != severity_before)
-                    .then(|| (severity_before, incident.severity.clone())),
-                incident_id: incident.id,
-                fingerprint: alert.fingerprint.clone(),
-                effect,
-                bridged: matches > 1,
-                split_off: Vec::new(),
-            })
-        }
-    }
-}
-
 fn add_counts(total: &mut NotificationCounts, more: NotificationCounts) {
     total.received += more.received;
     total.duplicate += more.duplicate;
@@ -374,135 +663,6 @@ fn apply(incident: &mut Incident, rules: &Rules) -> Vec<TimelineEvent> {
     }
     incident.version += 1;
     d.events
-}
-
-/// Replace a member of its incident and recompute; `effect` is what the caller saw happen.
-fn update_member<R: Repo>(
-    repo: &mut R,
-    rules: &Rules,
-    incident_id: &str,
-    occ: Occurrence,
-    counts: NotificationCounts,
-    effect: Effect,
-    now: Timestamp,
-) -> Result<Outcome, R::Error> {
-    let Some(mut incident) = repo.load(incident_id)? else {
-        // The occurrence points at an incident that is gone (pruned): nothing to update.
-        return Ok(simple(
-            incident_id.to_string(),
-            &occ.fingerprint,
-            Effect::Duplicate,
-        ));
-    };
-    let severity_before = incident.severity.clone();
-    add_counts(&mut incident.notifications, counts);
-    let Some(slot) = incident
-        .alerts
-        .iter_mut()
-        .find(|m| m.fingerprint == occ.fingerprint && m.starts_at == occ.starts_at)
-    else {
-        return Ok(simple(
-            incident_id.to_string(),
-            &occ.fingerprint,
-            Effect::Duplicate,
-        ));
-    };
-    *slot = occ.clone();
-
-    // A member's end moved earlier: its incident may no longer hang together.
-    let groups = lifecycle::components(&incident.alerts, rules.reopen_window);
-    let mut split_off = Vec::new();
-    let mut home = incident.id.clone();
-    if groups.len() > 1 {
-        let mut all: Vec<Option<Occurrence>> = incident.alerts.drain(..).map(Some).collect();
-        let mut take = |idx: &[usize]| -> Vec<Occurrence> {
-            idx.iter().filter_map(|&i| all[i].take()).collect()
-        };
-        let kept = take(&groups[0]);
-        let parts: Vec<Vec<Occurrence>> = groups[1..].iter().map(|g| take(g)).collect();
-        incident.alerts = kept;
-        for members in parts {
-            let id = repo.next_id(now)?;
-            let mut part = Incident {
-                id: id.clone(),
-                alerts: members,
-                timeline: Vec::new(),
-                version: 0,
-                notifications: NotificationCounts::default(),
-                acknowledged_at: None,
-                acknowledged_by: None,
-                ..incident.clone()
-            };
-            part.impact_start_method = ImpactMethod::StartsAt;
-            let derived = apply(&mut part, rules);
-            let refs: Vec<&Occurrence> = part.alerts.iter().collect();
-            repo.save(&part, &refs, &derived)?;
-            if part
-                .alerts
-                .iter()
-                .any(|m| m.fingerprint == occ.fingerprint && m.starts_at == occ.starts_at)
-            {
-                home = id.clone();
-            }
-            split_off.push(id);
-        }
-    }
-    let derived = apply(&mut incident, rules);
-    let member = incident
-        .alerts
-        .iter()
-        .find(|m| m.fingerprint == occ.fingerprint && m.starts_at == occ.starts_at);
-    let members: Vec<&Occurrence> = member.into_iter().collect();
-    repo.save(&incident, &members, &derived)?;
-    let effect = match effect {
-        Effect::AlertResolved { .. } => Effect::AlertResolved {
-            incident_resolved: incident.status == Status::Resolved,
-        },
-        other => other,
-    };
-    Ok(Outcome {
-        severity_changed: (incident.severity != severity_before)
-            .then(|| (severity_before, incident.severity.clone())),
-        incident_id: home,
-        fingerprint: occ.fingerprint.clone(),
-        effect,
-        bridged: false,
-        split_off,
-    })
-}
-
-/// Resolve a firing occurrence that Alertmanager no longer has (its resolve notification was
-/// lost), as noticed at `noticed_at`. `None` when there is nothing to do. Should the real
-/// resolve arrive later, its earlier `endsAt` replaces this one.
-pub fn resolve_gone<R: Repo>(
-    repo: &mut R,
-    rules: &Rules,
-    fingerprint: &str,
-    starts_at: Timestamp,
-    noticed_at: Timestamp,
-) -> Result<Option<Outcome>, R::Error> {
-    let Some((mut occ, incident_id)) = repo.occurrence(fingerprint, starts_at)? else {
-        return Ok(None);
-    };
-    if occ.status == AlertStatus::Resolved {
-        return Ok(None);
-    }
-    occ.status = AlertStatus::Resolved;
-    occ.ends_at = Some(noticed_at.max(occ.starts_at));
-    occ.resolved_by = Some("reconciler".into());
-    let effect = Effect::AlertResolved {
-        incident_resolved: false,
-    };
-    update_member(
-        repo,
-        rules,
-        &incident_id,
-        occ,
-        NotificationCounts::default(),
-        effect,
-        noticed_at,
-    )
-    .map(Some)
 }
 
 /// Why a person's action was refused.

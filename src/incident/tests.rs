@@ -412,25 +412,32 @@ fn partition(repo: &MemoryRepo) -> Vec<Vec<String>> {
     groups
 }
 
-fn run(ds: &[Delivery], r: &Rules) -> (MemoryRepo, bool) {
+/// Deliver in notifications of `chunk` alerts each (Alertmanager sends whole groups).
+fn run(ds: &[Delivery], r: &Rules, chunk: usize) -> (MemoryRepo, bool) {
     let mut repo = MemoryRepo::new();
     let mut bridged = false;
-    for (i, d) in ds.iter().enumerate() {
-        bridged |= send(&mut repo, r, d, 1000 + i as i64).bridged;
+    for (i, n) in ds.chunks(chunk).enumerate() {
+        let outcomes = ingest_all(&mut repo, r, "{}:{}", n, t(1000 + i as i64)).unwrap();
+        bridged |= outcomes.iter().any(|o| o.bridged);
     }
     (repo, bridged)
 }
 
-fn scenario() -> impl Strategy<Value = (Vec<Episode>, Vec<Delivery>, Vec<Delivery>, i64)> {
-    (episodes(), prop::sample::select(vec![0i64, 5, 30])).prop_flat_map(|(eps, window)| {
-        let eps2 = eps.clone();
-        deliveries(&eps).prop_flat_map(move |ds| {
-            let (eps, ds2) = (eps2.clone(), ds.clone());
-            Just(ds2)
-                .prop_shuffle()
-                .prop_map(move |shuffled| (eps.clone(), ds.clone(), shuffled, window))
+fn scenario() -> impl Strategy<Value = (Vec<Episode>, Vec<Delivery>, Vec<Delivery>, i64, usize)> {
+    (
+        episodes(),
+        prop::sample::select(vec![0i64, 5, 30]),
+        1usize..5,
+    )
+        .prop_flat_map(|(eps, window, chunk)| {
+            let eps2 = eps.clone();
+            deliveries(&eps).prop_flat_map(move |ds| {
+                let (eps, ds2) = (eps2.clone(), ds.clone());
+                Just(ds2)
+                    .prop_shuffle()
+                    .prop_map(move |shuffled| (eps.clone(), ds.clone(), shuffled, window, chunk))
+            })
         })
-    })
 }
 
 proptest! {
@@ -438,11 +445,11 @@ proptest! {
 
     #[test]
     fn any_order_and_duplication_of_deliveries_yields_the_same_incidents(
-        (eps, in_order, shuffled, window) in scenario()
+        (eps, in_order, shuffled, window, chunk) in scenario()
     ) {
         let r = rules(window);
-        let (a, bridged_a) = run(&in_order, &r);
-        let (b, bridged_b) = run(&shuffled, &r);
+        let (a, bridged_a) = run(&in_order, &r, 1);
+        let (b, bridged_b) = run(&shuffled, &r, chunk);
         // Every occurrence belongs to exactly one incident, whatever happened.
         let members: usize = b.incidents().iter().map(|i| i.alerts.len()).sum();
         prop_assert_eq!(members, eps.len());

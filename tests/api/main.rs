@@ -6,6 +6,7 @@ mod drafts;
 #[path = "../slack_fake/fake.rs"]
 mod fake;
 mod helpers;
+mod hostile;
 mod incidents;
 mod reconcile;
 mod restart;
