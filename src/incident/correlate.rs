@@ -252,23 +252,23 @@ struct Batch<'r> {
     origins: Vec<(Key, Option<usize>)>,
 }
 
-enum Change3 {
+enum Meaning {
     Stale,
     Resolve,
     Repeat,
 }
 
 /// What a notification's alert means for an occurrence in state `(status, ends_at)`.
-fn classify(status: AlertStatus, ends_at: Option<Timestamp>, alert: &ValidAlert) -> Change3 {
+fn classify(status: AlertStatus, ends_at: Option<Timestamp>, alert: &ValidAlert) -> Meaning {
     let shrinks = match (ends_at, alert.ends_at) {
         (None, Some(_)) => true,
         (Some(old), Some(new)) => new < old,
         _ => false,
     };
     match (status, alert.status) {
-        (AlertStatus::Resolved, AlertStatus::Firing) => Change3::Stale,
-        (_, AlertStatus::Resolved) if shrinks => Change3::Resolve,
-        _ => Change3::Repeat,
+        (AlertStatus::Resolved, AlertStatus::Firing) => Meaning::Stale,
+        (_, AlertStatus::Resolved) if shrinks => Meaning::Resolve,
+        _ => Meaning::Repeat,
     }
 }
 
@@ -339,11 +339,11 @@ impl<'r> Batch<'r> {
                     // order; then the incident's detection time must follow.
                     let earlier = self.now < seen.first_seen_at;
                     let change = classify(seen.status, seen.ends_at, alert);
-                    if matches!(change, Change3::Repeat | Change3::Stale)
+                    if matches!(change, Meaning::Repeat | Meaning::Stale)
                         && !earlier
                         && !self.by_id.contains_key(&seen.incident_id)
                     {
-                        let stale = matches!(change, Change3::Stale);
+                        let stale = matches!(change, Meaning::Stale);
                         let counts = one(true, !stale, stale);
                         let changed =
                             (seen.annotations != alert.annotations).then_some(&alert.annotations);
@@ -389,8 +389,8 @@ impl<'r> Batch<'r> {
         occ.last_seen_at = occ.last_seen_at.max(now);
         occ.annotations = alert.annotations.clone();
         let (counts, effect, shrank) = match classify(occ.status, occ.ends_at, alert) {
-            Change3::Stale => (one(true, false, true), Effect::Stale, false),
-            Change3::Resolve => {
+            Meaning::Stale => (one(true, false, true), Effect::Stale, false),
+            Meaning::Resolve => {
                 occ.status = AlertStatus::Resolved;
                 occ.ends_at = alert.ends_at;
                 occ.resolved_by = Some("alertmanager".into());
@@ -399,7 +399,7 @@ impl<'r> Batch<'r> {
                 };
                 (one(true, false, false), effect, true)
             }
-            Change3::Repeat => (one(true, true, false), Effect::Duplicate, false),
+            Meaning::Repeat => (one(true, true, false), Effect::Duplicate, false),
         };
         add_counts(&mut work.incident.notifications, counts);
         work.touched(key.clone(), shrank);
@@ -480,7 +480,7 @@ impl<'r> Batch<'r> {
         let work = &mut self.work[w];
         let m = work.incident.alerts.len();
         if let Some((start, end)) = work.span {
-            work.span = Some((start.min(occ.starts_at), lifecycle_later(end, occ.ends_at)));
+            work.span = Some((start.min(occ.starts_at), lifecycle::later(end, occ.ends_at)));
         }
         work.incident.alerts.push(occ);
         add_counts(&mut work.incident.notifications, one(true, false, false));
@@ -598,12 +598,6 @@ impl<'r> Batch<'r> {
     }
 }
 
-fn lifecycle_later(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.max(b)),
-        _ => None,
-    }
-}
 
 fn simple(incident_id: String, fingerprint: &str, effect: Effect) -> Outcome {
     Outcome {

@@ -74,7 +74,8 @@ struct Episode {
     manual: bool,
 }
 
-fn later(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+/// The later of two ends, where `None` (still firing) is later than any time.
+pub fn later(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
     match (a, b) {
         (None, _) | (_, None) => None,
         (Some(a), Some(b)) => Some(a.max(b)),
