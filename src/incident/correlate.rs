@@ -598,7 +598,6 @@ impl<'r> Batch<'r> {
     }
 }
 
-
 fn simple(incident_id: String, fingerprint: &str, effect: Effect) -> Outcome {
     Outcome {
         incident_id,

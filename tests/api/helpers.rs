@@ -1,6 +1,7 @@
 //! `spawn_app()`: the daemon on 127.0.0.1 port 0 with a fresh database and a scripted clock.
 
 use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -173,4 +174,54 @@ pub fn payload(edit: impl FnOnce(&mut Value)) -> String {
     .unwrap();
     edit(&mut v);
     v.to_string()
+}
+
+/// The real binary, serving on a free loopback port; killed when dropped.
+pub struct Daemon {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Start the binary on `data` and wait until it is ready.
+pub async fn start_daemon(data: &std::path::Path) -> Daemon {
+    let port = free_port();
+    let child = Command::new(env!("CARGO_BIN_EXE_incidentd"))
+        .args(["serve", &format!("--web.listen-address=127.0.0.1:{port}")])
+        .arg(format!("--storage.path={}", data.display()))
+        // Drafts go to ./drafts: keep them beside the data, out of the repository.
+        .current_dir(data.parent().expect("data has a parent"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the incidentd binary starts");
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if let Ok(r) = reqwest::get(format!("{url}/-/ready")).await {
+            if r.status() == 200 {
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "incidentd did not become ready"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    Daemon { child, url }
 }

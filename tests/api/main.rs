@@ -5,6 +5,7 @@ mod cli;
 mod drafts;
 #[path = "../slack_fake/fake.rs"]
 mod fake;
+mod faults;
 mod helpers;
 mod hostile;
 mod incidents;

@@ -1,6 +1,6 @@
 //! Durability: incidents survive a clean restart, and every webhook answered 2xx survives kill -9.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;
@@ -16,49 +16,6 @@ async fn a_clean_restart_keeps_every_incident() {
     let dir = app.stop().await;
     let app = spawn_app_in(incidentd::config::Config::default(), dir).await;
     assert_eq!(app.incident("INC-2026-0001").await, before);
-}
-
-struct Daemon {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn start_daemon(data: &std::path::Path) -> Daemon {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_incidentd"))
-        .args(["serve", &format!("--web.listen-address=127.0.0.1:{port}")])
-        .arg(format!("--storage.path={}", data.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the incidentd binary starts");
-    let url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(r) = reqwest::get(format!("{url}/-/ready")).await {
-            if r.status() == 200 {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "incidentd did not become ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    Daemon { child, url }
 }
 
 #[tokio::test]
