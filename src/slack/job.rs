@@ -13,6 +13,7 @@ use super::{
 use crate::config::Config;
 use crate::incident::{Action, Effect};
 use crate::jobs::{Change, Handler, JobFailure};
+use crate::postmortem::{format_metric, Evidence};
 use crate::store::{sqlite, Store};
 
 /// Job kind of Slack deliveries. Not coalesced: every event is a message.
@@ -67,6 +68,34 @@ pub fn event_for(change: &Change) -> Vec<SlackEvent> {
     }
 }
 
+/// At most this many metrics in a message: the draft has them all.
+const MAX_FIGURES: usize = 4;
+
+/// The metrics a message quotes from the stored evidence: each snapshot with a peak, its
+/// baseline and peak formatted with their unit (`19%` → `100%`), the alerts' own first.
+pub fn figures(evidence: &Evidence) -> Vec<EvidenceFigure> {
+    let mut with_peak: Vec<_> = evidence
+        .snapshots
+        .iter()
+        .filter(|s| s.peak.is_some())
+        .collect();
+    // Stable: the alerts' expressions first, then rules/ queries, each in stored order.
+    with_peak.sort_by_key(|s| s.alertname.is_none());
+    with_peak
+        .into_iter()
+        .take(MAX_FIGURES)
+        .map(|s| {
+            let fmt =
+                |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format_metric(v, s.unit));
+            EvidenceFigure {
+                metric: s.name.clone(),
+                baseline: fmt(s.baseline),
+                peak: fmt(s.peak),
+            }
+        })
+        .collect()
+}
+
 /// Slack as configured: the notifier, and the signing secret for the button.
 pub struct Slack {
     notifier: Notifier,
@@ -113,20 +142,24 @@ impl Slack {
                         Ok((
                             sqlite::full_incident(c, &key)?,
                             sqlite::slack_thread(c, &key)?,
+                            sqlite::evidence(c, &key)?,
                         ))
                     })
                     .await
                     .map_err(|e| {
                         JobFailure::retry(e.to_string(), crate::jobs::backoff(job.attempts + 1))
                     })?;
-                let (Some(incident), thread) = loaded else {
+                let (Some(incident), thread, evidence) = loaded else {
                     return Ok(()); // pruned meanwhile
                 };
                 let state = Thread {
                     root: Mutex::new(thread.map(|(channel, ts)| RootRef { channel, ts })),
                     recorded: Mutex::new(None),
                 };
-                let figures: Vec<EvidenceFigure> = Vec::new();
+                let figures = evidence
+                    .and_then(|v| serde_json::from_value::<Evidence>(v).ok())
+                    .map(|e| figures(&e))
+                    .unwrap_or_default();
                 let result = slack
                     .notifier
                     .deliver(

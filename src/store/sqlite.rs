@@ -481,6 +481,33 @@ pub fn related_incidents(
     Ok(out)
 }
 
+/// Record the impact start the evidence job found (and how). Refused (`false`) when it is
+/// later than the incident's `fired_at`: an earlier alert joined meanwhile, so the value is
+/// stale and the join has queued a new search. Correlation keeps a value set here, since it
+/// only recomputes `impact_start` while the method is `starts_at`.
+pub fn set_impact_start(
+    tx: &Transaction,
+    incident_id: &str,
+    at: Timestamp,
+    method: ImpactMethod,
+    now: Timestamp,
+) -> rusqlite::Result<bool> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE incidents SET impact_start = ?2, impact_start_method = ?3, \
+               version = version + 1, updated_at = ?4 \
+             WHERE id = ?1 AND fired_at >= ?2 \
+               AND (impact_start IS NOT ?2 OR impact_start_method IS NOT ?3)",
+        )?
+        .execute(params![
+            incident_id,
+            to_micros(at),
+            method.as_str(),
+            to_micros(now)
+        ])?;
+    Ok(changed > 0)
+}
+
 /// Store an incident's evidence (JSON) and charts, replacing what was there.
 pub fn put_evidence(
     tx: &Transaction,
