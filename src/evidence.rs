@@ -498,7 +498,8 @@ pub fn chart_file_name(snapshot_name: &str) -> String {
     while safe.contains("..") {
         safe = safe.replace("..", "_");
     }
-    let safe = safe.trim_start_matches('.');
+    // "x." would make "x..svg".
+    let safe = safe.trim_matches('.');
     let safe = if safe.is_empty() { "chart" } else { safe };
     format!("{safe}.svg")
 }
@@ -508,11 +509,11 @@ fn has_data(s: &crate::prometheus::Snapshot) -> bool {
     s.series.iter().any(|x| !x.points.is_empty())
 }
 
-/// The post-mortem's unit for a query unit, and the factor its values are multiplied by
-/// (the post-mortem has no "percent": 97 % is the ratio 0.97).
+/// The post-mortem's unit for a query unit, and the divisor of its values (the post-mortem
+/// has no "percent": 97 % is the ratio 0.97).
 pub fn unit_of(unit: QueryUnit) -> (Unit, f64) {
     match unit {
-        QueryUnit::Percent => (Unit::Ratio, 0.01),
+        QueryUnit::Percent => (Unit::Ratio, 100.0),
         QueryUnit::Ratio => (Unit::Ratio, 1.0),
         QueryUnit::Seconds => (Unit::Seconds, 1.0),
         QueryUnit::Bytes => (Unit::Bytes, 1.0),
@@ -533,8 +534,8 @@ fn rule_info(r: &RuleContext) -> RuleInfo {
 }
 
 fn snapshot(s: &crate::prometheus::Snapshot) -> postmortem::Snapshot {
-    let (unit, scale) = unit_of(s.unit);
-    let scaled = |v: Option<f64>| v.map(|v| v * scale);
+    let (unit, divisor) = unit_of(s.unit);
+    let scaled = |v: Option<f64>| v.map(|v| v / divisor);
     postmortem::Snapshot {
         name: s.title.clone(),
         query: s.query.clone(),
@@ -658,4 +659,505 @@ pub fn render_charts(
         .filter(|s| has_data(s))
         .map(|s| (chart_file_name(&s.name), render_svg(s, &cw, tz)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence_rules::Direction;
+    use crate::incident::{
+        AlertStatus, ImpactMethod, LabelSet, NotificationCounts, Outcome, Status,
+    };
+    use crate::prometheus::snapshot::{ImpactFigure, SeriesSnapshot, SeriesStats, SnapshotError};
+    use crate::prometheus::{Point, Snapshot};
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().expect("time")
+    }
+
+    fn outcome(effect: Effect) -> Outcome {
+        Outcome {
+            incident_id: "INC-2026-0001".into(),
+            fingerprint: "f".into(),
+            effect,
+            severity_changed: None,
+            bridged: false,
+            split_off: Vec::new(),
+        }
+    }
+
+    const SCHEDULE: Schedule = Schedule {
+        quick_delay: Duration::from_secs(2),
+        full_delay: Duration::from_secs(300),
+    };
+
+    fn phase_of(spec: &JobSpec) -> Phase {
+        serde_json::from_value::<EvidenceJob>(spec.payload.clone())
+            .expect("payload")
+            .phase
+    }
+
+    #[test]
+    fn opening_reopening_and_joining_queue_a_coalesced_quick_snapshot_after_the_short_delay() {
+        for effect in [Effect::Opened, Effect::Reopened, Effect::Joined] {
+            let o = outcome(effect);
+            let spec = job_for(&Change::Alert(&o), &SCHEDULE).expect("a job");
+            assert_eq!((spec.kind, phase_of(&spec)), (JOB_KIND, Phase::Quick));
+            assert!(spec.coalesce);
+            assert_eq!(spec.delay, chrono::Duration::seconds(2));
+        }
+    }
+
+    #[test]
+    fn resolving_the_incident_by_alerts_or_by_hand_queues_the_full_snapshot_after_the_delay() {
+        let o = outcome(Effect::AlertResolved {
+            incident_resolved: true,
+        });
+        let by_alerts = job_for(&Change::Alert(&o), &SCHEDULE).expect("a job");
+        let by_hand = job_for(
+            &Change::Person {
+                incident_id: "INC-2026-0001",
+                by: "ana",
+                action: &Action::Resolve,
+            },
+            &SCHEDULE,
+        )
+        .expect("a job");
+        for spec in [by_alerts, by_hand] {
+            assert_eq!(phase_of(&spec), Phase::Full);
+            assert_eq!(spec.delay, chrono::Duration::minutes(5));
+        }
+    }
+
+    #[test]
+    fn changes_that_bring_nothing_new_queue_no_snapshot() {
+        for effect in [
+            Effect::AlertResolved {
+                incident_resolved: false,
+            },
+            Effect::Duplicate,
+            Effect::Stale,
+        ] {
+            let o = outcome(effect);
+            assert_eq!(job_for(&Change::Alert(&o), &SCHEDULE), None);
+        }
+        for action in [Action::Acknowledge, Action::Note("x".into())] {
+            let change = Change::Person {
+                incident_id: "INC-2026-0001",
+                by: "ana",
+                action: &action,
+            };
+            assert_eq!(job_for(&change, &SCHEDULE), None);
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_from_the_configured_first_wait_up_to_ten_minutes() {
+        let first = Duration::from_secs(5);
+        let waits: Vec<u64> = (1..=9).map(|a| backoff(first, a).as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 320, 600, 600]);
+        assert_eq!(
+            backoff(Duration::from_millis(100), 3),
+            Duration::from_millis(400)
+        );
+        assert_eq!(backoff(first, u32::MAX), Duration::from_secs(600));
+        // A first wait above the cap is kept rather than shortened.
+        assert_eq!(
+            backoff(Duration::from_secs(900), 4),
+            Duration::from_secs(900)
+        );
+    }
+
+    #[test]
+    fn client_options_carry_url_timeout_credentials_and_headers() {
+        let mut p = PrometheusConfig::new("http://prometheus:9090/prefix/");
+        p.timeout = Duration::from_secs(3);
+        p.basic_auth = Some(crate::config::BasicAuth {
+            username: "incidentd".into(),
+            password: crate::config::Secret::new("pw"),
+        });
+        p.headers.insert("X-Scope-OrgID".into(), "team-a".into());
+        let o = client_options(&p);
+        assert_eq!(o.url, "http://prometheus:9090/prefix/");
+        assert_eq!(o.timeout, Duration::from_secs(3));
+        assert_eq!(o.bearer_token, None);
+        assert_eq!(o.basic_auth, Some(("incidentd".into(), "pw".into())));
+        assert_eq!(
+            o.headers,
+            [("X-Scope-OrgID".to_string(), "team-a".to_string())]
+        );
+    }
+
+    #[test]
+    fn chart_file_names_keep_only_safe_characters_and_never_climb() {
+        assert_eq!(chart_file_name("alert-PoolHigh"), "alert-PoolHigh.svg");
+        assert_eq!(
+            chart_file_name("pool_utilisation-2"),
+            "pool_utilisation-2.svg"
+        );
+        assert_eq!(chart_file_name("a b/c"), "a_b_c.svg");
+        assert_eq!(chart_file_name("../../etc/passwd"), "____etc_passwd.svg");
+        assert_eq!(chart_file_name("..."), "_.svg");
+        assert_eq!(chart_file_name("x."), "x.svg");
+        assert_eq!(chart_file_name(""), "chart.svg");
+        for n in [
+            "../x", "....", ".hidden", "x/../y", "é", "a.", "a...", ".", "-",
+        ] {
+            let f = chart_file_name(n);
+            assert!(!f.contains(".."), "{n} → {f}");
+            let stem = f.strip_suffix(".svg").expect("suffix");
+            assert!(
+                !stem.contains("..") && !stem.starts_with('.') && !stem.is_empty(),
+                "{n} → {f}"
+            );
+            assert!(stem
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-')));
+        }
+    }
+
+    #[test]
+    fn percent_becomes_a_ratio_and_rates_and_counts_keep_their_values() {
+        assert_eq!(unit_of(QueryUnit::Percent), (Unit::Ratio, 100.0));
+        assert_eq!(unit_of(QueryUnit::Ratio), (Unit::Ratio, 1.0));
+        assert_eq!(
+            unit_of(QueryUnit::RequestsPerSecond),
+            (Unit::PerSecond, 1.0)
+        );
+        assert_eq!(unit_of(QueryUnit::Count), (Unit::Plain, 1.0));
+        assert_eq!(unit_of(QueryUnit::Seconds), (Unit::Seconds, 1.0));
+        assert_eq!(unit_of(QueryUnit::Bytes), (Unit::Bytes, 1.0));
+    }
+
+    fn incident(status: Status, resolved_at: Option<&str>) -> Incident {
+        Incident {
+            id: "INC-2026-0001".into(),
+            key: "service=\"payment-service\"".into(),
+            title: "t".into(),
+            status,
+            severity: Some("critical".into()),
+            service: Some("payment-service".into()),
+            impact_start: Some(t("2026-11-23T02:26:28.738Z")),
+            impact_start_method: ImpactMethod::StartsAt,
+            fired_at: t("2026-11-23T02:26:28.738Z"),
+            detected_at: t("2026-11-23T02:26:29.743Z"),
+            acknowledged_at: None,
+            acknowledged_by: None,
+            resolved_at: resolved_at.map(t),
+            resolved_by: None,
+            reopen_count: 0,
+            notifications: NotificationCounts::default(),
+            version: 1,
+            alerts: Vec::new(),
+            timeline: Vec::new(),
+        }
+    }
+
+    fn start(at: &str, method: ImpactMethod) -> ImpactStart {
+        ImpactStart {
+            at: t(at),
+            method,
+            step_seconds: None,
+            at_or_before: false,
+            note: None,
+        }
+    }
+
+    #[test]
+    fn a_resolved_incident_is_snapshotted_from_its_own_times_whatever_the_clock_says() {
+        let i = incident(Status::Resolved, Some("2026-11-23T02:27:02.738Z"));
+        let impact = start("2026-11-23T02:26:23.381Z", ImpactMethod::RuleReevaluation);
+        // The job may run long after (or, with a test clock, "before") the incident.
+        for now in [
+            "2026-11-23T02:27:04Z",
+            "2030-01-01T00:00:00Z",
+            "2020-01-01T00:00:00Z",
+        ] {
+            let w = incident_window(&i, Some(&impact), Duration::from_secs(300), t(now));
+            assert_eq!(w.impact_start, t("2026-11-23T02:26:23.381Z"));
+            assert_eq!(w.resolved_at, Some(t("2026-11-23T02:27:02.738Z")));
+            assert_eq!(w.now, t("2026-11-23T02:32:02.738Z"));
+        }
+    }
+
+    #[test]
+    fn an_open_incident_is_snapshotted_up_to_now_and_from_its_firing_without_an_impact_start() {
+        // Reopened incidents keep their old resolved_at; only the status counts.
+        let i = incident(Status::Open, Some("2026-11-23T02:27:02.738Z"));
+        let w = incident_window(
+            &i,
+            None,
+            Duration::from_secs(300),
+            t("2026-11-23T02:30:00Z"),
+        );
+        assert_eq!(w.impact_start, i.fired_at);
+        assert_eq!(w.resolved_at, None);
+        assert_eq!(w.now, t("2026-11-23T02:30:00Z"));
+    }
+
+    #[test]
+    fn the_incident_impact_start_is_the_earliest_over_its_alerts_with_that_alerts_method() {
+        let found = earliest(vec![
+            start("2026-11-23T02:26:25.7Z", ImpactMethod::StartsAtMinusFor),
+            start("2026-11-23T02:26:23.381Z", ImpactMethod::RuleReevaluation),
+            start("2026-11-23T02:26:28.738Z", ImpactMethod::StartsAt),
+        ])
+        .expect("some");
+        assert_eq!(found.at, t("2026-11-23T02:26:23.381Z"));
+        assert_eq!(found.method, ImpactMethod::RuleReevaluation);
+        assert_eq!(earliest(Vec::new()), None);
+    }
+
+    #[test]
+    fn one_search_per_alert_from_its_earliest_occurrence() {
+        let occ = |fp: &str, at: &str| Occurrence {
+            fingerprint: fp.into(),
+            starts_at: t(at),
+            ends_at: None,
+            status: AlertStatus::Firing,
+            alertname: format!("A{fp}"),
+            labels: LabelSet::new(),
+            annotations: LabelSet::new(),
+            generator_url: String::new(),
+            group_key: String::new(),
+            first_seen_at: t(at),
+            last_seen_at: t(at),
+            resolved_by: None,
+        };
+        let alerts = vec![
+            occ("b", "2026-11-23T02:40:00Z"),
+            occ("a", "2026-11-23T02:30:00Z"),
+            occ("b", "2026-11-23T02:20:00Z"),
+        ];
+        let distinct: Vec<(&str, Timestamp)> = distinct_alerts(&alerts)
+            .iter()
+            .map(|o| (o.fingerprint.as_str(), o.starts_at))
+            .collect();
+        assert_eq!(
+            distinct,
+            [
+                ("b", t("2026-11-23T02:20:00Z")),
+                ("a", t("2026-11-23T02:30:00Z"))
+            ]
+        );
+    }
+
+    fn rule(alertname: &str, source: RuleSource) -> RuleContext {
+        RuleContext {
+            alertname: alertname.into(),
+            expr: "db_connection_pool_active / db_connection_pool_max > 0.95".into(),
+            for_: Duration::from_secs(5),
+            keep_firing_for: Duration::ZERO,
+            group: Some("payment-service.rules".into()),
+            file: None,
+            group_interval: Some(Duration::from_secs(1)),
+            labels: LabelSet::from([("severity".into(), "critical".into())]),
+            annotations: LabelSet::new(),
+            source,
+        }
+    }
+
+    fn pct_snapshot(name: &str, points: &[(&str, f64)]) -> Snapshot {
+        let points: Vec<Point> = points
+            .iter()
+            .map(|(at, value)| Point {
+                at: t(at),
+                value: *value,
+            })
+            .collect();
+        Snapshot {
+            name: name.into(),
+            title: "Pool used".into(),
+            query: "pool_used_percent".into(),
+            unit: QueryUnit::Percent,
+            direction: Direction::HigherIsWorse,
+            threshold: Some(95.0),
+            source: QuerySource::Alert {
+                alertname: "PoolHigh".into(),
+            },
+            baseline: Some(19.0),
+            peak: Some(100.0),
+            peak_at: None,
+            at_resolution: Some(26.0),
+            summary: String::new(),
+            start: t("2026-11-23T02:25:00Z"),
+            end: t("2026-11-23T02:28:00Z"),
+            step_seconds: 1.0,
+            series: if points.is_empty() {
+                Vec::new()
+            } else {
+                vec![SeriesSnapshot {
+                    labels: LabelSet::new(),
+                    stats: SeriesStats {
+                        baseline: Some(19.0),
+                        peak: Some(100.0),
+                        peak_at: None,
+                        at_resolution: Some(26.0),
+                    },
+                    points,
+                }]
+            },
+            series_omitted: 0,
+        }
+    }
+
+    fn collected(report: SnapshotReport, rules: Vec<RuleContext>) -> Collected {
+        Collected {
+            rules,
+            rules_error: None,
+            impact: Some(start(
+                "2026-11-23T02:26:23Z",
+                ImpactMethod::RuleReevaluation,
+            )),
+            window: IncidentWindow {
+                impact_start: t("2026-11-23T02:26:23Z"),
+                resolved_at: Some(t("2026-11-23T02:27:02Z")),
+                now: t("2026-11-23T02:32:02Z"),
+            },
+            plan: SnapshotPlan {
+                slos: vec![(
+                    "http".into(),
+                    crate::evidence_rules::Slo {
+                        target: 99.9,
+                        window: Duration::from_secs(30 * 86400),
+                    },
+                )],
+                actions: vec!["Set a statement timeout".into()],
+                ..SnapshotPlan::default()
+            },
+            report,
+        }
+    }
+
+    const URL: &str = "http://prometheus:9090";
+
+    #[test]
+    fn snapshots_with_data_become_post_mortem_rows_with_their_chart_and_units_as_ratios() {
+        let with_data = pct_snapshot("alert-PoolHigh", &[("2026-11-23T02:26:30Z", 100.0)]);
+        let empty = pct_snapshot("pool_active", &[]);
+        let report = SnapshotReport {
+            snapshots: vec![with_data, empty],
+            impact: vec![
+                ImpactFigure {
+                    name: "failed_requests".into(),
+                    title: "Failed requests (5xx)".into(),
+                    query: "sum(increase(x[39s]))".into(),
+                    unit: QueryUnit::Count,
+                    value: Some(310.0),
+                    formatted: Some("310".into()),
+                },
+                ImpactFigure {
+                    name: "none".into(),
+                    title: "Nothing".into(),
+                    query: "absent".into(),
+                    unit: QueryUnit::Count,
+                    value: None,
+                    formatted: None,
+                },
+            ],
+            errors: Vec::new(),
+        };
+        let c = collected(
+            report,
+            vec![
+                rule("PoolHigh", RuleSource::RulesApi),
+                rule("FromUrl", RuleSource::GeneratorUrl),
+            ],
+        );
+        let ev = to_evidence(&c, URL, t("2026-11-23T02:32:10Z"));
+        assert_eq!(ev.missing_reason, None);
+        assert_eq!(ev.collected_at, Some(t("2026-11-23T02:32:10Z")));
+        assert_eq!(ev.snapshots.len(), 1, "the empty query is left out");
+        let s = &ev.snapshots[0];
+        assert_eq!(s.name, "Pool used");
+        assert_eq!(s.unit, Unit::Ratio);
+        assert_eq!(
+            (s.baseline, s.peak, s.at_resolution),
+            (Some(0.19), Some(1.0), Some(0.26))
+        );
+        assert_eq!(s.threshold, Some(0.95));
+        assert_eq!(s.chart.as_deref(), Some("alert-PoolHigh.svg"));
+        assert_eq!(s.alertname.as_deref(), Some("PoolHigh"));
+        // Only the rules API's rules: the renderer has its own generatorURL fallback.
+        assert_eq!(ev.rules.len(), 1);
+        assert_eq!(ev.rules[0].for_seconds, Some(5));
+        assert_eq!(ev.rules[0].group.as_deref(), Some("payment-service.rules"));
+        assert_eq!(ev.impact.len(), 1);
+        assert_eq!(ev.impact[0].value, "310");
+        assert_eq!(
+            ev.slo,
+            Some(postmortem::Slo {
+                target_percent: 99.9,
+                window_seconds: 30 * 86400
+            })
+        );
+        assert_eq!(ev.action_items[0].action, "Set a statement timeout");
+
+        let charts = render_charts(&c.report, &c.window, chrono_tz::Europe::Berlin);
+        assert_eq!(charts.len(), 1);
+        assert_eq!(charts[0].0, "alert-PoolHigh.svg");
+        assert!(charts[0].1.starts_with("<svg") || charts[0].1.starts_with("<?xml"));
+        // The time axis is in the configured zone (02:26 UTC is 03:26 in Berlin).
+        assert!(charts[0].1.contains("03:2"), "{}", charts[0].1);
+    }
+
+    #[test]
+    fn when_every_query_failed_the_evidence_says_which_prometheus_and_what_it_answered() {
+        let report = SnapshotReport {
+            snapshots: Vec::new(),
+            impact: Vec::new(),
+            errors: vec![
+                SnapshotError {
+                    name: "alert-PoolHigh".into(),
+                    query: Some("pool".into()),
+                    error: "Prometheus query_range answered HTTP 400, bad_data: parse error".into(),
+                    retryable: false,
+                },
+                SnapshotError {
+                    name: "alert-Other".into(),
+                    query: None,
+                    error: "the rule of alert Other is unknown".into(),
+                    retryable: false,
+                },
+            ],
+        };
+        let mut c = collected(report, Vec::new());
+        c.rules_error = Some("Prometheus rules answered HTTP 404: not found".into());
+        let ev = to_evidence(&c, URL, t("2026-11-23T02:32:10Z"));
+        assert_eq!(
+            ev.missing_reason.as_deref(),
+            Some(
+                "Prometheus at http://prometheus:9090 gave no usable answer: the rules API: \
+                 Prometheus rules answered HTTP 404: not found; query alert-PoolHigh: Prometheus \
+                 query_range answered HTTP 400, bad_data: parse error; the rule of alert Other \
+                 is unknown"
+            )
+        );
+    }
+
+    #[test]
+    fn queries_without_data_are_said_to_have_none_and_no_queries_at_all_says_nothing() {
+        let report = SnapshotReport {
+            snapshots: vec![pct_snapshot("alert-PoolHigh", &[])],
+            ..SnapshotReport::default()
+        };
+        let ev = to_evidence(
+            &collected(report, Vec::new()),
+            URL,
+            t("2026-11-23T02:32:10Z"),
+        );
+        assert_eq!(
+            ev.missing_reason.as_deref(),
+            Some(
+                "Prometheus at http://prometheus:9090 has no data for the incident's queries \
+                 between 2026-11-23T02:26:23Z and 2026-11-23T02:27:02Z"
+            )
+        );
+        let ev = to_evidence(
+            &collected(SnapshotReport::default(), Vec::new()),
+            URL,
+            t("2026-11-23T02:32:10Z"),
+        );
+        assert_eq!(ev.missing_reason, None);
+    }
 }

@@ -276,15 +276,15 @@ pub async fn chart(
 
 /// Chart file names are `<name>.svg` with `name` of `[A-Za-z0-9_.-]`, never `..`.
 pub fn check_chart_file(file: &str) -> Result<(), ApiError> {
-    let ok = file.strip_suffix(".svg").is_some_and(|name| {
-        !name.is_empty()
-            && name.len() <= 200
-            && !name.starts_with('.')
-            && !name.contains("..")
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-    });
+    let ok = !file.contains("..")
+        && file.strip_suffix(".svg").is_some_and(|name| {
+            !name.is_empty()
+                && name.len() <= 200
+                && !name.starts_with('.')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        });
     if ok {
         Ok(())
     } else {

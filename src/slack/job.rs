@@ -228,3 +228,69 @@ impl SlackState for Thread {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::postmortem::{Snapshot, Unit};
+
+    fn snap(
+        name: &str,
+        alert: Option<&str>,
+        unit: Unit,
+        b: Option<f64>,
+        p: Option<f64>,
+    ) -> Snapshot {
+        Snapshot {
+            name: name.into(),
+            query: "q".into(),
+            unit,
+            baseline: b,
+            peak: p,
+            at_resolution: None,
+            change: None,
+            threshold: None,
+            chart: None,
+            alertname: alert.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn figures_quote_the_alerts_metrics_first_with_units_as_people_read_them() {
+        let evidence = Evidence {
+            snapshots: vec![
+                snap(
+                    "Request throughput",
+                    None,
+                    Unit::PerSecond,
+                    Some(2400.0),
+                    Some(310.0),
+                ),
+                snap(
+                    "Pool used",
+                    Some("PoolHigh"),
+                    Unit::Ratio,
+                    Some(0.19),
+                    Some(1.0),
+                ),
+                snap("No peak", Some("X"), Unit::Plain, Some(1.0), None),
+                snap("p99 latency", Some("Slow"), Unit::Seconds, None, Some(4.51)),
+            ],
+            ..Evidence::default()
+        };
+        let got = figures(&evidence);
+        let rows: Vec<(&str, &str, &str)> = got
+            .iter()
+            .map(|f| (f.metric.as_str(), f.baseline.as_str(), f.peak.as_str()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("Pool used", "19%", "100%"),
+                ("p99 latency", "–", "4.51s"),
+                ("Request throughput", "2,400/s", "310/s"),
+            ]
+        );
+        assert!(figures(&Evidence::default()).is_empty());
+    }
+}
