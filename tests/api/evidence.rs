@@ -509,3 +509,30 @@ async fn a_bad_data_error_envelope_is_not_retried_and_the_incident_says_exactly_
         "{draft}"
     );
 }
+
+#[tokio::test]
+async fn an_alert_that_fired_earlier_joining_later_moves_the_impact_start_back() {
+    let server = MockServer::start().await;
+    mount(&server, &RecordedPrometheus::new()).await;
+    let app = spawn_app_with(config(&server.uri())).await;
+    let (at, body) = (recorded_webhooks()[0].1, recorded_webhooks()[0].2.clone());
+    post_fast(&app, at, body).await;
+    wait_for(&app, "INC-2026-0001", "the re-evaluated start", |i| {
+        i["impact_start_method"] == "rule_reevaluation"
+    })
+    .await;
+
+    // Another instance of the rule fired at 02:26:00, before the found start (02:26:23).
+    let late = payload(|v| {
+        v["alerts"][0]["fingerprint"] = "00000000000000aa".into();
+        v["alerts"][0]["startsAt"] = "2026-11-23T02:26:00Z".into();
+    });
+    post_fast(&app, time("2026-11-23T02:26:40Z"), late.into_bytes()).await;
+    // Its condition is not in the recorded range, so the new earliest is startsAt − for.
+    let i = wait_for(&app, "INC-2026-0001", "the earlier start", |i| {
+        i["impact_start_method"] == "starts_at_minus_for"
+    })
+    .await;
+    assert_eq!(i["impact_start"], "2026-11-23T02:25:55Z");
+    assert_eq!(i["fired_at"], "2026-11-23T02:26:00Z");
+}
