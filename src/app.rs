@@ -11,6 +11,8 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::draft::{self, Drafts};
+use crate::evidence::Collector;
+use crate::evidence_rules::{EvidenceRules, RulesError};
 use crate::http::{self, auth::WebhookAuth, metrics::Metrics, AppState};
 use crate::incident::{Rules, Timestamp};
 use crate::jobs::{Change, JobSpec, Planner, Runner};
@@ -46,6 +48,10 @@ pub fn rules(config: &Config) -> Rules {
 /// Which jobs each change to an incident calls for, given what is configured.
 pub fn planner(config: &Config) -> Arc<Planner> {
     let slack = config.slack.is_some();
+    let evidence = config
+        .prometheus
+        .as_ref()
+        .map(crate::evidence::Schedule::from_config);
     Arc::new(move |change: &Change| {
         // Drafts always: a burst of changes renders once, a moment after the first.
         let mut jobs = vec![JobSpec {
@@ -54,6 +60,9 @@ pub fn planner(config: &Config) -> Arc<Planner> {
             coalesce: true,
             delay: chrono::Duration::milliseconds(500),
         }];
+        if let Some(schedule) = &evidence {
+            jobs.extend(crate::evidence::job_for(change, schedule));
+        }
         if slack {
             // Every event is its own message, delivered in order.
             for event in crate::slack::job::event_for(change) {
@@ -99,11 +108,30 @@ pub fn drafts(config: &Config) -> anyhow::Result<Drafts> {
     ))
 }
 
+/// The evidence rules a configuration points at: only read when Prometheus is configured
+/// (nothing else uses them); a missing directory means no extra queries, a broken file is an
+/// error.
+pub fn evidence_rules(config: &Config) -> anyhow::Result<EvidenceRules> {
+    if config.prometheus.is_none() {
+        return Ok(EvidenceRules::default());
+    }
+    match EvidenceRules::load_dir(&config.rules_dir) {
+        Ok(rules) => Ok(rules),
+        Err(RulesError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            tracing::info!(rules_dir = %config.rules_dir.display(), "no rules directory; snapshots cover the alert expressions only");
+            Ok(EvidenceRules::default())
+        }
+        Err(e) => Err(e).context("loading rules_dir"),
+    }
+}
+
 /// A built daemon, bound to its address, not yet serving.
 pub struct App {
     listener: TcpListener,
     state: Arc<AppState>,
     config: Config,
+    /// Evidence from Prometheus, when configured.
+    collector: Option<Arc<Collector>>,
 }
 
 impl App {
@@ -130,6 +158,9 @@ impl App {
         };
         let drafts = Arc::new(drafts(&config)?);
         let slack = Slack::from_config(&config)?.map(Arc::new);
+        let collector = Collector::from_config(&config, evidence_rules(&config)?)
+            .context("configuring the Prometheus client")?
+            .map(Arc::new);
         let state = Arc::new(AppState {
             store,
             rules: Arc::new(rules(&config)),
@@ -147,6 +178,7 @@ impl App {
             listener,
             state,
             config,
+            collector,
         })
     }
 
@@ -170,6 +202,7 @@ impl App {
             listener,
             state,
             config,
+            collector,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut runner = Runner::new(state.store.clone(), state.wake.clone());
@@ -184,6 +217,12 @@ impl App {
             runner.handle(
                 crate::slack::job::JOB_KIND,
                 slack.clone().handler(state.store.clone()),
+            );
+        }
+        if let Some(collector) = collector {
+            runner.handle(
+                crate::evidence::JOB_KIND,
+                collector.handler(state.store.clone(), state.clock.clone(), state.wake.clone()),
             );
         }
         let mut workers = runner.spawn(stop_rx.clone());

@@ -111,6 +111,17 @@ pub const DEFAULT_SEVERITY_ORDER: &[&str] = &["critical", "error", "warning", "i
 pub const DEFAULT_PROMETHEUS_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default `prometheus.snapshot_delay`: the full evidence snapshot runs this long after resolve.
 pub const DEFAULT_SNAPSHOT_DELAY: Duration = Duration::from_secs(5 * 60);
+/// Default `prometheus.quick_snapshot_delay`: the quick snapshot waits this long after an
+/// incident opens, so the first alerts of a group are in it.
+pub const DEFAULT_QUICK_SNAPSHOT_DELAY: Duration = Duration::from_secs(2);
+/// Default `prometheus.snapshot_baseline`: how much history before the impact start a
+/// snapshot shows (the baseline is computed over it).
+pub const DEFAULT_SNAPSHOT_BASELINE: Duration = Duration::from_secs(3600);
+/// Default `prometheus.snapshot_margin`: how much a snapshot shows after the resolution.
+pub const DEFAULT_SNAPSHOT_MARGIN: Duration = Duration::from_secs(5 * 60);
+/// Default `prometheus.retry_backoff`: the first wait before an evidence job that failed
+/// on a transient error runs again; it doubles on each failure, up to 10 minutes.
+pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_secs(5);
 /// Default `alertmanager.reconcile_interval`.
 pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(60);
 /// Default `rules_dir`.
@@ -207,6 +218,32 @@ pub struct PrometheusConfig {
     pub headers: BTreeMap<String, String>,
     /// The full evidence snapshot runs this long after an incident resolves.
     pub snapshot_delay: Duration,
+    /// The quick evidence snapshot runs this long after an incident opens or reopens.
+    pub quick_snapshot_delay: Duration,
+    /// History shown before the impact start; the baseline is computed over it.
+    pub snapshot_baseline: Duration,
+    /// Time shown after the resolution.
+    pub snapshot_margin: Duration,
+    /// First wait before retrying evidence after a transient failure (doubles, at most 10m).
+    pub retry_backoff: Duration,
+}
+
+impl PrometheusConfig {
+    /// A section with only `url` set: every other key at its default.
+    pub fn new(url: impl Into<String>) -> PrometheusConfig {
+        PrometheusConfig {
+            url: url.into(),
+            timeout: DEFAULT_PROMETHEUS_TIMEOUT,
+            bearer_token: None,
+            basic_auth: None,
+            headers: BTreeMap::new(),
+            snapshot_delay: DEFAULT_SNAPSHOT_DELAY,
+            quick_snapshot_delay: DEFAULT_QUICK_SNAPSHOT_DELAY,
+            snapshot_baseline: DEFAULT_SNAPSHOT_BASELINE,
+            snapshot_margin: DEFAULT_SNAPSHOT_MARGIN,
+            retry_backoff: DEFAULT_RETRY_BACKOFF,
+        }
+    }
 }
 
 /// `alertmanager`: the Alertmanager API used to reconcile lost resolves.
@@ -528,6 +565,10 @@ struct RawPrometheus {
     basic_auth: Option<RawBasicAuth>,
     headers: Option<BTreeMap<String, String>>,
     snapshot_delay: Option<DurationValue>,
+    quick_snapshot_delay: Option<DurationValue>,
+    snapshot_baseline: Option<DurationValue>,
+    snapshot_margin: Option<DurationValue>,
+    retry_backoff: Option<DurationValue>,
 }
 
 #[derive(Deserialize)]
@@ -876,6 +917,17 @@ impl Resolver<'_> {
             self.header("prometheus.headers", name, value)?;
         }
         let snapshot_delay = raw.snapshot_delay.map_or(DEFAULT_SNAPSHOT_DELAY, |d| d.0);
+        let quick_snapshot_delay = raw
+            .quick_snapshot_delay
+            .map_or(DEFAULT_QUICK_SNAPSHOT_DELAY, |d| d.0);
+        let snapshot_baseline = raw
+            .snapshot_baseline
+            .map_or(DEFAULT_SNAPSHOT_BASELINE, |d| d.0);
+        let snapshot_margin = raw.snapshot_margin.map_or(DEFAULT_SNAPSHOT_MARGIN, |d| d.0);
+        let retry_backoff = raw.retry_backoff.map_or(DEFAULT_RETRY_BACKOFF, |d| d.0);
+        if retry_backoff.is_zero() {
+            return Err(self.invalid("prometheus.retry_backoff", "must be greater than 0s"));
+        }
         Ok(PrometheusConfig {
             url,
             timeout,
@@ -883,6 +935,10 @@ impl Resolver<'_> {
             basic_auth,
             headers,
             snapshot_delay,
+            quick_snapshot_delay,
+            snapshot_baseline,
+            snapshot_margin,
+            retry_backoff,
         })
     }
 
@@ -1347,6 +1403,7 @@ mod tests {
         ("prometheus-bearer-and-basic-auth.yml", "prometheus: a bearer token (bearer_token_file or INCIDENTD_PROMETHEUS_BEARER_TOKEN) and basic_auth are both set; use one"),
         ("prometheus-without-url.yml", "prometheus.url: required, e.g. http://prometheus:9090"),
         ("prometheus-zero-timeout.yml", "prometheus.timeout: must be greater than 0s"),
+        ("prometheus-zero-retry-backoff.yml", "prometheus.retry_backoff: must be greater than 0s"),
         ("slack-bot-token-and-webhook-url.yml", "slack: set exactly one of bot_token_file (or INCIDENTD_SLACK_BOT_TOKEN) and webhook_url_file (or INCIDENTD_SLACK_WEBHOOK_URL); both are set"),
         ("slack-webhook-url-not-a-url.yml", "slack.webhook_url: the value of webhook_url_file (or INCIDENTD_SLACK_WEBHOOK_URL) is not an http(s) URL; it is not shown because it is a secret"),
         ("slack-without-channel.yml", r##"slack.channel: required: the channel to post to, e.g. "#incidents""##),
@@ -1429,6 +1486,10 @@ mod tests {
                 }),
                 headers: BTreeMap::from([("X-Scope-OrgID".into(), "team-a".into())]),
                 snapshot_delay: Duration::ZERO,
+                quick_snapshot_delay: Duration::from_millis(500),
+                snapshot_baseline: Duration::from_secs(2 * 3600),
+                snapshot_margin: Duration::from_secs(60),
+                retry_backoff: Duration::from_secs(1),
             }),
             alertmanager: Some(AlertmanagerConfig {
                 url: "http://alertmanager:9093".into(),

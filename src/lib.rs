@@ -9,6 +9,7 @@ pub mod chart;
 pub mod cli;
 pub mod config;
 pub mod draft;
+pub mod evidence;
 pub mod evidence_rules;
 pub mod http;
 pub mod incident;

@@ -13,6 +13,8 @@ use super::{ApiError, AppState};
 use crate::draft::DraftError;
 use crate::incident::{correlate, Action, ActionError, Incident, Status};
 use crate::jobs::{self, Change};
+use crate::postmortem::Evidence;
+use crate::prometheus::format_prom_duration;
 use crate::store::sqlite::{self, ListFilter, SqliteRepo};
 use crate::time::rfc3339;
 
@@ -75,6 +77,81 @@ pub fn incident_json(i: &Incident, details: bool) -> Value {
             .collect();
     }
     v
+}
+
+/// Adds what the evidence knows to an incident's JSON (made with `details`): per alert its
+/// `rule` (`expr`, `for`) when known, and the incident's `snapshots` with their chart URLs.
+pub fn add_evidence(v: &mut Value, i: &Incident, evidence: Option<&Evidence>) {
+    let rules = evidence.map(|e| e.rules.as_slice()).unwrap_or_default();
+    if let Some(alerts) = v["alerts"].as_array_mut() {
+        for a in alerts {
+            let rule = a["alertname"]
+                .as_str()
+                .and_then(|name| rules.iter().find(|r| r.alertname == name));
+            a["rule"] = match rule {
+                Some(r) => json!({
+                    "expr": r.expr,
+                    "for": r.for_seconds.map(|s| format_prom_duration(std::time::Duration::from_secs(s))),
+                    "for_seconds": r.for_seconds,
+                    "group": r.group,
+                }),
+                None => Value::Null,
+            };
+        }
+    }
+    v["snapshots"] = evidence
+        .map(|e| {
+            e.snapshots
+                .iter()
+                .map(|s| {
+                    let name = s
+                        .chart
+                        .as_deref()
+                        .and_then(|c| c.strip_suffix(".svg"))
+                        .unwrap_or(&s.name);
+                    json!({
+                        "name": name,
+                        "title": s.name,
+                        "query": s.query,
+                        "unit": s.unit.as_str(),
+                        "baseline": s.baseline,
+                        "peak": s.peak,
+                        "at_resolution": s.at_resolution,
+                        "threshold": s.threshold,
+                        "chart_url": s.chart.as_ref().map(|c| format!("/api/v1/incidents/{}/charts/{c}", i.id)),
+                    })
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .into();
+    v["evidence"] = match evidence {
+        Some(e) => json!({
+            "collected_at": e.collected_at.map(rfc3339),
+            "missing_reason": e.missing_reason,
+        }),
+        None => Value::Null,
+    };
+}
+
+/// An incident with its alerts, timeline and evidence, as `GET /api/v1/incidents/{id}` serves it.
+async fn detailed(state: &AppState, id: String) -> Result<Option<Value>, ApiError> {
+    let found = state
+        .store
+        .read(move |c| {
+            let Some(i) = sqlite::full_incident(c, &id)? else {
+                return Ok(None);
+            };
+            let evidence = sqlite::evidence(c, &id)?;
+            Ok(Some((i, evidence)))
+        })
+        .await?;
+    Ok(found.map(|(i, evidence)| {
+        let evidence: Option<Evidence> = evidence.and_then(|e| serde_json::from_value(e).ok());
+        let mut v = incident_json(&i, true);
+        add_evidence(&mut v, &i, evidence.as_ref());
+        v
+    }))
 }
 
 /// Incident ids are `INC-<year>-<digits>`; anything else is refused before it reaches a query.
@@ -158,16 +235,63 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     check_id(&id)?;
-    let found = {
-        let id = id.clone();
-        state
-            .store
-            .read(move |c| sqlite::full_incident(c, &id))
-            .await?
-    };
-    match found {
-        Some(i) => Ok(Json(incident_json(&i, true))),
+    match detailed(&state, id.clone()).await? {
+        Some(v) => Ok(Json(v)),
         None => Err(ApiError::NotFound(format!("incident {id} not found"))),
+    }
+}
+
+/// `GET /api/v1/incidents/{id}/charts/{name}.svg`: one chart of the incident's evidence.
+pub async fn chart(
+    State(state): State<Arc<AppState>>,
+    Path((id, file)): Path<(String, String)>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    check_id(&id)?;
+    check_chart_file(&file)?;
+    let key = id.clone();
+    let name = file.clone();
+    let svg = state
+        .store
+        .read(move |c| sqlite::chart(c, &key, &name))
+        .await?;
+    match svg {
+        Some(svg) => Ok((
+            [
+                (axum::http::header::CONTENT_TYPE, "image/svg+xml"),
+                // Charts are data, not pages: no scripts even if one slipped into a label.
+                (
+                    axum::http::header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'; style-src 'unsafe-inline'",
+                ),
+            ],
+            svg,
+        )
+            .into_response()),
+        None => Err(ApiError::NotFound(format!(
+            "incident {id} has no chart {file}"
+        ))),
+    }
+}
+
+/// Chart file names are `<name>.svg` with `name` of `[A-Za-z0-9_.-]`, never `..`.
+pub fn check_chart_file(file: &str) -> Result<(), ApiError> {
+    let ok = !file.contains("..")
+        && file.strip_suffix(".svg").is_some_and(|name| {
+            !name.is_empty()
+                && name.len() <= 200
+                && !name.starts_with('.')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "name: {:?} is not a chart name (<letters, digits, _ . ->.svg)",
+            file.chars().take(64).collect::<String>()
+        )))
     }
 }
 
@@ -254,12 +378,10 @@ async fn act(
 ) -> Result<Json<Value>, ApiError> {
     check_api_token(state.api_token.as_ref(), &headers)?;
     perform(&state, &id, &by, action).await?;
-    let incident = state
-        .store
-        .read(move |c| sqlite::full_incident(c, &id))
+    let incident = detailed(&state, id)
         .await?
         .ok_or_else(|| ApiError::NotFound("incident vanished".into()))?;
-    Ok(Json(incident_json(&incident, true)))
+    Ok(Json(incident))
 }
 
 pub async fn acknowledge(

@@ -651,8 +651,13 @@ fn apply(incident: &mut Incident, rules: &Rules) -> Vec<TimelineEvent> {
     incident.resolved_at = d.resolved_at;
     incident.resolved_by = d.resolved_by;
     incident.reopen_count = d.reopen_count;
-    if incident.impact_start_method == ImpactMethod::StartsAt {
+    // A start found by the evidence job stands, unless an alert that fired even earlier
+    // joined since: then it is stale, and firing is the best known until the job runs again.
+    if incident.impact_start_method == ImpactMethod::StartsAt
+        || incident.impact_start.is_none_or(|s| s > d.fired_at)
+    {
         incident.impact_start = Some(d.fired_at);
+        incident.impact_start_method = ImpactMethod::StartsAt;
     }
     incident.version += 1;
     d.events

@@ -78,6 +78,34 @@ fn alerts_of_one_service_make_one_incident_with_the_highest_severity() {
 }
 
 #[test]
+fn a_found_impact_start_survives_later_correlation_until_an_earlier_alert_joins() {
+    let (mut repo, r) = (MemoryRepo::new(), rules(30));
+    let id = send(&mut repo, &r, &alert("a", "pay", "warning", 5, None), 6).incident_id;
+    // The evidence job found the condition true from minute 3.
+    let mut found = repo.load(&id).unwrap().unwrap();
+    found.impact_start = Some(t(3));
+    found.impact_start_method = ImpactMethod::RuleReevaluation;
+    repo.save(&found, &[], &[]).unwrap();
+
+    send(&mut repo, &r, &alert("a", "pay", "warning", 5, None), 7); // a repeat
+    send(&mut repo, &r, &alert("b", "pay", "critical", 6, None), 7); // a later join
+    send(&mut repo, &r, &alert("b", "pay", "critical", 6, Some(8)), 9); // a resolve
+    let kept = repo.full(&id).unwrap();
+    assert_eq!(
+        (kept.impact_start, kept.impact_start_method),
+        (Some(t(3)), ImpactMethod::RuleReevaluation)
+    );
+
+    // An alert that fired before the found start makes it stale: back to firing time.
+    send(&mut repo, &r, &alert("c", "pay", "info", 1, None), 10);
+    let reset = repo.full(&id).unwrap();
+    assert_eq!(
+        (reset.impact_start, reset.impact_start_method),
+        (Some(t(1)), ImpactMethod::StartsAt)
+    );
+}
+
+#[test]
 fn repeats_never_duplicate_and_are_counted() {
     let (mut repo, r) = (MemoryRepo::new(), rules(30));
     for now in 0..5 {

@@ -24,7 +24,7 @@ pub use context::{
     build_context, ActionSuggestion, Evidence, ImpactFigure, RelatedIncident, RenderContext,
     RenderInput, RenderSettings, RuleInfo, Slo, Snapshot,
 };
-pub use helpers::Unit;
+pub use helpers::{metric as format_metric, Unit};
 pub use sample::{sample_full, sample_minimal};
 pub use writer::{Chart, DraftWriter, WriteOutcome};
 

@@ -13,6 +13,7 @@ use super::{
 use crate::config::Config;
 use crate::incident::{Action, Effect};
 use crate::jobs::{Change, Handler, JobFailure};
+use crate::postmortem::{format_metric, Evidence};
 use crate::store::{sqlite, Store};
 
 /// Job kind of Slack deliveries. Not coalesced: every event is a message.
@@ -67,6 +68,34 @@ pub fn event_for(change: &Change) -> Vec<SlackEvent> {
     }
 }
 
+/// At most this many metrics in a message: the draft has them all.
+const MAX_FIGURES: usize = 4;
+
+/// The metrics a message quotes from the stored evidence: each snapshot with a peak, its
+/// baseline and peak formatted with their unit (`19%` → `100%`), the alerts' own first.
+pub fn figures(evidence: &Evidence) -> Vec<EvidenceFigure> {
+    let mut with_peak: Vec<_> = evidence
+        .snapshots
+        .iter()
+        .filter(|s| s.peak.is_some())
+        .collect();
+    // Stable: the alerts' expressions first, then rules/ queries, each in stored order.
+    with_peak.sort_by_key(|s| s.alertname.is_none());
+    with_peak
+        .into_iter()
+        .take(MAX_FIGURES)
+        .map(|s| {
+            let fmt =
+                |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format_metric(v, s.unit));
+            EvidenceFigure {
+                metric: s.name.clone(),
+                baseline: fmt(s.baseline),
+                peak: fmt(s.peak),
+            }
+        })
+        .collect()
+}
+
 /// Slack as configured: the notifier, and the signing secret for the button.
 pub struct Slack {
     notifier: Notifier,
@@ -113,20 +142,24 @@ impl Slack {
                         Ok((
                             sqlite::full_incident(c, &key)?,
                             sqlite::slack_thread(c, &key)?,
+                            sqlite::evidence(c, &key)?,
                         ))
                     })
                     .await
                     .map_err(|e| {
                         JobFailure::retry(e.to_string(), crate::jobs::backoff(job.attempts + 1))
                     })?;
-                let (Some(incident), thread) = loaded else {
+                let (Some(incident), thread, evidence) = loaded else {
                     return Ok(()); // pruned meanwhile
                 };
                 let state = Thread {
                     root: Mutex::new(thread.map(|(channel, ts)| RootRef { channel, ts })),
                     recorded: Mutex::new(None),
                 };
-                let figures: Vec<EvidenceFigure> = Vec::new();
+                let figures = evidence
+                    .and_then(|v| serde_json::from_value::<Evidence>(v).ok())
+                    .map(|e| figures(&e))
+                    .unwrap_or_default();
                 let result = slack
                     .notifier
                     .deliver(
@@ -193,5 +226,71 @@ impl SlackState for Thread {
             .lock()
             .map_err(|e| StateError(e.to_string().into()))? = Some(root.clone());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::postmortem::{Snapshot, Unit};
+
+    fn snap(
+        name: &str,
+        alert: Option<&str>,
+        unit: Unit,
+        b: Option<f64>,
+        p: Option<f64>,
+    ) -> Snapshot {
+        Snapshot {
+            name: name.into(),
+            query: "q".into(),
+            unit,
+            baseline: b,
+            peak: p,
+            at_resolution: None,
+            change: None,
+            threshold: None,
+            chart: None,
+            alertname: alert.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn figures_quote_the_alerts_metrics_first_with_units_as_people_read_them() {
+        let evidence = Evidence {
+            snapshots: vec![
+                snap(
+                    "Request throughput",
+                    None,
+                    Unit::PerSecond,
+                    Some(2400.0),
+                    Some(310.0),
+                ),
+                snap(
+                    "Pool used",
+                    Some("PoolHigh"),
+                    Unit::Ratio,
+                    Some(0.19),
+                    Some(1.0),
+                ),
+                snap("No peak", Some("X"), Unit::Plain, Some(1.0), None),
+                snap("p99 latency", Some("Slow"), Unit::Seconds, None, Some(4.51)),
+            ],
+            ..Evidence::default()
+        };
+        let got = figures(&evidence);
+        let rows: Vec<(&str, &str, &str)> = got
+            .iter()
+            .map(|f| (f.metric.as_str(), f.baseline.as_str(), f.peak.as_str()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("Pool used", "19%", "100%"),
+                ("p99 latency", "–", "4.51s"),
+                ("Request throughput", "2,400/s", "310/s"),
+            ]
+        );
+        assert!(figures(&Evidence::default()).is_empty());
     }
 }

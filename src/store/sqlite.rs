@@ -513,6 +513,34 @@ pub fn related_incidents(
     Ok(out)
 }
 
+/// Record the impact start the evidence job found (and how); `true` when it changed. Refused
+/// when it is later than the incident's `fired_at`: an earlier alert joined meanwhile, so the
+/// value is stale and the join has queued a new search. Correlation keeps a value set here
+/// (it recomputes `impact_start` only while the method is `starts_at`, or when an alert that
+/// fired earlier joins).
+pub fn set_impact_start(
+    tx: &Transaction,
+    incident_id: &str,
+    at: Timestamp,
+    method: ImpactMethod,
+    now: Timestamp,
+) -> rusqlite::Result<bool> {
+    let changed = tx
+        .prepare_cached(
+            "UPDATE incidents SET impact_start = ?2, impact_start_method = ?3, \
+               version = version + 1, updated_at = ?4 \
+             WHERE id = ?1 AND fired_at >= ?2 \
+               AND (impact_start IS NOT ?2 OR impact_start_method IS NOT ?3)",
+        )?
+        .execute(params![
+            incident_id,
+            to_micros(at),
+            method.as_str(),
+            to_micros(now)
+        ])?;
+    Ok(changed > 0)
+}
+
 /// Store an incident's evidence (JSON) and charts, replacing what was there.
 pub fn put_evidence(
     tx: &Transaction,
@@ -594,4 +622,79 @@ pub fn firing_occurrences(conn: &Connection) -> rusqlite::Result<Vec<(String, Ti
         .prepare_cached("SELECT fingerprint, starts_at FROM occurrences WHERE status = 'firing'")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, from_micros(r.get(1)?))))?;
     rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alertmanager::ValidAlert;
+    use crate::incident::{ingest, Rules};
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().expect("time")
+    }
+
+    fn firing(fp: &str, starts_at: &str) -> ValidAlert {
+        ValidAlert {
+            status: AlertStatus::Firing,
+            alertname: "PoolHigh".into(),
+            labels: LabelSet::from([("service".to_string(), "pay".to_string())]),
+            annotations: LabelSet::new(),
+            starts_at: t(starts_at),
+            ends_at: None,
+            generator_url: String::new(),
+            fingerprint: fp.into(),
+        }
+    }
+
+    #[test]
+    fn a_found_impact_start_is_stored_but_never_one_later_than_the_firing() {
+        let mut conn = Connection::open_in_memory().expect("db");
+        crate::store::migrations::migrate(&mut conn).expect("migrate");
+        let tx = conn.transaction().expect("tx");
+        let now = t("2026-11-23T02:27:00Z");
+        let mut repo = SqliteRepo { tx: &tx, now };
+        let rules = Rules::default();
+        let id = ingest(
+            &mut repo,
+            &rules,
+            "g",
+            &firing("a", "2026-11-23T02:26:28Z"),
+            now,
+        )
+        .expect("ingest")
+        .incident_id;
+        let stored = |tx: &Transaction| {
+            let i = incident_by_id(tx, &id).expect("read").expect("exists");
+            (i.impact_start, i.impact_start_method, i.version)
+        };
+        let (_, _, version) = stored(&tx);
+
+        let found = t("2026-11-23T02:26:22.4Z");
+        assert!(set_impact_start(&tx, &id, found, ImpactMethod::RuleReevaluation, now).unwrap());
+        assert_eq!(
+            stored(&tx),
+            (Some(found), ImpactMethod::RuleReevaluation, version + 1)
+        );
+        // The same answer again changes nothing.
+        assert!(!set_impact_start(&tx, &id, found, ImpactMethod::RuleReevaluation, now).unwrap());
+
+        // An alert that fired at 02:26:10 joined meanwhile: a start at 02:26:22 is stale.
+        let mut repo = SqliteRepo { tx: &tx, now };
+        ingest(
+            &mut repo,
+            &rules,
+            "g",
+            &firing("b", "2026-11-23T02:26:10Z"),
+            now,
+        )
+        .expect("join");
+        let late = t("2026-11-23T02:26:20Z");
+        assert!(!set_impact_start(&tx, &id, late, ImpactMethod::RuleReevaluation, now).unwrap());
+        let (start, method, _) = stored(&tx);
+        assert_eq!(
+            (start, method),
+            (Some(t("2026-11-23T02:26:10Z")), ImpactMethod::StartsAt)
+        );
+    }
 }

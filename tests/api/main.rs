@@ -3,6 +3,7 @@
 
 mod cli;
 mod drafts;
+mod evidence;
 #[path = "../slack_fake/fake.rs"]
 mod fake;
 mod faults;
