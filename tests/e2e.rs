@@ -868,6 +868,34 @@ fn the_examples_pass_promtool_amtool_and_incidentd_check_config() {
         .expect("check-config");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("bearer_token_file"));
+
+    // The systemd unit, where systemd-analyze exists (it wants ExecStart to exist: the built
+    // binary stands in for /usr/local/bin/incidentd).
+    if let Ok(analyze) = which_systemd_analyze() {
+        let unit = std::fs::read_to_string(repo().join("examples/incidentd.service"))
+            .expect("incidentd.service");
+        assert!(unit.contains("ExecStart=/usr/local/bin/incidentd serve"));
+        let path = dir.path().join("incidentd.service");
+        write(
+            &path,
+            &unit.replace("/usr/local/bin/incidentd", &incidentd.display().to_string()),
+        );
+        // It exits 0 on unknown keys and bad values, but names the file in each complaint.
+        let out = run(&analyze, &["verify", path.to_str().expect("path")]);
+        let complaints: Vec<&str> = out
+            .lines()
+            .filter(|l| l.contains(&*path.to_string_lossy()))
+            .collect();
+        assert!(complaints.is_empty(), "systemd-analyze: {complaints:#?}");
+    }
+}
+
+fn which_systemd_analyze() -> Result<PathBuf, ()> {
+    let path = std::env::var_os("PATH").ok_or(())?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("systemd-analyze"))
+        .find(|p| p.is_file())
+        .ok_or(())
 }
 
 #[test]
