@@ -691,7 +691,10 @@ async fn an_alertmanager_ha_pair_makes_the_same_single_resolved_incident() {
 
     // The late replica of DESIGN.md: every delivery again, in order, after the resolve. The
     // firings are stale, the resolves duplicates; nothing else moves.
-    let before = incident.clone();
+    // Fetched afresh: evidence gathered after the resolve may have refined the incident.
+    let before = get_json(&stack, &format!("/api/v1/incidents/{id}"))
+        .await
+        .expect("incident");
     for d in &deliveries {
         let r = stack
             .http
