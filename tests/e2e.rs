@@ -10,7 +10,7 @@
 //! The test knows when it switched phases, and holds incidentd's times to that truth.
 //!
 //! Timings: the example rules run with `for: 5s` and `[10s]` ranges (see `support::fast_rules`),
-//! Alertmanager with `group_wait: 1s`, `group_interval: 5s`. One scenario takes about 70 s.
+//! Alertmanager with `group_wait: 1s`, `group_interval: 5s`. One scenario takes about a minute; both run in parallel.
 //!
 //! Without the binaries every test here prints a loud SKIP and passes, unless
 //! `INCIDENTD_REQUIRE_E2E=1` (CI), in which case it fails. `INCIDENTD_E2E_KEEP=1` keeps the
