@@ -11,6 +11,8 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::{ApiError, AppState};
+use sha2::{Digest, Sha256};
+
 use crate::alertmanager::{self, ValidNotification};
 use crate::incident::{correlate, Effect, Outcome};
 use crate::jobs::{self, Change};
@@ -86,6 +88,8 @@ async fn ingest(
 ) -> Result<Vec<Outcome>, ApiError> {
     let rules = state.rules.clone();
     let planner = state.planner.clone();
+    // Hashed here, on the async side, so the single writer only looks it up.
+    let hash = Sha256::digest(&raw);
     let outcomes = state
         .store
         .write(move |tx| {
@@ -96,6 +100,7 @@ async fn ingest(
                 notification.status.as_str(),
                 &notification.group_key,
                 notification.alerts.len(),
+                &hash,
                 &raw,
             )?;
             let mut repo = SqliteRepo {

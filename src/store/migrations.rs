@@ -64,6 +64,14 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX timeline_incident ON timeline (incident_id, at);
 
+    -- Raw payloads, each distinct body once: Alertmanager resends unchanged groups
+    -- byte for byte (repeat_interval, HA replicas), so most notifications share a body.
+    CREATE TABLE payloads (
+        id   INTEGER PRIMARY KEY,
+        hash BLOB NOT NULL UNIQUE,                   -- SHA-256 of the body
+        body BLOB NOT NULL                           -- exactly as received
+    );
+
     CREATE TABLE notifications (
         id          INTEGER PRIMARY KEY,
         received_at INTEGER NOT NULL,
@@ -71,8 +79,9 @@ pub const MIGRATIONS: &[&str] = &[
         status      TEXT NOT NULL,
         group_key   TEXT NOT NULL,
         alerts      INTEGER NOT NULL,
-        body        BLOB NOT NULL                     -- the payload exactly as received
+        payload_id  INTEGER NOT NULL REFERENCES payloads (id)
     );
+    CREATE INDEX notifications_payload ON notifications (payload_id);
     CREATE INDEX notifications_received ON notifications (received_at);
 
     CREATE TABLE incident_sequences (

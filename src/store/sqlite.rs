@@ -436,7 +436,9 @@ pub fn count_by_status(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>
     rows.collect()
 }
 
-/// Keep the payload exactly as received, for audit.
+/// Keep the payload exactly as received, for audit: one row per notification, each distinct
+/// body stored once (`hash` is its SHA-256).
+#[allow(clippy::too_many_arguments)]
 pub fn insert_notification(
     tx: &Transaction,
     received_at: Timestamp,
@@ -444,10 +446,23 @@ pub fn insert_notification(
     status: &str,
     group_key: &str,
     alerts: usize,
+    hash: &[u8],
     body: &[u8],
 ) -> rusqlite::Result<()> {
+    let known: Option<i64> = tx
+        .prepare_cached("SELECT id FROM payloads WHERE hash = ?1")?
+        .query_row(params![hash], |r| r.get(0))
+        .optional()?;
+    let payload_id = match known {
+        Some(id) => id,
+        None => {
+            tx.prepare_cached("INSERT INTO payloads (hash, body) VALUES (?1, ?2)")?
+                .execute(params![hash, body])?;
+            tx.last_insert_rowid()
+        }
+    };
     tx.prepare_cached(
-        "INSERT INTO notifications (received_at, receiver, status, group_key, alerts, body) \
+        "INSERT INTO notifications (received_at, receiver, status, group_key, alerts, payload_id) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
@@ -456,15 +471,25 @@ pub fn insert_notification(
         status,
         group_key,
         alerts as i64,
-        body
+        payload_id
     ])?;
     Ok(())
 }
 
-/// Delete raw payloads received before `cutoff`; returns how many.
+/// Delete notifications received before `cutoff`, and the bodies no notification uses any
+/// more; returns how many notifications.
 pub fn prune_notifications(tx: &Transaction, cutoff: Timestamp) -> rusqlite::Result<usize> {
-    tx.prepare_cached("DELETE FROM notifications WHERE received_at < ?1")?
-        .execute(params![to_micros(cutoff)])
+    let n = tx
+        .prepare_cached("DELETE FROM notifications WHERE received_at < ?1")?
+        .execute(params![to_micros(cutoff)])?;
+    if n > 0 {
+        tx.prepare_cached(
+            "DELETE FROM payloads WHERE NOT EXISTS \
+             (SELECT 1 FROM notifications WHERE payload_id = payloads.id)",
+        )?
+        .execute([])?;
+    }
+    Ok(n)
 }
 
 /// How many raw payloads are kept.
@@ -695,6 +720,42 @@ mod tests {
         assert_eq!(
             (start, method),
             (Some(t("2026-11-23T02:26:10Z")), ImpactMethod::StartsAt)
+        );
+    }
+
+    #[test]
+    fn repeated_bodies_are_stored_once_and_pruning_drops_what_no_notification_uses() {
+        let mut conn = Connection::open_in_memory().expect("db");
+        crate::store::migrations::migrate(&mut conn).expect("migrate");
+        let tx = conn.transaction().expect("tx");
+        let (old, new) = (t("2026-11-01T00:00:00Z"), t("2026-11-23T00:00:00Z"));
+        for (at, body) in [(old, "a"), (new, "a"), (old, "b"), (old, "b")] {
+            let hash = body.repeat(32);
+            insert_notification(
+                &tx,
+                at,
+                "r",
+                "firing",
+                "g",
+                1,
+                hash.as_bytes(),
+                body.as_bytes(),
+            )
+            .expect("insert");
+        }
+        let payloads = |tx: &Transaction| -> i64 {
+            tx.query_row("SELECT count(*) FROM payloads", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!((count_notifications(&tx).unwrap(), payloads(&tx)), (4, 2));
+        assert_eq!(
+            prune_notifications(&tx, t("2026-11-10T00:00:00Z")).unwrap(),
+            3
+        );
+        assert_eq!(
+            (count_notifications(&tx).unwrap(), payloads(&tx)),
+            (1, 1),
+            "body a is still used"
         );
     }
 }
