@@ -34,23 +34,7 @@ pub fn duration(seconds: Option<f64>) -> String {
         }
         return format!("{sign}{tenths:.1}s");
     }
-    let total = abs.round() as u64;
-    let (d, h, m, s) = (
-        total / 86_400,
-        total % 86_400 / 3_600,
-        total % 3_600 / 60,
-        total % 60,
-    );
-    let text = if d > 0 {
-        format!("{d}d {h}h")
-    } else if h > 0 {
-        format!("{h}h {m}m")
-    } else if m > 0 {
-        format!("{m}m {s}s")
-    } else {
-        format!("{s}s")
-    };
-    format!("{sign}{text}")
+    crate::time::human_duration(seconds)
 }
 
 /// `value` or `—` when absent or empty.
@@ -121,7 +105,7 @@ mod tests {
     fn durations_read_like_a_post_mortem() {
         assert_eq!(duration(Some(135.0)), "2m 15s");
         assert_eq!(duration(Some(585.0)), "9m 45s");
-        assert_eq!(duration(Some(720.0)), "12m 0s");
+        assert_eq!(duration(Some(720.0)), "12m");
         assert_eq!(duration(Some(39.0)), "39s");
         assert_eq!(duration(Some(32.995)), "33s");
         assert_eq!(duration(Some(6.005)), "6s");

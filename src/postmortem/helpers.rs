@@ -21,43 +21,7 @@ pub fn todo(what: &str) -> String {
 }
 
 /// A duration as people write it in post-mortems: `45s`, `2m 15s`, `1h 4m`, `2d 3h`.
-/// Below one second it keeps milliseconds (`357ms`) because TTD parts can be that small.
-pub fn duration(seconds: f64) -> String {
-    if !seconds.is_finite() {
-        return "unknown".to_string();
-    }
-    let sign = if seconds < 0.0 { "-" } else { "" };
-    let abs = seconds.abs();
-    if abs > 0.0 && abs < 0.9995 {
-        return format!("{sign}{}ms", (abs * 1000.0).round() as u64);
-    }
-    let total = abs.round() as u64;
-    let (d, h, m, s) = (
-        total / 86_400,
-        (total % 86_400) / 3_600,
-        (total % 3_600) / 60,
-        total % 60,
-    );
-    let body = if d > 0 {
-        join_units(&[(d, "d"), (h, "h")])
-    } else if h > 0 {
-        join_units(&[(h, "h"), (m, "m")])
-    } else if m > 0 {
-        join_units(&[(m, "m"), (s, "s")])
-    } else {
-        format!("{s}s")
-    };
-    format!("{sign}{body}")
-}
-
-fn join_units(parts: &[(u64, &str); 2]) -> String {
-    // "2m" rather than "2m 0s": the zero adds nothing.
-    if parts[1].0 == 0 {
-        format!("{}{}", parts[0].0, parts[0].1)
-    } else {
-        format!("{}{} {}{}", parts[0].0, parts[0].1, parts[1].0, parts[1].1)
-    }
-}
+pub use crate::time::human_duration as duration;
 
 /// An offset from the start of the incident: `T+2m15s`, `T+6s`, `T-3s`.
 pub fn offset(seconds: f64) -> String {

@@ -11,55 +11,12 @@ pub struct DurationError {
     pub input: String,
 }
 
-/// Parses `[0-9]+(ms|s|m|h|d|w|y)` units, concatenated from the largest to the smallest as
-/// Prometheus does (`1h30m`); a bare `0` is zero.
+/// Parses Prometheus durations (`30s`, `5m`, `1h30m`, `30d`, a bare `0`): the same parser
+/// as the configuration's, so a duration means the same everywhere.
 pub fn parse_prom_duration(input: &str) -> Result<Duration, DurationError> {
-    let err = || DurationError {
+    crate::config::parse_duration(input.trim()).map_err(|_| DurationError {
         input: input.to_string(),
-    };
-    let s = input.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if s.is_empty() {
-        return Err(err());
-    }
-    let bytes = s.as_bytes();
-    let mut i = 0;
-    let mut total_ms: u128 = 0;
-    // Units must appear in decreasing order and at most once, like Prometheus requires.
-    let mut last_rank = usize::MAX;
-    while i < bytes.len() {
-        let start = i;
-        while i < bytes.len() && bytes[i].is_ascii_digit() {
-            i += 1;
-        }
-        if start == i {
-            return Err(err());
-        }
-        let n: u128 = s[start..i].parse().map_err(|_| err())?;
-        let unit_start = i;
-        while i < bytes.len() && bytes[i].is_ascii_alphabetic() {
-            i += 1;
-        }
-        let (rank, ms_per) = match &s[unit_start..i] {
-            "y" => (6, 365 * 24 * 3600 * 1000),
-            "w" => (5, 7 * 24 * 3600 * 1000),
-            "d" => (4, 24 * 3600 * 1000),
-            "h" => (3, 3600 * 1000),
-            "m" => (2, 60 * 1000),
-            "s" => (1, 1000),
-            "ms" => (0, 1),
-            _ => return Err(err()),
-        };
-        if rank >= last_rank {
-            return Err(err());
-        }
-        last_rank = rank;
-        total_ms = total_ms.checked_add(n * ms_per).ok_or_else(err)?;
-    }
-    let ms = u64::try_from(total_ms).map_err(|_| err())?;
-    Ok(Duration::from_millis(ms))
+    })
 }
 
 /// Formats a duration as Prometheus reads it, largest units first (`1h30m`, `754s` → `12m34s`,

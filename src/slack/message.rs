@@ -286,26 +286,7 @@ pub fn format_time(t: Timestamp, tz: Tz) -> String {
 }
 
 /// A duration as people write it: `45s`, `2m 15s`, `1h 3m`, `2d 4h`.
-pub fn format_duration(seconds: f64) -> String {
-    let sign = if seconds < 0.0 { "-" } else { "" };
-    let total = seconds.abs().round() as u64;
-    let (d, h, m, s) = (
-        total / 86_400,
-        total % 86_400 / 3600,
-        total % 3600 / 60,
-        total % 60,
-    );
-    let body = if d > 0 {
-        format!("{d}d {h}h")
-    } else if h > 0 {
-        format!("{h}h {m}m")
-    } else if m > 0 {
-        format!("{m}m {s}s")
-    } else {
-        format!("{s}s")
-    };
-    format!("{sign}{body}")
-}
+pub use crate::time::human_duration as format_duration;
 
 fn status_emoji(status: Status) -> &'static str {
     match status {
@@ -970,7 +951,7 @@ mod tests {
 
     #[test]
     fn durations_read_the_way_postmortems_write_them() {
-        assert_eq!(format_duration(0.4), "0s");
+        assert_eq!(format_duration(0.4), "400ms");
         assert_eq!(format_duration(45.0), "45s");
         assert_eq!(format_duration(135.0), "2m 15s");
         assert_eq!(format_duration(3780.0), "1h 3m");
