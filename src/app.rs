@@ -236,7 +236,7 @@ impl App {
         }
         let retention = tokio::spawn(prune_loop(
             state.clone(),
-            config.storage.raw_payload_retention,
+            config.storage.clone(),
             stop_rx.clone(),
         ));
         tracing::info!(address = %listener.local_addr()?, database = %state.store.path().display(), "incidentd listening");
@@ -257,29 +257,42 @@ impl App {
     }
 }
 
-/// Drop raw payloads older than the retention, hourly.
+/// Hourly (and at startup): drop raw payloads and finished jobs past
+/// `storage.raw_payload_retention`, and resolved incidents past `storage.incident_retention`.
 async fn prune_loop(
     state: Arc<AppState>,
-    retention: std::time::Duration,
+    storage: crate::config::StorageConfig,
     mut stop: watch::Receiver<bool>,
 ) {
     let every = std::time::Duration::from_secs(3600);
     loop {
-        let cutoff = state.now() - chrono_duration(retention);
+        let now = state.now();
+        let payload_cutoff = now - chrono_duration(storage.raw_payload_retention);
+        let incident_cutoff = (!storage.incident_retention.is_zero())
+            .then(|| now - chrono_duration(storage.incident_retention));
         let pruned = state
             .store
             .write(move |tx| {
-                let n = sqlite::prune_notifications(tx, cutoff)?;
-                let j = crate::store::jobs::prune(tx, cutoff)?;
-                Ok((n, j))
+                let n = sqlite::prune_notifications(tx, payload_cutoff)?;
+                let j = crate::store::jobs::prune(tx, payload_cutoff)?;
+                let i = match incident_cutoff {
+                    Some(cutoff) => sqlite::prune_incidents(tx, cutoff)?,
+                    None => 0,
+                };
+                Ok((n, j, i))
             })
             .await;
         match pruned {
-            Ok((n, j)) if n + j > 0 => {
-                tracing::info!(payloads = n, jobs = j, "pruned past retention")
+            Ok((n, j, i)) if n + j + i > 0 => {
+                tracing::info!(
+                    payloads = n,
+                    jobs = j,
+                    incidents = i,
+                    "pruned past retention"
+                )
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "pruning raw payloads failed; will retry"),
+            Err(e) => tracing::warn!(error = %e, "pruning past retention failed; will retry"),
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}

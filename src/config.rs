@@ -190,6 +190,9 @@ pub struct StorageConfig {
     pub path: PathBuf,
     /// How long raw webhook payloads are kept for audit.
     pub raw_payload_retention: Duration,
+    /// How long resolved incidents are kept (with their alerts, timeline, evidence and
+    /// jobs); zero keeps them forever. Drafts on disk are never deleted.
+    pub incident_retention: Duration,
 }
 
 /// `correlation`: how alerts group into incidents.
@@ -418,6 +421,7 @@ impl Default for Config {
             storage: StorageConfig {
                 path: PathBuf::from(DEFAULT_STORAGE_PATH),
                 raw_payload_retention: DEFAULT_RAW_PAYLOAD_RETENTION,
+                incident_retention: Duration::ZERO,
             },
             correlation: CorrelationConfig {
                 group_by: DEFAULT_GROUP_BY.iter().map(|s| s.to_string()).collect(),
@@ -546,6 +550,7 @@ struct RawBasicAuth {
 struct RawStorage {
     path: Option<PathBuf>,
     raw_payload_retention: Option<DurationValue>,
+    incident_retention: Option<DurationValue>,
 }
 
 #[derive(Deserialize, Default)]
@@ -840,6 +845,7 @@ impl Resolver<'_> {
         Ok(StorageConfig {
             path,
             raw_payload_retention,
+            incident_retention: raw.incident_retention.map_or(Duration::ZERO, |d| d.0),
         })
     }
 
@@ -1470,6 +1476,7 @@ mod tests {
             storage: StorageConfig {
                 path: "/var/lib/incidentd".into(),
                 raw_payload_retention: Duration::from_secs(7 * 24 * 3600),
+                incident_retention: Duration::from_secs(365 * 24 * 3600),
             },
             correlation: CorrelationConfig {
                 group_by: vec!["service".into(), "cluster".into()],

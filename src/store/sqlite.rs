@@ -641,6 +641,14 @@ pub fn set_slack_thread(
     Ok(())
 }
 
+/// Delete incidents that resolved before `cutoff`, with everything that hangs off them
+/// (alerts, timeline, evidence, charts, jobs, Slack thread: foreign keys cascade); returns
+/// how many incidents.
+pub fn prune_incidents(tx: &Transaction, cutoff: Timestamp) -> rusqlite::Result<usize> {
+    tx.prepare_cached("DELETE FROM incidents WHERE status = 'resolved' AND resolved_at < ?1")?
+        .execute(params![to_micros(cutoff)])
+}
+
 /// Every firing occurrence: `(fingerprint, starts_at)`.
 pub fn firing_occurrences(conn: &Connection) -> rusqlite::Result<Vec<(String, Timestamp)>> {
     let mut stmt = conn

@@ -126,3 +126,48 @@ async fn sigterm_shuts_down_cleanly() {
     let wal = data.join("incidentd.db-wal");
     assert!(!wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0);
 }
+
+#[tokio::test]
+async fn resolved_incidents_past_their_retention_are_pruned_and_open_ones_kept() {
+    let app = spawn_app().await;
+    for (_, at, body) in recorded_webhooks() {
+        app.set_time(at);
+        app.post_webhook(body).await;
+    }
+    app.set_time(time("2026-11-23T13:00:00Z"));
+    app.post_webhook(payload(|v| {
+        v["alerts"][0]["labels"]["service"] = "still-open".into();
+        v["alerts"][0]["fingerprint"] = "00000000000open".into();
+        v["alerts"][0]["startsAt"] = "2026-11-23T12:59:00Z".into();
+    }))
+    .await;
+    let dir = app.stop().await;
+
+    // At startup (14:00) with a one-hour retention: the 02:27 resolve is long past.
+    let mut config = incidentd::config::Config::default();
+    config.storage.incident_retention = std::time::Duration::from_secs(3600);
+    let app = spawn_app_in(config, dir).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, _) = app.get_json("/api/v1/incidents/INC-2026-0001").await;
+        if status == 404 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never pruned");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let left = app.incidents().await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["service"], "still-open");
+    let conn = rusqlite::Connection::open(app.dir.path().join("data/incidentd.db")).unwrap();
+    let orphans: i64 = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM occurrences WHERE incident_id = 'INC-2026-0001') \
+             + (SELECT count(*) FROM timeline WHERE incident_id = 'INC-2026-0001') \
+             + (SELECT count(*) FROM jobs WHERE incident_id = 'INC-2026-0001')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(orphans, 0, "its alerts, timeline and jobs went with it");
+}
