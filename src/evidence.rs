@@ -340,6 +340,12 @@ impl Collector {
                 for e in &collected.report.errors {
                     tracing::warn!(incident = %id, query = %e.name, error = %e.error, "an evidence query failed");
                 }
+                // A later run that got nothing usable keeps what an earlier run gathered.
+                let earlier_usable = stored.as_ref().is_some_and(|e| e.missing_reason.is_none());
+                if evidence.missing_reason.is_some() && earlier_usable {
+                    tracing::warn!(incident = %id, missing = ?evidence.missing_reason, "keeping the evidence gathered earlier");
+                    return Ok(());
+                }
                 self.save(store, &id, collected.impact, &evidence, charts, now)
                     .await
                     .map_err(|e| JobFailure::retry(e.to_string(), retry_in))?;
