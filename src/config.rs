@@ -286,6 +286,16 @@ pub struct SlackConfig {
     pub signing_secret: Option<Secret>,
     /// Incoming-webhook URL, the alternative to a bot token (it embeds a credential).
     pub webhook_url: Option<Secret>,
+    /// Channels chosen by labels, first match wins; `channel` when none matches.
+    pub routes: Vec<SlackRoute>,
+}
+
+/// `slack.routes[]`: incidents whose labels match all of `matchers` go to `channel`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlackRoute {
+    /// Label name → value; `severity` and `service` match the incident's own.
+    pub matchers: BTreeMap<String, String>,
+    pub channel: String,
 }
 
 /// A secret value: `Debug` and `Display` print `<secret>`; [`Secret::expose`] gives the value.
@@ -601,6 +611,16 @@ struct RawSlack {
     channel: Option<String>,
     signing_secret_file: Option<PathBuf>,
     webhook_url_file: Option<PathBuf>,
+    #[serde(default)]
+    routes: Vec<RawSlackRoute>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSlackRoute {
+    #[serde(rename = "match")]
+    matchers: BTreeMap<String, String>,
+    channel: String,
 }
 
 /// A duration in Prometheus form; parse errors carry the offending text.
@@ -1055,12 +1075,36 @@ impl Resolver<'_> {
                 ));
             }
         }
+        let mut routes = Vec::with_capacity(raw.routes.len());
+        for (i, r) in raw.routes.into_iter().enumerate() {
+            let key = format!("slack.routes[{i}]");
+            if r.channel.trim().is_empty() {
+                return Err(self.invalid(&format!("{key}.channel"), "must not be empty"));
+            }
+            if r.matchers.is_empty() {
+                return Err(self.invalid(
+                    &format!("{key}.match"),
+                    "needs at least one label, e.g. {team: payments}",
+                ));
+            }
+            if let Some(bad) = r.matchers.keys().find(|k| !is_label_name(k)) {
+                return Err(self.invalid(
+                    &format!("{key}.match"),
+                    format!("{bad:?} is not a valid label name"),
+                ));
+            }
+            routes.push(SlackRoute {
+                matchers: r.matchers,
+                channel: r.channel,
+            });
+        }
         Ok(SlackConfig {
             api_url,
             bot_token,
             channel,
             signing_secret,
             webhook_url,
+            routes,
         })
     }
 
@@ -1516,6 +1560,10 @@ mod tests {
                 channel: "#ops".into(),
                 signing_secret: Some(secret("fixture-signing-secret")),
                 webhook_url: None,
+                routes: vec![SlackRoute {
+                    matchers: [("team".to_string(), "payments".to_string())].into(),
+                    channel: "#payments-incidents".into(),
+                }],
             }),
         };
         assert_eq!(config, expected);

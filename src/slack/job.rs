@@ -96,6 +96,21 @@ pub fn figures(evidence: &Evidence) -> Vec<EvidenceFigure> {
         .collect()
 }
 
+/// Channels by label from `slack.routes`, `slack.channel` otherwise.
+fn routes(sc: &crate::config::SlackConfig) -> ChannelRoutes {
+    ChannelRoutes {
+        default_channel: sc.channel.clone(),
+        routes: sc
+            .routes
+            .iter()
+            .map(|r| super::Route {
+                matchers: r.matchers.clone(),
+                channel: r.channel.clone(),
+            })
+            .collect(),
+    }
+}
+
 /// Slack as configured: the notifier, and the signing secret for the button.
 pub struct Slack {
     notifier: Notifier,
@@ -120,7 +135,7 @@ impl Slack {
             ack_button: bot && sc.signing_secret.is_some(),
         };
         Ok(Some(Slack {
-            notifier: Notifier::new(client, ChannelRoutes::single(sc.channel.clone()), settings),
+            notifier: Notifier::new(client, routes(sc), settings),
             signing_secret: sc.signing_secret.clone(),
         }))
     }

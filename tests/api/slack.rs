@@ -21,6 +21,7 @@ fn slack_config(fake: &FakeSlack) -> Config {
         channel: "#incidents".into(),
         signing_secret: Some(Secret::new(SIGNING_SECRET)),
         webhook_url: None,
+        routes: Vec::new(),
     });
     config
 }
@@ -211,4 +212,28 @@ async fn slack_down_through_open_resolve_and_a_restart_still_gets_every_message_
         "resolve summary last"
     );
     drop(app);
+}
+
+#[tokio::test]
+async fn incidents_go_to_the_channel_their_labels_route_them_to() {
+    let fake = FakeSlack::start().await;
+    let mut config = slack_config(&fake);
+    if let Some(slack) = config.slack.as_mut() {
+        slack.routes = vec![incidentd::config::SlackRoute {
+            matchers: [("team".to_string(), "payments".to_string())].into(),
+            channel: "#payments-incidents".into(),
+        }];
+    }
+    let app = spawn_app_with(config).await;
+    app.post_webhook(payload(|_| {})).await; // team="payments"
+    app.post_webhook(payload(|v| {
+        v["alerts"][0]["labels"]["team"] = "search".into();
+        v["alerts"][0]["labels"]["service"] = "search".into();
+        v["alerts"][0]["fingerprint"] = "00000000000search".into();
+    }))
+    .await;
+    let got = wait_accepted(&fake, 2, Duration::from_secs(20)).await;
+    let mut channels: Vec<&str> = got.iter().map(|r| r.str("channel").unwrap()).collect();
+    channels.sort();
+    assert_eq!(channels, ["#incidents", "#payments-incidents"], "{got:#?}");
 }
