@@ -66,6 +66,8 @@ pub fn planner(config: &Config) -> Arc<Planner> {
         if slack {
             // Every event is its own message, delivered in order.
             for event in crate::slack::job::event_for(change) {
+                // A refresh of the root message: one pending is enough.
+                let coalesce = event == crate::slack::SlackEvent::EvidenceUpdated;
                 let job = SlackJob {
                     event,
                     progress: Default::default(),
@@ -73,7 +75,7 @@ pub fn planner(config: &Config) -> Arc<Planner> {
                 jobs.push(JobSpec {
                     kind: crate::slack::job::JOB_KIND,
                     payload: serde_json::to_value(job).unwrap_or_default(),
-                    coalesce: false,
+                    coalesce,
                     delay: chrono::Duration::zero(),
                 });
             }
@@ -222,7 +224,12 @@ impl App {
         if let Some(collector) = collector {
             runner.handle(
                 crate::evidence::JOB_KIND,
-                collector.handler(state.store.clone(), state.clock.clone(), state.wake.clone()),
+                collector.handler(
+                    state.store.clone(),
+                    state.clock.clone(),
+                    state.wake.clone(),
+                    state.planner.clone(),
+                ),
             );
         }
         let mut workers = runner.spawn(stop_rx.clone());

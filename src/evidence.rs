@@ -20,7 +20,7 @@ use crate::chart::{render_svg, ChartWindow};
 use crate::config::{Config, PrometheusConfig};
 use crate::evidence_rules::{EvidenceRules, Unit as QueryUnit};
 use crate::incident::{Action, Effect, Incident, Occurrence, Status, Timestamp};
-use crate::jobs::{Change, Handler, JobFailure, JobSpec};
+use crate::jobs::{Change, Handler, JobFailure, JobSpec, Planner};
 use crate::postmortem::{self, ActionSuggestion, Evidence, RuleInfo, Unit};
 use crate::prometheus::snapshot::{plan_snapshot, run_snapshot, QuerySource};
 use crate::prometheus::{
@@ -28,7 +28,7 @@ use crate::prometheus::{
     IncidentWindow, RuleContext, RuleSource, SnapshotOptions, SnapshotPlan, SnapshotReport,
 };
 use crate::store::jobs::Job;
-use crate::store::{jobs as queue, sqlite, Store, StoreError};
+use crate::store::{sqlite, Store, StoreError};
 
 /// Job kind of evidence snapshots. Coalesced: a pending snapshot absorbs later requests.
 pub const JOB_KIND: &str = "evidence";
@@ -102,7 +102,7 @@ pub fn job_for(change: &Change, schedule: &Schedule) -> Option<JobSpec> {
             action: Action::Resolve,
             ..
         } => Phase::Full,
-        Change::Person { .. } => return None,
+        Change::Person { .. } | Change::Evidence { .. } => return None,
     };
     let delay = match phase {
         Phase::Quick => schedule.quick_delay,
@@ -289,11 +289,22 @@ impl Collector {
     }
 
     /// The job that gathers and stores an incident's evidence.
-    pub fn handler(self: Arc<Self>, store: Store, clock: Clock, wake: Arc<Notify>) -> Handler {
+    pub fn handler(
+        self: Arc<Self>,
+        store: Store,
+        clock: Clock,
+        wake: Arc<Notify>,
+        planner: Arc<Planner>,
+    ) -> Handler {
         Arc::new(move |job| {
-            let (me, store, clock, wake) =
-                (self.clone(), store.clone(), clock.clone(), wake.clone());
-            Box::pin(async move { me.run(job, &store, &clock, &wake).await })
+            let (me, store, clock, wake, planner) = (
+                self.clone(),
+                store.clone(),
+                clock.clone(),
+                wake.clone(),
+                planner.clone(),
+            );
+            Box::pin(async move { me.run(job, &store, &clock, &wake, &planner).await })
         })
     }
 
@@ -303,6 +314,7 @@ impl Collector {
         store: &Store,
         clock: &Clock,
         wake: &Notify,
+        planner: &Arc<Planner>,
     ) -> Result<(), JobFailure> {
         let attempt = job.attempts + 1;
         let retry_in = crate::time::chrono_duration(backoff(self.retry_backoff, attempt));
@@ -346,9 +358,17 @@ impl Collector {
                     tracing::warn!(incident = %id, missing = ?evidence.missing_reason, "keeping the evidence gathered earlier");
                     return Ok(());
                 }
-                self.save(store, &id, collected.impact, &evidence, charts, now)
-                    .await
-                    .map_err(|e| JobFailure::retry(e.to_string(), retry_in))?;
+                self.save(
+                    store,
+                    planner,
+                    &id,
+                    collected.impact,
+                    &evidence,
+                    charts,
+                    now,
+                )
+                .await
+                .map_err(|e| JobFailure::retry(e.to_string(), retry_in))?;
                 wake.notify_waiters();
                 Ok(())
             }
@@ -378,7 +398,10 @@ impl Collector {
                         collected_at: Some(now),
                         ..Evidence::default()
                     };
-                    match self.save(store, &id, None, &missing, Vec::new(), now).await {
+                    match self
+                        .save(store, planner, &id, None, &missing, Vec::new(), now)
+                        .await
+                    {
                         Ok(()) => wake.notify_waiters(),
                         Err(e) => {
                             tracing::warn!(incident = %id, error = %e, "cannot record why evidence is missing")
@@ -398,9 +421,11 @@ impl Collector {
 
     /// Stores the impact start, the evidence and its charts, and queues a draft render, in one
     /// transaction.
+    #[allow(clippy::too_many_arguments)]
     async fn save(
         &self,
         store: &Store,
+        planner: &Arc<Planner>,
         id: &str,
         impact: Option<ImpactStart>,
         evidence: &Evidence,
@@ -412,23 +437,15 @@ impl Collector {
             transient: false,
         })?;
         let id = id.to_string();
+        let planner = planner.clone();
         store
             .write(move |tx| {
                 if let Some(i) = &impact {
                     sqlite::set_impact_start(tx, &id, i.at, i.method, now)?;
                 }
                 sqlite::put_evidence(tx, &id, now, &body, &charts)?;
-                // Jobs run on the wall clock, whatever clock the domain runs on.
-                let wall = chrono::Utc::now();
-                queue::enqueue(
-                    tx,
-                    crate::draft::JOB_KIND,
-                    Some(&id),
-                    &serde_json::Value::Null,
-                    true,
-                    wall,
-                    wall,
-                )?;
+                // The draft re-renders, and Slack's root message shows the new figures.
+                crate::jobs::plan(&*planner, tx, &[Change::Evidence { incident_id: &id }])?;
                 Ok(())
             })
             .await

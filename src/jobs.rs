@@ -15,6 +15,8 @@ pub enum Change<'a> {
         by: &'a str,
         action: &'a Action,
     },
+    /// New evidence from Prometheus was stored for an incident.
+    Evidence { incident_id: &'a str },
 }
 
 impl Change<'_> {
@@ -22,6 +24,7 @@ impl Change<'_> {
         match self {
             Change::Alert(o) => &o.incident_id,
             Change::Person { incident_id, .. } => incident_id,
+            Change::Evidence { incident_id } => incident_id,
         }
     }
 }

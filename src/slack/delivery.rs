@@ -280,6 +280,11 @@ impl<C: Clock> Notifier<C> {
         progress: &mut Progress,
     ) -> Result<Delivered, DeliveryError> {
         if self.client.mode() == Mode::Webhook {
+            if *event == SlackEvent::EvidenceUpdated {
+                // An incoming webhook cannot edit what it posted; a new message for new
+                // figures would be noise.
+                return Ok(Delivered::Webhook);
+            }
             self.pacer.wait(WEBHOOK_PACE_KEY).await;
             let message = standalone_message(incident, event, evidence, &self.settings);
             self.client.post_webhook(&message).await?;
@@ -310,7 +315,7 @@ impl<C: Clock> Notifier<C> {
             }
         };
 
-        if *event != SlackEvent::Opened && progress.reply_ts.is_none() {
+        if event.has_reply() && progress.reply_ts.is_none() {
             // Pace by channel ID: after the root, every message goes to it.
             self.pacer.wait(&root.channel).await;
             let reply = event_message(incident, event, evidence, &self.settings);

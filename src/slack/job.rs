@@ -57,6 +57,7 @@ pub fn event_for(change: &Change) -> Vec<SlackEvent> {
             }
             events
         }
+        Change::Evidence { .. } => vec![SlackEvent::EvidenceUpdated],
         Change::Person { by, action, .. } => vec![match action {
             Action::Acknowledge => SlackEvent::Acknowledged { by: by.to_string() },
             Action::Note(text) => SlackEvent::Note {

@@ -65,6 +65,17 @@ pub enum SlackEvent {
     Reopened,
     /// The incident resolved: the thread gets the resolve summary.
     Resolved,
+    /// New evidence figures arrived (often minutes after the resolve): the root message is
+    /// brought up to date, with no reply of its own.
+    EvidenceUpdated,
+}
+
+impl SlackEvent {
+    /// Whether the event is told as a reply in the thread (the others only post or update
+    /// the root message).
+    pub fn has_reply(&self) -> bool {
+        !matches!(self, SlackEvent::Opened | SlackEvent::EvidenceUpdated)
+    }
 }
 
 impl SlackEvent {
@@ -78,6 +89,7 @@ impl SlackEvent {
             SlackEvent::Note { .. } => "note",
             SlackEvent::Reopened => "reopened",
             SlackEvent::Resolved => "resolved",
+            SlackEvent::EvidenceUpdated => "evidence_updated",
         }
     }
 }
@@ -524,6 +536,7 @@ fn event_time(incident: &Incident, event: &SlackEvent) -> Option<Timestamp> {
             .map(|e| e.at),
         SlackEvent::Reopened => last(EventKind::Reopened),
         SlackEvent::Resolved => incident.resolved_at,
+        SlackEvent::EvidenceUpdated => None,
     }
 }
 
@@ -538,7 +551,9 @@ pub fn event_message(
     let tz = settings.timezone;
     let id = escape(&incident.id);
     let (text, body): (String, String) = match event {
-        SlackEvent::Opened => return root_message(incident, evidence, settings),
+        SlackEvent::Opened | SlackEvent::EvidenceUpdated => {
+            return root_message(incident, evidence, settings)
+        }
         SlackEvent::Resolved => return resolve_summary(incident, evidence, settings),
         SlackEvent::AlertJoined { fingerprint } => {
             // The latest episode of that alert: a fingerprint may fire more than once.
@@ -665,7 +680,7 @@ pub fn standalone_message(
     settings: &MessageSettings,
 ) -> Message {
     match event {
-        SlackEvent::Opened | SlackEvent::Resolved => {
+        SlackEvent::Opened | SlackEvent::Resolved | SlackEvent::EvidenceUpdated => {
             event_message(incident, event, evidence, settings)
         }
         _ => {

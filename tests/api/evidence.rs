@@ -536,3 +536,57 @@ async fn an_alert_that_fired_earlier_joining_later_moves_the_impact_start_back()
     assert_eq!(i["impact_start"], "2026-11-23T02:25:55Z");
     assert_eq!(i["fired_at"], "2026-11-23T02:26:00Z");
 }
+
+#[tokio::test]
+async fn the_slack_root_message_is_updated_with_the_figures_once_evidence_arrives() {
+    let server = MockServer::start().await;
+    mount(&server, &RecordedPrometheus::new()).await;
+    let fake = crate::fake::FakeSlack::start().await;
+    let mut config = config(&server.uri());
+    config.slack = Some(incidentd::config::SlackConfig {
+        api_url: fake.api_url(),
+        bot_token: Some(incidentd::config::Secret::new(crate::fake::TOKEN)),
+        channel: "#incidents".into(),
+        signing_secret: None,
+        webhook_url: None,
+        routes: Vec::new(),
+    });
+    let app = spawn_app_with(config).await;
+    for (_, at, body) in recorded_webhooks() {
+        post_fast(&app, at, body).await;
+    }
+    wait_for(&app, "INC-2026-0001", "snapshots", |i| {
+        i["status"] == "resolved" && has_snapshots(i)
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let accepted = fake.accepted();
+        // After the resolve summary: the update for the resolve, then one for the evidence
+        // the full snapshot brought.
+        let summary = accepted
+            .iter()
+            .rposition(|r| r.method == "chat.postMessage")
+            .unwrap_or(0);
+        let updates: Vec<_> = accepted[summary..]
+            .iter()
+            .filter(|r| r.method == "chat.update")
+            .collect();
+        let shows_figures =
+            updates.len() >= 2 && updates.last().unwrap().body.to_string().contains("→");
+        if shows_figures {
+            // No extra reply in the thread for it: one root, replies for 2 joins and the resolve.
+            let replies = accepted
+                .iter()
+                .filter(|r| r.method == "chat.postMessage")
+                .count();
+            assert_eq!(replies, 4, "{accepted:#?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the root never showed the figures: {accepted:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
