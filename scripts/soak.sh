@@ -93,7 +93,10 @@ while kill -0 "$load" 2>/dev/null; do
     kill -0 "$pid" 2>/dev/null || die "incidentd died during the soak (see its log above)"
     rss=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")
     fds=$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
-    echo "$SECONDS $rss $fds" >>"$samples"
+    # Webhooks answered so far, so the summary can show whether throughput holds up.
+    hooks=$(curl -fsS --max-time 2 "http://127.0.0.1:$port/metrics" 2>/dev/null |
+        awk '/^incidentd_webhooks_received_total/ {n += $NF} END {printf "%d", n}' || echo 0)
+    echo "$SECONDS $rss $fds ${hooks:-0}" >>"$samples"
     sleep "$interval"
 done
 load_status=0
@@ -124,6 +127,11 @@ for name, col, limit in (("RSS KiB", 1, None), ("open FDs", 2, 8)):
     ok &= l <= allowed
     print(f"{name}: first {vals[0]}, last {vals[-1]}, max {max(vals)}; "
           f"middle-third avg {m:.0f}, last-third avg {l:.0f} (allowed {allowed:.0f}): {verdict}")
+rates = []
+for part in (rows[:n], mid, last):
+    span = part[-1][0] - part[0][0]
+    rates.append(f"{(part[-1][3] - part[0][3]) / span:.0f}" if span > 0 else "n/a")
+print(f"webhooks/s by third: {' / '.join(rates)}")
 print(f"samples: {len(rows)}")
 if load_status != 0:
     print("load driver reported 5xx or transport errors")
