@@ -121,6 +121,10 @@ impl JobFailure {
 pub type Handler =
     Arc<dyn Fn(Job) -> Pin<Box<dyn Future<Output = Result<(), JobFailure>> + Send>> + Send + Sync>;
 
+/// The pause of a job loop after its first retryable failure, and the longest.
+const MIN_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+const MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A job that failed this many times is given up.
 pub const MAX_ATTEMPTS: u32 = 30;
 
@@ -174,13 +178,17 @@ async fn run_kind(
     mut stop: watch::Receiver<bool>,
 ) {
     let clock = chrono::Utc::now;
+    // After a retryable failure the dependency (Prometheus, Slack) is probably down for the
+    // other jobs of this kind too: pause before the next one instead of failing them all in
+    // a tight loop, each failure a write of its own. Doubles up to MAX_PAUSE; a success ends it.
+    let mut pause = std::time::Duration::ZERO;
     loop {
         if *stop.borrow() {
             return;
         }
         let now = clock();
         let claimed = store
-            .write(move |tx| Ok(queue::claim(tx, &[kind], now)?))
+            .write(move |tx| Ok(queue::claim(tx, kind, now)?))
             .await;
         let job = match claimed {
             Ok(Some(job)) => job,
@@ -204,6 +212,7 @@ async fn run_kind(
         let (id, attempts, incident) = (job.id, job.attempts + 1, job.incident_id.clone());
         let result = handler(job).await;
         let now = clock();
+        let retryable_failure = matches!(&result, Err(f) if f.retry_in.is_some());
         let recorded = match result {
             Ok(()) => {
                 tracing::debug!(kind, id, incident = ?incident, "job done");
@@ -238,6 +247,17 @@ async fn run_kind(
         if let Err(e) = recorded {
             // The job stays 'running' and runs again after a restart.
             tracing::error!(kind, id, error = %e, "cannot record a job's result");
+        }
+        pause = if retryable_failure {
+            (pause * 2).clamp(MIN_PAUSE, MAX_PAUSE)
+        } else {
+            std::time::Duration::ZERO
+        };
+        if !pause.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.changed() => return,
+            }
         }
     }
 }

@@ -45,21 +45,19 @@ pub fn enqueue(
     Ok(())
 }
 
-/// Claim the oldest due job of one of `kinds`. Jobs of one incident run in order: a job is
-/// not due while an earlier job of the same kind for the same incident is unfinished.
-pub fn claim(tx: &Transaction, kinds: &[&str], now: Timestamp) -> rusqlite::Result<Option<Job>> {
-    let kinds_json = serde_json::to_string(kinds).unwrap_or_else(|_| "[]".into());
+/// Claim the oldest due job of `kind`. Jobs of one incident run in order: a job is not due
+/// while an earlier job of the same kind for the same incident is unfinished.
+pub fn claim(tx: &Transaction, kind: &str, now: Timestamp) -> rusqlite::Result<Option<Job>> {
     let job = tx
         .prepare_cached(
             "SELECT id, kind, incident_id, payload, attempts, run_at FROM jobs j \
-             WHERE state = 'pending' AND run_at <= ?1 \
-               AND kind IN (SELECT value FROM json_each(?2)) \
+             WHERE state = 'pending' AND kind = ?2 AND run_at <= ?1 \
                AND NOT EXISTS (SELECT 1 FROM jobs e WHERE e.kind = j.kind \
                    AND e.incident_id IS j.incident_id AND e.id < j.id \
                    AND e.state IN ('pending', 'running')) \
              ORDER BY run_at, id LIMIT 1",
         )?
-        .query_row(params![to_micros(now), kinds_json], |r| {
+        .query_row(params![to_micros(now), kind], |r| {
             let payload: String = r.get(3)?;
             Ok(Job {
                 id: r.get(0)?,

@@ -130,6 +130,14 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX occurrences_firing ON occurrences (fingerprint, starts_at) WHERE status = 'firing';
     "#,
+    // 4: claiming a job checks for an earlier unfinished job of the same kind and incident;
+    // without this index that check read every pending job (the soak run slowed down as
+    // failing jobs piled up). It also serves the cascade when an incident is pruned.
+    r#"
+    CREATE INDEX jobs_incident ON jobs (incident_id, kind, id);
+    -- Each kind's loop claims from its own due jobs, never scanning past other kinds'.
+    CREATE INDEX jobs_kind_due ON jobs (state, kind, run_at);
+    "#,
 ];
 
 /// Bring the schema up to date. Refuses a database written by a newer incidentd.
