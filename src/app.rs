@@ -173,6 +173,7 @@ impl App {
             webhook_auth,
             api_token: config.web.api_token.clone(),
             max_body_bytes: config.web.max_body_bytes,
+            request_timeout: config.web.request_timeout,
             metrics: Metrics::new(),
             clock,
         });
@@ -248,10 +249,7 @@ impl App {
         ));
         tracing::info!(address = %listener.local_addr()?, database = %state.store.path().display(), "incidentd listening");
         let router = http::router(state.clone());
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")?;
+        http::server::serve(listener, router, config.web.read_header_timeout, shutdown).await;
         tracing::info!("HTTP stopped; finishing background work");
         let _ = stop_tx.send(true);
         let _ = retention.await;

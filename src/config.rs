@@ -97,6 +97,11 @@ pub const SECRETS: &[(&str, &str)] = &[
 
 /// Default `web.max_body_bytes`: 8 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Default `web.read_header_timeout`: a client must send its request line and headers
+/// within this long of connecting (or of its previous answer on a kept-alive connection).
+pub const DEFAULT_READ_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `web.request_timeout`: reading the body and answering must end within this long.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `storage.path`.
 pub const DEFAULT_STORAGE_PATH: &str = "./data";
 /// Default `storage.raw_payload_retention`: 30 days.
@@ -163,6 +168,11 @@ pub struct WebConfig {
     pub api_token: Option<Secret>,
     /// Largest accepted request body (413 above it).
     pub max_body_bytes: usize,
+    /// Deadline for a client's request line and headers; the connection is closed after it
+    /// (slow or silent clients), and it is also how long an idle kept-alive connection lives.
+    pub read_header_timeout: Duration,
+    /// Deadline for reading the body and answering (408 after it).
+    pub request_timeout: Duration,
 }
 
 /// `web.webhook_auth`: a request is accepted if it matches any configured method.
@@ -427,6 +437,8 @@ impl Default for Config {
                 webhook_auth: None,
                 api_token: None,
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+                read_header_timeout: DEFAULT_READ_HEADER_TIMEOUT,
+                request_timeout: DEFAULT_REQUEST_TIMEOUT,
             },
             storage: StorageConfig {
                 path: PathBuf::from(DEFAULT_STORAGE_PATH),
@@ -539,6 +551,8 @@ struct RawWeb {
     webhook_auth: Option<RawWebhookAuth>,
     api_token_file: Option<PathBuf>,
     max_body_bytes: Option<usize>,
+    read_header_timeout: Option<DurationValue>,
+    request_timeout: Option<DurationValue>,
 }
 
 #[derive(Deserialize)]
@@ -795,11 +809,23 @@ impl Resolver<'_> {
         if max_body_bytes == 0 {
             return Err(self.invalid("web.max_body_bytes", "must be greater than 0"));
         }
+        let read_header_timeout = raw
+            .read_header_timeout
+            .map_or(DEFAULT_READ_HEADER_TIMEOUT, |d| d.0);
+        if read_header_timeout.is_zero() {
+            return Err(self.invalid("web.read_header_timeout", "must be greater than 0s"));
+        }
+        let request_timeout = raw.request_timeout.map_or(DEFAULT_REQUEST_TIMEOUT, |d| d.0);
+        if request_timeout.is_zero() {
+            return Err(self.invalid("web.request_timeout", "must be greater than 0s"));
+        }
         Ok(WebConfig {
             external_url,
             webhook_auth,
             api_token,
             max_body_bytes,
+            read_header_timeout,
+            request_timeout,
         })
     }
 
@@ -1458,10 +1484,12 @@ mod tests {
         ("slack-webhook-url-not-a-url.yml", "slack.webhook_url: the value of webhook_url_file (or INCIDENTD_SLACK_WEBHOOK_URL) is not an http(s) URL; it is not shown because it is a secret"),
         ("slack-without-channel.yml", r##"slack.channel: required: the channel to post to, e.g. "#incidents""##),
         ("slack-without-token.yml", "slack: set exactly one of bot_token_file (or INCIDENTD_SLACK_BOT_TOKEN) and webhook_url_file (or INCIDENTD_SLACK_WEBHOOK_URL); neither is set"),
-        ("unknown-key.yml", "web.webhok_auth: unknown field `webhok_auth`, expected one of `external_url`, `webhook_auth`, `api_token_file`, `max_body_bytes` (line 3, column 3)"),
+        ("unknown-key.yml", "web.webhok_auth: unknown field `webhok_auth`, expected one of `external_url`, `webhook_auth`, `api_token_file`, `max_body_bytes`, `read_header_timeout`, `request_timeout` (line 3, column 3)"),
         ("unknown-top-level-key.yml", "slak: unknown field `slak`, expected one of `web`, `storage`, `correlation`, `prometheus`, `alertmanager`, `rules_dir`, `postmortem`, `slack` (line 2, column 1)"),
         ("wrong-type.yml", r#"web.max_body_bytes: invalid type: string "lots", expected usize (line 2, column 19)"#),
         ("zero-max-body-bytes.yml", "web.max_body_bytes: must be greater than 0"),
+        ("zero-read-header-timeout.yml", "web.read_header_timeout: must be greater than 0s"),
+        ("zero-request-timeout.yml", "web.request_timeout: must be greater than 0s"),
         ("zero-retention.yml", "storage.raw_payload_retention: must be greater than 0s: raw payloads are the audit trail"),
     ];
 
@@ -1516,6 +1544,8 @@ mod tests {
                 }),
                 api_token: Some(secret("fixture-api-token")),
                 max_body_bytes: 1_048_576,
+                read_header_timeout: Duration::from_secs(5),
+                request_timeout: Duration::from_secs(60),
             },
             storage: StorageConfig {
                 path: "/var/lib/incidentd".into(),
@@ -1604,6 +1634,8 @@ mod tests {
             ["critical", "error", "warning", "info"]
         );
         assert_eq!(config.web.max_body_bytes, 8_388_608);
+        assert_eq!(config.web.read_header_timeout, Duration::from_secs(10));
+        assert_eq!(config.web.request_timeout, Duration::from_secs(30));
         assert!(config.web.webhook_auth.is_none() && config.web.api_token.is_none());
         assert!(config.prometheus.is_none() && config.alertmanager.is_none());
         assert!(config.slack.is_none());

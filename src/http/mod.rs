@@ -4,6 +4,7 @@
 pub mod api;
 pub mod auth;
 pub mod metrics;
+pub mod server;
 pub mod slack;
 pub mod webhook;
 
@@ -30,6 +31,8 @@ pub struct AppState {
     pub webhook_auth: auth::WebhookAuth,
     pub api_token: Option<crate::config::Secret>,
     pub max_body_bytes: usize,
+    /// Deadline for reading a request's body and answering it (`web.request_timeout`).
+    pub request_timeout: std::time::Duration,
     pub metrics: metrics::Metrics,
     pub clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
     pub drafts: Arc<crate::draft::Drafts>,
@@ -62,11 +65,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/-/ready", get(ready))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
-        // A client that takes longer than this to send its request and get the answer is cut
-        // off (slow bodies); Alertmanager's own webhook timeout is shorter.
+        // A client that trickles its body is cut off with a 408; slow headers are bounded
+        // earlier, by the server's header deadline (`server.rs`).
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
-            std::time::Duration::from_secs(30),
+            state.request_timeout,
         ))
         .with_state(state)
 }

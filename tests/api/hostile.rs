@@ -149,3 +149,123 @@ async fn many_alerts_and_huge_values_within_the_body_limit_are_stored() {
     });
     assert_eq!(app.post_webhook(huge).await.status(), 200);
 }
+
+/// A config whose HTTP deadlines are short enough to test.
+fn short_deadlines() -> incidentd::config::Config {
+    let mut config = incidentd::config::Config::default();
+    config.web.read_header_timeout = std::time::Duration::from_secs(1);
+    config.web.request_timeout = std::time::Duration::from_secs(1);
+    config
+}
+
+/// Reads from `stream` until the server closes it or answers; what it read and how long it
+/// took. Bounded: gives up after 10 s.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> (Vec<u8>, std::time::Duration) {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let remaining = std::time::Duration::from_secs(10).saturating_sub(started.elapsed());
+        match tokio::time::timeout(remaining, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => panic!("the server kept the connection open for 10 s"),
+        }
+    }
+    (got, started.elapsed())
+}
+
+#[tokio::test]
+async fn a_client_that_trickles_its_headers_is_disconnected_at_the_header_deadline() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(short_deadlines()).await;
+    let addr = app.url.trim_start_matches("http://").to_string();
+
+    // Slowloris: a request head that never ends, one header every 200 ms.
+    let mut trickler = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    trickler
+        .write_all(b"POST /webhook/alertmanager HTTP/1.1\r\nHost: incidentd\r\n")
+        .await
+        .unwrap();
+    let trickling = tokio::spawn(async move {
+        for i in 0..50 {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let header = format!("X-Trickle-{i}: x\r\n");
+            if trickler.write_all(header.as_bytes()).await.is_err() {
+                return (i, trickler);
+            }
+        }
+        (50, trickler)
+    });
+    // A client that connects and says nothing at all.
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+
+    // Meanwhile an honest webhook is served at once.
+    assert_eq!(app.post_webhook(payload(|_| {})).await.status(), 200);
+
+    let (got, after) = read_until_closed(&mut silent).await;
+    assert!(got.is_empty(), "no answer to a request never sent: {got:?}");
+    assert!(
+        after < std::time::Duration::from_secs(4),
+        "the silent connection was closed after {after:?}, not at the 1 s deadline"
+    );
+    let (sent, mut trickler) = trickling.await.unwrap();
+    let (got, _) = read_until_closed(&mut trickler).await;
+    assert!(
+        sent < 20,
+        "the trickling client could still send headers after {sent} × 200 ms; answer {:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert_eq!(
+        app.incidents().await.len(),
+        1,
+        "only the honest webhook was stored"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_trickles_its_body_gets_408_at_the_request_deadline_and_nothing_is_stored() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(short_deadlines()).await;
+    let addr = app.url.trim_start_matches("http://").to_string();
+    let body = payload(|_| {});
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /webhook/alertmanager HTTP/1.1\r\nHost: incidentd\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let trickling = tokio::spawn(async move {
+        // Ten bytes every 200 ms: the whole body would take minutes.
+        for chunk in body.as_bytes().chunks(10).take(100) {
+            if writer.write_all(chunk).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    });
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        use tokio::io::AsyncReadExt;
+        let n = tokio::time::timeout(std::time::Duration::from_secs(10), reader.read(&mut buf))
+            .await
+            .expect("an answer within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed without an answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "answered after {:?}, not at the 1 s deadline",
+        started.elapsed()
+    );
+    trickling.abort();
+    assert!(app.incidents().await.is_empty());
+    assert_eq!(stored_notifications(app.dir.path()), 0);
+}
