@@ -165,6 +165,8 @@ pub struct Collected {
     pub rules_error: Option<String>,
     /// The earliest impact start over the incident's alerts.
     pub impact: Option<ImpactStart>,
+    /// Each distinct alert's impact start: (fingerprint, firing time, start).
+    pub starts: Vec<(String, Timestamp, ImpactStart)>,
     pub window: IncidentWindow,
     pub plan: SnapshotPlan,
     pub report: SnapshotReport,
@@ -255,14 +257,14 @@ impl Collector {
                 }
                 None => ImpactStart::fallback(alert.starts_at, None),
             };
-            starts.push(start);
+            starts.push((alert.fingerprint.clone(), alert.starts_at, start));
             inputs.push(AlertInput {
                 alertname: alert.alertname.clone(),
                 labels: alert.labels.clone(),
                 rule,
             });
         }
-        let impact = earliest(starts);
+        let impact = earliest(starts.iter().map(|(_, _, s)| s.clone()).collect());
         let window = incident_window(incident, impact.as_ref(), self.snapshot.margin, now);
         let plan = plan_snapshot(&inputs, &self.rules, &window);
         let report = run_snapshot(&self.client, &plan, &window, &self.snapshot).await;
@@ -282,6 +284,7 @@ impl Collector {
             rules,
             rules_error,
             impact,
+            starts,
             window,
             plan,
             report,
@@ -663,6 +666,17 @@ pub fn to_evidence(c: &Collected, url: &str, collected_at: Timestamp) -> Evidenc
             .collect(),
         missing_reason: missing_reason(c, url),
         collected_at: Some(collected_at),
+        condition_starts: c
+            .starts
+            .iter()
+            .map(|(fingerprint, fired_at, s)| postmortem::ConditionStart {
+                fingerprint: fingerprint.clone(),
+                fired_at: *fired_at,
+                at: s.at,
+                method: s.method,
+                at_or_before: s.at_or_before,
+            })
+            .collect(),
     }
 }
 
@@ -1032,6 +1046,11 @@ mod tests {
                 "2026-11-23T02:26:23Z",
                 ImpactMethod::RuleReevaluation,
             )),
+            starts: vec![(
+                "6a9c1a3e7b1c0f2d".into(),
+                t("2026-11-23T02:26:44Z"),
+                start("2026-11-23T02:26:23Z", ImpactMethod::RuleReevaluation),
+            )],
             window: IncidentWindow {
                 impact_start: t("2026-11-23T02:26:23Z"),
                 resolved_at: Some(t("2026-11-23T02:27:02Z")),

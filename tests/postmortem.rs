@@ -14,8 +14,8 @@ use incidentd::incident::{
     TimelineEvent, ACTOR_INCIDENTD, ACTOR_PROMETHEUS,
 };
 use incidentd::postmortem::{
-    ActionSuggestion, DraftWriter, Evidence, ImpactFigure, PostmortemError, RenderInput,
-    RenderSettings, Renderer, RuleInfo, Slo, Snapshot, Unit, WriteOutcome,
+    ActionSuggestion, ConditionStart, DraftWriter, Evidence, ImpactFigure, PostmortemError,
+    RenderInput, RenderSettings, Renderer, RuleInfo, Slo, Snapshot, Unit, WriteOutcome,
 };
 use serde_json::Value;
 
@@ -95,22 +95,30 @@ fn occurrences() -> (Vec<Occurrence>, u64) {
 
 /// The first instant any alert expression was true, from the recovered range queries:
 /// what the core's rule re-evaluation finds.
+/// The first time the recorded re-evaluation of `alertname`'s rule was true.
+fn first_true_of(alertname: &str) -> DateTime<Utc> {
+    let v = read_json(&format!(
+        "prometheus-recovered/prom-api-v1-query_range-{alertname}.json"
+    ));
+    let first = v["data"]["result"]
+        .as_array()
+        .expect("result")
+        .iter()
+        .map(|series| series["values"][0][0].as_f64().expect("timestamp"))
+        .fold(f64::MAX, f64::min);
+    unix(first)
+}
+
 fn first_true() -> DateTime<Utc> {
-    let mut first = f64::MAX;
-    for name in [
+    [
         "DatabaseConnectionPoolHigh",
         "HighErrorRate",
         "HighRequestLatency",
-    ] {
-        let v = read_json(&format!(
-            "prometheus-recovered/prom-api-v1-query_range-{name}.json"
-        ));
-        for series in v["data"]["result"].as_array().expect("result") {
-            let t = series["values"][0][0].as_f64().expect("timestamp");
-            first = first.min(t);
-        }
-    }
-    unix(first)
+    ]
+    .into_iter()
+    .map(first_true_of)
+    .min()
+    .expect("rules")
 }
 
 fn scenario_incident() -> Incident {
@@ -323,6 +331,17 @@ fn scenario_evidence(incident: &Incident) -> Evidence {
             value: "310".into(),
             query: "sum(http_requests_total{service=\"payment-service\",code=~\"5..\"})".into(),
         }],
+        condition_starts: incident
+            .alerts
+            .iter()
+            .map(|a| ConditionStart {
+                fingerprint: a.fingerprint.clone(),
+                fired_at: a.starts_at,
+                at: first_true_of(&a.alertname),
+                method: ImpactMethod::RuleReevaluation,
+                at_or_before: false,
+            })
+            .collect(),
         // Configuration of the rules directory, not recorded: an SLO and suggestions.
         slo: Some(Slo {
             target_percent: 99.9,

@@ -94,6 +94,22 @@ pub struct Evidence {
     /// e.g. `no Prometheus URL is configured`, `Prometheus at http://… timed out after 10s`.
     pub missing_reason: Option<String>,
     pub collected_at: Option<Timestamp>,
+    /// When each alert's condition became true, as Prometheus showed it.
+    #[serde(default)]
+    pub condition_starts: Vec<ConditionStart>,
+}
+
+/// When one alert's condition became true: the alert's impact start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConditionStart {
+    /// The alert (Alertmanager's fingerprint) and its firing time: together one occurrence.
+    pub fingerprint: String,
+    pub fired_at: Timestamp,
+    pub at: Timestamp,
+    pub method: ImpactMethod,
+    /// The condition was already true at the start of the lookback: `at` or earlier.
+    #[serde(default)]
+    pub at_or_before: bool,
 }
 
 /// An earlier incident with the same correlation key or a shared alert name.
@@ -245,8 +261,11 @@ pub struct AlertContext {
     /// Where the rule came from: a sentence of escaped Markdown.
     pub rule_source: String,
     pub for_seconds: Option<u64>,
-    /// `startsAt − for`, when `for` is known.
+    /// When the condition became true: from Prometheus when the evidence has it, else
+    /// `startsAt − for` when `for` is known.
     pub condition_true_at: Option<String>,
+    /// How `condition_true_at` was found, in words.
+    pub condition_true_method: Option<String>,
     pub fired_at: String,
     pub received_at: String,
     /// Seconds from firing to incidentd receiving it.
@@ -522,7 +541,18 @@ pub fn build_context(input: &RenderInput<'_>, settings: &RenderSettings) -> Rend
 
     let alert_contexts: Vec<AlertContext> = alerts
         .iter()
-        .map(|a| alert_context(a, rule_of(&a.alertname), ev.missing_reason.as_deref()))
+        .map(|a| {
+            let start = ev
+                .condition_starts
+                .iter()
+                .find(|c| c.fingerprint == a.fingerprint && c.fired_at == a.starts_at);
+            alert_context(
+                a,
+                rule_of(&a.alertname),
+                start,
+                ev.missing_reason.as_deref(),
+            )
+        })
         .collect();
 
     // Alert names, grouped as "A (critical), followed by B and C (warning)".
@@ -821,7 +851,12 @@ fn impact_method_words(m: ImpactMethod) -> &'static str {
     }
 }
 
-fn alert_context(a: &Occurrence, rule: Option<&RuleInfo>, missing: Option<&str>) -> AlertContext {
+fn alert_context(
+    a: &Occurrence,
+    rule: Option<&RuleInfo>,
+    start: Option<&ConditionStart>,
+    missing: Option<&str>,
+) -> AlertContext {
     let (expr, for_seconds, rule_labels, source) = match rule {
         Some(r) => (
             Some(r.expr.clone()),
@@ -873,6 +908,23 @@ fn alert_context(a: &Occurrence, rule: Option<&RuleInfo>, missing: Option<&str>)
             .collect();
         rule_map.insert("labels".into(), Value::Object(labels));
     }
+    let condition_true = match start {
+        // Only a re-evaluation says more than the arithmetic below.
+        Some(c) if c.method == ImpactMethod::RuleReevaluation => Some((
+            c.at,
+            if c.at_or_before {
+                "or earlier: re-evaluating the rule in Prometheus found it already true at the start of the range"
+            } else {
+                "found by re-evaluating the rule in Prometheus"
+            },
+        )),
+        _ => for_seconds.map(|f| {
+            (
+                a.starts_at - Duration::seconds(f as i64),
+                "firing time minus `for`",
+            )
+        }),
+    };
     AlertContext {
         alertname: a.alertname.clone(),
         severity: a.severity().map(str::to_string),
@@ -891,7 +943,8 @@ fn alert_context(a: &Occurrence, rule: Option<&RuleInfo>, missing: Option<&str>)
         rule: Value::Object(rule_map),
         rule_source: source,
         for_seconds,
-        condition_true_at: for_seconds.map(|f| rfc3339(a.starts_at - Duration::seconds(f as i64))),
+        condition_true_at: condition_true.map(|(at, _)| rfc3339(at)),
+        condition_true_method: condition_true.map(|(_, how)| how.to_string()),
         fired_at: rfc3339(a.starts_at),
         received_at: rfc3339(a.first_seen_at),
         delivery_seconds: seconds(a.first_seen_at - a.starts_at),
@@ -1330,5 +1383,52 @@ mod tests {
         assert_eq!(left_of_threshold("a / b > 0.95"), "a / b");
         assert_eq!(left_of_threshold("up == 0"), "up == 0");
         assert_eq!(left_of_threshold("x > y"), "x > y");
+    }
+
+    #[test]
+    fn an_alerts_condition_start_comes_from_prometheus_when_known_else_from_for() {
+        let (incident, mut evidence, related, at) = super::super::sample::sample_full();
+        let alert = |ev: &Evidence| {
+            let input = RenderInput {
+                incident: &incident,
+                evidence: ev,
+                related: &related,
+                generated_at: at,
+            };
+            let ctx = build_context(&input, &super::super::sample::sample_settings());
+            let a = ctx
+                .alerts
+                .into_iter()
+                .find(|a| a.alertname == "CheckoutErrors")
+                .expect("alert");
+            (a.condition_true_at, a.condition_true_method)
+        };
+        // The sample's re-evaluation: two minutes before firing, not `for` (120 s) by chance.
+        evidence.condition_starts[0].at = "2026-03-02T09:57:31Z".parse().unwrap();
+        assert_eq!(
+            alert(&evidence),
+            (
+                Some("2026-03-02T09:57:31.000Z".into()),
+                Some("found by re-evaluating the rule in Prometheus".into())
+            )
+        );
+        evidence.condition_starts[0].at_or_before = true;
+        assert!(alert(&evidence).1.unwrap().starts_with("or earlier"));
+        // Another occurrence of the same alert (a later firing) does not borrow it.
+        evidence.condition_starts[0].fired_at = "2026-03-02T10:45:00Z".parse().unwrap();
+        assert_eq!(
+            alert(&evidence),
+            (
+                Some("2026-03-02T09:58:00.000Z".into()),
+                Some("firing time minus `for`".into())
+            )
+        );
+        // A start that is itself only the arithmetic says nothing more.
+        evidence.condition_starts[0].fired_at = "2026-03-02T10:00:00Z".parse().unwrap();
+        evidence.condition_starts[0].method = ImpactMethod::StartsAtMinusFor;
+        assert_eq!(
+            alert(&evidence).1.as_deref(),
+            Some("firing time minus `for`")
+        );
     }
 }

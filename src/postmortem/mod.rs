@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use handlebars::Handlebars;
 
 pub use context::{
-    build_context, ActionSuggestion, Evidence, ImpactFigure, RelatedIncident, RenderContext,
-    RenderInput, RenderSettings, RuleInfo, Slo, Snapshot,
+    build_context, ActionSuggestion, ConditionStart, Evidence, ImpactFigure, RelatedIncident,
+    RenderContext, RenderInput, RenderSettings, RuleInfo, Slo, Snapshot,
 };
 pub use helpers::{metric as format_metric, Unit};
 pub use sample::{sample_full, sample_minimal};

@@ -6,8 +6,8 @@ use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
 use super::context::{
-    labels, ActionSuggestion, Evidence, ImpactFigure, RelatedIncident, RenderSettings, RuleInfo,
-    Slo, Snapshot,
+    labels, ActionSuggestion, ConditionStart, Evidence, ImpactFigure, RelatedIncident,
+    RenderSettings, RuleInfo, Slo, Snapshot,
 };
 use super::helpers::Unit;
 use crate::incident::{
@@ -197,6 +197,13 @@ pub fn sample_full() -> Sample {
         }],
         missing_reason: None,
         collected_at: Some(at("2026-03-02T11:11:00Z")),
+        condition_starts: vec![ConditionStart {
+            fingerprint: format!("{:016x}", "CheckoutErrors".len()),
+            fired_at: at("2026-03-02T10:00:00Z"),
+            at: at("2026-03-02T09:58:00Z"),
+            method: ImpactMethod::RuleReevaluation,
+            at_or_before: false,
+        }],
     };
     let related = vec![RelatedIncident {
         id: "INC-2026-0017".into(),
