@@ -88,7 +88,7 @@ pub fn planner(config: &Config) -> Arc<Planner> {
 pub fn drafts(config: &Config) -> anyhow::Result<Drafts> {
     let settings = RenderSettings {
         timezone: config.postmortem.timezone,
-        second_timezone: None,
+        second_timezone: config.postmortem.second_timezone,
         external_url: config.web.external_url.clone(),
         prometheus_url: config.prometheus.as_ref().map(|p| p.url.clone()),
         alertmanager_url: config.alertmanager.as_ref().map(|a| a.url.clone()),

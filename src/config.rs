@@ -281,6 +281,8 @@ pub struct PostmortemConfig {
     pub template: Option<PathBuf>,
     /// Zone times are shown in.
     pub timezone: chrono_tz::Tz,
+    /// A second zone drafts also show times in, in brackets (e.g. a team abroad).
+    pub second_timezone: Option<chrono_tz::Tz>,
 }
 
 /// `slack`: where summaries go. Exactly one of `bot_token` and `webhook_url` is set.
@@ -460,6 +462,7 @@ impl Default for Config {
                 output_dir: PathBuf::from(DEFAULT_OUTPUT_DIR),
                 template: None,
                 timezone: chrono_tz::UTC,
+                second_timezone: None,
             },
             slack: None,
         }
@@ -615,6 +618,7 @@ struct RawPostmortem {
     output_dir: Option<PathBuf>,
     template: Option<PathBuf>,
     timezone: Option<TimezoneValue>,
+    second_timezone: Option<TimezoneValue>,
 }
 
 #[derive(Deserialize)]
@@ -1035,10 +1039,16 @@ impl Resolver<'_> {
             .filter(|p| !p.as_os_str().is_empty())
             .map(|p| self.relative_to_config(p));
         let timezone = raw.timezone.map_or(chrono_tz::UTC, |tz| tz.0);
+        // The same zone twice would only repeat every time in brackets.
+        let second_timezone = raw
+            .second_timezone
+            .map(|tz| tz.0)
+            .filter(|tz| *tz != timezone);
         Ok(PostmortemConfig {
             output_dir,
             template,
             timezone,
+            second_timezone,
         })
     }
 
@@ -1583,6 +1593,7 @@ mod tests {
                 output_dir: "drafts".into(),
                 template: Some(dir.join("templates/postmortem.md.hbs")),
                 timezone: chrono_tz::Europe::Berlin,
+                second_timezone: Some(chrono_tz::America::New_York),
             },
             slack: Some(SlackConfig {
                 api_url: "http://127.0.0.1:8080/api/".into(),
@@ -1643,6 +1654,7 @@ mod tests {
         assert_eq!(config.postmortem.output_dir, Path::new("./drafts"));
         assert_eq!(config.postmortem.template, None);
         assert_eq!(config.postmortem.timezone, chrono_tz::UTC);
+        assert_eq!(config.postmortem.second_timezone, None);
     }
 
     #[test]

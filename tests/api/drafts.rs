@@ -68,3 +68,22 @@ async fn a_hand_edited_draft_is_never_overwritten() {
     assert!(text.contains("INC-2026-0001"));
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "# My own words\n");
 }
+
+#[tokio::test]
+async fn drafts_show_times_in_the_configured_second_zone_too() {
+    let mut config = incidentd::config::Config::default();
+    config.postmortem.timezone = chrono_tz::Europe::Berlin;
+    config.postmortem.second_timezone = Some(chrono_tz::Asia::Tokyo);
+    let app = spawn_app_with(config).await;
+    let (_, at, body) = recorded_webhooks().remove(0);
+    app.set_time(at);
+    assert_eq!(app.post_webhook(body).await.status(), 200);
+    let draft = app
+        .wait_for_file(&app.dir.path().join("drafts/INC-2026-0001.md"))
+        .await;
+    // The first recorded firing, 02:26:28 UTC: 03:26:28 in Berlin, 11:26:28 in Tokyo.
+    assert!(
+        draft.contains("2026-11-23 03:26:28 CET (2026-11-23 11:26:28 JST)"),
+        "{draft}"
+    );
+}
