@@ -102,6 +102,8 @@ pub fn job_for(change: &Change, schedule: &Schedule) -> Option<JobSpec> {
             action: Action::Resolve,
             ..
         } => Phase::Full,
+        // Each part has other alerts, rules and a window of its own now.
+        Change::Split { .. } => Phase::Quick,
         Change::Person { .. } | Change::Evidence { .. } => return None,
     };
     let delay = match phase {
@@ -719,7 +721,7 @@ mod tests {
             effect,
             severity_changed: None,
             bridged: false,
-            split_off: Vec::new(),
+            split: None,
         }
     }
 
@@ -743,6 +745,19 @@ mod tests {
             assert!(spec.coalesce);
             assert_eq!(spec.delay, chrono::Duration::seconds(2));
         }
+    }
+
+    #[test]
+    fn each_part_of_a_split_incident_gets_a_quick_snapshot_of_its_own() {
+        let spec = job_for(
+            &Change::Split {
+                incident_id: "INC-2026-0002",
+            },
+            &SCHEDULE,
+        )
+        .expect("a job");
+        assert_eq!((spec.kind, phase_of(&spec)), (JOB_KIND, Phase::Quick));
+        assert!(spec.coalesce);
     }
 
     #[test]

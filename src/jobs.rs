@@ -17,6 +17,9 @@ pub enum Change<'a> {
     },
     /// New evidence from Prometheus was stored for an incident.
     Evidence { incident_id: &'a str },
+    /// An incident was split (see [`crate::incident::Split`]): this is one of its parts, whose
+    /// members changed without an alert of its own saying so.
+    Split { incident_id: &'a str },
 }
 
 impl Change<'_> {
@@ -24,7 +27,7 @@ impl Change<'_> {
         match self {
             Change::Alert(o) => &o.incident_id,
             Change::Person { incident_id, .. } => incident_id,
-            Change::Evidence { incident_id } => incident_id,
+            Change::Evidence { incident_id } | Change::Split { incident_id } => incident_id,
         }
     }
 }
@@ -61,18 +64,33 @@ pub fn plan(
             if !o.changed() {
                 continue;
             }
+            if let Some(split) = &o.split {
+                for id in std::iter::once(&split.from).chain(&split.into) {
+                    enqueue_all(planner, tx, &Change::Split { incident_id: id }, now)?;
+                }
+            }
         }
-        for spec in planner(change) {
-            queue::enqueue(
-                tx,
-                spec.kind,
-                Some(change.incident_id()),
-                &spec.payload,
-                spec.coalesce,
-                now + spec.delay,
-                now,
-            )?;
-        }
+        enqueue_all(planner, tx, change, now)?;
+    }
+    Ok(())
+}
+
+fn enqueue_all(
+    planner: &Planner,
+    tx: &rusqlite::Transaction,
+    change: &Change,
+    now: chrono::DateTime<chrono::Utc>,
+) -> rusqlite::Result<()> {
+    for spec in planner(change) {
+        queue::enqueue(
+            tx,
+            spec.kind,
+            Some(change.incident_id()),
+            &spec.payload,
+            spec.coalesce,
+            now + spec.delay,
+            now,
+        )?;
     }
     Ok(())
 }

@@ -10,7 +10,8 @@
 //!   otherwise it opens a new one;
 //! - incidents are never merged: a late occurrence that would bridge two incidents joins the
 //!   nearer one. They are split when a resolve shows that their members no longer connect,
-//!   so the result does not depend on the order of arrival (a property test checks it).
+//!   so the result does not depend on the order of arrival (a property test checks it); the
+//!   part holding the alert that opened the incident keeps its id.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -115,8 +116,16 @@ pub struct Outcome {
     pub severity_changed: Option<(Option<String>, Option<String>)>,
     /// The occurrence could have joined more than one incident and joined the nearer.
     pub bridged: bool,
-    /// Incidents split off because a resolve showed their members no longer connect.
-    pub split_off: Vec<String>,
+    /// The incident this alert resolved in was split, because the resolve showed that its
+    /// members no longer connect.
+    pub split: Option<Split>,
+}
+
+/// An incident split in parts: `from` keeps the first part, each of `into` is a new incident.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    pub from: String,
+    pub into: Vec<String>,
 }
 
 impl Outcome {
@@ -515,13 +524,29 @@ impl<'r> Batch<'r> {
             if work.shrank {
                 let groups = lifecycle::components(&work.incident.alerts, rules.reopen_window);
                 if groups.len() > 1 {
+                    // The incident keeps its id (and with it its Slack thread, acknowledgement
+                    // and notes) for the part people know it by: the one holding the alert
+                    // that opened it, the first to reach us.
+                    let members = &work.incident.alerts;
+                    let first_seen = |i: &usize| {
+                        let o = &members[*i];
+                        (o.first_seen_at, o.starts_at, &o.fingerprint)
+                    };
+                    let keep = (0..groups.len())
+                        .min_by_key(|&g| groups[g].iter().map(first_seen).min())
+                        .unwrap_or(0);
                     let mut all: Vec<Option<Occurrence>> =
                         work.incident.alerts.drain(..).map(Some).collect();
                     let mut take = |idx: &[usize]| -> Vec<Occurrence> {
                         idx.iter().filter_map(|&i| all[i].take()).collect()
                     };
-                    let kept = take(&groups[0]);
-                    let parts: Vec<Vec<Occurrence>> = groups[1..].iter().map(|g| take(g)).collect();
+                    let kept = take(&groups[keep]);
+                    let parts: Vec<Vec<Occurrence>> = groups
+                        .iter()
+                        .enumerate()
+                        .filter(|(g, _)| *g != keep)
+                        .map(|(_, members)| take(members))
+                        .collect();
                     work.incident.alerts = kept;
                     for members in parts {
                         let id = repo.next_id(now)?;
@@ -569,8 +594,11 @@ impl<'r> Batch<'r> {
             match &mut o.effect {
                 Effect::AlertResolved { incident_resolved } => {
                     *incident_resolved = status == Status::Resolved && !moved.contains_key(key);
-                    if let Some(ids) = split_off.remove(&w) {
-                        o.split_off = ids;
+                    if let Some(into) = split_off.remove(&w) {
+                        o.split = Some(Split {
+                            from: work.incident.id.clone(),
+                            into,
+                        });
                     }
                 }
                 Effect::Joined => {
@@ -605,7 +633,7 @@ fn simple(incident_id: String, fingerprint: &str, effect: Effect) -> Outcome {
         effect,
         severity_changed: None,
         bridged: false,
-        split_off: Vec::new(),
+        split: None,
     }
 }
 

@@ -313,7 +313,7 @@ pub fn span(members: &[Occurrence]) -> (Timestamp, Option<Timestamp>) {
 }
 
 /// Split members into groups that are connected within `window` (by their real intervals).
-/// Groups are ordered by earliest start; the caller keeps the first in the existing incident.
+/// Groups are ordered by earliest start.
 pub fn components(members: &[Occurrence], window: Duration) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..members.len()).collect();
     order.sort_by(|&a, &b| {

@@ -8,7 +8,9 @@ pub mod correlate;
 pub mod lifecycle;
 pub mod memory;
 
-pub use correlate::{act, ingest, ingest_all, Action, ActionError, Effect, Outcome, Repo, Seen};
+pub use correlate::{
+    act, ingest, ingest_all, Action, ActionError, Effect, Outcome, Repo, Seen, Split,
+};
 pub use lifecycle::Rules;
 #[cfg(test)]
 mod tests;

@@ -226,9 +226,18 @@ fn a_resolve_that_disconnects_members_splits_the_incident() {
         &alert("a", "pay", "critical", 0, Some(5)),
         22,
     );
-    assert_eq!(o.split_off.len(), 1);
+    let split = o.split.expect("a split");
+    assert_eq!(split.into.len(), 1);
     let all = repo.incidents();
     assert_eq!(all.len(), 2);
+    // The incident b opened keeps its id (its thread, acks and notes); a leaves.
+    let members = |id: &str| -> Vec<String> {
+        let i = all.iter().find(|i| i.id == id).expect("incident");
+        i.alerts.iter().map(|o| o.fingerprint.clone()).collect()
+    };
+    assert_eq!(members(&split.from), ["b"]);
+    assert_eq!(members(&split.into[0]), ["a"]);
+    assert_eq!(o.incident_id, split.into[0]);
     assert!(all.iter().all(|i| i.alerts.len() == 1));
 }
 

@@ -58,6 +58,9 @@ pub fn event_for(change: &Change) -> Vec<SlackEvent> {
             events
         }
         Change::Evidence { .. } => vec![SlackEvent::EvidenceUpdated],
+        // A split is told through the resolve that caused it; the parts' threads stay as
+        // they are (the new parts have none), and their root messages refresh with evidence.
+        Change::Split { .. } => Vec::new(),
         Change::Person { by, action, .. } => vec![match action {
             Action::Acknowledge => SlackEvent::Acknowledged { by: by.to_string() },
             Action::Note(text) => SlackEvent::Note {

@@ -87,3 +87,73 @@ async fn drafts_show_times_in_the_configured_second_zone_too() {
         "{draft}"
     );
 }
+
+/// One alert of the recorded firing payload: `name`, fingerprint `fp`, firing from `starts`
+/// and, when `ends` is given, resolved then.
+fn alert_payload(name: &str, fp: &str, starts: &str, ends: Option<&str>) -> String {
+    payload(|v| {
+        let a = &mut v["alerts"][0];
+        a["labels"]["alertname"] = name.into();
+        a["fingerprint"] = fp.into();
+        a["startsAt"] = starts.into();
+        if let Some(ends) = ends {
+            a["status"] = "resolved".into();
+            a["endsAt"] = ends.into();
+            v["status"] = "resolved".into();
+        }
+    })
+}
+
+#[tokio::test]
+async fn both_parts_of_a_split_incident_get_their_own_draft() {
+    let mut config = incidentd::config::Config::default();
+    config.correlation.reopen_window = std::time::Duration::ZERO;
+    let app = spawn_app_with(config).await;
+    // B fires; A, which started earlier, arrives late and joins B's incident; A's resolve
+    // then shows it ended before B began: two problems, so A is split off.
+    app.set_time(time("2026-11-23T14:20:01Z"));
+    let b = alert_payload("PoolHigh", "bbbbbbbbbbbbbbbb", "2026-11-23T14:20:00Z", None);
+    assert_eq!(app.post_webhook(b).await.status(), 200);
+    app.set_time(time("2026-11-23T14:21:00Z"));
+    let a = alert_payload(
+        "LatencyHigh",
+        "aaaaaaaaaaaaaaaa",
+        "2026-11-23T14:00:00Z",
+        None,
+    );
+    assert_eq!(app.post_webhook(a).await.status(), 200);
+    assert_eq!(app.incidents().await.len(), 1);
+    let drafts = app.dir.path().join("drafts");
+    let first = app.wait_for_file(&drafts.join("INC-2026-0001.md")).await;
+    assert!(first.contains("LatencyHigh"), "{first}");
+
+    app.set_time(time("2026-11-23T14:22:00Z"));
+    let resolved = alert_payload(
+        "LatencyHigh",
+        "aaaaaaaaaaaaaaaa",
+        "2026-11-23T14:00:00Z",
+        Some("2026-11-23T14:05:00Z"),
+    );
+    assert_eq!(app.post_webhook(resolved).await.status(), 200);
+    assert_eq!(app.incidents().await.len(), 2);
+
+    let part = app.wait_for_file(&drafts.join("INC-2026-0002.md")).await;
+    assert!(
+        part.contains("LatencyHigh") && !part.contains("PoolHigh"),
+        "{part}"
+    );
+    // The original is rendered again without the alert that left it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let first = std::fs::read_to_string(drafts.join("INC-2026-0001.md")).unwrap();
+        if !first.contains("LatencyHigh") {
+            assert!(first.contains("PoolHigh"));
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "INC-2026-0001's draft still lists the split-off alert:\n{first}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
