@@ -570,6 +570,7 @@ fn snapshot(s: &crate::prometheus::Snapshot) -> postmortem::Snapshot {
         unit,
         baseline: scaled(s.baseline),
         peak: scaled(s.peak),
+        lower_is_worse: s.direction == crate::evidence_rules::Direction::LowerIsWorse,
         at_resolution: scaled(s.at_resolution),
         change: None,
         threshold: scaled(s.threshold),

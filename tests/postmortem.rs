@@ -292,6 +292,7 @@ fn scenario_evidence(incident: &Incident) -> Evidence {
                 unit: Unit::Ratio,
                 baseline: pool.0,
                 peak: pool.1,
+                lower_is_worse: false,
                 at_resolution: pool.2,
                 change: None,
                 threshold: Some(0.95),
@@ -304,6 +305,7 @@ fn scenario_evidence(incident: &Incident) -> Evidence {
                 unit: Unit::Seconds,
                 baseline: latency.0,
                 peak: latency.1,
+                lower_is_worse: false,
                 at_resolution: latency.2,
                 change: None,
                 threshold: Some(1.0),
@@ -316,6 +318,7 @@ fn scenario_evidence(incident: &Incident) -> Evidence {
                 unit: Unit::Ratio,
                 baseline: errors.0,
                 peak: errors.1,
+                lower_is_worse: false,
                 at_resolution: errors.2,
                 change: None,
                 threshold: Some(0.05),
@@ -674,4 +677,22 @@ fn a_custom_template_with_a_misspelt_field_fails_with_its_name() {
     assert!(matches!(err, PostmortemError::Render { .. }));
     assert!(format!("{err:?}").contains("what_hapened"), "{err:?}");
     assert!(err.to_string().contains("team.md.hbs"), "{err}");
+}
+
+#[test]
+fn a_metric_where_lower_is_worse_says_its_peak_is_the_lowest_value() {
+    let incident = scenario_incident();
+    let mut evidence = scenario_evidence(&incident);
+    evidence.snapshots[0].lower_is_worse = true;
+    let md = render(&incident, &evidence);
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| Connection pool utilisation"))
+        .expect("the pool row");
+    assert!(row.contains("(lowest)"), "{row}");
+    let other = md
+        .lines()
+        .find(|l| l.starts_with("| p99 request latency"))
+        .expect("the latency row");
+    assert!(!other.contains("(lowest)"), "{other}");
 }

@@ -40,8 +40,11 @@ pub struct Snapshot {
     pub unit: Unit,
     /// Typical value before the incident.
     pub baseline: Option<f64>,
-    /// Worst value during the incident.
+    /// Worst value during the incident: the highest, or the lowest when `lower_is_worse`.
     pub peak: Option<f64>,
+    /// A drop is the bad direction (throughput, availability): `peak` is the lowest value.
+    #[serde(default)]
+    pub lower_is_worse: bool,
     /// Value when the incident resolved (or the latest, while it is open).
     pub at_resolution: Option<f64>,
     /// Peak relative to baseline, `peak / baseline`; computed from the two when `None`.
@@ -312,6 +315,8 @@ pub struct SnapshotRow {
     pub unit: String,
     pub baseline: Option<f64>,
     pub peak: Option<f64>,
+    /// `peak` is the lowest value, not the highest.
+    pub lower_is_worse: bool,
     pub at_resolution: Option<f64>,
     /// Formatted: `×5.3`, `+30%`, `not enough data`.
     pub change: String,
@@ -682,6 +687,7 @@ pub fn build_context(input: &RenderInput<'_>, settings: &RenderSettings) -> Rend
             unit: s.unit.as_str().to_string(),
             baseline: s.baseline,
             peak: s.peak,
+            lower_is_worse: s.lower_is_worse,
             at_resolution: s.at_resolution,
             change: match (s.change, s.baseline) {
                 (Some(c), Some(b)) => helpers::change(Some(b), Some(b * c)),

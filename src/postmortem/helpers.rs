@@ -217,7 +217,7 @@ pub fn cell(text: &str) -> String {
                 out.push_str("<br>");
             }
             '\n' => out.push_str("<br>"),
-            _ => push_escaped(&mut out, c),
+            _ => push_escaped(&mut out, c, chars.peek().copied()),
         }
     }
     out.trim().to_string()
@@ -232,14 +232,18 @@ pub fn inline(text: &str) -> String {
         if i > 0 {
             out.push(' ');
         }
-        for c in line.trim().chars() {
-            push_escaped(&mut out, c);
+        let mut chars = line.trim().chars().peekable();
+        while let Some(c) = chars.next() {
+            push_escaped(&mut out, c, chars.peek().copied());
         }
     }
     neutralise_line_start(out)
 }
 
-fn push_escaped(out: &mut String, c: char) {
+/// `next` is the character after `c`: a `<` only opens HTML (a tag, a comment, an autolink)
+/// before a letter, `/`, `!` or `?`, so `p99 < 1 s` stays readable; `>` never opens anything
+/// except a quote at a line start, which [`neutralise_line_start`] handles.
+fn push_escaped(out: &mut String, c: char, next: Option<char>) {
     match c {
         // Backslash first, so that an input `\|` cannot turn our `\|` back into a pipe.
         '\\' => out.push_str("\\\\"),
@@ -247,8 +251,9 @@ fn push_escaped(out: &mut String, c: char) {
         '`' => out.push_str("\\`"),
         '[' => out.push_str("\\["),
         ']' => out.push_str("\\]"),
-        '<' => out.push_str("&lt;"),
-        '>' => out.push_str("&gt;"),
+        '<' if next.is_none_or(|n| n.is_ascii_alphabetic() || matches!(n, '/' | '!' | '?')) => {
+            out.push_str("&lt;")
+        }
         '\t' => out.push(' '),
         c if c.is_control() => {}
         c => out.push(c),
@@ -257,7 +262,7 @@ fn push_escaped(out: &mut String, c: char) {
 
 fn neutralise_line_start(text: String) -> String {
     let starts_block = match text.chars().next() {
-        Some('#' | '=' | '+' | '-' | '*' | '~') => true,
+        Some('#' | '=' | '+' | '-' | '*' | '~' | '>') => true,
         Some(c) if c.is_ascii_digit() => {
             let rest = text.trim_start_matches(|c: char| c.is_ascii_digit());
             rest.starts_with(". ") || rest.starts_with(") ")
@@ -598,7 +603,7 @@ mod tests {
         assert!(!out.contains("<script>"));
         assert_eq!(
             out,
-            "a\\|b<br># heading<br>\\`tick\\` &lt;script&gt;x&lt;/script&gt; \\\\\\|"
+            "a\\|b<br># heading<br>\\`tick\\` &lt;script>x&lt;/script> \\\\\\|"
         );
     }
 
@@ -608,6 +613,21 @@ mod tests {
         assert_eq!(inline("1. first"), "\\1. first");
         assert_eq!(inline("- item"), "\\- item");
         assert_eq!(inline("ok [x](y)"), "ok \\[x\\](y)");
+        assert_eq!(inline("> quoted"), "\\> quoted");
+    }
+
+    #[test]
+    fn comparisons_stay_readable_and_only_a_possible_tag_is_escaped() {
+        assert_eq!(
+            inline("pool > 80% and p99 < 1 s"),
+            "pool > 80% and p99 < 1 s"
+        );
+        assert_eq!(cell("a<=b, c <5"), "a<=b, c <5");
+        assert_eq!(
+            inline("a<b> <!-- x --> </i> <?php"),
+            "a&lt;b> &lt;!-- x --> &lt;/i> &lt;?php"
+        );
+        assert_eq!(inline("ends with <"), "ends with &lt;");
     }
 
     #[test]

@@ -175,6 +175,7 @@ pub fn sample_full() -> Sample {
             unit: Unit::Ratio,
             baseline: Some(0.002),
             peak: Some(0.12),
+            lower_is_worse: false,
             at_resolution: Some(0.003),
             change: None,
             threshold: Some(0.05),

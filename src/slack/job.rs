@@ -266,6 +266,7 @@ mod tests {
             unit,
             baseline: b,
             peak: p,
+            lower_is_worse: false,
             at_resolution: None,
             change: None,
             threshold: None,
