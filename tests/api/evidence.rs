@@ -17,7 +17,7 @@ use crate::helpers::*;
 
 /// Serves the recorded answers of `prometheus-recovered`, or `failure` while one is set.
 #[derive(Clone)]
-struct RecordedPrometheus {
+pub struct RecordedPrometheus {
     rules: Vec<u8>,
     alerts: Vec<u8>,
     ranges: BTreeMap<String, Vec<u8>>,
@@ -25,7 +25,7 @@ struct RecordedPrometheus {
 }
 
 impl RecordedPrometheus {
-    fn new() -> RecordedPrometheus {
+    pub fn new() -> RecordedPrometheus {
         let read = |f: &str| std::fs::read(scenario(&format!("prometheus-recovered/{f}"))).unwrap();
         let rules = read("prom-api-v1-rules.json");
         let parsed: Value = serde_json::from_slice(&rules).unwrap();
@@ -90,7 +90,7 @@ impl Respond for RecordedPrometheus {
     }
 }
 
-async fn mount(server: &MockServer, prometheus: &RecordedPrometheus) {
+pub async fn mount(server: &MockServer, prometheus: &RecordedPrometheus) {
     Mock::given(wiremock::matchers::any())
         .respond_with(prometheus.clone())
         .mount(server)

@@ -199,9 +199,23 @@ pub fn free_port() -> u16 {
 
 /// Start the binary on `data` and wait until it is ready.
 pub async fn start_daemon(data: &std::path::Path) -> Daemon {
+    start_daemon_with(data, None, &[]).await
+}
+
+/// Start the binary on `data` with a configuration file and environment variables.
+pub async fn start_daemon_with(
+    data: &std::path::Path,
+    config: Option<&Path>,
+    env: &[(&str, &str)],
+) -> Daemon {
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_incidentd"))
-        .args(["serve", &format!("--web.listen-address=127.0.0.1:{port}")])
+    let mut command = Command::new(env!("CARGO_BIN_EXE_incidentd"));
+    command.args(["serve", &format!("--web.listen-address=127.0.0.1:{port}")]);
+    if let Some(config) = config {
+        command.arg(format!("--config.file={}", config.display()));
+    }
+    let child = command
+        .envs(env.iter().copied())
         .arg(format!("--storage.path={}", data.display()))
         // Drafts go to ./drafts: keep them beside the data, out of the repository.
         .current_dir(data.parent().expect("data has a parent"))
