@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """A realistic mix of Alertmanager deliveries and API calls against a running incidentd.
 
-Used by scripts/soak.sh and scripts/bench-mix.sh. Loopback only, bounded in time and in
-requests. Each thread keeps one HTTP/1.1 keep-alive connection.
+Used by scripts/soak.sh, scripts/bench-mix.sh and scripts/bench-storage.sh. Loopback only,
+bounded in time and in requests. Each thread keeps one HTTP/1.1 keep-alive connection.
 
 The mix (weights are per request; see --weights):
   repeat   a firing notification of a group that is already open, unchanged (Alertmanager's
-           repeat_interval re-sends every open group)
+           repeat_interval re-sends every open group); with --changing-repeats P, a share P
+           of repeats carry a changed annotation (a new "value"), so their bodies are new
   new      a firing notification of a new group (a new incident); the set of open groups is
            capped, so past the cap the oldest open group is resolved instead
   resolve  a resolved notification of an open group
@@ -39,6 +40,7 @@ class State:
         self.prefix = prefix
         self.lock = threading.Lock()
         self.next_group = 0
+        self.next_value = 0  # --changing-repeats: every changed repeat gets a new value
         self.open = []  # groups: dict(service, fingerprint, starts_at)
         self.incidents = []  # recent ids, bounded
         self.max_open = max_open
@@ -56,7 +58,7 @@ class State:
             del self.incidents[:-1000]
 
 
-def payload(group, status, ends_at=None):
+def payload(group, status, ends_at=None, value=None):
     labels = {
         "alertname": "SoakAlert",
         "service": group["service"],
@@ -67,11 +69,16 @@ def payload(group, status, ends_at=None):
         "status": status,
         "labels": labels,
         "annotations": {"summary": f"soak alert on {group['service']}"},
+    }
+    if value is not None:
+        # As when an alert's annotation quotes its current value: same alert, new body.
+        alert["annotations"]["value"] = str(value)
+    alert.update({
         "startsAt": group["starts_at"],
         "endsAt": ends_at or "0001-01-01T00:00:00Z",
         "generatorURL": "http://127.0.0.1:1/graph",
         "fingerprint": group["fingerprint"],
-    }
+    })
     return json.dumps({
         "version": "4",
         "groupKey": "{}:{alertname=\"SoakAlert\", service=\"%s\"}" % group["service"],
@@ -86,13 +93,37 @@ def payload(group, status, ends_at=None):
     }).encode()
 
 
-def worker(args, state, deadline, budget, results, rng):
+class Pacer:
+    """Spreads requests evenly over time across all threads (--rate); a no-op without a rate."""
+
+    def __init__(self, rate):
+        self.gap = 1.0 / rate if rate else 0.0
+        self.lock = threading.Lock()
+        self.next = time.monotonic()
+
+    def wait(self, deadline):
+        if not self.gap:
+            return
+        with self.lock:
+            now = time.monotonic()
+            # A thread that fell behind does not earn a burst to catch up.
+            slot = max(self.next, now - self.gap)
+            self.next = slot + self.gap
+        delay = min(slot, deadline) - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+
+def worker(args, state, deadline, budget, results, rng, pacer):
     conn = http.client.HTTPConnection("127.0.0.1", args.port, timeout=10)
     lat = {k: [] for k in KINDS}
     codes = {}
     failures = 0
     weights = [args.weights[k] for k in KINDS]
     while time.monotonic() < deadline:
+        pacer.wait(deadline)
+        if time.monotonic() >= deadline:
+            break
         with budget["lock"]:
             if budget["left"] <= 0:
                 break
@@ -101,7 +132,11 @@ def worker(args, state, deadline, budget, results, rng):
         method, path, body = "POST", "/webhook/alertmanager", None
         with state.lock:
             if kind == "repeat" and state.open:
-                body = payload(rng.choice(state.open), "firing")
+                value = None
+                if args.changing_repeats and rng.random() < args.changing_repeats:
+                    state.next_value += 1
+                    value = state.next_value
+                body = payload(rng.choice(state.open), "firing", value=value)
             elif kind in ("repeat", "new"):
                 kind = "new"
                 if len(state.open) >= state.max_open:
@@ -169,10 +204,16 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--prefix", default="", help="prefix of services and fingerprints, so that "
                     "several driver processes keep separate groups")
+    ap.add_argument("--rate", type=float, default=0,
+                    help="requests per second over all threads (0: as fast as possible)")
+    ap.add_argument("--changing-repeats", type=float, default=0, metavar="P",
+                    help="share of repeats (0..1) whose body changes (a new annotation value)")
     ap.add_argument("--dump", help="write every latency (seconds) as 'kind value' lines here")
     args = ap.parse_args()
     if not (0 < args.seconds <= 1800 and 0 < args.threads <= 256):
         ap.error("--seconds must be in (0, 1800] and --threads in (0, 256]")
+    if not (0 <= args.rate <= 100_000 and 0 <= args.changing_repeats <= 1):
+        ap.error("--rate must be in [0, 100000] and --changing-repeats in [0, 1]")
     w = dict(kv.split("=") for kv in args.weights.split(","))
     args.weights = {k: float(w.get(k, 0)) for k in KINDS}
 
@@ -195,8 +236,9 @@ def main():
     results = []
     deadline = time.monotonic() + args.seconds
     started = time.monotonic()
+    pacer = Pacer(args.rate)
     threads = [threading.Thread(target=worker, args=(args, state, deadline, budget, results,
-                                                     random.Random(args.seed * 1000 + i)))
+                                                     random.Random(args.seed * 1000 + i), pacer))
                for i in range(args.threads)]
     for t in threads:
         t.start()

@@ -262,14 +262,14 @@ impl App {
     }
 }
 
-/// Hourly (and at startup): drop raw payloads and finished jobs past
+/// At startup and every `storage.prune_interval`: drop raw payloads and finished jobs past
 /// `storage.raw_payload_retention`, and resolved incidents past `storage.incident_retention`.
 async fn prune_loop(
     state: Arc<AppState>,
     storage: crate::config::StorageConfig,
     mut stop: watch::Receiver<bool>,
 ) {
-    let every = std::time::Duration::from_secs(3600);
+    let every = storage.prune_interval;
     loop {
         let now = state.now();
         let payload_cutoff = now - chrono_duration(storage.raw_payload_retention);

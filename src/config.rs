@@ -106,6 +106,8 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_STORAGE_PATH: &str = "./data";
 /// Default `storage.raw_payload_retention`: 30 days.
 pub const DEFAULT_RAW_PAYLOAD_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Default `storage.prune_interval`: 1 hour.
+pub const DEFAULT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 /// Default `correlation.group_by`.
 pub const DEFAULT_GROUP_BY: &[&str] = &["service"];
 /// Default `correlation.reopen_window`: 30 minutes.
@@ -203,6 +205,8 @@ pub struct StorageConfig {
     /// How long resolved incidents are kept (with their alerts, timeline, evidence and
     /// jobs); zero keeps them forever. Drafts on disk are never deleted.
     pub incident_retention: Duration,
+    /// How often rows past their retention are deleted (also once at startup).
+    pub prune_interval: Duration,
 }
 
 /// `correlation`: how alerts group into incidents.
@@ -446,6 +450,7 @@ impl Default for Config {
                 path: PathBuf::from(DEFAULT_STORAGE_PATH),
                 raw_payload_retention: DEFAULT_RAW_PAYLOAD_RETENTION,
                 incident_retention: Duration::ZERO,
+                prune_interval: DEFAULT_PRUNE_INTERVAL,
             },
             correlation: CorrelationConfig {
                 group_by: DEFAULT_GROUP_BY.iter().map(|s| s.to_string()).collect(),
@@ -578,6 +583,7 @@ struct RawStorage {
     path: Option<PathBuf>,
     raw_payload_retention: Option<DurationValue>,
     incident_retention: Option<DurationValue>,
+    prune_interval: Option<DurationValue>,
 }
 
 #[derive(Deserialize, Default)]
@@ -892,10 +898,15 @@ impl Resolver<'_> {
                 "must be greater than 0s: raw payloads are the audit trail",
             ));
         }
+        let prune_interval = raw.prune_interval.map_or(DEFAULT_PRUNE_INTERVAL, |d| d.0);
+        if prune_interval.is_zero() {
+            return Err(self.invalid("storage.prune_interval", "must be greater than 0s"));
+        }
         Ok(StorageConfig {
             path,
             raw_payload_retention,
             incident_retention: raw.incident_retention.map_or(Duration::ZERO, |d| d.0),
+            prune_interval,
         })
     }
 
@@ -1498,6 +1509,7 @@ mod tests {
         ("unknown-top-level-key.yml", "slak: unknown field `slak`, expected one of `web`, `storage`, `correlation`, `prometheus`, `alertmanager`, `rules_dir`, `postmortem`, `slack` (line 2, column 1)"),
         ("wrong-type.yml", r#"web.max_body_bytes: invalid type: string "lots", expected usize (line 2, column 19)"#),
         ("zero-max-body-bytes.yml", "web.max_body_bytes: must be greater than 0"),
+        ("zero-prune-interval.yml", "storage.prune_interval: must be greater than 0s"),
         ("zero-read-header-timeout.yml", "web.read_header_timeout: must be greater than 0s"),
         ("zero-request-timeout.yml", "web.request_timeout: must be greater than 0s"),
         ("zero-retention.yml", "storage.raw_payload_retention: must be greater than 0s: raw payloads are the audit trail"),
@@ -1561,6 +1573,7 @@ mod tests {
                 path: "/var/lib/incidentd".into(),
                 raw_payload_retention: Duration::from_secs(7 * 24 * 3600),
                 incident_retention: Duration::from_secs(365 * 24 * 3600),
+                prune_interval: Duration::from_secs(10 * 60),
             },
             correlation: CorrelationConfig {
                 group_by: vec!["service".into(), "cluster".into()],
@@ -1635,6 +1648,7 @@ mod tests {
             config.storage.raw_payload_retention,
             parse_duration("30d").unwrap()
         );
+        assert_eq!(config.storage.prune_interval, parse_duration("1h").unwrap());
         assert_eq!(config.correlation.group_by, ["service"]);
         assert_eq!(
             config.correlation.reopen_window,

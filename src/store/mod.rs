@@ -104,10 +104,21 @@ struct ReadPool {
     idle: Mutex<Vec<Connection>>,
 }
 
+/// Largest size the WAL file is cut back to when SQLite restarts it from the beginning.
+///
+/// Without a limit the `-wal` file keeps the size of the largest burst between two
+/// checkpoints forever (SQLite reuses it, never truncates it): a backlog of webhooks, or a
+/// prune deleting a day of payloads in one transaction, could leave hundreds of megabytes
+/// behind. 64 MiB is far above what a busy steady state needs (the automatic checkpoint
+/// runs every 1,000 pages, about 4 MiB), so truncating costs no extra work in normal running.
+pub const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+/// The writer's pragmas, all in one place.
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
     Ok(())
 }
 
@@ -351,5 +362,49 @@ fn run_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
     }
     for finish in finishes {
         finish(commit.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_wal_is_cut_back_to_the_size_limit_after_a_burst_larger_than_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let burst_mib = JOURNAL_SIZE_LIMIT / (1024 * 1024) + 8;
+        store
+            .write(move |tx| {
+                tx.execute_batch("CREATE TABLE filler (body BLOB NOT NULL)")?;
+                tx.execute(
+                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
+                     INSERT INTO filler SELECT randomblob(1048576) FROM n",
+                    [burst_mib],
+                )?;
+                Ok(())
+            })
+            .await
+            .expect("burst");
+        let wal = dir.path().join("incidentd.db-wal");
+        let size = || std::fs::metadata(&wal).map(|m| m.len() as i64).unwrap_or(0);
+        assert!(
+            size() > JOURNAL_SIZE_LIMIT,
+            "the burst went through the WAL"
+        );
+        // The burst's commit checkpointed it; the next write starts the WAL over and trims it.
+        store
+            .write(|tx| {
+                tx.execute_batch("DELETE FROM filler")?;
+                Ok(())
+            })
+            .await
+            .expect("small write");
+        assert!(
+            size() <= JOURNAL_SIZE_LIMIT,
+            "WAL still {} bytes after a checkpointed burst",
+            size()
+        );
+        store.close().await;
     }
 }

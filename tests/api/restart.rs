@@ -171,3 +171,35 @@ async fn resolved_incidents_past_their_retention_are_pruned_and_open_ones_kept()
         .unwrap();
     assert_eq!(orphans, 0, "its alerts, timeline and jobs went with it");
 }
+
+#[tokio::test]
+async fn pruning_repeats_every_prune_interval_while_the_daemon_runs() {
+    // Startup prune at 14:00 with a day's retention: the 02:27 resolve is kept.
+    let mut config = incidentd::config::Config::default();
+    config.storage.incident_retention = std::time::Duration::from_secs(24 * 3600);
+    config.storage.prune_interval = std::time::Duration::from_millis(100);
+    let app = spawn_app_with(config).await;
+    for (_, at, body) in recorded_webhooks() {
+        app.set_time(at);
+        app.post_webhook(body).await;
+    }
+    app.set_time(time("2026-11-23T14:00:00Z"));
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let (status, _) = app.get_json("/api/v1/incidents/INC-2026-0001").await;
+    assert_eq!(status, 200, "within its retention it stays");
+
+    // Two days later, without a restart: a later round of the loop removes it.
+    app.set_time(time("2026-11-25T14:00:00Z"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, _) = app.get_json("/api/v1/incidents/INC-2026-0001").await;
+        if status == 404 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never pruned after startup"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
