@@ -269,3 +269,54 @@ async fn a_client_that_trickles_its_body_gets_408_at_the_request_deadline_and_no
     assert!(app.incidents().await.is_empty());
     assert_eq!(stored_notifications(app.dir.path()), 0);
 }
+
+#[tokio::test]
+async fn a_payload_of_100_000_alerts_is_refused_by_the_default_limit_and_stored_whole_under_a_larger_one(
+) {
+    let one: Value = serde_json::from_str(&payload(|_| {})).unwrap();
+    let mut many = one.clone();
+    let alerts: Vec<Value> = (0..100_000)
+        .map(|n| {
+            serde_json::json!({
+                "status": "firing",
+                "labels": {"alertname": "NodeDown", "service": "fleet", "instance": format!("10.{}.{}.{}:9100", n / 65536, n / 256 % 256, n % 256)},
+                "annotations": {},
+                "startsAt": "2026-11-23T14:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "",
+                "fingerprint": format!("{n:016x}"),
+            })
+        })
+        .collect();
+    many["alerts"] = alerts.into();
+    let body = many.to_string().into_bytes();
+    assert!(body.len() > incidentd::config::DEFAULT_MAX_BODY_BYTES);
+
+    let app = spawn_app().await;
+    let (status, answer) = post_raw(&app, body.clone()).await;
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer["error"]
+        .as_str()
+        .unwrap()
+        .contains("web.max_body_bytes"));
+    assert!(app.incidents().await.is_empty());
+
+    let mut config = incidentd::config::Config::default();
+    config.web.max_body_bytes = 64 << 20;
+    let app = spawn_app_with(config).await;
+    let started = std::time::Instant::now();
+    let (status, answer) = post_raw(&app, body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["alerts"], 100_000);
+    eprintln!("100,000 alerts stored in {:?}", started.elapsed());
+    // Counted in the database: serving a 100,000-alert incident as JSON is another test.
+    let conn = rusqlite::Connection::open(app.dir.path().join("data/incidentd.db")).unwrap();
+    let stored: (i64, i64) = conn
+        .query_row(
+            "SELECT count(*), count(DISTINCT incident_id) FROM occurrences",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(stored, (100_000, 1), "one incident of 100,000 alerts");
+}
