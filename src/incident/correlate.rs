@@ -121,7 +121,8 @@ pub struct Outcome {
     pub split: Option<Split>,
 }
 
-/// An incident split in parts: `from` keeps the first part, each of `into` is a new incident.
+/// An incident split in parts: `from` keeps the part holding the alert that opened it; each
+/// of `into` is a new incident.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Split {
     pub from: String,
