@@ -148,6 +148,26 @@ async fn many_alerts_and_huge_values_within_the_body_limit_are_stored() {
         v["alerts"][0]["annotations"]["description"] = "x".repeat(1 << 20).into();
     });
     assert_eq!(app.post_webhook(huge).await.status(), 200);
+
+    // A 1 MiB label value, and a 64 KiB value of the label that decides the incident.
+    let key = "k".repeat(64 << 10);
+    let huge_labels = payload(|v| {
+        v["alerts"][0]["fingerprint"] = "eeeeeeeeeeeeeeee".into();
+        v["alerts"][0]["labels"]["service"] = key.clone().into();
+        v["alerts"][0]["labels"]["pool"] = "p".repeat(1 << 20).into();
+    });
+    assert_eq!(app.post_webhook(huge_labels).await.status(), 200);
+    let list = app.incidents().await;
+    let stored = list
+        .iter()
+        .find(|i| i["service"].as_str() == Some(key.as_str()))
+        .expect("the incident of the long key");
+    let i = app.incident(stored["id"].as_str().unwrap()).await;
+    assert_eq!(
+        i["alerts"][0]["labels"]["pool"].as_str().map(str::len),
+        Some(1 << 20),
+        "stored whole"
+    );
 }
 
 /// A config whose HTTP deadlines are short enough to test.
