@@ -132,7 +132,10 @@ for part in (rows[:n], mid, last):
     span = part[-1][0] - part[0][0]
     rates.append(f"{(part[-1][3] - part[0][3]) / span:.0f}" if span > 0 else "n/a")
 print(f"webhooks/s by third: {' / '.join(rates)}")
-print(f"samples: {len(rows)}")
+print(f"samples: {len(rows)}; at each tenth of the run (s, RSS KiB, FDs, webhooks answered):")
+for i in range(10 + 1):
+    t, rss, fds, hooks = rows[min(len(rows) - 1, i * (len(rows) - 1) // 10)]
+    print(f"  {t:>6} {rss:>9} {fds:>4} {hooks:>10}")
 if load_status != 0:
     print("load driver reported 5xx or transport errors")
     ok = False
