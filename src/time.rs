@@ -56,11 +56,35 @@ pub fn human_duration(seconds: f64) -> String {
     format!("{sign}{body}")
 }
 
+/// A time relative to detection, in words: `34s after detection`, or `1d 2h before
+/// detection` when the incident was over before its first notification reached incidentd
+/// (incidentd was down, or the first notification Alertmanager sent was already a resolve).
+/// A negative TTR printed as `-1d 2h` reads as a bug; this reads as what happened.
+pub fn since_detection(seconds: f64) -> String {
+    if seconds < 0.0 {
+        format!("{} before detection", human_duration(-seconds))
+    } else {
+        format!("{} after detection", human_duration(seconds))
+    }
+}
+
 fn join_units(parts: &[(u64, &str); 2]) -> String {
     // "2m" rather than "2m 0s": the zero adds nothing.
     if parts[1].0 == 0 {
         format!("{}{}", parts[0].0, parts[0].1)
     } else {
         format!("{}{} {}{}", parts[0].0, parts[0].1, parts[1].0, parts[1].1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resolve_before_detection_reads_as_such_not_as_a_negative_duration() {
+        assert_eq!(since_detection(34.0), "34s after detection");
+        assert_eq!(since_detection(-93_600.0), "1d 2h before detection");
+        assert_eq!(since_detection(0.0), "0s after detection");
     }
 }

@@ -222,6 +222,8 @@ pub struct Figures {
     pub ttd_seconds: Option<f64>,
     pub tta_seconds: Option<f64>,
     pub ttr_seconds: Option<f64>,
+    /// The TTR in words when it is negative: `1d 2h before detection`.
+    pub resolved_before_detection: Option<String>,
     pub duration_seconds: Option<f64>,
     pub reopen_count: u32,
     pub notifications_received: u64,
@@ -806,6 +808,10 @@ pub fn build_context(input: &RenderInput<'_>, settings: &RenderSettings) -> Rend
             ttd_seconds: ttd.as_ref().map(|t| t.total_seconds),
             tta_seconds: inc.tta_seconds(),
             ttr_seconds: if is_resolved { inc.ttr_seconds() } else { None },
+            resolved_before_detection: inc
+                .ttr_seconds()
+                .filter(|s| is_resolved && *s < 0.0)
+                .map(crate::time::since_detection),
             duration_seconds: if is_resolved {
                 end.map(|e| seconds(e - start))
             } else {
@@ -1038,10 +1044,10 @@ fn resolution_sentence(
     t: &dyn Fn(Timestamp) -> String,
 ) -> Option<String> {
     let end = end?;
-    let ttr = helpers::duration(seconds(end - inc.detected_at));
+    let since = crate::time::since_detection(seconds(end - inc.detected_at));
     let mut s = match &inc.resolved_by {
         Some(person) => format!(
-            "{} resolved the incident by hand at {}, {ttr} after detection.",
+            "{} resolved the incident by hand at {}, {since}.",
             helpers::inline(person),
             t(end)
         ),
@@ -1053,10 +1059,10 @@ fn resolution_sentence(
                 .next();
             match last {
                 Some(name) => format!(
-                    "Every alert resolved in Prometheus, none by hand; the last, {name}, at {}, {ttr} after detection.",
+                    "Every alert resolved in Prometheus, none by hand; the last, {name}, at {}, {since}.",
                     t(end)
                 ),
-                None => format!("All alerts resolved by {}, {ttr} after detection.", t(end)),
+                None => format!("All alerts resolved by {}, {since}.", t(end)),
             }
         }
     };
@@ -1436,5 +1442,27 @@ mod tests {
             alert(&evidence).1.as_deref(),
             Some("firing time minus `for`")
         );
+    }
+
+    #[test]
+    fn an_incident_over_before_incidentd_heard_of_it_says_so_instead_of_a_negative_ttr() {
+        let (mut incident, evidence, related, at) = super::super::sample::sample_full();
+        // The first notification arrived a day after the resolve (incidentd was down).
+        incident.detected_at = incident.resolved_at.unwrap() + Duration::hours(26);
+        incident.acknowledged_at = None;
+        let input = RenderInput {
+            incident: &incident,
+            evidence: &evidence,
+            related: &related,
+            generated_at: at,
+        };
+        let ctx = build_context(&input, &super::super::sample::sample_settings());
+        assert_eq!(
+            ctx.figures.resolved_before_detection.as_deref(),
+            Some("1d 2h before detection")
+        );
+        let sentence = ctx.summary.resolution.unwrap();
+        assert!(sentence.contains("1d 2h before detection"), "{sentence}");
+        assert!(!sentence.contains("-1d"), "{sentence}");
     }
 }

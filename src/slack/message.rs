@@ -639,7 +639,13 @@ pub fn resolve_summary(
             "*TTA*\n{}",
             figure(incident.tta_seconds(), "not acknowledged")
         ),
-        format!("*TTR*\n{}", figure(incident.ttr_seconds(), "unknown")),
+        format!(
+            "*TTR*\n{}",
+            match incident.ttr_seconds() {
+                Some(s) if s < 0.0 => format!("none: resolved {}", crate::time::since_detection(s)),
+                other => figure(other, "unknown"),
+            }
+        ),
     ];
     if let Some(at) = incident.resolved_at {
         let by = incident
@@ -1058,5 +1064,19 @@ mod tests {
             s.draft_url("INC-1"),
             "https://x.example/incidentd/api/v1/incidents/INC-1/postmortem"
         );
+    }
+
+    #[test]
+    fn a_resolve_that_came_before_detection_gives_no_negative_ttr() {
+        let mut inc = incident("Pool", vec![alert("PoolHigh", "Pool")]);
+        inc.status = Status::Resolved;
+        inc.resolved_at = Some(at("2026-11-23T02:27:02Z"));
+        inc.detected_at = at("2026-11-24T04:29:02Z");
+        let texts = all_texts(&resolve_summary(&inc, &[], &settings())).join("\n");
+        assert!(
+            texts.contains("*TTR*\nnone: resolved 1d 2h before detection"),
+            "{texts}"
+        );
+        assert!(!texts.contains("-1d"), "{texts}");
     }
 }
