@@ -206,6 +206,9 @@ struct Harness {
     runtime: tokio::runtime::Runtime,
     daemon: Option<Daemon>,
     inputs: u64,
+    /// Answers by route and status, printed at each rebuild when `INCIDENTD_FUZZ_STATS` is
+    /// set: to see which routes the fuzzer reaches beyond their refusals.
+    stats: std::collections::BTreeMap<(String, u16), u64>,
 }
 
 /// Seconds since the fixed base time, advanced by the inputs.
@@ -336,6 +339,7 @@ fn harness() -> &'static Mutex<Harness> {
             runtime,
             daemon: None,
             inputs: 0,
+            stats: Default::default(),
         })
     })
 }
@@ -348,6 +352,9 @@ fuzz_target!(|input: Input| {
     let deep = rebuild || h.inputs % DEEP_CHECK_EVERY == 0;
     let runtime = &h.runtime;
     if rebuild {
+        if std::env::var_os("INCIDENTD_FUZZ_STATS").is_some() && !h.stats.is_empty() {
+            eprintln!("http answers after {} inputs: {:?}", h.inputs - 1, h.stats);
+        }
         if let Some(old) = h.daemon.take() {
             runtime.block_on(async {
                 deep_check(&old.state).await;
@@ -363,6 +370,7 @@ fuzz_target!(|input: Input| {
         return;
     };
     CLOCK.fetch_add(i64::from(input.advance), Ordering::SeqCst);
+    let stats = &mut h.stats;
     runtime.block_on(async {
         let before = fingerprint(&daemon.state).await;
         let method = req.method().clone();
@@ -386,6 +394,12 @@ fuzz_target!(|input: Input| {
             .expect("the answer is readable");
         let shown = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
         let what = format!("{method} {path} -> {status} {content_type:?} {shown}");
+        *stats
+            .entry((
+                format!("{method} {}", route_name(&input.route)),
+                status.as_u16(),
+            ))
+            .or_default() += 1;
 
         assert!(!status.is_server_error(), "server error: {what}");
         if status.is_client_error() && method != Method::HEAD {
@@ -430,6 +444,24 @@ fuzz_target!(|input: Input| {
         }
     });
 });
+
+fn route_name(route: &Route) -> &'static str {
+    match route {
+        Route::Webhook => "webhook",
+        Route::List => "list",
+        Route::Show(_) => "show",
+        Route::Ack(_) => "ack",
+        Route::Notes(_) => "notes",
+        Route::Resolve(_) => "resolve",
+        Route::Postmortem(_) => "postmortem",
+        Route::Chart(..) => "chart",
+        Route::Slack => "slack",
+        Route::Metrics => "metrics",
+        Route::Healthy => "healthy",
+        Route::Ready => "ready",
+        Route::Free(_) => "free",
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
