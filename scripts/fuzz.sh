@@ -52,11 +52,19 @@ each=$(( seconds / ${#targets[@]} ))
 seed_webhooks() {
     local corpus=$1
     cp "$repo"/tests/fixtures/scenario-single/webhooks/0*.json "$repo"/tests/fixtures/bench/*.json "$corpus"/
-    # All six scenario notifications in one input: open, join, resolve across deliveries.
-    python3 - "$repo/tests/fixtures/scenario-single/webhooks" "$corpus/scenario-all" <<'PY'
+    # All six scenario notifications in one input: open, join, resolve across deliveries. The
+    # first byte picks the reopen window, so it is JSON whitespace ("\n": 30 minutes) to keep
+    # the first notification decodable. For store, the same with what people and the
+    # reconciler do in between ("!" scripts: ack, note, resolve as lost, resolve by hand).
+    python3 - "$repo/tests/fixtures/scenario-single/webhooks" "$corpus" <<'PY'
 import pathlib, sys
-parts = sorted(p for p in pathlib.Path(sys.argv[1]).glob("0*.json"))
-pathlib.Path(sys.argv[2]).write_bytes(b"\x00" + b"\xff".join(p.read_bytes() for p in parts))
+parts = [p.read_bytes() for p in sorted(pathlib.Path(sys.argv[1]).glob("0*.json"))]
+corpus = pathlib.Path(sys.argv[2])
+(corpus / "scenario-all").write_bytes(b"\n" + b"\xff".join(parts))
+if corpus.name == "store":
+    script = b"!" + bytes([0, 0, 1, 1, 3, 0, 2, 0])
+    mixed = parts[:2] + [script] + parts[2:4] + [script] + parts[4:]
+    (corpus / "scenario-actions").write_bytes(b"\n" + b"\xff".join(mixed))
 PY
 }
 
