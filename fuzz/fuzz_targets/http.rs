@@ -270,21 +270,47 @@ fn config(dir: &std::path::Path) -> Config {
     config
 }
 
-/// tmpfs where there is one: `synchronous=FULL` costs an fsync per webhook otherwise.
+const DIR_PREFIX: &str = "incidentd-fuzz-";
+
+/// tmpfs where there is one: `synchronous=FULL` costs an fsync per webhook otherwise. Named
+/// after the process, so that directories left behind by ended runs (the last daemon is never
+/// dropped: libFuzzer exits the process) can be swept.
 fn temp_dir() -> tempfile::TempDir {
     let shm = std::path::Path::new("/dev/shm");
-    if shm.is_dir() {
-        if let Ok(d) = tempfile::Builder::new()
-            .prefix("incidentd-fuzz")
-            .tempdir_in(shm)
-        {
-            return d;
+    let parent = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    sweep(&parent);
+    tempfile::Builder::new()
+        .prefix(&format!("{DIR_PREFIX}{}-", std::process::id()))
+        .tempdir_in(&parent)
+        .expect("a temp dir")
+}
+
+/// Remove the directories of fuzz processes that are gone (only where `/proc` says so).
+fn sweep(parent: &std::path::Path) {
+    if !std::path::Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(DIR_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if let Some(pid) = pid {
+            let gone = !std::path::Path::new(&format!("/proc/{pid}")).exists();
+            if pid != std::process::id() && gone {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
         }
     }
-    tempfile::Builder::new()
-        .prefix("incidentd-fuzz")
-        .tempdir()
-        .expect("a temp dir")
 }
 
 async fn build() -> Daemon {
