@@ -375,7 +375,7 @@ fuzz_target!(|input: Input| {
     let h = &mut *guard;
     h.inputs += 1;
     let rebuild = h.inputs % REBUILD_EVERY == 1;
-    let deep = rebuild || h.inputs % DEEP_CHECK_EVERY == 0;
+    let deep = rebuild || h.inputs.is_multiple_of(DEEP_CHECK_EVERY);
     let runtime = &h.runtime;
     if rebuild {
         if std::env::var_os("INCIDENTD_FUZZ_STATS").is_some() && !h.stats.is_empty() {
