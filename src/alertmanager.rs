@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Datelike, SubsecRound, Utc};
 use serde::Deserialize;
 
 use crate::incident::{AlertStatus, LabelSet, Timestamp};
@@ -228,10 +228,15 @@ fn validate_alert(i: usize, a: Alert) -> Result<ValidAlert, PayloadError> {
 
 /// Parse an RFC 3339 time as Go writes it. `Ok(None)` is Go's zero time (`0001-01-01T00:00:00Z`),
 /// which Alertmanager uses for "not set".
+///
+/// Times are truncated to microseconds, the precision the store keeps: otherwise two
+/// `startsAt` a few nanoseconds apart would be two occurrences to correlation but one row to
+/// the store, and what correlation computed would differ from what reads back.
 pub fn parse_time(s: &str) -> Result<Option<Timestamp>, String> {
     let t = DateTime::parse_from_rfc3339(s)
         .map_err(|e| format!("invalid RFC 3339 time {s:?}: {e}"))?
-        .with_timezone(&Utc);
+        .with_timezone(&Utc)
+        .trunc_subsecs(6);
     if t.year() <= 1 {
         return Ok(None);
     }
@@ -280,6 +285,22 @@ mod tests {
         assert_eq!(
             a.ends_at, None,
             "the zero endsAt of a firing alert means unset"
+        );
+    }
+
+    #[test]
+    fn times_keep_microseconds_the_precision_the_store_keeps() {
+        // Go writes nanoseconds; the store keeps microseconds. Truncated here, the incident
+        // correlation computes is the one that reads back (found by the `store` fuzz target).
+        let nanos = FIRING.replace("02:26:28.738Z", "02:26:28.738123456Z");
+        let a = &decode(nanos.as_bytes()).unwrap().alerts[0];
+        assert_eq!(
+            crate::time::rfc3339(a.starts_at),
+            "2026-11-23T02:26:28.738123Z"
+        );
+        assert_eq!(
+            parse_time("2026-11-23T02:26:28.999999999+01:00").unwrap(),
+            Some("2026-11-23T01:26:28.999999Z".parse().unwrap())
         );
     }
 

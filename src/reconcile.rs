@@ -199,4 +199,16 @@ mod tests {
         let active: HashSet<Key> = [("a".to_string(), t(3)), ("b".to_string(), t(2))].into();
         assert_eq!(missing(&firing, &active), vec![("a".to_string(), t(1))]);
     }
+
+    #[test]
+    fn an_alert_alertmanager_lists_with_nanoseconds_is_not_missing() {
+        // Stored times are microseconds; Alertmanager may list nanoseconds. Were they
+        // compared untruncated, a firing alert would be resolved as lost.
+        let stored = crate::time::from_micros(1_795_401_988_738_123);
+        let listed = parse_time("2026-11-23T02:46:28.738123456Z")
+            .unwrap()
+            .unwrap();
+        let active: HashSet<Key> = [("a".to_string(), listed)].into();
+        assert!(missing(&[("a".to_string(), stored)], &active).is_empty());
+    }
 }

@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::check_api_token;
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Path, Query};
 use crate::draft::DraftError;
 use crate::incident::{correlate, Action, ActionError, Incident, Status};
 use crate::jobs::{self, Change};

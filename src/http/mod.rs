@@ -11,8 +11,9 @@ pub mod webhook;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -63,6 +64,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics::serve))
         .route("/-/healthy", get(|| async { "incidentd is Healthy.\n" }))
         .route("/-/ready", get(ready))
+        // After every route: it applies to the routes registered before it.
+        .method_not_allowed_fallback(|method: Method| async move {
+            ApiError::MethodNotAllowed(format!(
+                "{method} is not allowed here (the Allow header lists what is)"
+            ))
+        })
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         // A client that trickles its body is cut off with a 408; slow headers are bounded
@@ -86,6 +93,40 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
             format!("incidentd is not ready: {e}\n"),
         )
             .into_response(),
+    }
+}
+
+/// axum's `Path`, refusing with an [`ApiError`] (JSON naming the path) instead of plain text,
+/// e.g. for a segment that is not UTF-8 once percent-decoded.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+/// axum's `Query`, refusing with an [`ApiError`] (JSON naming the query) instead of plain
+/// text, e.g. for a parameter given twice.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+/// The message of an extractor's rejection, as a 400 naming `what`; a 5xx rejection is a
+/// routing bug.
+fn rejection(what: &str, status: StatusCode, text: String) -> ApiError {
+    if status.is_server_error() {
+        ApiError::Internal(format!("{what}: {text}"))
+    } else {
+        ApiError::BadRequest(format!("{what}: {text}"))
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        rejection("path", e.status(), e.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(e: QueryRejection) -> Self {
+        rejection("query", e.status(), e.body_text())
     }
 }
 
@@ -118,6 +159,9 @@ pub enum ApiError {
     },
     #[error("{0}")]
     NotFound(String),
+    /// The route exists, but not with this method.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// The action does not fit the incident's state.
     #[error("{0}")]
     Conflict(String),
@@ -139,6 +183,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -122,6 +122,20 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// A private in-memory database with the daemon's settings and the full schema, used
+/// synchronously (no writer thread): for differential tests and fuzzing of the SQL against
+/// the in-memory repo, so they run the same migrations and pragmas as [`Store::open`].
+pub fn open_in_memory() -> Result<Connection, StoreError> {
+    let open_err = |e: rusqlite::Error| StoreError::Open {
+        path: PathBuf::from(":memory:"),
+        message: e.to_string(),
+    };
+    let mut conn = Connection::open_in_memory().map_err(open_err)?;
+    configure(&conn).map_err(open_err)?;
+    migrations::migrate(&mut conn).map_err(open_err)?;
+    Ok(conn)
+}
+
 impl Store {
     /// Open (creating if needed) the database in `dir`, migrate it, and start the writer.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
@@ -406,5 +420,20 @@ mod tests {
             size()
         );
         store.close().await;
+    }
+
+    #[test]
+    fn an_in_memory_database_has_the_whole_schema_and_enforces_foreign_keys() {
+        let conn = open_in_memory().expect("opens");
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .expect("version");
+        assert_eq!(version as usize, migrations::MIGRATIONS.len());
+        let orphan = conn.execute(
+            "INSERT INTO timeline (incident_id, at, kind, actor, text, human) \
+             VALUES ('INC-2026-0001', 0, 'detected', 'incidentd', '', 0)",
+            [],
+        );
+        assert!(orphan.is_err(), "a row for a missing incident was accepted");
     }
 }

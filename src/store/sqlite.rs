@@ -732,6 +732,48 @@ mod tests {
     }
 
     #[test]
+    fn nanosecond_times_from_alertmanager_read_back_as_correlation_computed_them() {
+        // Two alerts whose startsAt differ below a microsecond are one occurrence to the
+        // store; correlation must see them so too (found by the `store` fuzz target).
+        let body = include_str!(
+            "../../tests/fixtures/scenario-single/webhooks/01-firing-DatabaseConnectionPoolHigh.json"
+        );
+        let mut n = crate::alertmanager::decode(
+            body.replace("02:26:28.738Z", "02:26:28.7380001Z")
+                .as_bytes(),
+        )
+        .expect("decodes");
+        let mut again = crate::alertmanager::decode(
+            body.replace("02:26:28.738Z", "02:26:28.7380009Z")
+                .as_bytes(),
+        )
+        .expect("decodes");
+        n.alerts.append(&mut again.alerts);
+        let (rules, now) = (Rules::default(), t("2026-11-23T14:00:00Z"));
+
+        let mut memory = crate::incident::memory::MemoryRepo::new();
+        let expected = crate::incident::ingest_all(&mut memory, &rules, "g", &n.alerts, now)
+            .unwrap_or_else(|never| match never {});
+        let mut conn = crate::store::open_in_memory().expect("db");
+        let tx = conn.transaction().expect("tx");
+        let mut repo = SqliteRepo { tx: &tx, now };
+        let got =
+            crate::incident::ingest_all(&mut repo, &rules, "g", &n.alerts, now).expect("ingest");
+        assert_eq!(got, expected);
+        let want = memory.incidents();
+        assert_eq!(want.len(), 1);
+        assert_eq!(want[0].alerts.len(), 1, "one occurrence, repeated");
+        let stored = full_incident(&tx, &want[0].id)
+            .expect("read")
+            .expect("exists");
+        assert_eq!(stored.alerts, want[0].alerts);
+        assert_eq!(
+            (stored.fired_at, stored.impact_start),
+            (want[0].fired_at, want[0].impact_start)
+        );
+    }
+
+    #[test]
     fn repeated_bodies_are_stored_once_and_pruning_drops_what_no_notification_uses() {
         let mut conn = Connection::open_in_memory().expect("db");
         crate::store::migrations::migrate(&mut conn).expect("migrate");

@@ -340,3 +340,55 @@ async fn a_payload_of_100_000_alerts_is_refused_by_the_default_limit_and_stored_
         .unwrap();
     assert_eq!(stored, (100_000, 1), "one incident of 100,000 alerts");
 }
+
+#[tokio::test]
+async fn errors_the_router_itself_answers_are_json_too() {
+    // Found by the `http` fuzz target: axum's own rejections were empty or plain text.
+    let app = spawn_app().await;
+    let cases = [
+        (
+            "GET",
+            "/webhook/alertmanager",
+            405,
+            "GET is not allowed here",
+        ),
+        (
+            "DELETE",
+            "/api/v1/incidents",
+            405,
+            "DELETE is not allowed here",
+        ),
+        (
+            "GET",
+            "/api/v1/incidents?status=open&status=resolved",
+            400,
+            "query:",
+        ),
+        ("GET", "/api/v1/incidents?limit=1&limit=2", 400, "query:"),
+        ("GET", "/api/v1/incidents/%FF", 400, "path:"),
+        (
+            "GET",
+            "/api/v1/incidents/INC-2026-0001/charts/%C3%28.svg",
+            400,
+            "path:",
+        ),
+        ("POST", "/api/v1/incidents/%FF/ack", 400, "path:"),
+        ("GET", "/nowhere", 404, "no such route"),
+    ];
+    for (method, path, status, message) in cases {
+        let r = app
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", app.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{method} {path}");
+        let allow = r.headers().get("allow").cloned();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with(message), "{method} {path}: {body}");
+        if status == 405 {
+            assert!(allow.is_some(), "{method} {path}: 405 without Allow");
+        }
+    }
+}
