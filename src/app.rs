@@ -32,8 +32,11 @@ pub struct Options {
 /// A clock: the real one in production, a fixed or scripted one in tests.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
+/// The wall clock at the store's precision (microseconds), so that a time computed in memory
+/// is the time read back.
 pub fn system_clock() -> Clock {
-    Arc::new(chrono::Utc::now)
+    use chrono::SubsecRound;
+    Arc::new(|| chrono::Utc::now().trunc_subsecs(6))
 }
 
 /// The correlation rules a configuration asks for.
@@ -341,4 +344,17 @@ pub async fn render_offline(config: &Config, id: &str) -> anyhow::Result<String>
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(markdown)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_system_clock_keeps_the_precision_the_store_keeps() {
+        let clock = system_clock();
+        for _ in 0..100 {
+            assert_eq!(clock().timestamp_subsec_nanos() % 1_000, 0);
+        }
+    }
 }
