@@ -22,7 +22,10 @@
 //! At the end: `PRAGMA integrity_check` and `PRAGMA foreign_key_check` find nothing.
 #![no_main]
 
-use chrono::{Duration, TimeZone, Utc};
+#[path = "input.rs"]
+mod input;
+
+use chrono::Duration;
 use incidentd::alertmanager::{decode, ValidNotification};
 use incidentd::config::Config;
 use incidentd::incident::correlate::resolve_gone;
@@ -45,21 +48,10 @@ enum Part<'a> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let window = match data.first() {
-        Some(b) => Duration::minutes(i64::from(b % 4) * 15),
-        None => Duration::zero(),
-    };
-    let rules = Rules {
-        reopen_window: window,
-        ..Rules::default()
-    };
-    let base = Utc
-        .with_ymd_and_hms(2026, 11, 23, 14, 0, 0)
-        .single()
-        .expect("a valid time");
+    let (rules, base) = input::rules_and_start(data);
 
     let mut parts: Vec<Part> = data
-        .split(|&b| b == 0xFF)
+        .split(|&b| b == input::SEPARATOR)
         .take(MAX_PARTS)
         .filter_map(|part| match part.strip_prefix(b"!") {
             Some(script) => Some(Part::Script(script)),

@@ -14,32 +14,24 @@
 //!   `resolved_at`; nobody acknowledges here, so it is never `acknowledged`.
 #![no_main]
 
+#[path = "input.rs"]
+mod input;
+
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{Duration, TimeZone, Utc};
+use chrono::Duration;
 use incidentd::alertmanager::{decode, ValidNotification};
 use incidentd::incident::memory::MemoryRepo;
-use incidentd::incident::{ingest_all, Rules, Status, Timestamp};
+use incidentd::incident::{ingest_all, Status, Timestamp};
 use libfuzzer_sys::fuzz_target;
 
 const MAX_NOTIFICATIONS: usize = 8;
 
 fuzz_target!(|data: &[u8]| {
-    let window = match data.first() {
-        Some(b) => Duration::minutes(i64::from(b % 4) * 15),
-        None => Duration::zero(),
-    };
-    let rules = Rules {
-        reopen_window: window,
-        ..Rules::default()
-    };
-    let base = Utc
-        .with_ymd_and_hms(2026, 11, 23, 14, 0, 0)
-        .single()
-        .expect("a valid time");
+    let (rules, base) = input::rules_and_start(data);
 
     let mut decoded: Vec<ValidNotification> = data
-        .split(|&b| b == 0xFF)
+        .split(|&b| b == input::SEPARATOR)
         .take(MAX_NOTIFICATIONS)
         .filter_map(|part| decode(part).ok())
         .collect();
