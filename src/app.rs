@@ -162,6 +162,21 @@ impl App {
             None => WebhookAuth::default(),
         };
         let drafts = Arc::new(drafts(&config)?);
+        // A draft or chart being written when the process died left only a temp file (the
+        // rename that publishes it is atomic); remove those. Never a reason not to start.
+        match drafts.sweep_temp_files() {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(
+                removed,
+                output_dir = %drafts.output_dir().display(),
+                "removed temp files of drafts interrupted by the last stop"
+            ),
+            Err(e) => tracing::warn!(
+                error = %e,
+                output_dir = %drafts.output_dir().display(),
+                "cannot look for temp files of interrupted drafts"
+            ),
+        }
         let slack = Slack::from_config(&config)?.map(Arc::new);
         let collector = Collector::from_config(&config, evidence_rules(&config)?)
             .context("configuring the Prometheus client")?

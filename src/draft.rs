@@ -99,6 +99,11 @@ impl Drafts {
         self.writer.output_dir()
     }
 
+    /// See [`DraftWriter::sweep_temp_files`].
+    pub fn sweep_temp_files(&self) -> std::io::Result<usize> {
+        self.writer.sweep_temp_files()
+    }
+
     /// The Markdown of an incident's draft as of `now`.
     pub async fn markdown(
         &self,

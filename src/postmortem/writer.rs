@@ -77,6 +77,33 @@ impl DraftWriter {
         self.output_dir.join(id)
     }
 
+    /// Remove the temp files that a process killed in the middle of [`write_atomically`] left
+    /// in the output directory and its chart directories (the finished files are untouched:
+    /// the rename that makes a file visible is atomic). Called once at start-up; returns how
+    /// many were removed. A missing output directory has none.
+    pub fn sweep_temp_files(&self) -> io::Result<usize> {
+        fn sweep(dir: &Path, depth: u8) -> io::Result<usize> {
+            let entries = match fs::read_dir(dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+                Err(e) => return Err(e),
+            };
+            let mut removed = 0;
+            for entry in entries {
+                let entry = entry?;
+                let kind = entry.file_type()?;
+                if kind.is_dir() && depth > 0 {
+                    removed += sweep(&entry.path(), depth - 1)?;
+                } else if kind.is_file() && is_temp_name(&entry.file_name().to_string_lossy()) {
+                    fs::remove_file(entry.path())?;
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        }
+        sweep(&self.output_dir, 1)
+    }
+
     fn sidecar_path(&self, id: &str) -> PathBuf {
         self.output_dir.join(format!(".{id}.md.sha256"))
     }
@@ -182,6 +209,24 @@ fn remove_if_present(path: &Path) -> Result<(), PostmortemError> {
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Whether a file name is one of [`write_atomically`]'s temp files: `.<name>.tmp-<pid>-<n>`.
+fn is_temp_name(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.') else {
+        return false;
+    };
+    let Some((_, suffix)) = rest.rsplit_once(".tmp-") else {
+        return false;
+    };
+    let mut parts = suffix.split('-');
+    matches!(
+        (parts.next(), parts.next(), parts.next()),
+        (Some(pid), Some(n), None)
+            if !pid.is_empty() && !n.is_empty()
+                && pid.bytes().all(|b| b.is_ascii_digit())
+                && n.bytes().all(|b| b.is_ascii_digit())
+    )
+}
 
 /// Temp file beside the target, fsync, rename over it, fsync the directory: a reader sees
 /// the old or the new file, never half of one, even after a crash.
@@ -342,6 +387,35 @@ mod tests {
             svg: String::new(),
         };
         assert!(w.write("INC-2026-0001", "x", &[chart]).is_err());
+    }
+
+    #[test]
+    fn temp_files_left_by_a_crash_are_swept_and_nothing_else_is_touched() {
+        let (_d, w) = writer();
+        let chart = Chart {
+            file_name: "a.svg".into(),
+            svg: "<svg/>".into(),
+        };
+        w.write("INC-2026-0001", "# draft\n", &[chart])
+            .expect("write");
+        let left = [
+            w.output_dir().join(".INC-2026-0001.md.tmp-4242-7"),
+            w.chart_dir("INC-2026-0001").join(".a.svg.tmp-4242-8"),
+        ];
+        for p in &left {
+            fs::write(p, "half").expect("write");
+        }
+        // Look-alikes that are not ours stay.
+        let kept = w.output_dir().join(".notes.tmp-x-1");
+        fs::write(&kept, "mine").expect("write");
+        assert_eq!(w.sweep_temp_files().expect("sweep"), 2);
+        assert!(left.iter().all(|p| !p.exists()));
+        assert!(kept.exists());
+        assert!(w.draft_path("INC-2026-0001").exists());
+        assert!(w.chart_dir("INC-2026-0001").join("a.svg").exists());
+        assert_eq!(w.sweep_temp_files().expect("sweep"), 0);
+        let missing = DraftWriter::new(w.output_dir().join("never-made"));
+        assert_eq!(missing.sweep_temp_files().expect("sweep"), 0);
     }
 
     #[test]

@@ -89,6 +89,11 @@ pub fn complete(tx: &Transaction, id: i64, now: Timestamp) -> rusqlite::Result<(
 
 /// The job failed: retry after `retry_in`, or give up (`None`) and keep the error. A new
 /// `payload` replaces the job's (a handler's progress, so a retry does not redo steps).
+///
+/// A coalesced job that is to be retried while a later job of its kind for its incident is
+/// already pending is not put back: that pending job redoes its work anyway (coalesced work
+/// is "bring this incident up to date"), and two pending coalesced jobs of one kind and
+/// incident are what the `jobs_coalesced` index forbids. It is recorded as superseded.
 pub fn fail(
     tx: &Transaction,
     id: i64,
@@ -102,18 +107,42 @@ pub fn fail(
             .execute(params![id, p.to_string()])?;
     }
     match retry_in {
-        Some(delay) => tx
-            .prepare_cached(
-                "UPDATE jobs SET state = 'pending', run_at = ?2, last_error = ?3 WHERE id = ?1",
-            )?
-            .execute(params![id, to_micros(now + delay), error])?,
-        None => tx
-            .prepare_cached(
+        Some(delay) => {
+            if let Some(by) = pending_sibling(tx, id)? {
+                tx.prepare_cached(
+                    "UPDATE jobs SET state = 'done', done_at = ?2, last_error = ?3 WHERE id = ?1",
+                )?
+                .execute(params![
+                    id,
+                    to_micros(now),
+                    format!("{error} (superseded by job {by}, which redoes this work)")
+                ])?;
+            } else {
+                tx.prepare_cached(
+                    "UPDATE jobs SET state = 'pending', run_at = ?2, last_error = ?3 WHERE id = ?1",
+                )?
+                .execute(params![id, to_micros(now + delay), error])?;
+            }
+        }
+        None => {
+            tx.prepare_cached(
                 "UPDATE jobs SET state = 'failed', done_at = ?2, last_error = ?3 WHERE id = ?1",
             )?
-            .execute(params![id, to_micros(now), error])?,
+            .execute(params![id, to_micros(now), error])?;
+        }
     };
     Ok(())
+}
+
+/// For a coalesced job, the id of another pending coalesced job of the same kind and incident.
+fn pending_sibling(conn: &Connection, id: i64) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached(
+        "SELECT s.id FROM jobs j JOIN jobs s ON s.kind = j.kind AND s.incident_id IS j.incident_id \
+         WHERE j.id = ?1 AND j.coalesce = 1 AND s.coalesce = 1 AND s.state = 'pending' \
+           AND s.id <> j.id LIMIT 1",
+    )?
+    .query_row(params![id], |r| r.get(0))
+    .optional()
 }
 
 /// A job's current row, for tests and diagnostics: `(state, attempts, last_error)`.
@@ -145,12 +174,49 @@ pub fn of_incident(
     rows.collect()
 }
 
-/// After a restart, jobs that were running when the process died run again.
-pub fn requeue_running(conn: &Connection) -> rusqlite::Result<usize> {
-    conn.execute(
+/// What start-up found left over from a process that did not finish its jobs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Jobs that were running: queued to run again.
+    pub requeued: usize,
+    /// Coalesced jobs that were running while a later one of the same kind and incident was
+    /// already pending: that one redoes their work, so they are marked done (superseded).
+    pub superseded: usize,
+}
+
+/// After a restart, jobs that were running when the process died run again, except a
+/// coalesced one whose later sibling is already pending (it would be a second pending
+/// coalesced job of that kind and incident: the sibling does the work). One transaction,
+/// so a crash during recovery leaves the same state to recover from.
+pub fn requeue_running(conn: &mut Connection, now: Timestamp) -> rusqlite::Result<Recovered> {
+    let tx = conn.transaction()?;
+    let superseded = tx.execute(
+        "UPDATE jobs SET state = 'done', done_at = ?1, \
+             last_error = 'interrupted by a restart; superseded by a pending job of the same kind' \
+         WHERE state = 'running' AND coalesce = 1 AND EXISTS (SELECT 1 FROM jobs s \
+             WHERE s.kind = jobs.kind AND s.incident_id IS jobs.incident_id \
+               AND s.coalesce = 1 AND s.state = 'pending')",
+        params![to_micros(now)],
+    )?;
+    // Two running coalesced jobs of one kind and incident (not made by this version, but a
+    // crash must never stop a start): keep the newest, the others are superseded by it.
+    let superseded_running = tx.execute(
+        "UPDATE jobs SET state = 'done', done_at = ?1, \
+             last_error = 'interrupted by a restart; superseded by a later job of the same kind' \
+         WHERE state = 'running' AND coalesce = 1 AND EXISTS (SELECT 1 FROM jobs s \
+             WHERE s.kind = jobs.kind AND s.incident_id IS jobs.incident_id \
+               AND s.coalesce = 1 AND s.state = 'running' AND s.id > jobs.id)",
+        params![to_micros(now)],
+    )?;
+    let requeued = tx.execute(
         "UPDATE jobs SET state = 'pending' WHERE state = 'running'",
         [],
-    )
+    )?;
+    tx.commit()?;
+    Ok(Recovered {
+        requeued,
+        superseded: superseded + superseded_running,
+    })
 }
 
 /// Pending and running jobs, by kind.
@@ -166,4 +232,186 @@ pub fn depth(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>> {
 pub fn prune(tx: &Transaction, cutoff: Timestamp) -> rusqlite::Result<usize> {
     tx.prepare_cached("DELETE FROM jobs WHERE state IN ('done', 'failed') AND done_at < ?1")?
         .execute(params![to_micros(cutoff)])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().expect("time")
+    }
+
+    /// A migrated database without foreign keys, so jobs need no incident rows.
+    fn db() -> Connection {
+        let mut conn = Connection::open_in_memory().expect("db");
+        conn.pragma_update(None, "foreign_keys", "OFF")
+            .expect("pragma");
+        crate::store::migrations::migrate(&mut conn).expect("migrate");
+        conn
+    }
+
+    fn with_tx<T>(conn: &mut Connection, f: impl FnOnce(&Transaction) -> T) -> T {
+        let tx = conn.transaction().expect("tx");
+        let out = f(&tx);
+        tx.commit().expect("commit");
+        out
+    }
+
+    fn render(conn: &mut Connection, now: Timestamp) {
+        with_tx(conn, |tx| {
+            enqueue(
+                tx,
+                "render",
+                Some("INC-1"),
+                &serde_json::Value::Null,
+                true,
+                now,
+                now,
+            )
+            .expect("enqueue")
+        });
+    }
+
+    fn states(conn: &Connection) -> Vec<(i64, String)> {
+        let mut stmt = conn
+            .prepare("SELECT id, state FROM jobs ORDER BY id")
+            .expect("prepare");
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("query");
+        rows.map(|r| r.expect("row")).collect()
+    }
+
+    /// The state issue 12 found after `kill -9`: one coalesced render running, the next one
+    /// queued behind it. Start-up used to fail on the unique index; now it recovers.
+    #[test]
+    fn a_running_and_a_pending_coalesced_job_of_one_incident_survive_a_crash() {
+        let now = t("2026-12-01T10:00:00Z");
+        let mut conn = db();
+        render(&mut conn, now);
+        let claimed = with_tx(&mut conn, |tx| claim(tx, "render", now).expect("claim"));
+        let first = claimed.expect("a job is due").id;
+        render(&mut conn, now); // a change while the first renders: a second, pending job
+        assert_eq!(
+            states(&conn),
+            vec![(first, "running".into()), (first + 1, "pending".into())]
+        );
+        // The process dies here. Start-up:
+        let recovered = requeue_running(&mut conn, now).expect("recovers");
+        assert_eq!(
+            recovered,
+            Recovered {
+                requeued: 0,
+                superseded: 1
+            }
+        );
+        assert_eq!(
+            states(&conn),
+            vec![(first, "done".into()), (first + 1, "pending".into())]
+        );
+        // ... and the pending one runs: the incident's draft is brought up to date.
+        let next = with_tx(&mut conn, |tx| claim(tx, "render", now).expect("claim"));
+        assert_eq!(next.map(|j| j.id), Some(first + 1));
+        // Recovering again (a crash during recovery) is harmless.
+        with_tx(&mut conn, |tx| {
+            complete(tx, first + 1, now).expect("complete")
+        });
+        assert_eq!(
+            requeue_running(&mut conn, now).expect("again"),
+            Recovered::default()
+        );
+    }
+
+    #[test]
+    fn running_jobs_with_nothing_queued_behind_them_run_again() {
+        let now = t("2026-12-01T10:00:00Z");
+        let mut conn = db();
+        render(&mut conn, now);
+        with_tx(&mut conn, |tx| {
+            enqueue(
+                tx,
+                "slack",
+                Some("INC-1"),
+                &serde_json::json!({"n": 1}),
+                false,
+                now,
+                now,
+            )
+            .expect("enqueue");
+            enqueue(
+                tx,
+                "slack",
+                Some("INC-1"),
+                &serde_json::json!({"n": 2}),
+                false,
+                now,
+                now,
+            )
+            .expect("enqueue");
+        });
+        with_tx(&mut conn, |tx| {
+            claim(tx, "render", now).expect("claim").expect("due");
+            claim(tx, "slack", now).expect("claim").expect("due");
+        });
+        let recovered = requeue_running(&mut conn, now).expect("recovers");
+        assert_eq!(
+            recovered,
+            Recovered {
+                requeued: 2,
+                superseded: 0
+            }
+        );
+        assert!(states(&conn).iter().all(|(_, s)| s == "pending"));
+    }
+
+    /// The same conflict without a crash: a coalesced job failing (to be retried) while its
+    /// successor is pending used to hit the unique index, so its result was never recorded
+    /// and it stayed 'running' until the next start.
+    #[test]
+    fn a_coalesced_job_that_fails_while_its_successor_is_pending_is_superseded() {
+        let now = t("2026-12-01T10:00:00Z");
+        let mut conn = db();
+        render(&mut conn, now);
+        let first = with_tx(&mut conn, |tx| claim(tx, "render", now).expect("claim"))
+            .expect("due")
+            .id;
+        render(&mut conn, now);
+        with_tx(&mut conn, |tx| {
+            fail(
+                tx,
+                first,
+                "disk full",
+                Some(Duration::seconds(5)),
+                None,
+                now,
+            )
+            .expect("recorded")
+        });
+        assert_eq!(
+            states(&conn),
+            vec![(first, "done".into()), (first + 1, "pending".into())]
+        );
+        let (_, _, error) = status(&conn, first).expect("status").expect("row");
+        assert!(error.expect("error kept").contains("superseded by job"));
+        // Without a successor the failure is retried as before.
+        let second = with_tx(&mut conn, |tx| claim(tx, "render", now).expect("claim"))
+            .expect("due")
+            .id;
+        with_tx(&mut conn, |tx| {
+            fail(
+                tx,
+                second,
+                "disk full",
+                Some(Duration::seconds(5)),
+                None,
+                now,
+            )
+            .expect("recorded")
+        });
+        assert_eq!(
+            status(&conn, second).expect("status").expect("row").0,
+            "pending"
+        );
+    }
 }

@@ -154,7 +154,16 @@ impl Store {
         }
         configure(&conn).map_err(|e| open_err(e.to_string()))?;
         migrations::migrate(&mut conn).map_err(|e| open_err(e.to_string()))?;
-        jobs::requeue_running(&conn).map_err(|e| open_err(e.to_string()))?;
+        // What a crash can leave behind is repaired here, in one transaction, and said once.
+        let recovered = jobs::requeue_running(&mut conn, chrono::Utc::now())
+            .map_err(|e| open_err(format!("recovering interrupted jobs: {e}")))?;
+        if recovered != jobs::Recovered::default() {
+            tracing::info!(
+                requeued = recovered.requeued,
+                superseded = recovered.superseded,
+                "recovered jobs interrupted by the last stop"
+            );
+        }
 
         let (tx, rx) = mpsc::channel::<Msg>(8192);
         std::thread::Builder::new()
