@@ -15,7 +15,7 @@ use crate::evidence::Collector;
 use crate::evidence_rules::{EvidenceRules, RulesError};
 use crate::http::{self, auth::WebhookAuth, metrics::Metrics, AppState};
 use crate::incident::{Rules, Timestamp};
-use crate::jobs::{Change, JobSpec, Planner, Runner};
+use crate::jobs::{Change, JobSpec, Planner, Runner, WorkPool};
 use crate::postmortem::{DraftWriter, RenderSettings, Renderer};
 use crate::slack::job::{Slack, SlackJob};
 use crate::store::{sqlite, Store};
@@ -51,6 +51,7 @@ pub fn rules(config: &Config) -> Rules {
 /// Which jobs each change to an incident calls for, given what is configured.
 pub fn planner(config: &Config) -> Arc<Planner> {
     let slack = config.slack.is_some();
+    let render_delay = chrono_duration(config.postmortem.render_delay);
     let evidence = config
         .prometheus
         .as_ref()
@@ -61,7 +62,7 @@ pub fn planner(config: &Config) -> Arc<Planner> {
             kind: draft::JOB_KIND,
             payload: serde_json::Value::Null,
             coalesce: true,
-            delay: chrono::Duration::milliseconds(500),
+            delay: render_delay,
         }];
         if let Some(schedule) = &evidence {
             jobs.extend(crate::evidence::job_for(change, schedule));
@@ -129,6 +130,18 @@ pub fn evidence_rules(config: &Config) -> anyhow::Result<EvidenceRules> {
         Err(e) => Err(e).context("loading rules_dir"),
     }
 }
+
+/// Drafts rendered side by side. Rendering one is a few milliseconds of CPU and several
+/// fsyncs (the draft, its hash sidecar, their directory, the job's claim and completion), so
+/// a single loop spends most of its time waiting on the disk: eight keep an alert storm's
+/// drafts in step with it on two cores (BENCHMARKS.md, "Alert storm").
+const RENDER_WORKERS: usize = 8;
+/// Evidence jobs side by side: each is a handful of Prometheus queries; a few at once keep a
+/// storm moving without hammering Prometheus.
+const EVIDENCE_WORKERS: usize = 4;
+/// Slack messages one at a time: Slack allows about one message per second per channel, and
+/// an incident's messages must arrive in order anyway.
+const SLACK_WORKERS: usize = 1;
 
 /// A built daemon, bound to its address, not yet serving.
 pub struct App {
@@ -229,15 +242,21 @@ impl App {
         let mut runner = Runner::new(state.store.clone(), state.wake.clone());
         runner.handle(
             draft::JOB_KIND,
-            state
-                .drafts
-                .clone()
-                .handler(state.store.clone(), state.clock.clone()),
+            state.drafts.clone().handler(
+                state.store.clone(),
+                state.clock.clone(),
+                Arc::new(
+                    WorkPool::new("incidentd-drafts", RENDER_WORKERS)
+                        .context("starting the draft threads")?,
+                ),
+            ),
+            RENDER_WORKERS,
         );
         if let Some(slack) = &state.slack {
             runner.handle(
                 crate::slack::job::JOB_KIND,
                 slack.clone().handler(state.store.clone()),
+                SLACK_WORKERS,
             );
         }
         if let Some(collector) = collector {
@@ -249,6 +268,7 @@ impl App {
                     state.wake.clone(),
                     state.planner.clone(),
                 ),
+                EVIDENCE_WORKERS,
             );
         }
         let mut workers = runner.spawn(stop_rx.clone());

@@ -116,6 +116,10 @@ pub const DEFAULT_REOPEN_WINDOW: Duration = Duration::from_secs(30 * 60);
 pub const DEFAULT_SEVERITY_ORDER: &[&str] = &["critical", "error", "warning", "info"];
 /// Default `prometheus.timeout`.
 pub const DEFAULT_PROMETHEUS_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default `postmortem.render_delay`: a draft is rendered this long after the change that
+/// calls for it, so a burst of notifications renders once.
+pub const DEFAULT_RENDER_DELAY: Duration = Duration::from_millis(500);
+
 /// Default `prometheus.snapshot_delay`: the full evidence snapshot runs this long after resolve.
 pub const DEFAULT_SNAPSHOT_DELAY: Duration = Duration::from_secs(5 * 60);
 /// Default `prometheus.quick_snapshot_delay`: the quick snapshot waits this long after an
@@ -287,6 +291,9 @@ pub struct PostmortemConfig {
     pub timezone: chrono_tz::Tz,
     /// A second zone drafts also show times in, in brackets (e.g. a team abroad).
     pub second_timezone: Option<chrono_tz::Tz>,
+    /// How long after a change an incident's draft is rendered: the changes of a burst
+    /// within it render once.
+    pub render_delay: Duration,
 }
 
 /// `slack`: where summaries go. Exactly one of `bot_token` and `webhook_url` is set.
@@ -468,6 +475,7 @@ impl Default for Config {
                 template: None,
                 timezone: chrono_tz::UTC,
                 second_timezone: None,
+                render_delay: DEFAULT_RENDER_DELAY,
             },
             slack: None,
         }
@@ -625,6 +633,7 @@ struct RawPostmortem {
     template: Option<PathBuf>,
     timezone: Option<TimezoneValue>,
     second_timezone: Option<TimezoneValue>,
+    render_delay: Option<DurationValue>,
 }
 
 #[derive(Deserialize)]
@@ -1060,6 +1069,7 @@ impl Resolver<'_> {
             template,
             timezone,
             second_timezone,
+            render_delay: raw.render_delay.map_or(DEFAULT_RENDER_DELAY, |d| d.0),
         })
     }
 
@@ -1607,6 +1617,7 @@ mod tests {
                 template: Some(dir.join("templates/postmortem.md.hbs")),
                 timezone: chrono_tz::Europe::Berlin,
                 second_timezone: Some(chrono_tz::America::New_York),
+                render_delay: Duration::from_secs(2),
             },
             slack: Some(SlackConfig {
                 api_url: "http://127.0.0.1:8080/api/".into(),

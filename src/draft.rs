@@ -7,7 +7,7 @@ use rusqlite::Connection;
 
 use crate::app::Clock;
 use crate::incident::{Incident, Timestamp};
-use crate::jobs::{backoff, Handler, JobFailure};
+use crate::jobs::{backoff, Handler, JobFailure, WorkPool};
 use crate::postmortem::{
     Chart, DraftWriter, Evidence, PostmortemError, RelatedIncident, RenderInput, Renderer,
     WriteOutcome,
@@ -76,6 +76,9 @@ pub enum DraftError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Render(#[from] PostmortemError),
+    /// The rendering thread went away (shutting down) or the renderer panicked.
+    #[error("rendering the draft was interrupted")]
+    Interrupted,
 }
 
 /// Renders drafts and writes them to the output directory.
@@ -132,27 +135,36 @@ impl Drafts {
         })
     }
 
-    /// Render and write an incident's draft (and its charts).
+    /// Render and write an incident's draft (and its charts) on `pool`: rendering is CPU and
+    /// writing is fsyncs, neither belongs on the async runtime.
     pub async fn write(
-        &self,
+        self: &Arc<Self>,
         store: &Store,
+        pool: &WorkPool,
         id: &str,
         now: Timestamp,
     ) -> Result<WriteOutcome, DraftError> {
         let data = self.load(store, id).await?;
-        let markdown = self.render(&data, now)?;
-        Ok(self.writer.write(id, &markdown, &data.charts)?)
+        let (drafts, id) = (self.clone(), id.to_string());
+        pool.run(move || {
+            let markdown = drafts.render(&data, now)?;
+            Ok(drafts.writer.write(&id, &markdown, &data.charts)?)
+        })
+        .await
+        .unwrap_or_else(|| Err(DraftError::Interrupted))
     }
 
-    /// The job that keeps an incident's draft on disk current.
-    pub fn handler(self: Arc<Self>, store: Store, clock: Clock) -> Handler {
+    /// The job that keeps an incident's draft on disk current, rendered and written on
+    /// `pool`.
+    pub fn handler(self: Arc<Self>, store: Store, clock: Clock, pool: Arc<WorkPool>) -> Handler {
         Arc::new(move |job| {
-            let (drafts, store, clock) = (self.clone(), store.clone(), clock.clone());
+            let (drafts, store, clock, pool) =
+                (self.clone(), store.clone(), clock.clone(), pool.clone());
             Box::pin(async move {
                 let id = job
                     .incident_id
                     .ok_or_else(|| JobFailure::permanent("render job without an incident"))?;
-                match drafts.write(&store, &id, clock()).await {
+                match drafts.write(&store, &pool, &id, clock()).await {
                     Ok(WriteOutcome::KeptEdited { edited, generated }) => {
                         tracing::warn!(
                             incident = %id,

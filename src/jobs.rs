@@ -152,10 +152,14 @@ pub fn backoff(attempt: u32) -> chrono::Duration {
     chrono::Duration::seconds(secs.min(600))
 }
 
-/// Runs queued jobs: one loop per kind, so slow evidence queries never hold up Slack.
+/// Runs queued jobs: loops of their own for each kind, so slow evidence queries never hold
+/// up Slack. A kind may have several loops (`workers`): jobs of different incidents then run
+/// side by side, while the jobs of one incident still run one after the other (a job is not
+/// claimable while an earlier one of its kind and incident is unfinished; claims go through
+/// the single writer, so two loops never claim the same job).
 pub struct Runner {
     store: Store,
-    handlers: HashMap<&'static str, Handler>,
+    handlers: HashMap<&'static str, (Handler, usize)>,
     wake: Arc<Notify>,
 }
 
@@ -168,8 +172,9 @@ impl Runner {
         }
     }
 
-    pub fn handle(&mut self, kind: &'static str, handler: Handler) {
-        self.handlers.insert(kind, handler);
+    /// Run jobs of `kind` with `handler` in `workers` loops (at least one).
+    pub fn handle(&mut self, kind: &'static str, handler: Handler, workers: usize) {
+        self.handlers.insert(kind, (handler, workers.max(1)));
     }
 
     pub fn kinds(&self) -> Vec<&'static str> {
@@ -178,13 +183,20 @@ impl Runner {
 
     /// Start the loops; they end when `stop` turns true.
     pub fn spawn(self, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-        self.handlers
-            .into_iter()
-            .map(|(kind, handler)| {
+        let mut loops = Vec::new();
+        for (kind, (handler, workers)) in self.handlers {
+            for _ in 0..workers {
                 let (store, wake, stop) = (self.store.clone(), self.wake.clone(), stop.clone());
-                tokio::spawn(run_kind(kind, handler, store, wake, stop))
-            })
-            .collect()
+                loops.push(tokio::spawn(run_kind(
+                    kind,
+                    handler.clone(),
+                    store,
+                    wake,
+                    stop,
+                )));
+            }
+        }
+        loops
     }
 }
 
@@ -277,5 +289,105 @@ async fn run_kind(
                 _ = stop.changed() => return,
             }
         }
+    }
+}
+
+// ---------- where the blocking part of follow-up work runs ----------
+
+/// Threads for the blocking part of follow-up work (rendering, writing and fsyncing drafts),
+/// off the async runtime and below its CPU priority.
+///
+/// The runtime's threads serve the webhooks: a draft written on them (a few milliseconds of
+/// CPU, several fsyncs) holds up every request queued behind it, and in an alert storm
+/// follow-up work would set the pace of ingestion. Here it runs on its own threads at nice
+/// [`WorkPool::NICE`] (Linux), so the scheduler gives ingestion the CPU first and follow-up
+/// work the rest; it still gets all of it when ingestion is quiet.
+pub struct WorkPool {
+    queue: std::sync::Mutex<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>>,
+}
+
+impl WorkPool {
+    /// The nice value of the pool's threads (0 is the daemon's own; 19 the lowest).
+    pub const NICE: i32 = 10;
+
+    /// A pool of `threads` threads (at least one) named `name`.
+    pub fn new(name: &str, threads: usize) -> std::io::Result<WorkPool> {
+        let (tx, rx) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        for _ in 0..threads.max(1) {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(name.to_string())
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        let next = match rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        match next {
+                            // A panic is the work's failure (its caller sees `None`), not
+                            // the end of the thread.
+                            Ok(work) => {
+                                let _ =
+                                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+                            }
+                            Err(_) => return, // the pool was dropped
+                        }
+                    }
+                })?;
+        }
+        Ok(WorkPool {
+            queue: std::sync::Mutex::new(tx),
+        })
+    }
+
+    /// Run `f` on the pool; resolves with its result. `None` if the pool is gone or `f`
+    /// panicked.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let work: Box<dyn FnOnce() + Send> = Box::new(move || {
+            let _ = done.send(f());
+        });
+        self.queue.lock().ok()?.send(work).ok()?;
+        wait.await.ok()
+    }
+}
+
+/// Lower the calling thread's CPU priority by [`WorkPool::NICE`] (Linux keeps a nice value
+/// per thread; elsewhere this does nothing). A failure only costs the priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::nice(WorkPool::NICE) {
+        tracing::debug!(error = %e, "cannot lower a work thread's priority");
+    }
+}
+
+#[cfg(test)]
+mod pool_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn work_runs_on_the_pool_at_lower_priority_and_returns_its_result() {
+        let pool = WorkPool::new("test-pool", 2).expect("pool");
+        let on = pool
+            .run(|| std::thread::current().name().map(str::to_string))
+            .await
+            .expect("ran");
+        assert_eq!(on.as_deref(), Some("test-pool"));
+        #[cfg(target_os = "linux")]
+        {
+            // On Linux "the process" of getpriority(PRIO_PROCESS, 0) is the calling thread.
+            let nice = || rustix::process::getpriority_process(None).expect("getpriority");
+            let ours = nice();
+            let theirs = pool.run(nice).await.expect("ran");
+            assert_eq!(theirs, (ours + WorkPool::NICE).min(19));
+        }
+        // Work that panics is reported as missing, and the pool goes on.
+        assert!(pool.run(|| panic!("boom")).await.is_none());
+        assert_eq!(pool.run(|| 2 + 2).await, Some(4));
     }
 }

@@ -443,6 +443,7 @@ pub async fn postmortem(
             .into_response()),
         Err(DraftError::NotFound(_)) => Err(ApiError::NotFound(format!("incident {id} not found"))),
         Err(DraftError::Store(e)) => Err(ApiError::Store(e)),
+        Err(e @ DraftError::Interrupted) => Err(ApiError::Internal(e.to_string())),
         Err(DraftError::Render(e)) => {
             tracing::error!(incident = %id, error = %e, "rendering the draft failed");
             Err(ApiError::Internal(format!(
