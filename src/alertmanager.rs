@@ -231,7 +231,7 @@ fn sender(
     match version {
         None => Err(PayloadError::Invalid {
             field: "version".into(),
-            reason: "missing: Alertmanager sends \"4\", Grafana-managed alerting \"1\"".into(),
+            reason: "missing (Alertmanager sends \"4\", Grafana-managed alerting \"1\")".into(),
         }),
         Some(serde_json::Value::String(v)) => version_sender(v, grafana_fields),
         Some(other) => Err(PayloadError::Invalid {
