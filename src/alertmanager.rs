@@ -83,8 +83,9 @@ pub struct Alert {
     pub image_url: Option<String>,
 }
 
-/// The annotation names under which Grafana-managed alerting's per-alert fields are kept (the `grafana.`
-/// prefix cannot clash with a Prometheus annotation name: a dot is not allowed in one).
+/// The annotation names under which Grafana-managed alerting's per-alert fields are kept.
+/// The `grafana.` prefix is not a classic Prometheus name (no dots), so a clash is unlikely;
+/// where the sender itself sent an annotation of that name, its own is kept.
 pub mod grafana_keys {
     /// `values`, rendered as Grafana's own message does: `B=44.2, C=1`.
     pub const VALUES: &str = "grafana.values";
