@@ -68,19 +68,21 @@ pub struct Alert {
     #[serde(default)]
     pub fingerprint: Option<String>,
     /// Grafana-managed alerting only: the values of the rule's queries at the last evaluation.
+    /// This and the fields below are read only from Grafana's bodies, and only when they have
+    /// the type Grafana gives them (an object of numbers, strings); elsewhere they are
+    /// unknown fields like any other.
     #[serde(default)]
-    pub values: Option<BTreeMap<String, serde_json::Value>>,
-    /// Grafana-managed alerting only (and the fields below).
+    pub values: Option<serde_json::Value>,
     #[serde(default)]
-    pub value_string: Option<String>,
+    pub value_string: Option<serde_json::Value>,
     #[serde(default, rename = "dashboardURL")]
-    pub dashboard_url: Option<String>,
+    pub dashboard_url: Option<serde_json::Value>,
     #[serde(default, rename = "panelURL")]
-    pub panel_url: Option<String>,
+    pub panel_url: Option<serde_json::Value>,
     #[serde(default, rename = "silenceURL")]
-    pub silence_url: Option<String>,
+    pub silence_url: Option<serde_json::Value>,
     #[serde(default, rename = "imageURL")]
-    pub image_url: Option<String>,
+    pub image_url: Option<serde_json::Value>,
 }
 
 /// The annotation names under which Grafana-managed alerting's per-alert fields are kept.
@@ -200,17 +202,16 @@ pub fn decode(body: &[u8]) -> Result<ValidNotification, PayloadError> {
     let notification: Notification = match serde_json::from_slice(body) {
         Ok(n) => n,
         Err(plain) => {
-            match serde_json::from_slice::<Head>(body) {
-                Ok(head) => {
+            // Valid JSON that is not a valid notification: the version decides first (for an
+            // object: serde would also read a struct from an array).
+            let object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+            if plain.is_data() && object {
+                if let Ok(head) = serde_json::from_slice::<Head>(body) {
                     sender(
                         head.version.as_ref(),
                         head.org_id.is_some() || head.state.is_some(),
                     )?;
                 }
-                Err(e) if !e.is_data() => {
-                    return Err(PayloadError::Decode(format!("invalid JSON payload: {e}")));
-                }
-                Err(_) => {}
             }
             let de = &mut serde_json::Deserializer::from_slice(body);
             return Err(PayloadError::Decode(
@@ -410,22 +411,34 @@ fn validate_alert(
         .unwrap_or_else(|| format!("alert {fingerprint}"));
     let mut annotations = a.annotations.unwrap_or_default();
     if sender == Sender::Grafana {
-        let values = a.values.filter(|v| !v.is_empty()).map(|v| {
-            v.iter()
-                .map(|(k, v)| match v {
-                    serde_json::Value::String(s) => format!("{k}={s}"),
-                    other => format!("{k}={other}"),
-                })
-                .collect::<Vec<_>>()
-                .join(", ")
-        });
+        let values = match a.values {
+            Some(serde_json::Value::Object(v)) if !v.is_empty() => {
+                // By name, as Grafana's own message lists them.
+                let sorted: BTreeMap<&String, &serde_json::Value> = v.iter().collect();
+                Some(
+                    sorted
+                        .into_iter()
+                        .map(|(k, v)| match v {
+                            serde_json::Value::String(s) => format!("{k}={s}"),
+                            other => format!("{k}={other}"),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                )
+            }
+            _ => None,
+        };
+        let text = |v: Option<serde_json::Value>| match v {
+            Some(serde_json::Value::String(s)) => Some(s),
+            _ => None,
+        };
         let extra = [
             (grafana_keys::VALUES, values),
-            (grafana_keys::VALUE_STRING, a.value_string),
-            (grafana_keys::DASHBOARD_URL, a.dashboard_url),
-            (grafana_keys::PANEL_URL, a.panel_url),
-            (grafana_keys::SILENCE_URL, a.silence_url),
-            (grafana_keys::IMAGE_URL, a.image_url),
+            (grafana_keys::VALUE_STRING, text(a.value_string)),
+            (grafana_keys::DASHBOARD_URL, text(a.dashboard_url)),
+            (grafana_keys::PANEL_URL, text(a.panel_url)),
+            (grafana_keys::SILENCE_URL, text(a.silence_url)),
+            (grafana_keys::IMAGE_URL, text(a.image_url)),
         ];
         for (key, value) in extra {
             // Empty fields (Grafana sends `"dashboardURL": ""`) say nothing; an annotation
@@ -639,6 +652,14 @@ mod tests {
             .annotations
             .keys()
             .any(|k| k.starts_with("grafana.")));
+        let odd = without(FIRING, |v| {
+            v["alerts"][0]["values"] = serde_json::json!([1, 2]);
+            v["alerts"][0]["panelURL"] = 7.into();
+        });
+        assert!(
+            decode(&odd).is_ok(),
+            "unknown fields to Alertmanager's bodies"
+        );
     }
 
     #[test]
