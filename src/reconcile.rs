@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use base64::Engine;
+use chrono::SubsecRound;
 use serde::Deserialize;
 use tokio::sync::watch;
 
@@ -42,12 +43,28 @@ struct GettableAlert {
 }
 
 /// Which firing occurrences Alertmanager does not have. Pure.
+///
+/// `startsAt` is compared at milliseconds, the precision Alertmanager's API reports it with
+/// (go-openapi's `strfmt.DateTime` writes `.000`, truncating), whatever precision the webhook
+/// carried: vmalert sends nanoseconds, and so does Alertmanager for alerts posted without
+/// `startsAt`; the store keeps microseconds. Compared as they are, every such alert would be
+/// "missing" while Alertmanager still has it.
 pub fn missing(firing: &[Key], active: &HashSet<Key>) -> Vec<Key> {
+    let active: HashSet<(&str, Timestamp)> = active
+        .iter()
+        .map(|(fp, t)| (fp.as_str(), at_api_precision(*t)))
+        .collect();
     firing
         .iter()
-        .filter(|k| !active.contains(*k))
+        .filter(|(fp, t)| !active.contains(&(fp.as_str(), at_api_precision(*t))))
         .cloned()
         .collect()
+}
+
+/// A time at the precision Alertmanager's API reports: milliseconds, truncated as Go does.
+pub fn at_api_precision(t: Timestamp) -> Timestamp {
+    // Both cut the (non-negative) nanoseconds of the second, so they agree before 1970 too.
+    t.trunc_subsecs(3)
 }
 
 /// Asks Alertmanager and resolves what it lost track of.
@@ -198,6 +215,26 @@ mod tests {
         ];
         let active: HashSet<Key> = [("a".to_string(), t(3)), ("b".to_string(), t(2))].into();
         assert_eq!(missing(&firing, &active), vec![("a".to_string(), t(1))]);
+    }
+
+    #[test]
+    fn an_alert_alertmanager_lists_with_milliseconds_is_not_missing() {
+        // vmalert's webhook startsAt has nanoseconds (the store keeps microseconds);
+        // Alertmanager's /api/v2/alerts lists the same alert with milliseconds.
+        let webhook = parse_time("2026-11-23T02:46:14.286260419Z")
+            .unwrap()
+            .unwrap();
+        let listed = parse_time("2026-11-23T02:46:14.286Z").unwrap().unwrap();
+        let active: HashSet<Key> = [("a".to_string(), listed)].into();
+        assert!(missing(&[("a".to_string(), webhook)], &active).is_empty());
+        // Another millisecond, another occurrence; another fingerprint, another alert.
+        let other = parse_time("2026-11-23T02:46:14.287Z").unwrap().unwrap();
+        let active: HashSet<Key> = [("a".to_string(), other), ("b".to_string(), listed)].into();
+        assert_eq!(
+            missing(&[("a".to_string(), webhook)], &active),
+            vec![("a".to_string(), webhook)],
+            "what is missing is the stored key, for resolve_gone to find"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::helpers::{self, Unit};
+use crate::alertmanager::grafana_keys;
 use crate::incident::{EventKind, ImpactMethod, Incident, LabelSet, Occurrence, Status, Timestamp};
 
 /// The rule behind an alert, as Prometheus' `/api/v1/rules` reports it.
@@ -280,6 +281,9 @@ pub struct AlertContext {
     pub firing_seconds: Option<f64>,
     /// Alertmanager lost the resolve and incidentd's reconciler noticed.
     pub resolved_by_reconciler: bool,
+    /// Grafana-managed alerts only: the values of the rule's queries in the last
+    /// notification, e.g. `B=44.2, C=1`.
+    pub values: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -963,6 +967,7 @@ fn alert_context(
         resolved_at: a.ends_at.map(rfc3339),
         firing_seconds: a.ends_at.map(|e| seconds(e - a.starts_at)),
         resolved_by_reconciler: a.resolved_by.as_deref() == Some("reconciler"),
+        values: a.annotations.get(grafana_keys::VALUES).cloned(),
     }
 }
 
@@ -1296,6 +1301,12 @@ fn references(
         }
         if let Some(u) = a.annotations.get("dashboard_url") {
             add(&mut dashboards, &a.alertname, u);
+        }
+        // Grafana-managed alerts link their dashboard and panel.
+        for key in [grafana_keys::DASHBOARD_URL, grafana_keys::PANEL_URL] {
+            if let Some(u) = a.annotations.get(key) {
+                add(&mut dashboards, &a.alertname, u);
+            }
         }
         if !a.generator_url.is_empty() {
             add(&mut sources, &a.alertname, &a.generator_url);

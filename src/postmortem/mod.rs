@@ -282,6 +282,51 @@ mod tests {
     }
 
     #[test]
+    fn a_grafana_alerts_values_and_dashboard_links_show_in_the_draft() {
+        use crate::alertmanager::grafana_keys;
+        let (mut incident, evidence, related, at) = sample::sample_minimal();
+        let a = &mut incident.alerts[0];
+        for (k, v) in [
+            (grafana_keys::VALUES, "B=44.23943737541908, C=1"),
+            (
+                grafana_keys::DASHBOARD_URL,
+                "https://grafana.example.com/d/abc",
+            ),
+            (
+                grafana_keys::PANEL_URL,
+                "https://grafana.example.com/d/abc?viewPanel=2",
+            ),
+        ] {
+            a.annotations.insert(k.to_string(), v.to_string());
+        }
+        let renderer = Renderer::new(sample::sample_settings(), None).expect("template");
+        let md = renderer
+            .render(&RenderInput {
+                incident: &incident,
+                evidence: &evidence,
+                related: &related,
+                generated_at: at,
+            })
+            .expect("renders");
+        assert!(
+            md.contains(
+                "**Query values (Grafana, last notification):** `B=44.23943737541908, C=1`"
+            ),
+            "{md}"
+        );
+        for url in [
+            "https://grafana.example.com/d/abc",
+            "https://grafana.example.com/d/abc?viewPanel=2",
+        ] {
+            assert!(
+                md.lines()
+                    .any(|l| l.starts_with("- **Dashboard**") && l.contains(url)),
+                "{url} in the references: {md}"
+            );
+        }
+    }
+
+    #[test]
     fn tidy_collapses_blank_lines_but_not_inside_code() {
         let md = "a\n\n\n\nb\n```\nx\n\n\ny\n```\n\n\n";
         assert_eq!(tidy(md), "a\n\nb\n```\nx\n\n\ny\n```\n");

@@ -13,5 +13,6 @@ mod incidents;
 mod readme;
 mod reconcile;
 mod restart;
+mod senders;
 mod slack;
 mod webhook;

@@ -77,3 +77,72 @@ async fn a_firing_alert_that_alertmanager_no_longer_has_is_resolved_by_reconcili
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(app.incident("INC-2026-0002").await["status"], "open");
 }
+
+#[tokio::test]
+async fn an_alert_alertmanager_lists_at_milliseconds_stays_firing_and_its_real_resolve_counts() {
+    // vmalert (and Alertmanager itself, for alerts posted without startsAt) stamps
+    // nanoseconds, which the webhook carries; /api/v2/alerts lists milliseconds.
+    let am = MockServer::start().await;
+    let firing = payload(|v| {
+        v["alerts"][0]["startsAt"] = "2026-11-23T02:26:14.286260419Z".into();
+    });
+    let alert: serde_json::Value =
+        serde_json::from_str::<serde_json::Value>(&firing).unwrap()["alerts"][0].clone();
+    Mock::given(method("GET"))
+        .and(path("/api/v2/alerts"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([{
+            "fingerprint": alert["fingerprint"],
+            "startsAt": "2026-11-23T02:26:14.286Z",
+            "endsAt": "2026-11-23T02:40:00.000Z",
+            "labels": alert["labels"],
+            "annotations": {},
+            "receivers": [{"name": "incidentd"}],
+            "status": {"state": "active", "silencedBy": [], "inhibitedBy": []},
+            "updatedAt": "2026-11-23T02:26:14.290Z"
+        }])))
+        .mount(&am)
+        .await;
+    let config = Config {
+        alertmanager: Some(AlertmanagerConfig {
+            url: am.uri(),
+            reconcile_interval: Duration::from_millis(100),
+            bearer_token: None,
+            basic_auth: None,
+        }),
+        ..Config::default()
+    };
+    let app = spawn_app_with(config).await;
+    app.set_time(time("2026-11-23T02:30:00Z"));
+    assert_eq!(app.post_webhook(firing.clone()).await.status(), 200);
+
+    // Many rounds, each one interval apart: enough for two misses in a row.
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    while Instant::now() < deadline {
+        let requests = am.received_requests().await.unwrap_or_default().len();
+        if requests >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        am.received_requests().await.unwrap().len() >= 3,
+        "reconciler never asked"
+    );
+    let incident = app.incident("INC-2026-0001").await;
+    assert_eq!(incident["status"], "open", "{incident}");
+    assert_eq!(incident["alerts"][0]["status"], "firing");
+
+    // The real resolve is not taken for a repeat of an occurrence already resolved.
+    let resolved = firing
+        .replace("\"status\":\"firing\"", "\"status\":\"resolved\"")
+        .replace(
+            alert["endsAt"].as_str().unwrap(),
+            "2026-11-23T02:41:14.286260419Z",
+        );
+    app.set_time(time("2026-11-23T02:42:00Z"));
+    assert_eq!(app.post_webhook(resolved).await.status(), 200);
+    let incident = app.incident("INC-2026-0001").await;
+    assert_eq!(incident["status"], "resolved", "{incident}");
+    assert_eq!(incident["alerts"][0]["resolved_by"], "alertmanager");
+    assert_eq!(incident["resolved_at"], "2026-11-23T02:41:14.286260Z");
+}
