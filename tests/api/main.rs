@@ -10,6 +10,7 @@ mod faults;
 mod helpers;
 mod hostile;
 mod incidents;
+mod logs;
 mod readme;
 mod reconcile;
 mod restart;
