@@ -192,7 +192,7 @@ impl App {
             api_token: config.web.api_token.clone(),
             max_body_bytes: config.web.max_body_bytes,
             request_timeout: config.web.request_timeout,
-            metrics: Metrics::new(),
+            metrics: Arc::new(Metrics::new()),
             clock,
         });
         Ok(App {
@@ -226,7 +226,11 @@ impl App {
             collector,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let mut runner = Runner::new(state.store.clone(), state.wake.clone());
+        let mut runner = Runner::new(
+            state.store.clone(),
+            state.wake.clone(),
+            state.metrics.clone(),
+        );
         runner.handle(
             draft::JOB_KIND,
             state

@@ -11,6 +11,7 @@ mod helpers;
 mod hostile;
 mod incidents;
 mod logs;
+mod metrics;
 mod readme;
 mod reconcile;
 mod restart;
