@@ -35,6 +35,25 @@ fn check_config_accepts_the_documented_config_and_names_the_key_of_a_bad_one() {
 }
 
 #[test]
+fn a_client_command_that_cannot_reach_the_daemon_says_why() {
+    let out = incidentd(&["incidents", "list", "--url", "http://127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim(),
+        "incidentd: GET http://127.0.0.1:1/api/v1/incidents: connection refused"
+    );
+    let out = incidentd(&[
+        "incidents",
+        "list",
+        "--url",
+        "http://no-such-host.invalid:9097",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("DNS failure: name not resolved"), "{err}");
+}
+
+#[test]
 fn check_config_fails_on_a_template_with_a_misspelt_field() {
     let dir = tempfile::tempdir().unwrap();
     let template = dir.path().join("custom.md.hbs");

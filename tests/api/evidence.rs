@@ -430,7 +430,9 @@ async fn prometheus_unreachable_delays_evidence_until_it_listens() {
     .await;
     let reason = i["evidence"]["missing_reason"].as_str().unwrap();
     assert!(
-        reason.contains(&url) && reason.contains("cannot reach"),
+        reason.contains(&url)
+            && reason.contains("cannot reach")
+            && reason.contains("connection refused"),
         "{reason}"
     );
 
