@@ -389,34 +389,37 @@ async fn incidents_command(
     }
 }
 
-/// Like `promtool check config`: the file, then what it points at.
+/// Like `promtool check config`: the file, then what it points at. Every problem found is
+/// printed on its own `FAILED:` line.
 fn check_config(file: &Path) -> ExitCode {
     println!("Checking {}", file.display());
     let config = match Config::load(file) {
         Ok(c) => c,
         Err(e) => {
-            println!("  FAILED: {e}");
+            for error in e.errors() {
+                println!("  FAILED: {error}");
+            }
             return ExitCode::FAILURE;
         }
     };
     println!("  SUCCESS: {} is valid", file.display());
     let mut ok = true;
-    if config.rules_dir.is_dir() {
-        match incidentd::evidence_rules::EvidenceRules::load_dir(&config.rules_dir) {
-            Ok(_) => println!(
-                "  SUCCESS: rules in {} are valid",
-                config.rules_dir.display()
-            ),
-            Err(e) => {
-                println!("  FAILED: {e}");
-                ok = false;
+    match &config.rules_dir {
+        Some(dir) if dir.is_dir() => {
+            match incidentd::evidence_rules::EvidenceRules::load_dir(dir) {
+                Ok(_) => println!("  SUCCESS: rules in {} are valid", dir.display()),
+                Err(e) => {
+                    println!("  FAILED: {e}");
+                    ok = false;
+                }
             }
         }
-    } else {
-        println!(
-            "  NOTE: no rules directory at {}: drafts get no extra queries",
-            config.rules_dir.display()
-        );
+        // With Prometheus configured, loading the configuration refused this already.
+        Some(dir) => println!(
+            "  NOTE: no rules directory at {}: unused without prometheus",
+            dir.display()
+        ),
+        None => println!("  NOTE: rules_dir is \"\": drafts get no extra queries"),
     }
     match incidentd::postmortem::check_template(config.postmortem.template.as_deref()) {
         Ok(()) => println!(
@@ -430,7 +433,7 @@ fn check_config(file: &Path) -> ExitCode {
                     .to_string())
         ),
         Err(e) => {
-            println!("  FAILED: {e}");
+            println!("  FAILED: postmortem.template: {e}");
             ok = false;
         }
     }

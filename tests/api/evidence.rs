@@ -106,7 +106,7 @@ fn config(url: &str) -> Config {
     prometheus.retry_backoff = Duration::from_millis(100);
     Config {
         prometheus: Some(prometheus),
-        rules_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules"),
+        rules_dir: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules")),
         ..Config::default()
     }
 }

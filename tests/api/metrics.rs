@@ -66,7 +66,7 @@ fn everything_configured_nothing_reachable() -> Config {
     prometheus.retry_backoff = Duration::from_millis(100);
     Config {
         prometheus: Some(prometheus),
-        rules_dir: std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules"),
+        rules_dir: Some(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules")),
         slack: Some(SlackConfig {
             api_url: "http://127.0.0.1:1/api/".into(),
             bot_token: Some(Secret::new("xoxb-test")),
