@@ -203,6 +203,7 @@ storage:
 prometheus:
   url: http://127.0.0.1:$prometheus_port
   snapshot_delay: 5s
+  snapshot_margin: 5s
   # The demo's Prometheus has only seconds of history: take the baseline from those.
   snapshot_baseline: 10s
 alertmanager:

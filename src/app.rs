@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::draft::{self, Drafts};
 use crate::evidence::Collector;
-use crate::evidence_rules::{EvidenceRules, RulesError};
+use crate::evidence_rules::EvidenceRules;
 use crate::http::{self, auth::WebhookAuth, metrics::Metrics, AppState};
 use crate::incident::{Rules, Timestamp};
 use crate::jobs::{Change, JobSpec, Planner, Runner, WorkPool};
@@ -98,7 +98,7 @@ pub fn drafts(config: &Config) -> anyhow::Result<Drafts> {
         alertmanager_url: config.alertmanager.as_ref().map(|a| a.url.clone()),
     };
     let renderer = Renderer::new(settings, config.postmortem.template.as_deref())
-        .context("loading the post-mortem template")?;
+        .context("postmortem.template")?;
     let no_evidence = match &config.prometheus {
         None => "no Prometheus is configured (prometheus.url), so incidentd gathered no metrics"
             .to_string(),
@@ -115,19 +115,17 @@ pub fn drafts(config: &Config) -> anyhow::Result<Drafts> {
 }
 
 /// The evidence rules a configuration points at: only read when Prometheus is configured
-/// (nothing else uses them); a missing directory means no extra queries, a broken file is an
-/// error.
+/// (nothing else uses them). `rules_dir: ""` means none; otherwise the directory must load
+/// (configuration validation already refused a missing one).
 pub fn evidence_rules(config: &Config) -> anyhow::Result<EvidenceRules> {
-    if config.prometheus.is_none() {
-        return Ok(EvidenceRules::default());
-    }
-    match EvidenceRules::load_dir(&config.rules_dir) {
-        Ok(rules) => Ok(rules),
-        Err(RulesError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-            tracing::info!(rules_dir = %config.rules_dir.display(), "no rules directory; snapshots cover the alert expressions only");
+    match (&config.prometheus, &config.rules_dir) {
+        (Some(_), Some(dir)) => EvidenceRules::load_dir(dir)
+            .with_context(|| format!("loading rules_dir {}", dir.display())),
+        (Some(_), None) => {
+            tracing::info!("rules_dir is \"\": snapshots cover the alert expressions only");
             Ok(EvidenceRules::default())
         }
-        Err(e) => Err(e).context("loading rules_dir"),
+        (None, _) => Ok(EvidenceRules::default()),
     }
 }
 
@@ -205,7 +203,7 @@ impl App {
             api_token: config.web.api_token.clone(),
             max_body_bytes: config.web.max_body_bytes,
             request_timeout: config.web.request_timeout,
-            metrics: Metrics::new(),
+            metrics: Arc::new(Metrics::new()),
             clock,
         });
         Ok(App {
@@ -239,7 +237,11 @@ impl App {
             collector,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let mut runner = Runner::new(state.store.clone(), state.wake.clone());
+        let mut runner = Runner::new(
+            state.store.clone(),
+            state.wake.clone(),
+            state.metrics.clone(),
+        );
         runner.handle(
             draft::JOB_KIND,
             state.drafts.clone().handler(

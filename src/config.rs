@@ -155,8 +155,9 @@ pub struct Config {
     pub prometheus: Option<PrometheusConfig>,
     /// `alertmanager`: lost-resolve reconciliation; `None` when the section is absent.
     pub alertmanager: Option<AlertmanagerConfig>,
-    /// `rules_dir`: per-alert queries, impact queries, SLOs, action items.
-    pub rules_dir: PathBuf,
+    /// `rules_dir`: per-alert queries, impact queries, SLOs, action items; `None` when set to
+    /// `""` (no extra queries). With Prometheus configured, a directory that exists.
+    pub rules_dir: Option<PathBuf>,
     /// `postmortem`: draft output.
     pub postmortem: PostmortemConfig,
     /// `slack`: summaries and buttons; `None` when the section is absent.
@@ -421,6 +422,28 @@ pub enum ConfigError {
         /// Where the empty value came from: `secret file …` or `environment variable …`.
         origin: String,
     },
+    /// Several of the errors above (validation goes on after the first one, so that one run
+    /// of `check-config` shows them all); printed one per line.
+    #[error("{}", lines(.0))]
+    Many(Vec<ConfigError>),
+}
+
+fn lines(errors: &[ConfigError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl ConfigError {
+    /// Each error on its own (one, or the several of [`ConfigError::Many`]).
+    pub fn errors(&self) -> Vec<&ConfigError> {
+        match self {
+            ConfigError::Many(errors) => errors.iter().collect(),
+            single => vec![single],
+        }
+    }
 }
 
 fn prefix(file: &Path, key: &str) -> String {
@@ -469,7 +492,7 @@ impl Default for Config {
             },
             prometheus: None,
             alertmanager: None,
-            rules_dir: PathBuf::from(DEFAULT_RULES_DIR),
+            rules_dir: Some(PathBuf::from(DEFAULT_RULES_DIR)),
             postmortem: PostmortemConfig {
                 output_dir: PathBuf::from(DEFAULT_OUTPUT_DIR),
                 template: None,
@@ -526,6 +549,7 @@ impl Config {
             file: origin,
             base,
             env,
+            errors: Default::default(),
         }
         .config(raw)
     }
@@ -548,7 +572,7 @@ impl Config {
 // by the resolver so that "absent" and "explicitly the default" behave the same.
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
 struct RawConfig {
     web: Option<RawWeb>,
     storage: Option<RawStorage>,
@@ -561,7 +585,7 @@ struct RawConfig {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
 struct RawWeb {
     external_url: Option<String>,
     webhook_auth: Option<RawWebhookAuth>,
@@ -572,21 +596,21 @@ struct RawWeb {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
 struct RawWebhookAuth {
     bearer_token_file: Option<PathBuf>,
     basic_auth: Option<RawBasicAuth>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
 struct RawBasicAuth {
     username: Option<String>,
     password_file: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
 struct RawStorage {
     path: Option<PathBuf>,
     raw_payload_retention: Option<DurationValue>,
@@ -595,7 +619,7 @@ struct RawStorage {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
 struct RawCorrelation {
     group_by: Option<Vec<String>>,
     reopen_window: Option<DurationValue>,
@@ -603,7 +627,7 @@ struct RawCorrelation {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
 struct RawPrometheus {
     url: Option<String>,
     timeout: Option<DurationValue>,
@@ -618,7 +642,7 @@ struct RawPrometheus {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
 struct RawAlertmanager {
     url: Option<String>,
     reconcile_interval: Option<DurationValue>,
@@ -627,7 +651,7 @@ struct RawAlertmanager {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
 struct RawPostmortem {
     output_dir: Option<PathBuf>,
     template: Option<PathBuf>,
@@ -637,7 +661,7 @@ struct RawPostmortem {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
 struct RawSlack {
     api_url: Option<String>,
     bot_token_file: Option<PathBuf>,
@@ -649,7 +673,7 @@ struct RawSlack {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
 struct RawSlackRoute {
     #[serde(rename = "match")]
     matchers: BTreeMap<String, String>,
@@ -717,7 +741,7 @@ fn parse_raw(text: &str, origin: &Path) -> Result<RawConfig, ConfigError> {
             let key = join_path(&segments);
             let inner = err.into_inner();
             let location = inner.location().map(|l| (l.line(), l.column()));
-            let mut message = bare_message(&inner.to_string(), &segments, location);
+            let mut message = yaml_words(&bare_message(&inner.to_string(), &segments, location));
             // An inline secret is an unknown key to the parser; say where the secret belongs
             // instead of listing the keys that are allowed.
             if let Some((_, env_var)) = SECRETS.iter().find(|(secret, _)| *secret == key) {
@@ -753,6 +777,40 @@ fn join_path(segments: &[String]) -> String {
     out
 }
 
+/// serde names Rust types in its messages ("expected usize", "invalid type: map"); a
+/// configuration is YAML, so say it in YAML's words.
+fn yaml_words(message: &str) -> String {
+    let Some(rest) = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))
+    else {
+        return message.to_owned();
+    };
+    let (found, expected) = rest.rsplit_once(", expected ").unwrap_or((rest, ""));
+    let found = match found {
+        "map" => "a mapping".to_owned(),
+        "sequence" => "a list".to_owned(),
+        "unit value" => "null".to_owned(),
+        // Integers too large for 64 bits are reported with the Rust type that held them.
+        other => other
+            .trim_end_matches(" as u128")
+            .trim_end_matches(" as i128")
+            .to_owned(),
+    };
+    let expected = match expected {
+        "usize" | "u8" | "u16" | "u32" | "u64" => "a non-negative integer",
+        "isize" | "i8" | "i16" | "i32" | "i64" => "an integer",
+        "f32" | "f64" => "a number",
+        "a map" => "a mapping",
+        "a sequence" => "a list",
+        "path string" | "a path string" => "a path (a string)",
+        "a boolean" => "true or false",
+        "" => return format!("{found} is not allowed here"),
+        other => other,
+    };
+    format!("expected {expected}, got {found}")
+}
+
 /// serde_norway prefixes its message with its own idea of the path (the parent map for an
 /// unknown field) and suffixes the position; both are printed by [`ConfigError::Parse`]
 /// already, so they are removed here.
@@ -779,9 +837,21 @@ struct Resolver<'a> {
     /// Directory of the configuration file: the base of paths the configuration points at.
     base: &'a Path,
     env: &'a dyn Fn(&str) -> Option<String>,
+    /// Errors found so far: validation goes on after one, so that all are reported at once.
+    errors: std::cell::RefCell<Vec<ConfigError>>,
 }
 
 impl Resolver<'_> {
+    /// Keeps an error and lets validation go on.
+    fn report(&self, error: ConfigError) {
+        self.errors.borrow_mut().push(error);
+    }
+
+    /// A section's value, or `None` after keeping its error.
+    fn section<T>(&self, result: Result<T, ConfigError>) -> Option<T> {
+        result.map_err(|e| self.report(e)).ok()
+    }
+
     fn invalid(&self, key: &str, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             file: self.file.to_owned(),
@@ -790,21 +860,68 @@ impl Resolver<'_> {
         }
     }
 
+    /// Every section is resolved even after one fails; then all errors are returned.
     fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
-        let rules_dir = raw
-            .rules_dir
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_RULES_DIR));
-        let rules_dir = self.relative_to_config(self.non_empty_path("rules_dir", rules_dir)?);
+        let defaults = Config::default();
+        let web = self.section(self.web(raw.web.unwrap_or_default()));
+        let storage = self.section(self.storage(raw.storage.unwrap_or_default()));
+        let correlation = self.section(self.correlation(raw.correlation.unwrap_or_default()));
+        let prometheus_set = raw.prometheus.is_some();
+        let prometheus = raw
+            .prometheus
+            .and_then(|p| self.section(self.prometheus(p)));
+        let alertmanager = raw
+            .alertmanager
+            .and_then(|a| self.section(self.alertmanager(a)));
+        let rules_dir = self.rules_dir(raw.rules_dir, prometheus_set);
+        let postmortem = self.section(self.postmortem(raw.postmortem.unwrap_or_default()));
+        let slack = raw.slack.and_then(|s| self.section(self.slack(s)));
+        let mut errors = self.errors.take();
+        if errors.len() > 1 {
+            return Err(ConfigError::Many(errors));
+        }
+        if let Some(error) = errors.pop() {
+            return Err(error);
+        }
         Ok(Config {
-            web: self.web(raw.web.unwrap_or_default())?,
-            storage: self.storage(raw.storage.unwrap_or_default())?,
-            correlation: self.correlation(raw.correlation.unwrap_or_default())?,
-            prometheus: raw.prometheus.map(|p| self.prometheus(p)).transpose()?,
-            alertmanager: raw.alertmanager.map(|a| self.alertmanager(a)).transpose()?,
+            web: web.unwrap_or(defaults.web),
+            storage: storage.unwrap_or(defaults.storage),
+            correlation: correlation.unwrap_or(defaults.correlation),
+            prometheus,
+            alertmanager,
             rules_dir,
-            postmortem: self.postmortem(raw.postmortem.unwrap_or_default())?,
-            slack: raw.slack.map(|s| self.slack(s)).transpose()?,
+            postmortem: postmortem.unwrap_or(defaults.postmortem),
+            slack,
         })
+    }
+
+    /// `rules_dir`: `""` means none. With Prometheus configured the directory must exist,
+    /// whether set or the default: without it every draft silently lacks the per-alert
+    /// queries, impact queries and SLOs.
+    fn rules_dir(&self, raw: Option<PathBuf>, prometheus: bool) -> Option<PathBuf> {
+        let path = raw.unwrap_or_else(|| PathBuf::from(DEFAULT_RULES_DIR));
+        if path.as_os_str().is_empty() {
+            return None;
+        }
+        let path = self.relative_to_config(path);
+        if prometheus {
+            let problem = match std::fs::metadata(&path) {
+                Ok(m) if m.is_dir() => None,
+                Ok(_) => Some(format!("{} is not a directory", path.display())),
+                Err(e) => Some(format!("cannot read directory {}: {e}", path.display())),
+            };
+            if let Some(problem) = problem {
+                self.report(self.invalid(
+                    "rules_dir",
+                    format!(
+                        "{problem}; with prometheus set, drafts would silently lack the \
+                         per-alert queries, impact queries and SLOs: create it, or set \
+                         rules_dir: \"\" to run without"
+                    ),
+                ));
+            }
+        }
+        Some(path)
     }
 
     fn web(&self, raw: RawWeb) -> Result<WebConfig, ConfigError> {
@@ -826,17 +943,17 @@ impl Resolver<'_> {
         let api_token = self.secret("web.api_token", raw.api_token_file, ENV_API_TOKEN)?;
         let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
         if max_body_bytes == 0 {
-            return Err(self.invalid("web.max_body_bytes", "must be greater than 0"));
+            self.report(self.invalid("web.max_body_bytes", "must be greater than 0"));
         }
         let read_header_timeout = raw
             .read_header_timeout
             .map_or(DEFAULT_READ_HEADER_TIMEOUT, |d| d.0);
         if read_header_timeout.is_zero() {
-            return Err(self.invalid("web.read_header_timeout", "must be greater than 0s"));
+            self.report(self.invalid("web.read_header_timeout", "must be greater than 0s"));
         }
         let request_timeout = raw.request_timeout.map_or(DEFAULT_REQUEST_TIMEOUT, |d| d.0);
         if request_timeout.is_zero() {
-            return Err(self.invalid("web.request_timeout", "must be greater than 0s"));
+            self.report(self.invalid("web.request_timeout", "must be greater than 0s"));
         }
         Ok(WebConfig {
             external_url,
@@ -902,14 +1019,14 @@ impl Resolver<'_> {
             .raw_payload_retention
             .map_or(DEFAULT_RAW_PAYLOAD_RETENTION, |d| d.0);
         if raw_payload_retention.is_zero() {
-            return Err(self.invalid(
+            self.report(self.invalid(
                 "storage.raw_payload_retention",
                 "must be greater than 0s: raw payloads are the audit trail",
             ));
         }
         let prune_interval = raw.prune_interval.map_or(DEFAULT_PRUNE_INTERVAL, |d| d.0);
         if prune_interval.is_zero() {
-            return Err(self.invalid("storage.prune_interval", "must be greater than 0s"));
+            self.report(self.invalid("storage.prune_interval", "must be greater than 0s"));
         }
         Ok(StorageConfig {
             path,
@@ -929,13 +1046,12 @@ impl Resolver<'_> {
         for (i, name) in group_by.iter().enumerate() {
             let key = format!("correlation.group_by[{i}]");
             if !is_label_name(name) {
-                return Err(self.invalid(
+                self.report(self.invalid(
                     &key,
                     format!("invalid label name {name:?}: must match [a-zA-Z_][a-zA-Z0-9_]*"),
                 ));
-            }
-            if group_by[..i].contains(name) {
-                return Err(self.invalid(&key, format!("label {name:?} is listed twice")));
+            } else if group_by[..i].contains(name) {
+                self.report(self.invalid(&key, format!("label {name:?} is listed twice")));
             }
         }
         let reopen_window = raw.reopen_window.map_or(DEFAULT_REOPEN_WINDOW, |d| d.0);
@@ -954,10 +1070,9 @@ impl Resolver<'_> {
         for (i, severity) in severity_order.iter().enumerate() {
             let key = format!("correlation.severity_order[{i}]");
             if severity.is_empty() {
-                return Err(self.invalid(&key, "must not be empty"));
-            }
-            if severity_order[..i].contains(severity) {
-                return Err(self.invalid(&key, format!("severity {severity:?} is listed twice")));
+                self.report(self.invalid(&key, "must not be empty"));
+            } else if severity_order[..i].contains(severity) {
+                self.report(self.invalid(&key, format!("severity {severity:?} is listed twice")));
             }
         }
         Ok(CorrelationConfig {
@@ -971,7 +1086,7 @@ impl Resolver<'_> {
         let url = self.required_url("prometheus.url", raw.url, "http://prometheus:9090")?;
         let timeout = raw.timeout.map_or(DEFAULT_PROMETHEUS_TIMEOUT, |d| d.0);
         if timeout.is_zero() {
-            return Err(self.invalid("prometheus.timeout", "must be greater than 0s"));
+            self.report(self.invalid("prometheus.timeout", "must be greater than 0s"));
         }
         let bearer_token = self.secret(
             "prometheus.bearer_token",
@@ -990,7 +1105,9 @@ impl Resolver<'_> {
         )?;
         let headers = raw.headers.unwrap_or_default();
         for (name, value) in &headers {
-            self.header("prometheus.headers", name, value)?;
+            if let Err(e) = self.header("prometheus.headers", name, value) {
+                self.report(e);
+            }
         }
         let snapshot_delay = raw.snapshot_delay.map_or(DEFAULT_SNAPSHOT_DELAY, |d| d.0);
         let quick_snapshot_delay = raw
@@ -1002,7 +1119,19 @@ impl Resolver<'_> {
         let snapshot_margin = raw.snapshot_margin.map_or(DEFAULT_SNAPSHOT_MARGIN, |d| d.0);
         let retry_backoff = raw.retry_backoff.map_or(DEFAULT_RETRY_BACKOFF, |d| d.0);
         if retry_backoff.is_zero() {
-            return Err(self.invalid("prometheus.retry_backoff", "must be greater than 0s"));
+            self.report(self.invalid("prometheus.retry_backoff", "must be greater than 0s"));
+        }
+        if snapshot_margin > snapshot_delay {
+            self.report(self.invalid(
+                "prometheus.snapshot_margin",
+                format!(
+                    "{} is longer than prometheus.snapshot_delay ({}): the full snapshot runs \
+                     snapshot_delay after the resolve and would ask Prometheus about a future \
+                     it has no data for; make snapshot_margin at most snapshot_delay",
+                    format_duration(snapshot_margin),
+                    format_duration(snapshot_delay)
+                ),
+            ));
         }
         Ok(PrometheusConfig {
             url,
@@ -1024,7 +1153,7 @@ impl Resolver<'_> {
             .reconcile_interval
             .map_or(DEFAULT_RECONCILE_INTERVAL, |d| d.0);
         if reconcile_interval.is_zero() {
-            return Err(self.invalid("alertmanager.reconcile_interval", "must be greater than 0s"));
+            self.report(self.invalid("alertmanager.reconcile_interval", "must be greater than 0s"));
         }
         let bearer_token = self.secret(
             "alertmanager.bearer_token",
@@ -1058,6 +1187,7 @@ impl Resolver<'_> {
             .template
             .filter(|p| !p.as_os_str().is_empty())
             .map(|p| self.relative_to_config(p));
+
         let timezone = raw.timezone.map_or(chrono_tz::UTC, |tz| tz.0);
         // The same zone twice would only repeat every time in brackets.
         let second_timezone = raw
@@ -1136,16 +1266,16 @@ impl Resolver<'_> {
         for (i, r) in raw.routes.into_iter().enumerate() {
             let key = format!("slack.routes[{i}]");
             if r.channel.trim().is_empty() {
-                return Err(self.invalid(&format!("{key}.channel"), "must not be empty"));
+                self.report(self.invalid(&format!("{key}.channel"), "must not be empty"));
             }
             if r.matchers.is_empty() {
-                return Err(self.invalid(
+                self.report(self.invalid(
                     &format!("{key}.match"),
                     "needs at least one label, e.g. {team: payments}",
                 ));
             }
             if let Some(bad) = r.matchers.keys().find(|k| !is_label_name(k)) {
-                return Err(self.invalid(
+                self.report(self.invalid(
                     &format!("{key}.match"),
                     format!("{bad:?} is not a valid label name"),
                 ));
@@ -1497,6 +1627,12 @@ mod tests {
         ("duration-out-of-order.yml", r#"alertmanager.reconcile_interval: invalid duration "30s1m": unit "m" after "s": write units largest first, e.g. 1h30m (line 3, column 23)"#),
         ("duration-without-unit.yml", r#"storage.raw_payload_retention: invalid duration "30": missing unit after "30", e.g. "30s" (line 2, column 26)"#),
         ("empty-group-by.yml", "correlation.group_by: must list at least one label name"),
+        ("not-a-mapping.yml", r#"web: expected a mapping, got string "lots" (line 1, column 6)"#),
+        ("rules-dir-missing.yml", r#"rules_dir: cannot read directory tests/fixtures/config/no-such-rules: No such file or directory (os error 2); with prometheus set, drafts would silently lack the per-alert queries, impact queries and SLOs: create it, or set rules_dir: "" to run without"#),
+        ("several-errors.yml", "web.max_body_bytes: must be greater than 0\n\
+            tests/fixtures/config/several-errors.yml: correlation.group_by[1]: invalid label name \"team-name\": must match [a-zA-Z_][a-zA-Z0-9_]*\n\
+            tests/fixtures/config/several-errors.yml: prometheus.timeout: must be greater than 0s"),
+        ("snapshot-margin-after-delay.yml", "prometheus.snapshot_margin: 10m is longer than prometheus.snapshot_delay (5m): the full snapshot runs snapshot_delay after the resolve and would ask Prometheus about a future it has no data for; make snapshot_margin at most snapshot_delay"),
         ("empty-secret-file.yml", "web.webhook_auth.bearer_token_file: secret file tests/fixtures/config/secrets/empty is empty"),
         ("empty-severity-order.yml", "correlation.severity_order: must list at least one severity"),
         ("empty-storage-path.yml", "storage.path: must not be empty"),
@@ -1517,7 +1653,7 @@ mod tests {
         ("slack-without-token.yml", "slack: set exactly one of bot_token_file (or INCIDENTD_SLACK_BOT_TOKEN) and webhook_url_file (or INCIDENTD_SLACK_WEBHOOK_URL); neither is set"),
         ("unknown-key.yml", "web.webhok_auth: unknown field `webhok_auth`, expected one of `external_url`, `webhook_auth`, `api_token_file`, `max_body_bytes`, `read_header_timeout`, `request_timeout` (line 3, column 3)"),
         ("unknown-top-level-key.yml", "slak: unknown field `slak`, expected one of `web`, `storage`, `correlation`, `prometheus`, `alertmanager`, `rules_dir`, `postmortem`, `slack` (line 2, column 1)"),
-        ("wrong-type.yml", r#"web.max_body_bytes: invalid type: string "lots", expected usize (line 2, column 19)"#),
+        ("wrong-type.yml", r#"web.max_body_bytes: expected a non-negative integer, got string "lots" (line 2, column 19)"#),
         ("zero-max-body-bytes.yml", "web.max_body_bytes: must be greater than 0"),
         ("zero-prune-interval.yml", "storage.prune_interval: must be greater than 0s"),
         ("zero-read-header-timeout.yml", "web.read_header_timeout: must be greater than 0s"),
@@ -1599,7 +1735,7 @@ mod tests {
                     password: secret("fixture-prometheus-password"),
                 }),
                 headers: BTreeMap::from([("X-Scope-OrgID".into(), "team-a".into())]),
-                snapshot_delay: Duration::ZERO,
+                snapshot_delay: Duration::from_secs(90),
                 quick_snapshot_delay: Duration::from_millis(500),
                 snapshot_baseline: Duration::from_secs(2 * 3600),
                 snapshot_margin: Duration::from_secs(60),
@@ -1611,7 +1747,7 @@ mod tests {
                 bearer_token: Some(secret("fixture-webhook-token")),
                 basic_auth: None,
             }),
-            rules_dir: dir.join("rules"),
+            rules_dir: Some(dir.join("rules")),
             postmortem: PostmortemConfig {
                 output_dir: "drafts".into(),
                 template: Some(dir.join("templates/postmortem.md.hbs")),
@@ -1634,7 +1770,7 @@ mod tests {
         assert_eq!(config, expected);
         // PathBuf equality ignores `./`; the printed form should not show it either.
         assert_eq!(
-            config.rules_dir.to_string_lossy(),
+            config.rules_dir.as_deref().unwrap().to_string_lossy(),
             format!("{FIXTURES}/rules")
         );
     }
@@ -1645,7 +1781,7 @@ mod tests {
         let config = Config::load_with_env(&path, &no_env).expect("config/incidentd.yml loads");
         // rules_dir is the one file-relative default: it resolves beside the config file.
         let expected = Config {
-            rules_dir: path.parent().expect("has a parent").join("rules"),
+            rules_dir: Some(path.parent().expect("has a parent").join("rules")),
             ..Config::default()
         };
         assert_eq!(config, expected);
@@ -1675,7 +1811,7 @@ mod tests {
         assert!(config.web.webhook_auth.is_none() && config.web.api_token.is_none());
         assert!(config.prometheus.is_none() && config.alertmanager.is_none());
         assert!(config.slack.is_none());
-        assert_eq!(config.rules_dir, Path::new("./rules"));
+        assert_eq!(config.rules_dir.as_deref(), Some(Path::new("./rules")));
         assert_eq!(config.postmortem.output_dir, Path::new("./drafts"));
         assert_eq!(config.postmortem.template, None);
         assert_eq!(config.postmortem.timezone, chrono_tz::UTC);
@@ -1708,14 +1844,109 @@ mod tests {
         let config = Config::from_yaml_with_env(text, Path::new("/etc/incidentd/x.yml"), &no_env)
             .expect("loads");
         // Read by incidentd: beside the configuration file.
-        assert_eq!(config.rules_dir, Path::new("/etc/incidentd/rules"));
+        assert_eq!(
+            config.rules_dir.as_deref(),
+            Some(Path::new("/etc/incidentd/rules"))
+        );
         // Written by incidentd: the working directory.
         assert_eq!(config.storage.path, Path::new("./data"));
         assert_eq!(config.postmortem.output_dir, Path::new("out"));
 
         let absolute =
             Config::from_yaml_with_env("rules_dir: /srv/rules", Path::new("/etc/x.yml"), &no_env);
-        assert_eq!(absolute.expect("loads").rules_dir, Path::new("/srv/rules"));
+        assert_eq!(
+            absolute.expect("loads").rules_dir.as_deref(),
+            Some(Path::new("/srv/rules"))
+        );
+    }
+
+    #[test]
+    fn with_prometheus_the_default_rules_dir_must_exist_and_an_empty_one_means_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let origin = dir.path().join("incidentd.yml");
+        let load = |text: &str| Config::from_yaml_with_env(text, &origin, &no_env);
+        let prometheus = "prometheus: {url: http://prometheus:9090}\n";
+        // The default ./rules beside the file does not exist: refused, naming the key.
+        let err = load(prometheus).expect_err("no rules directory");
+        assert!(
+            err.to_string().contains(&format!(
+                "rules_dir: cannot read directory {}",
+                dir.path().join("rules").display()
+            )),
+            "{err}"
+        );
+        // `rules_dir: ""` says so on purpose.
+        let none = load(&format!("{prometheus}rules_dir: \"\"\n")).expect("loads");
+        assert_eq!(none.rules_dir, None);
+        // Once it exists, the default is fine.
+        std::fs::create_dir(dir.path().join("rules")).unwrap();
+        let found = load(prometheus).expect("loads");
+        assert_eq!(found.rules_dir, Some(dir.path().join("rules")));
+        // Without Prometheus nothing reads it, so nothing is checked.
+        let unused = load("rules_dir: elsewhere\n").expect("loads");
+        assert_eq!(unused.rules_dir, Some(dir.path().join("elsewhere")));
+    }
+
+    #[test]
+    fn a_snapshot_margin_equal_to_the_delay_is_fine() {
+        let text = "prometheus: {url: http://p:9090, snapshot_delay: 5m, snapshot_margin: 5m}\n";
+        parse_in_fixtures(text, &[]).expect("loads");
+    }
+
+    #[test]
+    fn several_errors_are_each_their_own_error_with_the_file_and_key() {
+        let err = load_fixture("several-errors.yml").expect_err("three mistakes");
+        let keys: Vec<&str> = err
+            .errors()
+            .iter()
+            .map(|e| match e {
+                ConfigError::Invalid { key, .. } => key.as_str(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "web.max_body_bytes",
+                "correlation.group_by[1]",
+                "prometheus.timeout"
+            ]
+        );
+    }
+
+    #[test]
+    fn type_errors_read_as_yaml_not_rust() {
+        for (text, expected) in [
+            (
+                "correlation: [a]",
+                "correlation: expected a mapping, got a list",
+            ),
+            (
+                "correlation: {group_by: service}",
+                r#"correlation.group_by: expected a list, got string "service""#,
+            ),
+            (
+                "web: {max_body_bytes: -5}",
+                "web.max_body_bytes: expected a non-negative integer, got integer `-5`",
+            ),
+            (
+                "rules_dir: [a]",
+                "rules_dir: expected a path (a string), got a list",
+            ),
+            (
+                "web:\n  webhook_auth: true",
+                "web.webhook_auth: expected a mapping, got boolean `true`",
+            ),
+            ("- a", "expected a mapping, got a list"),
+        ] {
+            let err = parse_in_fixtures(text, &[]).expect_err(text).to_string();
+            assert!(err.contains(expected), "{text:?}: {err}");
+            for rust in [
+                "usize", "struct", "Raw", "sequence", "got map", "a map ", "u128",
+            ] {
+                assert!(!err.contains(rust), "{text:?}: {err}");
+            }
+        }
     }
 
     #[test]
@@ -1827,7 +2058,7 @@ mod tests {
         )
         .expect("loads");
         let expected = Config {
-            rules_dir: fixture("rules"),
+            rules_dir: Some(fixture("rules")),
             ..Config::default()
         };
         assert_eq!(config, expected);

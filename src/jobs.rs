@@ -104,6 +104,7 @@ use std::sync::Arc;
 
 use tokio::sync::{watch, Notify};
 
+use crate::http::metrics::Metrics;
 use crate::store::jobs::Job;
 use crate::store::Store;
 
@@ -161,14 +162,17 @@ pub struct Runner {
     store: Store,
     handlers: HashMap<&'static str, (Handler, usize)>,
     wake: Arc<Notify>,
+    /// Where the kinds that run and their failures are counted.
+    metrics: Arc<Metrics>,
 }
 
 impl Runner {
-    pub fn new(store: Store, wake: Arc<Notify>) -> Self {
+    pub fn new(store: Store, wake: Arc<Notify>, metrics: Arc<Metrics>) -> Self {
         Runner {
             store,
             handlers: HashMap::new(),
             wake,
+            metrics,
         }
     }
 
@@ -183,15 +187,18 @@ impl Runner {
 
     /// Start the loops; they end when `stop` turns true.
     pub fn spawn(self, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+        self.metrics.job_kinds(&self.kinds());
         let mut loops = Vec::new();
         for (kind, (handler, workers)) in self.handlers {
             for _ in 0..workers {
                 let (store, wake, stop) = (self.store.clone(), self.wake.clone(), stop.clone());
+                let metrics = self.metrics.clone();
                 loops.push(tokio::spawn(run_kind(
                     kind,
                     handler.clone(),
                     store,
                     wake,
+                    metrics,
                     stop,
                 )));
             }
@@ -205,6 +212,7 @@ async fn run_kind(
     handler: Handler,
     store: Store,
     wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
     let clock = chrono::Utc::now;
@@ -251,6 +259,7 @@ async fn run_kind(
                     .await
             }
             Err(f) => {
+                metrics.job_failed(kind);
                 let retry_in = f.retry_in.filter(|_| attempts < MAX_ATTEMPTS);
                 match retry_in {
                     Some(d) => {

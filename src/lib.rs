@@ -14,6 +14,7 @@ pub mod evidence_rules;
 pub mod http;
 pub mod incident;
 pub mod jobs;
+pub mod net_error;
 pub mod postmortem;
 pub mod prometheus;
 pub mod reconcile;

@@ -30,6 +30,10 @@ struct Cli {
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(long = "log.level", default_value = "info", global = true)]
     log_level: String,
+    /// Colour in text logs: auto (only when standard error is a terminal and NO_COLOR is
+    /// unset or empty), always, never.
+    #[arg(long = "log.color", value_enum, default_value_t = LogColor::Auto, global = true)]
+    log_color: LogColor,
     #[command(subcommand)]
     command: Command,
 }
@@ -38,6 +42,26 @@ struct Cli {
 enum LogFormat {
     Text,
     Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum LogColor {
+    Auto,
+    Always,
+    Never,
+}
+
+impl LogColor {
+    /// Whether to write ANSI colour codes to a log writer that is (or is not) a terminal,
+    /// given the value of `NO_COLOR` (no-color.org: any non-empty value disables colour;
+    /// an explicit `always` still wins).
+    fn enabled(self, writer_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+        match self {
+            LogColor::Always => true,
+            LogColor::Never => false,
+            LogColor::Auto => writer_is_terminal && no_color.is_none_or(|v| v.is_empty()),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -178,11 +202,18 @@ fn parse_status(s: &str) -> Result<Status, String> {
     Status::parse(s).ok_or_else(|| format!("{s:?} is not one of open, acknowledged, resolved"))
 }
 
-fn init_logging(format: LogFormat, level: &str) {
+fn init_logging(format: LogFormat, level: &str, color: LogColor) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // The log writer is standard error: colour only when a person watches it.
+    let ansi = color.enabled(
+        std::io::stderr().is_terminal(),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -192,7 +223,7 @@ fn init_logging(format: LogFormat, level: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.log_level);
+    init_logging(cli.log_format, &cli.log_level, cli.log_color);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -358,34 +389,37 @@ async fn incidents_command(
     }
 }
 
-/// Like `promtool check config`: the file, then what it points at.
+/// Like `promtool check config`: the file, then what it points at. Every problem found is
+/// printed on its own `FAILED:` line.
 fn check_config(file: &Path) -> ExitCode {
     println!("Checking {}", file.display());
     let config = match Config::load(file) {
         Ok(c) => c,
         Err(e) => {
-            println!("  FAILED: {e}");
+            for error in e.errors() {
+                println!("  FAILED: {error}");
+            }
             return ExitCode::FAILURE;
         }
     };
     println!("  SUCCESS: {} is valid", file.display());
     let mut ok = true;
-    if config.rules_dir.is_dir() {
-        match incidentd::evidence_rules::EvidenceRules::load_dir(&config.rules_dir) {
-            Ok(_) => println!(
-                "  SUCCESS: rules in {} are valid",
-                config.rules_dir.display()
-            ),
-            Err(e) => {
-                println!("  FAILED: {e}");
-                ok = false;
+    match &config.rules_dir {
+        Some(dir) if dir.is_dir() => {
+            match incidentd::evidence_rules::EvidenceRules::load_dir(dir) {
+                Ok(_) => println!("  SUCCESS: rules in {} are valid", dir.display()),
+                Err(e) => {
+                    println!("  FAILED: {e}");
+                    ok = false;
+                }
             }
         }
-    } else {
-        println!(
-            "  NOTE: no rules directory at {}: drafts get no extra queries",
-            config.rules_dir.display()
-        );
+        // With Prometheus configured, loading the configuration refused this already.
+        Some(dir) => println!(
+            "  NOTE: no rules directory at {}: unused without prometheus",
+            dir.display()
+        ),
+        None => println!("  NOTE: rules_dir is \"\": drafts get no extra queries"),
     }
     match incidentd::postmortem::check_template(config.postmortem.template.as_deref()) {
         Ok(()) => println!(
@@ -399,7 +433,7 @@ fn check_config(file: &Path) -> ExitCode {
                     .to_string())
         ),
         Err(e) => {
-            println!("  FAILED: {e}");
+            println!("  FAILED: postmortem.template: {e}");
             ok = false;
         }
     }
@@ -407,5 +441,21 @@ fn check_config(file: &Path) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogColor;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn auto_colours_a_terminal_unless_no_color_is_set_and_non_empty() {
+        assert!(LogColor::Auto.enabled(true, None));
+        assert!(LogColor::Auto.enabled(true, Some(OsStr::new(""))));
+        assert!(!LogColor::Auto.enabled(true, Some(OsStr::new("1"))));
+        assert!(!LogColor::Auto.enabled(false, None));
+        assert!(LogColor::Always.enabled(false, Some(OsStr::new("1"))));
+        assert!(!LogColor::Never.enabled(true, None));
     }
 }

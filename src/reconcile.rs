@@ -108,14 +108,14 @@ impl Reconciler {
         let response = req
             .send()
             .await
-            .map_err(|e| fail(e.without_url().to_string()))?;
+            .map_err(|e| fail(crate::net_error::describe(&e)))?;
         if !response.status().is_success() {
             return Err(fail(format!("HTTP {}", response.status())));
         }
         let alerts: Vec<GettableAlert> = response
             .json()
             .await
-            .map_err(|e| fail(e.without_url().to_string()))?;
+            .map_err(|e| fail(crate::net_error::describe(&e)))?;
         Ok(alerts
             .into_iter()
             .filter_map(|a| match parse_time(&a.starts_at) {

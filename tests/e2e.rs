@@ -175,7 +175,7 @@ async fn start_stack(tools: &Tools, replicas: usize) -> Stack {
         &format!(
             "web:\n  external_url: {incidentd_url}/\n  webhook_auth:\n    bearer_token_file: secrets/webhook-token\n\
              storage:\n  path: {data}\n\
-             prometheus:\n  url: {prometheus_url}\n  timeout: 5s\n  snapshot_delay: 2s\n\
+             prometheus:\n  url: {prometheus_url}\n  timeout: 5s\n  snapshot_delay: 2s\n  snapshot_margin: 2s\n\
              alertmanager:\n  url: http://127.0.0.1:{am}\n\
              rules_dir: {rules}\n\
              postmortem:\n  output_dir: {drafts}\n  timezone: UTC\n\

@@ -344,6 +344,7 @@ async fn prometheus_unreachable_is_retryable_and_recorded_per_query_in_a_snapsho
     let client = client(&format!("http://127.0.0.1:{port}"), Duration::from_secs(2));
     let err = range_error(&client).await;
     assert!(matches!(err, Error::Unreachable { .. }), "{err:?}");
+    assert!(err.to_string().ends_with(": connection refused"), "{err}");
     assert!(err.is_retryable());
 
     let rule = incidentd::prometheus::RuleContext::from_generator_url(

@@ -51,8 +51,9 @@ pub enum CliError {
     #[error("{}: no *.json payload files to replay", path.display())]
     NothingToReplay { path: PathBuf },
 
-    /// The daemon could not be reached, or the connection broke.
-    #[error("{method} {url}: {source}")]
+    /// The daemon could not be reached, or the connection broke: the cause in words
+    /// (connection refused, timed out, DNS failure, TLS error), see [`crate::net_error`].
+    #[error("{method} {url}: {}", crate::net_error::describe(source))]
     Request {
         method: &'static str,
         url: String,

@@ -217,16 +217,13 @@ pub async fn list(
         before: p.before,
         limit,
     };
-    let incidents = state
+    let page = state
         .store
         .read(move |c| sqlite::list_incidents(c, &filter))
         .await?;
-    let next = (incidents.len() as u32 == limit)
-        .then(|| incidents.last().map(|i| i.id.clone()))
-        .flatten();
     Ok(Json(json!({
-        "incidents": incidents.iter().map(|i| incident_json(i, false)).collect::<Vec<_>>(),
-        "next_before": next,
+        "incidents": page.incidents.iter().map(|i| incident_json(i, false)).collect::<Vec<_>>(),
+        "next_before": page.next_before,
     })))
 }
 

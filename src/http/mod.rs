@@ -34,7 +34,7 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Deadline for reading a request's body and answering it (`web.request_timeout`).
     pub request_timeout: std::time::Duration,
-    pub metrics: metrics::Metrics,
+    pub metrics: Arc<metrics::Metrics>,
     pub clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
     pub drafts: Arc<crate::draft::Drafts>,
     /// Slack, when configured.

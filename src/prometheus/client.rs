@@ -76,7 +76,10 @@ pub enum Error {
         timeout: Duration,
     },
     /// Could not connect, or the connection broke before a full answer.
-    #[error("cannot reach Prometheus {endpoint} at {url}: {source}")]
+    #[error(
+        "cannot reach Prometheus {endpoint} at {url}: {}",
+        crate::net_error::describe(source)
+    )]
     Unreachable {
         endpoint: &'static str,
         url: String,

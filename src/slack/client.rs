@@ -72,7 +72,7 @@ pub enum Retry {
 #[non_exhaustive]
 pub enum SlackError {
     /// Slack could not be reached, or did not answer within the timeout.
-    #[error("cannot reach Slack: {0}")]
+    #[error("cannot reach Slack: {}", crate::net_error::describe(.0))]
     Network(#[source] reqwest::Error),
     /// Slack answered 429, or `ok:false` with `ratelimited`.
     #[error("rate limited by Slack (Retry-After: {retry_after:?})")]

@@ -398,8 +398,18 @@ pub struct ListFilter {
     pub limit: u32,
 }
 
-/// Incidents newest first, without alerts and timeline.
-pub fn list_incidents(conn: &Connection, f: &ListFilter) -> rusqlite::Result<Vec<Incident>> {
+/// One page of the incident list.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// At most `limit` incidents, newest first.
+    pub incidents: Vec<Incident>,
+    /// The cursor of the next page (the last incident's id), only when there is one.
+    pub next_before: Option<String>,
+}
+
+/// Incidents newest first, without alerts and timeline. One row more than the limit is read,
+/// so the page knows whether another follows and a client never asks for an empty last page.
+pub fn list_incidents(conn: &Connection, f: &ListFilter) -> rusqlite::Result<Page> {
     let before_seq: i64 = match &f.before {
         Some(id) => conn
             .prepare_cached("SELECT seq FROM incidents WHERE id = ?1")?
@@ -422,11 +432,22 @@ pub fn list_incidents(conn: &Connection, f: &ListFilter) -> rusqlite::Result<Vec
             before_seq,
             f.status.map(Status::as_str),
             f.service,
-            f.limit as i64
+            i64::from(f.limit) + 1
         ],
         incident_from_row,
     )?;
-    rows.collect()
+    let mut incidents = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+    let more = incidents.len() > f.limit as usize;
+    incidents.truncate(f.limit as usize);
+    let next_before = if more {
+        incidents.last().map(|i| i.id.clone())
+    } else {
+        None
+    };
+    Ok(Page {
+        incidents,
+        next_before,
+    })
 }
 
 /// How many incidents are in each status.

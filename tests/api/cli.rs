@@ -35,6 +35,146 @@ fn check_config_accepts_the_documented_config_and_names_the_key_of_a_bad_one() {
 }
 
 #[test]
+fn a_client_command_that_cannot_reach_the_daemon_says_why() {
+    let out = incidentd(&["incidents", "list", "--url", "http://127.0.0.1:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        err.trim(),
+        "incidentd: GET http://127.0.0.1:1/api/v1/incidents: connection refused"
+    );
+    let out = incidentd(&[
+        "incidents",
+        "list",
+        "--url",
+        "http://no-such-host.invalid:9097",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("DNS failure: name not resolved"), "{err}");
+}
+
+/// Runs `serve` on `config` and expects it to refuse to start, saying `expected` on stderr.
+fn serve_refuses(config: &std::path::Path, expected: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_incidentd"))
+        .args([
+            "serve",
+            "--web.listen-address=127.0.0.1:0",
+            &format!("--config.file={}", config.display()),
+            &format!("--storage.path={}", dir.path().join("data").display()),
+        ])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve started on a configuration check-config refuses");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(expected), "{err}");
+}
+
+#[test]
+fn check_config_and_serve_refuse_a_missing_rules_dir_when_prometheus_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("incidentd.yml");
+    std::fs::write(&config, "prometheus:\n  url: http://127.0.0.1:9090\n").unwrap();
+    let out = incidentd(&["check-config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!(
+            "FAILED: {}: rules_dir: cannot read directory {}",
+            config.display(),
+            dir.path().join("rules").display()
+        )),
+        "{}",
+        stdout(&out)
+    );
+    serve_refuses(&config, "rules_dir: cannot read directory");
+
+    // Saying there are none on purpose is fine.
+    std::fs::write(
+        &config,
+        "prometheus:\n  url: http://127.0.0.1:9090\nrules_dir: \"\"\n",
+    )
+    .unwrap();
+    let out = incidentd(&["check-config", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("NOTE: rules_dir is \"\""),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn check_config_and_serve_refuse_a_snapshot_margin_longer_than_the_delay() {
+    let bad = fixtures().join("config/snapshot-margin-after-delay.yml");
+    let out = incidentd(&["check-config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(
+            "prometheus.snapshot_margin: 10m is longer than prometheus.snapshot_delay (5m)"
+        ),
+        "{}",
+        stdout(&out)
+    );
+    serve_refuses(&bad, "prometheus.snapshot_margin");
+}
+
+#[test]
+fn check_config_reports_every_error_on_its_own_line() {
+    let bad = fixtures().join("config/several-errors.yml");
+    let out = incidentd(&["check-config", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let failed: Vec<String> = stdout(&out)
+        .lines()
+        .filter(|l| l.trim_start().starts_with("FAILED: "))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(failed.len(), 3, "{}", stdout(&out));
+    for key in [
+        "web.max_body_bytes",
+        "correlation.group_by[1]",
+        "prometheus.timeout",
+    ] {
+        assert!(
+            failed
+                .iter()
+                .any(|l| l.contains(&format!("several-errors.yml: {key}: "))),
+            "{key} in {failed:?}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_template_is_named_by_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("incidentd.yml");
+    std::fs::write(&config, "postmortem:\n  template: no-such.md.hbs\n").unwrap();
+    let out = incidentd(&["check-config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("FAILED: postmortem.template: cannot read post-mortem template"),
+        "{}",
+        stdout(&out)
+    );
+    serve_refuses(
+        &config,
+        "postmortem.template: cannot read post-mortem template",
+    );
+}
+
+#[test]
 fn check_config_fails_on_a_template_with_a_misspelt_field() {
     let dir = tempfile::tempdir().unwrap();
     let template = dir.path().join("custom.md.hbs");

@@ -106,7 +106,7 @@ fn config(url: &str) -> Config {
     prometheus.retry_backoff = Duration::from_millis(100);
     Config {
         prometheus: Some(prometheus),
-        rules_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules"),
+        rules_dir: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules")),
         ..Config::default()
     }
 }
@@ -430,7 +430,9 @@ async fn prometheus_unreachable_delays_evidence_until_it_listens() {
     .await;
     let reason = i["evidence"]["missing_reason"].as_str().unwrap();
     assert!(
-        reason.contains(&url) && reason.contains("cannot reach"),
+        reason.contains(&url)
+            && reason.contains("cannot reach")
+            && reason.contains("connection refused"),
         "{reason}"
     );
 

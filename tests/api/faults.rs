@@ -240,7 +240,7 @@ async fn kill_9_with_evidence_drafts_and_slack_queued_loses_none_of_that_work() 
         &config,
         format!(
             "rules_dir: {rules}\n\
-             prometheus:\n  url: {prom}\n  quick_snapshot_delay: 2s\n  snapshot_delay: 3s\n  retry_backoff: 1s\n\
+             prometheus:\n  url: {prom}\n  quick_snapshot_delay: 2s\n  snapshot_delay: 3s\n  snapshot_margin: 3s\n  retry_backoff: 1s\n\
              slack:\n  api_url: {slack}\n  channel: \"#incidents\"\n",
             rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules").display(),
             prom = prometheus.uri(),

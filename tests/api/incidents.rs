@@ -198,6 +198,41 @@ async fn unknown_and_malformed_incident_ids_are_404_and_400_on_every_route() {
 }
 
 #[tokio::test]
+async fn the_last_page_has_no_cursor_even_when_it_is_full() {
+    let app = spawn_app().await;
+    for (i, svc) in ["pay", "shop", "search"].iter().enumerate() {
+        app.post_webhook(service_payload(svc, &format!("fp{i}")))
+            .await;
+    }
+    // Exactly one full page: nothing follows it, so no cursor.
+    let (_, all) = app.get_json("/api/v1/incidents?limit=3").await;
+    assert_eq!(all["incidents"].as_array().unwrap().len(), 3);
+    assert_eq!(all["next_before"], Value::Null, "{all}");
+    // Walking one at a time takes exactly three requests, the last without a cursor.
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/incidents?limit=1".to_string();
+    for request in 1.. {
+        let (status, page) = app.get_json(&path).await;
+        assert_eq!(status, 200, "{page}");
+        let incidents = page["incidents"].as_array().unwrap();
+        assert_eq!(
+            incidents.len(),
+            1,
+            "request {request} got an empty page: {page}"
+        );
+        seen.push(incidents[0]["service"].as_str().unwrap().to_string());
+        match page["next_before"].as_str() {
+            Some(before) => path = format!("/api/v1/incidents?limit=1&before={before}"),
+            None => {
+                assert_eq!(request, 3);
+                break;
+            }
+        }
+    }
+    assert_eq!(seen, ["search", "shop", "pay"]);
+}
+
+#[tokio::test]
 async fn the_list_filters_by_status_and_service_and_pages_newest_first() {
     let app = spawn_app().await;
     for (i, svc) in ["pay", "shop", "pay", "search"].iter().enumerate() {

@@ -10,6 +10,8 @@ mod faults;
 mod helpers;
 mod hostile;
 mod incidents;
+mod logs;
+mod metrics;
 mod readme;
 mod reconcile;
 mod restart;

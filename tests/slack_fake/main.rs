@@ -385,6 +385,7 @@ async fn slack_unreachable_is_a_network_error_worth_retrying() {
         .await
         .unwrap_err();
     assert!(matches!(err, SlackError::Network(_)), "{err:?}");
+    assert_eq!(err.to_string(), "cannot reach Slack: connection refused");
     assert_eq!(err.retry(), Retry::Backoff);
 }
 
