@@ -205,6 +205,7 @@ impl App {
             request_timeout: config.web.request_timeout,
             metrics: Arc::new(Metrics::new()),
             clock,
+            ingestion: Default::default(),
         });
         Ok(App {
             listener,
@@ -241,6 +242,7 @@ impl App {
             state.store.clone(),
             state.wake.clone(),
             state.metrics.clone(),
+            state.ingestion.clone(),
         );
         runner.handle(
             draft::JOB_KIND,

@@ -164,15 +164,23 @@ pub struct Runner {
     wake: Arc<Notify>,
     /// Where the kinds that run and their failures are counted.
     metrics: Arc<Metrics>,
+    /// How busy ingestion is: extra loops of a kind wait while webhooks pour in.
+    ingestion: Arc<Ingestion>,
 }
 
 impl Runner {
-    pub fn new(store: Store, wake: Arc<Notify>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        store: Store,
+        wake: Arc<Notify>,
+        metrics: Arc<Metrics>,
+        ingestion: Arc<Ingestion>,
+    ) -> Self {
         Runner {
             store,
             handlers: HashMap::new(),
             wake,
             metrics,
+            ingestion,
         }
     }
 
@@ -190,15 +198,18 @@ impl Runner {
         self.metrics.job_kinds(&self.kinds());
         let mut loops = Vec::new();
         for (kind, (handler, workers)) in self.handlers {
-            for _ in 0..workers {
+            for worker in 0..workers {
                 let (store, wake, stop) = (self.store.clone(), self.wake.clone(), stop.clone());
                 let metrics = self.metrics.clone();
+                // The first loop of a kind always runs; the others yield to a burst of webhooks.
+                let yields = (worker > 0).then(|| self.ingestion.clone());
                 loops.push(tokio::spawn(run_kind(
                     kind,
                     handler.clone(),
                     store,
                     wake,
                     metrics,
+                    yields,
                     stop,
                 )));
             }
@@ -213,6 +224,7 @@ async fn run_kind(
     store: Store,
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
+    yields_to: Option<Arc<Ingestion>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let clock = chrono::Utc::now;
@@ -223,6 +235,13 @@ async fn run_kind(
     loop {
         if *stop.borrow() {
             return;
+        }
+        if yields_to.as_ref().is_some_and(|i| i.should_yield()) {
+            tokio::select! {
+                _ = tokio::time::sleep(Ingestion::QUIET) => {}
+                _ = stop.changed() => return,
+            }
+            continue;
         }
         let now = clock();
         let claimed = store
@@ -298,6 +317,97 @@ async fn run_kind(
                 _ = stop.changed() => return,
             }
         }
+    }
+}
+
+// ---------- follow-up work yields to ingestion ----------
+
+/// How busy webhook ingestion is, as far as follow-up work needs to know.
+///
+/// In an alert storm, webhooks (which Alertmanager waits for, and retries) and follow-up work
+/// (drafts: CPU and fsyncs) compete for the same two cores and disk. While webhooks arrive,
+/// only the first loop of each job kind runs; the others wait until ingestion has been quiet
+/// for [`Ingestion::QUIET`], then all of them drain the backlog (meanwhile a pending job of an
+/// incident absorbed its later changes, so each draft is rendered once, in its latest state).
+/// Under load that never stops, the extra loops stop waiting after [`Ingestion::MAX_YIELD`]:
+/// follow-up work must not fall behind without bound.
+#[derive(Debug)]
+pub struct Ingestion {
+    epoch: std::time::Instant,
+    /// Milliseconds since `epoch` of the latest webhook (0: none yet).
+    last: std::sync::atomic::AtomicU64,
+    /// Milliseconds since `epoch` when the current busy period began (0: quiet).
+    busy_since: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Ingestion {
+    fn default() -> Self {
+        Ingestion {
+            epoch: std::time::Instant::now(),
+            last: Default::default(),
+            busy_since: Default::default(),
+        }
+    }
+}
+
+impl Ingestion {
+    /// Ingestion counts as quiet this long after the latest webhook.
+    pub const QUIET: std::time::Duration = std::time::Duration::from_millis(200);
+    /// The longest the extra job loops wait for a busy period to end.
+    pub const MAX_YIELD: std::time::Duration = std::time::Duration::from_secs(10);
+
+    fn millis(&self) -> u64 {
+        // Never 0, which means "never".
+        self.epoch.elapsed().as_millis() as u64 + 1
+    }
+
+    /// A webhook arrived.
+    pub fn webhook(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = self.millis();
+        let last = self.last.swap(now, Relaxed);
+        if last == 0 || now.saturating_sub(last) > Self::QUIET.as_millis() as u64 {
+            self.busy_since.store(now, Relaxed);
+        }
+    }
+
+    /// Whether an extra job loop should wait now.
+    pub fn should_yield(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (now, last) = (self.millis(), self.last.load(Relaxed));
+        let busy = last != 0 && now.saturating_sub(last) <= Self::QUIET.as_millis() as u64;
+        busy && now.saturating_sub(self.busy_since.load(Relaxed))
+            < Self::MAX_YIELD.as_millis() as u64
+    }
+}
+
+#[cfg(test)]
+mod ingestion_tests {
+    use super::*;
+
+    #[test]
+    fn extra_loops_yield_during_a_burst_of_webhooks_and_not_once_it_is_over() {
+        let i = Ingestion::default();
+        assert!(!i.should_yield(), "no webhook yet");
+        i.webhook();
+        assert!(i.should_yield(), "a webhook just arrived");
+        std::thread::sleep(Ingestion::QUIET + std::time::Duration::from_millis(50));
+        assert!(!i.should_yield(), "quiet since");
+    }
+
+    #[test]
+    fn extra_loops_stop_yielding_under_load_that_never_stops() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let i = Ingestion::default();
+        i.webhook();
+        // A busy period that began longer ago than MAX_YIELD, webhooks still arriving.
+        let now = i.millis();
+        i.busy_since.store(
+            now.saturating_sub(Ingestion::MAX_YIELD.as_millis() as u64 + 1),
+            Relaxed,
+        );
+        i.last.store(now, Relaxed);
+        assert!(!i.should_yield());
     }
 }
 

@@ -41,6 +41,8 @@ pub struct AppState {
     pub slack: Option<Arc<crate::slack::job::Slack>>,
     /// Wakes the job runner after a commit that queued jobs.
     pub wake: Arc<tokio::sync::Notify>,
+    /// Told of every webhook, so follow-up work can yield to a storm of them.
+    pub ingestion: Arc<crate::jobs::Ingestion>,
 }
 
 impl AppState {

@@ -45,6 +45,7 @@ async fn handle(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    state.ingestion.webhook();
     state.webhook_auth.check(headers)?;
     check_content_type(headers)?;
     let raw = read_body(body, state.max_body_bytes).await?;
