@@ -146,6 +146,12 @@ const MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(30);
 /// A job that failed this many times is given up.
 pub const MAX_ATTEMPTS: u32 = 30;
 
+/// How long a job in flight when shutdown begins may take to finish. After that it is
+/// dropped where it stands and stays `running` in the table: the next start queues it again
+/// (see [`queue::requeue_running`]), as after a crash. Bounds shutdown whatever a handler
+/// waits on (a slow Prometheus, Slack's pace, timeouts one after another).
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The usual wait before retry `attempt` (1-based): 5 s doubling, at most 10 minutes.
 pub fn backoff(attempt: u32) -> chrono::Duration {
     let secs = 5i64.saturating_mul(1 << attempt.saturating_sub(1).min(16));
@@ -157,6 +163,7 @@ pub struct Runner {
     store: Store,
     handlers: HashMap<&'static str, Handler>,
     wake: Arc<Notify>,
+    grace: std::time::Duration,
 }
 
 impl Runner {
@@ -165,7 +172,14 @@ impl Runner {
             store,
             handlers: HashMap::new(),
             wake,
+            grace: SHUTDOWN_GRACE,
         }
+    }
+
+    /// Another grace period than [`SHUTDOWN_GRACE`] for jobs in flight at shutdown.
+    pub fn with_grace(mut self, grace: std::time::Duration) -> Self {
+        self.grace = grace;
+        self
     }
 
     pub fn handle(&mut self, kind: &'static str, handler: Handler) {
@@ -176,13 +190,15 @@ impl Runner {
         self.handlers.keys().copied().collect()
     }
 
-    /// Start the loops; they end when `stop` turns true.
+    /// Start the loops; they end when `stop` turns true, at the latest the grace period
+    /// after it (a job still running then is left for the next start).
     pub fn spawn(self, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+        let grace = self.grace;
         self.handlers
             .into_iter()
             .map(|(kind, handler)| {
                 let (store, wake, stop) = (self.store.clone(), self.wake.clone(), stop.clone());
-                tokio::spawn(run_kind(kind, handler, store, wake, stop))
+                tokio::spawn(run_kind(kind, handler, store, wake, stop, grace))
             })
             .collect()
     }
@@ -194,6 +210,7 @@ async fn run_kind(
     store: Store,
     wake: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
+    grace: std::time::Duration,
 ) {
     let clock = chrono::Utc::now;
     // After a retryable failure the dependency (Prometheus, Slack) is probably down for the
@@ -228,7 +245,21 @@ async fn run_kind(
             }
         };
         let (id, attempts, incident) = (job.id, job.attempts + 1, job.incident_id.clone());
-        let result = handler(job).await;
+        let run = handler(job);
+        tokio::pin!(run);
+        let result = tokio::select! {
+            result = &mut run => result,
+            // A closed channel means stop too, as `changed()` below treats it.
+            () = async { let _ = stop.wait_for(|stopping| *stopping).await; } => {
+                match tokio::time::timeout(grace, &mut run).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::warn!(kind, id, incident = ?incident, grace_s = grace.as_secs_f64(), "job still running at the end of the shutdown grace period; left for the next start");
+                        return;
+                    }
+                }
+            }
+        };
         let now = clock();
         let retryable_failure = matches!(&result, Err(f) if f.retry_in.is_some());
         let recorded = match result {
@@ -277,5 +308,90 @@ async fn run_kind(
                 _ = stop.changed() => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A store with one job of kind `test` (no incident) due now; returns the job's id.
+    async fn store_with_a_job(dir: &std::path::Path) -> (Store, i64) {
+        let store = Store::open(dir).expect("store");
+        let id = store
+            .write(|tx| {
+                let now = chrono::Utc::now();
+                queue::enqueue(tx, "test", None, &serde_json::Value::Null, false, now, now)?;
+                Ok(tx.last_insert_rowid())
+            })
+            .await
+            .expect("enqueue");
+        (store, id)
+    }
+
+    async fn state_of(store: &Store, id: i64) -> String {
+        store
+            .read(move |c| queue::status(c, id))
+            .await
+            .expect("status")
+            .expect("the job exists")
+            .0
+    }
+
+    /// Runs the job with `handler`, stops once it is running; returns how long the loop took
+    /// to end after the stop, and the job's state then.
+    async fn stop_while_running(grace: Duration, handler: Handler) -> (Duration, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, id) = store_with_a_job(dir.path()).await;
+        let mut runner = Runner::new(store.clone(), Arc::new(Notify::new())).with_grace(grace);
+        runner.handle("test", handler);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let workers = runner.spawn(stop_rx);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while state_of(&store, id).await != "running" {
+            assert!(Instant::now() < deadline, "the job never started");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let stopped = Instant::now();
+        stop_tx.send(true).expect("stop");
+        for w in workers {
+            tokio::time::timeout(Duration::from_secs(10), w)
+                .await
+                .expect("the loop ends")
+                .expect("no panic");
+        }
+        let took = stopped.elapsed();
+        let state = state_of(&store, id).await;
+        store.close().await;
+        (took, state)
+    }
+
+    #[tokio::test]
+    async fn a_job_that_outlasts_the_shutdown_grace_is_left_running_for_the_next_start() {
+        let forever: Handler = Arc::new(|_| {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(())
+            })
+        });
+        let (took, state) = stop_while_running(Duration::from_millis(200), forever).await;
+        assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+        assert!(took >= Duration::from_millis(200), "no grace: {took:?}");
+        // `running` is what start-up requeues (store::jobs::requeue_running).
+        assert_eq!(state, "running");
+    }
+
+    #[tokio::test]
+    async fn a_job_that_finishes_within_the_grace_is_recorded_done() {
+        let quick: Handler = Arc::new(|_| {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok(())
+            })
+        });
+        let (took, state) = stop_while_running(Duration::from_secs(5), quick).await;
+        assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+        assert_eq!(state, "done");
     }
 }
