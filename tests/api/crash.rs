@@ -282,6 +282,9 @@ struct Sender {
     /// fingerprint + startsAt, and a resolved one must not fire again).
     last_start: std::collections::BTreeMap<(usize, usize), i64>,
     incidents: Vec<String>,
+    /// Services made up on the way (index `SERVICES_PER_SENDER` and up): new incidents,
+    /// Slack to the shared `#incidents`.
+    fresh: usize,
 }
 
 const SERVICES_PER_SENDER: usize = 3;
@@ -292,7 +295,10 @@ fn service(worker: usize, k: usize) -> String {
 }
 
 fn fingerprint(worker: usize, k: usize, slot: usize) -> String {
-    format!("{:016x}", 0xc0de_0000 + (worker << 8) + (k << 4) + slot)
+    format!(
+        "{:016x}",
+        0xc0de_0000_0000 + (worker << 24) + (k << 4) + slot
+    )
 }
 
 #[derive(Default)]
@@ -318,7 +324,15 @@ async fn send(
     for i in 0..max_ops {
         tokio::time::sleep(rng.millis(0, 25)).await;
         let roll = rng.below(100);
-        let k = rng.below(SERVICES_PER_SENDER as u64) as usize;
+        let k = match rng.below(20) {
+            // Now and then an alert of a service never seen: a new incident.
+            0 => {
+                me.fresh += 1;
+                SERVICES_PER_SENDER + me.fresh - 1
+            }
+            1 | 2 if me.fresh > 0 => SERVICES_PER_SENDER + rng.below(me.fresh as u64) as usize,
+            _ => rng.below(SERVICES_PER_SENDER as u64) as usize,
+        };
         let slot = rng.below(SLOTS as u64) as usize;
         let (svc, fp) = (service(worker, k), fingerprint(worker, k, slot));
         let person = format!("{tag}-w{worker}-{i}");
@@ -647,13 +661,13 @@ async fn crash_campaign_sigkill_at_random_moments_loses_no_answered_write_and_ev
     let routed: Vec<String> = (0..workers)
         .flat_map(|w| (0..SERVICES_PER_SENDER).map(move |k| service(w, k)))
         .collect();
-    // Reopening within 2 s, a new incident after: the load makes both.
+    // Reopening within 1 s, a new incident after: the load makes both.
     let config = write_config(
         dir.path(),
         &prom.uri(),
         &slack,
         &routed,
-        "correlation:\n  reopen_window: 2s\n",
+        "correlation:\n  reopen_window: 1s\n",
     );
     let client = reqwest::Client::new();
     let mut senders = vec![Sender::default(); workers];
@@ -722,7 +736,9 @@ async fn crash_campaign_sigkill_at_random_moments_loses_no_answered_write_and_ev
     }
     // The last daemon finishes everything.
     let conn = read_only(&data);
-    drained(&conn, Duration::from_secs(120 + 5 * rounds as u64)).await;
+    let drain = Instant::now();
+    drained(&conn, Duration::from_secs(120 + 10 * rounds as u64)).await;
+    let drain = drain.elapsed();
     let failed: Vec<(String, String)> = conn
         .prepare("SELECT kind, coalesce(last_error, '') FROM jobs WHERE state = 'failed'")
         .unwrap()
@@ -756,7 +772,7 @@ async fn crash_campaign_sigkill_at_random_moments_loses_no_answered_write_and_ev
         "crash campaign passed: seed {seed}, {rounds} rounds of SIGKILL ({killed_with_unfinished_jobs} \
          with jobs unfinished), {} writes answered 2xx ({webhooks} webhooks), {refused} refused 4xx, \
          {incidents} incidents, jobs {jobs:?} all done ({superseded} superseded after a kill), \
-         {extra} extra Slack copies, in {:.0?}",
+         {extra} extra Slack copies, in {:.0?} (the last {drain:.0?} the final drain)",
         answered.len(),
         started.elapsed()
     );
@@ -973,7 +989,9 @@ async fn crash_during_back_to_back_renders_of_one_incident_restarts_and_finishes
 async fn crash_sigterm_under_a_large_backlog_stops_within_bounds_and_the_rest_runs_after_restart() {
     let slack = FakeSlack::start().await;
     let slow = Arc::new(AtomicBool::new(true));
-    let prom = prometheus(slow.clone(), Duration::from_secs(3)).await;
+    // Each Prometheus answer takes 10 s: an evidence job (several queries) takes far longer
+    // than the grace, and a shutdown that waited for it would take 10 s or more.
+    let prom = prometheus(slow.clone(), Duration::from_secs(10)).await;
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let n = 40;
@@ -1075,8 +1093,9 @@ async fn crash_sigterm_under_a_large_backlog_stops_within_bounds_and_the_rest_ru
     let took = term.elapsed();
     sender.await.unwrap();
     assert!(exit.success(), "exit status {exit}");
-    // 5 s of grace for jobs in flight, plus closing; the backlog is not drained.
-    assert!(took < Duration::from_secs(9), "SIGTERM took {took:?}");
+    // 5 s of grace for jobs in flight (jobs::SHUTDOWN_GRACE), plus closing; the backlog is
+    // not drained.
+    assert!(took < Duration::from_secs(10), "SIGTERM took {took:?}");
     let left = count(
         &conn,
         "SELECT count(*) FROM jobs WHERE state IN ('pending', 'running')",
