@@ -322,7 +322,7 @@ async fn send(
     max_ops: usize,
 ) -> Sender {
     for i in 0..max_ops {
-        tokio::time::sleep(rng.millis(5, 60)).await;
+        tokio::time::sleep(rng.millis(10, 80)).await;
         let roll = rng.below(100);
         let k = match rng.below(20) {
             // Now and then an alert of a service never seen: a new incident.
@@ -346,12 +346,12 @@ async fn send(
         // and HA duplicates); what becomes a Slack message is rarer, as Slack takes about one
         // message per second per channel and the backlog must not grow without end.
         let op = match (roll, &incident) {
-            (0..=84, _) | (_, None) => Op::Webhook {
+            (0..=89, _) | (_, None) => Op::Webhook {
                 // A fifth of webhooks on a firing alert resolve it; the rest repeat it.
                 resolve: me.firing.contains_key(&(k, slot)) && roll % 5 == 0,
             },
-            (85..=89, Some(_)) => Op::Api("ack", json!({"by": person})),
-            (90..=96, Some(_)) => Op::Api(
+            (90..=92, Some(_)) => Op::Api("ack", json!({"by": person})),
+            (93..=97, Some(_)) => Op::Api(
                 "notes",
                 json!({"by": person, "text": format!("note {person}")}),
             ),
@@ -750,7 +750,7 @@ async fn crash_campaign_sigkill_at_random_moments_loses_no_answered_write_and_ev
     // The last daemon finishes everything.
     let conn = read_only(&data);
     let drain = Instant::now();
-    drained(&conn, Duration::from_secs(120 + 10 * rounds as u64)).await;
+    drained(&conn, Duration::from_secs(120 + 20 * rounds as u64)).await;
     let drain = drain.elapsed();
     let failed: Vec<(String, String)> = conn
         .prepare("SELECT kind, coalesce(last_error, '') FROM jobs WHERE state = 'failed'")
