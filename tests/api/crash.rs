@@ -166,8 +166,9 @@ async fn prometheus(slow: Arc<AtomicBool>, delay: Duration) -> MockServer {
     server
 }
 
-/// A configuration with evidence (short delays), Slack in bot mode, and `channels` Slack
-/// channels: service `s` goes to `#<s>` for the services listed, the rest to `#incidents`.
+/// A configuration with evidence (short delays) and Slack in bot mode: each service in
+/// `routed` has its channel `#<service>`, the others share `#incidents`; `extra` is more
+/// YAML (top-level keys).
 fn write_config(
     dir: &Path,
     prometheus: &str,
@@ -288,6 +289,8 @@ struct Sender {
 }
 
 const SERVICES_PER_SENDER: usize = 3;
+/// A bound on a sender's requests in one round (the kill normally ends the round first).
+const MAX_OPS_PER_ROUND: usize = 5_000;
 const SLOTS: usize = 2;
 
 fn service(worker: usize, k: usize) -> String {
@@ -310,7 +313,7 @@ struct Tally {
 }
 
 /// One sender: random operations on its own services and incidents until the daemon is
-/// gone (or `max_ops`), a short random pause between them.
+/// gone (or `MAX_OPS_PER_ROUND`), a short random pause between them.
 async fn send(
     client: reqwest::Client,
     url: String,
@@ -319,9 +322,8 @@ async fn send(
     mut rng: Rng,
     mut me: Sender,
     tally: Arc<Mutex<Tally>>,
-    max_ops: usize,
 ) -> Sender {
-    for i in 0..max_ops {
+    for i in 0..MAX_OPS_PER_ROUND {
         tokio::time::sleep(rng.millis(10, 80)).await;
         let roll = rng.below(100);
         let k = match rng.below(20) {
@@ -691,7 +693,6 @@ async fn crash_campaign_sigkill_at_random_moments_loses_no_answered_write_and_ev
                     rng.fork(),
                     me,
                     tally.clone(),
-                    5_000,
                 ))
             })
             .collect();
