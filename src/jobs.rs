@@ -147,6 +147,12 @@ const MAX_PAUSE: std::time::Duration = std::time::Duration::from_secs(30);
 /// A job that failed this many times is given up.
 pub const MAX_ATTEMPTS: u32 = 30;
 
+/// How long a job in flight when shutdown begins may take to finish. After that it is
+/// dropped where it stands and stays `running` in the table: the next start queues it again
+/// (see [`queue::requeue_running`]), as after a crash. Bounds shutdown whatever a handler
+/// waits on (a slow Prometheus, Slack's pace, timeouts one after another).
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The usual wait before retry `attempt` (1-based): 5 s doubling, at most 10 minutes.
 pub fn backoff(attempt: u32) -> chrono::Duration {
     let secs = 5i64.saturating_mul(1 << attempt.saturating_sub(1).min(16));
@@ -166,6 +172,7 @@ pub struct Runner {
     metrics: Arc<Metrics>,
     /// How busy ingestion is: extra loops of a kind wait while webhooks pour in.
     ingestion: Arc<Ingestion>,
+    grace: std::time::Duration,
 }
 
 impl Runner {
@@ -181,7 +188,14 @@ impl Runner {
             wake,
             metrics,
             ingestion,
+            grace: SHUTDOWN_GRACE,
         }
+    }
+
+    /// Another grace period than [`SHUTDOWN_GRACE`] for jobs in flight at shutdown.
+    pub fn with_grace(mut self, grace: std::time::Duration) -> Self {
+        self.grace = grace;
+        self
     }
 
     /// Run jobs of `kind` with `handler` in `workers` loops (at least one).
@@ -193,128 +207,159 @@ impl Runner {
         self.handlers.keys().copied().collect()
     }
 
-    /// Start the loops; they end when `stop` turns true.
+    /// Start the loops; they end when `stop` turns true, at the latest the grace period
+    /// after it (a job still running then is left for the next start).
     pub fn spawn(self, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
         self.metrics.job_kinds(&self.kinds());
         let mut loops = Vec::new();
         for (kind, (handler, workers)) in self.handlers {
             for worker in 0..workers {
-                let (store, wake, stop) = (self.store.clone(), self.wake.clone(), stop.clone());
-                let metrics = self.metrics.clone();
-                // The first loop of a kind always runs; the others yield to a burst of webhooks.
-                let yields = (worker > 0).then(|| self.ingestion.clone());
-                loops.push(tokio::spawn(run_kind(
+                let job_loop = JobLoop {
                     kind,
-                    handler.clone(),
-                    store,
-                    wake,
-                    metrics,
-                    yields,
-                    stop,
-                )));
+                    handler: handler.clone(),
+                    store: self.store.clone(),
+                    wake: self.wake.clone(),
+                    metrics: self.metrics.clone(),
+                    // The first loop of a kind always runs; the others yield to a burst of
+                    // webhooks.
+                    yields_to: (worker > 0).then(|| self.ingestion.clone()),
+                    grace: self.grace,
+                };
+                loops.push(tokio::spawn(job_loop.run(stop.clone())));
             }
         }
         loops
     }
 }
 
-async fn run_kind(
+/// One loop running jobs of one kind.
+struct JobLoop {
     kind: &'static str,
     handler: Handler,
     store: Store,
     wake: Arc<Notify>,
     metrics: Arc<Metrics>,
+    /// Set for a kind's extra loops, which wait while webhooks pour in.
     yields_to: Option<Arc<Ingestion>>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let clock = chrono::Utc::now;
-    // After a retryable failure the dependency (Prometheus, Slack) is probably down for the
-    // other jobs of this kind too: pause before the next one instead of failing them all in
-    // a tight loop, each failure a write of its own. Doubles up to MAX_PAUSE; a success ends it.
-    let mut pause = std::time::Duration::ZERO;
-    loop {
-        if *stop.borrow() {
-            return;
-        }
-        if yields_to.as_ref().is_some_and(|i| i.should_yield()) {
-            tokio::select! {
-                _ = tokio::time::sleep(Ingestion::QUIET) => {}
-                _ = stop.changed() => return,
+    /// How long a job in flight at shutdown may still run.
+    grace: std::time::Duration,
+}
+
+impl JobLoop {
+    /// Claim and run jobs until `stop` turns true.
+    async fn run(self, mut stop: watch::Receiver<bool>) {
+        let JobLoop {
+            kind,
+            handler,
+            store,
+            wake,
+            metrics,
+            yields_to,
+            grace,
+        } = self;
+        let clock = chrono::Utc::now;
+        // After a retryable failure the dependency (Prometheus, Slack) is probably down for the
+        // other jobs of this kind too: pause before the next one instead of failing them all in
+        // a tight loop, each failure a write of its own. Doubles up to MAX_PAUSE; a success ends it.
+        let mut pause = std::time::Duration::ZERO;
+        loop {
+            if *stop.borrow() {
+                return;
             }
-            continue;
-        }
-        let now = clock();
-        let claimed = store
-            .write(move |tx| Ok(queue::claim(tx, kind, now)?))
-            .await;
-        let job = match claimed {
-            Ok(Some(job)) => job,
-            Ok(None) => {
+            if yields_to.as_ref().is_some_and(|i| i.should_yield()) {
                 tokio::select! {
-                    _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
-                    _ = wake.notified() => {}
+                    _ = tokio::time::sleep(Ingestion::QUIET) => {}
                     _ = stop.changed() => return,
                 }
                 continue;
             }
-            Err(e) => {
-                tracing::warn!(kind, error = %e, "cannot claim a job; retrying");
+            let now = clock();
+            let claimed = store
+                .write(move |tx| Ok(queue::claim(tx, kind, now)?))
+                .await;
+            let job = match claimed {
+                Ok(Some(job)) => job,
+                Ok(None) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+                        _ = wake.notified() => {}
+                        _ = stop.changed() => return,
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(kind, error = %e, "cannot claim a job; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                        _ = stop.changed() => return,
+                    }
+                    continue;
+                }
+            };
+            let (id, attempts, incident) = (job.id, job.attempts + 1, job.incident_id.clone());
+            let run = handler(job);
+            tokio::pin!(run);
+            let result = tokio::select! {
+                result = &mut run => result,
+                // A closed channel means stop too, as `changed()` below treats it.
+                () = async { let _ = stop.wait_for(|stopping| *stopping).await; } => {
+                    match tokio::time::timeout(grace, &mut run).await {
+                        Ok(result) => result,
+                        Err(_) => {
+                            tracing::warn!(kind, id, incident = ?incident, grace_s = grace.as_secs_f64(), "job still running at the end of the shutdown grace period; left for the next start");
+                            return;
+                        }
+                    }
+                }
+            };
+            let now = clock();
+            let retryable_failure = matches!(&result, Err(f) if f.retry_in.is_some());
+            let recorded = match result {
+                Ok(()) => {
+                    tracing::debug!(kind, id, incident = ?incident, "job done");
+                    store
+                        .write(move |tx| Ok(queue::complete(tx, id, now)?))
+                        .await
+                }
+                Err(f) => {
+                    metrics.job_failed(kind);
+                    let retry_in = f.retry_in.filter(|_| attempts < MAX_ATTEMPTS);
+                    match retry_in {
+                        Some(d) => {
+                            tracing::warn!(kind, id, incident = ?incident, attempts, retry_in_s = d.num_seconds(), error = %f.message, "job failed; will retry")
+                        }
+                        None => {
+                            tracing::error!(kind, id, incident = ?incident, attempts, error = %f.message, "job failed for good")
+                        }
+                    }
+                    store
+                        .write(move |tx| {
+                            Ok(queue::fail(
+                                tx,
+                                id,
+                                &f.message,
+                                retry_in,
+                                f.payload.as_ref(),
+                                now,
+                            )?)
+                        })
+                        .await
+                }
+            };
+            if let Err(e) = recorded {
+                // The job stays 'running' and runs again after a restart.
+                tracing::error!(kind, id, error = %e, "cannot record a job's result");
+            }
+            pause = if retryable_failure {
+                (pause * 2).clamp(MIN_PAUSE, MAX_PAUSE)
+            } else {
+                std::time::Duration::ZERO
+            };
+            if !pause.is_zero() {
                 tokio::select! {
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+                    _ = tokio::time::sleep(pause) => {}
                     _ = stop.changed() => return,
                 }
-                continue;
-            }
-        };
-        let (id, attempts, incident) = (job.id, job.attempts + 1, job.incident_id.clone());
-        let result = handler(job).await;
-        let now = clock();
-        let retryable_failure = matches!(&result, Err(f) if f.retry_in.is_some());
-        let recorded = match result {
-            Ok(()) => {
-                tracing::debug!(kind, id, incident = ?incident, "job done");
-                store
-                    .write(move |tx| Ok(queue::complete(tx, id, now)?))
-                    .await
-            }
-            Err(f) => {
-                metrics.job_failed(kind);
-                let retry_in = f.retry_in.filter(|_| attempts < MAX_ATTEMPTS);
-                match retry_in {
-                    Some(d) => {
-                        tracing::warn!(kind, id, incident = ?incident, attempts, retry_in_s = d.num_seconds(), error = %f.message, "job failed; will retry")
-                    }
-                    None => {
-                        tracing::error!(kind, id, incident = ?incident, attempts, error = %f.message, "job failed for good")
-                    }
-                }
-                store
-                    .write(move |tx| {
-                        Ok(queue::fail(
-                            tx,
-                            id,
-                            &f.message,
-                            retry_in,
-                            f.payload.as_ref(),
-                            now,
-                        )?)
-                    })
-                    .await
-            }
-        };
-        if let Err(e) = recorded {
-            // The job stays 'running' and runs again after a restart.
-            tracing::error!(kind, id, error = %e, "cannot record a job's result");
-        }
-        pause = if retryable_failure {
-            (pause * 2).clamp(MIN_PAUSE, MAX_PAUSE)
-        } else {
-            std::time::Duration::ZERO
-        };
-        if !pause.is_zero() {
-            tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
-                _ = stop.changed() => return,
             }
         }
     }
@@ -373,8 +418,12 @@ impl Ingestion {
 
     /// Whether an extra job loop should wait now.
     pub fn should_yield(&self) -> bool {
+        self.should_yield_at(self.millis())
+    }
+
+    fn should_yield_at(&self, now: u64) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
-        let (now, last) = (self.millis(), self.last.load(Relaxed));
+        let last = self.last.load(Relaxed);
         let busy = last != 0 && now.saturating_sub(last) <= Self::QUIET.as_millis() as u64;
         busy && now.saturating_sub(self.busy_since.load(Relaxed))
             < Self::MAX_YIELD.as_millis() as u64
@@ -399,15 +448,14 @@ mod ingestion_tests {
     fn extra_loops_stop_yielding_under_load_that_never_stops() {
         use std::sync::atomic::Ordering::Relaxed;
         let i = Ingestion::default();
-        i.webhook();
         // A busy period that began longer ago than MAX_YIELD, webhooks still arriving.
-        let now = i.millis();
-        i.busy_since.store(
-            now.saturating_sub(Ingestion::MAX_YIELD.as_millis() as u64 + 1),
-            Relaxed,
-        );
+        let now = i.millis() + Ingestion::MAX_YIELD.as_millis() as u64 + 1;
+        i.busy_since.store(1, Relaxed);
         i.last.store(now, Relaxed);
-        assert!(!i.should_yield());
+        assert!(!i.should_yield_at(now));
+        // The same when it began within MAX_YIELD: wait.
+        i.busy_since.store(now - 1_000, Relaxed);
+        assert!(i.should_yield_at(now));
     }
 }
 
@@ -508,5 +556,96 @@ mod pool_tests {
         // Work that panics is reported as missing, and the pool goes on.
         assert!(pool.run(|| panic!("boom")).await.is_none());
         assert_eq!(pool.run(|| 2 + 2).await, Some(4));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A store with one job of kind `test` (no incident) due now; returns the job's id.
+    async fn store_with_a_job(dir: &std::path::Path) -> (Store, i64) {
+        let store = Store::open(dir).expect("store");
+        let id = store
+            .write(|tx| {
+                let now = chrono::Utc::now();
+                queue::enqueue(tx, "test", None, &serde_json::Value::Null, false, now, now)?;
+                Ok(tx.last_insert_rowid())
+            })
+            .await
+            .expect("enqueue");
+        (store, id)
+    }
+
+    async fn state_of(store: &Store, id: i64) -> String {
+        store
+            .read(move |c| queue::status(c, id))
+            .await
+            .expect("status")
+            .expect("the job exists")
+            .0
+    }
+
+    /// Runs the job with `handler`, stops once it is running; returns how long the loop took
+    /// to end after the stop, and the job's state then.
+    async fn stop_while_running(grace: Duration, handler: Handler) -> (Duration, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, id) = store_with_a_job(dir.path()).await;
+        let mut runner = Runner::new(
+            store.clone(),
+            Arc::new(Notify::new()),
+            Arc::new(Metrics::new()),
+            Arc::new(Ingestion::default()),
+        )
+        .with_grace(grace);
+        runner.handle("test", handler, 1);
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let workers = runner.spawn(stop_rx);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while state_of(&store, id).await != "running" {
+            assert!(Instant::now() < deadline, "the job never started");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let stopped = Instant::now();
+        stop_tx.send(true).expect("stop");
+        for w in workers {
+            tokio::time::timeout(Duration::from_secs(10), w)
+                .await
+                .expect("the loop ends")
+                .expect("no panic");
+        }
+        let took = stopped.elapsed();
+        let state = state_of(&store, id).await;
+        store.close().await;
+        (took, state)
+    }
+
+    #[tokio::test]
+    async fn a_job_that_outlasts_the_shutdown_grace_is_left_running_for_the_next_start() {
+        let forever: Handler = Arc::new(|_| {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(())
+            })
+        });
+        let (took, state) = stop_while_running(Duration::from_millis(200), forever).await;
+        assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+        assert!(took >= Duration::from_millis(200), "no grace: {took:?}");
+        // `running` is what start-up requeues (store::jobs::requeue_running).
+        assert_eq!(state, "running");
+    }
+
+    #[tokio::test]
+    async fn a_job_that_finishes_within_the_grace_is_recorded_done() {
+        let quick: Handler = Arc::new(|_| {
+            Box::pin(async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Ok(())
+            })
+        });
+        let (took, state) = stop_while_running(Duration::from_secs(5), quick).await;
+        assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
+        assert_eq!(state, "done");
     }
 }

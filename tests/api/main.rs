@@ -2,6 +2,7 @@
 //! real HTTP; the restart tests run the real binary.
 
 mod cli;
+mod crash;
 mod drafts;
 mod evidence;
 #[path = "../slack_fake/fake.rs"]
