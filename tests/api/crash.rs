@@ -191,7 +191,7 @@ fn write_config(
         format!(
             "rules_dir: {rules}\n\
              {extra}\
-             prometheus:\n  url: {prometheus}\n  timeout: 30s\n  quick_snapshot_delay: 100ms\n  snapshot_delay: 300ms\n  retry_backoff: 1s\n\
+             prometheus:\n  url: {prometheus}\n  timeout: 30s\n  quick_snapshot_delay: 100ms\n  snapshot_delay: 300ms\n  snapshot_margin: 300ms\n  retry_backoff: 1s\n\
              slack:\n  api_url: {slack}\n  channel: \"#incidents\"\n{routes}",
             rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules").display(),
             slack = slack.api_url(),
