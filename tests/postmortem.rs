@@ -374,6 +374,7 @@ fn settings() -> RenderSettings {
         external_url: Some("http://127.0.0.1:18080/".into()),
         prometheus_url: Some("http://127.0.0.1:19090".into()),
         alertmanager_url: Some("http://127.0.0.1:19093".into()),
+        severity_map: Default::default(),
     }
 }
 
@@ -384,6 +385,7 @@ fn render(incident: &Incident, evidence: &Evidence) -> String {
             incident,
             evidence,
             related: &[],
+            communication: &Default::default(),
             generated_at: time("2026-11-23T02:27:18Z"),
         })
         .expect("renders")
@@ -671,6 +673,7 @@ fn a_custom_template_with_a_misspelt_field_fails_with_its_name() {
             incident: &incident,
             evidence: &Evidence::default(),
             related: &[],
+            communication: &Default::default(),
             generated_at: time("2026-11-23T02:27:18Z"),
         })
         .expect_err("strict mode");

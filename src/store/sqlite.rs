@@ -656,6 +656,22 @@ pub fn slack_thread(
         .optional()
 }
 
+/// The Slack messages delivered for an incident, oldest first: `(done_at, job payload)`.
+/// Finished jobs are pruned with `storage.raw_payload_retention`, so older ones are gone.
+pub fn slack_deliveries(
+    conn: &Connection,
+    incident_id: &str,
+) -> rusqlite::Result<Vec<(Timestamp, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT done_at, payload FROM jobs WHERE incident_id = ?1 AND kind = 'slack' \
+         AND state = 'done' AND done_at IS NOT NULL ORDER BY done_at, id",
+    )?;
+    let rows = stmt.query_map(params![incident_id], |r| {
+        Ok((from_micros(r.get(0)?), r.get(1)?))
+    })?;
+    rows.collect()
+}
+
 /// Record the incident's Slack thread.
 pub fn set_slack_thread(
     tx: &Transaction,
