@@ -521,6 +521,8 @@ impl<'r> Batch<'r> {
         let now = self.now;
         let mut moved: HashMap<Key, String> = HashMap::new();
         let mut split_off: HashMap<usize, Vec<String>> = HashMap::new();
+        // Rows telling the part that keeps the id which alerts left, and for where.
+        let mut split_rows: HashMap<usize, Vec<TimelineEvent>> = HashMap::new();
         for w in 0..self.work.len() {
             if !self.work[w].dirty {
                 continue;
@@ -573,6 +575,19 @@ impl<'r> Batch<'r> {
                         for o in &part.alerts {
                             moved.insert((o.fingerprint.clone(), o.starts_at), id.clone());
                         }
+                        let mut names: Vec<&str> =
+                            part.alerts.iter().map(|o| o.alertname.as_str()).collect();
+                        names.sort_unstable();
+                        names.dedup();
+                        split_rows.entry(w).or_default().push(TimelineEvent {
+                            at: now,
+                            kind: EventKind::Split,
+                            actor: ACTOR_INCIDENTD.into(),
+                            text: format!(
+                                "Split: {} moved to {id} (it had ended long before the others began)",
+                                names.join(", ")
+                            ),
+                        });
                         split_off.entry(w).or_default().push(id);
                     }
                 }
@@ -595,7 +610,8 @@ impl<'r> Batch<'r> {
                     reopener,
                 }
             });
-            let appended = record(repo, &mut work.incident, derived, late)?;
+            let mut appended = record(repo, &mut work.incident, derived, late)?;
+            appended.extend(split_rows.remove(&w).unwrap_or_default());
             let refs: Vec<&Occurrence> = work
                 .incident
                 .alerts

@@ -341,8 +341,13 @@ pub fn components(members: &[Occurrence], window: Duration) -> Vec<Vec<usize>> {
 /// What makes two derived timeline rows the same row of history: the time, the kind, the
 /// actor and what it is about. An alert's row is about the alert (its name, the first word of
 /// the text), not its summary, which follows the latest annotations; `detected` and
-/// `reopened` rows are about the incident; any other row is its text.
+/// `reopened` rows are about the incident; any other row is its text. An incident has one
+/// `detected` row, whatever its time: the first notification's receipt only moves earlier
+/// when old payloads are replayed with the clock set back.
 fn row_identity(e: &TimelineEvent) -> (Timestamp, EventKind, &str, &str) {
+    if e.kind == EventKind::Detected {
+        return (Timestamp::MIN_UTC, e.kind, "", "");
+    }
     let subject = match e.kind {
         EventKind::AlertFiring | EventKind::AlertResolved => {
             e.text.split_whitespace().next().unwrap_or("")

@@ -152,6 +152,9 @@ pub enum EventKind {
     Resolved,
     /// Repeated and stale notifications, counted rather than listed.
     Notifications,
+    /// Alerts left the incident for a new one: a resolve showed they had ended long before
+    /// the others began.
+    Split,
 }
 
 impl EventKind {
@@ -166,6 +169,7 @@ impl EventKind {
             EventKind::NoteAdded => "note_added",
             EventKind::Resolved => "resolved",
             EventKind::Notifications => "notifications",
+            EventKind::Split => "split",
         }
     }
 
@@ -180,6 +184,7 @@ impl EventKind {
             "note_added" => EventKind::NoteAdded,
             "resolved" => EventKind::Resolved,
             "notifications" => EventKind::Notifications,
+            "split" => EventKind::Split,
             _ => return None,
         })
     }

@@ -240,6 +240,28 @@ fn a_resolve_that_disconnects_members_splits_the_incident() {
     assert_eq!(members(&split.into[0]), ["a"]);
     assert_eq!(o.incident_id, split.into[0]);
     assert!(all.iter().all(|i| i.alerts.len() == 1));
+    // The part that keeps the id keeps a's rows (history) and says where a went.
+    let kept = all.iter().find(|i| i.id == split.from).expect("kept");
+    assert!(kept
+        .timeline
+        .iter()
+        .any(|e| e.kind == EventKind::AlertFiring && e.text.starts_with("Alert_a")));
+    let row = kept
+        .timeline
+        .iter()
+        .find(|e| e.kind == EventKind::Split)
+        .expect("a split row");
+    assert_eq!(
+        (row.at, row.text.as_str()),
+        (
+            t(22),
+            format!(
+                "Split: Alert_a moved to {} (it had ended long before the others began)",
+                split.into[0]
+            )
+            .as_str()
+        )
+    );
 }
 
 #[test]
