@@ -772,7 +772,7 @@ fn record<R: Repo>(
                 None => "Reopened: an alert fired again (a late notification)".to_string(),
             };
             appended.push(TimelineEvent {
-                at: t.now.max(incident.resolved_at.unwrap_or(t.now)),
+                at: t.now,
                 kind: EventKind::Reopened,
                 actor: ACTOR_INCIDENTD.into(),
                 text,

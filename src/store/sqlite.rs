@@ -832,6 +832,80 @@ mod tests {
         assert!(kinds.contains(&EventKind::Reopened), "{kinds:?}");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+        /// For any sequence of deliveries (late ones, resolves before firings, repeats), the
+        /// SQLite repo holds what the in-memory reference holds, timelines included, and never
+        /// loses a timeline row it stored.
+        #[test]
+        fn sqlite_and_memory_keep_the_same_append_only_timelines(
+            steps in proptest::collection::vec(
+                (0usize..4, 0i64..12, proptest::option::of(1i64..6), proptest::bool::ANY),
+                1..24,
+            ),
+            window in proptest::sample::select(vec![0i64, 10, 30]),
+        ) {
+            let rules = Rules {
+                reopen_window: chrono::Duration::minutes(window),
+                ..Rules::default()
+            };
+            let base = t("2026-11-23T02:00:00Z");
+            let minutes = |m: i64| base + chrono::Duration::minutes(m);
+            let mut memory = crate::incident::memory::MemoryRepo::new();
+            let mut conn = crate::store::open_in_memory().expect("db");
+            let mut seen: Vec<(String, Vec<TimelineEvent>)> = Vec::new();
+            for (n, (fp, start, dur, other_service)) in steps.into_iter().enumerate() {
+                let now = minutes(100 + n as i64);
+                let mut a = firing(&format!("f{fp}"), "2026-11-23T02:00:00Z");
+                a.alertname = format!("Alert{fp}");
+                a.starts_at = minutes(start * 5);
+                if other_service {
+                    a.labels.insert("service".into(), "shop".into());
+                    a.fingerprint = format!("s{fp}");
+                }
+                if let Some(d) = dur {
+                    a.status = AlertStatus::Resolved;
+                    a.ends_at = Some(a.starts_at + chrono::Duration::minutes(d * 3));
+                }
+                let want = crate::incident::ingest(&mut memory, &rules, "g", &a, now)
+                    .unwrap_or_else(|never| match never {});
+                let tx = conn.transaction().expect("tx");
+                let mut repo = SqliteRepo { tx: &tx, now };
+                let got = ingest(&mut repo, &rules, "g", &a, now).expect("ingest");
+                proptest::prop_assert_eq!(&got, &want);
+                let mut now_seen = Vec::new();
+                for mine in memory.incidents() {
+                    let mut stored = full_incident(&tx, &mine.id).expect("read").expect("exists");
+                    stored.timeline.retain(|e| e.kind != EventKind::Notifications);
+                    let key = |e: &TimelineEvent| (e.at, e.kind, e.actor.clone(), e.text.clone());
+                    let mut a: Vec<_> = stored.timeline.iter().map(key).collect();
+                    let mut b: Vec<_> = mine.timeline.iter().map(key).collect();
+                    a.sort();
+                    b.sort();
+                    proptest::prop_assert_eq!(&a, &b, "timelines of {}", mine.id);
+                    proptest::prop_assert_eq!(
+                        (stored.status, stored.reopen_count, stored.resolved_at),
+                        (mine.status, mine.reopen_count, mine.resolved_at)
+                    );
+                    if let Some((_, before)) = seen.iter().find(|(id, _)| *id == mine.id) {
+                        for e in before {
+                            proptest::prop_assert!(
+                                stored.timeline.contains(e),
+                                "{}: {:?} disappeared",
+                                mine.id,
+                                e
+                            );
+                        }
+                    }
+                    now_seen.push((mine.id.clone(), stored.timeline));
+                }
+                tx.commit().expect("commit");
+                seen = now_seen;
+            }
+        }
+    }
+
     #[test]
     fn nanosecond_times_from_alertmanager_read_back_as_correlation_computed_them() {
         // Two alerts whose startsAt differ below a microsecond are one occurrence to the
