@@ -96,6 +96,7 @@ pub fn drafts(config: &Config) -> anyhow::Result<Drafts> {
         external_url: config.web.external_url.clone(),
         prometheus_url: config.prometheus.as_ref().map(|p| p.url.clone()),
         alertmanager_url: config.alertmanager.as_ref().map(|a| a.url.clone()),
+        severity_map: config.postmortem.severity_map.clone(),
     };
     let renderer = Renderer::new(settings, config.postmortem.template.as_deref())
         .context("postmortem.template")?;

@@ -295,6 +295,9 @@ pub struct PostmortemConfig {
     /// How long after a change an incident's draft is rendered: the changes of a burst
     /// within it render once.
     pub render_delay: Duration,
+    /// The organisation's severity for each alert `severity` label (e.g. `critical` →
+    /// `SEV-1 (P1)`), shown beside the label in drafts. Labels are matched ignoring case.
+    pub severity_map: std::collections::BTreeMap<String, String>,
 }
 
 /// `slack`: where summaries go. Exactly one of `bot_token` and `webhook_url` is set.
@@ -499,6 +502,7 @@ impl Default for Config {
                 timezone: chrono_tz::UTC,
                 second_timezone: None,
                 render_delay: DEFAULT_RENDER_DELAY,
+                severity_map: std::collections::BTreeMap::new(),
             },
             slack: None,
         }
@@ -658,6 +662,7 @@ struct RawPostmortem {
     timezone: Option<TimezoneValue>,
     second_timezone: Option<TimezoneValue>,
     render_delay: Option<DurationValue>,
+    severity_map: Option<std::collections::BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -1200,6 +1205,7 @@ impl Resolver<'_> {
             timezone,
             second_timezone,
             render_delay: raw.render_delay.map_or(DEFAULT_RENDER_DELAY, |d| d.0),
+            severity_map: raw.severity_map.unwrap_or_default(),
         })
     }
 
@@ -1754,6 +1760,7 @@ mod tests {
                 timezone: chrono_tz::Europe::Berlin,
                 second_timezone: Some(chrono_tz::America::New_York),
                 render_delay: Duration::from_secs(2),
+                severity_map: Default::default(),
             },
             slack: Some(SlackConfig {
                 api_url: "http://127.0.0.1:8080/api/".into(),

@@ -9,8 +9,8 @@ use crate::app::Clock;
 use crate::incident::{Incident, Timestamp};
 use crate::jobs::{backoff, Handler, JobFailure, WorkPool};
 use crate::postmortem::{
-    Chart, DraftWriter, Evidence, PostmortemError, RelatedIncident, RenderInput, Renderer,
-    WriteOutcome,
+    Chart, Communication, DraftWriter, Evidence, PostmortemError, RelatedIncident, RenderInput,
+    Renderer, WriteOutcome,
 };
 use crate::store::{sqlite, Store};
 
@@ -26,6 +26,7 @@ pub struct DraftData {
     pub evidence: Evidence,
     pub related: Vec<RelatedIncident>,
     pub charts: Vec<Chart>,
+    pub communication: Communication,
 }
 
 /// Read an incident's draft inputs. `no_evidence` explains missing evidence when none is stored.
@@ -59,12 +60,42 @@ pub fn gather(
         .into_iter()
         .map(|(file_name, svg)| Chart { file_name, svg })
         .collect();
+    let communication = Communication {
+        slack_thread: sqlite::slack_thread(conn, id)?,
+        slack_updates: sqlite::slack_deliveries(conn, id)?
+            .into_iter()
+            .filter_map(|(at, payload)| {
+                let job: crate::slack::job::SlackJob = serde_json::from_str(&payload).ok()?;
+                slack_update_words(&job.event).map(|w| (at, w))
+            })
+            .collect(),
+    };
     Ok(Some(DraftData {
         incident,
         evidence,
         related,
         charts,
+        communication,
     }))
+}
+
+/// What a delivered Slack message told, for the draft's Communication section.
+fn slack_update_words(event: &crate::slack::SlackEvent) -> Option<String> {
+    use crate::slack::SlackEvent as E;
+    Some(match event {
+        E::Opened => "Incident posted (root message of the thread)".to_string(),
+        E::AlertJoined { .. } => "An alert joined the incident".to_string(),
+        E::SeverityChanged { from, to } => format!(
+            "Severity changed from {} to {}",
+            from.as_deref().unwrap_or("none"),
+            to.as_deref().unwrap_or("none")
+        ),
+        E::Acknowledged { by } => format!("Acknowledged by {by}"),
+        E::Note { by, .. } => format!("Note from {by}"),
+        E::Reopened => "Incident reopened".to_string(),
+        E::Resolved => "Resolve summary".to_string(),
+        E::EvidenceUpdated => return None,
+    })
 }
 
 /// Why a draft could not be produced.
@@ -131,6 +162,7 @@ impl Drafts {
             incident: &data.incident,
             evidence: &data.evidence,
             related: &data.related,
+            communication: &data.communication,
             generated_at: now,
         })
     }

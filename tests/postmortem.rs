@@ -14,8 +14,9 @@ use incidentd::incident::{
     TimelineEvent, ACTOR_INCIDENTD, ACTOR_PROMETHEUS,
 };
 use incidentd::postmortem::{
-    ActionSuggestion, ConditionStart, DraftWriter, Evidence, ImpactFigure, PostmortemError,
-    RenderInput, RenderSettings, Renderer, RuleInfo, Slo, Snapshot, Unit, WriteOutcome,
+    ActionSuggestion, Communication, ConditionStart, DraftWriter, Evidence, ImpactFigure,
+    PostmortemError, RenderInput, RenderSettings, Renderer, RuleInfo, Slo, Snapshot, Unit,
+    WriteOutcome,
 };
 use serde_json::Value;
 
@@ -374,6 +375,7 @@ fn settings() -> RenderSettings {
         external_url: Some("http://127.0.0.1:18080/".into()),
         prometheus_url: Some("http://127.0.0.1:19090".into()),
         alertmanager_url: Some("http://127.0.0.1:19093".into()),
+        severity_map: Default::default(),
     }
 }
 
@@ -384,6 +386,7 @@ fn render(incident: &Incident, evidence: &Evidence) -> String {
             incident,
             evidence,
             related: &[],
+            communication: &Default::default(),
             generated_at: time("2026-11-23T02:27:18Z"),
         })
         .expect("renders")
@@ -671,6 +674,7 @@ fn a_custom_template_with_a_misspelt_field_fails_with_its_name() {
             incident: &incident,
             evidence: &Evidence::default(),
             related: &[],
+            communication: &Default::default(),
             generated_at: time("2026-11-23T02:27:18Z"),
         })
         .expect_err("strict mode");
@@ -695,4 +699,226 @@ fn a_metric_where_lower_is_worse_says_its_peak_is_the_lowest_value() {
         .find(|l| l.starts_with("| p99 request latency"))
         .expect("the latency row");
     assert!(!other.contains("(lowest)"), "{other}");
+}
+
+/// The section kinds that at least two of the five hand-written post-mortems in
+/// `../shared/postmortem-examples` have, as the draft's headings name them.
+const SECTIONS: &[&str] = &[
+    "# Post-Mortem:",
+    "## Executive Summary",
+    "## Impact",
+    "## Detection",
+    "## Response",
+    "## Timeline",
+    "## What Changed Before the Incident",
+    "## Metrics During the Incident",
+    "## Root Cause Analysis",
+    "## Resolution",
+    "## Communication",
+    "### Internal",
+    "### External",
+    "## Action Items",
+    "### Immediate",
+    "### Short-term",
+    "### Long-term",
+    "## Prevention",
+    "## Lessons Learned",
+    "### Surprising findings",
+    "## Related Incidents",
+    "## References",
+    "## Sign-off",
+];
+
+/// The text of one `## ` section, up to the next one.
+fn section<'a>(md: &'a str, heading: &str) -> &'a str {
+    let start = md
+        .find(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("no section {heading}:\n{md}"));
+    let rest = &md[start + 1..];
+    let end = rest[heading.len()..]
+        .find("\n## ")
+        .map_or(rest.len(), |e| e + heading.len());
+    &rest[..end]
+}
+
+fn render_with(
+    incident: &Incident,
+    evidence: &Evidence,
+    communication: &Communication,
+    severity_map: &[(&str, &str)],
+) -> String {
+    let mut settings = settings();
+    settings.severity_map = severity_map
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Renderer::new(settings, None)
+        .expect("default template compiles")
+        .render(&RenderInput {
+            incident,
+            evidence,
+            related: &[],
+            communication,
+            generated_at: time("2026-11-23T02:27:18Z"),
+        })
+        .expect("renders")
+}
+
+#[test]
+fn the_draft_has_every_section_the_examples_share_filled_where_known() {
+    let mut incident = scenario_incident();
+    let detected = incident.detected_at;
+    let at = |s: i64| detected + chrono::Duration::seconds(s);
+    incident.acknowledged_at = Some(at(5));
+    incident.acknowledged_by = Some("alice".into());
+    for (s, kind, actor, text) in [
+        (5, EventKind::Acknowledged, "alice", "Acknowledged by alice"),
+        (8, EventKind::NoteAdded, "bob", "Triage: only writes fail"),
+        (
+            12,
+            EventKind::NoteAdded,
+            "alice",
+            "ROOT CAUSE: batch job holds connections",
+        ),
+        (
+            20,
+            EventKind::NoteAdded,
+            "bob",
+            "mitigated: batch job paused",
+        ),
+        (21, EventKind::NoteAdded, "carol", "watching the pool"),
+    ] {
+        incident.timeline.push(TimelineEvent {
+            at: at(s),
+            kind,
+            actor: actor.into(),
+            text: text.into(),
+        });
+    }
+    incident.timeline.sort_by_key(|e| e.at);
+    let evidence = scenario_evidence(&incident);
+    let communication = Communication {
+        slack_thread: Some(("C0PAYMENTS".into(), "1763864789.000100".into())),
+        slack_updates: vec![
+            (at(1), "Incident posted (root message of the thread)".into()),
+            (at(6), "Acknowledged by alice".into()),
+        ],
+    };
+    let md = render_with(
+        &incident,
+        &evidence,
+        &communication,
+        &[("critical", "SEV-1 (P1)"), ("warning", "SEV-3 (P3)")],
+    );
+    assert_well_formed(&md);
+    for heading in SECTIONS {
+        assert!(
+            md.lines().any(|l| l.starts_with(heading)),
+            "no {heading}:\n{md}"
+        );
+    }
+
+    // Organisation severity beside the alert label.
+    assert!(
+        md.contains("**Severity:** SEV-1 (P1), alert severity critical  "),
+        "{md}"
+    );
+    // Milestones from the notes, with their times after detection; the notes stay as written.
+    let response = section(&md, "## Response");
+    for (name, after, by) in [
+        ("Acknowledged", "5s", "alice"),
+        ("Triaged", "8s", "bob"),
+        ("Root cause identified", "12s", "alice"),
+        ("Mitigated", "20s", "bob"),
+    ] {
+        let row = response
+            .lines()
+            .find(|l| l.starts_with(&format!("| {name} |")))
+            .unwrap_or_else(|| panic!("no {name} row:\n{response}"));
+        assert!(
+            row.contains(&format!("| {after} |")) && row.contains(&format!("| {by} |")),
+            "{row}"
+        );
+        assert!(!row.contains("_TODO"), "{row}");
+    }
+    assert!(md.contains("ROOT CAUSE: batch job holds connections"));
+    // Communication: the thread, who took part, what incidentd posted; TODOs for outside.
+    let communication = section(&md, "## Communication");
+    for filled in [
+        "`C0PAYMENTS`",
+        "`1763864789.000100`",
+        "alice (acknowledged, 1 note",
+        "bob (2 notes",
+        "carol (1 note",
+        "Incident posted (root message of the thread)",
+    ] {
+        assert!(communication.contains(filled), "{filled}:\n{communication}");
+    }
+    for todo in ["**Status page:** _TODO:", "**Customer notice:** _TODO:"] {
+        assert!(communication.contains(todo), "{todo}:\n{communication}");
+    }
+    // Action items by horizon: P1 immediate, P2 short-term; type and success criteria to fill.
+    let actions = section(&md, "## Action Items");
+    let immediate = &actions[..actions.find("### Short-term").expect("short-term")];
+    assert!(immediate.contains("statement timeout"), "{actions}");
+    assert!(actions.contains("| Type |") && actions.contains("| Success criteria |"));
+    // What a machine cannot know is a TODO.
+    for heading in [
+        "## What Changed Before the Incident",
+        "## Prevention",
+        "## Sign-off",
+    ] {
+        assert!(section(&md, heading).contains("_TODO:"), "{heading}");
+    }
+    assert!(section(&md, "## Sign-off").contains("| Incident commander | _TODO:"));
+    assert!(section(&md, "## Lessons Learned").contains("### Surprising findings\n\n- _TODO:"));
+}
+
+#[test]
+fn without_slack_notes_or_a_severity_map_the_draft_says_so_and_leaves_todos() {
+    let incident = scenario_incident();
+    let evidence = scenario_evidence(&incident);
+    let md = render_with(&incident, &evidence, &Communication::default(), &[]);
+    assert!(md.contains("**Severity:** critical  "), "the label alone");
+    let response = section(&md, "## Response");
+    for name in [
+        "Acknowledged",
+        "Triaged",
+        "Root cause identified",
+        "Mitigated",
+    ] {
+        let row = response
+            .lines()
+            .find(|l| l.starts_with(&format!("| {name} |")))
+            .unwrap_or_else(|| panic!("no {name} row"));
+        assert!(row.contains("_TODO:"), "{row}");
+    }
+    let communication = section(&md, "## Communication");
+    assert!(
+        communication.contains("no Slack thread is recorded"),
+        "{communication}"
+    );
+    assert!(
+        communication.contains("_TODO: who took part_"),
+        "{communication}"
+    );
+}
+
+#[test]
+fn timeline_offsets_use_the_drafts_one_duration_format() {
+    let mut incident = scenario_incident();
+    let late = incident.fired_at + chrono::Duration::seconds(759_240);
+    incident.timeline.push(TimelineEvent {
+        at: late,
+        kind: EventKind::NoteAdded,
+        actor: "alice".into(),
+        text: "closing the books".into(),
+    });
+    let md = render(&incident, &scenario_evidence(&incident));
+    assert!(!md.contains("210h"), "hours past a day read as days");
+    let row = md
+        .lines()
+        .find(|l| l.contains("closing the books"))
+        .expect("the note's row");
+    assert!(row.contains("T+8d 18h"), "{row}");
 }

@@ -24,6 +24,27 @@ const MAX_NOTE: usize = 10_000;
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 500;
 
+/// Response milestones recorded with notes (`triage:`, `root cause:`/`identified:`,
+/// `mitigated:`): when, by whom, and how long after detection (`time_to_*_seconds`, like
+/// TTA) and after the impact start (`*_after_impact_start_seconds`); `null` where unknown.
+fn milestones_json(i: &Incident) -> Value {
+    let m = i.milestones();
+    let mut v = json!({});
+    for (name, noun, milestone) in [
+        ("triaged", "triage", &m.triaged),
+        ("identified", "identify", &m.identified),
+        ("mitigated", "mitigate", &m.mitigated),
+    ] {
+        let at = milestone.as_ref().map(|m| m.at);
+        v[format!("{name}_at")] = json!(at.map(rfc3339));
+        v[format!("{name}_by")] = json!(milestone.as_ref().map(|m| m.by.clone()));
+        v[format!("time_to_{noun}_seconds")] = json!(at.map(|a| i.since_detection_seconds(a)));
+        v[format!("{name}_after_impact_start_seconds")] =
+            json!(at.and_then(|a| i.since_impact_start_seconds(a)));
+    }
+    v
+}
+
 /// The JSON of an incident: stored fields plus derived figures; `details` adds alerts and timeline.
 pub fn incident_json(i: &Incident, details: bool) -> Value {
     let time = |t: Option<crate::incident::Timestamp>| t.map(rfc3339);
@@ -47,6 +68,7 @@ pub fn incident_json(i: &Incident, details: bool) -> Value {
         "ttr_seconds": i.ttr_seconds(),
         "duration_seconds": i.duration_seconds(),
         "reopen_count": i.reopen_count,
+        "milestones": milestones_json(i),
         "notifications": i.notifications,
         "version": i.version,
     });

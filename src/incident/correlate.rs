@@ -45,16 +45,20 @@ pub trait Repo {
     /// An incident with all its members in `alerts` and only its human events in `timeline`.
     fn load(&mut self, id: &str) -> Result<Option<Incident>, Self::Error>;
 
+    /// The derived (not human) timeline rows stored for an incident so far.
+    fn history(&mut self, id: &str) -> Result<Vec<TimelineEvent>, Self::Error>;
+
     /// A fresh id for an incident opened at `now`.
     fn next_id(&mut self, now: Timestamp) -> Result<String, Self::Error>;
 
     /// Store an incident's header, the given members (inserted, updated or moved to it), its
-    /// human events as given, and replace its derived timeline with `derived`.
+    /// human events as given, and append `appended` to its derived timeline. The timeline is
+    /// append-only history: a derived row once stored is never removed or changed.
     fn save(
         &mut self,
         incident: &Incident,
         members: &[&Occurrence],
-        derived: &[TimelineEvent],
+        appended: &[TimelineEvent],
     ) -> Result<(), Self::Error>;
 
     /// What a repeat needs to know of a known occurrence, cheaply (the common case).
@@ -517,6 +521,8 @@ impl<'r> Batch<'r> {
         let now = self.now;
         let mut moved: HashMap<Key, String> = HashMap::new();
         let mut split_off: HashMap<usize, Vec<String>> = HashMap::new();
+        // Rows telling the part that keeps the id which alerts left, and for where.
+        let mut split_rows: HashMap<usize, Vec<TimelineEvent>> = HashMap::new();
         for w in 0..self.work.len() {
             if !self.work[w].dirty {
                 continue;
@@ -563,23 +569,56 @@ impl<'r> Batch<'r> {
                             ..work.incident.clone()
                         };
                         let derived = apply(&mut part, rules);
+                        let appended = record(repo, &mut part, derived, None)?;
                         let refs: Vec<&Occurrence> = part.alerts.iter().collect();
-                        repo.save(&part, &refs, &derived)?;
+                        repo.save(&part, &refs, &appended)?;
                         for o in &part.alerts {
                             moved.insert((o.fingerprint.clone(), o.starts_at), id.clone());
                         }
+                        let mut names: Vec<&str> =
+                            part.alerts.iter().map(|o| o.alertname.as_str()).collect();
+                        names.sort_unstable();
+                        names.dedup();
+                        split_rows.entry(w).or_default().push(TimelineEvent {
+                            at: now,
+                            kind: EventKind::Split,
+                            actor: ACTOR_INCIDENTD.into(),
+                            text: format!(
+                                "Split: {} moved to {id} (it had ended long before the others began)",
+                                names.join(", ")
+                            ),
+                        });
                         split_off.entry(w).or_default().push(id);
                     }
                 }
             }
             let derived = apply(&mut work.incident, rules);
+            let late = work.before.as_ref().map(|(status, _)| {
+                // The occurrence that fired in this notification, should it reopen the
+                // incident although it started before the incident resolved.
+                let reopener = work
+                    .incident
+                    .alerts
+                    .iter()
+                    .filter(|o| o.ends_at.is_none())
+                    .filter(|o| work.changed.contains(&(o.fingerprint.clone(), o.starts_at)))
+                    .min_by_key(|o| (o.starts_at, &o.fingerprint))
+                    .map(|o| (o.alertname.clone(), o.starts_at));
+                Transition {
+                    before: *status,
+                    now,
+                    reopener,
+                }
+            });
+            let mut appended = record(repo, &mut work.incident, derived, late)?;
+            appended.extend(split_rows.remove(&w).unwrap_or_default());
             let refs: Vec<&Occurrence> = work
                 .incident
                 .alerts
                 .iter()
                 .filter(|o| work.changed.contains(&(o.fingerprint.clone(), o.starts_at)))
                 .collect();
-            repo.save(&work.incident, &refs, &derived)?;
+            repo.save(&work.incident, &refs, &appended)?;
         }
 
         // Effects that only the final state tells: reopened, resolved, severity raised.
@@ -692,6 +731,74 @@ fn apply(incident: &mut Incident, rules: &Rules) -> Vec<TimelineEvent> {
     d.events
 }
 
+/// How a notification changed an incident that existed before it.
+struct Transition {
+    /// The incident's status before the notification.
+    before: Status,
+    /// When the notification was received.
+    now: Timestamp,
+    /// A firing occurrence the notification carried: `(alertname, startsAt)`.
+    reopener: Option<(String, Timestamp)>,
+}
+
+/// The timeline is append-only history. Of the rows `derived` from the incident's new state,
+/// return those its stored history lacks, plus the rows a late delivery calls for: when a
+/// notification reopens a resolved incident (or resolves it again) without a row of its own in
+/// the derivation (a late `firing` whose `startsAt` lies before the resolve joins the earlier
+/// episode rather than starting a new one), a `reopened` (or `resolved`) row at the moment
+/// incidentd learned it. Sets the reopen count to the reopenings the history records.
+fn record<R: Repo>(
+    repo: &mut R,
+    incident: &mut Incident,
+    derived: Vec<TimelineEvent>,
+    transition: Option<Transition>,
+) -> Result<Vec<TimelineEvent>, R::Error> {
+    let stored = if incident.version > 1 || transition.is_some() {
+        repo.history(&incident.id)?
+    } else {
+        Vec::new()
+    };
+    let mut appended = lifecycle::unseen(&stored, derived);
+    if let Some(t) = transition {
+        let now_resolved = incident.status == Status::Resolved;
+        let was_resolved = t.before == Status::Resolved;
+        let has = |kind: EventKind, rows: &[TimelineEvent]| rows.iter().any(|e| e.kind == kind);
+        if was_resolved && !now_resolved && !has(EventKind::Reopened, &appended) {
+            let text = match &t.reopener {
+                Some((name, starts_at)) => format!(
+                    "Reopened: {name} fired again (a late notification: it started at {}, before the incident resolved)",
+                    starts_at.format("%Y-%m-%d %H:%M:%S UTC")
+                ),
+                None => "Reopened: an alert fired again (a late notification)".to_string(),
+            };
+            appended.push(TimelineEvent {
+                at: t.now,
+                kind: EventKind::Reopened,
+                actor: ACTOR_INCIDENTD.into(),
+                text,
+            });
+        } else if !was_resolved
+            && now_resolved
+            && incident.resolved_by.is_none()
+            && !has(EventKind::Resolved, &appended)
+            && has(EventKind::Reopened, &stored)
+        {
+            appended.push(TimelineEvent {
+                at: t.now,
+                kind: EventKind::Resolved,
+                actor: ACTOR_INCIDENTD.into(),
+                text: "Resolved again: every alert resolved".into(),
+            });
+        }
+    }
+    incident.reopen_count = stored
+        .iter()
+        .chain(&appended)
+        .filter(|e| e.kind == EventKind::Reopened)
+        .count() as u32;
+    Ok(appended)
+}
+
 /// Why a person's action was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ActionError<E> {
@@ -772,7 +879,8 @@ pub fn act<R: Repo>(
     };
     incident.timeline.push(event);
     let derived = apply(&mut incident, rules);
-    repo.save(&incident, &[], &derived)
+    let appended = record(repo, &mut incident, derived, None).map_err(ActionError::Repo)?;
+    repo.save(&incident, &[], &appended)
         .map_err(ActionError::Repo)?;
     Ok(incident)
 }

@@ -337,3 +337,48 @@ pub fn components(members: &[Occurrence], window: Duration) -> Vec<Vec<usize>> {
     }
     groups
 }
+
+/// What makes two derived timeline rows the same row of history: the time, the kind, the
+/// actor and what it is about. An alert's row is about the alert (its name, the first word of
+/// the text), not its summary, which follows the latest annotations; `detected` and
+/// `reopened` rows are about the incident; any other row is its text. An incident has one
+/// `detected` row, whatever its time: the first notification's receipt only moves earlier
+/// when old payloads are replayed with the clock set back.
+fn row_identity(e: &TimelineEvent) -> (Timestamp, EventKind, &str, &str) {
+    if e.kind == EventKind::Detected {
+        return (Timestamp::MIN_UTC, e.kind, "", "");
+    }
+    let subject = match e.kind {
+        EventKind::AlertFiring | EventKind::AlertResolved => {
+            e.text.split_whitespace().next().unwrap_or("")
+        }
+        EventKind::Detected | EventKind::Reopened => "",
+        _ => e.text.as_str(),
+    };
+    (e.at, e.kind, e.actor.as_str(), subject)
+}
+
+/// The timeline is append-only history: what people have seen stays, a change is a new row.
+/// Of the rows `derived` from the incident's current state, those not already in `stored`
+/// (the derived rows stored before; matched as multisets by [`row_identity`]).
+pub fn unseen(stored: &[TimelineEvent], derived: Vec<TimelineEvent>) -> Vec<TimelineEvent> {
+    let mut have: std::collections::HashMap<(Timestamp, EventKind, &str, &str), usize> =
+        std::collections::HashMap::with_capacity(stored.len());
+    for e in stored {
+        *have.entry(row_identity(e)).or_insert(0) += 1;
+    }
+    let mut keep = vec![true; derived.len()];
+    for (i, e) in derived.iter().enumerate() {
+        if let Some(n) = have.get_mut(&row_identity(e)) {
+            if *n > 0 {
+                *n -= 1;
+                keep[i] = false;
+            }
+        }
+    }
+    let mut keep = keep.into_iter();
+    derived
+        .into_iter()
+        .filter(|_| keep.next().unwrap_or(true))
+        .collect()
+}

@@ -97,6 +97,10 @@ impl Repo for MemoryRepo {
         }))
     }
 
+    fn history(&mut self, id: &str) -> Result<Vec<TimelineEvent>, Infallible> {
+        Ok(self.derived.get(id).cloned().unwrap_or_default())
+    }
+
     fn next_id(&mut self, now: Timestamp) -> Result<String, Infallible> {
         let n = self.sequence.entry(now.year()).or_insert(0);
         *n += 1;
@@ -107,7 +111,7 @@ impl Repo for MemoryRepo {
         &mut self,
         incident: &Incident,
         members: &[&Occurrence],
-        derived: &[TimelineEvent],
+        appended: &[TimelineEvent],
     ) -> Result<(), Infallible> {
         let mut header = incident.clone();
         header.alerts = Vec::new();
@@ -118,7 +122,10 @@ impl Repo for MemoryRepo {
                 ((*m).clone(), incident.id.clone()),
             );
         }
-        self.derived.insert(incident.id.clone(), derived.to_vec());
+        self.derived
+            .entry(incident.id.clone())
+            .or_default()
+            .extend_from_slice(appended);
         Ok(())
     }
 

@@ -152,6 +152,9 @@ pub enum EventKind {
     Resolved,
     /// Repeated and stale notifications, counted rather than listed.
     Notifications,
+    /// Alerts left the incident for a new one: a resolve showed they had ended long before
+    /// the others began.
+    Split,
 }
 
 impl EventKind {
@@ -166,6 +169,7 @@ impl EventKind {
             EventKind::NoteAdded => "note_added",
             EventKind::Resolved => "resolved",
             EventKind::Notifications => "notifications",
+            EventKind::Split => "split",
         }
     }
 
@@ -180,6 +184,7 @@ impl EventKind {
             "note_added" => EventKind::NoteAdded,
             "resolved" => EventKind::Resolved,
             "notifications" => EventKind::Notifications,
+            "split" => EventKind::Split,
             _ => return None,
         })
     }
@@ -264,5 +269,87 @@ impl Incident {
     /// Duration: `resolved_at − impact_start`.
     pub fn duration_seconds(&self) -> Option<f64> {
         seconds_between(self.impact_start, self.resolved_at)
+    }
+}
+
+/// A response milestone a person recorded with a note (see [`Milestones`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Milestone {
+    pub at: Timestamp,
+    pub by: String,
+    /// The note's text as written.
+    pub note: String,
+}
+
+/// Which response milestone a note marks: its text starts with `triage:`, `root cause:` or
+/// `identified:`, or `mitigated:` (case-insensitive, after leading spaces).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MilestoneKind {
+    Triaged,
+    Identified,
+    Mitigated,
+}
+
+impl MilestoneKind {
+    /// The milestone a note's text marks, if any.
+    pub fn of_note(text: &str) -> Option<MilestoneKind> {
+        let t = text.trim_start().to_lowercase();
+        [
+            ("triage:", MilestoneKind::Triaged),
+            ("root cause:", MilestoneKind::Identified),
+            ("identified:", MilestoneKind::Identified),
+            ("mitigated:", MilestoneKind::Mitigated),
+        ]
+        .into_iter()
+        .find(|(prefix, _)| t.starts_with(prefix))
+        .map(|(_, kind)| kind)
+    }
+}
+
+/// When the response reached triage, root-cause identification and mitigation: the first
+/// note marking each (the note stays in the timeline as written).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Milestones {
+    pub triaged: Option<Milestone>,
+    pub identified: Option<Milestone>,
+    pub mitigated: Option<Milestone>,
+}
+
+impl Incident {
+    /// The response milestones people recorded in notes.
+    pub fn milestones(&self) -> Milestones {
+        let mut m = Milestones::default();
+        let mut notes: Vec<&TimelineEvent> = self
+            .timeline
+            .iter()
+            .filter(|e| e.kind == EventKind::NoteAdded)
+            .collect();
+        notes.sort_by_key(|e| e.at);
+        for e in notes {
+            let slot = match MilestoneKind::of_note(&e.text) {
+                Some(MilestoneKind::Triaged) => &mut m.triaged,
+                Some(MilestoneKind::Identified) => &mut m.identified,
+                Some(MilestoneKind::Mitigated) => &mut m.mitigated,
+                None => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(Milestone {
+                    at: e.at,
+                    by: e.actor.clone(),
+                    note: e.text.clone(),
+                });
+            }
+        }
+        m
+    }
+
+    /// Seconds from detection to a moment (like TTA), and from the impact start.
+    pub fn since_detection_seconds(&self, at: Timestamp) -> f64 {
+        (at - self.detected_at).num_milliseconds() as f64 / 1000.0
+    }
+
+    /// Seconds from the impact start to a moment; `None` when the impact start is unknown.
+    pub fn since_impact_start_seconds(&self, at: Timestamp) -> Option<f64> {
+        seconds_between(self.impact_start, Some(at))
     }
 }

@@ -3,6 +3,7 @@
 use chrono::{Duration, TimeZone, Utc};
 use proptest::prelude::*;
 
+use super::lifecycle;
 use super::memory::MemoryRepo;
 use super::*;
 use crate::alertmanager::ValidAlert;
@@ -239,6 +240,28 @@ fn a_resolve_that_disconnects_members_splits_the_incident() {
     assert_eq!(members(&split.into[0]), ["a"]);
     assert_eq!(o.incident_id, split.into[0]);
     assert!(all.iter().all(|i| i.alerts.len() == 1));
+    // The part that keeps the id keeps a's rows (history) and says where a went.
+    let kept = all.iter().find(|i| i.id == split.from).expect("kept");
+    assert!(kept
+        .timeline
+        .iter()
+        .any(|e| e.kind == EventKind::AlertFiring && e.text.starts_with("Alert_a")));
+    let row = kept
+        .timeline
+        .iter()
+        .find(|e| e.kind == EventKind::Split)
+        .expect("a split row");
+    assert_eq!(
+        (row.at, row.text.as_str()),
+        (
+            t(22),
+            format!(
+                "Split: Alert_a moved to {} (it had ended long before the others began)",
+                split.into[0]
+            )
+            .as_str()
+        )
+    );
 }
 
 #[test]
@@ -370,6 +393,8 @@ fn deliveries(eps: &[Episode]) -> impl Strategy<Value = Vec<Delivery>> {
 }
 
 /// What must not depend on arrival order: incidents with their members, statuses and times.
+/// The timeline and the reopen count are history (what people saw, in the order they saw
+/// it), so they may differ; [`history_holds_the_state`] checks what they must contain.
 fn canonical(repo: &MemoryRepo) -> Vec<String> {
     let mut out: Vec<String> = repo
         .incidents()
@@ -378,23 +403,76 @@ fn canonical(repo: &MemoryRepo) -> Vec<String> {
             let mut members: Vec<String> = i
                 .alerts
                 .iter()
-                .map(|o| format!("{}@{}-{:?}:{:?}", o.fingerprint, o.starts_at, o.ends_at, o.status))
+                .map(|o| {
+                    format!(
+                        "{}@{}-{:?}:{:?}",
+                        o.fingerprint, o.starts_at, o.ends_at, o.status
+                    )
+                })
                 .collect();
             members.sort();
-            let timeline: Vec<String> = i
-                .timeline
-                .iter()
-                .filter(|e| e.kind != EventKind::Detected)
-                .map(|e| format!("{} {:?} {} {}", e.at, e.kind, e.actor, e.text))
-                .collect();
             format!(
-                "{} {:?} sev={:?} title={} fired={} resolved={:?} reopens={} members={:?} timeline={:?}",
-                i.key, i.status, i.severity, i.title, i.fired_at, i.resolved_at, i.reopen_count, members, timeline
+                "{} {:?} sev={:?} title={} fired={} resolved={:?} members={:?}",
+                i.key, i.status, i.severity, i.title, i.fired_at, i.resolved_at, members
             )
         })
         .collect();
     out.sort();
     out
+}
+
+/// Every row the incident's final state derives is in its timeline, and the reopen count is
+/// the number of `reopened` rows (at least the reopenings the final state shows).
+fn history_holds_the_state(repo: &MemoryRepo, r: &Rules) -> Result<(), TestCaseError> {
+    for i in repo.incidents() {
+        let human: Vec<TimelineEvent> = Vec::new();
+        let d = lifecycle::derive(&i.alerts, &human, r);
+        let missing = lifecycle::unseen(&i.timeline, d.events);
+        prop_assert!(missing.is_empty(), "{}: rows missing {:?}", i.id, missing);
+        let reopened = i
+            .timeline
+            .iter()
+            .filter(|e| e.kind == EventKind::Reopened)
+            .count() as u32;
+        prop_assert_eq!(i.reopen_count, reopened);
+        prop_assert!(i.reopen_count >= d.reopen_count);
+    }
+    Ok(())
+}
+
+/// Every incident's timeline rows, for the append-only check.
+fn timelines(repo: &MemoryRepo) -> Vec<(String, Vec<TimelineEvent>)> {
+    repo.incidents()
+        .into_iter()
+        .map(|i| (i.id, i.timeline))
+        .collect()
+}
+
+/// Every row of `before` is still in `after`, in the same incident (as multisets).
+fn still_there(
+    before: &[(String, Vec<TimelineEvent>)],
+    after: &[(String, Vec<TimelineEvent>)],
+) -> Result<(), TestCaseError> {
+    for (id, rows) in before {
+        let now = after
+            .iter()
+            .find(|(i, _)| i == id)
+            .map(|(_, t)| t.clone())
+            .unwrap_or_default();
+        let mut left = now.clone();
+        for e in rows {
+            let at = left.iter().position(|n| n == e);
+            prop_assert!(
+                at.is_some(),
+                "{}: row {:?} disappeared; now {:?}",
+                id,
+                e,
+                now
+            );
+            left.remove(at.unwrap());
+        }
+    }
+    Ok(())
 }
 
 /// The reference answer: connected components of the final intervals per key.
@@ -494,5 +572,111 @@ proptest! {
             prop_assert_eq!(partition(&b), expected_partition(&eps, window));
             prop_assert_eq!(canonical(&a), canonical(&b));
         }
+        history_holds_the_state(&a, &r)?;
+        history_holds_the_state(&b, &r)?;
     }
+
+    /// The timeline is append-only: whatever arrives later, in whatever order, every row once
+    /// stored is still there, in the same incident.
+    #[test]
+    fn every_stored_timeline_row_survives_later_deliveries(
+        (_eps, _in_order, shuffled, window, chunk) in scenario()
+    ) {
+        let r = rules(window);
+        let mut repo = MemoryRepo::new();
+        let mut seen = timelines(&repo);
+        for (i, n) in shuffled.chunks(chunk).enumerate() {
+            ingest_all(&mut repo, &r, "{}:{}", n, t(1000 + i as i64)).unwrap();
+            let now = timelines(&repo);
+            still_there(&seen, &now)?;
+            seen = now;
+        }
+    }
+}
+
+#[test]
+fn a_late_firing_that_started_before_the_resolve_reopens_and_keeps_the_resolved_row() {
+    let (mut repo, r) = (MemoryRepo::new(), rules(30));
+    let id = send(&mut repo, &r, &alert("a", "pay", "critical", 10, None), 10).incident_id;
+    send(
+        &mut repo,
+        &r,
+        &alert("a", "pay", "critical", 10, Some(15)),
+        15,
+    );
+    let resolved = repo.full(&id).unwrap();
+    assert_eq!(resolved.status, Status::Resolved);
+    let resolved_row = resolved
+        .timeline
+        .iter()
+        .find(|e| e.kind == EventKind::Resolved)
+        .cloned()
+        .expect("a resolved row");
+    assert_eq!(resolved_row.at, t(15));
+
+    // b fired at minute 5, before the incident's window, and its notification arrives late.
+    let o = send(&mut repo, &r, &alert("b", "pay", "critical", 5, None), 40);
+    assert_eq!(
+        (o.incident_id.as_str(), o.effect),
+        (id.as_str(), Effect::Reopened)
+    );
+    let reopened = repo.full(&id).unwrap();
+    assert_eq!((reopened.status, reopened.reopen_count), (Status::Open, 1));
+    assert!(
+        reopened.timeline.contains(&resolved_row),
+        "what people saw stays: {:?}",
+        reopened.timeline
+    );
+    let row = reopened
+        .timeline
+        .iter()
+        .find(|e| e.kind == EventKind::Reopened)
+        .expect("a reopened row");
+    assert_eq!(row.at, t(40), "reopened when incidentd learned it");
+    assert!(row.text.contains("Alert_b"), "{}", row.text);
+
+    // b resolves: the incident resolves again, with a row of its own.
+    send(
+        &mut repo,
+        &r,
+        &alert("b", "pay", "critical", 5, Some(12)),
+        45,
+    );
+    let again = repo.full(&id).unwrap();
+    assert_eq!(again.status, Status::Resolved);
+    assert_eq!(again.reopen_count, 1);
+    let resolves: Vec<Timestamp> = again
+        .timeline
+        .iter()
+        .filter(|e| e.kind == EventKind::Resolved)
+        .map(|e| e.at)
+        .collect();
+    assert_eq!(resolves, [t(15), t(45)]);
+}
+
+#[test]
+fn a_late_resolved_alert_from_before_the_window_does_not_reopen() {
+    let (mut repo, r) = (MemoryRepo::new(), rules(30));
+    let id = send(
+        &mut repo,
+        &r,
+        &alert("a", "pay", "critical", 10, Some(15)),
+        15,
+    )
+    .incident_id;
+    send(
+        &mut repo,
+        &r,
+        &alert("b", "pay", "critical", 5, Some(12)),
+        40,
+    );
+    let i = repo.full(&id).unwrap();
+    assert_eq!((i.status, i.reopen_count), (Status::Resolved, 0));
+    assert_eq!(
+        i.timeline
+            .iter()
+            .filter(|e| e.kind == EventKind::Resolved)
+            .count(),
+        1
+    );
 }

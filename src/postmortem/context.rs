@@ -140,6 +140,8 @@ pub struct RenderSettings {
     pub external_url: Option<String>,
     pub prometheus_url: Option<String>,
     pub alertmanager_url: Option<String>,
+    /// `postmortem.severity_map`: the organisation's severity for an alert `severity` label.
+    pub severity_map: BTreeMap<String, String>,
 }
 
 impl Default for RenderSettings {
@@ -150,6 +152,7 @@ impl Default for RenderSettings {
             external_url: None,
             prometheus_url: None,
             alertmanager_url: None,
+            severity_map: BTreeMap::new(),
         }
     }
 }
@@ -161,6 +164,8 @@ pub struct RenderInput<'a> {
     pub incident: &'a Incident,
     pub evidence: &'a Evidence,
     pub related: &'a [RelatedIncident],
+    /// Where the incident was discussed and what incidentd posted there.
+    pub communication: &'a Communication,
     /// When the draft is rendered: stated in the footer, and the end of an open window.
     pub generated_at: Timestamp,
 }
@@ -202,6 +207,13 @@ pub struct RenderContext {
     pub related: Vec<RelatedRow>,
     pub references: References,
     pub flags: Flags,
+    /// The organisation's severity (`postmortem.severity_map`) for `severity`, if mapped.
+    pub severity_org: Option<String>,
+    /// Response milestones: acknowledge, triage, root cause identified, mitigated, resolved.
+    pub response: Vec<MilestoneRow>,
+    pub communication: CommunicationContext,
+    /// The action items grouped by horizon: immediate, short-term, long-term.
+    pub action_groups: Vec<ActionGroup>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -719,6 +731,8 @@ pub fn build_context(input: &RenderInput<'_>, settings: &RenderSettings) -> Rend
         })
         .collect();
 
+    let grouped_actions = action_groups(&action_items);
+
     let lessons = lessons(
         inc,
         &alerts,
@@ -854,6 +868,10 @@ pub fn build_context(input: &RenderInput<'_>, settings: &RenderSettings) -> Rend
         related,
         references,
         flags,
+        severity_org: severity_org(inc.severity.as_deref(), &settings.severity_map),
+        response: response_rows(inc, start),
+        communication: communication(inc, input.communication),
+        action_groups: grouped_actions,
     }
 }
 
@@ -1380,6 +1398,252 @@ pub(crate) fn labels(pairs: &[(&str, &str)]) -> LabelSet {
         .collect::<BTreeMap<_, _>>()
 }
 
+// ---------------------------------------------------------------------------------------
+// Communication, organisation severity, response milestones, grouped action items.
+// ---------------------------------------------------------------------------------------
+
+/// What the store knows of how the incident was communicated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Communication {
+    /// The incident's Slack thread: `(channel, thread ts)`.
+    pub slack_thread: Option<(String, String)>,
+    /// Messages incidentd delivered to Slack for the incident: `(when, what)`, oldest first.
+    pub slack_updates: Vec<(Timestamp, String)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CommunicationContext {
+    pub slack_channel: Option<String>,
+    pub slack_thread_ts: Option<String>,
+    /// People who acknowledged, wrote notes or resolved, in order of first appearance.
+    pub participants: Vec<ParticipantRow>,
+    pub updates: Vec<UpdateRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ParticipantRow {
+    pub name: String,
+    /// What they did, in words: `acknowledged, 2 notes`.
+    pub did: String,
+    pub first_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UpdateRow {
+    pub at: String,
+    pub what: String,
+}
+
+/// One response milestone: `at` is `null` when nobody recorded it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MilestoneRow {
+    /// `Acknowledged`, `Triaged`, `Root cause identified`, `Mitigated`, `Resolved`.
+    pub name: String,
+    /// `Time to acknowledge (TTA)`, …
+    pub figure: String,
+    pub at: Option<String>,
+    pub by: Option<String>,
+    pub since_detection_seconds: Option<f64>,
+    pub since_impact_start_seconds: Option<f64>,
+    /// How a person records it: `a note starting with "triage:"`.
+    pub how: String,
+    /// The placeholder's text when nobody recorded it.
+    pub missing: String,
+}
+
+/// Action items of one horizon.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActionGroup {
+    /// `Immediate`, `Short-term`, `Long-term`.
+    pub name: String,
+    /// `high priority, during or right after the incident`, …
+    pub horizon: String,
+    pub items: Vec<ActionItemRow>,
+    /// The placeholder's text when the group is empty: `immediate actions`.
+    pub missing: String,
+}
+
+/// The organisation's severity for an alert severity label, matched ignoring case.
+fn severity_org(label: Option<&str>, map: &BTreeMap<String, String>) -> Option<String> {
+    let label = label?;
+    map.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(label))
+        .map(|(_, v)| v.clone())
+        .filter(|v| !v.trim().is_empty())
+}
+
+fn is_person(actor: &str) -> bool {
+    ![
+        crate::incident::ACTOR_PROMETHEUS,
+        crate::incident::ACTOR_ALERTMANAGER,
+        crate::incident::ACTOR_INCIDENTD,
+    ]
+    .contains(&actor)
+}
+
+fn response_rows(inc: &Incident, start: Timestamp) -> Vec<MilestoneRow> {
+    let m = inc.milestones();
+    let since_impact = |at: Timestamp| Some(seconds(at - start));
+    let row = |name: &str, figure: &str, how: &str, at: Option<Timestamp>, by: Option<String>| {
+        MilestoneRow {
+            name: name.to_string(),
+            figure: figure.to_string(),
+            at: at.map(rfc3339),
+            by,
+            since_detection_seconds: at.map(|a| inc.since_detection_seconds(a)),
+            since_impact_start_seconds: at.and_then(since_impact),
+            how: how.to_string(),
+            missing: format!("when, if it happened; record it with {how}"),
+        }
+    };
+    let resolved = (inc.status == Status::Resolved)
+        .then_some(inc.resolved_at)
+        .flatten();
+    vec![
+        row(
+            "Acknowledged",
+            "Time to acknowledge (TTA)",
+            "an acknowledgement (API, CLI or the Slack button)",
+            inc.acknowledged_at,
+            inc.acknowledged_by.clone(),
+        ),
+        row(
+            "Triaged",
+            "Time to triage",
+            "a note starting with \"triage:\"",
+            m.triaged.as_ref().map(|x| x.at),
+            m.triaged.as_ref().map(|x| x.by.clone()),
+        ),
+        row(
+            "Root cause identified",
+            "Time to identify the root cause",
+            "a note starting with \"root cause:\" or \"identified:\"",
+            m.identified.as_ref().map(|x| x.at),
+            m.identified.as_ref().map(|x| x.by.clone()),
+        ),
+        row(
+            "Mitigated",
+            "Time to mitigate",
+            "a note starting with \"mitigated:\"",
+            m.mitigated.as_ref().map(|x| x.at),
+            m.mitigated.as_ref().map(|x| x.by.clone()),
+        ),
+        row(
+            "Resolved",
+            "Time to resolve (TTR)",
+            "the alerts resolving, or resolving by hand",
+            resolved,
+            resolved.map(|_| {
+                inc.resolved_by
+                    .clone()
+                    .unwrap_or_else(|| "the alerts (Alertmanager)".to_string())
+            }),
+        ),
+    ]
+}
+
+fn communication(inc: &Incident, c: &Communication) -> CommunicationContext {
+    let mut participants: Vec<(String, Timestamp, Vec<String>, u64)> = Vec::new();
+    let mut events: Vec<&crate::incident::TimelineEvent> = inc
+        .timeline
+        .iter()
+        .filter(|e| is_person(&e.actor))
+        .collect();
+    events.sort_by_key(|e| e.at);
+    for e in events {
+        let i = match participants.iter().position(|p| p.0 == e.actor) {
+            Some(i) => i,
+            None => {
+                participants.push((e.actor.clone(), e.at, Vec::new(), 0));
+                participants.len() - 1
+            }
+        };
+        let p = &mut participants[i];
+        let did = match e.kind {
+            EventKind::Acknowledged => "acknowledged",
+            EventKind::Resolved => "resolved by hand",
+            EventKind::NoteAdded => {
+                p.3 += 1;
+                continue;
+            }
+            _ => continue,
+        };
+        if !p.2.iter().any(|d| d == did) {
+            p.2.push(did.to_string());
+        }
+    }
+    CommunicationContext {
+        slack_channel: c.slack_thread.as_ref().map(|t| t.0.clone()),
+        slack_thread_ts: c.slack_thread.as_ref().map(|t| t.1.clone()),
+        participants: participants
+            .into_iter()
+            .map(|(name, first, mut did, notes)| {
+                if notes > 0 {
+                    did.push(plural(notes, "note", "notes"));
+                }
+                ParticipantRow {
+                    name,
+                    did: did.join(", "),
+                    first_at: rfc3339(first),
+                }
+            })
+            .collect(),
+        updates: c
+            .slack_updates
+            .iter()
+            .map(|(at, what)| UpdateRow {
+                at: rfc3339(*at),
+                what: what.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The horizon of a priority: 0 immediate (P0, P1, high, critical, urgent), 2 long-term
+/// (P3 and lower, low), else 1 short-term (P2, medium, none or unknown: a person decides).
+fn horizon(priority: Option<&str>) -> usize {
+    let Some(p) = priority.map(|p| p.trim().to_ascii_lowercase()) else {
+        return 1;
+    };
+    match p.as_str() {
+        "p0" | "p1" | "high" | "critical" | "urgent" | "sev-1" | "sev1" => 0,
+        "p2" | "medium" | "normal" => 1,
+        "low" => 2,
+        _ => match p.strip_prefix('p').and_then(|n| n.parse::<u32>().ok()) {
+            Some(n) if n >= 3 => 2,
+            _ => 1,
+        },
+    }
+}
+
+fn action_groups(items: &[ActionItemRow]) -> Vec<ActionGroup> {
+    let names = [
+        (
+            "Immediate",
+            "high priority: during or right after the incident",
+        ),
+        (
+            "Short-term",
+            "medium priority, or not yet prioritised: within weeks",
+        ),
+        ("Long-term", "low priority: within months"),
+    ];
+    names
+        .iter()
+        .enumerate()
+        .map(|(h, (name, horizon_words))| ActionGroup {
+            name: name.to_string(),
+            horizon: horizon_words.to_string(),
+            items: items
+                .iter()
+                .filter(|i| horizon(i.priority.as_deref()) == h)
+                .cloned()
+                .collect(),
+            missing: format!("more {} actions from the review", name.to_lowercase()),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1416,6 +1680,7 @@ mod tests {
                 incident: &incident,
                 evidence: ev,
                 related: &related,
+                communication: &Default::default(),
                 generated_at: at,
             };
             let ctx = build_context(&input, &super::super::sample::sample_settings());
@@ -1465,6 +1730,7 @@ mod tests {
             incident: &incident,
             evidence: &evidence,
             related: &related,
+            communication: &Default::default(),
             generated_at: at,
         };
         let ctx = build_context(&input, &super::super::sample::sample_settings());

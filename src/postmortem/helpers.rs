@@ -23,26 +23,14 @@ pub fn todo(what: &str) -> String {
 /// A duration as people write it in post-mortems: `45s`, `2m 15s`, `1h 4m`, `2d 3h`.
 pub use crate::time::human_duration as duration;
 
-/// An offset from the start of the incident: `T+2m15s`, `T+6s`, `T-3s`.
+/// An offset from the start of the incident, in the draft's one duration format
+/// ([`duration`], whole seconds): `T+2m 15s`, `T+6s`, `T-3s`, `T+8d 18h`.
 pub fn offset(seconds: f64) -> String {
     if !seconds.is_finite() {
         return "T?".to_string();
     }
     let sign = if seconds < -0.5 { '-' } else { '+' };
-    let total = seconds.abs().round() as u64;
-    let (h, m, s) = (total / 3_600, (total % 3_600) / 60, total % 60);
-    let body = if h > 0 && m > 0 {
-        format!("{h}h{m}m")
-    } else if h > 0 {
-        format!("{h}h")
-    } else if m > 0 && s > 0 {
-        format!("{m}m{s}s")
-    } else if m > 0 {
-        format!("{m}m")
-    } else {
-        format!("{s}s")
-    };
-    format!("T{sign}{body}")
+    format!("T{sign}{}", duration(seconds.abs().round()))
 }
 
 /// An instant in the configured zone, always with its date and zone:
@@ -548,12 +536,15 @@ mod tests {
 
     #[test]
     fn offsets_are_relative_to_the_start() {
-        assert_eq!(offset(135.0), "T+2m15s");
+        assert_eq!(offset(135.0), "T+2m 15s");
         assert_eq!(offset(6.36), "T+6s");
         assert_eq!(offset(0.0), "T+0s");
         assert_eq!(offset(-3.0), "T-3s");
-        assert_eq!(offset(3840.0), "T+1h4m");
+        assert_eq!(offset(3840.0), "T+1h 4m");
         assert_eq!(offset(120.0), "T+2m");
+        // The same format as every other duration in the draft, never "T+210h54m".
+        assert_eq!(offset(759_240.0), format!("T+{}", duration(759_240.0)));
+        assert_eq!(offset(759_240.0), "T+8d 18h");
     }
 
     #[test]

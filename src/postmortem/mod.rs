@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use handlebars::Handlebars;
 
 pub use context::{
-    build_context, ActionSuggestion, ConditionStart, Evidence, ImpactFigure, RelatedIncident,
-    RenderContext, RenderInput, RenderSettings, RuleInfo, Slo, Snapshot,
+    build_context, ActionSuggestion, Communication, ConditionStart, Evidence, ImpactFigure,
+    RelatedIncident, RenderContext, RenderInput, RenderSettings, RuleInfo, Slo, Snapshot,
 };
 pub use helpers::{metric as format_metric, Unit};
 pub use sample::{sample_full, sample_minimal};
@@ -202,14 +202,23 @@ fn tidy(markdown: &str) -> String {
 /// For `check-config`.
 pub fn check_template(path: Option<&Path>) -> Result<(), PostmortemError> {
     let renderer = Renderer::new(sample::sample_settings(), path)?;
-    for (name, (incident, evidence, related, at)) in [
-        ("full sample incident", sample::sample_full()),
-        ("minimal sample incident", sample::sample_minimal()),
+    for (name, (incident, evidence, related, at), communication) in [
+        (
+            "full sample incident",
+            sample::sample_full(),
+            sample::sample_communication(),
+        ),
+        (
+            "minimal sample incident",
+            sample::sample_minimal(),
+            Communication::default(),
+        ),
     ] {
         let input = RenderInput {
             incident: &incident,
             evidence: &evidence,
             related: &related,
+            communication: &communication,
             generated_at: at,
         };
         let ctx = build_context(&input, renderer.settings());
@@ -256,6 +265,7 @@ mod tests {
                 incident: &incident,
                 evidence: &evidence,
                 related: &related,
+                communication: &Default::default(),
                 generated_at: at,
             })
             .expect_err("null time");
@@ -305,6 +315,7 @@ mod tests {
                 incident: &incident,
                 evidence: &evidence,
                 related: &related,
+                communication: &Default::default(),
                 generated_at: at,
             })
             .expect("renders");

@@ -32,6 +32,24 @@ pub(crate) fn sample_settings() -> RenderSettings {
         external_url: Some("http://incidentd.example.com:9097/".into()),
         prometheus_url: Some("http://prometheus.example.com:9090".into()),
         alertmanager_url: Some("http://alertmanager.example.com:9093".into()),
+        severity_map: [("critical", "SEV-1 (P1)"), ("warning", "SEV-3 (P3)")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+/// A Slack thread with the messages incidentd delivered, for the full sample.
+pub(crate) fn sample_communication() -> super::Communication {
+    super::Communication {
+        slack_thread: Some(("C0INCIDENTS".into(), "1763864789.000100".into())),
+        slack_updates: vec![
+            (
+                at("2026-03-02T10:00:32Z"),
+                "Incident posted (root message of the thread)".into(),
+            ),
+            (at("2026-03-02T11:10:02Z"), "Resolve summary".into()),
+        ],
     }
 }
 
@@ -135,10 +153,16 @@ pub fn sample_full() -> Sample {
                 "Acknowledged",
             ),
             event(
+                "2026-03-02T10:25:00Z",
+                EventKind::NoteAdded,
+                "bob",
+                "triage: only card payments fail",
+            ),
+            event(
                 "2026-03-02T10:30:00Z",
                 EventKind::NoteAdded,
                 "alice",
-                "Rolled back v2.3.1",
+                "Mitigated: rolled back v2.3.1",
             ),
             event(
                 "2026-03-02T10:40:00Z",

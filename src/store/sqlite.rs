@@ -152,6 +152,14 @@ impl Repo for SqliteRepo<'_> {
         Ok(Some(incident))
     }
 
+    fn history(&mut self, id: &str) -> rusqlite::Result<Vec<TimelineEvent>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT at, kind, actor, text FROM timeline WHERE incident_id = ?1 AND human = 0 ORDER BY at, id",
+        )?;
+        let rows = stmt.query_map(params![id], event_from_row)?;
+        rows.collect()
+    }
+
     fn next_id(&mut self, now: Timestamp) -> rusqlite::Result<String> {
         let n: i64 = self
             .tx
@@ -167,7 +175,7 @@ impl Repo for SqliteRepo<'_> {
         &mut self,
         incident: &Incident,
         members: &[&Occurrence],
-        derived: &[TimelineEvent],
+        appended: &[TimelineEvent],
     ) -> rusqlite::Result<()> {
         let tx = self.tx;
         let span_end = if incident.alerts.is_empty() {
@@ -242,12 +250,13 @@ impl Repo for SqliteRepo<'_> {
                 o.resolved_by,
             ])?;
         }
-        tx.prepare_cached("DELETE FROM timeline WHERE incident_id = ?1")?
+        // Human rows are rewritten as given; derived rows are history and only ever appended.
+        tx.prepare_cached("DELETE FROM timeline WHERE incident_id = ?1 AND human = 1")?
             .execute(params![incident.id])?;
         let mut insert = tx.prepare_cached(
             "INSERT INTO timeline (incident_id, at, kind, actor, text, human) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
-        for (events, human) in [(&incident.timeline[..], true), (derived, false)] {
+        for (events, human) in [(&incident.timeline[..], true), (appended, false)] {
             for e in events {
                 insert.execute(params![
                     incident.id,
@@ -647,6 +656,22 @@ pub fn slack_thread(
         .optional()
 }
 
+/// The Slack messages delivered for an incident, oldest first: `(done_at, job payload)`.
+/// Finished jobs are pruned with `storage.raw_payload_retention`, so older ones are gone.
+pub fn slack_deliveries(
+    conn: &Connection,
+    incident_id: &str,
+) -> rusqlite::Result<Vec<(Timestamp, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT done_at, payload FROM jobs WHERE incident_id = ?1 AND kind = 'slack' \
+         AND state = 'done' AND done_at IS NOT NULL ORDER BY done_at, id",
+    )?;
+    let rows = stmt.query_map(params![incident_id], |r| {
+        Ok((from_micros(r.get(0)?), r.get(1)?))
+    })?;
+    rows.collect()
+}
+
 /// Record the incident's Slack thread.
 pub fn set_slack_thread(
     tx: &Transaction,
@@ -750,6 +775,135 @@ mod tests {
             (start, method),
             (Some(t("2026-11-23T02:26:10Z")), ImpactMethod::StartsAt)
         );
+    }
+
+    #[test]
+    fn a_late_firing_from_before_the_window_reopens_and_keeps_the_resolved_row_as_memory_does() {
+        // Issue 13: a resolved incident, then a `firing` whose startsAt lies before it.
+        let rules = Rules::default();
+        let resolved = |mut a: ValidAlert, ends: &str| {
+            a.status = AlertStatus::Resolved;
+            a.ends_at = Some(t(ends));
+            a
+        };
+        let steps = [
+            (firing("a", "2026-11-23T02:10:00Z"), "2026-11-23T02:10:05Z"),
+            (
+                resolved(firing("a", "2026-11-23T02:10:00Z"), "2026-11-23T02:15:00Z"),
+                "2026-11-23T02:15:05Z",
+            ),
+            (firing("b", "2026-11-23T02:05:00Z"), "2026-11-23T02:40:00Z"),
+        ];
+        let mut memory = crate::incident::memory::MemoryRepo::new();
+        let mut conn = crate::store::open_in_memory().expect("db");
+        let mut id = String::new();
+        let mut rows_before: Vec<TimelineEvent> = Vec::new();
+        for (alert, at) in &steps {
+            let now = t(at);
+            let want = crate::incident::ingest(&mut memory, &rules, "g", alert, now)
+                .unwrap_or_else(|never| match never {});
+            let tx = conn.transaction().expect("tx");
+            let mut repo = SqliteRepo { tx: &tx, now };
+            let got = ingest(&mut repo, &rules, "g", alert, now).expect("ingest");
+            assert_eq!(got, want);
+            id = got.incident_id.clone();
+            let stored = full_incident(&tx, &id).expect("read").expect("exists");
+            tx.commit().expect("commit");
+            let mine = memory.full(&id).expect("in memory");
+            assert_eq!(
+                (stored.status, stored.reopen_count),
+                (mine.status, mine.reopen_count)
+            );
+            let key = |e: &TimelineEvent| (e.at, e.kind, e.actor.clone(), e.text.clone());
+            let mut a: Vec<_> = stored.timeline.iter().map(key).collect();
+            let mut b: Vec<_> = mine.timeline.iter().map(key).collect();
+            a.sort();
+            b.sort();
+            assert_eq!(a, b, "SQLite and memory hold the same timeline");
+            for e in &rows_before {
+                assert!(stored.timeline.contains(e), "{e:?} disappeared");
+            }
+            rows_before = stored.timeline;
+        }
+        let i = full_incident(&conn, &id).expect("read").expect("exists");
+        assert_eq!((i.status, i.reopen_count), (Status::Open, 1));
+        let kinds: Vec<EventKind> = i.timeline.iter().map(|e| e.kind).collect();
+        assert!(kinds.contains(&EventKind::Resolved), "{kinds:?}");
+        assert!(kinds.contains(&EventKind::Reopened), "{kinds:?}");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 64, ..Default::default() })]
+
+        /// For any sequence of deliveries (late ones, resolves before firings, repeats), the
+        /// SQLite repo holds what the in-memory reference holds, timelines included, and never
+        /// loses a timeline row it stored.
+        #[test]
+        fn sqlite_and_memory_keep_the_same_append_only_timelines(
+            steps in proptest::collection::vec(
+                (0usize..4, 0i64..12, proptest::option::of(1i64..6), proptest::bool::ANY),
+                1..24,
+            ),
+            window in proptest::sample::select(vec![0i64, 10, 30]),
+        ) {
+            let rules = Rules {
+                reopen_window: chrono::Duration::minutes(window),
+                ..Rules::default()
+            };
+            let base = t("2026-11-23T02:00:00Z");
+            let minutes = |m: i64| base + chrono::Duration::minutes(m);
+            let mut memory = crate::incident::memory::MemoryRepo::new();
+            let mut conn = crate::store::open_in_memory().expect("db");
+            let mut seen: Vec<(String, Vec<TimelineEvent>)> = Vec::new();
+            for (n, (fp, start, dur, other_service)) in steps.into_iter().enumerate() {
+                let now = minutes(100 + n as i64);
+                let mut a = firing(&format!("f{fp}"), "2026-11-23T02:00:00Z");
+                a.alertname = format!("Alert{fp}");
+                a.starts_at = minutes(start * 5);
+                if other_service {
+                    a.labels.insert("service".into(), "shop".into());
+                    a.fingerprint = format!("s{fp}");
+                }
+                if let Some(d) = dur {
+                    a.status = AlertStatus::Resolved;
+                    a.ends_at = Some(a.starts_at + chrono::Duration::minutes(d * 3));
+                }
+                let want = crate::incident::ingest(&mut memory, &rules, "g", &a, now)
+                    .unwrap_or_else(|never| match never {});
+                let tx = conn.transaction().expect("tx");
+                let mut repo = SqliteRepo { tx: &tx, now };
+                let got = ingest(&mut repo, &rules, "g", &a, now).expect("ingest");
+                proptest::prop_assert_eq!(&got, &want);
+                let mut now_seen = Vec::new();
+                for mine in memory.incidents() {
+                    let mut stored = full_incident(&tx, &mine.id).expect("read").expect("exists");
+                    stored.timeline.retain(|e| e.kind != EventKind::Notifications);
+                    let key = |e: &TimelineEvent| (e.at, e.kind, e.actor.clone(), e.text.clone());
+                    let mut a: Vec<_> = stored.timeline.iter().map(key).collect();
+                    let mut b: Vec<_> = mine.timeline.iter().map(key).collect();
+                    a.sort();
+                    b.sort();
+                    proptest::prop_assert_eq!(&a, &b, "timelines of {}", mine.id);
+                    proptest::prop_assert_eq!(
+                        (stored.status, stored.reopen_count, stored.resolved_at),
+                        (mine.status, mine.reopen_count, mine.resolved_at)
+                    );
+                    if let Some((_, before)) = seen.iter().find(|(id, _)| *id == mine.id) {
+                        for e in before {
+                            proptest::prop_assert!(
+                                stored.timeline.contains(e),
+                                "{}: {:?} disappeared",
+                                mine.id,
+                                e
+                            );
+                        }
+                    }
+                    now_seen.push((mine.id.clone(), stored.timeline));
+                }
+                tx.commit().expect("commit");
+                seen = now_seen;
+            }
+        }
     }
 
     #[test]

@@ -142,12 +142,17 @@ async fn both_parts_of_a_split_incident_get_their_own_draft() {
         part.contains("LatencyHigh") && !part.contains("PoolHigh"),
         "{part}"
     );
-    // The original is rendered again without the alert that left it.
+    // The original is rendered again without the alert that left it; its timeline keeps
+    // what people saw (append-only) and says where the alert went.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let first = std::fs::read_to_string(drafts.join("INC-2026-0001.md")).unwrap();
-        if !first.contains("LatencyHigh") {
-            assert!(first.contains("PoolHigh"));
+        if !first.contains("### LatencyHigh") {
+            assert!(first.contains("### PoolHigh"), "{first}");
+            assert!(
+                first.contains("Split: LatencyHigh moved to INC-2026-0002"),
+                "{first}"
+            );
             break;
         }
         assert!(

@@ -160,6 +160,79 @@ async fn acknowledging_noting_and_resolving_by_hand_show_in_the_timeline() {
 }
 
 #[tokio::test]
+async fn notes_marking_triage_root_cause_and_mitigation_are_milestones_in_the_json() {
+    let mut config = Config::default();
+    config.web.api_token = Some(Secret::new("api-t0ken"));
+    let app = spawn_app_with(config).await;
+    app.set_time(time("2026-11-23T02:26:29.743Z"));
+    app.post_webhook(payload(|_| {})).await;
+    let id = app.incidents().await[0]["id"].as_str().unwrap().to_string();
+    let base = format!("/api/v1/incidents/{id}");
+    let i = app.incidents().await[0].clone();
+    assert_eq!(i["milestones"]["triaged_at"], Value::Null, "{i}");
+    assert_eq!(i["milestones"]["time_to_mitigate_seconds"], Value::Null);
+
+    for (at, by, text) in [
+        ("2026-11-23T02:27:29.743Z", "bob", "looking at the pool"),
+        (
+            "2026-11-23T02:28:29.743Z",
+            "bob",
+            "  Triage: only writes fail",
+        ),
+        (
+            "2026-11-23T02:29:29.743Z",
+            "alice",
+            "Identified: batch job holds connections",
+        ),
+        (
+            "2026-11-23T02:30:29.743Z",
+            "alice",
+            "root cause: the batch job, again",
+        ),
+        (
+            "2026-11-23T02:31:29.743Z",
+            "bob",
+            "MITIGATED: batch job paused",
+        ),
+    ] {
+        app.set_time(time(at));
+        let (status, _) = post(
+            &app,
+            &format!("{base}/notes"),
+            Some("api-t0ken"),
+            json!({"by": by, "text": text}),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let i = app.incident(&id).await;
+    let m = &i["milestones"];
+    assert_eq!(m["triaged_at"], "2026-11-23T02:28:29.743Z", "{m}");
+    assert_eq!(m["triaged_by"], "bob");
+    assert_eq!(m["time_to_triage_seconds"], 120.0);
+    assert_eq!(
+        m["identified_at"], "2026-11-23T02:29:29.743Z",
+        "the first one counts"
+    );
+    assert_eq!(m["identified_by"], "alice");
+    assert_eq!(m["time_to_identify_seconds"], 180.0);
+    assert_eq!(m["mitigated_at"], "2026-11-23T02:31:29.743Z");
+    assert_eq!(m["time_to_mitigate_seconds"], 300.0);
+    // Without Prometheus the impact start is the firing time (startsAt 02:26:28.738).
+    assert_eq!(m["mitigated_after_impact_start_seconds"], 301.005);
+    // The notes stay in the timeline as written.
+    let texts: Vec<&str> = i["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "note_added")
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts.len(), 5);
+    assert!(texts.contains(&"Triage: only writes fail"), "{texts:?}");
+}
+
+#[tokio::test]
 async fn unknown_and_malformed_incident_ids_are_404_and_400_on_every_route() {
     let app = spawn_app().await;
     let (status, e) = app.get_json("/api/v1/incidents/INC-2026-0042").await;

@@ -100,6 +100,34 @@ async fn an_incident_opens_a_thread_that_gets_replies_updates_and_a_resolve_summ
     // Nothing more: the other alert resolutions say nothing on their own.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(fake.accepted().len(), 7);
+
+    // The draft's Communication section names the thread and what incidentd posted there.
+    let draft = app
+        .client
+        .get(format!(
+            "{}/api/v1/incidents/INC-2026-0001/postmortem",
+            app.url
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let communication = &draft[draft.find("## Communication").expect("section")..];
+    let communication = &communication[..communication.find("\n## Action").unwrap()];
+    let root_ts = got[0].ts.clone().unwrap();
+    for expected in [
+        format!("thread `{root_ts}`"),
+        "Incident posted (root message of the thread)".to_string(),
+        "An alert joined the incident".to_string(),
+        "Resolve summary".to_string(),
+    ] {
+        assert!(
+            communication.contains(&expected),
+            "{expected}:\n{communication}"
+        );
+    }
 }
 
 fn sign(body: &str, timestamp: i64, secret: &str) -> String {
