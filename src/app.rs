@@ -138,9 +138,10 @@ const RENDER_WORKERS: usize = 8;
 /// Evidence jobs side by side: each is a handful of Prometheus queries; a few at once keep a
 /// storm moving without hammering Prometheus.
 const EVIDENCE_WORKERS: usize = 4;
-/// Slack messages one at a time: Slack allows about one message per second per channel, and
-/// an incident's messages must arrive in order anyway.
-const SLACK_WORKERS: usize = 1;
+/// Slack deliveries side by side. An incident's messages still go one after the other (in
+/// order), and the pacer keeps each channel at Slack's one message a second; the loops let a
+/// channel that is waiting for its slot (or a 429) not hold up the others.
+const SLACK_WORKERS: usize = 4;
 
 /// A built daemon, bound to its address, not yet serving.
 pub struct App {
