@@ -133,6 +133,8 @@ pub const DEFAULT_SNAPSHOT_MARGIN: Duration = Duration::from_secs(5 * 60);
 /// Default `prometheus.retry_backoff`: the first wait before an evidence job that failed
 /// on a transient error runs again; it doubles on each failure, up to 10 minutes.
 pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_secs(5);
+/// Default `prometheus.query_lag`: the backend answers queries up to now.
+pub const DEFAULT_QUERY_LAG: Duration = Duration::ZERO;
 /// Default `alertmanager.reconcile_interval`.
 pub const DEFAULT_RECONCILE_INTERVAL: Duration = Duration::from_secs(60);
 /// Default `rules_dir`.
@@ -248,6 +250,11 @@ pub struct PrometheusConfig {
     pub snapshot_margin: Duration,
     /// First wait before retrying evidence after a transient failure (doubles, at most 10m).
     pub retry_backoff: Duration,
+    /// How far behind real time the backend answers queries: data newer than `now −
+    /// query_lag` is not there yet, or not final. 0 for Prometheus; VictoriaMetrics'
+    /// `-search.latencyOffset` (30s by default) for VictoriaMetrics. Always shorter than
+    /// `snapshot_delay` when set.
+    pub query_lag: Duration,
 }
 
 impl PrometheusConfig {
@@ -264,6 +271,7 @@ impl PrometheusConfig {
             snapshot_baseline: DEFAULT_SNAPSHOT_BASELINE,
             snapshot_margin: DEFAULT_SNAPSHOT_MARGIN,
             retry_backoff: DEFAULT_RETRY_BACKOFF,
+            query_lag: DEFAULT_QUERY_LAG,
         }
     }
 }
@@ -643,6 +651,7 @@ struct RawPrometheus {
     snapshot_baseline: Option<DurationValue>,
     snapshot_margin: Option<DurationValue>,
     retry_backoff: Option<DurationValue>,
+    query_lag: Option<DurationValue>,
 }
 
 #[derive(Deserialize)]
@@ -1126,6 +1135,19 @@ impl Resolver<'_> {
         if retry_backoff.is_zero() {
             self.report(self.invalid("prometheus.retry_backoff", "must be greater than 0s"));
         }
+        let query_lag = raw.query_lag.map_or(DEFAULT_QUERY_LAG, |d| d.0);
+        if !query_lag.is_zero() && query_lag >= snapshot_delay {
+            self.report(self.invalid(
+                "prometheus.query_lag",
+                format!(
+                    "{} is not shorter than prometheus.snapshot_delay ({}): the full snapshot \
+                     would run before the backend shows the resolution; raise snapshot_delay \
+                     (VictoriaMetrics answers -search.latencyOffset behind, 30s by default)",
+                    format_duration(query_lag),
+                    format_duration(snapshot_delay)
+                ),
+            ));
+        }
         if snapshot_margin > snapshot_delay {
             self.report(self.invalid(
                 "prometheus.snapshot_margin",
@@ -1149,6 +1171,7 @@ impl Resolver<'_> {
             snapshot_baseline,
             snapshot_margin,
             retry_backoff,
+            query_lag,
         })
     }
 
@@ -1653,6 +1676,7 @@ mod tests {
         ("prometheus-without-url.yml", "prometheus.url: required, e.g. http://prometheus:9090"),
         ("prometheus-zero-timeout.yml", "prometheus.timeout: must be greater than 0s"),
         ("prometheus-zero-retry-backoff.yml", "prometheus.retry_backoff: must be greater than 0s"),
+        ("prometheus-query-lag-past-delay.yml", "prometheus.query_lag: 5m is not shorter than prometheus.snapshot_delay (5m): the full snapshot would run before the backend shows the resolution; raise snapshot_delay (VictoriaMetrics answers -search.latencyOffset behind, 30s by default)"),
         ("slack-bot-token-and-webhook-url.yml", "slack: set exactly one of bot_token_file (or INCIDENTD_SLACK_BOT_TOKEN) and webhook_url_file (or INCIDENTD_SLACK_WEBHOOK_URL); both are set"),
         ("slack-webhook-url-not-a-url.yml", "slack.webhook_url: the value of webhook_url_file (or INCIDENTD_SLACK_WEBHOOK_URL) is not an http(s) URL; it is not shown because it is a secret"),
         ("slack-without-channel.yml", r##"slack.channel: required: the channel to post to, e.g. "#incidents""##),
@@ -1746,6 +1770,7 @@ mod tests {
                 snapshot_baseline: Duration::from_secs(2 * 3600),
                 snapshot_margin: Duration::from_secs(60),
                 retry_backoff: Duration::from_secs(1),
+                query_lag: Duration::from_secs(30),
             }),
             alertmanager: Some(AlertmanagerConfig {
                 url: "http://alertmanager:9093".into(),
@@ -1817,6 +1842,10 @@ mod tests {
         assert_eq!(config.web.request_timeout, Duration::from_secs(30));
         assert!(config.web.webhook_auth.is_none() && config.web.api_token.is_none());
         assert!(config.prometheus.is_none() && config.alertmanager.is_none());
+        assert_eq!(
+            PrometheusConfig::new("http://vm:8428").query_lag,
+            Duration::ZERO
+        );
         assert!(config.slack.is_none());
         assert_eq!(config.rules_dir.as_deref(), Some(Path::new("./rules")));
         assert_eq!(config.postmortem.output_dir, Path::new("./drafts"));

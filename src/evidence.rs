@@ -24,8 +24,9 @@ use crate::jobs::{Change, Handler, JobFailure, JobSpec, Planner};
 use crate::postmortem::{self, ActionSuggestion, Evidence, RuleInfo, Unit};
 use crate::prometheus::snapshot::{plan_snapshot, run_snapshot, QuerySource};
 use crate::prometheus::{
-    find_impact_start, rule_context, AlertInput, Client, ClientOptions, ImpactOptions, ImpactStart,
-    IncidentWindow, RuleContext, RuleSource, SnapshotOptions, SnapshotPlan, SnapshotReport,
+    empty_rules_problem, find_impact_start, lookup_rule, AlertInput, Client, ClientOptions,
+    ImpactOptions, ImpactStart, IncidentWindow, RuleContext, RuleSource, SnapshotOptions,
+    SnapshotPlan, SnapshotReport,
 };
 use crate::store::jobs::Job;
 use crate::store::{sqlite, Store, StoreError};
@@ -220,19 +221,24 @@ impl Collector {
             EvidenceError::Unavailable(format!("{what}: {e}"))
         };
         let (rules_data, rules_error) = match self.client.rules().await {
-            Ok(r) => (Some(r), None),
+            Ok(r) => {
+                let problem = empty_rules_problem(&self.url, &r);
+                (Some(r), problem)
+            }
             Err(e) if e.is_retryable() => return Err(unavailable("the rules API", &e)),
             Err(e) => (None, Some(e.to_string())),
         };
         let mut inputs = Vec::new();
         let mut starts = Vec::new();
         for alert in distinct_alerts(&incident.alerts) {
-            let rule = rule_context(
+            let rule = lookup_rule(
+                &self.client,
                 rules_data.as_ref(),
                 &alert.alertname,
                 &alert.labels,
                 &alert.generator_url,
-            );
+            )
+            .await;
             let start = match &rule {
                 Some(r) => {
                     match find_impact_start(
@@ -631,7 +637,7 @@ pub fn to_evidence(c: &Collected, url: &str, collected_at: Timestamp) -> Evidenc
         rules: c
             .rules
             .iter()
-            .filter(|r| r.source == RuleSource::RulesApi)
+            .filter(|r| r.source != RuleSource::GeneratorUrl)
             .map(rule_info)
             .collect(),
         snapshots: c

@@ -209,6 +209,9 @@ pub struct RulesData {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct RuleGroup {
     pub name: String,
+    /// vmalert's group ID (the `group_id` of its alerts' generatorURLs); empty from Prometheus.
+    #[serde(default)]
+    pub id: String,
     #[serde(default)]
     pub file: String,
     /// Evaluation interval in seconds.
@@ -272,6 +275,25 @@ pub struct AlertingRule {
     pub state: String,
 }
 
+/// An alert as vmalert's `/api/v1/alert?group_id=…&alert_id=…` reports it (vmalert's
+/// `APIAlert`: the JSON object itself, no envelope). vmalert alerts' generatorURL points there.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct VmalertAlert {
+    /// The alerting rule's name.
+    pub name: String,
+    /// The rule's expression.
+    pub expression: String,
+    /// The alert's labels (the rule's static labels among them).
+    #[serde(default)]
+    pub labels: LabelSet,
+    #[serde(default)]
+    pub annotations: LabelSet,
+    #[serde(default)]
+    pub group_id: String,
+    #[serde(default)]
+    pub rule_id: String,
+}
+
 /// An alert as `/api/v1/alerts` (or a rule's `alerts`) reports it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct ActiveAlert {
@@ -310,6 +332,9 @@ struct Envelope {
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
+    /// Without the configured credentials and headers: for URLs of another origin than
+    /// `base` (a vmalert generatorURL), which must not be sent Prometheus's secrets.
+    plain: reqwest::Client,
     base: String,
     timeout: Duration,
 }
@@ -372,8 +397,15 @@ impl Client {
             .user_agent(concat!("incidentd/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::InvalidOptions(format!("HTTP client: {e}")))?;
+        let plain = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(options.timeout)
+            .user_agent(concat!("incidentd/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::InvalidOptions(format!("HTTP client: {e}")))?;
         Ok(Client {
             http,
+            plain,
             base: options.url.trim_end_matches('/').to_string(),
             timeout: options.timeout,
         })
@@ -436,6 +468,74 @@ impl Client {
         Ok(data.alerts)
     }
 
+    /// `/api/v1/rules` at another URL (vmalert's, found from an alert's generatorURL).
+    /// Credentials go only to the configured origin.
+    pub async fn rules_at(&self, url: &str) -> Result<RulesData, Error> {
+        let req = self.http_for(url).get(url).query(&[("type", "alert")]);
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.transport("vmalert rules", url, e))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| self.transport("vmalert rules", url, e))?;
+        decode_answer("vmalert rules", status, &body)
+    }
+
+    /// vmalert's alert JSON at `url` (an alert's generatorURL, made to point at the API).
+    pub async fn vmalert_alert(&self, url: &str) -> Result<VmalertAlert, Error> {
+        let endpoint = "vmalert alert";
+        let resp = self
+            .http_for(url)
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| self.transport(endpoint, url, e))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| self.transport(endpoint, url, e))?;
+        if !(200..300).contains(&status) {
+            return Err(Error::Http {
+                endpoint,
+                status,
+                body: excerpt(&body),
+            });
+        }
+        serde_json::from_slice(&body).map_err(|e| Error::Decode {
+            endpoint,
+            message: format!("{e}: {}", excerpt(&body)),
+        })
+    }
+
+    /// The authenticated client for the configured origin, the plain one elsewhere.
+    fn http_for(&self, url: &str) -> &reqwest::Client {
+        let origin = |u: &str| reqwest::Url::parse(u).ok().map(|u| u.origin());
+        if origin(url).is_some() && origin(url) == origin(&self.base) {
+            &self.http
+        } else {
+            &self.plain
+        }
+    }
+
+    fn transport(&self, endpoint: &'static str, url: &str, e: reqwest::Error) -> Error {
+        if e.is_timeout() {
+            Error::Timeout {
+                endpoint,
+                timeout: self.timeout,
+            }
+        } else {
+            Error::Unreachable {
+                endpoint,
+                url: url.to_string(),
+                source: e.without_url(),
+            }
+        }
+    }
+
     fn url(&self, endpoint: &str) -> String {
         format!("{}/api/v1/{endpoint}", self.base)
     }
@@ -445,20 +545,7 @@ impl Client {
         endpoint: &'static str,
         req: reqwest::RequestBuilder,
     ) -> Result<T, Error> {
-        let transport = |e: reqwest::Error| {
-            if e.is_timeout() {
-                Error::Timeout {
-                    endpoint,
-                    timeout: self.timeout,
-                }
-            } else {
-                Error::Unreachable {
-                    endpoint,
-                    url: self.base.clone(),
-                    source: e.without_url(),
-                }
-            }
-        };
+        let transport = |e: reqwest::Error| self.transport(endpoint, &self.base, e);
         let resp = req.send().await.map_err(transport)?;
         let status = resp.status().as_u16();
         let body = resp.bytes().await.map_err(transport)?;

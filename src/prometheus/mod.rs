@@ -15,12 +15,15 @@ pub mod snapshot;
 
 pub use client::{
     step_for_range, ActiveAlert, AlertingRule, Client, ClientOptions, Error, InstantSample, Point,
-    QueryData, RangeSeries, Rule, RuleGroup, RulesData, MAX_POINTS_PER_SERIES,
+    QueryData, RangeSeries, Rule, RuleGroup, RulesData, VmalertAlert, MAX_POINTS_PER_SERIES,
 };
 pub use duration::{format_prom_duration, parse_prom_duration, DurationError};
 pub use impact::{find_impact_start, run_start, ImpactOptions, ImpactStart};
 pub use promql::{split_comparison, Comparison, ComparisonOp};
-pub use rule::{expr_from_generator_url, find_rule, rule_context, RuleContext, RuleSource};
+pub use rule::{
+    empty_rules_problem, expr_from_generator_url, find_rule, lookup_rule, rule_context,
+    RuleContext, RuleSource, VmalertUrls,
+};
 pub use snapshot::{
     build_snapshot, format_value, nice_step, plan_alert_query, plan_snapshot, run_snapshot,
     series_stats, AlertInput, ImpactFigure, IncidentWindow, QuerySource, SeriesSnapshot,

@@ -116,6 +116,56 @@ pub fn tools_or_skip(test: &str) -> Option<Tools> {
     }
 }
 
+/// VictoriaMetrics, vmalert and Alertmanager, for the VictoriaMetrics end-to-end test.
+#[derive(Debug, Clone)]
+pub struct VmTools {
+    pub victoria_metrics: PathBuf,
+    pub vmalert: PathBuf,
+    pub alertmanager: PathBuf,
+}
+
+/// The VictoriaMetrics tools, or `None` after a loud SKIP (a panic under
+/// `INCIDENTD_REQUIRE_E2E=1`).
+pub fn vm_tools_or_skip(test: &str) -> Option<VmTools> {
+    let found = (
+        find_binary("VICTORIA_METRICS_BIN", &["victoria-metrics"]),
+        find_binary("VMALERT_BIN", &["vmalert"]),
+        find_binary(
+            "ALERTMANAGER_BIN",
+            &["prometheus-alertmanager", "alertmanager"],
+        ),
+    );
+    match found {
+        (Some(victoria_metrics), Some(vmalert), Some(alertmanager)) => Some(VmTools {
+            victoria_metrics,
+            vmalert,
+            alertmanager,
+        }),
+        (v, va, am) => {
+            let missing: Vec<&str> = [
+                ("victoria-metrics", v.is_none()),
+                ("vmalert", va.is_none()),
+                ("prometheus-alertmanager", am.is_none()),
+            ]
+            .into_iter()
+            .filter(|(_, m)| *m)
+            .map(|(n, _)| n)
+            .collect();
+            let msg = format!(
+                "{} not found; install them with `apt-get install -y --no-install-recommends \
+                 victoria-metrics prometheus-alertmanager` (or set VICTORIA_METRICS_BIN, \
+                 VMALERT_BIN, ALERTMANAGER_BIN)",
+                missing.join(", ")
+            );
+            if std::env::var(REQUIRE_ENV).as_deref() == Ok("1") {
+                panic!("{REQUIRE_ENV}=1 but {msg}");
+            }
+            loud(&format!("SKIP {test}: {msg}"));
+            None
+        }
+    }
+}
+
 /// A message that must be seen even when the test passes (libtest captures `eprintln!`).
 pub fn loud(text: &str) {
     let bang = "!".repeat(78);
@@ -580,6 +630,15 @@ pub fn prometheus_config(rules: &Path, exporter: &str, alertmanagers: &[u16]) ->
          scrape_configs:\n  - job_name: {SERVICE}\n    static_configs:\n      - targets: ['{exporter}']\n        labels:\n          service: {SERVICE}\n          env: e2e\n",
         rules = rules.display(),
         targets = targets.join(", "),
+    )
+}
+
+/// A Prometheus-style scrape configuration for VictoriaMetrics' `-promscrape.config`: the
+/// exporter every second, with the labels `prometheus_config` gives it.
+pub fn vm_scrape_config(exporter: &str) -> String {
+    format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n\
+         scrape_configs:\n  - job_name: {SERVICE}\n    static_configs:\n      - targets: ['{exporter}']\n        labels:\n          service: {SERVICE}\n          env: e2e\n"
     )
 }
 
