@@ -130,6 +130,9 @@ pub const DEFAULT_QUICK_SNAPSHOT_DELAY: Duration = Duration::from_secs(2);
 pub const DEFAULT_SNAPSHOT_BASELINE: Duration = Duration::from_secs(3600);
 /// Default `prometheus.snapshot_margin`: how much a snapshot shows after the resolution.
 pub const DEFAULT_SNAPSHOT_MARGIN: Duration = Duration::from_secs(5 * 60);
+/// Default `prometheus.refresh_interval`: while an incident stays open its evidence is
+/// gathered again this often (the draft and Slack show current figures).
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// Default `prometheus.retry_backoff`: the first wait before an evidence job that failed
 /// on a transient error runs again; it doubles on each failure, up to 10 minutes.
 pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_secs(5);
@@ -248,6 +251,8 @@ pub struct PrometheusConfig {
     pub snapshot_margin: Duration,
     /// First wait before retrying evidence after a transient failure (doubles, at most 10m).
     pub retry_backoff: Duration,
+    /// While an incident is open, its evidence is gathered again this often.
+    pub refresh_interval: Duration,
 }
 
 impl PrometheusConfig {
@@ -264,6 +269,7 @@ impl PrometheusConfig {
             snapshot_baseline: DEFAULT_SNAPSHOT_BASELINE,
             snapshot_margin: DEFAULT_SNAPSHOT_MARGIN,
             retry_backoff: DEFAULT_RETRY_BACKOFF,
+            refresh_interval: DEFAULT_REFRESH_INTERVAL,
         }
     }
 }
@@ -639,6 +645,7 @@ struct RawPrometheus {
     snapshot_baseline: Option<DurationValue>,
     snapshot_margin: Option<DurationValue>,
     retry_backoff: Option<DurationValue>,
+    refresh_interval: Option<DurationValue>,
 }
 
 #[derive(Deserialize)]
@@ -1121,6 +1128,12 @@ impl Resolver<'_> {
         if retry_backoff.is_zero() {
             self.report(self.invalid("prometheus.retry_backoff", "must be greater than 0s"));
         }
+        let refresh_interval = raw
+            .refresh_interval
+            .map_or(DEFAULT_REFRESH_INTERVAL, |d| d.0);
+        if refresh_interval < Duration::from_secs(1) {
+            self.report(self.invalid("prometheus.refresh_interval", "must be at least 1s"));
+        }
         if snapshot_margin > snapshot_delay {
             self.report(self.invalid(
                 "prometheus.snapshot_margin",
@@ -1144,6 +1157,7 @@ impl Resolver<'_> {
             snapshot_baseline,
             snapshot_margin,
             retry_backoff,
+            refresh_interval,
         })
     }
 
@@ -1740,6 +1754,7 @@ mod tests {
                 snapshot_baseline: Duration::from_secs(2 * 3600),
                 snapshot_margin: Duration::from_secs(60),
                 retry_backoff: Duration::from_secs(1),
+                refresh_interval: DEFAULT_REFRESH_INTERVAL,
             }),
             alertmanager: Some(AlertmanagerConfig {
                 url: "http://alertmanager:9093".into(),

@@ -50,6 +50,8 @@ pub enum Phase {
     Quick,
     /// A while after the incident resolved, when the data after the resolution is in.
     Full,
+    /// Every `prometheus.refresh_interval` while the incident stays open.
+    Refresh,
 }
 
 impl Phase {
@@ -57,6 +59,7 @@ impl Phase {
         match self {
             Phase::Quick => "quick",
             Phase::Full => "full",
+            Phase::Refresh => "refresh",
         }
     }
 }
@@ -72,6 +75,8 @@ pub struct EvidenceJob {
 pub struct Schedule {
     pub quick_delay: Duration,
     pub full_delay: Duration,
+    /// While open, the evidence is gathered again this long after each snapshot.
+    pub refresh_interval: Duration,
 }
 
 impl Schedule {
@@ -79,7 +84,36 @@ impl Schedule {
         Schedule {
             quick_delay: p.quick_snapshot_delay,
             full_delay: p.snapshot_delay,
+            refresh_interval: p.refresh_interval,
         }
+    }
+}
+
+/// What an evidence job does with the incident as it finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    /// Gather evidence now; then, while open, queue a refresh at `refresh_at`.
+    Collect { refresh_at: Option<Timestamp> },
+    /// Resolved, but the data after the resolve is not in yet: gather nothing now, queue
+    /// the full snapshot for `at` (a refresh that was pending at the resolve ends here).
+    WaitForFull { at: Timestamp },
+}
+
+/// Decides an evidence job's step: open incidents are collected and refreshed; resolved
+/// ones only once `snapshot_delay` has passed since the resolve. Pure.
+pub fn next_step(incident: &Incident, schedule: &Schedule, now: Timestamp) -> NextStep {
+    match (incident.status, incident.resolved_at) {
+        (Status::Resolved, Some(r)) => {
+            let at = r + crate::time::chrono_duration(schedule.full_delay);
+            if now < at {
+                NextStep::WaitForFull { at }
+            } else {
+                NextStep::Collect { refresh_at: None }
+            }
+        }
+        _ => NextStep::Collect {
+            refresh_at: Some(now + crate::time::chrono_duration(schedule.refresh_interval)),
+        },
     }
 }
 
@@ -109,6 +143,7 @@ pub fn job_for(change: &Change, schedule: &Schedule) -> Option<JobSpec> {
     let delay = match phase {
         Phase::Quick => schedule.quick_delay,
         Phase::Full => schedule.full_delay,
+        Phase::Refresh => schedule.refresh_interval,
     };
     Some(JobSpec {
         kind: JOB_KIND,
@@ -170,6 +205,11 @@ pub struct Collected {
     /// Each distinct alert's impact start: (fingerprint, firing time, start).
     pub starts: Vec<(String, Timestamp, ImpactStart)>,
     pub window: IncidentWindow,
+    /// The end of the data: the resolution plus the margin, or the collection time while
+    /// open; never after the collection time.
+    pub data_until: Timestamp,
+    /// `prometheus.snapshot_delay`: when the evidence after a resolve is collected.
+    pub full_delay: Duration,
     pub plan: SnapshotPlan,
     pub report: SnapshotReport,
 }
@@ -183,6 +223,7 @@ pub struct Collector {
     snapshot: SnapshotOptions,
     timezone: Tz,
     retry_backoff: Duration,
+    schedule: Schedule,
 }
 
 impl Collector {
@@ -206,6 +247,7 @@ impl Collector {
             },
             timezone: config.postmortem.timezone,
             retry_backoff: p.retry_backoff,
+            schedule: Schedule::from_config(p),
         }))
     }
 
@@ -282,12 +324,16 @@ impl Collector {
                 rules.push(r);
             }
         }
+        let margin = crate::time::chrono_duration(self.snapshot.margin);
+        let data_until = (window.incident_end().min(now) + margin).min(now);
         Ok(Collected {
             rules,
             rules_error,
             impact,
             starts,
             window,
+            data_until,
+            full_delay: self.schedule.full_delay,
             plan,
             report,
         })
@@ -340,6 +386,18 @@ impl Collector {
         };
         let stored: Option<Evidence> = stored.and_then(|v| serde_json::from_value(v).ok());
         let now = clock();
+        let refresh_at = match next_step(&incident, &self.schedule, now) {
+            NextStep::WaitForFull { at } => {
+                tracing::debug!(incident = %id, phase = phase.as_str(), full_at = %crate::time::rfc3339(at), "resolved: the full snapshot waits for the data after the resolve");
+                let key = id.clone();
+                store
+                    .write(move |tx| Ok(queue_evidence(tx, &key, Phase::Full, at, now)?))
+                    .await
+                    .map_err(|e| JobFailure::retry(e.to_string(), retry_in))?;
+                return Ok(());
+            }
+            NextStep::Collect { refresh_at } => refresh_at,
+        };
         match self.collect(&incident, now).await {
             Ok(collected) => {
                 let evidence = to_evidence(&collected, &self.url, now);
@@ -361,6 +419,13 @@ impl Collector {
                 let earlier_usable = stored.as_ref().is_some_and(|e| e.missing_reason.is_none());
                 if evidence.missing_reason.is_some() && earlier_usable {
                     tracing::warn!(incident = %id, missing = ?evidence.missing_reason, "keeping the evidence gathered earlier");
+                    if let Some(at) = refresh_at {
+                        let key = id.clone();
+                        store
+                            .write(move |tx| Ok(queue_evidence(tx, &key, Phase::Refresh, at, now)?))
+                            .await
+                            .map_err(|e| JobFailure::retry(e.to_string(), retry_in))?;
+                    }
                     return Ok(());
                 }
                 self.save(
@@ -371,6 +436,7 @@ impl Collector {
                     &evidence,
                     charts,
                     now,
+                    refresh_at,
                 )
                 .await
                 .map_err(|e| JobFailure::retry(e.to_string(), retry_in))?;
@@ -404,7 +470,7 @@ impl Collector {
                         ..Evidence::default()
                     };
                     match self
-                        .save(store, planner, &id, None, &missing, Vec::new(), now)
+                        .save(store, planner, &id, None, &missing, Vec::new(), now, None)
                         .await
                     {
                         Ok(()) => wake.notify_waiters(),
@@ -436,6 +502,7 @@ impl Collector {
         evidence: &Evidence,
         charts: Vec<(String, String)>,
         now: Timestamp,
+        refresh_at: Option<Timestamp>,
     ) -> Result<(), StoreError> {
         let body = serde_json::to_value(evidence).map_err(|e| StoreError::Sqlite {
             message: format!("cannot encode evidence: {e}"),
@@ -449,12 +516,39 @@ impl Collector {
                     sqlite::set_impact_start(tx, &id, i.at, i.method, now)?;
                 }
                 sqlite::put_evidence(tx, &id, now, &body, &charts)?;
+                // Still open: gather again later (coalesced: never more than one pending).
+                if let Some(at) = refresh_at {
+                    queue_evidence(tx, &id, Phase::Refresh, at, now)?;
+                }
                 // The draft re-renders, and Slack's root message shows the new figures.
                 crate::jobs::plan(&*planner, tx, &[Change::Evidence { incident_id: &id }])?;
                 Ok(())
             })
             .await
     }
+}
+
+/// Queues an evidence job of `phase` for `at` (domain time; the queue runs on the wall
+/// clock, so the wait is carried over). Coalesced with a pending one, which keeps the
+/// earlier time.
+fn queue_evidence(
+    tx: &rusqlite::Transaction,
+    id: &str,
+    phase: Phase,
+    at: Timestamp,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    let wall = chrono::Utc::now();
+    let wait = (at - now).max(chrono::Duration::zero());
+    crate::store::jobs::enqueue(
+        tx,
+        JOB_KIND,
+        Some(id),
+        &serde_json::to_value(EvidenceJob { phase }).unwrap_or_default(),
+        true,
+        wall + wait,
+        wall,
+    )
 }
 
 /// One occurrence per alert (fingerprint): the earliest, whose impact start is the earliest.
@@ -501,13 +595,11 @@ pub fn incident_window(
     } else {
         None
     };
+    let _ = margin; // applied by the snapshot, which never reaches past `now`
     IncidentWindow {
         impact_start,
         resolved_at,
-        now: match resolved_at {
-            Some(r) => r + crate::time::chrono_duration(margin),
-            None => now,
-        },
+        now,
     }
 }
 
@@ -564,17 +656,27 @@ fn rule_info(r: &RuleContext) -> RuleInfo {
 fn snapshot(s: &crate::prometheus::Snapshot) -> postmortem::Snapshot {
     let (unit, divisor) = unit_of(s.unit);
     let scaled = |v: Option<f64>| v.map(|v| v / divisor);
+    let data = has_data(s);
     postmortem::Snapshot {
-        name: s.title.clone(),
+        // Series named by their labels: "Errors per second by status code (code="500")".
+        name: if s.labels_text.is_empty() {
+            s.title.clone()
+        } else {
+            format!("{} ({})", s.title, s.labels_text)
+        },
         query: s.query.clone(),
         unit,
         baseline: scaled(s.baseline),
         peak: scaled(s.peak),
         lower_is_worse: s.direction == crate::evidence_rules::Direction::LowerIsWorse,
         at_resolution: scaled(s.at_resolution),
+        latest: scaled(s.latest),
+        latest_at: s.latest_at,
+        no_data: !data,
+        note: s.history_note.clone(),
         change: None,
         threshold: scaled(s.threshold),
-        chart: Some(chart_file_name(&s.name)),
+        chart: data.then(|| chart_file_name(&s.name)),
         alertname: match &s.source {
             QuerySource::Alert { alertname } => Some(alertname.clone()),
             QuerySource::Rules { .. } => None,
@@ -634,13 +736,8 @@ pub fn to_evidence(c: &Collected, url: &str, collected_at: Timestamp) -> Evidenc
             .filter(|r| r.source == RuleSource::RulesApi)
             .map(rule_info)
             .collect(),
-        snapshots: c
-            .report
-            .snapshots
-            .iter()
-            .filter(|s| has_data(s))
-            .map(snapshot)
-            .collect(),
+        // Queries without data are listed as such (`no_data`), not dropped.
+        snapshots: c.report.snapshots.iter().map(snapshot).collect(),
         impact: c
             .report
             .impact
@@ -669,6 +766,12 @@ pub fn to_evidence(c: &Collected, url: &str, collected_at: Timestamp) -> Evidenc
             .collect(),
         missing_reason: missing_reason(c, url),
         collected_at: Some(collected_at),
+        data_until: Some(c.data_until.min(collected_at)),
+        resolved_at: c
+            .window
+            .resolved_at
+            .filter(|r| *r <= c.data_until.min(collected_at)),
+        full_delay_seconds: Some(c.full_delay.as_secs()),
         condition_starts: c
             .starts
             .iter()
@@ -729,6 +832,7 @@ mod tests {
     const SCHEDULE: Schedule = Schedule {
         quick_delay: Duration::from_secs(2),
         full_delay: Duration::from_secs(300),
+        refresh_interval: Duration::from_secs(60),
     };
 
     fn phase_of(spec: &JobSpec) -> Phase {
@@ -917,10 +1021,9 @@ mod tests {
     }
 
     #[test]
-    fn a_resolved_incident_is_snapshotted_from_its_own_times_whatever_the_clock_says() {
+    fn a_resolved_incident_is_snapshotted_from_its_own_times_but_never_past_the_collection() {
         let i = incident(Status::Resolved, Some("2026-11-23T02:27:02.738Z"));
         let impact = start("2026-11-23T02:26:23.381Z", ImpactMethod::RuleReevaluation);
-        // The job may run long after (or, with a test clock, "before") the incident.
         for now in [
             "2026-11-23T02:27:04Z",
             "2030-01-01T00:00:00Z",
@@ -929,8 +1032,34 @@ mod tests {
             let w = incident_window(&i, Some(&impact), Duration::from_secs(300), t(now));
             assert_eq!(w.impact_start, t("2026-11-23T02:26:23.381Z"));
             assert_eq!(w.resolved_at, Some(t("2026-11-23T02:27:02.738Z")));
-            assert_eq!(w.now, t("2026-11-23T02:32:02.738Z"));
+            // The snapshot's range ends at min(resolve + margin, now): never in the future.
+            assert_eq!(w.now, t(now));
         }
+    }
+
+    #[test]
+    fn open_incidents_are_collected_and_refreshed_resolved_ones_wait_for_the_data_after() {
+        let open = incident(Status::Open, None);
+        let now = t("2026-11-23T02:27:00Z");
+        assert_eq!(
+            next_step(&open, &SCHEDULE, now),
+            NextStep::Collect {
+                refresh_at: Some(t("2026-11-23T02:28:00Z"))
+            }
+        );
+        let resolved = incident(Status::Resolved, Some("2026-11-23T02:27:02Z"));
+        // A refresh that was pending at the resolve only queues the full snapshot.
+        assert_eq!(
+            next_step(&resolved, &SCHEDULE, t("2026-11-23T02:28:00Z")),
+            NextStep::WaitForFull {
+                at: t("2026-11-23T02:32:02Z")
+            }
+        );
+        // The full snapshot: collected once, no refresh after it.
+        assert_eq!(
+            next_step(&resolved, &SCHEDULE, t("2026-11-23T02:32:02Z")),
+            NextStep::Collect { refresh_at: None }
+        );
     }
 
     #[test]
@@ -1032,10 +1161,14 @@ mod tests {
             peak: Some(100.0),
             peak_at: None,
             at_resolution: Some(26.0),
+            latest: Some(25.0),
+            latest_at: None,
             summary: String::new(),
             start: t("2026-11-23T02:25:00Z"),
             end: t("2026-11-23T02:28:00Z"),
             step_seconds: 1.0,
+            labels_text: String::new(),
+            history_note: None,
             series: if points.is_empty() {
                 Vec::new()
             } else {
@@ -1046,6 +1179,9 @@ mod tests {
                         peak: Some(100.0),
                         peak_at: None,
                         at_resolution: Some(26.0),
+                        latest: Some(25.0),
+                        latest_at: None,
+                        short_history: false,
                     },
                     points,
                 }]
@@ -1072,6 +1208,8 @@ mod tests {
                 resolved_at: Some(t("2026-11-23T02:27:02Z")),
                 now: t("2026-11-23T02:32:02Z"),
             },
+            data_until: t("2026-11-23T02:32:02Z"),
+            full_delay: Duration::from_secs(300),
             plan: SnapshotPlan {
                 slos: vec![(
                     "http".into(),
@@ -1125,7 +1263,17 @@ mod tests {
         let ev = to_evidence(&c, URL, t("2026-11-23T02:32:10Z"));
         assert_eq!(ev.missing_reason, None);
         assert_eq!(ev.collected_at, Some(t("2026-11-23T02:32:10Z")));
-        assert_eq!(ev.snapshots.len(), 1, "the empty query is left out");
+        assert_eq!(
+            ev.snapshots.len(),
+            2,
+            "the empty query is listed, as no data"
+        );
+        assert!(ev.snapshots[1].no_data && ev.snapshots[1].chart.is_none());
+        assert!(!ev.snapshots[0].no_data);
+        // The data reaches past the resolve: its values at resolution are true.
+        assert_eq!(ev.resolved_at, Some(t("2026-11-23T02:27:02Z")));
+        assert_eq!(ev.data_until, Some(t("2026-11-23T02:32:02Z")));
+        assert_eq!(ev.full_delay_seconds, Some(300));
         let s = &ev.snapshots[0];
         assert_eq!(s.name, "Pool used");
         assert_eq!(s.unit, Unit::Ratio);

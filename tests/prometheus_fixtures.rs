@@ -233,8 +233,17 @@ async fn snapshot_of_the_recovered_incident_has_pool_ratio_baseline_peak_and_res
     assert_eq!(pool.baseline, Some(0.19));
     assert_eq!(pool.peak, Some(1.0));
     assert_eq!(pool.peak_at, Some(t("2026-11-23T02:26:24.381Z")));
-    assert_eq!(pool.at_resolution, Some(0.26));
-    assert_eq!(pool.summary, "19 % → 100 % → 26 %");
+    // At resolution: the first value at or after the resolve (02:27:02.738), not the last
+    // one before it.
+    assert_eq!(pool.at_resolution, Some(0.25));
+    assert_eq!(pool.summary, "19 % → 100 % → 25 %");
+    // Nothing past the moment of collection.
+    for s in &report.snapshots {
+        assert!(s.end <= window.now, "{} ends at {}", s.name, s.end);
+        for series in &s.series {
+            assert!(series.points.iter().all(|p| p.at <= window.now));
+        }
+    }
 
     let latency = report
         .snapshots

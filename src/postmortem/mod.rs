@@ -12,6 +12,7 @@
 //! `{{#if misspelt}}` is silently false, so the samples cover both branches of every flag.
 
 mod context;
+pub mod evidence_view;
 mod helpers;
 mod sample;
 mod writer;

@@ -86,6 +86,10 @@ pub struct SnapshotQuery {
     pub direction: Direction,
     pub threshold: Option<f64>,
     pub source: QuerySource,
+    /// The alert rule's evaluation interval (alert queries only): the peak is sought with a
+    /// subquery at least this fine, so a value the rule saw cannot fall between two steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_interval: Option<Duration>,
 }
 
 /// An alert as the planner needs it.
@@ -147,6 +151,7 @@ pub fn plan_alert_query(rule: &RuleContext, unit: Option<Unit>) -> SnapshotQuery
         source: QuerySource::Alert {
             alertname: rule.alertname.clone(),
         },
+        eval_interval: Some(rule.group_interval.unwrap_or(Duration::from_secs(1))),
     }
 }
 
@@ -183,6 +188,11 @@ fn file_safe(s: &str) -> String {
         .collect()
 }
 
+/// A query without its whitespace: two spellings of one expression compare equal.
+pub fn normalise_query(q: &str) -> String {
+    q.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
 /// Decides the queries of a snapshot: each alert's expression, then the queries and impact
 /// queries of every rules/ entry that matches an alert, rendered with that alert's labels and
 /// the window's duration. Identical rendered queries run once.
@@ -194,7 +204,11 @@ pub fn plan_snapshot(
     let mut plan = SnapshotPlan::default();
     let range = window.duration();
     let push = |list: &mut Vec<SnapshotQuery>, mut q: SnapshotQuery| {
-        if list.iter().any(|o| o.query == q.query) {
+        // The same expression written with other spacing is the same series.
+        if list
+            .iter()
+            .any(|o| normalise_query(&o.query) == normalise_query(&q.query))
+        {
             return;
         }
         // Two alerts may both bring a query of the same name with different labels.
@@ -235,6 +249,7 @@ pub fn plan_snapshot(
                                 source: QuerySource::Rules {
                                     entry: entry.name.clone(),
                                 },
+                                eval_interval: None,
                             };
                             if is_impact {
                                 push(&mut plan.impact, q);
@@ -266,7 +281,7 @@ pub fn plan_snapshot(
     plan
 }
 
-/// Baseline, peak and value at resolution of one series.
+/// Baseline, peak, latest value and value at resolution of one series.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct SeriesStats {
     /// Median of the samples before `impact_start`.
@@ -274,20 +289,32 @@ pub struct SeriesStats {
     /// The worst value (by direction) within `[impact_start, incident end]`.
     pub peak: Option<f64>,
     pub peak_at: Option<DateTime<Utc>>,
-    /// The last sample at or before the resolution (or the incident end while open).
+    /// The first sample at or after the resolution; `None` while the incident is open, or
+    /// when the data does not reach past the resolution yet.
     pub at_resolution: Option<f64>,
+    /// The last sample of the data (never later than the snapshot's collection time).
+    pub latest: Option<f64>,
+    pub latest_at: Option<DateTime<Utc>>,
+    /// A reported figure (peak, latest, at resolution) comes from a point whose query window
+    /// reached back before the series' first data: computed over too little history.
+    pub short_history: bool,
 }
 
-/// Statistics of one series. NaN samples are ignored.
+/// Statistics of one series. NaN samples are ignored. `resolved_at` is the resolution when
+/// the incident is resolved; `full_history_from` is the first time whose query window is
+/// covered by data (`None`: every point is).
 pub fn series_stats(
     points: &[Point],
     impact_start: DateTime<Utc>,
     incident_end: DateTime<Utc>,
+    resolved_at: Option<DateTime<Utc>>,
+    full_history_from: Option<DateTime<Utc>>,
     direction: Direction,
 ) -> SeriesStats {
     let finite = || points.iter().filter(|p| !p.value.is_nan());
+    let full = |p: &Point| full_history_from.is_none_or(|f| p.at >= f);
     let mut before: Vec<f64> = finite()
-        .filter(|p| p.at < impact_start)
+        .filter(|p| p.at < impact_start && full(p))
         .map(|p| p.value)
         .collect();
     let baseline = median(&mut before);
@@ -295,22 +322,49 @@ pub fn series_stats(
         Direction::HigherIsWorse => a > b,
         Direction::LowerIsWorse => a < b,
     };
+    let within = || finite().filter(|p| p.at >= impact_start && p.at <= incident_end);
+    // Points over too little history only when there is nothing better.
+    let use_all = !within().any(full);
     let mut peak: Option<&Point> = None;
-    for p in finite().filter(|p| p.at >= impact_start && p.at <= incident_end) {
+    for p in within().filter(|p| use_all || full(p)) {
         if peak.is_none_or(|best| worse(p.value, best.value)) {
             peak = Some(p);
         }
     }
-    let at_resolution = finite()
-        .filter(|p| p.at <= incident_end)
-        .max_by_key(|p| p.at)
-        .map(|p| p.value);
+    let at_resolution =
+        resolved_at.and_then(|r| finite().filter(|p| p.at >= r).min_by_key(|p| p.at));
+    let latest = finite().max_by_key(|p| p.at);
+    let short_history = [peak, at_resolution, latest]
+        .iter()
+        .flatten()
+        .any(|p| !full(p));
     SeriesStats {
         baseline,
         peak: peak.map(|p| p.value),
         peak_at: peak.map(|p| p.at),
-        at_resolution,
+        at_resolution: at_resolution.map(|p| p.value),
+        latest: latest.map(|p| p.value),
+        latest_at: latest.map(|p| p.at),
+        short_history,
     }
+}
+
+/// The longest range selector (`[1m]`, `[5m:30s]`'s `5m`) in a query: the history each point
+/// of it needs. `None` without one.
+pub fn longest_window(query: &str) -> Option<Duration> {
+    let mut best: Option<Duration> = None;
+    let mut rest = query;
+    while let Some(open) = rest.find('[') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find(']') else { break };
+        let inside = &after[..close];
+        let range = inside.split(':').next().unwrap_or("");
+        if let Ok(d) = super::duration::parse_prom_duration(range) {
+            best = Some(best.map_or(d, |b: Duration| b.max(d)));
+        }
+        rest = &after[close + 1..];
+    }
+    best
 }
 
 fn median(values: &mut [f64]) -> Option<f64> {
@@ -348,16 +402,33 @@ pub struct Snapshot {
     pub baseline: Option<f64>,
     pub peak: Option<f64>,
     pub peak_at: Option<DateTime<Utc>>,
+    /// The first value at or after the resolution; `None` while open or not measured yet.
     pub at_resolution: Option<f64>,
-    /// "19 % → 100 % → 28 %": baseline → peak → at resolution, formatted.
+    /// The last value of the data and its time (at most the collection time).
+    pub latest: Option<f64>,
+    pub latest_at: Option<DateTime<Utc>>,
+    /// "19 % → 100 % → 28 %": baseline → peak → at resolution (or latest), formatted.
     pub summary: String,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
     pub step_seconds: f64,
+    /// The headline (worst) series' distinguishing labels, e.g. `code="500"`; empty when
+    /// there is one series and nothing to tell apart.
+    pub labels_text: String,
+    /// Why a figure is less than it seems, e.g. `over 12s of history, less than the query's
+    /// 1m window`.
+    pub history_note: Option<String>,
     /// The worst series first; at most `max_series`.
     pub series: Vec<SeriesSnapshot>,
     /// Series dropped to respect `max_series`.
     pub series_omitted: usize,
+}
+
+impl Snapshot {
+    /// The query returned no points at all.
+    pub fn has_data(&self) -> bool {
+        self.series.iter().any(|s| !s.points.is_empty())
+    }
 }
 
 /// A single figure over the whole incident, e.g. failed requests.
@@ -402,9 +473,56 @@ pub fn nice_step(range: Duration, target_points: u32, min_step: Duration) -> Dur
     Duration::from_secs(secs).max(min_step)
 }
 
+/// The start of a range query moved back so that `end` itself is one of its evaluation
+/// times (Prometheus evaluates at `start + k·step`): the last seconds are never cut off.
+pub fn align_start(start: DateTime<Utc>, end: DateTime<Utc>, step: Duration) -> DateTime<Utc> {
+    let step_ms = i64::try_from(step.as_millis()).unwrap_or(i64::MAX).max(1);
+    let range_ms = (end - start).num_milliseconds().max(0);
+    let n = (range_ms + step_ms - 1) / step_ms;
+    end - chrono::Duration::milliseconds(n * step_ms)
+}
+
+/// The subquery that finds a query's worst value over `[from, end]` at `resolution`:
+/// `max_over_time((q)[D:res])` (`min_over_time` when lower is worse), to be evaluated at
+/// `end`. `D` reaches one resolution further back, so a sample held from just before `from`
+/// counts.
+pub fn peak_subquery(
+    q: &SnapshotQuery,
+    from: DateTime<Utc>,
+    end: DateTime<Utc>,
+    resolution: Duration,
+) -> String {
+    let span = (end - from).to_std().unwrap_or_default() + resolution * 2;
+    let span = Duration::from_secs(span.as_secs() + u64::from(span.subsec_nanos() > 0));
+    let f = match q.direction {
+        Direction::HigherIsWorse => "max_over_time",
+        Direction::LowerIsWorse => "min_over_time",
+    };
+    format!(
+        "{f}(({})[{}:{}])",
+        q.query,
+        super::duration::format_prom_duration(span),
+        super::duration::format_prom_duration(resolution)
+    )
+}
+
+/// The resolution of the peak subquery: 1 s (no scrape or evaluation is finer) for spans up
+/// to a day, else the rule's evaluation interval, and never more than 100,000 evaluations.
+pub fn peak_resolution(span: Duration, eval_interval: Duration) -> Duration {
+    let fine = if span <= Duration::from_secs(86_400) {
+        Duration::from_secs(1)
+    } else {
+        eval_interval.max(Duration::from_secs(1))
+    };
+    fine.max(Duration::from_secs(span.as_secs().div_ceil(100_000)))
+}
+
 /// Runs a plan: a range query per query over `[impact_start − baseline, end + margin]`
-/// (`end` = resolution, or now while open; never past now), and an instant query per impact
-/// query at the incident end. Failures are collected per query, never fatal.
+/// (`end` = resolution, or now while open), never past `window.now` (the collection time),
+/// its start aligned so the last evaluation is at the range end; for alert queries a peak
+/// subquery at one-second resolution; and an instant query per impact query at the incident
+/// end. Failures are collected per query, never fatal. Snapshots whose series are identical
+/// to an earlier one's are dropped (one row per distinct series).
 pub async fn run_snapshot(
     client: &Client,
     plan: &SnapshotPlan,
@@ -416,34 +534,79 @@ pub async fn run_snapshot(
         ..SnapshotReport::default()
     };
     let to_chrono = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero());
-    let incident_end = window.incident_end();
-    let start = window.impact_start - to_chrono(options.baseline);
-    let end = (incident_end + to_chrono(options.margin))
-        .min(window.now)
-        .max(incident_end);
+    // Nothing after the moment of collection: Prometheus would repeat the last value.
+    let incident_end = window.incident_end().min(window.now);
+    let end = (incident_end + to_chrono(options.margin)).min(window.now);
+    let start = window.impact_start.min(end) - to_chrono(options.baseline);
     let range = (end - start).to_std().unwrap_or_default();
     let step = step_for_range(
         start,
         end,
         nice_step(range, options.target_points, options.min_step),
     );
+    let start = align_start(start, end, step);
+    let resolved_at = window.resolved_at.filter(|r| *r <= end);
     for q in &plan.queries {
-        match client.query_range(&q.query, start, end, step).await {
-            Ok(series) => report.snapshots.push(build_snapshot(
-                q,
-                series,
-                window.impact_start,
-                incident_end,
-                (start, end, step),
-                options.max_series,
-            )),
-            Err(e) => report.errors.push(SnapshotError {
-                name: q.name.clone(),
-                query: Some(q.query.clone()),
-                retryable: e.is_retryable(),
-                error: e.to_string(),
-            }),
+        let series = match client.query_range(&q.query, start, end, step).await {
+            Ok(s) => s,
+            Err(e) => {
+                report.errors.push(SnapshotError {
+                    name: q.name.clone(),
+                    query: Some(q.query.clone()),
+                    retryable: e.is_retryable(),
+                    error: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let mut peaks = Vec::new();
+        if let Some(eval) = q.eval_interval {
+            let span = (incident_end - window.impact_start)
+                .to_std()
+                .unwrap_or_default();
+            let res = peak_resolution(span, eval);
+            let sub = peak_subquery(q, window.impact_start.min(incident_end), incident_end, res);
+            match client.query(&sub, incident_end).await {
+                Ok(QueryData::Vector(v)) => {
+                    for s in v {
+                        if let Some(p) = s.value {
+                            peaks.push((s.metric, p.value));
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) if e.is_retryable() => report.errors.push(SnapshotError {
+                    name: q.name.clone(),
+                    query: Some(sub),
+                    retryable: true,
+                    error: e.to_string(),
+                }),
+                // The range query's peak stands.
+                Err(_) => {}
+            }
         }
+        let snapshot = build_snapshot(
+            q,
+            series,
+            &SnapshotTimes {
+                impact_start: window.impact_start,
+                incident_end,
+                resolved_at,
+                start,
+                end,
+                step,
+            },
+            &peaks,
+            options.max_series,
+        );
+        if report
+            .snapshots
+            .iter()
+            .any(|o| o.has_data() && same_series(o, &snapshot))
+        {
+            continue;
+        }
+        report.snapshots.push(snapshot);
     }
     for q in &plan.impact {
         match client.query(&q.query, incident_end).await {
@@ -469,6 +632,34 @@ pub async fn run_snapshot(
     report
 }
 
+/// Two snapshots show the same series: same labels (but `__name__`) and the same points.
+fn same_series(a: &Snapshot, b: &Snapshot) -> bool {
+    let key = |s: &Snapshot| {
+        let mut v: Vec<(LabelSet, Vec<(i64, u64)>)> = s
+            .series
+            .iter()
+            .map(|x| {
+                (
+                    without_name(&x.labels),
+                    x.points
+                        .iter()
+                        .map(|p| (p.at.timestamp_millis(), p.value.to_bits()))
+                        .collect(),
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| format!("{:?}", a.0).cmp(&format!("{:?}", b.0)));
+        v
+    };
+    b.has_data() && key(a) == key(b)
+}
+
+fn without_name(l: &LabelSet) -> LabelSet {
+    let mut l = l.clone();
+    l.remove("__name__");
+    l
+}
+
 fn sum_of(data: &QueryData) -> Option<f64> {
     match data {
         QueryData::Scalar(p) => Some(p.value),
@@ -480,21 +671,100 @@ fn sum_of(data: &QueryData) -> Option<f64> {
     }
 }
 
-/// Statistics for every series, the worst first; pure, so the runner stays thin.
+/// The times a snapshot's statistics are computed against.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SnapshotTimes {
+    pub impact_start: DateTime<Utc>,
+    /// Resolution, or the collection time while open.
+    pub incident_end: DateTime<Utc>,
+    /// The resolution, when resolved and within the data.
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub step: Duration,
+}
+
+/// The labels that tell the headline series apart: those whose values differ between the
+/// series, and those the query groups by (`by (code)`), `__name__` never. `code="500"`.
+pub fn distinguishing_labels(query: &str, head: &LabelSet, all: &[&LabelSet]) -> String {
+    let mut by: Vec<String> = Vec::new();
+    let mut rest = query;
+    while let Some(i) = rest.find("by") {
+        let before_ok = i == 0
+            || !rest.as_bytes()[i - 1].is_ascii_alphanumeric() && rest.as_bytes()[i - 1] != b'_';
+        let after = rest[i + 2..].trim_start();
+        if before_ok && after.starts_with('(') {
+            if let Some(close) = after.find(')') {
+                by.extend(after[1..close].split(',').map(|k| k.trim().to_string()));
+            }
+        }
+        rest = &rest[i + 2..];
+    }
+    head.iter()
+        .filter(|(k, v)| {
+            k.as_str() != "__name__"
+                && (by.iter().any(|b| b == *k) || all.iter().any(|o| o.get(k.as_str()) != Some(*v)))
+        })
+        .map(|(k, v)| format!("{k}=\"{v}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Statistics for every series, the worst first; pure, so the runner stays thin. `peaks`
+/// are per-series worst values from the peak subquery (labels without `__name__`): they
+/// replace a range-query peak that is less bad.
 pub fn build_snapshot(
     q: &SnapshotQuery,
     series: Vec<super::client::RangeSeries>,
-    impact_start: DateTime<Utc>,
-    incident_end: DateTime<Utc>,
-    (start, end, step): (DateTime<Utc>, DateTime<Utc>, Duration),
+    times: &SnapshotTimes,
+    peaks: &[(LabelSet, f64)],
     max_series: usize,
 ) -> Snapshot {
+    let window = longest_window(&q.query);
+    let worse = |a: f64, b: f64| match q.direction {
+        Direction::HigherIsWorse => a > b,
+        Direction::LowerIsWorse => a < b,
+    };
+    let mut history_from: Option<DateTime<Utc>> = None;
     let mut all: Vec<SeriesSnapshot> = series
         .into_iter()
-        .map(|s| SeriesSnapshot {
-            stats: series_stats(&s.values, impact_start, incident_end, q.direction),
-            labels: s.metric,
-            points: s.values,
+        .map(|s| {
+            // A series that starts within the range (not at its first step) had no data
+            // before: its points need the query's window of history after its first one.
+            let first = s.values.iter().find(|p| !p.value.is_nan()).map(|p| p.at);
+            let full_from = match (window, first) {
+                (Some(w), Some(f))
+                    if f > times.start + crate::time::chrono_duration(times.step) =>
+                {
+                    Some(f + crate::time::chrono_duration(w))
+                }
+                _ => None,
+            };
+            let mut stats = series_stats(
+                &s.values,
+                times.impact_start,
+                times.incident_end,
+                times.resolved_at,
+                full_from,
+                q.direction,
+            );
+            let bare = without_name(&s.metric);
+            if let Some((_, v)) = peaks.iter().find(|(l, _)| without_name(l) == bare) {
+                if stats.peak.is_none_or(|p| worse(*v, p)) {
+                    stats.peak = Some(*v);
+                    stats.peak_at = None;
+                }
+            }
+            if stats.short_history {
+                history_from = history_from.max(
+                    full_from.map(|f| f - crate::time::chrono_duration(window.unwrap_or_default())),
+                );
+            }
+            SeriesSnapshot {
+                stats,
+                labels: s.metric,
+                points: s.values,
+            }
         })
         .collect();
     // Worst peak first; series without a peak last.
@@ -504,12 +774,31 @@ pub fn build_snapshot(
         (Some(p), Direction::LowerIsWorse) => -p,
     };
     all.sort_by(|a, b| key(b).total_cmp(&key(a)));
+    let labels_text = match all.first() {
+        Some(h) => {
+            let others: Vec<&LabelSet> = all.iter().map(|s| &s.labels).collect();
+            distinguishing_labels(&q.query, &h.labels, &others)
+        }
+        None => String::new(),
+    };
     let omitted = all.len().saturating_sub(max_series.max(1));
     all.truncate(max_series.max(1));
     let head = all.first().map(|s| s.stats);
     let baseline = head.and_then(|s| s.baseline);
     let peak = head.and_then(|s| s.peak);
     let at_resolution = head.and_then(|s| s.at_resolution);
+    let latest = head.and_then(|s| s.latest);
+    let history_note = match (head.is_some_and(|s| s.short_history), window, history_from) {
+        (true, Some(w), Some(from)) => {
+            let had = (times.end - from).to_std().unwrap_or_default();
+            Some(format!(
+                "computed over {} of history, less than the query's {} window",
+                super::duration::format_prom_duration(Duration::from_secs(had.as_secs())),
+                super::duration::format_prom_duration(w)
+            ))
+        }
+        _ => None,
+    };
     let fmt = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format_value(q.unit, v));
     Snapshot {
         name: q.name.clone(),
@@ -523,10 +812,23 @@ pub fn build_snapshot(
         peak,
         peak_at: head.and_then(|s| s.peak_at),
         at_resolution,
-        summary: format!("{} → {} → {}", fmt(baseline), fmt(peak), fmt(at_resolution)),
-        start,
-        end,
-        step_seconds: step.as_secs_f64(),
+        latest,
+        latest_at: head.and_then(|s| s.latest_at),
+        summary: format!(
+            "{} → {} → {}",
+            fmt(baseline),
+            fmt(peak),
+            fmt(if times.resolved_at.is_some() {
+                at_resolution
+            } else {
+                latest
+            })
+        ),
+        start: times.start,
+        end: times.end,
+        step_seconds: times.step.as_secs_f64(),
+        labels_text,
+        history_note,
         series: all,
         series_omitted: omitted,
     }
@@ -697,6 +999,8 @@ mod tests {
             &p,
             t("2026-01-01T00:00:05Z"),
             t("2026-01-01T00:00:09Z"),
+            Some(t("2026-01-01T00:00:09Z")),
+            None,
             Direction::HigherIsWorse,
         );
         assert_eq!(s.baseline, Some(0.2));
@@ -707,6 +1011,8 @@ mod tests {
             &p,
             t("2026-01-01T00:00:05Z"),
             t("2026-01-01T00:00:09Z"),
+            Some(t("2026-01-01T00:00:09Z")),
+            None,
             Direction::LowerIsWorse,
         );
         assert_eq!(s.peak, Some(0.3));
@@ -718,6 +1024,8 @@ mod tests {
             &[],
             t("2026-01-01T00:00:05Z"),
             t("2026-01-01T00:00:09Z"),
+            Some(t("2026-01-01T00:00:09Z")),
+            None,
             Direction::HigherIsWorse,
         );
         assert_eq!((s.baseline, s.peak, s.at_resolution), (None, None, None));
@@ -726,11 +1034,13 @@ mod tests {
             &p,
             t("2026-01-01T00:00:02Z"),
             t("2026-01-01T00:00:03Z"),
+            Some(t("2026-01-01T00:00:02Z")),
+            None,
             Direction::HigherIsWorse,
         );
         assert_eq!(
-            (s.baseline, s.peak, s.at_resolution),
-            (Some(1.0), Some(3.0), Some(3.0))
+            (s.baseline, s.peak, s.at_resolution, s.latest),
+            (Some(1.0), Some(3.0), Some(3.0), Some(3.0))
         );
     }
 

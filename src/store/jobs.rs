@@ -19,7 +19,8 @@ pub struct Job {
 }
 
 /// Queue a job to run at `run_at`. With `coalesce`, a job of the same kind for the same
-/// incident that is still pending absorbs this one (a burst of changes renders once).
+/// incident that is still pending absorbs this one (a burst of changes renders once); it
+/// runs at the earlier of the two times, so a request is never delayed by a later one.
 pub fn enqueue(
     tx: &Transaction,
     kind: &str,
@@ -32,7 +33,8 @@ pub fn enqueue(
     tx.prepare_cached(
         "INSERT INTO jobs (kind, incident_id, payload, coalesce, state, run_at, created_at) \
          VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6) \
-         ON CONFLICT (kind, incident_id) WHERE coalesce = 1 AND state = 'pending' DO NOTHING",
+         ON CONFLICT (kind, incident_id) WHERE coalesce = 1 AND state = 'pending' \
+         DO UPDATE SET run_at = MIN(run_at, excluded.run_at)",
     )?
     .execute(params![
         kind,
