@@ -126,6 +126,8 @@ pub fn add_evidence(v: &mut Value, i: &Incident, evidence: Option<&Evidence>) {
                         "latest": s.latest.or(if e.data_until.is_none() && !at_resolution_true { s.at_resolution } else { None }),
                         "latest_at": s.latest_at.map(rfc3339),
                         "no_data": s.no_data,
+                        "lower_is_worse": s.lower_is_worse,
+                        "alertname": s.alertname,
                         "note": s.note,
                         "threshold": s.threshold,
                         "chart_url": s.chart.as_ref().map(|c| format!("/api/v1/incidents/{}/charts/{c}", i.id)),
