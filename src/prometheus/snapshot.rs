@@ -492,8 +492,7 @@ pub fn peak_subquery(
     end: DateTime<Utc>,
     resolution: Duration,
 ) -> String {
-    let span = (end - from).to_std().unwrap_or_default() + resolution * 2;
-    let span = Duration::from_secs(span.as_secs() + u64::from(span.subsec_nanos() > 0));
+    let span = peak_span(from, end, resolution);
     let f = match q.direction {
         Direction::HigherIsWorse => "max_over_time",
         Direction::LowerIsWorse => "min_over_time",
@@ -504,6 +503,13 @@ pub fn peak_subquery(
         super::duration::format_prom_duration(span),
         super::duration::format_prom_duration(resolution)
     )
+}
+
+/// The range of the peak subquery: from `from` to `end`, two resolutions more, in whole
+/// seconds rounded up.
+pub fn peak_span(from: DateTime<Utc>, end: DateTime<Utc>, resolution: Duration) -> Duration {
+    let span = (end - from).to_std().unwrap_or_default() + resolution * 2;
+    Duration::from_secs(span.as_secs() + u64::from(span.subsec_nanos() > 0))
 }
 
 /// The resolution of the peak subquery: 1 s (no scrape or evaluation is finer) for spans up
@@ -1101,5 +1107,183 @@ mod tests {
         );
         let q = plan_alert_query(&rule("absent(up)"), None);
         assert_eq!((q.query.as_str(), q.threshold), ("absent(up)", None));
+    }
+
+    #[test]
+    fn a_range_ends_exactly_at_its_end_and_the_peak_subquery_reaches_back_past_the_start() {
+        let end = t("2026-11-23T02:27:02.738Z");
+        let start = align_start(t("2026-11-23T01:26:00Z"), end, Duration::from_secs(15));
+        assert_eq!((end - start).num_milliseconds() % 15_000, 0);
+        assert!(start <= t("2026-11-23T01:26:00Z"));
+        let q = plan_alert_query(&rule("errors / requests > 0.05"), None);
+        assert_eq!(
+            peak_subquery(
+                &q,
+                t("2026-11-23T02:26:23.381Z"),
+                end,
+                Duration::from_secs(1)
+            ),
+            "max_over_time((errors / requests)[42s:1s])"
+        );
+        let q = plan_alert_query(&rule("free_ratio < 0.1"), None);
+        assert!(peak_subquery(&q, end, end, Duration::from_secs(1)).starts_with("min_over_time("));
+        assert_eq!(
+            peak_resolution(Duration::from_secs(3600), Duration::from_secs(15)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            peak_resolution(Duration::from_secs(30 * 86400), Duration::from_secs(15)),
+            Duration::from_secs(26)
+        );
+    }
+
+    #[test]
+    fn rate_figures_over_less_history_than_their_window_are_said_so_and_not_the_peak() {
+        // A throughput series that starts mid-range (the exporter or Prometheus just
+        // started): the first minute of rate(x[1m]) is over too little history.
+        let q = SnapshotQuery {
+            name: "request_throughput".into(),
+            title: "Request throughput".into(),
+            query: "sum(rate(http_requests_total[1m]))".into(),
+            unit: Unit::RequestsPerSecond,
+            direction: Direction::LowerIsWorse,
+            threshold: None,
+            source: QuerySource::Rules { entry: "x".into() },
+            eval_interval: None,
+        };
+        assert_eq!(longest_window(&q.query), Some(Duration::from_secs(60)));
+        assert_eq!(
+            longest_window("max_over_time(x[5m:30s]) + y[1m]"),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(longest_window("up"), None);
+        // Ramp 3.3, 6.3, ... then the true 50/s from 60 s after the first point.
+        let mut values: Vec<f64> = (1..=20).map(|i| f64::from(i) * 50.0 / 20.0).collect();
+        values.extend(std::iter::repeat_n(50.0, 60));
+        let series = vec![super::super::client::RangeSeries {
+            metric: LabelSet::new(),
+            values: pts("2026-01-01T00:10:00Z", &values),
+        }];
+        let times = SnapshotTimes {
+            impact_start: t("2026-01-01T00:10:05Z"),
+            incident_end: t("2026-01-01T00:11:19Z"),
+            resolved_at: None,
+            start: t("2026-01-01T00:00:00Z"),
+            end: t("2026-01-01T00:11:19Z"),
+            step: Duration::from_secs(1),
+        };
+        let snap = build_snapshot(&q, series.clone(), &times, &[], 10);
+        assert_eq!(
+            snap.peak,
+            Some(50.0),
+            "the ramp is not the lowest throughput"
+        );
+        assert_eq!(snap.history_note, None);
+        // Only the ramp within the incident: said to be over too little history.
+        let times = SnapshotTimes {
+            incident_end: t("2026-01-01T00:10:15Z"),
+            end: t("2026-01-01T00:10:15Z"),
+            ..times
+        };
+        let snap = build_snapshot(&q, series, &times, &[], 10);
+        assert_eq!(
+            snap.history_note.as_deref(),
+            Some("computed over 15s of history, less than the query's 1m window")
+        );
+    }
+
+    #[test]
+    fn series_are_named_by_the_labels_that_tell_them_apart() {
+        let l = |pairs: &[(&str, &str)]| -> LabelSet {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let a = l(&[("code", "500"), ("job", "api")]);
+        let b = l(&[("code", "503"), ("job", "api")]);
+        assert_eq!(
+            distinguishing_labels("sum by (code) (rate(x[1m]))", &a, &[&a, &b]),
+            "code=\"500\""
+        );
+        assert_eq!(
+            distinguishing_labels("sum by (code) (rate(x[1m]))", &a, &[&a]),
+            "code=\"500\""
+        );
+        assert_eq!(distinguishing_labels("sum(rate(x[1m]))", &a, &[&a]), "");
+        let named = l(&[("__name__", "up"), ("instance", "a")]);
+        assert_eq!(distinguishing_labels("up", &named, &[&named]), "");
+    }
+
+    #[test]
+    fn identical_spellings_of_a_query_run_once() {
+        assert_eq!(normalise_query("a / b"), normalise_query("a/b"));
+    }
+
+    /// Prometheus' instant value of a gauge at `at`: the last raw sample at or before it.
+    fn value_at(raw: &[(i64, f64)], at: i64) -> Option<f64> {
+        raw.iter().rev().find(|(ts, _)| *ts <= at).map(|(_, v)| *v)
+    }
+
+    proptest::proptest! {
+        /// For an alert `A > t` that fired (some rule evaluation saw `A > t`), the peak the
+        /// snapshot reports over the firing — the range query aligned to its end and the
+        /// one-second peak subquery — is above `t`. A gauge scraped every 1–15 s, rules
+        /// evaluated every 1–60 s at any offset, the incident end anywhere after the last
+        /// true evaluation (a quick snapshot taken at that very moment included).
+        #[test]
+        fn the_peak_of_an_alert_that_fired_crosses_its_threshold(
+            scrape_ms in 1000i64..15_000,
+            scrape_offset in 0i64..15_000,
+            eval_ms in 1000i64..60_000,
+            eval_offset in 0i64..60_000,
+            spike in 5usize..200,
+            spike_len in 1usize..4,
+            tail_ms in 0i64..120_000,
+            base in 0.0f64..0.9,
+        ) {
+            let threshold = 0.95;
+            let t0 = 1_790_000_000_000i64;
+            let raw: Vec<(i64, f64)> = (0..400usize)
+                .map(|i| {
+                    let at = t0 + scrape_offset + i as i64 * scrape_ms;
+                    let v = if (spike..spike + spike_len).contains(&i) { 1.0 } else { base };
+                    (at, v)
+                })
+                .collect();
+            // The rule's evaluations that saw the condition true.
+            let true_evals: Vec<i64> = (0..)
+                .map(|k| t0 + eval_offset + k * eval_ms)
+                .take_while(|e| *e < raw.last().unwrap().0)
+                .filter(|e| value_at(&raw, *e).is_some_and(|v| v > threshold))
+                .collect();
+            proptest::prop_assume!(!true_evals.is_empty());
+            let ms = |x: i64| DateTime::<Utc>::from_timestamp_millis(x).unwrap();
+            let from = ms(true_evals[0]);
+            let end = ms(*true_evals.last().unwrap() + tail_ms);
+            // The range query: aligned so that `end` is one of its points.
+            let step = Duration::from_secs(15);
+            let start = align_start(from - chrono::Duration::hours(1), end, step);
+            let step_ms = step.as_millis() as i64;
+            let mut seen: Vec<f64> = (0..)
+                .map(|k| start.timestamp_millis() + k * step_ms)
+                .take_while(|x| *x <= end.timestamp_millis())
+                .filter(|x| *x >= from.timestamp_millis())
+                .filter_map(|x| value_at(&raw, x))
+                .collect();
+            // The peak subquery: multiples of the resolution in (end − span, end].
+            let span_ms = (end - from).num_milliseconds();
+            let res = peak_resolution(Duration::from_millis(span_ms as u64), Duration::from_millis(eval_ms as u64));
+            let span = peak_span(from, end, res).as_millis() as i64;
+            let res_ms = res.as_millis() as i64;
+            let lo = end.timestamp_millis() - span;
+            let mut x = (lo / res_ms + 1) * res_ms;
+            while x <= end.timestamp_millis() {
+                seen.extend(value_at(&raw, x));
+                x += res_ms;
+            }
+            let peak = seen.into_iter().fold(f64::NEG_INFINITY, f64::max);
+            proptest::prop_assert!(peak > threshold, "peak {} ≤ {}", peak, threshold);
+        }
     }
 }
