@@ -193,6 +193,55 @@ pub fn normalise_query(q: &str) -> String {
     q.chars().filter(|c| !c.is_whitespace()).collect()
 }
 
+/// What a query measures, without its range windows, label matchers, grouping and spacing:
+/// `sum by (service) (rate(x{code=~"5.."}[10s]))` and `sum(rate(x{code=~"5.."}[1m]))` are
+/// both `sum(rate(x))`.
+pub fn query_shape(q: &str) -> String {
+    let mut out = String::new();
+    let mut depth_brace = 0usize;
+    let mut depth_bracket = 0usize;
+    let mut in_string: Option<char> = None;
+    for c in q.chars() {
+        if let Some(quote) = in_string {
+            if c == quote {
+                in_string = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' | '`' if depth_brace > 0 => in_string = Some(c),
+            '{' => depth_brace += 1,
+            '}' => depth_brace = depth_brace.saturating_sub(1),
+            '[' => depth_bracket += 1,
+            ']' => depth_bracket = depth_bracket.saturating_sub(1),
+            _ if depth_brace > 0 || depth_bracket > 0 => {}
+            _ if c.is_whitespace() => out.push(' '),
+            _ => out.push(c),
+        }
+    }
+    // Grouping clauses: `by (...)`, `without (...)`, as words.
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b':';
+    for kw in ["by", "without"] {
+        let mut from = 0;
+        while let Some(off) = out[from..].find(kw) {
+            let i = from + off;
+            let bytes = out.as_bytes();
+            let before_ok = i == 0 || !ident(bytes[i - 1]);
+            let after = &out[i + kw.len()..];
+            let trimmed = after.trim_start();
+            if before_ok && trimmed.starts_with('(') {
+                if let Some(close) = trimmed.find(')') {
+                    let end = i + kw.len() + (after.len() - trimmed.len()) + close + 1;
+                    out.replace_range(i..end, " ");
+                    continue;
+                }
+            }
+            from = i + kw.len();
+        }
+    }
+    out.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
 /// Decides the queries of a snapshot: each alert's expression, then the queries and impact
 /// queries of every rules/ entry that matches an alert, rendered with that alert's labels and
 /// the window's duration. Identical rendered queries run once.
@@ -204,11 +253,13 @@ pub fn plan_snapshot(
     let mut plan = SnapshotPlan::default();
     let range = window.duration();
     let push = |list: &mut Vec<SnapshotQuery>, mut q: SnapshotQuery| {
-        // The same expression written with other spacing is the same series.
-        if list
-            .iter()
-            .any(|o| normalise_query(&o.query) == normalise_query(&q.query))
-        {
+        // The same expression written with other spacing, or the same measure over another
+        // window or label selection (an alert's `[10s]` error ratio and a rules/ `[1m]` one),
+        // is one row: the first (the alert's own) stays.
+        if list.iter().any(|o| {
+            normalise_query(&o.query) == normalise_query(&q.query)
+                || query_shape(&o.query) == query_shape(&q.query)
+        }) {
             return;
         }
         // Two alerts may both bring a query of the same name with different labels.
@@ -638,26 +689,25 @@ pub async fn run_snapshot(
     report
 }
 
-/// Two snapshots show the same series: same labels (but `__name__`) and the same points.
-fn same_series(a: &Snapshot, b: &Snapshot) -> bool {
+/// Two snapshots show the same data: the same points (times and values) in every series,
+/// whatever the labels (`a / b` keeps the target's labels, `max by (pool) (a / b)` only
+/// `pool`: one series twice).
+pub fn same_series(a: &Snapshot, b: &Snapshot) -> bool {
     let key = |s: &Snapshot| {
-        let mut v: Vec<(LabelSet, Vec<(i64, u64)>)> = s
+        let mut v: Vec<Vec<(i64, u64)>> = s
             .series
             .iter()
             .map(|x| {
-                (
-                    without_name(&x.labels),
-                    x.points
-                        .iter()
-                        .map(|p| (p.at.timestamp_millis(), p.value.to_bits()))
-                        .collect(),
-                )
+                x.points
+                    .iter()
+                    .map(|p| (p.at.timestamp_millis(), p.value.to_bits()))
+                    .collect()
             })
             .collect();
-        v.sort_by(|a, b| format!("{:?}", a.0).cmp(&format!("{:?}", b.0)));
+        v.sort();
         v
     };
-    b.has_data() && key(a) == key(b)
+    b.has_data() && a.series_omitted == b.series_omitted && key(a) == key(b)
 }
 
 fn without_name(l: &LabelSet) -> LabelSet {
@@ -1216,8 +1266,25 @@ mod tests {
     }
 
     #[test]
-    fn identical_spellings_of_a_query_run_once() {
+    fn identical_spellings_and_the_same_measure_over_other_windows_run_once() {
         assert_eq!(normalise_query("a / b"), normalise_query("a/b"));
+        assert_eq!(
+            query_shape(
+                r#"sum by (service) (rate(http_requests_total{code=~"5.."}[10s])) / sum by (service) (rate(http_requests_total[10s]))"#
+            ),
+            query_shape(
+                r#"sum(rate(http_requests_total{service="p",code=~"5.."}[1m])) / sum(rate(http_requests_total{service="p"}[1m]))"#
+            )
+        );
+        assert_eq!(query_shape(r#"x{a="}{[",b=~'x'}"#), "x");
+        assert_ne!(
+            query_shape("histogram_quantile(0.99, sum by (le) (rate(x[1m])))"),
+            query_shape("histogram_quantile(0.5, sum by (le) (rate(x[1m])))")
+        );
+        assert_ne!(
+            query_shape("sum(rate(a[1m]))"),
+            query_shape("sum(rate(b[1m]))")
+        );
     }
 
     /// Prometheus' instant value of a gauge at `at`: the last raw sample at or before it.
