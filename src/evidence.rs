@@ -754,16 +754,7 @@ pub fn to_evidence(c: &Collected, url: &str, collected_at: Timestamp) -> Evidenc
             target_percent: s.target,
             window_seconds: s.window.as_secs(),
         }),
-        action_items: c
-            .plan
-            .actions
-            .iter()
-            .map(|a| ActionSuggestion {
-                action: a.clone(),
-                priority: None,
-                alertname: None,
-            })
-            .collect(),
+        action_items: applicable_actions(c),
         missing_reason: missing_reason(c, url),
         collected_at: Some(collected_at),
         data_until: Some(c.data_until.min(collected_at)),
@@ -784,6 +775,57 @@ pub fn to_evidence(c: &Collected, url: &str, collected_at: Timestamp) -> Evidenc
             })
             .collect(),
     }
+}
+
+/// Whether a snapshot's worst value is on the bad side of its threshold.
+pub fn crossed(s: &crate::prometheus::Snapshot) -> bool {
+    match (s.peak, s.threshold) {
+        (Some(p), Some(t)) => match s.direction {
+            crate::evidence_rules::Direction::HigherIsWorse => p > t,
+            crate::evidence_rules::Direction::LowerIsWorse => p < t,
+        },
+        _ => false,
+    }
+}
+
+/// The rules/ action items that apply to this incident: those whose `crossed:` query did
+/// cross its threshold (not one without data) and whose `longer_than:` the incident lasted,
+/// deduplicated, highest priority first (stable). Pure.
+pub fn applicable_actions(c: &Collected) -> Vec<ActionSuggestion> {
+    let duration = c.window.duration();
+    let snapshot_named = |name: &str| {
+        let name = c
+            .plan
+            .aliases
+            .iter()
+            .find(|(from, _)| from == name)
+            .map_or(name, |(_, to)| to.as_str());
+        c.report.snapshots.iter().find(|s| s.name == name)
+    };
+    let mut out: Vec<(crate::evidence_rules::Priority, ActionSuggestion)> = c
+        .plan
+        .actions
+        .iter()
+        .filter(|a| {
+            a.spec
+                .crossed
+                .as_deref()
+                .is_none_or(|q| snapshot_named(q).is_some_and(crossed))
+        })
+        .filter(|a| a.spec.longer_than.is_none_or(|d| duration >= d))
+        .map(|a| {
+            (
+                a.spec.priority,
+                ActionSuggestion {
+                    action: a.spec.action.clone(),
+                    priority: Some(a.spec.priority.as_str().to_string()),
+                    alertname: Some(a.alertname.clone()),
+                },
+            )
+        })
+        .collect();
+    out.sort_by_key(|(p, _)| *p);
+    out.into_iter().map(|(_, a)| a).collect()
 }
 
 /// An SVG chart per snapshot with data, named as [`to_evidence`] names them. Pure.
@@ -1218,7 +1260,15 @@ mod tests {
                         window: Duration::from_secs(30 * 86400),
                     },
                 )],
-                actions: vec!["Set a statement timeout".into()],
+                actions: vec![crate::prometheus::snapshot::PlannedAction {
+                    spec: crate::evidence_rules::ActionSpec {
+                        action: "Set a statement timeout".into(),
+                        priority: crate::evidence_rules::Priority::High,
+                        crossed: None,
+                        longer_than: None,
+                    },
+                    alertname: "PoolHigh".into(),
+                }],
                 ..SnapshotPlan::default()
             },
             report,
@@ -1226,6 +1276,69 @@ mod tests {
     }
 
     const URL: &str = "http://prometheus:9090";
+
+    #[test]
+    fn action_items_apply_only_where_their_query_crossed_and_the_incident_lasted_long_enough() {
+        use crate::evidence_rules::{ActionSpec, Priority};
+        use crate::prometheus::snapshot::PlannedAction;
+        let action = |text: &str, priority, crossed: Option<&str>, longer_than| PlannedAction {
+            spec: ActionSpec {
+                action: text.into(),
+                priority,
+                crossed: crossed.map(str::to_string),
+                longer_than,
+            },
+            alertname: "PoolHigh".into(),
+        };
+        // The pool crossed 95 % (peak 100); "quiet" never crossed its threshold.
+        let mut quiet = pct_snapshot("quiet", &[("2026-11-23T02:26:30Z", 10.0)]);
+        quiet.peak = Some(10.0);
+        let report = SnapshotReport {
+            snapshots: vec![
+                pct_snapshot("alert-PoolHigh", &[("2026-11-23T02:26:30Z", 100.0)]),
+                quiet,
+            ],
+            ..SnapshotReport::default()
+        };
+        let mut c = collected(report, Vec::new());
+        c.plan.aliases = vec![("pool_utilisation".into(), "alert-PoolHigh".into())];
+        c.plan.actions = vec![
+            action("low always", Priority::Low, None, None),
+            action(
+                "pool crossed",
+                Priority::High,
+                Some("pool_utilisation"),
+                None,
+            ),
+            action("quiet crossed", Priority::High, Some("quiet"), None),
+            action("no data", Priority::High, Some("missing"), None),
+            action(
+                "long incident",
+                Priority::Medium,
+                None,
+                Some(Duration::from_secs(600)),
+            ),
+            action(
+                "short enough",
+                Priority::Medium,
+                None,
+                Some(Duration::from_secs(30)),
+            ),
+        ];
+        let got: Vec<(String, Option<String>)> = applicable_actions(&c)
+            .into_iter()
+            .map(|a| (a.action, a.priority))
+            .collect();
+        // The window lasts 39 s: highest priority first.
+        assert_eq!(
+            got,
+            [
+                ("pool crossed".to_string(), Some("high".to_string())),
+                ("short enough".to_string(), Some("medium".to_string())),
+                ("low always".to_string(), Some("low".to_string())),
+            ]
+        );
+    }
 
     #[test]
     fn snapshots_with_data_become_post_mortem_rows_with_their_chart_and_units_as_ratios() {

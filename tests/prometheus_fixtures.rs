@@ -210,7 +210,10 @@ async fn snapshot_of_the_recovered_incident_has_pool_ratio_baseline_peak_and_res
         "alert expressions and rules/ queries"
     );
     assert!(plan.impact.iter().any(|q| q.name == "failed_requests"));
-    assert!(plan.actions.iter().any(|a| a.contains("statement timeout")));
+    assert!(plan
+        .actions
+        .iter()
+        .any(|a| a.spec.action.contains("statement timeout")));
     let options = SnapshotOptions {
         baseline: Duration::from_secs(10),
         margin: Duration::from_secs(10),

@@ -108,9 +108,20 @@ pub struct SnapshotPlan {
     pub impact: Vec<SnapshotQuery>,
     /// SLOs of matching rules/ entries, by entry name.
     pub slos: Vec<(String, Slo)>,
-    /// Suggested action items from matching rules/ entries, deduplicated, in order.
-    pub actions: Vec<String>,
+    /// Suggested action items from matching rules/ entries, deduplicated by text, in order,
+    /// each with the alert it came for and the names its `crossed:` query ran under.
+    pub actions: Vec<PlannedAction>,
+    /// A rules/ query not run because an earlier one measures the same: (its name, the
+    /// name of the one that ran).
+    pub aliases: Vec<(String, String)>,
     pub errors: Vec<SnapshotError>,
+}
+
+/// A suggested action item in a plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedAction {
+    pub spec: crate::evidence_rules::ActionSpec,
+    pub alertname: String,
 }
 
 /// A query that could not be planned or run; the incident records it.
@@ -252,14 +263,16 @@ pub fn plan_snapshot(
 ) -> SnapshotPlan {
     let mut plan = SnapshotPlan::default();
     let range = window.duration();
-    let push = |list: &mut Vec<SnapshotQuery>, mut q: SnapshotQuery| {
+    let mut aliases: Vec<(String, String)> = Vec::new();
+    let mut push = |list: &mut Vec<SnapshotQuery>, mut q: SnapshotQuery| {
         // The same expression written with other spacing, or the same measure over another
         // window or label selection (an alert's `[10s]` error ratio and a rules/ `[1m]` one),
         // is one row: the first (the alert's own) stays.
-        if list.iter().any(|o| {
+        if let Some(o) = list.iter().find(|o| {
             normalise_query(&o.query) == normalise_query(&q.query)
                 || query_shape(&o.query) == query_shape(&q.query)
         }) {
+            aliases.push((q.name.clone(), o.name.clone()));
             return;
         }
         // Two alerts may both bring a query of the same name with different labels.
@@ -323,12 +336,16 @@ pub fn plan_snapshot(
                 }
             }
             for a in &entry.actions {
-                if !plan.actions.contains(a) {
-                    plan.actions.push(a.clone());
+                if !plan.actions.iter().any(|p| p.spec.action == a.action) {
+                    plan.actions.push(PlannedAction {
+                        spec: a.clone(),
+                        alertname: alert.alertname.clone(),
+                    });
                 }
             }
         }
     }
+    plan.aliases = aliases;
     plan
 }
 
