@@ -640,11 +640,22 @@ pub fn build_context(input: &RenderInput<'_>, settings: &RenderSettings) -> Rend
         None => format!("At {}, {who} opened an incident.", t(start)),
     };
     match end {
-        Some(e) => what.push_str(&format!(
-            " All alerts had resolved by {}, {} after the condition first became true.",
-            t(e),
-            helpers::duration(seconds(e - start))
-        )),
+        Some(e) => {
+            // Only say "the condition" when some alert's condition time is known (the
+            // detection section says "unknown" otherwise).
+            let condition_known = inc.impact_start_method != ImpactMethod::StartsAt
+                && alert_contexts.iter().any(|a| a.condition_true_at.is_some());
+            what.push_str(&format!(
+                " All alerts had resolved by {}, {} after {}.",
+                t(e),
+                helpers::duration(seconds(e - start)),
+                if condition_known {
+                    "the condition first became true"
+                } else {
+                    "the first alert fired"
+                }
+            ))
+        }
         None => what.push_str(&format!(
             " The incident is still {} ({} so far).",
             inc.status.as_str(),

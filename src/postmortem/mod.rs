@@ -277,6 +277,27 @@ mod tests {
     }
 
     #[test]
+    fn without_a_known_condition_time_the_summary_counts_from_the_first_firing() {
+        let (mut incident, evidence, related, at) = sample::sample_minimal();
+        incident.status = crate::incident::Status::Resolved;
+        incident.resolved_at = Some(at);
+        let renderer = Renderer::new(sample::sample_settings(), None).expect("template");
+        let md = renderer
+            .render(&RenderInput {
+                incident: &incident,
+                evidence: &evidence,
+                related: &related,
+                generated_at: at,
+            })
+            .expect("renders");
+        assert!(md.contains("after the first alert fired."), "{md}");
+        assert!(
+            !md.contains("after the condition first became true"),
+            "{md}"
+        );
+    }
+
+    #[test]
     fn a_renderer_can_be_shared_between_worker_threads() {
         fn assert_shareable<T: Send + Sync>() {}
         assert_shareable::<Renderer>();
