@@ -749,6 +749,40 @@ pub fn standalone_message(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_figure_says_whether_its_last_value_is_now_at_resolution_or_not_measured_yet() {
+        let at: Timestamp = "2026-11-23T02:26:40Z".parse().expect("time");
+        let fig = |last| EvidenceFigure {
+            metric: "Pool".into(),
+            baseline: "20%".into(),
+            peak: "100%".into(),
+            last,
+        };
+        let lines = evidence_lines(
+            &[
+                fig(Some(LastFigure::Now {
+                    value: "97%".into(),
+                    at,
+                })),
+                fig(Some(LastFigure::AtResolution {
+                    value: "25%".into(),
+                })),
+                fig(Some(LastFigure::NotMeasuredYet {
+                    due: Some(at + chrono::Duration::minutes(5)),
+                })),
+                fig(None),
+            ],
+            Tz::UTC,
+        );
+        assert_eq!(
+            lines,
+            "• *Pool*: 20% → 100% (now 97%, 02:26 still firing)\n\
+             • *Pool*: 20% → 100% (at resolution 25%)\n\
+             • *Pool*: 20% → 100% (at resolution: not measured yet, collected at 02:31)\n\
+             • *Pool*: 20% → 100%"
+        );
+    }
     use crate::incident::{AlertStatus, ImpactMethod, LabelSet, TimelineEvent};
 
     fn at(s: &str) -> Timestamp {
