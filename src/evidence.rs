@@ -794,10 +794,12 @@ pub fn crossed(s: &crate::prometheus::Snapshot) -> bool {
 pub fn applicable_actions(c: &Collected) -> Vec<ActionSuggestion> {
     let duration = c.window.duration();
     let snapshot_named = |name: &str| {
+        // A query may have been merged into another (same measure, or the same points).
         let name = c
             .plan
             .aliases
             .iter()
+            .chain(&c.report.aliases)
             .find(|(from, _)| from == name)
             .map_or(name, |(_, to)| to.as_str());
         c.report.snapshots.iter().find(|s| s.name == name)
@@ -1211,6 +1213,7 @@ mod tests {
             step_seconds: 1.0,
             labels_text: String::new(),
             history_note: None,
+            history: None,
             series: if points.is_empty() {
                 Vec::new()
             } else {
@@ -1301,7 +1304,7 @@ mod tests {
             ..SnapshotReport::default()
         };
         let mut c = collected(report, Vec::new());
-        c.plan.aliases = vec![("pool_utilisation".into(), "alert-PoolHigh".into())];
+        c.report.aliases = vec![("pool_utilisation".into(), "alert-PoolHigh".into())];
         c.plan.actions = vec![
             action("low always", Priority::Low, None, None),
             action(
@@ -1365,6 +1368,7 @@ mod tests {
                 },
             ],
             errors: Vec::new(),
+            aliases: Vec::new(),
         };
         let c = collected(
             report,
@@ -1439,6 +1443,7 @@ mod tests {
                     retryable: false,
                 },
             ],
+            aliases: Vec::new(),
         };
         let mut c = collected(report, Vec::new());
         c.rules_error = Some("Prometheus rules answered HTTP 404: not found".into());

@@ -417,6 +417,56 @@ pub fn series_stats(
     }
 }
 
+/// The query with every range selector's window (`[1m]`, not a subquery's `[5m:30s]`) set
+/// to `window`.
+pub fn shrink_windows(query: &str, window: Duration) -> String {
+    let mut out = String::with_capacity(query.len());
+    let mut quote: Option<char> = None;
+    let mut chars = query.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if let Some(q) = quote {
+            out.push(c);
+            if c == '\\' {
+                if let Some((_, n)) = chars.next() {
+                    out.push(n);
+                }
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' | '`' => {
+                quote = Some(c);
+                out.push(c);
+            }
+            '[' => {
+                let after = &query[i + 1..];
+                match after.find(']') {
+                    Some(close)
+                        if !after[..close].contains(':')
+                            && super::duration::parse_prom_duration(&after[..close]).is_ok() =>
+                    {
+                        out.push('[');
+                        out.push_str(&super::duration::format_prom_duration(window));
+                        out.push(']');
+                        // Skip the old window and its ']'.
+                        while let Some((j, _)) = chars.peek() {
+                            if *j > i + close + 1 {
+                                break;
+                            }
+                            chars.next();
+                        }
+                    }
+                    _ => out.push(c),
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 /// The longest range selector (`[1m]`, `[5m:30s]`'s `5m`) in a query: the history each point
 /// of it needs. `None` without one.
 pub fn longest_window(query: &str) -> Option<Duration> {
@@ -486,6 +536,10 @@ pub struct Snapshot {
     /// Why a figure is less than it seems, e.g. `over 12s of history, less than the query's
     /// 1m window`.
     pub history_note: Option<String>,
+    /// With `history_note`: how much history the headline series has (its data began
+    /// within the range).
+    #[serde(skip)]
+    pub history: Option<Duration>,
     /// The worst series first; at most `max_series`.
     pub series: Vec<SeriesSnapshot>,
     /// Series dropped to respect `max_series`.
@@ -517,6 +571,9 @@ pub struct SnapshotReport {
     pub snapshots: Vec<Snapshot>,
     pub impact: Vec<ImpactFigure>,
     pub errors: Vec<SnapshotError>,
+    /// Queries not shown because an earlier one returned the same points: (its name, the
+    /// name of the one shown).
+    pub aliases: Vec<(String, String)>,
 }
 
 impl SnapshotReport {
@@ -659,25 +716,49 @@ pub async fn run_snapshot(
                 Err(_) => {}
             }
         }
-        let snapshot = build_snapshot(
-            q,
-            series,
-            &SnapshotTimes {
-                impact_start: window.impact_start,
-                incident_end,
-                resolved_at,
-                start,
-                end,
-                step,
-            },
-            &peaks,
-            options.max_series,
-        );
-        if report
+        let times = SnapshotTimes {
+            impact_start: window.impact_start,
+            incident_end,
+            resolved_at,
+            start,
+            end,
+            step,
+        };
+        let mut snapshot = build_snapshot(q, series, &times, &peaks, options.max_series);
+        // A rules/ rate whose window is longer than the history Prometheus has: ask again
+        // with the window shrunk to half that history, and keep that answer if its figures
+        // rest on full windows.
+        if let (QuerySource::Rules { .. }, Some(had), Some(w)) =
+            (&q.source, snapshot.history, longest_window(&q.query))
+        {
+            let shrunk = Duration::from_secs((had.as_secs() / 2).max(2 * step.as_secs().max(1)));
+            if shrunk < w {
+                let sq = SnapshotQuery {
+                    query: shrink_windows(&q.query, shrunk),
+                    ..q.clone()
+                };
+                if let Ok(series) = client.query_range(&sq.query, start, end, step).await {
+                    let again = build_snapshot(&sq, series, &times, &peaks, options.max_series);
+                    if again.peak.is_some() && again.history_note.is_none() {
+                        snapshot = Snapshot {
+                            history_note: Some(format!(
+                                "window shrunk from {} to {}: Prometheus has {} of history",
+                                super::duration::format_prom_duration(w),
+                                super::duration::format_prom_duration(shrunk),
+                                super::duration::format_prom_duration(had)
+                            )),
+                            ..again
+                        };
+                    }
+                }
+            }
+        }
+        if let Some(o) = report
             .snapshots
             .iter()
-            .any(|o| o.has_data() && same_series(o, &snapshot))
+            .find(|o| o.has_data() && same_series(o, &snapshot))
         {
+            report.aliases.push((q.name.clone(), o.name.clone()));
             continue;
         }
         report.snapshots.push(snapshot);
@@ -861,17 +942,22 @@ pub fn build_snapshot(
     let peak = head.and_then(|s| s.peak);
     let at_resolution = head.and_then(|s| s.at_resolution);
     let latest = head.and_then(|s| s.latest);
-    let history_note = match (head.is_some_and(|s| s.short_history), window, history_from) {
-        (true, Some(w), Some(from)) => {
-            let had = (times.end - from).to_std().unwrap_or_default();
-            Some(format!(
-                "computed over {} of history, less than the query's {} window",
-                super::duration::format_prom_duration(Duration::from_secs(had.as_secs())),
-                super::duration::format_prom_duration(w)
-            ))
-        }
-        _ => None,
-    };
+    let (history_note, history) =
+        match (head.is_some_and(|s| s.short_history), window, history_from) {
+            (true, Some(w), Some(from)) => {
+                let had =
+                    Duration::from_secs((times.end - from).to_std().unwrap_or_default().as_secs());
+                (
+                    Some(format!(
+                        "computed over {} of history, less than the query's {} window",
+                        super::duration::format_prom_duration(had),
+                        super::duration::format_prom_duration(w)
+                    )),
+                    Some(had),
+                )
+            }
+            _ => (None, None),
+        };
     let fmt = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format_value(q.unit, v));
     Snapshot {
         name: q.name.clone(),
@@ -902,6 +988,7 @@ pub fn build_snapshot(
         step_seconds: times.step.as_secs_f64(),
         labels_text,
         history_note,
+        history,
         series: all,
         series_omitted: omitted,
     }
@@ -1224,6 +1311,13 @@ mod tests {
             Some(Duration::from_secs(300))
         );
         assert_eq!(longest_window("up"), None);
+        assert_eq!(
+            shrink_windows(
+                "sum(rate(x{a=\"[1m]\"}[1m])) / max_over_time(y[5m:30s]) + z[2m]",
+                Duration::from_secs(25)
+            ),
+            "sum(rate(x{a=\"[1m]\"}[25s])) / max_over_time(y[5m:30s]) + z[25s]"
+        );
         // Ramp 3.3, 6.3, ... then the true 50/s from 60 s after the first point.
         let mut values: Vec<f64> = (1..=20).map(|i| f64::from(i) * 50.0 / 20.0).collect();
         values.extend(std::iter::repeat_n(50.0, 60));
