@@ -210,6 +210,17 @@ async fn snapshot_of_the_recovered_incident_has_pool_ratio_baseline_peak_and_res
         "alert expressions and rules/ queries"
     );
     assert!(plan.impact.iter().any(|q| q.name == "failed_requests"));
+    // Different measures stay apart (failed and all requests, p50 and p99); the same measure
+    // over another window (the rules/ p99 beside HighRequestLatency's own) runs once.
+    assert!(plan.impact.iter().any(|q| q.name == "total_requests"));
+    let names: Vec<&str> = plan.queries.iter().map(|q| q.name.as_str()).collect();
+    assert!(names.contains(&"request_throughput"), "{names:?}");
+    assert!(names.contains(&"latency_p50"), "{names:?}");
+    assert!(!names.contains(&"latency_p99"), "{names:?}");
+    assert!(plan.aliases.contains(&(
+        "latency_p99".to_string(),
+        "alert-HighRequestLatency".to_string()
+    )));
     assert!(plan
         .actions
         .iter()

@@ -204,28 +204,52 @@ pub fn normalise_query(q: &str) -> String {
     q.chars().filter(|c| !c.is_whitespace()).collect()
 }
 
-/// What a query measures, without its range windows, label matchers, grouping and spacing:
-/// `sum by (service) (rate(x{code=~"5.."}[10s]))` and `sum(rate(x{code=~"5.."}[1m]))` are
-/// both `sum(rate(x))`.
+/// What a query measures, without its range windows, grouping, spacing and equality label
+/// matchers (which only scope it to a service or instance): `sum by (service)
+/// (rate(x{code=~"5.."}[10s]))` and `sum(rate(x{service="p",code=~"5.."}[1m]))` are both
+/// `sum(rate(x{code=~"5.."}))`, while `sum(rate(x[1m]))` is another measure.
 pub fn query_shape(q: &str) -> String {
     let mut out = String::new();
-    let mut depth_brace = 0usize;
     let mut depth_bracket = 0usize;
+    let mut selector: Option<String> = None;
     let mut in_string: Option<char> = None;
     for c in q.chars() {
-        if let Some(quote) = in_string {
-            if c == quote {
-                in_string = None;
+        if let Some(sel) = selector.as_mut() {
+            if let Some(quote) = in_string {
+                sel.push(c);
+                if c == quote {
+                    in_string = None;
+                }
+                continue;
+            }
+            match c {
+                '"' | '\'' | '`' => {
+                    in_string = Some(c);
+                    sel.push(c);
+                }
+                '}' => {
+                    let mut kept: Vec<String> = split_matchers(sel)
+                        .into_iter()
+                        .map(|m| m.chars().filter(|c| !c.is_whitespace()).collect::<String>())
+                        .filter(|m| m.contains("=~") || m.contains("!=") || m.contains("!~"))
+                        .collect();
+                    kept.sort();
+                    if !kept.is_empty() {
+                        out.push('{');
+                        out.push_str(&kept.join(","));
+                        out.push('}');
+                    }
+                    selector = None;
+                }
+                _ => sel.push(c),
             }
             continue;
         }
         match c {
-            '"' | '\'' | '`' if depth_brace > 0 => in_string = Some(c),
-            '{' => depth_brace += 1,
-            '}' => depth_brace = depth_brace.saturating_sub(1),
+            '{' => selector = Some(String::new()),
             '[' => depth_bracket += 1,
             ']' => depth_bracket = depth_bracket.saturating_sub(1),
-            _ if depth_brace > 0 || depth_bracket > 0 => {}
+            _ if depth_bracket > 0 => {}
             _ if c.is_whitespace() => out.push(' '),
             _ => out.push(c),
         }
@@ -253,6 +277,27 @@ pub fn query_shape(q: &str) -> String {
     out.chars().filter(|c| !c.is_whitespace()).collect()
 }
 
+/// A selector's matchers, split at commas outside quotes.
+fn split_matchers(sel: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut quote: Option<char> = None;
+    let mut from = 0;
+    for (i, c) in sel.char_indices() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if matches!(c, '"' | '\'' | '`') => quote = Some(c),
+            None if c == ',' => {
+                out.push(&sel[from..i]);
+                from = i + 1;
+            }
+            None => {}
+        }
+    }
+    out.push(&sel[from..]);
+    out.into_iter().filter(|m| !m.trim().is_empty()).collect()
+}
+
 /// Decides the queries of a snapshot: each alert's expression, then the queries and impact
 /// queries of every rules/ entry that matches an alert, rendered with that alert's labels and
 /// the window's duration. Identical rendered queries run once.
@@ -264,13 +309,14 @@ pub fn plan_snapshot(
     let mut plan = SnapshotPlan::default();
     let range = window.duration();
     let mut aliases: Vec<(String, String)> = Vec::new();
-    let mut push = |list: &mut Vec<SnapshotQuery>, mut q: SnapshotQuery| {
+    let mut push = |list: &mut Vec<SnapshotQuery>, mut q: SnapshotQuery, is_impact: bool| {
         // The same expression written with other spacing, or the same measure over another
         // window or label selection (an alert's `[10s]` error ratio and a rules/ `[1m]` one),
         // is one row: the first (the alert's own) stays.
+        // Impact figures are single numbers of their own: only exact repeats merge.
         if let Some(o) = list.iter().find(|o| {
             normalise_query(&o.query) == normalise_query(&q.query)
-                || query_shape(&o.query) == query_shape(&q.query)
+                || (!is_impact && query_shape(&o.query) == query_shape(&q.query))
         }) {
             aliases.push((q.name.clone(), o.name.clone()));
             return;
@@ -289,7 +335,7 @@ pub fn plan_snapshot(
         match &alert.rule {
             Some(rule) => {
                 let unit = entries.iter().find_map(|e| e.alert_unit);
-                push(&mut plan.queries, plan_alert_query(rule, unit));
+                push(&mut plan.queries, plan_alert_query(rule, unit), false);
             }
             None => plan.errors.push(SnapshotError {
                 name: file_safe(&format!("alert-{}", alert.alertname)),
@@ -316,9 +362,9 @@ pub fn plan_snapshot(
                                 eval_interval: None,
                             };
                             if is_impact {
-                                push(&mut plan.impact, q);
+                                push(&mut plan.impact, q, true);
                             } else {
-                                push(&mut plan.queries, q);
+                                push(&mut plan.queries, q, false);
                             }
                         }
                         Err(e) => plan.errors.push(SnapshotError {
@@ -1387,7 +1433,12 @@ mod tests {
                 r#"sum(rate(http_requests_total{service="p",code=~"5.."}[1m])) / sum(rate(http_requests_total{service="p"}[1m]))"#
             )
         );
-        assert_eq!(query_shape(r#"x{a="}{[",b=~'x'}"#), "x");
+        assert_eq!(query_shape(r#"x{a="}{[",b=~'x'}"#), "x{b=~'x'}");
+        // Errors and all requests are different measures.
+        assert_ne!(
+            query_shape(r#"sum(rate(x{service="p",code=~"5.."}[1m]))"#),
+            query_shape(r#"sum(rate(x{service="p"}[1m]))"#)
+        );
         assert_ne!(
             query_shape("histogram_quantile(0.99, sum by (le) (rate(x[1m])))"),
             query_shape("histogram_quantile(0.5, sum by (le) (rate(x[1m])))")
