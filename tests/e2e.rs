@@ -800,6 +800,16 @@ async fn evidence_is_true_when_read_while_firing_right_after_the_resolve_and_aft
     )
     .await;
     assert!(draft.contains("| Peak | At resolution |"), "{draft}");
+    // Different measures are all there, each once.
+    for row in [
+        "| Failed requests (5xx) |",
+        "| Requests served |",
+        "| Errors per second by status code (code=\"500\")",
+        "| Request throughput",
+    ] {
+        assert_eq!(draft.matches(row).count(), 1, "{row} once in:\n{draft}");
+    }
+    assert!(!draft.contains("still firing"), "{draft}");
 }
 
 /// What holds at every moment: no value "at resolution" unless the evidence reaches past the
