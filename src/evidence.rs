@@ -480,6 +480,16 @@ impl Collector {
                     }
                 }
                 if give_up {
+                    // Still open: try again at the next refresh rather than never.
+                    if let Some(at) = refresh_at {
+                        let key = id.clone();
+                        if let Err(e) = store
+                            .write(move |tx| Ok(queue_evidence(tx, &key, Phase::Refresh, at, now)?))
+                            .await
+                        {
+                            tracing::warn!(incident = %id, error = %e, "cannot queue the next evidence refresh");
+                        }
+                    }
                     Err(JobFailure::permanent(format!(
                         "giving up after {attempt} attempts: {error}"
                     )))

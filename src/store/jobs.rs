@@ -325,6 +325,39 @@ mod tests {
         );
     }
 
+    /// Evidence refreshes: never more than one pending per incident, and a request for an
+    /// earlier time (a quick snapshot, the full one) moves it earlier, never later.
+    #[test]
+    fn a_coalesced_job_runs_at_the_earliest_time_asked_for() {
+        let now = t("2026-12-01T10:00:00Z");
+        let mut conn = db();
+        let evidence = |conn: &mut Connection, at: &str| {
+            with_tx(conn, |tx| {
+                enqueue(
+                    tx,
+                    "evidence",
+                    Some("INC-1"),
+                    &serde_json::Value::Null,
+                    true,
+                    t(at),
+                    now,
+                )
+                .expect("enqueue")
+            })
+        };
+        evidence(&mut conn, "2026-12-01T10:05:00Z");
+        evidence(&mut conn, "2026-12-01T10:01:00Z");
+        evidence(&mut conn, "2026-12-01T10:10:00Z");
+        let pending: Vec<i64> = conn
+            .prepare("SELECT run_at FROM jobs WHERE state = 'pending'")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .map(|r| r.expect("row"))
+            .collect();
+        assert_eq!(pending, [to_micros(t("2026-12-01T10:01:00Z"))]);
+    }
+
     #[test]
     fn running_jobs_with_nothing_queued_behind_them_run_again() {
         let now = t("2026-12-01T10:00:00Z");
