@@ -88,9 +88,24 @@ pub fn render_svg(snapshot: &Snapshot, window: &ChartWindow, tz: Tz) -> String {
         r##"<text x="{PLOT_LEFT}" y="22" font-size="16" font-weight="bold" fill="#222">{}</text>"##,
         esc(&truncate(&snapshot.title, 72))
     );
+    // Say what the last figure is: "at resolution" only from data after the resolve.
+    let caption = match (
+        window.resolved_at,
+        snapshot.at_resolution,
+        snapshot.latest_at,
+    ) {
+        (Some(r), Some(_), _) if snapshot.end >= r => "baseline → peak → at resolution".to_string(),
+        (Some(_), _, _) => "baseline → peak → latest (before the resolve)".to_string(),
+        (None, _, Some(at)) => format!(
+            "baseline → peak so far → now ({}, still firing)",
+            at.with_timezone(&tz).format("%H:%M")
+        ),
+        (None, _, None) => "baseline → peak so far → now (still firing)".to_string(),
+    };
     let _ = write!(
         svg,
-        r##"<text class="summary" x="{PLOT_LEFT}" y="42" fill="#444">baseline → peak → at resolution: {}</text>"##,
+        r##"<text class="summary" x="{PLOT_LEFT}" y="42" fill="#444">{}: {}</text>"##,
+        esc(&caption),
         esc(&snapshot.summary)
     );
 
@@ -446,6 +461,7 @@ mod tests {
             source: QuerySource::Alert {
                 alertname: "DatabaseConnectionPoolHigh".into(),
             },
+            eval_interval: None,
         };
         let window = ChartWindow {
             impact_start: t("2026-11-23T02:26:23.381Z"),
@@ -454,13 +470,15 @@ mod tests {
         let snap = build_snapshot(
             &q,
             series,
-            window.impact_start,
-            t("2026-11-23T02:27:02.738Z"),
-            (
-                t("2026-11-23T02:26:12.381Z"),
-                t("2026-11-23T02:27:17.381Z"),
-                std::time::Duration::from_secs(1),
-            ),
+            &crate::prometheus::snapshot::SnapshotTimes {
+                impact_start: window.impact_start,
+                incident_end: t("2026-11-23T02:27:02.738Z"),
+                resolved_at: Some(t("2026-11-23T02:27:02.738Z")),
+                start: t("2026-11-23T02:26:12.381Z"),
+                end: t("2026-11-23T02:27:17.381Z"),
+                step: std::time::Duration::from_secs(1),
+            },
+            &[],
             10,
         );
         (snap, window)
@@ -506,7 +524,11 @@ mod tests {
         let caption = with_class(&doc, "x-caption")[0].text().expect("caption");
         assert_eq!(caption, "2026-11-23 (Europe/Paris)");
         let summary = with_class(&doc, "summary")[0].text().expect("summary");
-        assert!(summary.ends_with("19 % → 100 % → 26 %"), "{summary}");
+        // "At resolution" is the first value at or after the resolve (25 %), not the last before.
+        assert!(
+            summary.ends_with("at resolution: 19 % → 100 % → 25 %"),
+            "{summary}"
+        );
         let y_labels: Vec<&str> = with_class(&doc, "y-label")
             .iter()
             .filter_map(|n| n.text())

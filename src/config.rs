@@ -130,6 +130,9 @@ pub const DEFAULT_QUICK_SNAPSHOT_DELAY: Duration = Duration::from_secs(2);
 pub const DEFAULT_SNAPSHOT_BASELINE: Duration = Duration::from_secs(3600);
 /// Default `prometheus.snapshot_margin`: how much a snapshot shows after the resolution.
 pub const DEFAULT_SNAPSHOT_MARGIN: Duration = Duration::from_secs(5 * 60);
+/// Default `prometheus.refresh_interval`: while an incident stays open its evidence is
+/// gathered again this often (the draft and Slack show current figures).
+pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// Default `prometheus.retry_backoff`: the first wait before an evidence job that failed
 /// on a transient error runs again; it doubles on each failure, up to 10 minutes.
 pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_secs(5);
@@ -255,6 +258,8 @@ pub struct PrometheusConfig {
     /// `-search.latencyOffset` (30s by default) for VictoriaMetrics. Always shorter than
     /// `snapshot_delay` when set.
     pub query_lag: Duration,
+    /// While an incident is open, its evidence is gathered again this often.
+    pub refresh_interval: Duration,
 }
 
 impl PrometheusConfig {
@@ -272,6 +277,7 @@ impl PrometheusConfig {
             snapshot_margin: DEFAULT_SNAPSHOT_MARGIN,
             retry_backoff: DEFAULT_RETRY_BACKOFF,
             query_lag: DEFAULT_QUERY_LAG,
+            refresh_interval: DEFAULT_REFRESH_INTERVAL,
         }
     }
 }
@@ -652,6 +658,7 @@ struct RawPrometheus {
     snapshot_margin: Option<DurationValue>,
     retry_backoff: Option<DurationValue>,
     query_lag: Option<DurationValue>,
+    refresh_interval: Option<DurationValue>,
 }
 
 #[derive(Deserialize)]
@@ -1148,6 +1155,12 @@ impl Resolver<'_> {
                 ),
             ));
         }
+        let refresh_interval = raw
+            .refresh_interval
+            .map_or(DEFAULT_REFRESH_INTERVAL, |d| d.0);
+        if refresh_interval < Duration::from_secs(1) {
+            self.report(self.invalid("prometheus.refresh_interval", "must be at least 1s"));
+        }
         if snapshot_margin > snapshot_delay {
             self.report(self.invalid(
                 "prometheus.snapshot_margin",
@@ -1172,6 +1185,7 @@ impl Resolver<'_> {
             snapshot_margin,
             retry_backoff,
             query_lag,
+            refresh_interval,
         })
     }
 
@@ -1771,6 +1785,7 @@ mod tests {
                 snapshot_margin: Duration::from_secs(60),
                 retry_backoff: Duration::from_secs(1),
                 query_lag: Duration::from_secs(30),
+                refresh_interval: DEFAULT_REFRESH_INTERVAL,
             }),
             alertmanager: Some(AlertmanagerConfig {
                 url: "http://alertmanager:9093".into(),

@@ -51,6 +51,8 @@ pub enum Phase {
     Quick,
     /// A while after the incident resolved, when the data after the resolution is in.
     Full,
+    /// Every `prometheus.refresh_interval` while the incident stays open.
+    Refresh,
 }
 
 impl Phase {
@@ -58,6 +60,7 @@ impl Phase {
         match self {
             Phase::Quick => "quick",
             Phase::Full => "full",
+            Phase::Refresh => "refresh",
         }
     }
 }
@@ -73,6 +76,8 @@ pub struct EvidenceJob {
 pub struct Schedule {
     pub quick_delay: Duration,
     pub full_delay: Duration,
+    /// While open, the evidence is gathered again this long after each snapshot.
+    pub refresh_interval: Duration,
 }
 
 impl Schedule {
@@ -80,7 +85,36 @@ impl Schedule {
         Schedule {
             quick_delay: p.quick_snapshot_delay,
             full_delay: p.snapshot_delay,
+            refresh_interval: p.refresh_interval,
         }
+    }
+}
+
+/// What an evidence job does with the incident as it finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    /// Gather evidence now; then, while open, queue a refresh at `refresh_at`.
+    Collect { refresh_at: Option<Timestamp> },
+    /// Resolved, but the data after the resolve is not in yet: gather nothing now, queue
+    /// the full snapshot for `at` (a refresh that was pending at the resolve ends here).
+    WaitForFull { at: Timestamp },
+}
+
+/// Decides an evidence job's step: open incidents are collected and refreshed; resolved
+/// ones only once `snapshot_delay` has passed since the resolve. Pure.
+pub fn next_step(incident: &Incident, schedule: &Schedule, now: Timestamp) -> NextStep {
+    match (incident.status, incident.resolved_at) {
+        (Status::Resolved, Some(r)) => {
+            let at = r + crate::time::chrono_duration(schedule.full_delay);
+            if now < at {
+                NextStep::WaitForFull { at }
+            } else {
+                NextStep::Collect { refresh_at: None }
+            }
+        }
+        _ => NextStep::Collect {
+            refresh_at: Some(now + crate::time::chrono_duration(schedule.refresh_interval)),
+        },
     }
 }
 
@@ -110,6 +144,7 @@ pub fn job_for(change: &Change, schedule: &Schedule) -> Option<JobSpec> {
     let delay = match phase {
         Phase::Quick => schedule.quick_delay,
         Phase::Full => schedule.full_delay,
+        Phase::Refresh => schedule.refresh_interval,
     };
     Some(JobSpec {
         kind: JOB_KIND,
@@ -171,6 +206,11 @@ pub struct Collected {
     /// Each distinct alert's impact start: (fingerprint, firing time, start).
     pub starts: Vec<(String, Timestamp, ImpactStart)>,
     pub window: IncidentWindow,
+    /// The end of the data: the resolution plus the margin, or the collection time while
+    /// open; never after the collection time.
+    pub data_until: Timestamp,
+    /// `prometheus.snapshot_delay`: when the evidence after a resolve is collected.
+    pub full_delay: Duration,
     pub plan: SnapshotPlan,
     pub report: SnapshotReport,
 }
@@ -184,6 +224,9 @@ pub struct Collector {
     snapshot: SnapshotOptions,
     timezone: Tz,
     retry_backoff: Duration,
+    schedule: Schedule,
+    /// How far behind now the backend answers (`prometheus.query_lag`).
+    query_lag: Duration,
 }
 
 impl Collector {
@@ -207,6 +250,8 @@ impl Collector {
             },
             timezone: config.postmortem.timezone,
             retry_backoff: p.retry_backoff,
+            schedule: Schedule::from_config(p),
+            query_lag: p.query_lag,
         }))
     }
 
@@ -273,6 +318,9 @@ impl Collector {
             });
         }
         let impact = earliest(starts.iter().map(|(_, _, s)| s.clone()).collect());
+        // The backend's data is final only up to `query_lag` ago (VictoriaMetrics'
+        // -search.latencyOffset): the snapshot ends there, never at a "now" it cannot show yet.
+        let now = now - crate::time::chrono_duration(self.query_lag);
         let window = incident_window(incident, impact.as_ref(), self.snapshot.margin, now);
         let plan = plan_snapshot(&inputs, &self.rules, &window);
         let report = run_snapshot(&self.client, &plan, &window, &self.snapshot).await;
@@ -288,12 +336,16 @@ impl Collector {
                 rules.push(r);
             }
         }
+        let margin = crate::time::chrono_duration(self.snapshot.margin);
+        let data_until = (window.incident_end().min(now) + margin).min(now);
         Ok(Collected {
             rules,
             rules_error,
             impact,
             starts,
             window,
+            data_until,
+            full_delay: self.schedule.full_delay,
             plan,
             report,
         })
@@ -346,6 +398,18 @@ impl Collector {
         };
         let stored: Option<Evidence> = stored.and_then(|v| serde_json::from_value(v).ok());
         let now = clock();
+        let refresh_at = match next_step(&incident, &self.schedule, now) {
+            NextStep::WaitForFull { at } => {
+                tracing::debug!(incident = %id, phase = phase.as_str(), full_at = %crate::time::rfc3339(at), "resolved: the full snapshot waits for the data after the resolve");
+                let key = id.clone();
+                store
+                    .write(move |tx| Ok(queue_evidence(tx, &key, Phase::Full, at, now)?))
+                    .await
+                    .map_err(|e| JobFailure::retry(e.to_string(), retry_in))?;
+                return Ok(());
+            }
+            NextStep::Collect { refresh_at } => refresh_at,
+        };
         match self.collect(&incident, now).await {
             Ok(collected) => {
                 let evidence = to_evidence(&collected, &self.url, now);
@@ -367,6 +431,13 @@ impl Collector {
                 let earlier_usable = stored.as_ref().is_some_and(|e| e.missing_reason.is_none());
                 if evidence.missing_reason.is_some() && earlier_usable {
                     tracing::warn!(incident = %id, missing = ?evidence.missing_reason, "keeping the evidence gathered earlier");
+                    if let Some(at) = refresh_at {
+                        let key = id.clone();
+                        store
+                            .write(move |tx| Ok(queue_evidence(tx, &key, Phase::Refresh, at, now)?))
+                            .await
+                            .map_err(|e| JobFailure::retry(e.to_string(), retry_in))?;
+                    }
                     return Ok(());
                 }
                 self.save(
@@ -377,6 +448,7 @@ impl Collector {
                     &evidence,
                     charts,
                     now,
+                    refresh_at,
                 )
                 .await
                 .map_err(|e| JobFailure::retry(e.to_string(), retry_in))?;
@@ -410,7 +482,7 @@ impl Collector {
                         ..Evidence::default()
                     };
                     match self
-                        .save(store, planner, &id, None, &missing, Vec::new(), now)
+                        .save(store, planner, &id, None, &missing, Vec::new(), now, None)
                         .await
                     {
                         Ok(()) => wake.notify_waiters(),
@@ -420,6 +492,16 @@ impl Collector {
                     }
                 }
                 if give_up {
+                    // Still open: try again at the next refresh rather than never.
+                    if let Some(at) = refresh_at {
+                        let key = id.clone();
+                        if let Err(e) = store
+                            .write(move |tx| Ok(queue_evidence(tx, &key, Phase::Refresh, at, now)?))
+                            .await
+                        {
+                            tracing::warn!(incident = %id, error = %e, "cannot queue the next evidence refresh");
+                        }
+                    }
                     Err(JobFailure::permanent(format!(
                         "giving up after {attempt} attempts: {error}"
                     )))
@@ -442,6 +524,7 @@ impl Collector {
         evidence: &Evidence,
         charts: Vec<(String, String)>,
         now: Timestamp,
+        refresh_at: Option<Timestamp>,
     ) -> Result<(), StoreError> {
         let body = serde_json::to_value(evidence).map_err(|e| StoreError::Sqlite {
             message: format!("cannot encode evidence: {e}"),
@@ -455,12 +538,39 @@ impl Collector {
                     sqlite::set_impact_start(tx, &id, i.at, i.method, now)?;
                 }
                 sqlite::put_evidence(tx, &id, now, &body, &charts)?;
+                // Still open: gather again later (coalesced: never more than one pending).
+                if let Some(at) = refresh_at {
+                    queue_evidence(tx, &id, Phase::Refresh, at, now)?;
+                }
                 // The draft re-renders, and Slack's root message shows the new figures.
                 crate::jobs::plan(&*planner, tx, &[Change::Evidence { incident_id: &id }])?;
                 Ok(())
             })
             .await
     }
+}
+
+/// Queues an evidence job of `phase` for `at` (domain time; the queue runs on the wall
+/// clock, so the wait is carried over). Coalesced with a pending one, which keeps the
+/// earlier time.
+fn queue_evidence(
+    tx: &rusqlite::Transaction,
+    id: &str,
+    phase: Phase,
+    at: Timestamp,
+    now: Timestamp,
+) -> rusqlite::Result<()> {
+    let wall = chrono::Utc::now();
+    let wait = (at - now).max(chrono::Duration::zero());
+    crate::store::jobs::enqueue(
+        tx,
+        JOB_KIND,
+        Some(id),
+        &serde_json::to_value(EvidenceJob { phase }).unwrap_or_default(),
+        true,
+        wall + wait,
+        wall,
+    )
 }
 
 /// One occurrence per alert (fingerprint): the earliest, whose impact start is the earliest.
@@ -507,13 +617,11 @@ pub fn incident_window(
     } else {
         None
     };
+    let _ = margin; // applied by the snapshot, which never reaches past `now`
     IncidentWindow {
         impact_start,
         resolved_at,
-        now: match resolved_at {
-            Some(r) => r + crate::time::chrono_duration(margin),
-            None => now,
-        },
+        now,
     }
 }
 
@@ -570,17 +678,27 @@ fn rule_info(r: &RuleContext) -> RuleInfo {
 fn snapshot(s: &crate::prometheus::Snapshot) -> postmortem::Snapshot {
     let (unit, divisor) = unit_of(s.unit);
     let scaled = |v: Option<f64>| v.map(|v| v / divisor);
+    let data = has_data(s);
     postmortem::Snapshot {
-        name: s.title.clone(),
+        // Series named by their labels: "Errors per second by status code (code="500")".
+        name: if s.labels_text.is_empty() {
+            s.title.clone()
+        } else {
+            format!("{} ({})", s.title, s.labels_text)
+        },
         query: s.query.clone(),
         unit,
         baseline: scaled(s.baseline),
         peak: scaled(s.peak),
         lower_is_worse: s.direction == crate::evidence_rules::Direction::LowerIsWorse,
         at_resolution: scaled(s.at_resolution),
+        latest: scaled(s.latest),
+        latest_at: s.latest_at,
+        no_data: !data,
+        note: s.history_note.clone(),
         change: None,
         threshold: scaled(s.threshold),
-        chart: Some(chart_file_name(&s.name)),
+        chart: data.then(|| chart_file_name(&s.name)),
         alertname: match &s.source {
             QuerySource::Alert { alertname } => Some(alertname.clone()),
             QuerySource::Rules { .. } => None,
@@ -640,13 +758,8 @@ pub fn to_evidence(c: &Collected, url: &str, collected_at: Timestamp) -> Evidenc
             .filter(|r| r.source != RuleSource::GeneratorUrl)
             .map(rule_info)
             .collect(),
-        snapshots: c
-            .report
-            .snapshots
-            .iter()
-            .filter(|s| has_data(s))
-            .map(snapshot)
-            .collect(),
+        // Queries without data are listed as such (`no_data`), not dropped.
+        snapshots: c.report.snapshots.iter().map(snapshot).collect(),
         impact: c
             .report
             .impact
@@ -663,18 +776,15 @@ pub fn to_evidence(c: &Collected, url: &str, collected_at: Timestamp) -> Evidenc
             target_percent: s.target,
             window_seconds: s.window.as_secs(),
         }),
-        action_items: c
-            .plan
-            .actions
-            .iter()
-            .map(|a| ActionSuggestion {
-                action: a.clone(),
-                priority: None,
-                alertname: None,
-            })
-            .collect(),
+        action_items: applicable_actions(c),
         missing_reason: missing_reason(c, url),
         collected_at: Some(collected_at),
+        data_until: Some(c.data_until.min(collected_at)),
+        resolved_at: c
+            .window
+            .resolved_at
+            .filter(|r| *r <= c.data_until.min(collected_at)),
+        full_delay_seconds: Some(c.full_delay.as_secs()),
         condition_starts: c
             .starts
             .iter()
@@ -687,6 +797,59 @@ pub fn to_evidence(c: &Collected, url: &str, collected_at: Timestamp) -> Evidenc
             })
             .collect(),
     }
+}
+
+/// Whether a snapshot's worst value is on the bad side of its threshold.
+pub fn crossed(s: &crate::prometheus::Snapshot) -> bool {
+    match (s.peak, s.threshold) {
+        (Some(p), Some(t)) => match s.direction {
+            crate::evidence_rules::Direction::HigherIsWorse => p > t,
+            crate::evidence_rules::Direction::LowerIsWorse => p < t,
+        },
+        _ => false,
+    }
+}
+
+/// The rules/ action items that apply to this incident: those whose `crossed:` query did
+/// cross its threshold (not one without data) and whose `longer_than:` the incident lasted,
+/// deduplicated, highest priority first (stable). Pure.
+pub fn applicable_actions(c: &Collected) -> Vec<ActionSuggestion> {
+    let duration = c.window.duration();
+    let snapshot_named = |name: &str| {
+        // A query may have been merged into another (same measure, or the same points).
+        let name = c
+            .plan
+            .aliases
+            .iter()
+            .chain(&c.report.aliases)
+            .find(|(from, _)| from == name)
+            .map_or(name, |(_, to)| to.as_str());
+        c.report.snapshots.iter().find(|s| s.name == name)
+    };
+    let mut out: Vec<(crate::evidence_rules::Priority, ActionSuggestion)> = c
+        .plan
+        .actions
+        .iter()
+        .filter(|a| {
+            a.spec
+                .crossed
+                .as_deref()
+                .is_none_or(|q| snapshot_named(q).is_some_and(crossed))
+        })
+        .filter(|a| a.spec.longer_than.is_none_or(|d| duration >= d))
+        .map(|a| {
+            (
+                a.spec.priority,
+                ActionSuggestion {
+                    action: a.spec.action.clone(),
+                    priority: Some(a.spec.priority.as_str().to_string()),
+                    alertname: Some(a.alertname.clone()),
+                },
+            )
+        })
+        .collect();
+    out.sort_by_key(|(p, _)| *p);
+    out.into_iter().map(|(_, a)| a).collect()
 }
 
 /// An SVG chart per snapshot with data, named as [`to_evidence`] names them. Pure.
@@ -735,6 +898,7 @@ mod tests {
     const SCHEDULE: Schedule = Schedule {
         quick_delay: Duration::from_secs(2),
         full_delay: Duration::from_secs(300),
+        refresh_interval: Duration::from_secs(60),
     };
 
     fn phase_of(spec: &JobSpec) -> Phase {
@@ -923,10 +1087,9 @@ mod tests {
     }
 
     #[test]
-    fn a_resolved_incident_is_snapshotted_from_its_own_times_whatever_the_clock_says() {
+    fn a_resolved_incident_is_snapshotted_from_its_own_times_but_never_past_the_collection() {
         let i = incident(Status::Resolved, Some("2026-11-23T02:27:02.738Z"));
         let impact = start("2026-11-23T02:26:23.381Z", ImpactMethod::RuleReevaluation);
-        // The job may run long after (or, with a test clock, "before") the incident.
         for now in [
             "2026-11-23T02:27:04Z",
             "2030-01-01T00:00:00Z",
@@ -935,8 +1098,34 @@ mod tests {
             let w = incident_window(&i, Some(&impact), Duration::from_secs(300), t(now));
             assert_eq!(w.impact_start, t("2026-11-23T02:26:23.381Z"));
             assert_eq!(w.resolved_at, Some(t("2026-11-23T02:27:02.738Z")));
-            assert_eq!(w.now, t("2026-11-23T02:32:02.738Z"));
+            // The snapshot's range ends at min(resolve + margin, now): never in the future.
+            assert_eq!(w.now, t(now));
         }
+    }
+
+    #[test]
+    fn open_incidents_are_collected_and_refreshed_resolved_ones_wait_for_the_data_after() {
+        let open = incident(Status::Open, None);
+        let now = t("2026-11-23T02:27:00Z");
+        assert_eq!(
+            next_step(&open, &SCHEDULE, now),
+            NextStep::Collect {
+                refresh_at: Some(t("2026-11-23T02:28:00Z"))
+            }
+        );
+        let resolved = incident(Status::Resolved, Some("2026-11-23T02:27:02Z"));
+        // A refresh that was pending at the resolve only queues the full snapshot.
+        assert_eq!(
+            next_step(&resolved, &SCHEDULE, t("2026-11-23T02:28:00Z")),
+            NextStep::WaitForFull {
+                at: t("2026-11-23T02:32:02Z")
+            }
+        );
+        // The full snapshot: collected once, no refresh after it.
+        assert_eq!(
+            next_step(&resolved, &SCHEDULE, t("2026-11-23T02:32:02Z")),
+            NextStep::Collect { refresh_at: None }
+        );
     }
 
     #[test]
@@ -1038,10 +1227,15 @@ mod tests {
             peak: Some(100.0),
             peak_at: None,
             at_resolution: Some(26.0),
+            latest: Some(25.0),
+            latest_at: None,
             summary: String::new(),
             start: t("2026-11-23T02:25:00Z"),
             end: t("2026-11-23T02:28:00Z"),
             step_seconds: 1.0,
+            labels_text: String::new(),
+            history_note: None,
+            history: None,
             series: if points.is_empty() {
                 Vec::new()
             } else {
@@ -1052,6 +1246,9 @@ mod tests {
                         peak: Some(100.0),
                         peak_at: None,
                         at_resolution: Some(26.0),
+                        latest: Some(25.0),
+                        latest_at: None,
+                        short_history: false,
                     },
                     points,
                 }]
@@ -1078,6 +1275,8 @@ mod tests {
                 resolved_at: Some(t("2026-11-23T02:27:02Z")),
                 now: t("2026-11-23T02:32:02Z"),
             },
+            data_until: t("2026-11-23T02:32:02Z"),
+            full_delay: Duration::from_secs(300),
             plan: SnapshotPlan {
                 slos: vec![(
                     "http".into(),
@@ -1086,7 +1285,15 @@ mod tests {
                         window: Duration::from_secs(30 * 86400),
                     },
                 )],
-                actions: vec!["Set a statement timeout".into()],
+                actions: vec![crate::prometheus::snapshot::PlannedAction {
+                    spec: crate::evidence_rules::ActionSpec {
+                        action: "Set a statement timeout".into(),
+                        priority: crate::evidence_rules::Priority::High,
+                        crossed: None,
+                        longer_than: None,
+                    },
+                    alertname: "PoolHigh".into(),
+                }],
                 ..SnapshotPlan::default()
             },
             report,
@@ -1094,6 +1301,69 @@ mod tests {
     }
 
     const URL: &str = "http://prometheus:9090";
+
+    #[test]
+    fn action_items_apply_only_where_their_query_crossed_and_the_incident_lasted_long_enough() {
+        use crate::evidence_rules::{ActionSpec, Priority};
+        use crate::prometheus::snapshot::PlannedAction;
+        let action = |text: &str, priority, crossed: Option<&str>, longer_than| PlannedAction {
+            spec: ActionSpec {
+                action: text.into(),
+                priority,
+                crossed: crossed.map(str::to_string),
+                longer_than,
+            },
+            alertname: "PoolHigh".into(),
+        };
+        // The pool crossed 95 % (peak 100); "quiet" never crossed its threshold.
+        let mut quiet = pct_snapshot("quiet", &[("2026-11-23T02:26:30Z", 10.0)]);
+        quiet.peak = Some(10.0);
+        let report = SnapshotReport {
+            snapshots: vec![
+                pct_snapshot("alert-PoolHigh", &[("2026-11-23T02:26:30Z", 100.0)]),
+                quiet,
+            ],
+            ..SnapshotReport::default()
+        };
+        let mut c = collected(report, Vec::new());
+        c.report.aliases = vec![("pool_utilisation".into(), "alert-PoolHigh".into())];
+        c.plan.actions = vec![
+            action("low always", Priority::Low, None, None),
+            action(
+                "pool crossed",
+                Priority::High,
+                Some("pool_utilisation"),
+                None,
+            ),
+            action("quiet crossed", Priority::High, Some("quiet"), None),
+            action("no data", Priority::High, Some("missing"), None),
+            action(
+                "long incident",
+                Priority::Medium,
+                None,
+                Some(Duration::from_secs(600)),
+            ),
+            action(
+                "short enough",
+                Priority::Medium,
+                None,
+                Some(Duration::from_secs(30)),
+            ),
+        ];
+        let got: Vec<(String, Option<String>)> = applicable_actions(&c)
+            .into_iter()
+            .map(|a| (a.action, a.priority))
+            .collect();
+        // The window lasts 39 s: highest priority first.
+        assert_eq!(
+            got,
+            [
+                ("pool crossed".to_string(), Some("high".to_string())),
+                ("short enough".to_string(), Some("medium".to_string())),
+                ("low always".to_string(), Some("low".to_string())),
+            ]
+        );
+    }
 
     #[test]
     fn snapshots_with_data_become_post_mortem_rows_with_their_chart_and_units_as_ratios() {
@@ -1120,6 +1390,7 @@ mod tests {
                 },
             ],
             errors: Vec::new(),
+            aliases: Vec::new(),
         };
         let c = collected(
             report,
@@ -1131,7 +1402,17 @@ mod tests {
         let ev = to_evidence(&c, URL, t("2026-11-23T02:32:10Z"));
         assert_eq!(ev.missing_reason, None);
         assert_eq!(ev.collected_at, Some(t("2026-11-23T02:32:10Z")));
-        assert_eq!(ev.snapshots.len(), 1, "the empty query is left out");
+        assert_eq!(
+            ev.snapshots.len(),
+            2,
+            "the empty query is listed, as no data"
+        );
+        assert!(ev.snapshots[1].no_data && ev.snapshots[1].chart.is_none());
+        assert!(!ev.snapshots[0].no_data);
+        // The data reaches past the resolve: its values at resolution are true.
+        assert_eq!(ev.resolved_at, Some(t("2026-11-23T02:27:02Z")));
+        assert_eq!(ev.data_until, Some(t("2026-11-23T02:32:02Z")));
+        assert_eq!(ev.full_delay_seconds, Some(300));
         let s = &ev.snapshots[0];
         assert_eq!(s.name, "Pool used");
         assert_eq!(s.unit, Unit::Ratio);
@@ -1184,6 +1465,7 @@ mod tests {
                     retryable: false,
                 },
             ],
+            aliases: Vec::new(),
         };
         let mut c = collected(report, Vec::new());
         c.rules_error = Some("Prometheus rules answered HTTP 404: not found".into());

@@ -17,7 +17,12 @@
 //!         query: sum(increase(http_requests_total{service="{{labels.service}}",code=~"5.."}[{{range}}]))
 //!         unit: count
 //!     slo: {target: 99.9, window: 30d}
-//!     actions: ["Set a statement timeout on the service's database connections"]
+//!     actions:
+//!       - "Check the pool's size"                  # always, priority medium
+//!       - action: Set a statement timeout on the service's database connections
+//!         priority: high                           # high | medium | low
+//!         crossed: pool_utilisation                # only if that query crossed its threshold
+//!         longer_than: 5m                          # only if the incident lasted this long
 //! ```
 //!
 //! Loading is strict (unknown keys, bad units, bad regexes, unknown placeholders are errors
@@ -128,7 +133,56 @@ struct RawEntry {
     #[serde(default)]
     slo: Option<RawSlo>,
     #[serde(default)]
-    actions: Vec<String>,
+    actions: Vec<RawAction>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawAction {
+    Text(String),
+    Full(RawActionSpec),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawActionSpec {
+    action: String,
+    #[serde(default)]
+    priority: Option<Priority>,
+    #[serde(default)]
+    crossed: Option<String>,
+    #[serde(default)]
+    longer_than: Option<String>,
+}
+
+/// How urgent a suggested action item is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    High,
+    Medium,
+    Low,
+}
+
+impl Priority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::High => "high",
+            Priority::Medium => "medium",
+            Priority::Low => "low",
+        }
+    }
+}
+
+/// A suggested action item and when it applies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ActionSpec {
+    pub action: String,
+    pub priority: Priority,
+    /// Only when this query (of the entry, with a threshold) crossed its threshold.
+    pub crossed: Option<String>,
+    /// Only when the incident lasted at least this long.
+    pub longer_than: Option<Duration>,
 }
 
 #[derive(Deserialize)]
@@ -394,7 +448,7 @@ pub struct Entry {
     pub queries: Vec<QuerySpec>,
     pub impact: Vec<QuerySpec>,
     pub slo: Option<Slo>,
-    pub actions: Vec<String>,
+    pub actions: Vec<ActionSpec>,
 }
 
 impl Entry {
@@ -520,8 +574,44 @@ pub fn parse_file(file: &Path, text: &str) -> Result<Vec<Entry>, RulesError> {
                 })
             }
         };
-        if r.actions.iter().any(|a| a.trim().is_empty()) {
-            return Err(invalid("actions must not contain empty items".into()));
+        let mut actions = Vec::with_capacity(r.actions.len());
+        for a in r.actions {
+            let spec = match a {
+                RawAction::Text(action) => RawActionSpec {
+                    action,
+                    priority: None,
+                    crossed: None,
+                    longer_than: None,
+                },
+                RawAction::Full(spec) => spec,
+            };
+            if spec.action.trim().is_empty() {
+                return Err(invalid("actions must not contain empty items".into()));
+            }
+            if let Some(q) = &spec.crossed {
+                if !queries
+                    .iter()
+                    .any(|s| &s.name == q && s.threshold.is_some())
+                {
+                    return Err(invalid(format!(
+                        "action {:?}: crossed: {q} names no query of this entry with a threshold",
+                        spec.action
+                    )));
+                }
+            }
+            let longer_than =
+                match &spec.longer_than {
+                    Some(d) => Some(parse_prom_duration(d).map_err(|e| {
+                        invalid(format!("action {:?}: longer_than: {e}", spec.action))
+                    })?),
+                    None => None,
+                };
+            actions.push(ActionSpec {
+                action: spec.action,
+                priority: spec.priority.unwrap_or(Priority::Medium),
+                crossed: spec.crossed,
+                longer_than,
+            });
         }
         out.push(Entry {
             name: r.name,
@@ -532,7 +622,7 @@ pub fn parse_file(file: &Path, text: &str) -> Result<Vec<Entry>, RulesError> {
             queries,
             impact,
             slo,
-            actions: r.actions,
+            actions,
         });
     }
     Ok(out)
@@ -639,6 +729,50 @@ rules:
         ])));
         // service!="" fails when the label is missing.
         assert!(!e.matches(&labels(&[("alertname", "DatabaseConnectionPoolHigh")])));
+    }
+
+    #[test]
+    fn action_items_carry_a_priority_and_the_conditions_under_which_they_apply() {
+        let text = GOOD.replace(
+            "    actions: [Add a statement timeout]",
+            "    actions:\n      - Plain\n      - action: Timeout\n        priority: high\n        crossed: pool_ratio\n        longer_than: 5m\n",
+        );
+        let e = &parse(&text).expect("loads")[0];
+        assert_eq!(
+            e.actions,
+            [
+                ActionSpec {
+                    action: "Plain".into(),
+                    priority: Priority::Medium,
+                    crossed: None,
+                    longer_than: None,
+                },
+                ActionSpec {
+                    action: "Timeout".into(),
+                    priority: Priority::High,
+                    crossed: Some("pool_ratio".into()),
+                    longer_than: Some(Duration::from_secs(300)),
+                },
+            ]
+        );
+        for (bad, says) in [
+            (
+                "crossed: nothing",
+                "names no query of this entry with a threshold",
+            ),
+            ("longer_than: soon", "longer_than"),
+            ("priority: urgent", "unknown"),
+        ] {
+            let text = GOOD.replace(
+                "    actions: [Add a statement timeout]",
+                &format!("    actions:\n      - action: X\n        {bad}\n"),
+            );
+            let err = parse(&text).map(|_| ()).expect_err(bad).to_string();
+            assert!(
+                err.contains(says) || bad.starts_with("priority"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

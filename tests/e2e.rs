@@ -72,7 +72,15 @@ fn write(path: &Path, text: &str) {
 
 /// Starts exporter, Prometheus, `replicas` Alertmanagers (an HA cluster when more than one),
 /// the relay, the fake Slack and incidentd, and waits until each is ready.
+/// The snapshot settings of the scenario tests: the full snapshot 2 s after the resolve.
+const FAST_SNAPSHOTS: &str = "  snapshot_delay: 2s\n  snapshot_margin: 2s\n";
+
 async fn start_stack(tools: &Tools, replicas: usize) -> Stack {
+    start_stack_with(tools, replicas, FAST_SNAPSHOTS).await
+}
+
+/// `snapshots`: the `prometheus:` keys about snapshots, two-space indented.
+async fn start_stack_with(tools: &Tools, replicas: usize, snapshots: &str) -> Stack {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let http = reqwest::Client::new();
@@ -175,7 +183,7 @@ async fn start_stack(tools: &Tools, replicas: usize) -> Stack {
         &format!(
             "web:\n  external_url: {incidentd_url}/\n  webhook_auth:\n    bearer_token_file: secrets/webhook-token\n\
              storage:\n  path: {data}\n\
-             prometheus:\n  url: {prometheus_url}\n  timeout: 5s\n  snapshot_delay: 2s\n  snapshot_margin: 2s\n\
+             prometheus:\n  url: {prometheus_url}\n  timeout: 5s\n{snapshots}\
              alertmanager:\n  url: http://127.0.0.1:{am}\n\
              rules_dir: {rules}\n\
              postmortem:\n  output_dir: {drafts}\n  timezone: UTC\n\
@@ -290,6 +298,24 @@ struct Truth {
 
 /// normal → incident (30 s) → recovered; returns when incidentd holds a resolved incident.
 async fn play_scenario(stack: &Stack) -> (Truth, Value) {
+    prepare(stack).await;
+    let incident = stack.exporter.switch(Phase::Incident);
+    eprintln!("{incident}: switched to the incident phase");
+    tokio::time::sleep(INCIDENT_PHASE).await;
+    let recovered = stack.exporter.switch(Phase::Recovered);
+    eprintln!("{recovered}: switched to the recovered phase");
+    let incident_json = wait_resolved(stack).await;
+    (
+        Truth {
+            incident,
+            recovered,
+        },
+        incident_json,
+    )
+}
+
+/// Waits for the three rules and a normal history in Prometheus.
+async fn prepare(stack: &Stack) {
     // The rules must be loaded and a normal history recorded first.
     wait_for(
         "Prometheus to load the three rules",
@@ -322,13 +348,10 @@ async fn play_scenario(stack: &Stack) -> (Truth, Value) {
         },
     )
     .await;
+}
 
-    let incident = stack.exporter.switch(Phase::Incident);
-    eprintln!("{incident}: switched to the incident phase");
-    tokio::time::sleep(INCIDENT_PHASE).await;
-    let recovered = stack.exporter.switch(Phase::Recovered);
-    eprintln!("{recovered}: switched to the recovered phase");
-
+/// Waits until incidentd holds exactly one incident, resolved; returns it.
+async fn wait_resolved(stack: &Stack) -> Value {
     let resolved = wait_for(
         "incidentd to resolve the incident",
         Duration::from_secs(60),
@@ -346,16 +369,9 @@ async fn play_scenario(stack: &Stack) -> (Truth, Value) {
         "one incident for the whole scenario: {resolved:#}"
     );
     let id = list[0]["id"].as_str().expect("id").to_string();
-    let incident_json = get_json(stack, &format!("/api/v1/incidents/{id}"))
+    get_json(stack, &format!("/api/v1/incidents/{id}"))
         .await
-        .expect("the incident");
-    (
-        Truth {
-            incident,
-            recovered,
-        },
-        incident_json,
-    )
+        .expect("the incident")
 }
 
 /// Waits until incidentd has counted exactly what the relay delivered (nothing in flight),
@@ -657,6 +673,203 @@ async fn a_real_prometheus_and_alertmanager_make_one_resolved_incident_with_draf
         "{n}"
     );
     assert_scenario(&stack, &truth, &incident).await;
+}
+
+/// Every figure is true when it is read (issue 13): the draft and the API while the incident
+/// fires, right after the resolve, and after the full snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn evidence_is_true_when_read_while_firing_right_after_the_resolve_and_after_the_full_snapshot(
+) {
+    let Some(tools) = tools_or_skip("e2e evidence over time") else {
+        return;
+    };
+    // Refreshed every 4 s while open; the full snapshot 20 s after the resolve.
+    let stack = start_stack_with(
+        &tools,
+        1,
+        "  snapshot_delay: 20s\n  snapshot_margin: 5s\n  refresh_interval: 4s\n",
+    )
+    .await;
+    prepare(&stack).await;
+    let switched = stack.exporter.switch(Phase::Incident);
+    eprintln!("{switched}: switched to the incident phase");
+
+    // 1. While firing: "peak so far" and "now", no value at resolution anywhere.
+    let (id, first) = wait_for(
+        "an open incident with evidence",
+        Duration::from_secs(30),
+        || async {
+            let list = get_json(&stack, "/api/v1/incidents").await?;
+            let id = list["incidents"][0]["id"].as_str()?.to_string();
+            let i = get_json(&stack, &format!("/api/v1/incidents/{id}")).await?;
+            (i["status"] != "resolved" && !find_snapshots(&i)?.is_empty()).then_some((id, i))
+        },
+    )
+    .await;
+    assert_eq!(first["evidence"]["state"], "open", "{first:#}");
+    assert_true_when_read(&first);
+    let first_collected = time(&first["evidence"], "collected_at");
+    // Refreshed while open: a later collection, still open.
+    let refreshed = wait_for(
+        "a refreshed snapshot while the incident is open",
+        Duration::from_secs(20),
+        || async {
+            let i = get_json(&stack, &format!("/api/v1/incidents/{id}")).await?;
+            let at = i["evidence"]["collected_at"]
+                .as_str()?
+                .parse::<DateTime<Utc>>()
+                .ok()?;
+            (i["status"] != "resolved" && at > first_collected).then_some(i)
+        },
+    )
+    .await;
+    assert_true_when_read(&refreshed);
+    let path = stack.drafts.join(format!("{id}.md"));
+    let draft = wait_for(
+        "the open draft with its evidence",
+        Duration::from_secs(20),
+        || async {
+            let d = std::fs::read_to_string(&path).ok()?;
+            d.contains("still firing").then_some(d)
+        },
+    )
+    .await;
+    assert!(draft.contains("| Peak so far |"), "{draft}");
+    assert!(!draft.contains("| At resolution |"), "{draft}");
+
+    let remaining =
+        INCIDENT_PHASE.saturating_sub((Utc::now() - switched).to_std().unwrap_or_default());
+    tokio::time::sleep(remaining).await;
+    let recovered = stack.exporter.switch(Phase::Recovered);
+    eprintln!("{recovered}: switched to the recovered phase");
+
+    // 2. Right after the resolve: the full snapshot is 20 s away; nothing "at resolution".
+    let resolved = wait_resolved(&stack).await;
+    let resolved_at = time(&resolved, "resolved_at");
+    assert!(
+        Utc::now() < resolved_at + chrono::Duration::seconds(15),
+        "the test was too slow to look before the full snapshot"
+    );
+    assert_eq!(
+        resolved["evidence"]["state"], "resolve_pending",
+        "{resolved:#}"
+    );
+    assert_true_when_read(&resolved);
+    let draft = wait_for(
+        "the resolved draft before the full snapshot",
+        Duration::from_secs(10),
+        || async {
+            let d = std::fs::read_to_string(&path).ok()?;
+            d.contains("not measured yet (evidence after the resolve is collected at")
+                .then_some(d)
+        },
+    )
+    .await;
+    assert!(draft.contains("| At resolution |"), "{draft}");
+    assert!(!draft.contains("still firing"), "{draft}");
+
+    // 3. After the full snapshot: values at resolution, from data at or after the resolve.
+    let full = wait_for("the full snapshot", Duration::from_secs(60), || async {
+        let i = get_json(&stack, &format!("/api/v1/incidents/{id}")).await?;
+        (i["evidence"]["state"] == "resolved").then_some(i)
+    })
+    .await;
+    assert_true_when_read(&full);
+    let collected = time(&full["evidence"], "collected_at");
+    assert!(
+        collected >= resolved_at + chrono::Duration::seconds(20),
+        "{full:#}"
+    );
+    let pool = find_snapshots(&full)
+        .expect("snapshots")
+        .into_iter()
+        .find(|s| s["alertname"] == "DatabaseConnectionPoolHigh")
+        .expect("the pool snapshot");
+    let at_resolution = pool["at_resolution"].as_f64().expect("pool at resolution");
+    assert!(
+        at_resolution < 0.5,
+        "recovered pool at resolution: {pool:#}"
+    );
+    let draft = wait_for(
+        "the draft with the full snapshot",
+        Duration::from_secs(20),
+        || async {
+            let d = std::fs::read_to_string(&path).ok()?;
+            (!d.contains("not measured yet")).then_some(d)
+        },
+    )
+    .await;
+    assert!(draft.contains("| Peak | At resolution |"), "{draft}");
+    // Different measures are all there, each once.
+    for row in [
+        "| Failed requests (5xx) |",
+        "| Requests served |",
+        "| Errors per second by status code (code=\"500\")",
+        "| Request throughput",
+    ] {
+        assert_eq!(draft.matches(row).count(), 1, "{row} once in:\n{draft}");
+    }
+    assert!(!draft.contains("still firing"), "{draft}");
+}
+
+/// What holds at every moment: no value "at resolution" unless the evidence reaches past the
+/// resolve; nothing later than its collection; every fired alert's peak across its threshold.
+fn assert_true_when_read(incident: &Value) {
+    let ev = &incident["evidence"];
+    let collected = time(ev, "collected_at");
+    let data_until = time(ev, "data_until");
+    assert!(
+        data_until <= collected,
+        "data until {data_until} after collection {collected}"
+    );
+    let resolved_at = incident["resolved_at"]
+        .as_str()
+        .and_then(|s| s.parse::<DateTime<Utc>>().ok())
+        .filter(|_| incident["status"] == "resolved");
+    let snapshots = find_snapshots(incident).unwrap_or_default();
+    for s in &snapshots {
+        if let Some(at) = s["latest_at"].as_str() {
+            let at: DateTime<Utc> = at.parse().expect("latest_at");
+            assert!(
+                at <= collected,
+                "{s:#} is later than its collection {collected}"
+            );
+        }
+        if !s["at_resolution"].is_null() {
+            let r = resolved_at.unwrap_or_else(|| panic!("at_resolution while open: {s:#}"));
+            assert!(
+                data_until >= r,
+                "at_resolution from data until {data_until}, resolved {r}"
+            );
+            assert_eq!(ev["state"], "resolved");
+        }
+    }
+    let fired: Vec<&str> = incident["alerts"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|a| a["alertname"].as_str()).collect())
+        .unwrap_or_default();
+    for s in snapshots
+        .iter()
+        .filter(|s| s["alertname"].as_str().is_some_and(|n| fired.contains(&n)))
+    {
+        let Some(t) = s["threshold"].as_f64() else {
+            continue;
+        };
+        let peak = s["peak"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no peak for a fired alert: {s:#}"));
+        if s["lower_is_worse"] == true {
+            assert!(
+                peak < t,
+                "peak {peak} of a fired alert not below its threshold {t}: {s:#}"
+            );
+        } else {
+            assert!(
+                peak > t,
+                "peak {peak} of a fired alert not above its threshold {t}: {s:#}"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -295,6 +295,10 @@ fn scenario_evidence(incident: &Incident) -> Evidence {
                 peak: pool.1,
                 lower_is_worse: false,
                 at_resolution: pool.2,
+                latest: pool.2,
+                latest_at: None,
+                no_data: false,
+                note: None,
                 change: None,
                 threshold: Some(0.95),
                 chart: Some("pool-ratio.svg".into()),
@@ -308,6 +312,10 @@ fn scenario_evidence(incident: &Incident) -> Evidence {
                 peak: latency.1,
                 lower_is_worse: false,
                 at_resolution: latency.2,
+                latest: latency.2,
+                latest_at: None,
+                no_data: false,
+                note: None,
                 change: None,
                 threshold: Some(1.0),
                 chart: Some("HighRequestLatency.svg".into()),
@@ -321,6 +329,10 @@ fn scenario_evidence(incident: &Incident) -> Evidence {
                 peak: errors.1,
                 lower_is_worse: false,
                 at_resolution: errors.2,
+                latest: errors.2,
+                latest_at: None,
+                no_data: false,
+                note: None,
                 change: None,
                 threshold: Some(0.05),
                 chart: Some("HighErrorRate.svg".into()),
@@ -365,6 +377,10 @@ fn scenario_evidence(incident: &Incident) -> Evidence {
         ],
         missing_reason: None,
         collected_at: Some(time("2026-11-23T02:27:17.548Z")),
+        // The recording was taken after the resolve: its values at resolution are true.
+        data_until: Some(time("2026-11-23T02:27:17.548Z")),
+        resolved_at: Some(end),
+        full_delay_seconds: Some(15),
     }
 }
 

@@ -210,7 +210,21 @@ async fn snapshot_of_the_recovered_incident_has_pool_ratio_baseline_peak_and_res
         "alert expressions and rules/ queries"
     );
     assert!(plan.impact.iter().any(|q| q.name == "failed_requests"));
-    assert!(plan.actions.iter().any(|a| a.contains("statement timeout")));
+    // Different measures stay apart (failed and all requests, p50 and p99); the same measure
+    // over another window (the rules/ p99 beside HighRequestLatency's own) runs once.
+    assert!(plan.impact.iter().any(|q| q.name == "total_requests"));
+    let names: Vec<&str> = plan.queries.iter().map(|q| q.name.as_str()).collect();
+    assert!(names.contains(&"request_throughput"), "{names:?}");
+    assert!(names.contains(&"latency_p50"), "{names:?}");
+    assert!(!names.contains(&"latency_p99"), "{names:?}");
+    assert!(plan.aliases.contains(&(
+        "latency_p99".to_string(),
+        "alert-HighRequestLatency".to_string()
+    )));
+    assert!(plan
+        .actions
+        .iter()
+        .any(|a| a.spec.action.contains("statement timeout")));
     let options = SnapshotOptions {
         baseline: Duration::from_secs(10),
         margin: Duration::from_secs(10),
@@ -233,8 +247,17 @@ async fn snapshot_of_the_recovered_incident_has_pool_ratio_baseline_peak_and_res
     assert_eq!(pool.baseline, Some(0.19));
     assert_eq!(pool.peak, Some(1.0));
     assert_eq!(pool.peak_at, Some(t("2026-11-23T02:26:24.381Z")));
-    assert_eq!(pool.at_resolution, Some(0.26));
-    assert_eq!(pool.summary, "19 % → 100 % → 26 %");
+    // At resolution: the first value at or after the resolve (02:27:02.738), not the last
+    // one before it.
+    assert_eq!(pool.at_resolution, Some(0.25));
+    assert_eq!(pool.summary, "19 % → 100 % → 25 %");
+    // Nothing past the moment of collection.
+    for s in &report.snapshots {
+        assert!(s.end <= window.now, "{} ends at {}", s.name, s.end);
+        for series in &s.series {
+            assert!(series.points.iter().all(|p| p.at <= window.now));
+        }
+    }
 
     let latency = report
         .snapshots

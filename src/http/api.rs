@@ -121,6 +121,9 @@ pub fn add_evidence(v: &mut Value, i: &Incident, evidence: Option<&Evidence>) {
             };
         }
     }
+    use crate::postmortem::evidence_view::{state, EvidenceState};
+    let ev_state = evidence.map(|e| state(i, e));
+    let at_resolution_true = ev_state == Some(EvidenceState::Resolved);
     v["snapshots"] = evidence
         .map(|e| {
             e.snapshots
@@ -138,7 +141,16 @@ pub fn add_evidence(v: &mut Value, i: &Incident, evidence: Option<&Evidence>) {
                         "unit": s.unit.as_str(),
                         "baseline": s.baseline,
                         "peak": s.peak,
-                        "at_resolution": s.at_resolution,
+                        // Only from data at or after this resolve; `null` while open and
+                        // until the full snapshot is in.
+                        "at_resolution": if at_resolution_true { s.at_resolution } else { None },
+                        // The last value of the data and its time ("now" while open).
+                        "latest": s.latest.or(if e.data_until.is_none() && !at_resolution_true { s.at_resolution } else { None }),
+                        "latest_at": s.latest_at.map(rfc3339),
+                        "no_data": s.no_data,
+                        "lower_is_worse": s.lower_is_worse,
+                        "alertname": s.alertname,
+                        "note": s.note,
                         "threshold": s.threshold,
                         "chart_url": s.chart.as_ref().map(|c| format!("/api/v1/incidents/{}/charts/{c}", i.id)),
                     })
@@ -148,10 +160,20 @@ pub fn add_evidence(v: &mut Value, i: &Incident, evidence: Option<&Evidence>) {
         .unwrap_or_default()
         .into();
     v["evidence"] = match evidence {
-        Some(e) => json!({
-            "collected_at": e.collected_at.map(rfc3339),
-            "missing_reason": e.missing_reason,
-        }),
+        Some(e) => {
+            let (state_name, due) = match &ev_state {
+                Some(EvidenceState::Open { .. }) | None => ("open", None),
+                Some(EvidenceState::Pending { due, .. }) => ("resolve_pending", *due),
+                Some(EvidenceState::Resolved) => ("resolved", None),
+            };
+            json!({
+                "collected_at": e.collected_at.map(rfc3339),
+                "data_until": e.data_until.or(e.collected_at).map(rfc3339),
+                "state": state_name,
+                "after_resolve_due_at": due.map(rfc3339),
+                "missing_reason": e.missing_reason,
+            })
+        }
         None => Value::Null,
     };
 }

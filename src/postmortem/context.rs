@@ -46,8 +46,21 @@ pub struct Snapshot {
     /// A drop is the bad direction (throughput, availability): `peak` is the lowest value.
     #[serde(default)]
     pub lower_is_worse: bool,
-    /// Value when the incident resolved (or the latest, while it is open).
+    /// The first value at or after the resolution: only from data collected after the
+    /// resolve (`None` while open, or before the full snapshot).
     pub at_resolution: Option<f64>,
+    /// The last value of the data and its time (at most the collection time): "now" while
+    /// the incident is open.
+    #[serde(default)]
+    pub latest: Option<f64>,
+    #[serde(default)]
+    pub latest_at: Option<Timestamp>,
+    /// The query returned no data at all (listed, not dropped).
+    #[serde(default)]
+    pub no_data: bool,
+    /// Why a figure is less than it seems, e.g. computed over too little history.
+    #[serde(default)]
+    pub note: Option<String>,
     /// Peak relative to baseline, `peak / baseline`; computed from the two when `None`.
     pub change: Option<f64>,
     /// The alert threshold the series was compared with, for `A > threshold` rules.
@@ -98,6 +111,17 @@ pub struct Evidence {
     /// e.g. `no Prometheus URL is configured`, `Prometheus at http://… timed out after 10s`.
     pub missing_reason: Option<String>,
     pub collected_at: Option<Timestamp>,
+    /// The end of the data (never after `collected_at`).
+    #[serde(default)]
+    pub data_until: Option<Timestamp>,
+    /// The resolution this evidence was measured after: set only when the data reaches the
+    /// resolve, so `at_resolution` figures are true.
+    #[serde(default)]
+    pub resolved_at: Option<Timestamp>,
+    /// `prometheus.snapshot_delay` in seconds: the evidence after a resolve is collected
+    /// this long after it.
+    #[serde(default)]
+    pub full_delay_seconds: Option<u64>,
     /// When each alert's condition became true, as Prometheus showed it.
     #[serde(default)]
     pub condition_starts: Vec<ConditionStart>,
@@ -321,6 +345,10 @@ pub struct EvidenceContext {
     pub available: bool,
     pub missing_reason: Option<String>,
     pub collected_at: Option<String>,
+    /// The metrics table's headings for what the figures are when read: `Peak so far` and
+    /// `Now (14:02, still firing)` while open, `Peak` and `At resolution` after the resolve.
+    pub peak_heading: String,
+    pub last_heading: String,
     pub snapshots: Vec<SnapshotRow>,
     pub impact: Vec<ImpactFigure>,
     pub slo: Option<SloContext>,
@@ -335,7 +363,16 @@ pub struct SnapshotRow {
     pub peak: Option<f64>,
     /// `peak` is the lowest value, not the highest.
     pub lower_is_worse: bool,
+    /// Only from data at or after the resolve (`None` otherwise).
     pub at_resolution: Option<f64>,
+    /// The last column: the value at resolution, or now while the incident is open.
+    pub last: Option<f64>,
+    /// Said instead of `last` when it is not measured yet.
+    pub last_text: Option<String>,
+    /// The query returned no data.
+    pub no_data: bool,
+    /// e.g. `computed over 12s of history, less than the query's 1m window`.
+    pub note: Option<String>,
     /// Formatted: `×5.3`, `+30%`, `not enough data`.
     pub change: String,
     pub threshold: Option<f64>,
@@ -615,11 +652,22 @@ pub fn build_context(input: &RenderInput<'_>, settings: &RenderSettings) -> Rend
         None => format!("At {}, {who} opened an incident.", t(start)),
     };
     match end {
-        Some(e) => what.push_str(&format!(
-            " All alerts had resolved by {}, {} after the condition first became true.",
-            t(e),
-            helpers::duration(seconds(e - start))
-        )),
+        Some(e) => {
+            // Only say "the condition" when some alert's condition time is known (the
+            // detection section says "unknown" otherwise).
+            let condition_known = inc.impact_start_method != ImpactMethod::StartsAt
+                && alert_contexts.iter().any(|a| a.condition_true_at.is_some());
+            what.push_str(&format!(
+                " All alerts had resolved by {}, {} after {}.",
+                t(e),
+                helpers::duration(seconds(e - start)),
+                if condition_known {
+                    "the condition first became true"
+                } else {
+                    "the first alert fired"
+                }
+            ))
+        }
         None => what.push_str(&format!(
             " The incident is still {} ({} so far).",
             inc.status.as_str(),
@@ -644,9 +692,10 @@ pub fn build_context(input: &RenderInput<'_>, settings: &RenderSettings) -> Rend
         _ => None,
     };
 
+    let view = super::evidence_view::View::new(inc, ev, zone, input.generated_at);
+    let impact_figures = view.impact(&ev.impact);
     let impact_sentence = {
-        let mut parts: Vec<String> = ev
-            .impact
+        let mut parts: Vec<String> = impact_figures
             .iter()
             .map(|f| {
                 format!(
@@ -706,7 +755,13 @@ pub fn build_context(input: &RenderInput<'_>, settings: &RenderSettings) -> Rend
             baseline: s.baseline,
             peak: s.peak,
             lower_is_worse: s.lower_is_worse,
-            at_resolution: s.at_resolution,
+            at_resolution: (view.state == super::evidence_view::EvidenceState::Resolved)
+                .then_some(s.at_resolution)
+                .flatten(),
+            last: view.last_value(s, ev.data_until.is_none()),
+            last_text: view.not_measured(),
+            no_data: s.no_data,
+            note: s.note.clone(),
             change: match (s.change, s.baseline) {
                 (Some(c), Some(b)) => helpers::change(Some(b), Some(b * c)),
                 (Some(c), None) => helpers::change(Some(1.0), Some(c)),
@@ -853,8 +908,10 @@ pub fn build_context(input: &RenderInput<'_>, settings: &RenderSettings) -> Rend
             available: ev.missing_reason.is_none(),
             missing_reason: ev.missing_reason.clone(),
             collected_at: ev.collected_at.map(rfc3339),
+            peak_heading: view.peak_heading(),
+            last_heading: view.last_heading(),
             snapshots,
-            impact: ev.impact.clone(),
+            impact: impact_figures,
             slo,
         },
         root_cause,

@@ -12,6 +12,7 @@
 //! `{{#if misspelt}}` is silently false, so the samples cover both branches of every flag.
 
 mod context;
+pub mod evidence_view;
 mod helpers;
 mod sample;
 mod writer;
@@ -283,6 +284,28 @@ mod tests {
         let err = check_template(Some(&path)).expect_err("does not compile");
         assert!(matches!(err, PostmortemError::TemplateCompile { .. }));
         assert!(err.to_string().contains("broken.hbs"));
+    }
+
+    #[test]
+    fn without_a_known_condition_time_the_summary_counts_from_the_first_firing() {
+        let (mut incident, evidence, related, at) = sample::sample_minimal();
+        incident.status = crate::incident::Status::Resolved;
+        incident.resolved_at = Some(at);
+        let renderer = Renderer::new(sample::sample_settings(), None).expect("template");
+        let md = renderer
+            .render(&RenderInput {
+                incident: &incident,
+                evidence: &evidence,
+                related: &related,
+                communication: &Default::default(),
+                generated_at: at,
+            })
+            .expect("renders");
+        assert!(md.contains("after the first alert fired."), "{md}");
+        assert!(
+            !md.contains("after the condition first became true"),
+            "{md}"
+        );
     }
 
     #[test]

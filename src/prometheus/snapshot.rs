@@ -86,6 +86,10 @@ pub struct SnapshotQuery {
     pub direction: Direction,
     pub threshold: Option<f64>,
     pub source: QuerySource,
+    /// The alert rule's evaluation interval (alert queries only): the peak is sought with a
+    /// subquery at least this fine, so a value the rule saw cannot fall between two steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_interval: Option<Duration>,
 }
 
 /// An alert as the planner needs it.
@@ -104,9 +108,20 @@ pub struct SnapshotPlan {
     pub impact: Vec<SnapshotQuery>,
     /// SLOs of matching rules/ entries, by entry name.
     pub slos: Vec<(String, Slo)>,
-    /// Suggested action items from matching rules/ entries, deduplicated, in order.
-    pub actions: Vec<String>,
+    /// Suggested action items from matching rules/ entries, deduplicated by text, in order,
+    /// each with the alert it came for and the names its `crossed:` query ran under.
+    pub actions: Vec<PlannedAction>,
+    /// A rules/ query not run because an earlier one measures the same: (its name, the
+    /// name of the one that ran).
+    pub aliases: Vec<(String, String)>,
     pub errors: Vec<SnapshotError>,
+}
+
+/// A suggested action item in a plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedAction {
+    pub spec: crate::evidence_rules::ActionSpec,
+    pub alertname: String,
 }
 
 /// A query that could not be planned or run; the incident records it.
@@ -147,6 +162,7 @@ pub fn plan_alert_query(rule: &RuleContext, unit: Option<Unit>) -> SnapshotQuery
         source: QuerySource::Alert {
             alertname: rule.alertname.clone(),
         },
+        eval_interval: Some(rule.group_interval.unwrap_or(Duration::from_secs(1))),
     }
 }
 
@@ -183,6 +199,105 @@ fn file_safe(s: &str) -> String {
         .collect()
 }
 
+/// A query without its whitespace: two spellings of one expression compare equal.
+pub fn normalise_query(q: &str) -> String {
+    q.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+/// What a query measures, without its range windows, grouping, spacing and equality label
+/// matchers (which only scope it to a service or instance): `sum by (service)
+/// (rate(x{code=~"5.."}[10s]))` and `sum(rate(x{service="p",code=~"5.."}[1m]))` are both
+/// `sum(rate(x{code=~"5.."}))`, while `sum(rate(x[1m]))` is another measure.
+pub fn query_shape(q: &str) -> String {
+    let mut out = String::new();
+    let mut depth_bracket = 0usize;
+    let mut selector: Option<String> = None;
+    let mut in_string: Option<char> = None;
+    for c in q.chars() {
+        if let Some(sel) = selector.as_mut() {
+            if let Some(quote) = in_string {
+                sel.push(c);
+                if c == quote {
+                    in_string = None;
+                }
+                continue;
+            }
+            match c {
+                '"' | '\'' | '`' => {
+                    in_string = Some(c);
+                    sel.push(c);
+                }
+                '}' => {
+                    let mut kept: Vec<String> = split_matchers(sel)
+                        .into_iter()
+                        .map(|m| m.chars().filter(|c| !c.is_whitespace()).collect::<String>())
+                        .filter(|m| m.contains("=~") || m.contains("!=") || m.contains("!~"))
+                        .collect();
+                    kept.sort();
+                    if !kept.is_empty() {
+                        out.push('{');
+                        out.push_str(&kept.join(","));
+                        out.push('}');
+                    }
+                    selector = None;
+                }
+                _ => sel.push(c),
+            }
+            continue;
+        }
+        match c {
+            '{' => selector = Some(String::new()),
+            '[' => depth_bracket += 1,
+            ']' => depth_bracket = depth_bracket.saturating_sub(1),
+            _ if depth_bracket > 0 => {}
+            _ if c.is_whitespace() => out.push(' '),
+            _ => out.push(c),
+        }
+    }
+    // Grouping clauses: `by (...)`, `without (...)`, as words.
+    let ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b':';
+    for kw in ["by", "without"] {
+        let mut from = 0;
+        while let Some(off) = out[from..].find(kw) {
+            let i = from + off;
+            let bytes = out.as_bytes();
+            let before_ok = i == 0 || !ident(bytes[i - 1]);
+            let after = &out[i + kw.len()..];
+            let trimmed = after.trim_start();
+            if before_ok && trimmed.starts_with('(') {
+                if let Some(close) = trimmed.find(')') {
+                    let end = i + kw.len() + (after.len() - trimmed.len()) + close + 1;
+                    out.replace_range(i..end, " ");
+                    continue;
+                }
+            }
+            from = i + kw.len();
+        }
+    }
+    out.chars().filter(|c| !c.is_whitespace()).collect()
+}
+
+/// A selector's matchers, split at commas outside quotes.
+fn split_matchers(sel: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut quote: Option<char> = None;
+    let mut from = 0;
+    for (i, c) in sel.char_indices() {
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if matches!(c, '"' | '\'' | '`') => quote = Some(c),
+            None if c == ',' => {
+                out.push(&sel[from..i]);
+                from = i + 1;
+            }
+            None => {}
+        }
+    }
+    out.push(&sel[from..]);
+    out.into_iter().filter(|m| !m.trim().is_empty()).collect()
+}
+
 /// Decides the queries of a snapshot: each alert's expression, then the queries and impact
 /// queries of every rules/ entry that matches an alert, rendered with that alert's labels and
 /// the window's duration. Identical rendered queries run once.
@@ -193,8 +308,17 @@ pub fn plan_snapshot(
 ) -> SnapshotPlan {
     let mut plan = SnapshotPlan::default();
     let range = window.duration();
-    let push = |list: &mut Vec<SnapshotQuery>, mut q: SnapshotQuery| {
-        if list.iter().any(|o| o.query == q.query) {
+    let mut aliases: Vec<(String, String)> = Vec::new();
+    let mut push = |list: &mut Vec<SnapshotQuery>, mut q: SnapshotQuery, is_impact: bool| {
+        // The same expression written with other spacing, or the same measure over another
+        // window or label selection (an alert's `[10s]` error ratio and a rules/ `[1m]` one),
+        // is one row: the first (the alert's own) stays.
+        // Impact figures are single numbers of their own: only exact repeats merge.
+        if let Some(o) = list.iter().find(|o| {
+            normalise_query(&o.query) == normalise_query(&q.query)
+                || (!is_impact && query_shape(&o.query) == query_shape(&q.query))
+        }) {
+            aliases.push((q.name.clone(), o.name.clone()));
             return;
         }
         // Two alerts may both bring a query of the same name with different labels.
@@ -211,7 +335,7 @@ pub fn plan_snapshot(
         match &alert.rule {
             Some(rule) => {
                 let unit = entries.iter().find_map(|e| e.alert_unit);
-                push(&mut plan.queries, plan_alert_query(rule, unit));
+                push(&mut plan.queries, plan_alert_query(rule, unit), false);
             }
             None => plan.errors.push(SnapshotError {
                 name: file_safe(&format!("alert-{}", alert.alertname)),
@@ -235,11 +359,12 @@ pub fn plan_snapshot(
                                 source: QuerySource::Rules {
                                     entry: entry.name.clone(),
                                 },
+                                eval_interval: None,
                             };
                             if is_impact {
-                                push(&mut plan.impact, q);
+                                push(&mut plan.impact, q, true);
                             } else {
-                                push(&mut plan.queries, q);
+                                push(&mut plan.queries, q, false);
                             }
                         }
                         Err(e) => plan.errors.push(SnapshotError {
@@ -257,16 +382,20 @@ pub fn plan_snapshot(
                 }
             }
             for a in &entry.actions {
-                if !plan.actions.contains(a) {
-                    plan.actions.push(a.clone());
+                if !plan.actions.iter().any(|p| p.spec.action == a.action) {
+                    plan.actions.push(PlannedAction {
+                        spec: a.clone(),
+                        alertname: alert.alertname.clone(),
+                    });
                 }
             }
         }
     }
+    plan.aliases = aliases;
     plan
 }
 
-/// Baseline, peak and value at resolution of one series.
+/// Baseline, peak, latest value and value at resolution of one series.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct SeriesStats {
     /// Median of the samples before `impact_start`.
@@ -274,20 +403,32 @@ pub struct SeriesStats {
     /// The worst value (by direction) within `[impact_start, incident end]`.
     pub peak: Option<f64>,
     pub peak_at: Option<DateTime<Utc>>,
-    /// The last sample at or before the resolution (or the incident end while open).
+    /// The first sample at or after the resolution; `None` while the incident is open, or
+    /// when the data does not reach past the resolution yet.
     pub at_resolution: Option<f64>,
+    /// The last sample of the data (never later than the snapshot's collection time).
+    pub latest: Option<f64>,
+    pub latest_at: Option<DateTime<Utc>>,
+    /// A reported figure (peak, latest, at resolution) comes from a point whose query window
+    /// reached back before the series' first data: computed over too little history.
+    pub short_history: bool,
 }
 
-/// Statistics of one series. NaN samples are ignored.
+/// Statistics of one series. NaN samples are ignored. `resolved_at` is the resolution when
+/// the incident is resolved; `full_history_from` is the first time whose query window is
+/// covered by data (`None`: every point is).
 pub fn series_stats(
     points: &[Point],
     impact_start: DateTime<Utc>,
     incident_end: DateTime<Utc>,
+    resolved_at: Option<DateTime<Utc>>,
+    full_history_from: Option<DateTime<Utc>>,
     direction: Direction,
 ) -> SeriesStats {
     let finite = || points.iter().filter(|p| !p.value.is_nan());
+    let full = |p: &Point| full_history_from.is_none_or(|f| p.at >= f);
     let mut before: Vec<f64> = finite()
-        .filter(|p| p.at < impact_start)
+        .filter(|p| p.at < impact_start && full(p))
         .map(|p| p.value)
         .collect();
     let baseline = median(&mut before);
@@ -295,22 +436,99 @@ pub fn series_stats(
         Direction::HigherIsWorse => a > b,
         Direction::LowerIsWorse => a < b,
     };
+    let within = || finite().filter(|p| p.at >= impact_start && p.at <= incident_end);
+    // Points over too little history only when there is nothing better.
+    let use_all = !within().any(full);
     let mut peak: Option<&Point> = None;
-    for p in finite().filter(|p| p.at >= impact_start && p.at <= incident_end) {
+    for p in within().filter(|p| use_all || full(p)) {
         if peak.is_none_or(|best| worse(p.value, best.value)) {
             peak = Some(p);
         }
     }
-    let at_resolution = finite()
-        .filter(|p| p.at <= incident_end)
-        .max_by_key(|p| p.at)
-        .map(|p| p.value);
+    let at_resolution =
+        resolved_at.and_then(|r| finite().filter(|p| p.at >= r).min_by_key(|p| p.at));
+    let latest = finite().max_by_key(|p| p.at);
+    let short_history = [peak, at_resolution, latest]
+        .iter()
+        .flatten()
+        .any(|p| !full(p));
     SeriesStats {
         baseline,
         peak: peak.map(|p| p.value),
         peak_at: peak.map(|p| p.at),
-        at_resolution,
+        at_resolution: at_resolution.map(|p| p.value),
+        latest: latest.map(|p| p.value),
+        latest_at: latest.map(|p| p.at),
+        short_history,
     }
+}
+
+/// The query with every range selector's window (`[1m]`, not a subquery's `[5m:30s]`) set
+/// to `window`.
+pub fn shrink_windows(query: &str, window: Duration) -> String {
+    let mut out = String::with_capacity(query.len());
+    let mut quote: Option<char> = None;
+    let mut chars = query.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if let Some(q) = quote {
+            out.push(c);
+            if c == '\\' {
+                if let Some((_, n)) = chars.next() {
+                    out.push(n);
+                }
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' | '`' => {
+                quote = Some(c);
+                out.push(c);
+            }
+            '[' => {
+                let after = &query[i + 1..];
+                match after.find(']') {
+                    Some(close)
+                        if !after[..close].contains(':')
+                            && super::duration::parse_prom_duration(&after[..close]).is_ok() =>
+                    {
+                        out.push('[');
+                        out.push_str(&super::duration::format_prom_duration(window));
+                        out.push(']');
+                        // Skip the old window and its ']'.
+                        while let Some((j, _)) = chars.peek() {
+                            if *j > i + close + 1 {
+                                break;
+                            }
+                            chars.next();
+                        }
+                    }
+                    _ => out.push(c),
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// The longest range selector (`[1m]`, `[5m:30s]`'s `5m`) in a query: the history each point
+/// of it needs. `None` without one.
+pub fn longest_window(query: &str) -> Option<Duration> {
+    let mut best: Option<Duration> = None;
+    let mut rest = query;
+    while let Some(open) = rest.find('[') {
+        let after = &rest[open + 1..];
+        let Some(close) = after.find(']') else { break };
+        let inside = &after[..close];
+        let range = inside.split(':').next().unwrap_or("");
+        if let Ok(d) = super::duration::parse_prom_duration(range) {
+            best = Some(best.map_or(d, |b: Duration| b.max(d)));
+        }
+        rest = &after[close + 1..];
+    }
+    best
 }
 
 fn median(values: &mut [f64]) -> Option<f64> {
@@ -348,16 +566,37 @@ pub struct Snapshot {
     pub baseline: Option<f64>,
     pub peak: Option<f64>,
     pub peak_at: Option<DateTime<Utc>>,
+    /// The first value at or after the resolution; `None` while open or not measured yet.
     pub at_resolution: Option<f64>,
-    /// "19 % → 100 % → 28 %": baseline → peak → at resolution, formatted.
+    /// The last value of the data and its time (at most the collection time).
+    pub latest: Option<f64>,
+    pub latest_at: Option<DateTime<Utc>>,
+    /// "19 % → 100 % → 28 %": baseline → peak → at resolution (or latest), formatted.
     pub summary: String,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
     pub step_seconds: f64,
+    /// The headline (worst) series' distinguishing labels, e.g. `code="500"`; empty when
+    /// there is one series and nothing to tell apart.
+    pub labels_text: String,
+    /// Why a figure is less than it seems, e.g. `over 12s of history, less than the query's
+    /// 1m window`.
+    pub history_note: Option<String>,
+    /// With `history_note`: how much history the headline series has (its data began
+    /// within the range).
+    #[serde(skip)]
+    pub history: Option<Duration>,
     /// The worst series first; at most `max_series`.
     pub series: Vec<SeriesSnapshot>,
     /// Series dropped to respect `max_series`.
     pub series_omitted: usize,
+}
+
+impl Snapshot {
+    /// The query returned no points at all.
+    pub fn has_data(&self) -> bool {
+        self.series.iter().any(|s| !s.points.is_empty())
+    }
 }
 
 /// A single figure over the whole incident, e.g. failed requests.
@@ -378,6 +617,9 @@ pub struct SnapshotReport {
     pub snapshots: Vec<Snapshot>,
     pub impact: Vec<ImpactFigure>,
     pub errors: Vec<SnapshotError>,
+    /// Queries not shown because an earlier one returned the same points: (its name, the
+    /// name of the one shown).
+    pub aliases: Vec<(String, String)>,
 }
 
 impl SnapshotReport {
@@ -402,9 +644,62 @@ pub fn nice_step(range: Duration, target_points: u32, min_step: Duration) -> Dur
     Duration::from_secs(secs).max(min_step)
 }
 
+/// The start of a range query moved back so that `end` itself is one of its evaluation
+/// times (Prometheus evaluates at `start + k·step`): the last seconds are never cut off.
+pub fn align_start(start: DateTime<Utc>, end: DateTime<Utc>, step: Duration) -> DateTime<Utc> {
+    let step_ms = i64::try_from(step.as_millis()).unwrap_or(i64::MAX).max(1);
+    let range_ms = (end - start).num_milliseconds().max(0);
+    let n = (range_ms + step_ms - 1) / step_ms;
+    end - chrono::Duration::milliseconds(n * step_ms)
+}
+
+/// The subquery that finds a query's worst value over `[from, end]` at `resolution`:
+/// `max_over_time((q)[D:res])` (`min_over_time` when lower is worse), to be evaluated at
+/// `end`. `D` reaches one resolution further back, so a sample held from just before `from`
+/// counts.
+pub fn peak_subquery(
+    q: &SnapshotQuery,
+    from: DateTime<Utc>,
+    end: DateTime<Utc>,
+    resolution: Duration,
+) -> String {
+    let span = peak_span(from, end, resolution);
+    let f = match q.direction {
+        Direction::HigherIsWorse => "max_over_time",
+        Direction::LowerIsWorse => "min_over_time",
+    };
+    format!(
+        "{f}(({})[{}:{}])",
+        q.query,
+        super::duration::format_prom_duration(span),
+        super::duration::format_prom_duration(resolution)
+    )
+}
+
+/// The range of the peak subquery: from `from` to `end`, two resolutions more, in whole
+/// seconds rounded up.
+pub fn peak_span(from: DateTime<Utc>, end: DateTime<Utc>, resolution: Duration) -> Duration {
+    let span = (end - from).to_std().unwrap_or_default() + resolution * 2;
+    Duration::from_secs(span.as_secs() + u64::from(span.subsec_nanos() > 0))
+}
+
+/// The resolution of the peak subquery: 1 s (no scrape or evaluation is finer) for spans up
+/// to a day, else the rule's evaluation interval, and never more than 100,000 evaluations.
+pub fn peak_resolution(span: Duration, eval_interval: Duration) -> Duration {
+    let fine = if span <= Duration::from_secs(86_400) {
+        Duration::from_secs(1)
+    } else {
+        eval_interval.max(Duration::from_secs(1))
+    };
+    fine.max(Duration::from_secs(span.as_secs().div_ceil(100_000)))
+}
+
 /// Runs a plan: a range query per query over `[impact_start − baseline, end + margin]`
-/// (`end` = resolution, or now while open; never past now), and an instant query per impact
-/// query at the incident end. Failures are collected per query, never fatal.
+/// (`end` = resolution, or now while open), never past `window.now` (the collection time),
+/// its start aligned so the last evaluation is at the range end; for alert queries a peak
+/// subquery at one-second resolution; and an instant query per impact query at the incident
+/// end. Failures are collected per query, never fatal. Snapshots whose series are identical
+/// to an earlier one's are dropped (one row per distinct series).
 pub async fn run_snapshot(
     client: &Client,
     plan: &SnapshotPlan,
@@ -416,34 +711,103 @@ pub async fn run_snapshot(
         ..SnapshotReport::default()
     };
     let to_chrono = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::zero());
-    let incident_end = window.incident_end();
-    let start = window.impact_start - to_chrono(options.baseline);
-    let end = (incident_end + to_chrono(options.margin))
-        .min(window.now)
-        .max(incident_end);
+    // Nothing after the moment of collection: Prometheus would repeat the last value.
+    let incident_end = window.incident_end().min(window.now);
+    let end = (incident_end + to_chrono(options.margin)).min(window.now);
+    let start = window.impact_start.min(end) - to_chrono(options.baseline);
     let range = (end - start).to_std().unwrap_or_default();
     let step = step_for_range(
         start,
         end,
         nice_step(range, options.target_points, options.min_step),
     );
+    let start = align_start(start, end, step);
+    let resolved_at = window.resolved_at.filter(|r| *r <= end);
     for q in &plan.queries {
-        match client.query_range(&q.query, start, end, step).await {
-            Ok(series) => report.snapshots.push(build_snapshot(
-                q,
-                series,
-                window.impact_start,
-                incident_end,
-                (start, end, step),
-                options.max_series,
-            )),
-            Err(e) => report.errors.push(SnapshotError {
-                name: q.name.clone(),
-                query: Some(q.query.clone()),
-                retryable: e.is_retryable(),
-                error: e.to_string(),
-            }),
+        let series = match client.query_range(&q.query, start, end, step).await {
+            Ok(s) => s,
+            Err(e) => {
+                report.errors.push(SnapshotError {
+                    name: q.name.clone(),
+                    query: Some(q.query.clone()),
+                    retryable: e.is_retryable(),
+                    error: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let mut peaks = Vec::new();
+        if let Some(eval) = q.eval_interval {
+            let span = (incident_end - window.impact_start)
+                .to_std()
+                .unwrap_or_default();
+            let res = peak_resolution(span, eval);
+            let sub = peak_subquery(q, window.impact_start.min(incident_end), incident_end, res);
+            match client.query(&sub, incident_end).await {
+                Ok(QueryData::Vector(v)) => {
+                    for s in v {
+                        if let Some(p) = s.value {
+                            peaks.push((s.metric, p.value));
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) if e.is_retryable() => report.errors.push(SnapshotError {
+                    name: q.name.clone(),
+                    query: Some(sub),
+                    retryable: true,
+                    error: e.to_string(),
+                }),
+                // The range query's peak stands.
+                Err(_) => {}
+            }
         }
+        let times = SnapshotTimes {
+            impact_start: window.impact_start,
+            incident_end,
+            resolved_at,
+            start,
+            end,
+            step,
+        };
+        let mut snapshot = build_snapshot(q, series, &times, &peaks, options.max_series);
+        // A rules/ rate whose window is longer than the history Prometheus has: ask again
+        // with the window shrunk to half that history, and keep that answer if its figures
+        // rest on full windows.
+        if let (QuerySource::Rules { .. }, Some(had), Some(w)) =
+            (&q.source, snapshot.history, longest_window(&q.query))
+        {
+            let shrunk = Duration::from_secs((had.as_secs() / 2).max(2 * step.as_secs().max(1)));
+            if shrunk < w {
+                let sq = SnapshotQuery {
+                    query: shrink_windows(&q.query, shrunk),
+                    ..q.clone()
+                };
+                if let Ok(series) = client.query_range(&sq.query, start, end, step).await {
+                    let again = build_snapshot(&sq, series, &times, &peaks, options.max_series);
+                    if again.peak.is_some() && again.history_note.is_none() {
+                        snapshot = Snapshot {
+                            history_note: Some(format!(
+                                "window shrunk from {} to {}: Prometheus has {} of history",
+                                super::duration::format_prom_duration(w),
+                                super::duration::format_prom_duration(shrunk),
+                                super::duration::format_prom_duration(had)
+                            )),
+                            ..again
+                        };
+                    }
+                }
+            }
+        }
+        if let Some(o) = report
+            .snapshots
+            .iter()
+            .find(|o| o.has_data() && same_series(o, &snapshot))
+        {
+            report.aliases.push((q.name.clone(), o.name.clone()));
+            continue;
+        }
+        report.snapshots.push(snapshot);
     }
     for q in &plan.impact {
         match client.query(&q.query, incident_end).await {
@@ -469,6 +833,33 @@ pub async fn run_snapshot(
     report
 }
 
+/// Two snapshots show the same data: the same points (times and values) in every series,
+/// whatever the labels (`a / b` keeps the target's labels, `max by (pool) (a / b)` only
+/// `pool`: one series twice).
+pub fn same_series(a: &Snapshot, b: &Snapshot) -> bool {
+    let key = |s: &Snapshot| {
+        let mut v: Vec<Vec<(i64, u64)>> = s
+            .series
+            .iter()
+            .map(|x| {
+                x.points
+                    .iter()
+                    .map(|p| (p.at.timestamp_millis(), p.value.to_bits()))
+                    .collect()
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    b.has_data() && a.series_omitted == b.series_omitted && key(a) == key(b)
+}
+
+fn without_name(l: &LabelSet) -> LabelSet {
+    let mut l = l.clone();
+    l.remove("__name__");
+    l
+}
+
 fn sum_of(data: &QueryData) -> Option<f64> {
     match data {
         QueryData::Scalar(p) => Some(p.value),
@@ -480,21 +871,100 @@ fn sum_of(data: &QueryData) -> Option<f64> {
     }
 }
 
-/// Statistics for every series, the worst first; pure, so the runner stays thin.
+/// The times a snapshot's statistics are computed against.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SnapshotTimes {
+    pub impact_start: DateTime<Utc>,
+    /// Resolution, or the collection time while open.
+    pub incident_end: DateTime<Utc>,
+    /// The resolution, when resolved and within the data.
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub step: Duration,
+}
+
+/// The labels that tell the headline series apart: those whose values differ between the
+/// series, and those the query groups by (`by (code)`), `__name__` never. `code="500"`.
+pub fn distinguishing_labels(query: &str, head: &LabelSet, all: &[&LabelSet]) -> String {
+    let mut by: Vec<String> = Vec::new();
+    let mut rest = query;
+    while let Some(i) = rest.find("by") {
+        let before_ok = i == 0
+            || !rest.as_bytes()[i - 1].is_ascii_alphanumeric() && rest.as_bytes()[i - 1] != b'_';
+        let after = rest[i + 2..].trim_start();
+        if before_ok && after.starts_with('(') {
+            if let Some(close) = after.find(')') {
+                by.extend(after[1..close].split(',').map(|k| k.trim().to_string()));
+            }
+        }
+        rest = &rest[i + 2..];
+    }
+    head.iter()
+        .filter(|(k, v)| {
+            k.as_str() != "__name__"
+                && (by.iter().any(|b| b == *k) || all.iter().any(|o| o.get(k.as_str()) != Some(*v)))
+        })
+        .map(|(k, v)| format!("{k}=\"{v}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Statistics for every series, the worst first; pure, so the runner stays thin. `peaks`
+/// are per-series worst values from the peak subquery (labels without `__name__`): they
+/// replace a range-query peak that is less bad.
 pub fn build_snapshot(
     q: &SnapshotQuery,
     series: Vec<super::client::RangeSeries>,
-    impact_start: DateTime<Utc>,
-    incident_end: DateTime<Utc>,
-    (start, end, step): (DateTime<Utc>, DateTime<Utc>, Duration),
+    times: &SnapshotTimes,
+    peaks: &[(LabelSet, f64)],
     max_series: usize,
 ) -> Snapshot {
+    let window = longest_window(&q.query);
+    let worse = |a: f64, b: f64| match q.direction {
+        Direction::HigherIsWorse => a > b,
+        Direction::LowerIsWorse => a < b,
+    };
+    let mut history_from: Option<DateTime<Utc>> = None;
     let mut all: Vec<SeriesSnapshot> = series
         .into_iter()
-        .map(|s| SeriesSnapshot {
-            stats: series_stats(&s.values, impact_start, incident_end, q.direction),
-            labels: s.metric,
-            points: s.values,
+        .map(|s| {
+            // A series that starts within the range (not at its first step) had no data
+            // before: its points need the query's window of history after its first one.
+            let first = s.values.iter().find(|p| !p.value.is_nan()).map(|p| p.at);
+            let full_from = match (window, first) {
+                (Some(w), Some(f))
+                    if f > times.start + crate::time::chrono_duration(times.step) =>
+                {
+                    Some(f + crate::time::chrono_duration(w))
+                }
+                _ => None,
+            };
+            let mut stats = series_stats(
+                &s.values,
+                times.impact_start,
+                times.incident_end,
+                times.resolved_at,
+                full_from,
+                q.direction,
+            );
+            let bare = without_name(&s.metric);
+            if let Some((_, v)) = peaks.iter().find(|(l, _)| without_name(l) == bare) {
+                if stats.peak.is_none_or(|p| worse(*v, p)) {
+                    stats.peak = Some(*v);
+                    stats.peak_at = None;
+                }
+            }
+            if stats.short_history {
+                history_from = history_from.max(
+                    full_from.map(|f| f - crate::time::chrono_duration(window.unwrap_or_default())),
+                );
+            }
+            SeriesSnapshot {
+                stats,
+                labels: s.metric,
+                points: s.values,
+            }
         })
         .collect();
     // Worst peak first; series without a peak last.
@@ -504,12 +974,36 @@ pub fn build_snapshot(
         (Some(p), Direction::LowerIsWorse) => -p,
     };
     all.sort_by(|a, b| key(b).total_cmp(&key(a)));
+    let labels_text = match all.first() {
+        Some(h) => {
+            let others: Vec<&LabelSet> = all.iter().map(|s| &s.labels).collect();
+            distinguishing_labels(&q.query, &h.labels, &others)
+        }
+        None => String::new(),
+    };
     let omitted = all.len().saturating_sub(max_series.max(1));
     all.truncate(max_series.max(1));
     let head = all.first().map(|s| s.stats);
     let baseline = head.and_then(|s| s.baseline);
     let peak = head.and_then(|s| s.peak);
     let at_resolution = head.and_then(|s| s.at_resolution);
+    let latest = head.and_then(|s| s.latest);
+    let (history_note, history) =
+        match (head.is_some_and(|s| s.short_history), window, history_from) {
+            (true, Some(w), Some(from)) => {
+                let had =
+                    Duration::from_secs((times.end - from).to_std().unwrap_or_default().as_secs());
+                (
+                    Some(format!(
+                        "computed over {} of history, less than the query's {} window",
+                        super::duration::format_prom_duration(had),
+                        super::duration::format_prom_duration(w)
+                    )),
+                    Some(had),
+                )
+            }
+            _ => (None, None),
+        };
     let fmt = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format_value(q.unit, v));
     Snapshot {
         name: q.name.clone(),
@@ -523,10 +1017,24 @@ pub fn build_snapshot(
         peak,
         peak_at: head.and_then(|s| s.peak_at),
         at_resolution,
-        summary: format!("{} → {} → {}", fmt(baseline), fmt(peak), fmt(at_resolution)),
-        start,
-        end,
-        step_seconds: step.as_secs_f64(),
+        latest,
+        latest_at: head.and_then(|s| s.latest_at),
+        summary: format!(
+            "{} → {} → {}",
+            fmt(baseline),
+            fmt(peak),
+            fmt(if times.resolved_at.is_some() {
+                at_resolution
+            } else {
+                latest
+            })
+        ),
+        start: times.start,
+        end: times.end,
+        step_seconds: times.step.as_secs_f64(),
+        labels_text,
+        history_note,
+        history,
         series: all,
         series_omitted: omitted,
     }
@@ -697,6 +1205,8 @@ mod tests {
             &p,
             t("2026-01-01T00:00:05Z"),
             t("2026-01-01T00:00:09Z"),
+            Some(t("2026-01-01T00:00:09Z")),
+            None,
             Direction::HigherIsWorse,
         );
         assert_eq!(s.baseline, Some(0.2));
@@ -707,6 +1217,8 @@ mod tests {
             &p,
             t("2026-01-01T00:00:05Z"),
             t("2026-01-01T00:00:09Z"),
+            Some(t("2026-01-01T00:00:09Z")),
+            None,
             Direction::LowerIsWorse,
         );
         assert_eq!(s.peak, Some(0.3));
@@ -718,6 +1230,8 @@ mod tests {
             &[],
             t("2026-01-01T00:00:05Z"),
             t("2026-01-01T00:00:09Z"),
+            Some(t("2026-01-01T00:00:09Z")),
+            None,
             Direction::HigherIsWorse,
         );
         assert_eq!((s.baseline, s.peak, s.at_resolution), (None, None, None));
@@ -726,11 +1240,13 @@ mod tests {
             &p,
             t("2026-01-01T00:00:02Z"),
             t("2026-01-01T00:00:03Z"),
+            Some(t("2026-01-01T00:00:02Z")),
+            None,
             Direction::HigherIsWorse,
         );
         assert_eq!(
-            (s.baseline, s.peak, s.at_resolution),
-            (Some(1.0), Some(3.0), Some(3.0))
+            (s.baseline, s.peak, s.at_resolution, s.latest),
+            (Some(1.0), Some(3.0), Some(3.0), Some(3.0))
         );
     }
 
@@ -791,5 +1307,212 @@ mod tests {
         );
         let q = plan_alert_query(&rule("absent(up)"), None);
         assert_eq!((q.query.as_str(), q.threshold), ("absent(up)", None));
+    }
+
+    #[test]
+    fn a_range_ends_exactly_at_its_end_and_the_peak_subquery_reaches_back_past_the_start() {
+        let end = t("2026-11-23T02:27:02.738Z");
+        let start = align_start(t("2026-11-23T01:26:00Z"), end, Duration::from_secs(15));
+        assert_eq!((end - start).num_milliseconds() % 15_000, 0);
+        assert!(start <= t("2026-11-23T01:26:00Z"));
+        let q = plan_alert_query(&rule("errors / requests > 0.05"), None);
+        assert_eq!(
+            peak_subquery(
+                &q,
+                t("2026-11-23T02:26:23.381Z"),
+                end,
+                Duration::from_secs(1)
+            ),
+            "max_over_time((errors / requests)[42s:1s])"
+        );
+        let q = plan_alert_query(&rule("free_ratio < 0.1"), None);
+        assert!(peak_subquery(&q, end, end, Duration::from_secs(1)).starts_with("min_over_time("));
+        assert_eq!(
+            peak_resolution(Duration::from_secs(3600), Duration::from_secs(15)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            peak_resolution(Duration::from_secs(30 * 86400), Duration::from_secs(15)),
+            Duration::from_secs(26)
+        );
+    }
+
+    #[test]
+    fn rate_figures_over_less_history_than_their_window_are_said_so_and_not_the_peak() {
+        // A throughput series that starts mid-range (the exporter or Prometheus just
+        // started): the first minute of rate(x[1m]) is over too little history.
+        let q = SnapshotQuery {
+            name: "request_throughput".into(),
+            title: "Request throughput".into(),
+            query: "sum(rate(http_requests_total[1m]))".into(),
+            unit: Unit::RequestsPerSecond,
+            direction: Direction::LowerIsWorse,
+            threshold: None,
+            source: QuerySource::Rules { entry: "x".into() },
+            eval_interval: None,
+        };
+        assert_eq!(longest_window(&q.query), Some(Duration::from_secs(60)));
+        assert_eq!(
+            longest_window("max_over_time(x[5m:30s]) + y[1m]"),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(longest_window("up"), None);
+        assert_eq!(
+            shrink_windows(
+                "sum(rate(x{a=\"[1m]\"}[1m])) / max_over_time(y[5m:30s]) + z[2m]",
+                Duration::from_secs(25)
+            ),
+            "sum(rate(x{a=\"[1m]\"}[25s])) / max_over_time(y[5m:30s]) + z[25s]"
+        );
+        // Ramp 3.3, 6.3, ... then the true 50/s from 60 s after the first point.
+        let mut values: Vec<f64> = (1..=20).map(|i| f64::from(i) * 50.0 / 20.0).collect();
+        values.extend(std::iter::repeat_n(50.0, 60));
+        let series = vec![super::super::client::RangeSeries {
+            metric: LabelSet::new(),
+            values: pts("2026-01-01T00:10:00Z", &values),
+        }];
+        let times = SnapshotTimes {
+            impact_start: t("2026-01-01T00:10:05Z"),
+            incident_end: t("2026-01-01T00:11:19Z"),
+            resolved_at: None,
+            start: t("2026-01-01T00:00:00Z"),
+            end: t("2026-01-01T00:11:19Z"),
+            step: Duration::from_secs(1),
+        };
+        let snap = build_snapshot(&q, series.clone(), &times, &[], 10);
+        assert_eq!(
+            snap.peak,
+            Some(50.0),
+            "the ramp is not the lowest throughput"
+        );
+        assert_eq!(snap.history_note, None);
+        // Only the ramp within the incident: said to be over too little history.
+        let times = SnapshotTimes {
+            incident_end: t("2026-01-01T00:10:15Z"),
+            end: t("2026-01-01T00:10:15Z"),
+            ..times
+        };
+        let snap = build_snapshot(&q, series, &times, &[], 10);
+        assert_eq!(
+            snap.history_note.as_deref(),
+            Some("computed over 15s of history, less than the query's 1m window")
+        );
+    }
+
+    #[test]
+    fn series_are_named_by_the_labels_that_tell_them_apart() {
+        let l = |pairs: &[(&str, &str)]| -> LabelSet {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let a = l(&[("code", "500"), ("job", "api")]);
+        let b = l(&[("code", "503"), ("job", "api")]);
+        assert_eq!(
+            distinguishing_labels("sum by (code) (rate(x[1m]))", &a, &[&a, &b]),
+            "code=\"500\""
+        );
+        assert_eq!(
+            distinguishing_labels("sum by (code) (rate(x[1m]))", &a, &[&a]),
+            "code=\"500\""
+        );
+        assert_eq!(distinguishing_labels("sum(rate(x[1m]))", &a, &[&a]), "");
+        let named = l(&[("__name__", "up"), ("instance", "a")]);
+        assert_eq!(distinguishing_labels("up", &named, &[&named]), "");
+    }
+
+    #[test]
+    fn identical_spellings_and_the_same_measure_over_other_windows_run_once() {
+        assert_eq!(normalise_query("a / b"), normalise_query("a/b"));
+        assert_eq!(
+            query_shape(
+                r#"sum by (service) (rate(http_requests_total{code=~"5.."}[10s])) / sum by (service) (rate(http_requests_total[10s]))"#
+            ),
+            query_shape(
+                r#"sum(rate(http_requests_total{service="p",code=~"5.."}[1m])) / sum(rate(http_requests_total{service="p"}[1m]))"#
+            )
+        );
+        assert_eq!(query_shape(r#"x{a="}{[",b=~'x'}"#), "x{b=~'x'}");
+        // Errors and all requests are different measures.
+        assert_ne!(
+            query_shape(r#"sum(rate(x{service="p",code=~"5.."}[1m]))"#),
+            query_shape(r#"sum(rate(x{service="p"}[1m]))"#)
+        );
+        assert_ne!(
+            query_shape("histogram_quantile(0.99, sum by (le) (rate(x[1m])))"),
+            query_shape("histogram_quantile(0.5, sum by (le) (rate(x[1m])))")
+        );
+        assert_ne!(
+            query_shape("sum(rate(a[1m]))"),
+            query_shape("sum(rate(b[1m]))")
+        );
+    }
+
+    /// Prometheus' instant value of a gauge at `at`: the last raw sample at or before it.
+    fn value_at(raw: &[(i64, f64)], at: i64) -> Option<f64> {
+        raw.iter().rev().find(|(ts, _)| *ts <= at).map(|(_, v)| *v)
+    }
+
+    proptest::proptest! {
+        /// For an alert `A > t` that fired (some rule evaluation saw `A > t`), the peak the
+        /// snapshot reports over the firing — the range query aligned to its end and the
+        /// one-second peak subquery — is above `t`. A gauge scraped every 1–15 s, rules
+        /// evaluated every 1–60 s at any offset, the incident end anywhere after the last
+        /// true evaluation (a quick snapshot taken at that very moment included).
+        #[test]
+        fn the_peak_of_an_alert_that_fired_crosses_its_threshold(
+            scrape_ms in 1000i64..15_000,
+            scrape_offset in 0i64..15_000,
+            eval_ms in 1000i64..60_000,
+            eval_offset in 0i64..60_000,
+            spike in 5usize..200,
+            spike_len in 1usize..4,
+            tail_ms in 0i64..120_000,
+            base in 0.0f64..0.9,
+        ) {
+            let threshold = 0.95;
+            let t0 = 1_790_000_000_000i64;
+            let raw: Vec<(i64, f64)> = (0..400usize)
+                .map(|i| {
+                    let at = t0 + scrape_offset + i as i64 * scrape_ms;
+                    let v = if (spike..spike + spike_len).contains(&i) { 1.0 } else { base };
+                    (at, v)
+                })
+                .collect();
+            // The rule's evaluations that saw the condition true.
+            let true_evals: Vec<i64> = (0..)
+                .map(|k| t0 + eval_offset + k * eval_ms)
+                .take_while(|e| *e < raw.last().unwrap().0)
+                .filter(|e| value_at(&raw, *e).is_some_and(|v| v > threshold))
+                .collect();
+            proptest::prop_assume!(!true_evals.is_empty());
+            let ms = |x: i64| DateTime::<Utc>::from_timestamp_millis(x).unwrap();
+            let from = ms(true_evals[0]);
+            let end = ms(*true_evals.last().unwrap() + tail_ms);
+            // The range query: aligned so that `end` is one of its points.
+            let step = Duration::from_secs(15);
+            let start = align_start(from - chrono::Duration::hours(1), end, step);
+            let step_ms = step.as_millis() as i64;
+            let mut seen: Vec<f64> = (0..)
+                .map(|k| start.timestamp_millis() + k * step_ms)
+                .take_while(|x| *x <= end.timestamp_millis())
+                .filter(|x| *x >= from.timestamp_millis())
+                .filter_map(|x| value_at(&raw, x))
+                .collect();
+            // The peak subquery: multiples of the resolution in (end − span, end].
+            let span_ms = (end - from).num_milliseconds();
+            let res = peak_resolution(Duration::from_millis(span_ms as u64), Duration::from_millis(eval_ms as u64));
+            let span = peak_span(from, end, res).as_millis() as i64;
+            let res_ms = res.as_millis() as i64;
+            let lo = end.timestamp_millis() - span;
+            let mut x = (lo / res_ms + 1) * res_ms;
+            while x <= end.timestamp_millis() {
+                seen.extend(value_at(&raw, x));
+                x += res_ms;
+            }
+            let peak = seen.into_iter().fold(f64::NEG_INFINITY, f64::max);
+            proptest::prop_assert!(peak > threshold, "peak {} ≤ {}", peak, threshold);
+        }
     }
 }

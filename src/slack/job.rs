@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 
 use super::client::DEFAULT_TIMEOUT;
 use super::{
-    ChannelRoutes, EvidenceFigure, MessageSettings, Notifier, Progress, RootRef, SlackClient,
-    SlackEvent, SlackState, StateError,
+    ChannelRoutes, EvidenceFigure, LastFigure, MessageSettings, Notifier, Progress, RootRef,
+    SlackClient, SlackEvent, SlackState, StateError,
 };
 use crate::config::Config;
-use crate::incident::{Action, Effect};
+use crate::incident::{Action, Effect, Incident};
 use crate::jobs::{Change, Handler, JobFailure};
 use crate::postmortem::{format_metric, Evidence};
 use crate::store::{sqlite, Store};
@@ -77,7 +77,9 @@ const MAX_FIGURES: usize = 4;
 
 /// The metrics a message quotes from the stored evidence: each snapshot with a peak, its
 /// baseline and peak formatted with their unit (`19%` → `100%`), the alerts' own first.
-pub fn figures(evidence: &Evidence) -> Vec<EvidenceFigure> {
+pub fn figures(evidence: &Evidence, incident: &Incident) -> Vec<EvidenceFigure> {
+    use crate::postmortem::evidence_view::{state, EvidenceState};
+    let ev_state = state(incident, evidence);
     let mut with_peak: Vec<_> = evidence
         .snapshots
         .iter()
@@ -91,10 +93,33 @@ pub fn figures(evidence: &Evidence) -> Vec<EvidenceFigure> {
         .map(|s| {
             let fmt =
                 |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format_metric(v, s.unit));
+            let last = match &ev_state {
+                EvidenceState::Open { as_of } => {
+                    let value = s.latest.or(if evidence.data_until.is_none() {
+                        s.at_resolution
+                    } else {
+                        None
+                    });
+                    match (value, s.latest_at.or(*as_of)) {
+                        (Some(v), Some(at)) => Some(LastFigure::Now {
+                            value: format_metric(v, s.unit),
+                            at,
+                        }),
+                        _ => None,
+                    }
+                }
+                EvidenceState::Resolved => s.at_resolution.map(|v| LastFigure::AtResolution {
+                    value: format_metric(v, s.unit),
+                }),
+                EvidenceState::Pending { due, .. } => {
+                    Some(LastFigure::NotMeasuredYet { due: *due })
+                }
+            };
             EvidenceFigure {
                 metric: s.name.clone(),
                 baseline: fmt(s.baseline),
                 peak: fmt(s.peak),
+                last,
             }
         })
         .collect()
@@ -177,7 +202,7 @@ impl Slack {
                 };
                 let figures = evidence
                     .and_then(|v| serde_json::from_value::<Evidence>(v).ok())
-                    .map(|e| figures(&e))
+                    .map(|e| figures(&e, &incident))
                     .unwrap_or_default();
                 let result = slack
                     .notifier
@@ -253,6 +278,31 @@ mod tests {
     use super::*;
     use crate::postmortem::{Snapshot, Unit};
 
+    fn open_incident() -> Incident {
+        let at: crate::incident::Timestamp = "2026-11-23T02:26:28Z".parse().expect("time");
+        Incident {
+            id: "INC-2026-0001".into(),
+            key: "k".into(),
+            title: "t".into(),
+            status: crate::incident::Status::Open,
+            severity: None,
+            service: None,
+            impact_start: None,
+            impact_start_method: crate::incident::ImpactMethod::StartsAt,
+            fired_at: at,
+            detected_at: at,
+            acknowledged_at: None,
+            acknowledged_by: None,
+            resolved_at: None,
+            resolved_by: None,
+            reopen_count: 0,
+            notifications: crate::incident::NotificationCounts::default(),
+            version: 1,
+            alerts: Vec::new(),
+            timeline: Vec::new(),
+        }
+    }
+
     fn snap(
         name: &str,
         alert: Option<&str>,
@@ -268,6 +318,10 @@ mod tests {
             peak: p,
             lower_is_worse: false,
             at_resolution: None,
+            latest: None,
+            latest_at: None,
+            no_data: false,
+            note: None,
             change: None,
             threshold: None,
             chart: None,
@@ -298,7 +352,7 @@ mod tests {
             ],
             ..Evidence::default()
         };
-        let got = figures(&evidence);
+        let got = figures(&evidence, &open_incident());
         let rows: Vec<(&str, &str, &str)> = got
             .iter()
             .map(|f| (f.metric.as_str(), f.baseline.as_str(), f.peak.as_str()))
@@ -311,6 +365,6 @@ mod tests {
                 ("Request throughput", "2,400/s", "310/s"),
             ]
         );
-        assert!(figures(&Evidence::default()).is_empty());
+        assert!(figures(&Evidence::default(), &open_incident()).is_empty());
     }
 }

@@ -102,8 +102,24 @@ pub struct EvidenceFigure {
     pub metric: String,
     /// Typical value before the incident.
     pub baseline: String,
-    /// Worst value during the incident.
+    /// Worst value during the incident (so far, while it is open).
     pub peak: String,
+    /// What the last figure is: the value now (open), at resolution (only from data after
+    /// the resolve), or not measured yet. `None` says nothing.
+    #[serde(default)]
+    pub last: Option<LastFigure>,
+}
+
+/// The last figure of a metric, saying what it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LastFigure {
+    /// The incident is open: the value at `at`.
+    Now { value: String, at: Timestamp },
+    /// From data at or after the resolve.
+    AtResolution { value: String },
+    /// Resolved, but the data after the resolve is collected at `due`.
+    NotMeasuredYet { due: Option<Timestamp> },
 }
 
 /// How messages are rendered: the zone times are shown in, and the base of links.
@@ -377,12 +393,29 @@ fn alert_text(o: &Occurrence, tz: Tz) -> String {
     text
 }
 
-fn evidence_lines(evidence: &[EvidenceFigure]) -> String {
+fn evidence_lines(evidence: &[EvidenceFigure], tz: Tz) -> String {
+    let hhmm = |at: Timestamp| at.with_timezone(&tz).format("%H:%M").to_string();
     evidence
         .iter()
         .map(|f| {
+            let last = match &f.last {
+                Some(LastFigure::Now { value, at }) => {
+                    format!(" (now {}, {} still firing)", escape(value), hhmm(*at))
+                }
+                Some(LastFigure::AtResolution { value }) => {
+                    format!(" (at resolution {})", escape(value))
+                }
+                Some(LastFigure::NotMeasuredYet { due: Some(d) }) => format!(
+                    " (at resolution: not measured yet, collected at {})",
+                    hhmm(*d)
+                ),
+                Some(LastFigure::NotMeasuredYet { due: None }) => {
+                    " (at resolution: not measured yet)".to_string()
+                }
+                None => String::new(),
+            };
             format!(
-                "• *{}*: {} → {}",
+                "• *{}*: {} → {}{last}",
                 escape(&f.metric),
                 escape(&f.baseline),
                 escape(&f.peak)
@@ -462,8 +495,13 @@ pub fn root_message(
 
     if !evidence.is_empty() {
         blocks.push(Block::section(format!(
-            "*Baseline → peak*\n{}",
-            evidence_lines(evidence)
+            "*{}*\n{}",
+            if incident.status == Status::Resolved {
+                "Baseline → peak"
+            } else {
+                "Baseline → peak so far"
+            },
+            evidence_lines(evidence, tz)
         )));
     }
 
@@ -658,8 +696,13 @@ pub fn resolve_summary(
     blocks.push(Block::fields(fields));
     if !evidence.is_empty() {
         blocks.push(Block::section(format!(
-            "*Baseline → peak*\n{}",
-            evidence_lines(evidence)
+            "*{}*\n{}",
+            if incident.status == Status::Resolved {
+                "Baseline → peak"
+            } else {
+                "Baseline → peak so far"
+            },
+            evidence_lines(evidence, tz)
         )));
     }
     let draft = settings.draft_url(&incident.id);
@@ -706,6 +749,40 @@ pub fn standalone_message(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_figure_says_whether_its_last_value_is_now_at_resolution_or_not_measured_yet() {
+        let at: Timestamp = "2026-11-23T02:26:40Z".parse().expect("time");
+        let fig = |last| EvidenceFigure {
+            metric: "Pool".into(),
+            baseline: "20%".into(),
+            peak: "100%".into(),
+            last,
+        };
+        let lines = evidence_lines(
+            &[
+                fig(Some(LastFigure::Now {
+                    value: "97%".into(),
+                    at,
+                })),
+                fig(Some(LastFigure::AtResolution {
+                    value: "25%".into(),
+                })),
+                fig(Some(LastFigure::NotMeasuredYet {
+                    due: Some(at + chrono::Duration::minutes(5)),
+                })),
+                fig(None),
+            ],
+            Tz::UTC,
+        );
+        assert_eq!(
+            lines,
+            "• *Pool*: 20% → 100% (now 97%, 02:26 still firing)\n\
+             • *Pool*: 20% → 100% (at resolution 25%)\n\
+             • *Pool*: 20% → 100% (at resolution: not measured yet, collected at 02:31)\n\
+             • *Pool*: 20% → 100%"
+        );
+    }
     use crate::incident::{AlertStatus, ImpactMethod, LabelSet, TimelineEvent};
 
     fn at(s: &str) -> Timestamp {

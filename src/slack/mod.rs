@@ -17,5 +17,5 @@ pub use delivery::{
     ChannelRoutes, Delivered, DeliveryError, Notifier, Progress, RootRef, Route, SlackState,
     StateError,
 };
-pub use message::{EvidenceFigure, Message, MessageSettings, SlackEvent};
+pub use message::{EvidenceFigure, LastFigure, Message, MessageSettings, SlackEvent};
 pub use signature::{Interaction, InteractionAction, InteractionError, SignatureError};

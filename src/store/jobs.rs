@@ -19,7 +19,8 @@ pub struct Job {
 }
 
 /// Queue a job to run at `run_at`. With `coalesce`, a job of the same kind for the same
-/// incident that is still pending absorbs this one (a burst of changes renders once).
+/// incident that is still pending absorbs this one (a burst of changes renders once); it
+/// runs at the earlier of the two times, so a request is never delayed by a later one.
 pub fn enqueue(
     tx: &Transaction,
     kind: &str,
@@ -32,7 +33,8 @@ pub fn enqueue(
     tx.prepare_cached(
         "INSERT INTO jobs (kind, incident_id, payload, coalesce, state, run_at, created_at) \
          VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6) \
-         ON CONFLICT (kind, incident_id) WHERE coalesce = 1 AND state = 'pending' DO NOTHING",
+         ON CONFLICT (kind, incident_id) WHERE coalesce = 1 AND state = 'pending' \
+         DO UPDATE SET run_at = MIN(run_at, excluded.run_at)",
     )?
     .execute(params![
         kind,
@@ -321,6 +323,39 @@ mod tests {
             requeue_running(&mut conn, now).expect("again"),
             Recovered::default()
         );
+    }
+
+    /// Evidence refreshes: never more than one pending per incident, and a request for an
+    /// earlier time (a quick snapshot, the full one) moves it earlier, never later.
+    #[test]
+    fn a_coalesced_job_runs_at_the_earliest_time_asked_for() {
+        let now = t("2026-12-01T10:00:00Z");
+        let mut conn = db();
+        let evidence = |conn: &mut Connection, at: &str| {
+            with_tx(conn, |tx| {
+                enqueue(
+                    tx,
+                    "evidence",
+                    Some("INC-1"),
+                    &serde_json::Value::Null,
+                    true,
+                    t(at),
+                    now,
+                )
+                .expect("enqueue")
+            })
+        };
+        evidence(&mut conn, "2026-12-01T10:05:00Z");
+        evidence(&mut conn, "2026-12-01T10:01:00Z");
+        evidence(&mut conn, "2026-12-01T10:10:00Z");
+        let pending: Vec<i64> = conn
+            .prepare("SELECT run_at FROM jobs WHERE state = 'pending'")
+            .expect("prepare")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .map(|r| r.expect("row"))
+            .collect();
+        assert_eq!(pending, [to_micros(t("2026-12-01T10:01:00Z"))]);
     }
 
     #[test]

@@ -592,3 +592,32 @@ async fn the_slack_root_message_is_updated_with_the_figures_once_evidence_arrive
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `prometheus.query_lag` (VictoriaMetrics answers `-search.latencyOffset` behind): no
+/// snapshot asks the backend about the newest `query_lag` of data, which it does not have yet.
+#[tokio::test]
+async fn with_a_query_lag_no_snapshot_reaches_into_the_last_query_lag_of_data() {
+    let server = MockServer::start().await;
+    mount(&server, &RecordedPrometheus::new()).await;
+    let mut config = config(&server.uri());
+    let lag = Duration::from_secs(20);
+    if let Some(p) = config.prometheus.as_mut() {
+        p.query_lag = lag;
+    }
+    let app = spawn_app_with(config).await;
+    let (_, at, body) = recorded_webhooks()
+        .into_iter()
+        .next()
+        .expect("a recorded webhook");
+    post_fast(&app, at, body).await;
+    let i = wait_for(&app, "INC-2026-0001", "evidence", |i| {
+        i["evidence"]["data_until"].is_string()
+    })
+    .await;
+    let collected = time(i["evidence"]["collected_at"].as_str().unwrap());
+    let until = time(i["evidence"]["data_until"].as_str().unwrap());
+    assert!(
+        until <= collected - chrono::Duration::from_std(lag).unwrap(),
+        "data until {until}, collected at {collected}, lag {lag:?}"
+    );
+}

@@ -178,5 +178,6 @@ pub fn evidence() -> Vec<EvidenceFigure> {
         metric: "DB connection pool in use (primary)".into(),
         baseline: "20%".into(),
         peak: "100%".into(),
+        last: None,
     }]
 }
