@@ -672,6 +672,12 @@ fn rule_info(r: &RuleContext) -> RuleInfo {
         labels: r.labels.clone(),
         annotations: r.annotations.clone(),
         group: r.group.clone(),
+        source: match r.source {
+            RuleSource::RulesApi => None,
+            RuleSource::GeneratorUrl => Some("generator_url".into()),
+            RuleSource::VmalertRules => Some("vmalert_rules".into()),
+            RuleSource::VmalertAlert => Some("vmalert_alert".into()),
+        },
     }
 }
 

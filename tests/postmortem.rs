@@ -224,6 +224,7 @@ fn rules() -> Vec<RuleInfo> {
                 labels: label_set(&r["labels"]),
                 annotations: label_set(&r["annotations"]),
                 group: g["name"].as_str().map(str::to_string),
+                source: None,
             });
         }
     }

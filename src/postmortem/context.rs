@@ -29,6 +29,12 @@ pub struct RuleInfo {
     pub annotations: LabelSet,
     /// The rule group's name.
     pub group: Option<String>,
+    /// Where the rule was found: `rules_api` (the backend's `/api/v1/rules`; also when
+    /// absent, as in evidence stored before this field), `vmalert_rules` (vmalert's own
+    /// rules API, through the alert's generatorURL) or `vmalert_alert` (vmalert's alert at
+    /// the generatorURL: no `for`) or `generator_url` (a Prometheus generatorURL's `g0.expr`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// One queried series over the incident window, reduced to the figures a post-mortem quotes.
@@ -949,18 +955,25 @@ fn alert_context(
     missing: Option<&str>,
 ) -> AlertContext {
     let (expr, for_seconds, rule_labels, source) = match rule {
-        Some(r) => (
-            Some(r.expr.clone()),
-            r.for_seconds,
-            r.labels.clone(),
-            match &r.group {
-                Some(g) => format!(
-                    "Rule from the Prometheus rules API (group {}).",
-                    helpers::code(g, false)
+        Some(r) => (Some(r.expr.clone()), r.for_seconds, r.labels.clone(), {
+            let group = r
+                .group
+                .as_ref()
+                .map(|g| format!(" (group {})", helpers::code(g, false)))
+                .unwrap_or_default();
+            match r.source.as_deref() {
+                Some("vmalert_rules") => format!(
+                    "Rule from vmalert's rules API{group}, found through the alert's generatorURL."
                 ),
-                None => "Rule from the Prometheus rules API.".to_string(),
-            },
-        ),
+                Some("vmalert_alert") => "Expression and labels from vmalert's alert at the \
+                        alert's generatorURL; the rule's `for` is unknown."
+                    .to_string(),
+                Some("generator_url") => "Expression from the alert's generatorURL; its \
+                        `for` and labels are unknown."
+                    .to_string(),
+                _ => format!("Rule from the Prometheus rules API{group}."),
+            }
+        }),
         None => {
             let why = match missing {
                 Some(m) => format!("the rules API was not asked: {}", helpers::inline(m)),
@@ -979,7 +992,14 @@ fn alert_context(
                     None,
                     None,
                     LabelSet::new(),
-                    format!("The rule is unknown ({why}), and the alert carries no generatorURL."),
+                    if a.generator_url.trim().is_empty() {
+                        format!("The rule is unknown ({why}), and the alert carries no generatorURL.")
+                    } else {
+                        format!(
+                            "The rule is unknown ({why}), and the alert's generatorURL ({}) names no expression.",
+                            helpers::code(&a.generator_url, false)
+                        )
+                    },
                 ),
             }
         }
@@ -1704,6 +1724,28 @@ fn action_groups(items: &[ActionItemRow]) -> Vec<ActionGroup> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_draft_says_where_each_rule_was_found_and_why_one_is_unknown() {
+        let (incident, evidence, _, _) = crate::postmortem::sample::sample_full();
+        let mut alert = incident.alerts[0].clone();
+        alert.generator_url.clear();
+        let mut rule = evidence.rules[0].clone();
+        let says =
+            |a: &Occurrence, r: Option<&RuleInfo>| alert_context(a, r, None, None).rule_source;
+        assert!(says(&alert, Some(&rule)).starts_with("Rule from the Prometheus rules API"));
+        rule.source = Some("vmalert_rules".into());
+        assert!(says(&alert, Some(&rule)).starts_with("Rule from vmalert's rules API"));
+        rule.source = Some("vmalert_alert".into());
+        assert!(says(&alert, Some(&rule)).contains("`for` is unknown"));
+        // Unknown rule: no generatorURL at all, or one that names no expression (vmalert's).
+        assert!(says(&alert, None).ends_with("carries no generatorURL."));
+        alert.generator_url =
+            "http://vmalert:8880/vmalert/api/v1/alert?group_id=1&alert_id=2".into();
+        let text = says(&alert, None);
+        assert!(text.contains("names no expression"), "{text}");
+        assert!(!text.contains("carries no generatorURL"), "{text}");
+    }
 
     #[test]
     fn rule_durations_print_the_way_prometheus_writes_them() {

@@ -192,6 +192,7 @@ pub fn sample_full() -> Sample {
             labels: labels(&[("severity", "critical")]),
             annotations: labels(&[("summary", "Checkout is failing")]),
             group: Some("checkout.rules".into()),
+            source: None,
         }],
         snapshots: vec![Snapshot {
             name: "Error ratio".into(),
