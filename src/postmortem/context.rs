@@ -738,7 +738,23 @@ pub fn build_context(input: &RenderInput<'_>, settings: &RenderSettings) -> Rend
 
     let resolution_sentence = resolution_sentence(inc, &alerts, end, &t);
 
-    let timeline = timeline_rows(inc, lead, start);
+    // The impact start belongs to the alert whose condition became true first, which need not
+    // be the one that fired first (a group's alerts often fire together).
+    let impact_lead = inc
+        .impact_start
+        .and_then(|is| {
+            ev.condition_starts
+                .iter()
+                .filter(|c| c.at == is)
+                .find_map(|c| {
+                    alerts
+                        .iter()
+                        .find(|a| a.fingerprint == c.fingerprint && a.starts_at == c.fired_at)
+                })
+                .copied()
+        })
+        .or(lead);
+    let timeline = timeline_rows(inc, impact_lead, start);
 
     let notes: Vec<NoteRow> = inc
         .timeline
@@ -1157,20 +1173,34 @@ fn resolution_sentence(
                 .filter(|a| a.ends_at == Some(end))
                 .map(|a| helpers::code(&a.alertname, false))
                 .next();
-            match last {
-                Some(name) => format!(
-                    "Every alert resolved in Prometheus, none by hand; the last, {name}, at {}, {since}.",
-                    t(end)
+            let by_reconciler = |a: &&&Occurrence| a.resolved_by.as_deref() == Some("reconciler");
+            let reconciled = names(alerts.iter().filter(by_reconciler));
+            let notified = names(alerts.iter().filter(|a| !by_reconciler(a)));
+            let how = match (notified.is_empty(), reconciled.is_empty()) {
+                (_, true) => "Every alert resolved in Prometheus, none by hand".to_string(),
+                (true, false) => "No resolve notification arrived: incidentd marked every alert \
+                    resolved itself because Alertmanager no longer had them (their resolve \
+                    notifications were lost), none by hand"
+                    .to_string(),
+                (false, false) => format!(
+                    "Every alert resolved without a person: {} by Alertmanager's resolve \
+                     notifications, {} by incidentd because Alertmanager no longer had them \
+                     (their resolve notifications were lost)",
+                    join_words(&notified),
+                    join_words(&reconciled)
                 ),
-                None => format!("All alerts resolved by {}, {since}.", t(end)),
-            }
+            };
+            return Some(match last {
+                Some(name) => format!("{how}; the last, {name}, at {}, {since}.", t(end)),
+                None => format!("{how}; all by {}, {since}.", t(end)),
+            });
         }
     };
-    let reconciled: Vec<String> = alerts
-        .iter()
-        .filter(|a| a.resolved_by.as_deref() == Some("reconciler"))
-        .map(|a| helpers::code(&a.alertname, false))
-        .collect();
+    let reconciled = names(
+        alerts
+            .iter()
+            .filter(|a| a.resolved_by.as_deref() == Some("reconciler")),
+    );
     if !reconciled.is_empty() {
         s.push_str(&format!(
             " incidentd marked {} resolved itself because Alertmanager no longer had them (a resolve notification was lost).",
@@ -1178,6 +1208,18 @@ fn resolution_sentence(
         ));
     }
     Some(s)
+}
+
+/// The distinct alert names of `alerts`, as code, in order.
+fn names<'a>(alerts: impl Iterator<Item = &'a &'a Occurrence>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for a in alerts {
+        let name = helpers::code(&a.alertname, false);
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out
 }
 
 fn timeline_rows(inc: &Incident, lead: Option<&Occurrence>, start: Timestamp) -> Vec<TimelineRow> {
@@ -1748,6 +1790,53 @@ mod tests {
     }
 
     #[test]
+    fn the_resolution_sentence_says_who_resolved_each_alert_and_never_contradicts_itself() {
+        let (mut inc, _, _, at) = crate::postmortem::sample::sample_full();
+        inc.resolved_by = None;
+        let mut second = inc.alerts[0].clone();
+        second.alertname = "SecondAlert".into();
+        second.fingerprint = "second".into();
+        inc.alerts.push(second);
+        for a in &mut inc.alerts {
+            a.ends_at = Some(at);
+            a.resolved_by = Some("alertmanager".into());
+        }
+        let t = |x: Timestamp| rfc3339(x);
+        let say = |inc: &Incident| {
+            let alerts: Vec<&Occurrence> = inc.alerts.iter().collect();
+            resolution_sentence(inc, &alerts, Some(at), &t).expect("a sentence")
+        };
+        let all_am = say(&inc);
+        assert!(
+            all_am.starts_with("Every alert resolved in Prometheus, none by hand"),
+            "{all_am}"
+        );
+        assert!(!all_am.contains("incidentd marked"), "{all_am}");
+
+        inc.alerts.last_mut().expect("alerts").resolved_by = Some("reconciler".into());
+        let mixed = say(&inc);
+        assert!(
+            mixed.contains("by Alertmanager's resolve notifications"),
+            "{mixed}"
+        );
+        assert!(mixed.contains("`SecondAlert` by incidentd"), "{mixed}");
+        assert!(!mixed.contains("resolved in Prometheus"), "{mixed}");
+
+        for a in &mut inc.alerts {
+            a.resolved_by = Some("reconciler".into());
+        }
+        let all_reconciled = say(&inc);
+        assert!(
+            all_reconciled.starts_with("No resolve notification arrived"),
+            "{all_reconciled}"
+        );
+        assert!(
+            !all_reconciled.contains("resolved in Prometheus"),
+            "{all_reconciled}"
+        );
+    }
+
+    #[test]
     fn rule_durations_print_the_way_prometheus_writes_them() {
         assert_eq!(prom_duration(5), "5s");
         assert_eq!(prom_duration(300), "5m");
@@ -1769,6 +1858,39 @@ mod tests {
         assert_eq!(left_of_threshold("a / b > 0.95"), "a / b");
         assert_eq!(left_of_threshold("up == 0"), "up == 0");
         assert_eq!(left_of_threshold("x > y"), "x > y");
+    }
+
+    #[test]
+    fn the_impact_start_is_credited_to_the_alert_whose_condition_became_true_first() {
+        let (mut incident, mut evidence, related, at) = super::super::sample::sample_full();
+        // Two alerts fire at the same moment; the less severe one's condition came first.
+        let mut second = incident.alerts[0].clone();
+        second.alertname = "EarlierCondition".into();
+        second.fingerprint = "earlier".into();
+        second.labels.insert("severity".into(), "info".into());
+        incident.alerts.push(second.clone());
+        let mut start = evidence.condition_starts[0].clone();
+        start.fingerprint = second.fingerprint.clone();
+        start.fired_at = second.starts_at;
+        start.at = evidence.condition_starts[0].at - chrono::Duration::seconds(40);
+        start.method = ImpactMethod::RuleReevaluation;
+        evidence.condition_starts.push(start.clone());
+        incident.impact_start = Some(start.at);
+        incident.impact_start_method = ImpactMethod::RuleReevaluation;
+        let input = RenderInput {
+            incident: &incident,
+            evidence: &evidence,
+            related: &related,
+            communication: &Default::default(),
+            generated_at: at,
+        };
+        let ctx = build_context(&input, &super::super::sample::sample_settings());
+        let row = ctx
+            .timeline
+            .iter()
+            .find(|r| r.kind == "impact_start")
+            .expect("an impact start row");
+        assert!(row.event.contains("EarlierCondition"), "{}", row.event);
     }
 
     #[test]
