@@ -784,6 +784,7 @@ pub fn to_evidence(c: &Collected, url: &str, collected_at: Timestamp) -> Evidenc
         }),
         action_items: applicable_actions(c),
         missing_reason: missing_reason(c, url),
+        rules_problem: c.rules_error.clone(),
         collected_at: Some(collected_at),
         data_until: Some(c.data_until.min(collected_at)),
         resolved_at: c

@@ -17,8 +17,8 @@
 //!
 //! Held to the truth: one resolved incident, resolved by Alertmanager's own resolve
 //! notifications (never by the reconciler as lost while Alertmanager still had the alerts),
-//! each alert's rule found with its expression and `for`, the impact start within a few
-//! seconds of the exporter's switch, and a draft without an unknown rule.
+//! each alert's rule found with its expression and `for`, the impact start within 2 s
+//! of the exporter's switch, and a draft without an unknown rule.
 //!
 //! Without the binaries each test prints a loud SKIP and passes, unless
 //! `INCIDENTD_REQUIRE_E2E=1` (CI), in which case it fails. `INCIDENTD_E2E_KEEP=1` keeps the
@@ -401,8 +401,9 @@ async fn run(proxy: bool) {
     );
     let impact_start = time(&incident, "impact_start");
     let off = secs(truth.incident, impact_start);
+    eprintln!("impact start {impact_start}: {off:+.3}s from the exporter's switch");
     assert!(
-        off.abs() <= 3.0,
+        off.abs() <= 2.0,
         "impact start {impact_start} is {off}s from the switch {}",
         truth.incident
     );

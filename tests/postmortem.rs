@@ -377,6 +377,7 @@ fn scenario_evidence(incident: &Incident) -> Evidence {
             },
         ],
         missing_reason: None,
+        rules_problem: None,
         collected_at: Some(time("2026-11-23T02:27:17.548Z")),
         // The recording was taken after the resolve: its values at resolution are true.
         data_until: Some(time("2026-11-23T02:27:17.548Z")),

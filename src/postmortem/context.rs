@@ -116,6 +116,10 @@ pub struct Evidence {
     pub action_items: Vec<ActionSuggestion>,
     /// e.g. `no Prometheus URL is configured`, `Prometheus at http://… timed out after 10s`.
     pub missing_reason: Option<String>,
+    /// What was wrong with the rules API's answer even though other queries had data, e.g.
+    /// "it lists no alerting rule at all (VictoriaMetrics without -vmalert.proxyURL?)".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules_problem: Option<String>,
     pub collected_at: Option<Timestamp>,
     /// The end of the data (never after `collected_at`).
     #[serde(default)]
@@ -617,6 +621,7 @@ pub fn build_context(input: &RenderInput<'_>, settings: &RenderSettings) -> Rend
                 rule_of(&a.alertname),
                 start,
                 ev.missing_reason.as_deref(),
+                ev.rules_problem.as_deref(),
             )
         })
         .collect();
@@ -969,6 +974,7 @@ fn alert_context(
     rule: Option<&RuleInfo>,
     start: Option<&ConditionStart>,
     missing: Option<&str>,
+    rules_problem: Option<&str>,
 ) -> AlertContext {
     let (expr, for_seconds, rule_labels, source) = match rule {
         Some(r) => (Some(r.expr.clone()), r.for_seconds, r.labels.clone(), {
@@ -991,9 +997,10 @@ fn alert_context(
             }
         }),
         None => {
-            let why = match missing {
-                Some(m) => format!("the rules API was not asked: {}", helpers::inline(m)),
-                None => "Prometheus did not list the rule".to_string(),
+            let why = match (missing, rules_problem) {
+                (Some(m), _) => format!("the rules API was not asked: {}", helpers::inline(m)),
+                (None, Some(p)) => format!("the rules API: {}", helpers::inline(p)),
+                (None, None) => "Prometheus did not list the rule".to_string(),
             };
             match expr_from_generator_url(&a.generator_url) {
                 Some(e) => (
@@ -1773,8 +1780,9 @@ mod tests {
         let mut alert = incident.alerts[0].clone();
         alert.generator_url.clear();
         let mut rule = evidence.rules[0].clone();
-        let says =
-            |a: &Occurrence, r: Option<&RuleInfo>| alert_context(a, r, None, None).rule_source;
+        let says = |a: &Occurrence, r: Option<&RuleInfo>| {
+            alert_context(a, r, None, None, None).rule_source
+        };
         assert!(says(&alert, Some(&rule)).starts_with("Rule from the Prometheus rules API"));
         rule.source = Some("vmalert_rules".into());
         assert!(says(&alert, Some(&rule)).starts_with("Rule from vmalert's rules API"));
@@ -1787,6 +1795,11 @@ mod tests {
         let text = says(&alert, None);
         assert!(text.contains("names no expression"), "{text}");
         assert!(!text.contains("carries no generatorURL"), "{text}");
+        // A rules API that answered but listed nothing says so, even when queries had data.
+        let problem = "it lists no alerting rule (VictoriaMetrics without -vmalert.proxyURL?)";
+        let text = alert_context(&alert, None, None, None, Some(problem)).rule_source;
+        assert!(text.contains("-vmalert.proxyURL"), "{text}");
+        assert!(!text.contains("Prometheus did not list the rule"), "{text}");
     }
 
     #[test]

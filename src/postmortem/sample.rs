@@ -226,6 +226,7 @@ pub fn sample_full() -> Sample {
             alertname: Some("CheckoutErrors".into()),
         }],
         missing_reason: None,
+        rules_problem: None,
         collected_at: Some(at("2026-03-02T11:11:00Z")),
         data_until: Some(at("2026-03-02T11:11:00Z")),
         resolved_at: Some(at("2026-03-02T11:10:00Z")),
