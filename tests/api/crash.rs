@@ -101,14 +101,24 @@ fn strings(conn: &Connection, sql: &str) -> Vec<String> {
         .collect()
 }
 
-/// Jobs not finished: `(kind, state, incident)`.
+/// Jobs not finished: `(kind, state, incident)`. The standing evidence refresh of an open
+/// incident (`prometheus.refresh_interval` from now, re-queued after every collection for as
+/// long as the incident is open) is a schedule, not unfinished work, and is left out.
 fn unfinished(conn: &Connection) -> Vec<(String, String, Option<String>)> {
-    conn.prepare("SELECT kind, state, incident_id FROM jobs WHERE state IN ('pending', 'running')")
-        .unwrap()
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .unwrap()
-        .map(|r| r.unwrap())
-        .collect()
+    conn.prepare(
+        "SELECT j.kind, j.state, j.incident_id FROM jobs j \
+         WHERE j.state IN ('pending', 'running') \
+           AND NOT (j.kind = 'evidence' AND j.state = 'pending' \
+                AND json_extract(j.payload, '$.phase') = 'refresh' \
+                AND j.run_at > CAST(unixepoch('subsec') * 1000000 AS INTEGER) \
+                AND EXISTS (SELECT 1 FROM incidents i \
+                            WHERE i.id = j.incident_id AND i.status <> 'resolved'))",
+    )
+    .unwrap()
+    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    .unwrap()
+    .map(|r| r.unwrap())
+    .collect()
 }
 
 /// Waits (bounded) until no job is pending or running.
