@@ -218,6 +218,9 @@ pub struct RenderContext {
     pub status: String,
     pub severity: Option<String>,
     pub services: Vec<String>,
+    /// What raised the alerts, for "How detected": Prometheus through Alertmanager, Grafana's
+    /// own alerting, or both.
+    pub detected_by: String,
     /// The start of the incident (impact start, else firing): the report's date.
     pub start: String,
     /// Resolution time, `null` while open.
@@ -869,7 +872,20 @@ pub fn build_context(input: &RenderInput<'_>, settings: &RenderSettings) -> Rend
         resolved_by_hand: is_resolved && inc.resolved_by.is_some(),
     };
 
+    let from_grafana = |a: &&Occurrence| a.annotations.keys().any(|k| k.starts_with("grafana."));
+    let detected_by = match (
+        alerts.iter().any(from_grafana),
+        alerts.iter().all(from_grafana),
+    ) {
+        (false, _) => "Prometheus alerts routed through Alertmanager",
+        (true, true) => "Grafana-managed alerts (Grafana's webhook contact point)",
+        (true, false) => {
+            "Prometheus alerts routed through Alertmanager, and Grafana-managed alerts"
+        }
+    }
+    .to_string();
     RenderContext {
+        detected_by,
         id: inc.id.clone(),
         title: if inc.title.trim().is_empty() {
             lead.map(|l| {

@@ -358,6 +358,11 @@ mod tests {
                 "{url} in the references: {md}"
             );
         }
+        assert!(
+            md.contains("**How detected:** automated monitoring, Grafana-managed alerts"),
+            "{md}"
+        );
+        assert!(!md.contains("routed through Alertmanager"), "{md}");
     }
 
     #[test]
