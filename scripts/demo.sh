@@ -14,11 +14,18 @@
 # and prints the API and the draft. Everything it started is stopped on exit, Ctrl-C included.
 #
 # Environment: INCIDENTD_BIN (binary to run), DEMO_INCIDENT_SECONDS (default 30),
-# DEMO_KEEP=1 (keep the temporary directory: configs, logs, database, drafts).
+# DEMO_NORMAL_SECONDS (normal traffic before the outage, default 12), DEMO_SNAPSHOT_DELAY,
+# DEMO_SNAPSHOT_MARGIN, DEMO_SNAPSHOT_BASELINE (incidentd's prometheus.snapshot_*, default
+# 5s, 5s, 10s), DEMO_KEEP=1 (keep the temporary directory: configs, logs, database, drafts),
+# DEMO_OUTPUT=path.md (wait until the incident's full evidence snapshot is stored and its
+# draft re-rendered, then copy the draft to path.md and its chart directory INC-…/ beside it,
+# where the draft's image links point; no prompt). scripts/showcase.sh uses the last one.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
 incident_seconds=${DEMO_INCIDENT_SECONDS:-30}
+normal_seconds=${DEMO_NORMAL_SECONDS:-12}
+output=${DEMO_OUTPUT:-}
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
@@ -46,7 +53,7 @@ if [[ -n ${INCIDENTD_BIN:-} ]]; then
 else
     say "building incidentd (cargo build)"
     (cd "$repo" && cargo build --quiet --bin incidentd)
-    incidentd=$repo/target/debug/incidentd
+    incidentd=${CARGO_TARGET_DIR:-$repo/target}/debug/incidentd
 fi
 [[ -x $incidentd ]] || die "no incidentd binary at $incidentd"
 
@@ -202,10 +209,10 @@ storage:
   path: $work/data
 prometheus:
   url: http://127.0.0.1:$prometheus_port
-  snapshot_delay: 5s
-  snapshot_margin: 5s
+  snapshot_delay: ${DEMO_SNAPSHOT_DELAY:-5s}
+  snapshot_margin: ${DEMO_SNAPSHOT_MARGIN:-5s}
   # The demo's Prometheus has only seconds of history: take the baseline from those.
-  snapshot_baseline: 10s
+  snapshot_baseline: ${DEMO_SNAPSHOT_BASELINE:-10s}
 alertmanager:
   url: http://127.0.0.1:$alertmanager_port
 rules_dir: $repo/rules
@@ -263,8 +270,8 @@ if incidents:
     print(incidents[-1]["id"] + "\t" + incidents[-1]["status"])'
 }
 
-say "normal traffic for 12 s (Prometheus needs a history before the outage)"
-sleep 12
+say "normal traffic for $normal_seconds s (Prometheus needs a history before the outage)"
+sleep "$normal_seconds"
 phase incident
 id=""
 for ((i = 0; i < incident_seconds; i++)); do
@@ -289,10 +296,46 @@ for ((i = 0; i < 240; i++)); do
 done
 [[ $status == resolved ]] || die "the incident did not resolve; logs in $work (DEMO_KEEP=1 keeps them)"
 say "$(date -u +%H:%M:%S) $id resolved"
-# The draft re-renders a moment after each change; evidence follows snapshot_delay later.
-sleep 8
-
 draft=$work/drafts/$id.md
+if [[ -n $output ]]; then
+    say "waiting for the full evidence snapshot (snapshot_delay ${DEMO_SNAPSHOT_DELAY:-5s} after the resolve)"
+    evidence_state() {
+        curl -fsS "$api/api/v1/incidents/$id" | python3 -c '
+import json, sys
+e = json.load(sys.stdin).get("evidence") or {}
+print(e.get("state") or "none")'
+    }
+    ev=""
+    for ((i = 0; i < 600; i++)); do
+        ev=$(evidence_state) || true
+        [[ $ev == resolved ]] && break
+        sleep 0.5
+    done
+    [[ $ev == resolved ]] || die "the full evidence snapshot did not arrive (state: $ev); DEMO_KEEP=1 keeps the logs"
+    say "$(date -u +%H:%M:%S) full evidence stored; waiting for the draft to settle"
+    # The draft re-renders render_delay (0.5 s) after the evidence lands: wait until it is
+    # newer than the evidence and has not changed for 5 s.
+    marker=$work/evidence-resolved
+    touch "$marker"
+    stable=0
+    last=""
+    for ((i = 0; i < 120 && stable < 10; i++)); do
+        sleep 0.5
+        [[ -f $draft && $draft -nt $marker && -d $work/drafts/$id ]] || continue
+        sum=$(cat "$draft" "$work/drafts/$id"/* | sha256sum)
+        if [[ $sum == "$last" ]]; then stable=$((stable + 1)); else stable=0 last=$sum; fi
+    done
+    ((stable >= 10)) || die "the draft was not re-rendered after the full evidence snapshot"
+    [[ $(evidence_state) == resolved ]] || die "the evidence left the resolved state"
+    out_dir=$(cd "$(dirname "$output")" && pwd)
+    cp "$draft" "$output"
+    rm -rf "${out_dir:?}/$id"
+    cp -R "$work/drafts/$id" "$out_dir/$id"
+    say "copied $id.md to $output and its charts to $out_dir/$id/"
+else
+    # The draft re-renders a moment after each change; evidence follows snapshot_delay later.
+    sleep 8
+fi
 cat <<EOF
 
 incidentd's API while this demo runs:
@@ -316,6 +359,6 @@ echo
 echo "----- $draft -----"
 cat "$draft"
 echo "----- end of draft -----"
-if [[ -t 0 ]]; then
+if [[ -z $output && -t 0 ]]; then
     read -r -p "Press Enter to stop the demo and clean up. " _
 fi

@@ -525,20 +525,74 @@ fn the_scenario_single_draft_matches_the_reviewed_snapshot() {
     insta::assert_snapshot!("scenario_single", md);
 }
 
-#[test]
-fn the_committed_example_is_the_current_rendering() {
-    let incident = scenario_incident();
-    let md = render(&incident, &scenario_evidence(&incident));
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/postmortem-scenario-single.md");
-    if std::env::var_os("UPDATE_EXAMPLES").is_some() {
-        fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        fs::write(&path, &md).expect("write example");
+/// The image references of a Markdown document: `![alt](target)` and `<img src=…>`.
+fn image_targets(md: &str) -> Vec<String> {
+    let markdown = regex::Regex::new(r#"!\[[^\]]*\]\(\s*(<[^>]*>|[^)\s]+)"#).expect("regex");
+    let html = regex::Regex::new(r#"(?i)<img\b[^>]*?\bsrc\s*=\s*("[^"]*"|'[^']*'|[^\s>]+)"#)
+        .expect("regex");
+    let mut out = Vec::new();
+    for c in markdown.captures_iter(md) {
+        out.push(c[1].trim_start_matches('<').trim_end_matches('>').to_string());
     }
-    let committed = fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        committed == md,
-        "examples/postmortem-scenario-single.md is stale; run with UPDATE_EXAMPLES=1"
-    );
+    for c in html.captures_iter(md) {
+        out.push(c[1].trim_matches(['"', '\'']).to_string());
+    }
+    out
+}
+
+#[test]
+fn image_targets_finds_markdown_and_html_images() {
+    let md = "![a](x/a.svg) text ![b](<y b.svg> \"t\")\n<IMG alt=q src='z.png'> <img src=w.svg>\n[not](an/image.svg)";
+    assert_eq!(image_targets(md), ["x/a.svg", "y b.svg", "z.png", "w.svg"]);
+}
+
+/// Every image an example document shows (`examples/*.md`) is a file of the repository,
+/// relative to the document: the showcase's charts are committed with it.
+#[test]
+fn every_image_in_the_examples_is_in_the_repository() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // In a git checkout the image must be tracked, not only present in the work tree.
+    let tracked: Option<Vec<PathBuf>> = std::process::Command::new("git")
+        .args(["ls-files", "-z", "--", "examples"])
+        .current_dir(root)
+        .output()
+        .ok()
+        .filter(|o| o.status.success() && !o.stdout.is_empty())
+        .map(|o| {
+            o.stdout
+                .split(|b| *b == 0)
+                .filter(|p| !p.is_empty())
+                .map(|p| root.join(String::from_utf8_lossy(p).as_ref()))
+                .collect()
+        });
+    let mut checked = 0;
+    let mut missing = Vec::new();
+    for entry in fs::read_dir(root.join("examples")).expect("examples/") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("md") {
+            continue;
+        }
+        let md = fs::read_to_string(&path).expect("read example");
+        let dir = path.parent().expect("parent");
+        for target in image_targets(&md) {
+            checked += 1;
+            let file = target.split(['#', '?']).next().unwrap_or_default();
+            let local = !file.is_empty() && !file.contains("://") && !file.starts_with('/')
+                && !file.starts_with("data:");
+            let resolved = dir.join(file.replace("%20", " "));
+            let present = local
+                && resolved.is_file()
+                && tracked.as_ref().is_none_or(|t| {
+                    let canonical = resolved.canonicalize().ok();
+                    t.iter().any(|p| p.canonicalize().ok() == canonical)
+                });
+            if !present {
+                missing.push(format!("{}: {target}", path.display()));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "images not in the repository: {missing:#?}");
+    assert!(checked > 0, "the showcase draft shows its charts");
 }
 
 #[test]
