@@ -532,7 +532,11 @@ fn image_targets(md: &str) -> Vec<String> {
         .expect("regex");
     let mut out = Vec::new();
     for c in markdown.captures_iter(md) {
-        out.push(c[1].trim_start_matches('<').trim_end_matches('>').to_string());
+        out.push(
+            c[1].trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string(),
+        );
     }
     for c in html.captures_iter(md) {
         out.push(c[1].trim_matches(['"', '\'']).to_string());
@@ -577,7 +581,9 @@ fn every_image_in_the_examples_is_in_the_repository() {
         for target in image_targets(&md) {
             checked += 1;
             let file = target.split(['#', '?']).next().unwrap_or_default();
-            let local = !file.is_empty() && !file.contains("://") && !file.starts_with('/')
+            let local = !file.is_empty()
+                && !file.contains("://")
+                && !file.starts_with('/')
                 && !file.starts_with("data:");
             let resolved = dir.join(file.replace("%20", " "));
             let present = local
@@ -591,7 +597,10 @@ fn every_image_in_the_examples_is_in_the_repository() {
             }
         }
     }
-    assert!(missing.is_empty(), "images not in the repository: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "images not in the repository: {missing:#?}"
+    );
     assert!(checked > 0, "the showcase draft shows its charts");
 }
 
