@@ -358,14 +358,14 @@ async fn evidence_arrives_after_recovery(failure: ResponseTemplate, timeout: Dur
     }
 
     prometheus.fail_with(None);
-    let i = wait_for(
-        &app,
-        "INC-2026-0001",
-        "evidence after recovery",
-        has_snapshots,
-    )
+    // Snapshots and the re-evaluated impact start. Seen once in CI under load: snapshots stored
+    // while the impact start was still the firing time; the cause is not pinned down (a
+    // collection whose re-evaluation fell back, improved by a later one, would do it), so the
+    // test waits for both rather than taking the first snapshot as final.
+    let i = wait_for(&app, "INC-2026-0001", "evidence after recovery", |i| {
+        has_snapshots(i) && i["impact_start_method"] == "rule_reevaluation"
+    })
     .await;
-    assert_eq!(i["impact_start_method"], "rule_reevaluation");
     assert_eq!(
         snapshot(&i, "alert-DatabaseConnectionPoolHigh")["peak"],
         1.0
