@@ -15,7 +15,7 @@ use crate::evidence::Collector;
 use crate::evidence_rules::EvidenceRules;
 use crate::http::{self, auth::WebhookAuth, metrics::Metrics, AppState};
 use crate::incident::{Rules, Timestamp};
-use crate::jobs::{Change, JobSpec, Planner, Runner, WorkPool};
+use crate::jobs::{Change, JobSpec, Pace, Planner, Runner, WorkPool};
 use crate::postmortem::{DraftWriter, RenderSettings, Renderer};
 use crate::slack::job::{Slack, SlackJob};
 use crate::store::{sqlite, Store};
@@ -257,12 +257,14 @@ impl App {
                 ),
             ),
             RENDER_WORKERS,
+            Pace::YieldAll,
         );
         if let Some(slack) = &state.slack {
             runner.handle(
                 crate::slack::job::JOB_KIND,
                 slack.clone().handler(state.store.clone()),
                 SLACK_WORKERS,
+                Pace::KeepOne,
             );
         }
         if let Some(collector) = collector {
@@ -275,6 +277,7 @@ impl App {
                     state.planner.clone(),
                 ),
                 EVIDENCE_WORKERS,
+                Pace::YieldAll,
             );
         }
         let mut workers = runner.spawn(stop_rx.clone());

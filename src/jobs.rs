@@ -166,7 +166,7 @@ pub fn backoff(attempt: u32) -> chrono::Duration {
 /// the single writer, so two loops never claim the same job).
 pub struct Runner {
     store: Store,
-    handlers: HashMap<&'static str, (Handler, usize)>,
+    handlers: HashMap<&'static str, (Handler, usize, Pace)>,
     wake: Arc<Notify>,
     /// Where the kinds that run and their failures are counted.
     metrics: Arc<Metrics>,
@@ -198,9 +198,10 @@ impl Runner {
         self
     }
 
-    /// Run jobs of `kind` with `handler` in `workers` loops (at least one).
-    pub fn handle(&mut self, kind: &'static str, handler: Handler, workers: usize) {
-        self.handlers.insert(kind, (handler, workers.max(1)));
+    /// Run jobs of `kind` with `handler` in `workers` loops (at least one), yielding to a
+    /// burst of webhooks as `pace` says.
+    pub fn handle(&mut self, kind: &'static str, handler: Handler, workers: usize, pace: Pace) {
+        self.handlers.insert(kind, (handler, workers.max(1), pace));
     }
 
     pub fn kinds(&self) -> Vec<&'static str> {
@@ -212,7 +213,7 @@ impl Runner {
     pub fn spawn(self, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
         self.metrics.job_kinds(&self.kinds());
         let mut loops = Vec::new();
-        for (kind, (handler, workers)) in self.handlers {
+        for (kind, (handler, workers, pace)) in self.handlers {
             for worker in 0..workers {
                 let job_loop = JobLoop {
                     kind,
@@ -220,9 +221,8 @@ impl Runner {
                     store: self.store.clone(),
                     wake: self.wake.clone(),
                     metrics: self.metrics.clone(),
-                    // The first loop of a kind always runs; the others yield to a burst of
-                    // webhooks.
-                    yields_to: (worker > 0).then(|| self.ingestion.clone()),
+                    yields_to: (worker > 0 || pace == Pace::YieldAll)
+                        .then(|| self.ingestion.clone()),
                     grace: self.grace,
                 };
                 loops.push(tokio::spawn(job_loop.run(stop.clone())));
@@ -230,6 +230,18 @@ impl Runner {
         }
         loops
     }
+}
+
+/// How a kind's loops share the machine with a burst of webhooks (see [`Ingestion`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// Every loop waits while webhooks pour in (for at most [`Ingestion::MAX_YIELD`]): work
+    /// that competes with ingestion for the disk and the CPU and that nobody waits for
+    /// second by second (drafts, evidence).
+    YieldAll,
+    /// The first loop keeps going, the others wait: work whose delay people notice at once
+    /// (Slack messages), and which mostly waits on the network.
+    KeepOne,
 }
 
 /// One loop running jobs of one kind.
@@ -371,10 +383,10 @@ impl JobLoop {
 ///
 /// In an alert storm, webhooks (which Alertmanager waits for, and retries) and follow-up work
 /// (drafts: CPU and fsyncs) compete for the same two cores and disk. While webhooks arrive,
-/// only the first loop of each job kind runs; the others wait until ingestion has been quiet
-/// for [`Ingestion::QUIET`], then all of them drain the backlog (meanwhile a pending job of an
+/// the job loops wait (all of a kind's, or all but its first: [`Pace`]) until ingestion has
+/// been quiet for [`Ingestion::QUIET`], then all of them drain the backlog (meanwhile a pending job of an
 /// incident absorbed its later changes, so each draft is rendered once, in its latest state).
-/// Under load that never stops, the extra loops stop waiting after [`Ingestion::MAX_YIELD`]:
+/// Under load that never stops, the loops stop waiting after [`Ingestion::MAX_YIELD`]:
 /// follow-up work must not fall behind without bound.
 #[derive(Debug)]
 pub struct Ingestion {
@@ -599,7 +611,7 @@ mod tests {
             Arc::new(Ingestion::default()),
         )
         .with_grace(grace);
-        runner.handle("test", handler, 1);
+        runner.handle("test", handler, 1, Pace::KeepOne);
         let (stop_tx, stop_rx) = watch::channel(false);
         let workers = runner.spawn(stop_rx);
         let deadline = Instant::now() + Duration::from_secs(10);
