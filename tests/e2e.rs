@@ -661,7 +661,15 @@ async fn a_real_prometheus_and_alertmanager_make_one_resolved_incident_with_draf
             d.authorization.as_deref(),
             Some(format!("Bearer {WEBHOOK_TOKEN}").as_str())
         );
-        assert_eq!(d.status, 200, "incidentd answered {d:#?}");
+        assert_eq!(
+            d.status,
+            200,
+            "the delivery of {} ({:?}) was answered {}: {}",
+            d.at,
+            d.alerts(),
+            d.status,
+            d.answer
+        );
     }
     // Three alerts fired and resolved: six changes; everything else was a counted repeat.
     let n = &incident["notifications"];

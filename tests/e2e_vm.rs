@@ -316,7 +316,15 @@ async fn run(proxy: bool) {
     let (deliveries, _) = stack.relay.deliveries();
     assert!(!deliveries.is_empty());
     for d in &deliveries {
-        assert_eq!(d.status, 200, "incidentd answered {d:#?}");
+        assert_eq!(
+            d.status,
+            200,
+            "the delivery of {} ({:?}) was answered {}: {}",
+            d.at,
+            d.alerts(),
+            d.status,
+            d.answer
+        );
     }
 
     // One incident, the three alerts, each resolved by Alertmanager's own notification at the

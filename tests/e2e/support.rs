@@ -463,7 +463,10 @@ pub struct Delivery {
     /// The sending Alertmanager's `externalURL`.
     pub from: String,
     pub authorization: Option<String>,
+    /// incidentd's answer; 0 when the relay could not reach incidentd at all.
     pub status: u16,
+    /// What incidentd answered, or why the relay could not deliver.
+    pub answer: String,
     pub body: Value,
     pub body_bytes: Bytes,
     pub at: DateTime<Utc>,
@@ -524,13 +527,16 @@ async fn relay(State(s): State<RelayState>, headers: HeaderMap, body: Bytes) -> 
             let status = r.status().as_u16();
             (status, r.bytes().await.unwrap_or_default())
         }
-        Err(e) => (502, Bytes::from(format!("relay: {e}"))),
+        // The relay itself could not deliver: not incidentd's answer, so no HTTP status of
+        // incidentd's is recorded (0), and Alertmanager gets a 502 and retries.
+        Err(e) => (0, Bytes::from(format!("relay: {e}"))),
     };
     let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     s.deliveries.lock().expect("relay lock").push(Delivery {
         from: parsed["externalURL"].as_str().unwrap_or("").to_string(),
         authorization,
         status,
+        answer: String::from_utf8_lossy(&answer).into_owned(),
         body: parsed,
         body_bytes: body,
         at: Utc::now(),
@@ -548,7 +554,14 @@ impl Relay {
     pub async fn start(target: String) -> Relay {
         let state = RelayState {
             target,
-            http: reqwest::Client::new(),
+            // A fresh connection for every delivery. incidentd (hyper) closes a keep-alive
+            // connection that stays idle for `web.read_header_timeout`; a pooled connection
+            // reused at that very moment fails before incidentd sees the request, which a CI
+            // run once recorded as incidentd answering 502.
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("the relay's HTTP client"),
             deliveries: Arc::default(),
             in_flight: Arc::default(),
         };
