@@ -10,15 +10,18 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::core::Core;
 use crate::draft::{self, Drafts};
 use crate::evidence::Collector;
 use crate::evidence_rules::EvidenceRules;
-use crate::http::{self, auth::WebhookAuth, metrics::Metrics, AppState};
-use crate::incident::{Rules, Timestamp};
-use crate::jobs::{Change, JobSpec, Pace, Planner, Runner, WorkPool};
+use crate::followup::{Change, JobSpec, Planner};
+use crate::http::{self, auth::WebhookAuth, AppState};
+use crate::incident::Rules;
+use crate::jobs::{Pace, Runner, WorkPool};
+use crate::metrics::Metrics;
 use crate::postmortem::{DraftWriter, RenderSettings, Renderer};
 use crate::slack::job::{Slack, SlackJob};
-use crate::store::{sqlite, Store};
+use crate::store::Store;
 use crate::time::chrono_duration;
 
 /// Where the daemon listens and keeps its data, after flags override the configuration.
@@ -29,15 +32,7 @@ pub struct Options {
     pub storage_path: Option<PathBuf>,
 }
 
-/// A clock: the real one in production, a fixed or scripted one in tests.
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
-
-/// The wall clock at the store's precision (microseconds), so that a time computed in memory
-/// is the time read back.
-pub fn system_clock() -> Clock {
-    use chrono::SubsecRound;
-    Arc::new(|| chrono::Utc::now().trunc_subsecs(6))
-}
+pub use crate::time::{system_clock, Clock};
 
 /// The correlation rules a configuration asks for.
 pub fn rules(config: &Config) -> Rules {
@@ -159,8 +154,9 @@ impl App {
             .storage_path
             .clone()
             .unwrap_or_else(|| config.storage.path.clone());
-        let store = Store::open(&storage)
-            .with_context(|| format!("opening the database in {}", storage.display()))?;
+        let store = Store::open_sqlite(&storage)
+            .with_context(|| format!("opening the database in {}", storage.display()))?
+            .with_followups(Arc::new(rules(&config)), planner(&config));
         let listener = TcpListener::bind(&options.listen_address)
             .await
             .with_context(|| format!("listening on {}", options.listen_address))?;
@@ -194,20 +190,21 @@ impl App {
         let collector = Collector::from_config(&config, evidence_rules(&config)?)
             .context("configuring the Prometheus client")?
             .map(Arc::new);
-        let state = Arc::new(AppState {
+        let core = Arc::new(Core {
             store,
-            rules: Arc::new(rules(&config)),
-            planner: planner(&config),
+            clock,
+            wake: Arc::new(tokio::sync::Notify::new()),
+            ingestion: Default::default(),
+        });
+        let state = Arc::new(AppState {
+            core,
             drafts,
             slack,
-            wake: Arc::new(tokio::sync::Notify::new()),
             webhook_auth,
             api_token: config.web.api_token.clone(),
             max_body_bytes: config.web.max_body_bytes,
             request_timeout: config.web.request_timeout,
             metrics: Arc::new(Metrics::new()),
-            clock,
-            ingestion: Default::default(),
         });
         Ok(App {
             listener,
@@ -270,12 +267,7 @@ impl App {
         if let Some(collector) = collector {
             runner.handle(
                 crate::evidence::JOB_KIND,
-                collector.handler(
-                    state.store.clone(),
-                    state.clock.clone(),
-                    state.wake.clone(),
-                    state.planner.clone(),
-                ),
+                collector.handler(state.store.clone(), state.clock.clone(), state.wake.clone()),
                 EVIDENCE_WORKERS,
                 Pace::YieldAll,
             );
@@ -285,16 +277,16 @@ impl App {
             let reconciler = crate::reconcile::Reconciler::new(am.clone())?;
             workers.push(tokio::spawn(crate::reconcile::run(
                 reconciler,
-                state.clone(),
+                state.core.clone(),
                 stop_rx.clone(),
             )));
         }
         let retention = tokio::spawn(prune_loop(
-            state.clone(),
+            state.core.clone(),
             config.storage.clone(),
             stop_rx.clone(),
         ));
-        tracing::info!(address = %listener.local_addr()?, database = %state.store.path().display(), "incidentd listening");
+        tracing::info!(address = %listener.local_addr()?, database = %state.store.location(), "incidentd listening");
         let router = http::router(state.clone());
         http::server::serve(listener, router, config.web.read_header_timeout, shutdown).await;
         tracing::info!("HTTP stopped; finishing background work");
@@ -312,7 +304,7 @@ impl App {
 /// At startup and every `storage.prune_interval`: drop raw payloads and finished jobs past
 /// `storage.raw_payload_retention`, and resolved incidents past `storage.incident_retention`.
 async fn prune_loop(
-    state: Arc<AppState>,
+    state: Arc<Core>,
     storage: crate::config::StorageConfig,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -322,24 +314,13 @@ async fn prune_loop(
         let payload_cutoff = now - chrono_duration(storage.raw_payload_retention);
         let incident_cutoff = (!storage.incident_retention.is_zero())
             .then(|| now - chrono_duration(storage.incident_retention));
-        let pruned = state
-            .store
-            .write(move |tx| {
-                let n = sqlite::prune_notifications(tx, payload_cutoff)?;
-                let j = crate::store::jobs::prune(tx, payload_cutoff)?;
-                let i = match incident_cutoff {
-                    Some(cutoff) => sqlite::prune_incidents(tx, cutoff)?,
-                    None => 0,
-                };
-                Ok((n, j, i))
-            })
-            .await;
+        let pruned = state.store.prune(payload_cutoff, incident_cutoff).await;
         match pruned {
-            Ok((n, j, i)) if n + j + i > 0 => {
+            Ok(p) if p != crate::store::Pruned::default() => {
                 tracing::info!(
-                    payloads = n,
-                    jobs = j,
-                    incidents = i,
+                    payloads = p.notifications,
+                    jobs = p.jobs,
+                    incidents = p.incidents,
                     "pruned past retention"
                 )
             }
@@ -381,7 +362,7 @@ pub async fn render_offline(config: &Config, id: &str) -> anyhow::Result<String>
     let drafts = drafts(config)?;
     let path = config.storage.path.join("incidentd.db");
     anyhow::ensure!(path.exists(), "no database at {}", path.display());
-    let store = Store::open_read_only(&config.storage.path)
+    let store = Store::open_sqlite_read_only(&config.storage.path)
         .with_context(|| format!("opening the database in {}", config.storage.path.display()))?;
     let markdown = drafts
         .markdown(&store, id, chrono::Utc::now())

@@ -3,22 +3,17 @@
 
 use std::sync::Arc;
 
-use rusqlite::Connection;
-
-use crate::app::Clock;
 use crate::incident::{Incident, Timestamp};
-use crate::jobs::{backoff, Handler, JobFailure, WorkPool};
+use crate::jobs::{Handler, JobFailure, WorkPool};
 use crate::postmortem::{
     Chart, Communication, DraftWriter, Evidence, PostmortemError, RelatedIncident, RenderInput,
     Renderer, WriteOutcome,
 };
-use crate::store::{sqlite, Store};
+use crate::store::{DraftInputs, Store};
+use crate::time::Clock;
 
 /// Job kind of draft rendering.
 pub const JOB_KIND: &str = "render";
-
-/// How many related incidents a draft lists.
-const RELATED: u32 = 5;
 
 /// Everything a draft is rendered from.
 pub struct DraftData {
@@ -29,40 +24,38 @@ pub struct DraftData {
     pub communication: Communication,
 }
 
-/// Read an incident's draft inputs. `no_evidence` explains missing evidence when none is stored.
-pub fn gather(
-    conn: &Connection,
-    id: &str,
-    no_evidence: &str,
-) -> rusqlite::Result<Option<DraftData>> {
-    let Some(incident) = sqlite::full_incident(conn, id)? else {
-        return Ok(None);
-    };
-    let evidence = sqlite::evidence(conn, id)?
+/// An incident's draft inputs, from what the store read. `no_evidence` explains missing
+/// evidence when none is stored.
+pub fn gather(inputs: DraftInputs, no_evidence: &str) -> DraftData {
+    let evidence = inputs
+        .evidence
         .and_then(|v| serde_json::from_value::<Evidence>(v).ok())
         .unwrap_or_else(|| Evidence {
             missing_reason: Some(no_evidence.to_string()),
             ..Evidence::default()
         });
-    let related = sqlite::related_incidents(conn, &incident, RELATED)?
+    let related = inputs
+        .related
         .into_iter()
-        .map(|(other, same_key, shared_alertnames)| RelatedIncident {
-            duration_seconds: other.duration_seconds(),
-            id: other.id,
-            title: other.title,
-            started_at: other.impact_start.unwrap_or(other.fired_at),
-            status: other.status,
-            same_key,
-            shared_alertnames,
+        .map(|r| RelatedIncident {
+            duration_seconds: r.incident.duration_seconds(),
+            started_at: r.incident.impact_start.unwrap_or(r.incident.fired_at),
+            id: r.incident.id,
+            title: r.incident.title,
+            status: r.incident.status,
+            same_key: r.same_key,
+            shared_alertnames: r.shared_alertnames,
         })
         .collect();
-    let charts = sqlite::charts(conn, id)?
+    let charts = inputs
+        .charts
         .into_iter()
         .map(|(file_name, svg)| Chart { file_name, svg })
         .collect();
     let communication = Communication {
-        slack_thread: sqlite::slack_thread(conn, id)?,
-        slack_updates: sqlite::slack_deliveries(conn, id)?
+        slack_thread: inputs.slack_thread,
+        slack_updates: inputs
+            .slack_deliveries
             .into_iter()
             .filter_map(|(at, payload)| {
                 let job: crate::slack::job::SlackJob = serde_json::from_str(&payload).ok()?;
@@ -70,13 +63,13 @@ pub fn gather(
             })
             .collect(),
     };
-    Ok(Some(DraftData {
-        incident,
+    DraftData {
+        incident: inputs.incident,
         evidence,
         related,
         charts,
         communication,
-    }))
+    }
 }
 
 /// What a delivered Slack message told, for the draft's Communication section.
@@ -150,11 +143,11 @@ impl Drafts {
     }
 
     async fn load(&self, store: &Store, id: &str) -> Result<DraftData, DraftError> {
-        let (key, no_evidence) = (id.to_string(), self.no_evidence.clone());
-        store
-            .read(move |c| gather(c, &key, &no_evidence))
+        let inputs = store
+            .draft_inputs(id)
             .await?
-            .ok_or_else(|| DraftError::NotFound(id.to_string()))
+            .ok_or_else(|| DraftError::NotFound(id.to_string()))?;
+        Ok(gather(inputs, &self.no_evidence))
     }
 
     pub fn render(&self, data: &DraftData, now: Timestamp) -> Result<String, PostmortemError> {
@@ -214,7 +207,10 @@ impl Drafts {
                     Err(e @ DraftError::Render(PostmortemError::Render { .. })) => {
                         Err(JobFailure::permanent(e.to_string()))
                     }
-                    Err(e) => Err(JobFailure::retry(e.to_string(), backoff(job.attempts + 1))),
+                    Err(e) => Err(JobFailure::retry(
+                        e.to_string(),
+                        crate::retry::JOBS.after_chrono(job.attempts + 1),
+                    )),
                 }
             })
         })

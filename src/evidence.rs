@@ -4,7 +4,7 @@
 //! the result, and the pure mapping from what Prometheus said to the post-mortem's
 //! [`Evidence`].
 //!
-//! No SQL here: the job reads and writes through `store::sqlite`. Prometheus being down or
+//! No SQL here: the job reads and writes through the store's operations. Prometheus being down or
 //! slow only delays this job (retried with backoff); ingestion never waits for it.
 
 use std::collections::HashMap;
@@ -15,12 +15,12 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::app::Clock;
 use crate::chart::{render_svg, ChartWindow};
 use crate::config::{Config, PrometheusConfig};
 use crate::evidence_rules::{EvidenceRules, Unit as QueryUnit};
+use crate::followup::{Change, JobSpec};
 use crate::incident::{Action, Effect, Incident, Occurrence, Status, Timestamp};
-use crate::jobs::{Change, Handler, JobFailure, JobSpec, Planner};
+use crate::jobs::{Handler, JobFailure};
 use crate::postmortem::{self, ActionSuggestion, Evidence, RuleInfo, Unit};
 use crate::prometheus::snapshot::{plan_snapshot, run_snapshot, QuerySource};
 use crate::prometheus::{
@@ -28,8 +28,8 @@ use crate::prometheus::{
     ImpactOptions, ImpactStart, IncidentWindow, RuleContext, RuleSource, SnapshotOptions,
     SnapshotPlan, SnapshotReport,
 };
-use crate::store::jobs::Job;
-use crate::store::{sqlite, Store, StoreError};
+use crate::store::{Job, NewEvidence, Store, StoreError};
+use crate::time::Clock;
 
 /// Job kind of evidence snapshots. Coalesced: a pending snapshot absorbs later requests.
 pub const JOB_KIND: &str = "evidence";
@@ -37,9 +37,6 @@ pub const JOB_KIND: &str = "evidence";
 /// After this many failed attempts (about 40 minutes with the default backoff) the job gives
 /// up and the incident keeps the reason evidence is missing.
 pub const MAX_ATTEMPTS: u32 = 10;
-
-/// The longest wait between two attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(600);
 
 /// Which snapshot a job was queued for. Informational: the job always looks at the incident
 /// as it is when it runs (open: up to now; resolved: the whole window), because a pending job
@@ -170,16 +167,6 @@ pub fn client_options(p: &PrometheusConfig) -> ClientOptions {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
     }
-}
-
-/// The wait before attempt `attempt + 1` after `attempt` failed: `first`, doubling, at most
-/// ten minutes (or `first`, if that is longer).
-pub fn backoff(first: Duration, attempt: u32) -> Duration {
-    let factor = 1u32 << attempt.saturating_sub(1).min(16);
-    first
-        .checked_mul(factor)
-        .unwrap_or(MAX_BACKOFF)
-        .min(MAX_BACKOFF.max(first))
 }
 
 /// Why evidence could not be gathered this time.
@@ -352,22 +339,11 @@ impl Collector {
     }
 
     /// The job that gathers and stores an incident's evidence.
-    pub fn handler(
-        self: Arc<Self>,
-        store: Store,
-        clock: Clock,
-        wake: Arc<Notify>,
-        planner: Arc<Planner>,
-    ) -> Handler {
+    pub fn handler(self: Arc<Self>, store: Store, clock: Clock, wake: Arc<Notify>) -> Handler {
         Arc::new(move |job| {
-            let (me, store, clock, wake, planner) = (
-                self.clone(),
-                store.clone(),
-                clock.clone(),
-                wake.clone(),
-                planner.clone(),
-            );
-            Box::pin(async move { me.run(job, &store, &clock, &wake, &planner).await })
+            let (me, store, clock, wake) =
+                (self.clone(), store.clone(), clock.clone(), wake.clone());
+            Box::pin(async move { me.run(job, &store, &clock, &wake).await })
         })
     }
 
@@ -377,10 +353,13 @@ impl Collector {
         store: &Store,
         clock: &Clock,
         wake: &Notify,
-        planner: &Arc<Planner>,
     ) -> Result<(), JobFailure> {
         let attempt = job.attempts + 1;
-        let retry_in = crate::time::chrono_duration(backoff(self.retry_backoff, attempt));
+        let retry_in = crate::retry::Backoff {
+            first: self.retry_backoff,
+            max: crate::retry::EVIDENCE_MAX,
+        }
+        .after_chrono(attempt);
         let id = job
             .incident_id
             .clone()
@@ -388,12 +367,11 @@ impl Collector {
         // Only for the log: the incident's state decides what is gathered.
         let phase = serde_json::from_value::<EvidenceJob>(job.payload.clone())
             .map_or(Phase::Quick, |j| j.phase);
-        let key = id.clone();
         let loaded = store
-            .read(move |c| Ok((sqlite::full_incident(c, &key)?, sqlite::evidence(c, &key)?)))
+            .incident_with_evidence(&id)
             .await
             .map_err(|e| JobFailure::retry(e.to_string(), retry_in))?;
-        let (Some(incident), stored) = loaded else {
+        let Some((incident, stored)) = loaded else {
             return Ok(()); // gone meanwhile
         };
         let stored: Option<Evidence> = stored.and_then(|v| serde_json::from_value(v).ok());
@@ -401,9 +379,7 @@ impl Collector {
         let refresh_at = match next_step(&incident, &self.schedule, now) {
             NextStep::WaitForFull { at } => {
                 tracing::debug!(incident = %id, phase = phase.as_str(), full_at = %crate::time::rfc3339(at), "resolved: the full snapshot waits for the data after the resolve");
-                let key = id.clone();
-                store
-                    .write(move |tx| Ok(queue_evidence(tx, &key, Phase::Full, at, now)?))
+                queue_evidence(store, &id, Phase::Full, at, now)
                     .await
                     .map_err(|e| JobFailure::retry(e.to_string(), retry_in))?;
                 return Ok(());
@@ -432,9 +408,7 @@ impl Collector {
                 if evidence.missing_reason.is_some() && earlier_usable {
                     tracing::warn!(incident = %id, missing = ?evidence.missing_reason, "keeping the evidence gathered earlier");
                     if let Some(at) = refresh_at {
-                        let key = id.clone();
-                        store
-                            .write(move |tx| Ok(queue_evidence(tx, &key, Phase::Refresh, at, now)?))
+                        queue_evidence(store, &id, Phase::Refresh, at, now)
                             .await
                             .map_err(|e| JobFailure::retry(e.to_string(), retry_in))?;
                     }
@@ -442,7 +416,6 @@ impl Collector {
                 }
                 self.save(
                     store,
-                    planner,
                     &id,
                     collected.impact,
                     &evidence,
@@ -482,7 +455,7 @@ impl Collector {
                         ..Evidence::default()
                     };
                     match self
-                        .save(store, planner, &id, None, &missing, Vec::new(), now, None)
+                        .save(store, &id, None, &missing, Vec::new(), now, None)
                         .await
                     {
                         Ok(()) => wake.notify_waiters(),
@@ -494,11 +467,7 @@ impl Collector {
                 if give_up {
                     // Still open: try again at the next refresh rather than never.
                     if let Some(at) = refresh_at {
-                        let key = id.clone();
-                        if let Err(e) = store
-                            .write(move |tx| Ok(queue_evidence(tx, &key, Phase::Refresh, at, now)?))
-                            .await
-                        {
+                        if let Err(e) = queue_evidence(store, &id, Phase::Refresh, at, now).await {
                             tracing::warn!(incident = %id, error = %e, "cannot queue the next evidence refresh");
                         }
                     }
@@ -518,7 +487,6 @@ impl Collector {
     async fn save(
         &self,
         store: &Store,
-        planner: &Arc<Planner>,
         id: &str,
         impact: Option<ImpactStart>,
         evidence: &Evidence,
@@ -526,25 +494,17 @@ impl Collector {
         now: Timestamp,
         refresh_at: Option<Timestamp>,
     ) -> Result<(), StoreError> {
-        let body = serde_json::to_value(evidence).map_err(|e| StoreError::Sqlite {
-            message: format!("cannot encode evidence: {e}"),
-            transient: false,
-        })?;
-        let id = id.to_string();
-        let planner = planner.clone();
+        let body =
+            serde_json::to_value(evidence).map_err(|e| StoreError::encoding("evidence", e))?;
         store
-            .write(move |tx| {
-                if let Some(i) = &impact {
-                    sqlite::set_impact_start(tx, &id, i.at, i.method, now)?;
-                }
-                sqlite::put_evidence(tx, &id, now, &body, &charts)?;
+            .save_evidence(NewEvidence {
+                incident_id: id.to_string(),
+                impact_start: impact.map(|i| (i.at, i.method)),
+                body,
+                charts,
+                collected_at: now,
                 // Still open: gather again later (coalesced: never more than one pending).
-                if let Some(at) = refresh_at {
-                    queue_evidence(tx, &id, Phase::Refresh, at, now)?;
-                }
-                // The draft re-renders, and Slack's root message shows the new figures.
-                crate::jobs::plan(&*planner, tx, &[Change::Evidence { incident_id: &id }])?;
-                Ok(())
+                next: refresh_at.map(|at| evidence_job(Phase::Refresh, at, now)),
             })
             .await
     }
@@ -553,24 +513,27 @@ impl Collector {
 /// Queues an evidence job of `phase` for `at` (domain time; the queue runs on the wall
 /// clock, so the wait is carried over). Coalesced with a pending one, which keeps the
 /// earlier time.
-fn queue_evidence(
-    tx: &rusqlite::Transaction,
+async fn queue_evidence(
+    store: &Store,
     id: &str,
     phase: Phase,
     at: Timestamp,
     now: Timestamp,
-) -> rusqlite::Result<()> {
-    let wall = chrono::Utc::now();
+) -> Result<(), StoreError> {
+    let (spec, run_at) = evidence_job(phase, at, now);
+    store.schedule(Some(id), spec, run_at).await.map(|_| ())
+}
+
+/// An evidence job of `phase` for `at` (domain time), and when it runs on the wall clock.
+fn evidence_job(phase: Phase, at: Timestamp, now: Timestamp) -> (JobSpec, Timestamp) {
     let wait = (at - now).max(chrono::Duration::zero());
-    crate::store::jobs::enqueue(
-        tx,
-        JOB_KIND,
-        Some(id),
-        &serde_json::to_value(EvidenceJob { phase }).unwrap_or_default(),
-        true,
-        wall + wait,
-        wall,
-    )
+    let spec = JobSpec {
+        kind: JOB_KIND,
+        payload: serde_json::to_value(EvidenceJob { phase }).unwrap_or_default(),
+        coalesce: true,
+        delay: wait,
+    };
+    (spec, chrono::Utc::now() + wait)
 }
 
 /// One occurrence per alert (fingerprint): the earliest, whose impact start is the earliest.
@@ -979,23 +942,6 @@ mod tests {
             };
             assert_eq!(job_for(&change, &SCHEDULE), None);
         }
-    }
-
-    #[test]
-    fn backoff_doubles_from_the_configured_first_wait_up_to_ten_minutes() {
-        let first = Duration::from_secs(5);
-        let waits: Vec<u64> = (1..=9).map(|a| backoff(first, a).as_secs()).collect();
-        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 320, 600, 600]);
-        assert_eq!(
-            backoff(Duration::from_millis(100), 3),
-            Duration::from_millis(400)
-        );
-        assert_eq!(backoff(first, u32::MAX), Duration::from_secs(600));
-        // A first wait above the cap is kept rather than shortened.
-        assert_eq!(
-            backoff(Duration::from_secs(900), 4),
-            Duration::from_secs(900)
-        );
     }
 
     #[test]

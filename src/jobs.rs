@@ -1,101 +1,6 @@
-//! Follow-up work: which jobs a change to an incident calls for, queued in the same
-//! transaction as the change (the job table itself lives in `store::jobs`).
-
-use crate::incident::{Action, Outcome};
-use crate::store::jobs as queue;
-
-/// A change to an incident that later stages (evidence, drafts, Slack) may react to.
-#[derive(Debug, Clone, Copy)]
-pub enum Change<'a> {
-    /// An alert of a notification did this.
-    Alert(&'a Outcome),
-    /// A person acted on an incident.
-    Person {
-        incident_id: &'a str,
-        by: &'a str,
-        action: &'a Action,
-    },
-    /// New evidence from Prometheus was stored for an incident.
-    Evidence { incident_id: &'a str },
-    /// An incident was split (see [`crate::incident::Split`]): this is one of its parts, whose
-    /// members changed without an alert of its own saying so.
-    Split { incident_id: &'a str },
-}
-
-impl Change<'_> {
-    pub fn incident_id(&self) -> &str {
-        match self {
-            Change::Alert(o) => &o.incident_id,
-            Change::Person { incident_id, .. } => incident_id,
-            Change::Evidence { incident_id } | Change::Split { incident_id } => incident_id,
-        }
-    }
-}
-
-/// A job to queue.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobSpec {
-    pub kind: &'static str,
-    pub payload: serde_json::Value,
-    /// One pending job of this kind per incident absorbs the others (drafts: a burst of
-    /// webhooks renders once). Messages that must each be delivered do not coalesce.
-    pub coalesce: bool,
-    pub delay: chrono::Duration,
-}
-
-/// Decides which jobs a change calls for; built once from the configuration.
-pub type Planner = dyn Fn(&Change) -> Vec<JobSpec> + Send + Sync;
-
-/// A planner that queues nothing (no evidence, drafts or Slack configured).
-pub fn no_followups(_: &Change) -> Vec<JobSpec> {
-    Vec::new()
-}
-
-/// Queue the jobs that `changes` call for, inside the caller's transaction. Jobs are
-/// scheduled on the wall clock (operational time), whatever clock the domain runs on.
-pub fn plan(
-    planner: &Planner,
-    tx: &rusqlite::Transaction,
-    changes: &[Change],
-) -> rusqlite::Result<()> {
-    let now = chrono::Utc::now();
-    for change in changes {
-        if let Change::Alert(o) = change {
-            if !o.changed() {
-                continue;
-            }
-            if let Some(split) = &o.split {
-                for id in std::iter::once(&split.from).chain(&split.into) {
-                    enqueue_all(planner, tx, &Change::Split { incident_id: id }, now)?;
-                }
-            }
-        }
-        enqueue_all(planner, tx, change, now)?;
-    }
-    Ok(())
-}
-
-fn enqueue_all(
-    planner: &Planner,
-    tx: &rusqlite::Transaction,
-    change: &Change,
-    now: chrono::DateTime<chrono::Utc>,
-) -> rusqlite::Result<()> {
-    for spec in planner(change) {
-        queue::enqueue(
-            tx,
-            spec.kind,
-            Some(change.incident_id()),
-            &spec.payload,
-            spec.coalesce,
-            now + spec.delay,
-            now,
-        )?;
-    }
-    Ok(())
-}
-
-// ---------- running jobs ----------
+//! Running queued jobs: loops per kind, paced so that a storm of webhooks comes first, with
+//! bounded retries and a bounded shutdown. What is queued, and when, is decided elsewhere
+//! (`followup`); the queue itself is in the store.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -104,8 +9,8 @@ use std::sync::Arc;
 
 use tokio::sync::{watch, Notify};
 
-use crate::http::metrics::Metrics;
-use crate::store::jobs::Job;
+use crate::metrics::Metrics;
+use crate::store::Job;
 use crate::store::Store;
 
 /// Why a job did not succeed, and whether to try again.
@@ -149,15 +54,9 @@ pub const MAX_ATTEMPTS: u32 = 30;
 
 /// How long a job in flight when shutdown begins may take to finish. After that it is
 /// dropped where it stands and stays `running` in the table: the next start queues it again
-/// (see [`queue::requeue_running`]), as after a crash. Bounds shutdown whatever a handler
+/// (see the store's recovery at start-up), as after a crash. Bounds shutdown whatever a handler
 /// waits on (a slow Prometheus, Slack's pace, timeouts one after another).
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// The usual wait before retry `attempt` (1-based): 5 s doubling, at most 10 minutes.
-pub fn backoff(attempt: u32) -> chrono::Duration {
-    let secs = 5i64.saturating_mul(1 << attempt.saturating_sub(1).min(16));
-    chrono::Duration::seconds(secs.min(600))
-}
 
 /// Runs queued jobs: loops of their own for each kind, so slow evidence queries never hold
 /// up Slack. A kind may have several loops (`workers`): jobs of different incidents then run
@@ -286,9 +185,7 @@ impl JobLoop {
                 continue;
             }
             let now = clock();
-            let claimed = store
-                .write(move |tx| Ok(queue::claim(tx, kind, now)?))
-                .await;
+            let claimed = store.claim_job(kind, now).await;
             let job = match claimed {
                 Ok(Some(job)) => job,
                 Ok(None) => {
@@ -329,9 +226,7 @@ impl JobLoop {
             let recorded = match result {
                 Ok(()) => {
                     tracing::debug!(kind, id, incident = ?incident, "job done");
-                    store
-                        .write(move |tx| Ok(queue::complete(tx, id, now)?))
-                        .await
+                    store.complete_job(id, now).await
                 }
                 Err(f) => {
                     metrics.job_failed(kind);
@@ -345,16 +240,7 @@ impl JobLoop {
                         }
                     }
                     store
-                        .write(move |tx| {
-                            Ok(queue::fail(
-                                tx,
-                                id,
-                                &f.message,
-                                retry_in,
-                                f.payload.as_ref(),
-                                now,
-                            )?)
-                        })
+                        .fail_job(id, f.message, retry_in, f.payload, now)
                         .await
                 }
             };
@@ -578,13 +464,15 @@ mod tests {
 
     /// A store with one job of kind `test` (no incident) due now; returns the job's id.
     async fn store_with_a_job(dir: &std::path::Path) -> (Store, i64) {
-        let store = Store::open(dir).expect("store");
+        let store = Store::open_sqlite(dir).expect("store");
+        let spec = crate::followup::JobSpec {
+            kind: "test",
+            payload: serde_json::Value::Null,
+            coalesce: false,
+            delay: chrono::Duration::zero(),
+        };
         let id = store
-            .write(|tx| {
-                let now = chrono::Utc::now();
-                queue::enqueue(tx, "test", None, &serde_json::Value::Null, false, now, now)?;
-                Ok(tx.last_insert_rowid())
-            })
+            .schedule(None, spec, chrono::Utc::now())
             .await
             .expect("enqueue");
         (store, id)
@@ -592,11 +480,11 @@ mod tests {
 
     async fn state_of(store: &Store, id: i64) -> String {
         store
-            .read(move |c| queue::status(c, id))
+            .job_status(id)
             .await
             .expect("status")
             .expect("the job exists")
-            .0
+            .state
     }
 
     /// Runs the job with `handler`, stops once it is running; returns how long the loop took

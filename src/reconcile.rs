@@ -18,10 +18,8 @@ use tokio::sync::watch;
 
 use crate::alertmanager::parse_time;
 use crate::config::AlertmanagerConfig;
-use crate::http::AppState;
-use crate::incident::{correlate, Timestamp};
-use crate::jobs::{self, Change};
-use crate::store::sqlite::{self, SqliteRepo};
+use crate::core::Core;
+use crate::incident::Timestamp;
 
 /// An occurrence's identity.
 type Key = (String, Timestamp);
@@ -126,9 +124,9 @@ impl Reconciler {
     }
 
     /// One round: returns how many occurrences it resolved.
-    pub async fn round(&mut self, state: &AppState) -> Result<usize, ReconcileError> {
+    pub async fn round(&mut self, state: &Core) -> Result<usize, ReconcileError> {
         let active = self.active().await?;
-        let firing = state.store.read(sqlite::firing_occurrences).await?;
+        let firing = state.store.firing_occurrences().await?;
         let now = state.now();
         let gone = missing(&firing, &active);
         let still: HashSet<&Key> = gone.iter().collect();
@@ -145,26 +143,7 @@ impl Reconciler {
         if due.is_empty() {
             return Ok(0);
         }
-        let rules = state.rules.clone();
-        let planner = state.planner.clone();
-        let batch = due.clone();
-        let resolved = state
-            .store
-            .write(move |tx| {
-                let mut repo = SqliteRepo { tx, now };
-                let mut outcomes = Vec::new();
-                for ((fingerprint, starts_at), since) in &batch {
-                    if let Some(o) =
-                        correlate::resolve_gone(&mut repo, &rules, fingerprint, *starts_at, *since)?
-                    {
-                        outcomes.push(o);
-                    }
-                }
-                let changes: Vec<Change> = outcomes.iter().map(Change::Alert).collect();
-                jobs::plan(&*planner, tx, &changes)?;
-                Ok(outcomes)
-            })
-            .await?;
+        let resolved = state.store.resolve_gone(due.clone(), now).await?;
         for (key, _) in &due {
             self.missed_since.remove(key);
         }
@@ -183,11 +162,7 @@ impl Reconciler {
 }
 
 /// Reconcile at startup and then every interval, until `stop`.
-pub async fn run(
-    mut reconciler: Reconciler,
-    state: Arc<AppState>,
-    mut stop: watch::Receiver<bool>,
-) {
+pub async fn run(mut reconciler: Reconciler, state: Arc<Core>, mut stop: watch::Receiver<bool>) {
     let every = reconciler.config.reconcile_interval;
     loop {
         if let Err(e) = reconciler.round(&state).await {

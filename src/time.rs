@@ -1,8 +1,21 @@
-//! Time formatting shared by the API, logs and the CLI: RFC 3339 in UTC, milliseconds kept.
+//! Time: the clock everything reads, and the formats shared by the API, logs and the CLI
+//! (RFC 3339 in UTC, milliseconds kept).
+
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 
 use crate::incident::Timestamp;
+
+/// A clock: the real one in production, a fixed or scripted one in tests.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The wall clock at the store's precision (microseconds), so that a time computed in memory
+/// is the time read back.
+pub fn system_clock() -> Clock {
+    use chrono::SubsecRound;
+    Arc::new(|| Utc::now().trunc_subsecs(6))
+}
 
 /// RFC 3339 in UTC with `Z`, sub-second digits only when present.
 pub fn rfc3339(t: Timestamp) -> String {

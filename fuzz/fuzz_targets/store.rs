@@ -33,8 +33,9 @@ use incidentd::incident::memory::MemoryRepo;
 use incidentd::incident::{
     act, ingest_all, Action, ActionError, AlertStatus, EventKind, Incident, Rules, Timestamp,
 };
-use incidentd::jobs::{self, Change, Planner};
+use incidentd::followup::{self, Change, Planner};
 use incidentd::store::sqlite::{full_incident, insert_notification, SqliteRepo};
+use incidentd::store::{NewJob, Tx};
 use libfuzzer_sys::fuzz_target;
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use sha2::{Digest, Sha256};
@@ -147,7 +148,7 @@ fn notify(
     let got = ingest_all(&mut repo, rules, &n.group_key, &n.alerts, now)
         .unwrap_or_else(|e| panic!("SQLite ingest failed: {e}"));
     let changes: Vec<Change> = got.iter().map(Change::Alert).collect();
-    jobs::plan(planner, tx, &changes).expect("jobs are planned");
+    plan(planner, tx, &changes);
     assert_eq!(got, expected, "outcomes differ (SQLite left, memory right)");
 }
 
@@ -183,7 +184,7 @@ fn perform(
         let got = resolve_gone(&mut repo, rules, fp, *starts_at, noticed)
             .unwrap_or_else(|e| panic!("SQLite resolve_gone failed: {e}"));
         if let Some(o) = &got {
-            jobs::plan(planner, tx, &[Change::Alert(o)]).expect("jobs are planned");
+            plan(planner, tx, &[Change::Alert(o)]);
         }
         assert_eq!(got, expected, "resolve_gone differs (SQLite left)");
         return;
@@ -213,7 +214,7 @@ fn perform(
                 by,
                 action: &action,
             };
-            jobs::plan(planner, tx, &[change]).expect("jobs are planned");
+            plan(planner, tx, &[change]);
         }
         (Err(ActionError::Repo(e)), _) => panic!("SQLite act failed: {e}"),
         (Err(ActionError::NotFound(a)), Err(ActionError::NotFound(b))) => assert_eq!(a, b),
@@ -254,4 +255,21 @@ fn normalize(mut i: Incident) -> Incident {
     i.timeline
         .sort_by(|a, b| (a.at, a.kind, &a.actor, &a.text).cmp(&(b.at, b.kind, &b.actor, &b.text)));
     i
+}
+
+/// Queue the follow-up jobs of `changes` in `tx`, as the store does.
+fn plan(planner: &Planner, tx: &Transaction, changes: &[Change]) {
+    let now = chrono::Utc::now();
+    let mut repo = SqliteRepo { tx, now };
+    for (id, spec) in followup::plan(planner, changes) {
+        repo.enqueue(&NewJob {
+            kind: spec.kind,
+            incident_id: Some(&id),
+            payload: &spec.payload,
+            coalesce: spec.coalesce,
+            run_at: now + spec.delay,
+            now,
+        })
+        .expect("jobs are planned");
+    }
 }

@@ -11,11 +11,10 @@ use serde_json::{json, Value};
 use super::auth::check_api_token;
 use super::{ApiError, AppState, Path, Query};
 use crate::draft::DraftError;
-use crate::incident::{correlate, Action, ActionError, Incident, Status};
-use crate::jobs::{self, Change};
+use crate::incident::{Action, Incident, Status};
 use crate::postmortem::Evidence;
 use crate::prometheus::format_prom_duration;
-use crate::store::sqlite::{self, ListFilter, SqliteRepo};
+use crate::store::{ActError, ListFilter};
 use crate::time::rfc3339;
 
 /// Longest name accepted in `by`, and longest note.
@@ -180,16 +179,7 @@ pub fn add_evidence(v: &mut Value, i: &Incident, evidence: Option<&Evidence>) {
 
 /// An incident with its alerts, timeline and evidence, as `GET /api/v1/incidents/{id}` serves it.
 async fn detailed(state: &AppState, id: String) -> Result<Option<Value>, ApiError> {
-    let found = state
-        .store
-        .read(move |c| {
-            let Some(i) = sqlite::full_incident(c, &id)? else {
-                return Ok(None);
-            };
-            let evidence = sqlite::evidence(c, &id)?;
-            Ok(Some((i, evidence)))
-        })
-        .await?;
+    let found = state.store.incident_with_evidence(&id).await?;
     Ok(found.map(|(i, evidence)| {
         let evidence: Option<Evidence> = evidence.and_then(|e| serde_json::from_value(e).ok());
         let mut v = incident_json(&i, true);
@@ -261,10 +251,7 @@ pub async fn list(
         before: p.before,
         limit,
     };
-    let page = state
-        .store
-        .read(move |c| sqlite::list_incidents(c, &filter))
-        .await?;
+    let page = state.store.list_incidents(filter).await?;
     Ok(Json(json!({
         "incidents": page.incidents.iter().map(|i| incident_json(i, false)).collect::<Vec<_>>(),
         "next_before": page.next_before,
@@ -290,12 +277,7 @@ pub async fn chart(
     use axum::response::IntoResponse;
     check_id(&id)?;
     check_chart_file(&file)?;
-    let key = id.clone();
-    let name = file.clone();
-    let svg = state
-        .store
-        .read(move |c| sqlite::chart(c, &key, &name))
-        .await?;
+    let svg = state.store.chart(&id, &file).await?;
     match svg {
         Some(svg) => Ok((
             [
@@ -374,36 +356,17 @@ pub async fn perform(state: &AppState, id: &str, by: &str, action: Action) -> Re
     check_id(id)?;
     let by = check_by(by)?;
     let now = state.now();
-    let rules = state.rules.clone();
-    let planner = state.planner.clone();
     let kind = match &action {
         Action::Acknowledge => "acknowledged",
         Action::Note(_) => "note_added",
         Action::Resolve => "resolved",
     };
-    let (key, who) = (id.to_string(), by.clone());
-    let result = state
-        .store
-        .write(move |tx| {
-            let mut repo = SqliteRepo { tx, now };
-            match correlate::act(&mut repo, &rules, &key, &who, &action, now) {
-                Ok(_) => {
-                    let change = Change::Person {
-                        incident_id: &key,
-                        by: &who,
-                        action: &action,
-                    };
-                    jobs::plan(&*planner, tx, &[change])?;
-                    Ok(Ok(()))
-                }
-                Err(ActionError::Repo(e)) => Err(e.into()),
-                Err(ActionError::NotFound(m)) => {
-                    Ok(Err(ApiError::NotFound(format!("incident {m} not found"))))
-                }
-                Err(ActionError::Conflict(m)) => Ok(Err(ApiError::Conflict(m))),
-            }
-        })
-        .await?;
+    let result = match state.store.act(id, &by, action, now).await {
+        Ok(_) => Ok(()),
+        Err(ActError::NotFound(m)) => Err(ApiError::NotFound(format!("incident {m} not found"))),
+        Err(ActError::Conflict(m)) => Err(ApiError::Conflict(m)),
+        Err(ActError::Store(e)) => Err(e.into()),
+    };
     result?;
     state.wake.notify_waiters();
     tracing::info!(incident = %id, by = %by, action = kind, "incident updated by a person");

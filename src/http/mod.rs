@@ -20,34 +20,29 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use tower_http::timeout::TimeoutLayer;
 
-use crate::incident::{Rules, Timestamp};
-use crate::jobs::Planner;
-use crate::store::{Store, StoreError};
+use crate::core::Core;
+use crate::store::StoreError;
 
 /// Everything the handlers share.
 pub struct AppState {
-    pub store: Store,
-    pub rules: Arc<Rules>,
-    pub planner: Arc<Planner>,
+    /// The store, the clock and the job loops' signals, shared with the background work.
+    pub core: Arc<Core>,
     pub webhook_auth: auth::WebhookAuth,
     pub api_token: Option<crate::config::Secret>,
     pub max_body_bytes: usize,
     /// Deadline for reading a request's body and answering it (`web.request_timeout`).
     pub request_timeout: std::time::Duration,
-    pub metrics: Arc<metrics::Metrics>,
-    pub clock: Arc<dyn Fn() -> Timestamp + Send + Sync>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     pub drafts: Arc<crate::draft::Drafts>,
     /// Slack, when configured.
     pub slack: Option<Arc<crate::slack::job::Slack>>,
-    /// Wakes the job runner after a commit that queued jobs.
-    pub wake: Arc<tokio::sync::Notify>,
-    /// Told of every webhook, so follow-up work can yield to a storm of them.
-    pub ingestion: Arc<crate::jobs::Ingestion>,
 }
 
-impl AppState {
-    pub fn now(&self) -> Timestamp {
-        (self.clock)()
+impl std::ops::Deref for AppState {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
     }
 }
 
@@ -84,11 +79,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    match state
-        .store
-        .read(|c| c.query_row("SELECT 1", [], |_| Ok(())))
-        .await
-    {
+    match state.store.ping().await {
         Ok(()) => "incidentd is Ready.\n".into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,

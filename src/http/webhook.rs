@@ -11,12 +11,9 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::{ApiError, AppState};
-use sha2::{Digest, Sha256};
 
 use crate::alertmanager::{self, ValidNotification};
-use crate::incident::{correlate, Effect, Outcome};
-use crate::jobs::{self, Change};
-use crate::store::sqlite::{insert_notification, SqliteRepo};
+use crate::incident::{Effect, Outcome};
 
 pub async fn receive(
     State(state): State<Arc<AppState>>,
@@ -80,47 +77,14 @@ async fn handle(
     })))
 }
 
-/// Correlate and store one notification in the writer's next transaction.
+/// Store one notification and correlate its alerts; durable when this returns.
 async fn ingest(
     state: &Arc<AppState>,
     notification: ValidNotification,
     raw: Bytes,
     received_at: crate::incident::Timestamp,
 ) -> Result<Vec<Outcome>, ApiError> {
-    let rules = state.rules.clone();
-    let planner = state.planner.clone();
-    // Hashed here, on the async side, so the single writer only looks it up.
-    let hash = Sha256::digest(&raw);
-    let outcomes = state
-        .store
-        .write(move |tx| {
-            insert_notification(
-                tx,
-                received_at,
-                &notification.receiver,
-                notification.status.as_str(),
-                &notification.group_key,
-                notification.alerts.len(),
-                &hash,
-                &raw,
-            )?;
-            let mut repo = SqliteRepo {
-                tx,
-                now: received_at,
-            };
-            let outcomes = correlate::ingest_all(
-                &mut repo,
-                &rules,
-                &notification.group_key,
-                &notification.alerts,
-                received_at,
-            )?;
-            let changes: Vec<Change> = outcomes.iter().map(Change::Alert).collect();
-            jobs::plan(&*planner, tx, &changes)?;
-            Ok(outcomes)
-        })
-        .await?;
-    Ok(outcomes)
+    Ok(state.store.ingest(notification, raw, received_at).await?)
 }
 
 pub(crate) fn effect_name(e: &Effect) -> &'static str {

@@ -124,15 +124,9 @@ impl SlackError {
         match self.retry() {
             Retry::Never => None,
             Retry::After(d) => Some(d),
-            Retry::Backoff => Some(backoff(attempt)),
+            Retry::Backoff => Some(crate::retry::SLACK.after(attempt)),
         }
     }
-}
-
-/// Exponential backoff: 2 s, 4 s, 8 s, ... capped at 5 minutes.
-pub fn backoff(attempt: u32) -> Duration {
-    let exp = attempt.clamp(1, 20);
-    Duration::from_secs((1u64 << exp).min(300))
 }
 
 /// The Web API's answer envelope (the fields incidentd reads).
@@ -438,16 +432,7 @@ mod tests {
         assert_eq!(e.retry(), Retry::After(Duration::from_secs(30)));
         assert_eq!(e.retry_delay(7), Some(Duration::from_secs(30)));
         let e = SlackError::RateLimited { retry_after: None };
-        assert_eq!(e.retry_delay(1), Some(backoff(1)));
-    }
-
-    #[test]
-    fn backoff_doubles_and_stops_at_five_minutes() {
-        assert_eq!(backoff(1), Duration::from_secs(2));
-        assert_eq!(backoff(2), Duration::from_secs(4));
-        assert_eq!(backoff(8), Duration::from_secs(256));
-        assert_eq!(backoff(9), Duration::from_secs(300));
-        assert_eq!(backoff(u32::MAX), Duration::from_secs(300));
+        assert_eq!(e.retry_delay(1), Some(crate::retry::SLACK.after(1)));
     }
 
     #[test]

@@ -94,7 +94,7 @@ impl DeliveryError {
     pub fn retry_delay(&self, attempt: u32) -> Option<Duration> {
         match self {
             DeliveryError::Slack(e) => e.retry_delay(attempt),
-            DeliveryError::State(_) => Some(super::client::backoff(attempt)),
+            DeliveryError::State(_) => Some(crate::retry::SLACK.after(attempt)),
         }
     }
 }

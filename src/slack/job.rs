@@ -11,10 +11,11 @@ use super::{
     SlackClient, SlackEvent, SlackState, StateError,
 };
 use crate::config::Config;
+use crate::followup::Change;
 use crate::incident::{Action, Effect, Incident};
-use crate::jobs::{Change, Handler, JobFailure};
+use crate::jobs::{Handler, JobFailure};
 use crate::postmortem::{format_metric, Evidence};
-use crate::store::{sqlite, Store};
+use crate::store::Store;
 
 /// Job kind of Slack deliveries. Not coalesced: every event is a message.
 pub const JOB_KIND: &str = "slack";
@@ -180,20 +181,13 @@ impl Slack {
                     .ok_or_else(|| JobFailure::permanent("Slack job without an incident"))?;
                 let mut payload: SlackJob = serde_json::from_value(job.payload.clone())
                     .map_err(|e| JobFailure::permanent(format!("unreadable Slack job: {e}")))?;
-                let key = id.clone();
-                let loaded = store
-                    .read(move |c| {
-                        Ok((
-                            sqlite::full_incident(c, &key)?,
-                            sqlite::slack_thread(c, &key)?,
-                            sqlite::evidence(c, &key)?,
-                        ))
-                    })
-                    .await
-                    .map_err(|e| {
-                        JobFailure::retry(e.to_string(), crate::jobs::backoff(job.attempts + 1))
-                    })?;
-                let (Some(incident), thread, evidence) = loaded else {
+                let loaded = store.slack_view(&id).await.map_err(|e| {
+                    JobFailure::retry(
+                        e.to_string(),
+                        crate::retry::JOBS.after_chrono(job.attempts + 1),
+                    )
+                })?;
+                let Some((incident, thread, evidence)) = loaded else {
                     return Ok(()); // pruned meanwhile
                 };
                 let state = Thread {
@@ -217,15 +211,12 @@ impl Slack {
                 // Record a freshly posted root before anything else, so replies find it.
                 let recorded = state.recorded.lock().ok().and_then(|mut r| r.take());
                 if let Some(root) = recorded {
-                    let key = id.clone();
                     store
-                        .write(move |tx| {
-                            Ok(sqlite::set_slack_thread(tx, &key, &root.channel, &root.ts)?)
-                        })
+                        .set_slack_thread(&id, &root.channel, &root.ts)
                         .await
                         .map_err(|e| JobFailure {
                             message: format!("posted the Slack root but cannot record it: {e}"),
-                            retry_in: Some(crate::jobs::backoff(job.attempts + 1)),
+                            retry_in: Some(crate::retry::JOBS.after_chrono(job.attempts + 1)),
                             payload: serde_json::to_value(&payload).ok(),
                         })?;
                 }

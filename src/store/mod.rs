@@ -1,448 +1,774 @@
-//! Storage: one SQLite database in WAL mode, written by a single writer thread with group
-//! commit and read through a small pool of read-only connections.
+//! Storage: the one boundary between incidentd and its database.
 //!
-//! Every SQL statement lives in this module (`migrations.rs`, `sqlite.rs`, `jobs.rs`), so a
-//! second backend (PostgreSQL) can be added behind the same methods without touching
-//! correlation, the API or rendering.
+//! Everything above this module asks for operations named by what they mean (ingest a
+//! notification, act on an incident, resolve occurrences Alertmanager no longer has, save
+//! evidence, claim / complete / fail a job, prune, and the typed reads); none of it sees SQL,
+//! a connection or a transaction. What an operation does is decided once, here, over two small
+//! traits ([`Tx`] for the writes inside one transaction, [`Reads`] for the queries); each
+//! backend implements them beside the others (`sqlite/`, the embedded default).
 //!
-//! Durability: `synchronous=FULL` with WAL means a commit has reached the disk when it returns.
-//! Callers hand their work to the writer, which drains whatever is queued into one
-//! transaction (each caller's work inside its own savepoint, so one failure rolls back only
-//! that caller's changes), commits once, and only then answers every caller. Many concurrent
-//! webhooks thus share one fsync.
+//! A write returns once it is durable: a 2xx answered after one means the data survives a
+//! crash.
 
-pub mod jobs;
-pub mod migrations;
 pub mod sqlite;
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::path::Path;
+use std::sync::Arc;
 
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
-use tokio::sync::{mpsc, oneshot};
+use crate::alertmanager::ValidNotification;
+use crate::followup::{self, Change, JobSpec, Planner};
+use crate::incident::{
+    self, correlate, Action, ActionError, EventKind, ImpactMethod, Incident, NotificationCounts,
+    Occurrence, Outcome, Repo, Rules, Seen, TimelineEvent, Timestamp,
+};
 
-pub use sqlite::ListFilter;
+pub use sqlite::{open_in_memory, ListFilter, Page};
 
 /// Why a storage call failed.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// SQLite refused; transient ones (busy, locked, full disk, I/O) are worth retrying.
+    /// The database refused; transient ones (busy, locked, full disk, I/O, connection lost)
+    /// are worth retrying.
     #[error("database error: {message}")]
-    Sqlite { message: String, transient: bool },
-    /// The writer thread is gone (shutting down).
+    Database { message: String, transient: bool },
+    /// The store is closed (shutting down), or opened read-only.
     #[error("the database is closed")]
     Closed,
     /// Opening or migrating the database failed.
-    #[error("cannot open database {path}: {message}")]
-    Open { path: PathBuf, message: String },
+    #[error("cannot open database {location}: {message}")]
+    Open { location: String, message: String },
 }
 
 impl StoreError {
     /// Whether the caller should answer "try again later" (503) rather than "this is wrong".
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Sqlite { transient, .. } => *transient,
+            StoreError::Database { transient, .. } => *transient,
             StoreError::Closed => true,
             StoreError::Open { .. } => false,
         }
     }
-}
 
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        use rusqlite::ErrorCode::*;
-        let transient = matches!(
-            e.sqlite_error_code(),
-            Some(
-                DatabaseBusy
-                    | DatabaseLocked
-                    | DiskFull
-                    | SystemIoFailure
-                    | CannotOpen
-                    | ReadOnly
-                    | OutOfMemory
-            )
-        );
-        StoreError::Sqlite {
-            message: e.to_string(),
-            transient,
+    /// A value that cannot be encoded for storage: a bug, never worth retrying.
+    pub fn encoding(what: &str, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Database {
+            message: format!("cannot encode {what}: {e}"),
+            transient: false,
         }
     }
 }
 
-/// One caller's work: `run` does it inside the transaction (false: it failed, roll it back);
-/// `finish` answers the caller once the commit's outcome is known.
-struct Op {
-    run: Box<dyn FnOnce(&Transaction) -> bool + Send>,
-    finish: Finish,
+/// A job as claimed by a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub incident_id: Option<String>,
+    pub payload: serde_json::Value,
+    pub attempts: u32,
+    pub run_at: Timestamp,
 }
 
-type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-
-/// What the writer thread is asked to do.
-enum Msg {
-    Op(Op),
-    /// Finish queued work, checkpoint, close the database, then answer.
-    Close(oneshot::Sender<()>),
+/// A job to queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob<'a> {
+    pub kind: &'a str,
+    pub incident_id: Option<&'a str>,
+    pub payload: &'a serde_json::Value,
+    /// One pending job of this kind per incident absorbs the others; it runs at the earlier
+    /// of the two times.
+    pub coalesce: bool,
+    /// Wall-clock time (jobs run on operational time, whatever clock the domain runs on).
+    pub run_at: Timestamp,
+    pub now: Timestamp,
 }
 
-/// How many queued operations one transaction takes at most.
-const MAX_BATCH: usize = 1024;
+/// A job's current row, for diagnostics and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobStatus {
+    pub state: String,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+}
 
-/// The database: a writer handle and a reader pool. Cheap to clone.
+/// What start-up found left over from a process that did not finish its jobs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Jobs that were running: queued to run again.
+    pub requeued: usize,
+    /// Coalesced jobs that were running while a later one of the same kind and incident was
+    /// already pending: that one redoes their work, so they are marked done (superseded).
+    pub superseded: usize,
+}
+
+/// What a prune removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub notifications: usize,
+    pub jobs: usize,
+    pub incidents: usize,
+}
+
+/// An earlier incident related to another: same key, or alert names in common.
+#[derive(Debug, Clone)]
+pub struct Related {
+    pub incident: Incident,
+    pub same_key: bool,
+    pub shared_alertnames: Vec<String>,
+}
+
+/// Everything a post-mortem draft is rendered from, read at one moment.
+#[derive(Debug, Clone)]
+pub struct DraftInputs {
+    pub incident: Incident,
+    pub evidence: Option<serde_json::Value>,
+    pub related: Vec<Related>,
+    /// `(file name, svg)`.
+    pub charts: Vec<(String, String)>,
+    /// `(channel, ts)` of the incident's Slack thread.
+    pub slack_thread: Option<(String, String)>,
+    /// Slack messages delivered: `(when, job payload)`, oldest first.
+    pub slack_deliveries: Vec<(Timestamp, String)>,
+}
+
+/// Evidence gathered for an incident, saved in one transaction with what follows from it.
+#[derive(Debug, Clone)]
+pub struct NewEvidence {
+    pub incident_id: String,
+    /// The impact start found by re-evaluating the rules, and how.
+    pub impact_start: Option<(Timestamp, ImpactMethod)>,
+    pub body: serde_json::Value,
+    /// `(file name, svg)`; they replace the incident's charts.
+    pub charts: Vec<(String, String)>,
+    pub collected_at: Timestamp,
+    /// The next evidence job, while the incident stays open.
+    pub next: Option<(JobSpec, Timestamp)>,
+}
+
+/// Why a person's action was not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    #[error("incident {0} not found")]
+    NotFound(String),
+    /// The action makes no sense in the incident's state.
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The writes a backend offers inside one transaction, besides the correlator's [`Repo`].
+pub trait Tx: Repo<Error = StoreError> {
+    /// The time rows changed now are stamped with (`updated_at`).
+    fn set_now(&mut self, now: Timestamp);
+    /// Keep a notification's body exactly as received; each distinct body once (`hash` is its
+    /// SHA-256).
+    fn record_notification(
+        &mut self,
+        notification: &ValidNotification,
+        hash: &[u8],
+        body: &[u8],
+        received_at: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Queue a job; returns its id (the pending job's, when coalesced into it).
+    fn enqueue(&mut self, job: &NewJob) -> Result<i64, StoreError>;
+    /// Claim the oldest due job of `kind`; jobs of one incident and kind run in order.
+    fn claim(&mut self, kind: &str, now: Timestamp) -> Result<Option<Job>, StoreError>;
+    fn complete(&mut self, id: i64, now: Timestamp) -> Result<(), StoreError>;
+    /// The job failed: retry after `retry_in`, or give up (`None`) and keep the error.
+    fn fail(
+        &mut self,
+        id: i64,
+        error: &str,
+        retry_in: Option<chrono::Duration>,
+        payload: Option<&serde_json::Value>,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+    /// Record the impact start the evidence found; `true` when it changed.
+    fn set_impact_start(
+        &mut self,
+        incident_id: &str,
+        at: Timestamp,
+        method: ImpactMethod,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Store an incident's evidence and charts, replacing what was there.
+    fn put_evidence(
+        &mut self,
+        incident_id: &str,
+        collected_at: Timestamp,
+        body: &serde_json::Value,
+        charts: &[(String, String)],
+    ) -> Result<(), StoreError>;
+    fn set_slack_thread(
+        &mut self,
+        incident_id: &str,
+        channel: &str,
+        ts: &str,
+    ) -> Result<(), StoreError>;
+    /// Notifications received before `cutoff`, and bodies no longer used.
+    fn prune_notifications(&mut self, cutoff: Timestamp) -> Result<usize, StoreError>;
+    /// Finished jobs older than `cutoff`.
+    fn prune_jobs(&mut self, cutoff: Timestamp) -> Result<usize, StoreError>;
+    /// Incidents resolved before `cutoff`, with everything that hangs off them.
+    fn prune_incidents(&mut self, cutoff: Timestamp) -> Result<usize, StoreError>;
+}
+
+/// The queries a backend answers.
+pub trait Reads {
+    /// An incident with its alerts and whole stored timeline.
+    fn incident(&mut self, id: &str) -> Result<Option<Incident>, StoreError>;
+    fn evidence(&mut self, incident_id: &str) -> Result<Option<serde_json::Value>, StoreError>;
+    fn list_incidents(&mut self, filter: &ListFilter) -> Result<Page, StoreError>;
+    fn chart(&mut self, incident_id: &str, name: &str) -> Result<Option<String>, StoreError>;
+    fn charts(&mut self, incident_id: &str) -> Result<Vec<(String, String)>, StoreError>;
+    fn related_incidents(
+        &mut self,
+        incident: &Incident,
+        limit: u32,
+    ) -> Result<Vec<Related>, StoreError>;
+    fn slack_thread(&mut self, incident_id: &str) -> Result<Option<(String, String)>, StoreError>;
+    fn slack_deliveries(
+        &mut self,
+        incident_id: &str,
+    ) -> Result<Vec<(Timestamp, String)>, StoreError>;
+    fn count_by_status(&mut self) -> Result<Vec<(String, i64)>, StoreError>;
+    /// Pending and running jobs, by kind.
+    fn job_depth(&mut self) -> Result<Vec<(String, i64)>, StoreError>;
+    fn job_status(&mut self, id: i64) -> Result<Option<JobStatus>, StoreError>;
+    /// Every job of an incident, oldest first: `(kind, state, payload)`.
+    fn jobs_of_incident(
+        &mut self,
+        incident_id: &str,
+    ) -> Result<Vec<(String, String, serde_json::Value)>, StoreError>;
+    /// Every firing occurrence: `(fingerprint, starts_at)`.
+    fn firing_occurrences(&mut self) -> Result<Vec<(String, Timestamp)>, StoreError>;
+    /// A trivial query: the database answers.
+    fn ping(&mut self) -> Result<(), StoreError>;
+}
+
+/// Which database.
+#[derive(Clone)]
+enum Backend {
+    Sqlite(sqlite::Db),
+}
+
+/// What a change to an incident sets in motion, queued in the same transaction.
+struct Followups {
+    rules: Arc<Rules>,
+    planner: Arc<Planner>,
+}
+
+/// The database, with its operations. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    writer: mpsc::Sender<Msg>,
-    readers: Arc<ReadPool>,
-    path: PathBuf,
+    backend: Backend,
+    followups: Arc<Followups>,
 }
 
-struct ReadPool {
-    path: PathBuf,
-    idle: Mutex<Vec<Connection>>,
+/// How many related incidents a draft lists.
+const RELATED: u32 = 5;
+
+impl Store {
+    /// Open (creating and migrating if needed) the SQLite database in `dir`, repairing what
+    /// an interrupted process left behind.
+    pub fn open_sqlite(dir: &Path) -> Result<Store, StoreError> {
+        Ok(Store::new(Backend::Sqlite(sqlite::Db::open(dir)?)))
+    }
+
+    /// Open an existing SQLite database for reading only (e.g. `incidentd render` beside a
+    /// running daemon); writes fail with [`StoreError::Closed`].
+    pub fn open_sqlite_read_only(dir: &Path) -> Result<Store, StoreError> {
+        Ok(Store::new(Backend::Sqlite(sqlite::Db::open_read_only(
+            dir,
+        )?)))
+    }
+
+    fn new(backend: Backend) -> Store {
+        Store {
+            backend,
+            followups: Arc::new(Followups {
+                rules: Arc::new(Rules::default()),
+                planner: Arc::new(followup::none),
+            }),
+        }
+    }
+
+    /// The correlation rules and the planner of follow-up jobs that writes apply.
+    pub fn with_followups(mut self, rules: Arc<Rules>, planner: Arc<Planner>) -> Store {
+        self.followups = Arc::new(Followups { rules, planner });
+        self
+    }
+
+    /// Where the data is, for logs (never a password).
+    pub fn location(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite(db) => db.path().display().to_string(),
+        }
+    }
+
+    /// Finish queued work and close the database; later writes fail with
+    /// [`StoreError::Closed`].
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(db) => db.close().await,
+        }
+    }
+
+    /// Run `f` in the next write transaction; resolves once the commit is durable. If `f`
+    /// fails, none of its changes are kept.
+    async fn write<T, F>(&self, mut f: F) -> Result<T, StoreError>
+    where
+        F: FnMut(&mut dyn Tx) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        match &self.backend {
+            Backend::Sqlite(db) => {
+                db.write(move |tx| {
+                    let mut tx = sqlite::SqliteRepo {
+                        tx,
+                        now: chrono::Utc::now(),
+                    };
+                    f(&mut tx)
+                })
+                .await
+            }
+        }
+    }
+
+    /// Run read-only queries, off the async runtime.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut dyn Reads) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        match &self.backend {
+            Backend::Sqlite(db) => db.read(move |c| f(&mut sqlite::SqliteReads(c))).await,
+        }
+    }
+
+    // ---------- writes ----------
+
+    /// Store a notification exactly as received, correlate its alerts into incidents, and
+    /// queue what follows: one transaction.
+    pub async fn ingest(
+        &self,
+        notification: ValidNotification,
+        raw: bytes::Bytes,
+        received_at: Timestamp,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        use sha2::Digest;
+        // Hashed here, on the caller's side, so the writer only looks it up.
+        let hash = sha2::Sha256::digest(&raw);
+        let followups = self.followups.clone();
+        self.write(move |tx| {
+            tx.set_now(received_at);
+            tx.record_notification(&notification, &hash, &raw, received_at)?;
+            let outcomes = correlate::ingest_all(
+                &mut Dyn(tx),
+                &followups.rules,
+                &notification.group_key,
+                &notification.alerts,
+                received_at,
+            )?;
+            let changes: Vec<Change> = outcomes.iter().map(Change::Alert).collect();
+            queue_followups(tx, &*followups.planner, &changes)?;
+            Ok(outcomes)
+        })
+        .await
+    }
+
+    /// A person's action (acknowledge, note, resolve) on an incident, and what follows.
+    pub async fn act(
+        &self,
+        id: &str,
+        by: &str,
+        action: Action,
+        now: Timestamp,
+    ) -> Result<Incident, ActError> {
+        let followups = self.followups.clone();
+        let (id, by) = (id.to_string(), by.to_string());
+        let acted = self
+            .write(move |tx| {
+                tx.set_now(now);
+                match correlate::act(&mut Dyn(tx), &followups.rules, &id, &by, &action, now) {
+                    Ok(incident) => {
+                        let change = Change::Person {
+                            incident_id: &id,
+                            by: &by,
+                            action: &action,
+                        };
+                        queue_followups(tx, &*followups.planner, &[change])?;
+                        Ok(Ok(incident))
+                    }
+                    Err(ActionError::Repo(e)) => Err(e),
+                    Err(ActionError::NotFound(m)) => Ok(Err(ActError::NotFound(m))),
+                    Err(ActionError::Conflict(m)) => Ok(Err(ActError::Conflict(m))),
+                }
+            })
+            .await?;
+        acted
+    }
+
+    /// Resolve firing occurrences that Alertmanager no longer has (their resolve was lost):
+    /// `((fingerprint, starts_at), noticed missing since)`.
+    pub async fn resolve_gone(
+        &self,
+        gone: Vec<((String, Timestamp), Timestamp)>,
+        now: Timestamp,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        let followups = self.followups.clone();
+        self.write(move |tx| {
+            tx.set_now(now);
+            let mut outcomes = Vec::new();
+            for ((fingerprint, starts_at), since) in &gone {
+                if let Some(o) = correlate::resolve_gone(
+                    &mut Dyn(tx),
+                    &followups.rules,
+                    fingerprint,
+                    *starts_at,
+                    *since,
+                )? {
+                    outcomes.push(o);
+                }
+            }
+            let changes: Vec<Change> = outcomes.iter().map(Change::Alert).collect();
+            queue_followups(tx, &*followups.planner, &changes)?;
+            Ok(outcomes)
+        })
+        .await
+    }
+
+    /// Save an incident's evidence, its impact start and charts, queue the next evidence job
+    /// and what new evidence sets in motion (a draft, Slack's figures): one transaction.
+    pub async fn save_evidence(&self, evidence: NewEvidence) -> Result<(), StoreError> {
+        let followups = self.followups.clone();
+        self.write(move |tx| {
+            let e = &evidence;
+            tx.set_now(e.collected_at);
+            if let Some((at, method)) = e.impact_start {
+                tx.set_impact_start(&e.incident_id, at, method, e.collected_at)?;
+            }
+            tx.put_evidence(&e.incident_id, e.collected_at, &e.body, &e.charts)?;
+            if let Some((spec, at)) = &e.next {
+                schedule(tx, Some(&e.incident_id), spec, *at)?;
+            }
+            let change = Change::Evidence {
+                incident_id: &e.incident_id,
+            };
+            queue_followups(tx, &*followups.planner, &[change])?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Queue a job to run at `run_at` (wall clock); returns its id.
+    pub async fn schedule(
+        &self,
+        incident_id: Option<&str>,
+        spec: JobSpec,
+        run_at: Timestamp,
+    ) -> Result<i64, StoreError> {
+        let incident_id = incident_id.map(str::to_string);
+        self.write(move |tx| schedule(tx, incident_id.as_deref(), &spec, run_at))
+            .await
+    }
+
+    /// Record where the incident's Slack thread is.
+    pub async fn set_slack_thread(
+        &self,
+        incident_id: &str,
+        channel: &str,
+        ts: &str,
+    ) -> Result<(), StoreError> {
+        let (id, channel, ts) = (incident_id.to_string(), channel.to_string(), ts.to_string());
+        self.write(move |tx| tx.set_slack_thread(&id, &channel, &ts))
+            .await
+    }
+
+    /// Claim the oldest due job of `kind`.
+    pub async fn claim_job(&self, kind: &str, now: Timestamp) -> Result<Option<Job>, StoreError> {
+        let kind = kind.to_string();
+        self.write(move |tx| tx.claim(&kind, now)).await
+    }
+
+    /// The job succeeded.
+    pub async fn complete_job(&self, id: i64, now: Timestamp) -> Result<(), StoreError> {
+        self.write(move |tx| tx.complete(id, now)).await
+    }
+
+    /// The job failed: retry after `retry_in`, or give up (`None`). A new `payload` replaces
+    /// the job's (a handler's progress, so a retry does not redo steps).
+    pub async fn fail_job(
+        &self,
+        id: i64,
+        error: String,
+        retry_in: Option<chrono::Duration>,
+        payload: Option<serde_json::Value>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.write(move |tx| tx.fail(id, &error, retry_in, payload.as_ref(), now))
+            .await
+    }
+
+    /// Delete what is past retention: notifications and finished jobs before
+    /// `payload_cutoff`, resolved incidents before `incident_cutoff`.
+    pub async fn prune(
+        &self,
+        payload_cutoff: Timestamp,
+        incident_cutoff: Option<Timestamp>,
+    ) -> Result<Pruned, StoreError> {
+        self.write(move |tx| {
+            Ok(Pruned {
+                notifications: tx.prune_notifications(payload_cutoff)?,
+                jobs: tx.prune_jobs(payload_cutoff)?,
+                incidents: match incident_cutoff {
+                    Some(cutoff) => tx.prune_incidents(cutoff)?,
+                    None => 0,
+                },
+            })
+        })
+        .await
+    }
+
+    // ---------- reads ----------
+
+    /// An incident with its alerts and timeline (ignored notifications summed up in a row).
+    pub async fn incident(&self, id: &str) -> Result<Option<Incident>, StoreError> {
+        let id = id.to_string();
+        self.read(move |r| Ok(r.incident(&id)?.map(with_ignored_row)))
+            .await
+    }
+
+    /// An incident and its evidence JSON.
+    pub async fn incident_with_evidence(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Incident, Option<serde_json::Value>)>, StoreError> {
+        let id = id.to_string();
+        self.read(move |r| {
+            let Some(incident) = r.incident(&id)? else {
+                return Ok(None);
+            };
+            Ok(Some((with_ignored_row(incident), r.evidence(&id)?)))
+        })
+        .await
+    }
+
+    /// What Slack's messages are made from: the incident, its thread, its evidence.
+    #[allow(clippy::type_complexity)]
+    pub async fn slack_view(
+        &self,
+        id: &str,
+    ) -> Result<
+        Option<(
+            Incident,
+            Option<(String, String)>,
+            Option<serde_json::Value>,
+        )>,
+        StoreError,
+    > {
+        let id = id.to_string();
+        self.read(move |r| {
+            let Some(incident) = r.incident(&id)? else {
+                return Ok(None);
+            };
+            Ok(Some((
+                with_ignored_row(incident),
+                r.slack_thread(&id)?,
+                r.evidence(&id)?,
+            )))
+        })
+        .await
+    }
+
+    /// Everything a post-mortem draft needs.
+    pub async fn draft_inputs(&self, id: &str) -> Result<Option<DraftInputs>, StoreError> {
+        let id = id.to_string();
+        self.read(move |r| {
+            let Some(incident) = r.incident(&id)? else {
+                return Ok(None);
+            };
+            let incident = with_ignored_row(incident);
+            Ok(Some(DraftInputs {
+                evidence: r.evidence(&id)?,
+                related: r.related_incidents(&incident, RELATED)?,
+                charts: r.charts(&id)?,
+                slack_thread: r.slack_thread(&id)?,
+                slack_deliveries: r.slack_deliveries(&id)?,
+                incident,
+            }))
+        })
+        .await
+    }
+
+    /// Incidents newest first, without alerts and timeline.
+    pub async fn list_incidents(&self, filter: ListFilter) -> Result<Page, StoreError> {
+        self.read(move |r| r.list_incidents(&filter)).await
+    }
+
+    /// One chart's SVG.
+    pub async fn chart(&self, incident_id: &str, name: &str) -> Result<Option<String>, StoreError> {
+        let (id, name) = (incident_id.to_string(), name.to_string());
+        self.read(move |r| r.chart(&id, &name)).await
+    }
+
+    /// Incidents by status and queued jobs by kind, for `/metrics`.
+    #[allow(clippy::type_complexity)]
+    pub async fn overview(&self) -> Result<(Vec<(String, i64)>, Vec<(String, i64)>), StoreError> {
+        self.read(|r| Ok((r.count_by_status()?, r.job_depth()?)))
+            .await
+    }
+
+    /// Every firing occurrence: `(fingerprint, starts_at)`.
+    pub async fn firing_occurrences(&self) -> Result<Vec<(String, Timestamp)>, StoreError> {
+        self.read(|r| r.firing_occurrences()).await
+    }
+
+    /// A job's current state.
+    pub async fn job_status(&self, id: i64) -> Result<Option<JobStatus>, StoreError> {
+        self.read(move |r| r.job_status(id)).await
+    }
+
+    /// Every job of an incident, oldest first: `(kind, state, payload)`.
+    pub async fn jobs_of_incident(
+        &self,
+        incident_id: &str,
+    ) -> Result<Vec<(String, String, serde_json::Value)>, StoreError> {
+        let id = incident_id.to_string();
+        self.read(move |r| r.jobs_of_incident(&id)).await
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|r| r.ping()).await
+    }
 }
 
-/// Largest size the WAL file is cut back to when SQLite restarts it from the beginning.
-///
-/// Without a limit the `-wal` file keeps the size of the largest burst between two
-/// checkpoints forever (SQLite reuses it, never truncates it): a backlog of webhooks, or a
-/// prune deleting a day of payloads in one transaction, could leave hundreds of megabytes
-/// behind. 64 MiB is far above what a busy steady state needs (the automatic checkpoint
-/// runs every 1,000 pages, about 4 MiB), so truncating costs no extra work in normal running.
-pub const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
-
-/// The writer's pragmas, all in one place.
-fn configure(conn: &Connection) -> rusqlite::Result<()> {
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
+/// Queue the jobs that `changes` call for, in the caller's transaction.
+fn queue_followups(
+    tx: &mut dyn Tx,
+    planner: &Planner,
+    changes: &[Change],
+) -> Result<(), StoreError> {
+    let now = chrono::Utc::now();
+    for (incident_id, spec) in followup::plan(planner, changes) {
+        schedule(tx, Some(&incident_id), &spec, now + spec.delay)?;
+    }
     Ok(())
 }
 
-/// A private in-memory database with the daemon's settings and the full schema, used
-/// synchronously (no writer thread): for differential tests and fuzzing of the SQL against
-/// the in-memory repo, so they run the same migrations and pragmas as [`Store::open`].
-pub fn open_in_memory() -> Result<Connection, StoreError> {
-    let open_err = |e: rusqlite::Error| StoreError::Open {
-        path: PathBuf::from(":memory:"),
-        message: e.to_string(),
-    };
-    let mut conn = Connection::open_in_memory().map_err(open_err)?;
-    configure(&conn).map_err(open_err)?;
-    migrations::migrate(&mut conn).map_err(open_err)?;
-    Ok(conn)
+fn schedule(
+    tx: &mut dyn Tx,
+    incident_id: Option<&str>,
+    spec: &JobSpec,
+    run_at: Timestamp,
+) -> Result<i64, StoreError> {
+    tx.enqueue(&NewJob {
+        kind: spec.kind,
+        incident_id,
+        payload: &spec.payload,
+        coalesce: spec.coalesce,
+        run_at,
+        now: chrono::Utc::now(),
+    })
 }
 
-impl Store {
-    /// Open (creating if needed) the database in `dir`, migrate it, and start the writer.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let open_err = |message: String| StoreError::Open {
-            path: dir.to_path_buf(),
-            message,
-        };
-        std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
-        let path = dir.join("incidentd.db");
-        let mut conn = Connection::open(&path).map_err(|e| open_err(e.to_string()))?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(|e| open_err(e.to_string()))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(open_err(format!("cannot switch to WAL mode (got {mode})")));
-        }
-        configure(&conn).map_err(|e| open_err(e.to_string()))?;
-        migrations::migrate(&mut conn).map_err(|e| open_err(e.to_string()))?;
-        // What a crash can leave behind is repaired here, in one transaction, and said once.
-        let recovered = jobs::requeue_running(&mut conn, chrono::Utc::now())
-            .map_err(|e| open_err(format!("recovering interrupted jobs: {e}")))?;
-        if recovered != jobs::Recovered::default() {
-            tracing::info!(
-                requeued = recovered.requeued,
-                superseded = recovered.superseded,
-                "recovered jobs interrupted by the last stop"
-            );
-        }
-
-        let (tx, rx) = mpsc::channel::<Msg>(8192);
-        std::thread::Builder::new()
-            .name("incidentd-writer".into())
-            .spawn(move || writer_loop(conn, rx))
-            .map_err(|e| open_err(e.to_string()))?;
-        Ok(Store {
-            writer: tx,
-            readers: Arc::new(ReadPool {
-                path: path.clone(),
-                idle: Mutex::new(Vec::new()),
-            }),
-            path,
-        })
-    }
-
-    /// Open an existing database for reading only (e.g. `incidentd render` beside a running
-    /// daemon); writes fail with [`StoreError::Closed`].
-    pub fn open_read_only(dir: &Path) -> Result<Store, StoreError> {
-        let path = dir.join("incidentd.db");
-        if !path.exists() {
-            return Err(StoreError::Open {
-                path: dir.to_path_buf(),
-                message: "no incidentd.db there".into(),
+/// Repeats and stale notifications change nothing; the timeline says how many there were, in
+/// one row at the last time an alert was seen.
+fn with_ignored_row(mut incident: Incident) -> Incident {
+    let n = incident.notifications;
+    if n.duplicate + n.stale > 0 {
+        let last_seen = incident.alerts.iter().map(|o| o.last_seen_at).max();
+        if let Some(at) = last_seen {
+            let mut parts = Vec::new();
+            if n.duplicate > 0 {
+                parts.push(format!("{} repeated", n.duplicate));
+            }
+            if n.stale > 0 {
+                parts.push(format!("{} stale (firing after resolved)", n.stale));
+            }
+            incident.timeline.push(TimelineEvent {
+                at,
+                kind: EventKind::Notifications,
+                actor: incident::ACTOR_ALERTMANAGER.into(),
+                text: format!(
+                    "{} of {} alert notifications changed nothing and were ignored",
+                    parts.join(" and "),
+                    n.received
+                ),
             });
         }
-        let (tx, _) = mpsc::channel::<Msg>(1);
-        Ok(Store {
-            writer: tx,
-            readers: Arc::new(ReadPool {
-                path: path.clone(),
-                idle: Mutex::new(Vec::new()),
-            }),
-            path,
-        })
     }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Run `f` inside the next group-committed write transaction; resolves after the commit
-    /// is durable. If `f` fails, only its own changes are rolled back.
-    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        F: FnOnce(&Transaction) -> Result<T, StoreError> + Send + 'static,
-        T: Send + 'static,
-    {
-        let (done, wait) = oneshot::channel();
-        let slot: Arc<Mutex<Option<Result<T, StoreError>>>> = Arc::new(Mutex::new(None));
-        let out = slot.clone();
-        let op = Op {
-            run: Box::new(move |tx: &Transaction| {
-                let result = f(tx);
-                let ok = result.is_ok();
-                if let Ok(mut s) = slot.lock() {
-                    *s = Some(result);
-                }
-                ok
-            }),
-            finish: Box::new(move |commit: Result<(), StoreError>| {
-                let result = out
-                    .lock()
-                    .ok()
-                    .and_then(|mut s| s.take())
-                    .unwrap_or(Err(StoreError::Closed));
-                let _ = done.send(commit.and(result));
-            }),
-        };
-        self.writer
-            .send(Msg::Op(op))
-            .await
-            .map_err(|_| StoreError::Closed)?;
-        wait.await.map_err(|_| StoreError::Closed)?
-    }
-
-    /// Run a read-only query on a pooled connection, off the async runtime.
-    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
-        T: Send + 'static,
-    {
-        let pool = self.readers.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = pool.take()?;
-            let result = f(&conn).map_err(StoreError::from);
-            pool.give_back(conn);
-            result
-        })
-        .await
-        .map_err(|_| StoreError::Closed)?
-    }
-
-    /// Close the database: queued work finishes, the WAL is checkpointed into the main file
-    /// and the writer thread ends. Later writes fail with [`StoreError::Closed`].
-    pub async fn close(&self) {
-        if let Ok(mut idle) = self.readers.idle.lock() {
-            idle.clear();
-        }
-        let (done, wait) = oneshot::channel::<()>();
-        if self.writer.send(Msg::Close(done)).await.is_ok() {
-            let _ = wait.await;
-        }
-    }
+    incident.timeline.sort_by_key(|e| e.at);
+    incident
 }
 
-impl ReadPool {
-    fn take(&self) -> Result<Connection, StoreError> {
-        if let Some(c) = self.idle.lock().ok().and_then(|mut v| v.pop()) {
-            return Ok(c);
-        }
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        Ok(conn)
+/// The correlator's [`Repo`] over any backend's transaction.
+struct Dyn<'a>(&'a mut dyn Tx);
+
+impl Repo for Dyn<'_> {
+    type Error = StoreError;
+
+    fn occurrence(
+        &mut self,
+        fingerprint: &str,
+        starts_at: Timestamp,
+    ) -> Result<Option<(Occurrence, String)>, StoreError> {
+        self.0.occurrence(fingerprint, starts_at)
     }
 
-    fn give_back(&self, conn: Connection) {
-        if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < 8 {
-                idle.push(conn);
-            }
-        }
-    }
-}
-
-fn writer_loop(mut conn: Connection, mut rx: mpsc::Receiver<Msg>) {
-    let mut batch: Vec<Op> = Vec::with_capacity(MAX_BATCH);
-    let mut closing = None;
-    while let Some(first) = rx.blocking_recv() {
-        match first {
-            Msg::Op(op) => batch.push(op),
-            Msg::Close(done) => closing = Some(done),
-        }
-        while closing.is_none() && batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(Msg::Op(op)) => batch.push(op),
-                Ok(Msg::Close(done)) => closing = Some(done),
-                Err(_) => break,
-            }
-        }
-        if !batch.is_empty() {
-            let started = Instant::now();
-            let size = batch.len();
-            run_batch(&mut conn, &mut batch);
-            tracing::trace!(
-                size,
-                elapsed_us = started.elapsed().as_micros() as u64,
-                "group commit"
-            );
-        }
-        if closing.is_some() {
-            break;
-        }
-    }
-    rx.close();
-    // Work that raced with closing gets a clear error rather than silence.
-    while let Ok(msg) = rx.try_recv() {
-        if let Msg::Op(op) = msg {
-            (op.finish)(Err(StoreError::Closed));
-        }
-    }
-    if let Err(e) = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);") {
-        tracing::warn!(error = %e, "WAL checkpoint at shutdown failed");
-    }
-    if let Err((_, e)) = conn.close() {
-        tracing::warn!(error = %e, "closing the database failed");
-    }
-    if let Some(done) = closing {
-        let _ = done.send(());
-    }
-}
-
-fn run_batch(conn: &mut Connection, batch: &mut Vec<Op>) {
-    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => {
-            let err = StoreError::from(e);
-            tracing::error!(error = %err, "cannot begin a write transaction");
-            for op in batch.drain(..) {
-                (op.finish)(Err(err.clone()));
-            }
-            return;
-        }
-    };
-    let mut finishes: Vec<Finish> = Vec::with_capacity(batch.len());
-    let mut failed: Option<StoreError> = None;
-    for op in batch.drain(..) {
-        if let Err(e) = tx.execute_batch("SAVEPOINT op") {
-            failed = Some(StoreError::from(e));
-            finishes.push(op.finish);
-            continue;
-        }
-        let ok = (op.run)(&tx);
-        let end = if ok {
-            "RELEASE op"
-        } else {
-            "ROLLBACK TO op; RELEASE op"
-        };
-        if let Err(e) = tx.execute_batch(end) {
-            failed = Some(StoreError::from(e));
-        }
-        finishes.push(op.finish);
-    }
-    let commit = match failed {
-        // A savepoint could not be ended or begun: the transaction's state is unknown.
-        Some(err) => {
-            tracing::error!(error = %err, "savepoint failed; rolling back the whole batch");
-            drop(tx);
-            Err(err)
-        }
-        None => tx.commit().map_err(StoreError::from),
-    };
-    if let Err(e) = &commit {
-        tracing::error!(error = %e, "commit failed; every caller in the batch gets an error");
-    }
-    for finish in finishes {
-        finish(commit.clone());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn the_wal_is_cut_back_to_the_size_limit_after_a_burst_larger_than_it() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("open");
-        let burst_mib = JOURNAL_SIZE_LIMIT / (1024 * 1024) + 8;
-        store
-            .write(move |tx| {
-                tx.execute_batch("CREATE TABLE filler (body BLOB NOT NULL)")?;
-                tx.execute(
-                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
-                     INSERT INTO filler SELECT randomblob(1048576) FROM n",
-                    [burst_mib],
-                )?;
-                Ok(())
-            })
-            .await
-            .expect("burst");
-        let wal = dir.path().join("incidentd.db-wal");
-        let size = || std::fs::metadata(&wal).map(|m| m.len() as i64).unwrap_or(0);
-        assert!(
-            size() > JOURNAL_SIZE_LIMIT,
-            "the burst went through the WAL"
-        );
-        // The burst's commit checkpointed it; the next write starts the WAL over and trims it.
-        store
-            .write(|tx| {
-                tx.execute_batch("DELETE FROM filler")?;
-                Ok(())
-            })
-            .await
-            .expect("small write");
-        assert!(
-            size() <= JOURNAL_SIZE_LIMIT,
-            "WAL still {} bytes after a checkpointed burst",
-            size()
-        );
-        store.close().await;
+    fn candidates(
+        &mut self,
+        key: &str,
+        start: Timestamp,
+        end: Option<Timestamp>,
+        window: chrono::Duration,
+    ) -> Result<Vec<String>, StoreError> {
+        self.0.candidates(key, start, end, window)
     }
 
-    #[test]
-    fn an_in_memory_database_has_the_whole_schema_and_enforces_foreign_keys() {
-        let conn = open_in_memory().expect("opens");
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .expect("version");
-        assert_eq!(version as usize, migrations::MIGRATIONS.len());
-        let orphan = conn.execute(
-            "INSERT INTO timeline (incident_id, at, kind, actor, text, human) \
-             VALUES ('INC-2026-0001', 0, 'detected', 'incidentd', '', 0)",
-            [],
-        );
-        assert!(orphan.is_err(), "a row for a missing incident was accepted");
+    fn load(&mut self, id: &str) -> Result<Option<Incident>, StoreError> {
+        self.0.load(id)
+    }
+
+    fn history(&mut self, id: &str) -> Result<Vec<TimelineEvent>, StoreError> {
+        self.0.history(id)
+    }
+
+    fn next_id(&mut self, now: Timestamp) -> Result<String, StoreError> {
+        self.0.next_id(now)
+    }
+
+    fn save(
+        &mut self,
+        incident: &Incident,
+        members: &[&Occurrence],
+        appended: &[TimelineEvent],
+    ) -> Result<(), StoreError> {
+        self.0.save(incident, members, appended)
+    }
+
+    fn seen(
+        &mut self,
+        fingerprint: &str,
+        starts_at: Timestamp,
+    ) -> Result<Option<Seen>, StoreError> {
+        self.0.seen(fingerprint, starts_at)
+    }
+
+    fn touch(
+        &mut self,
+        fingerprint: &str,
+        starts_at: Timestamp,
+        at: Timestamp,
+        annotations: Option<&incident::LabelSet>,
+    ) -> Result<(), StoreError> {
+        self.0.touch(fingerprint, starts_at, at, annotations)
+    }
+
+    fn count(&mut self, incident_id: &str, counts: NotificationCounts) -> Result<(), StoreError> {
+        self.0.count(incident_id, counts)
     }
 }

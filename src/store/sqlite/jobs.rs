@@ -5,46 +5,30 @@ use chrono::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use crate::incident::Timestamp;
+use crate::store::{Job, JobStatus, NewJob, Recovered};
 use crate::time::{from_micros, to_micros};
-
-/// A job as claimed by a worker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Job {
-    pub id: i64,
-    pub kind: String,
-    pub incident_id: Option<String>,
-    pub payload: serde_json::Value,
-    pub attempts: u32,
-    pub run_at: Timestamp,
-}
 
 /// Queue a job to run at `run_at`. With `coalesce`, a job of the same kind for the same
 /// incident that is still pending absorbs this one (a burst of changes renders once); it
 /// runs at the earlier of the two times, so a request is never delayed by a later one.
-pub fn enqueue(
-    tx: &Transaction,
-    kind: &str,
-    incident_id: Option<&str>,
-    payload: &serde_json::Value,
-    coalesce: bool,
-    run_at: Timestamp,
-    now: Timestamp,
-) -> rusqlite::Result<()> {
+pub fn enqueue(tx: &Transaction, job: &NewJob) -> rusqlite::Result<i64> {
     tx.prepare_cached(
         "INSERT INTO jobs (kind, incident_id, payload, coalesce, state, run_at, created_at) \
          VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6) \
          ON CONFLICT (kind, incident_id) WHERE coalesce = 1 AND state = 'pending' \
-         DO UPDATE SET run_at = MIN(run_at, excluded.run_at)",
+         DO UPDATE SET run_at = MIN(run_at, excluded.run_at) RETURNING id",
     )?
-    .execute(params![
-        kind,
-        incident_id,
-        payload.to_string(),
-        coalesce,
-        to_micros(run_at),
-        to_micros(now)
-    ])?;
-    Ok(())
+    .query_row(
+        params![
+            job.kind,
+            job.incident_id,
+            job.payload.to_string(),
+            job.coalesce,
+            to_micros(job.run_at),
+            to_micros(job.now)
+        ],
+        |r| r.get(0),
+    )
 }
 
 /// Claim the oldest due job of `kind`. Jobs of one incident run in order: a job is not due
@@ -148,12 +132,15 @@ fn pending_sibling(conn: &Connection, id: i64) -> rusqlite::Result<Option<i64>> 
 }
 
 /// A job's current row, for tests and diagnostics: `(state, attempts, last_error)`.
-pub fn status(
-    conn: &Connection,
-    id: i64,
-) -> rusqlite::Result<Option<(String, u32, Option<String>)>> {
+pub fn status(conn: &Connection, id: i64) -> rusqlite::Result<Option<JobStatus>> {
     conn.prepare_cached("SELECT state, attempts, last_error FROM jobs WHERE id = ?1")?
-        .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row(params![id], |r| {
+            Ok(JobStatus {
+                state: r.get(0)?,
+                attempts: r.get(1)?,
+                last_error: r.get(2)?,
+            })
+        })
         .optional()
 }
 
@@ -174,16 +161,6 @@ pub fn of_incident(
         ))
     })?;
     rows.collect()
-}
-
-/// What start-up found left over from a process that did not finish its jobs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Recovered {
-    /// Jobs that were running: queued to run again.
-    pub requeued: usize,
-    /// Coalesced jobs that were running while a later one of the same kind and incident was
-    /// already pending: that one redoes their work, so they are marked done (superseded).
-    pub superseded: usize,
 }
 
 /// After a restart, jobs that were running when the process died run again, except a
@@ -249,7 +226,7 @@ mod tests {
         let mut conn = Connection::open_in_memory().expect("db");
         conn.pragma_update(None, "foreign_keys", "OFF")
             .expect("pragma");
-        crate::store::migrations::migrate(&mut conn).expect("migrate");
+        crate::store::sqlite::migrations::migrate(&mut conn).expect("migrate");
         conn
     }
 
@@ -264,12 +241,14 @@ mod tests {
         with_tx(conn, |tx| {
             enqueue(
                 tx,
-                "render",
-                Some("INC-1"),
-                &serde_json::Value::Null,
-                true,
-                now,
-                now,
+                &NewJob {
+                    kind: "render",
+                    incident_id: Some("INC-1"),
+                    payload: &serde_json::Value::Null,
+                    coalesce: true,
+                    run_at: now,
+                    now,
+                },
             )
             .expect("enqueue")
         });
@@ -335,12 +314,14 @@ mod tests {
             with_tx(conn, |tx| {
                 enqueue(
                     tx,
-                    "evidence",
-                    Some("INC-1"),
-                    &serde_json::Value::Null,
-                    true,
-                    t(at),
-                    now,
+                    &NewJob {
+                        kind: "evidence",
+                        incident_id: Some("INC-1"),
+                        payload: &serde_json::Value::Null,
+                        coalesce: true,
+                        run_at: t(at),
+                        now,
+                    },
                 )
                 .expect("enqueue")
             })
@@ -366,22 +347,26 @@ mod tests {
         with_tx(&mut conn, |tx| {
             enqueue(
                 tx,
-                "slack",
-                Some("INC-1"),
-                &serde_json::json!({"n": 1}),
-                false,
-                now,
-                now,
+                &NewJob {
+                    kind: "slack",
+                    incident_id: Some("INC-1"),
+                    payload: &serde_json::json!({"n": 1}),
+                    coalesce: false,
+                    run_at: now,
+                    now,
+                },
             )
             .expect("enqueue");
             enqueue(
                 tx,
-                "slack",
-                Some("INC-1"),
-                &serde_json::json!({"n": 2}),
-                false,
-                now,
-                now,
+                &NewJob {
+                    kind: "slack",
+                    incident_id: Some("INC-1"),
+                    payload: &serde_json::json!({"n": 2}),
+                    coalesce: false,
+                    run_at: now,
+                    now,
+                },
             )
             .expect("enqueue");
         });
@@ -427,7 +412,10 @@ mod tests {
             states(&conn),
             vec![(first, "done".into()), (first + 1, "pending".into())]
         );
-        let (_, _, error) = status(&conn, first).expect("status").expect("row");
+        let error = status(&conn, first)
+            .expect("status")
+            .expect("row")
+            .last_error;
         assert!(error.expect("error kept").contains("superseded by job"));
         // Without a successor the failure is retried as before.
         let second = with_tx(&mut conn, |tx| claim(tx, "render", now).expect("claim"))
@@ -445,7 +433,7 @@ mod tests {
             .expect("recorded")
         });
         assert_eq!(
-            status(&conn, second).expect("status").expect("row").0,
+            status(&conn, second).expect("status").expect("row").state,
             "pending"
         );
     }

@@ -1,10 +1,20 @@
-//! The SQL of incidents, occurrences and timelines: the correlator's [`Repo`] over a SQLite
-//! transaction, and the queries the API reads with. Times are stored as microseconds.
+//! The SQLite backend: the correlator's [`Repo`] and the store's [`Tx`] over a SQLite
+//! transaction, and its [`Reads`]. Times are stored as microseconds since the epoch, JSON as
+//! text. The engine (writer thread, group commit, read pool) is in `writer.rs`, the job queue's
+//! SQL in `jobs.rs`, the schema in `migrations.rs`.
+
+pub mod jobs;
+pub mod migrations;
+mod writer;
+
+pub use writer::{open_in_memory, Db, JOURNAL_SIZE_LIMIT};
 
 use chrono::{Datelike, Duration};
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
+use crate::alertmanager::ValidNotification;
 use crate::incident::*;
+use crate::store::{Job, JobStatus, NewJob, Reads, Related, StoreError, Tx};
 use crate::time::{from_micros, to_micros};
 
 fn opt_micros(t: Option<Timestamp>) -> Option<i64> {
@@ -106,19 +116,20 @@ pub struct SqliteRepo<'a> {
 }
 
 impl Repo for SqliteRepo<'_> {
-    type Error = rusqlite::Error;
+    type Error = StoreError;
 
     fn occurrence(
         &mut self,
         fingerprint: &str,
         starts_at: Timestamp,
-    ) -> rusqlite::Result<Option<(Occurrence, String)>> {
-        self.tx
+    ) -> Result<Option<(Occurrence, String)>, StoreError> {
+        Ok(self
+            .tx
             .prepare_cached(&format!(
                 "SELECT {OCCURRENCE_COLUMNS} FROM occurrences WHERE fingerprint = ?1 AND starts_at = ?2"
             ))?
             .query_row(params![fingerprint, to_micros(starts_at)], occurrence_from_row)
-            .optional()
+            .optional()?)
     }
 
     fn candidates(
@@ -127,7 +138,7 @@ impl Repo for SqliteRepo<'_> {
         start: Timestamp,
         end: Option<Timestamp>,
         window: Duration,
-    ) -> rusqlite::Result<Vec<String>> {
+    ) -> Result<Vec<String>, StoreError> {
         let reach_end = end.map_or(i64::MAX, |e| {
             to_micros(e).saturating_add(window.num_microseconds().unwrap_or(i64::MAX))
         });
@@ -139,11 +150,11 @@ impl Repo for SqliteRepo<'_> {
         )?;
         let ids = stmt
             .query_map(params![key, reach_end, reach_start], |r| r.get(0))?
-            .collect();
-        ids
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(ids)
     }
 
-    fn load(&mut self, id: &str) -> rusqlite::Result<Option<Incident>> {
+    fn load(&mut self, id: &str) -> Result<Option<Incident>, StoreError> {
         let Some(mut incident) = incident_by_id(self.tx, id)? else {
             return Ok(None);
         };
@@ -152,15 +163,15 @@ impl Repo for SqliteRepo<'_> {
         Ok(Some(incident))
     }
 
-    fn history(&mut self, id: &str) -> rusqlite::Result<Vec<TimelineEvent>> {
+    fn history(&mut self, id: &str) -> Result<Vec<TimelineEvent>, StoreError> {
         let mut stmt = self.tx.prepare_cached(
             "SELECT at, kind, actor, text FROM timeline WHERE incident_id = ?1 AND human = 0 ORDER BY at, id",
         )?;
         let rows = stmt.query_map(params![id], event_from_row)?;
-        rows.collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
-    fn next_id(&mut self, now: Timestamp) -> rusqlite::Result<String> {
+    fn next_id(&mut self, now: Timestamp) -> Result<String, StoreError> {
         let n: i64 = self
             .tx
             .prepare_cached(
@@ -176,7 +187,7 @@ impl Repo for SqliteRepo<'_> {
         incident: &Incident,
         members: &[&Occurrence],
         appended: &[TimelineEvent],
-    ) -> rusqlite::Result<()> {
+    ) -> Result<(), StoreError> {
         let tx = self.tx;
         let span_end = if incident.alerts.is_empty() {
             None
@@ -271,8 +282,13 @@ impl Repo for SqliteRepo<'_> {
         Ok(())
     }
 
-    fn seen(&mut self, fingerprint: &str, starts_at: Timestamp) -> rusqlite::Result<Option<Seen>> {
-        self.tx
+    fn seen(
+        &mut self,
+        fingerprint: &str,
+        starts_at: Timestamp,
+    ) -> Result<Option<Seen>, StoreError> {
+        Ok(self
+            .tx
             .prepare_cached(
                 "SELECT incident_id, status, ends_at, first_seen_at, annotations FROM occurrences \
                  WHERE fingerprint = ?1 AND starts_at = ?2",
@@ -289,7 +305,7 @@ impl Repo for SqliteRepo<'_> {
                     annotations: serde_json::from_str(&annotations).unwrap_or_default(),
                 })
             })
-            .optional()
+            .optional()?)
     }
 
     fn touch(
@@ -298,7 +314,7 @@ impl Repo for SqliteRepo<'_> {
         starts_at: Timestamp,
         at: Timestamp,
         annotations: Option<&LabelSet>,
-    ) -> rusqlite::Result<()> {
+    ) -> Result<(), StoreError> {
         let (fp, start, at) = (fingerprint, to_micros(starts_at), to_micros(at));
         match annotations {
             None => self
@@ -320,7 +336,7 @@ impl Repo for SqliteRepo<'_> {
         Ok(())
     }
 
-    fn count(&mut self, incident_id: &str, counts: NotificationCounts) -> rusqlite::Result<()> {
+    fn count(&mut self, incident_id: &str, counts: NotificationCounts) -> Result<(), StoreError> {
         self.tx
             .prepare_cached(
                 "UPDATE incidents SET received = received + ?2, duplicate = duplicate + ?3, \
@@ -363,37 +379,13 @@ fn timeline(conn: &Connection, id: &str, human_only: bool) -> rusqlite::Result<V
     rows.collect()
 }
 
-/// An incident with its alerts and its whole timeline, as the API serves it.
+/// An incident with its alerts and its whole stored timeline.
 pub fn full_incident(conn: &Connection, id: &str) -> rusqlite::Result<Option<Incident>> {
     let Some(mut incident) = incident_by_id(conn, id)? else {
         return Ok(None);
     };
     incident.alerts = members(conn, id)?;
     incident.timeline = timeline(conn, id, false)?;
-    let n = incident.notifications;
-    if n.duplicate + n.stale > 0 {
-        let last_seen = incident.alerts.iter().map(|o| o.last_seen_at).max();
-        if let Some(at) = last_seen {
-            let mut parts = Vec::new();
-            if n.duplicate > 0 {
-                parts.push(format!("{} repeated", n.duplicate));
-            }
-            if n.stale > 0 {
-                parts.push(format!("{} stale (firing after resolved)", n.stale));
-            }
-            incident.timeline.push(TimelineEvent {
-                at,
-                kind: EventKind::Notifications,
-                actor: ACTOR_ALERTMANAGER.into(),
-                text: format!(
-                    "{} of {} alert notifications changed nothing and were ignored",
-                    parts.join(" and "),
-                    n.received
-                ),
-            });
-        }
-    }
-    incident.timeline.sort_by_key(|e| e.at);
     Ok(Some(incident))
 }
 
@@ -703,6 +695,201 @@ pub fn firing_occurrences(conn: &Connection) -> rusqlite::Result<Vec<(String, Ti
     rows.collect()
 }
 
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::*;
+        let transient = matches!(
+            e.sqlite_error_code(),
+            Some(
+                DatabaseBusy
+                    | DatabaseLocked
+                    | DiskFull
+                    | SystemIoFailure
+                    | CannotOpen
+                    | ReadOnly
+                    | OutOfMemory
+            )
+        );
+        StoreError::Database {
+            message: e.to_string(),
+            transient,
+        }
+    }
+}
+
+impl Tx for SqliteRepo<'_> {
+    fn set_now(&mut self, now: Timestamp) {
+        self.now = now;
+    }
+
+    fn record_notification(
+        &mut self,
+        n: &ValidNotification,
+        hash: &[u8],
+        body: &[u8],
+        received_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        Ok(insert_notification(
+            self.tx,
+            received_at,
+            &n.receiver,
+            n.status.as_str(),
+            &n.group_key,
+            n.alerts.len(),
+            hash,
+            body,
+        )?)
+    }
+
+    fn enqueue(&mut self, job: &NewJob) -> Result<i64, StoreError> {
+        Ok(jobs::enqueue(self.tx, job)?)
+    }
+
+    fn claim(&mut self, kind: &str, now: Timestamp) -> Result<Option<Job>, StoreError> {
+        Ok(jobs::claim(self.tx, kind, now)?)
+    }
+
+    fn complete(&mut self, id: i64, now: Timestamp) -> Result<(), StoreError> {
+        Ok(jobs::complete(self.tx, id, now)?)
+    }
+
+    fn fail(
+        &mut self,
+        id: i64,
+        error: &str,
+        retry_in: Option<Duration>,
+        payload: Option<&serde_json::Value>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        Ok(jobs::fail(self.tx, id, error, retry_in, payload, now)?)
+    }
+
+    fn set_impact_start(
+        &mut self,
+        incident_id: &str,
+        at: Timestamp,
+        method: ImpactMethod,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Ok(set_impact_start(self.tx, incident_id, at, method, now)?)
+    }
+
+    fn put_evidence(
+        &mut self,
+        incident_id: &str,
+        collected_at: Timestamp,
+        body: &serde_json::Value,
+        charts: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        Ok(put_evidence(
+            self.tx,
+            incident_id,
+            collected_at,
+            body,
+            charts,
+        )?)
+    }
+
+    fn set_slack_thread(
+        &mut self,
+        incident_id: &str,
+        channel: &str,
+        ts: &str,
+    ) -> Result<(), StoreError> {
+        Ok(set_slack_thread(self.tx, incident_id, channel, ts)?)
+    }
+
+    fn prune_notifications(&mut self, cutoff: Timestamp) -> Result<usize, StoreError> {
+        Ok(prune_notifications(self.tx, cutoff)?)
+    }
+
+    fn prune_jobs(&mut self, cutoff: Timestamp) -> Result<usize, StoreError> {
+        Ok(jobs::prune(self.tx, cutoff)?)
+    }
+
+    fn prune_incidents(&mut self, cutoff: Timestamp) -> Result<usize, StoreError> {
+        Ok(prune_incidents(self.tx, cutoff)?)
+    }
+}
+
+/// The store's queries over a pooled read-only connection.
+pub struct SqliteReads<'a>(pub &'a Connection);
+
+impl Reads for SqliteReads<'_> {
+    fn incident(&mut self, id: &str) -> Result<Option<Incident>, StoreError> {
+        Ok(full_incident(self.0, id)?)
+    }
+
+    fn evidence(&mut self, incident_id: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        Ok(evidence(self.0, incident_id)?)
+    }
+
+    fn list_incidents(&mut self, filter: &ListFilter) -> Result<Page, StoreError> {
+        Ok(list_incidents(self.0, filter)?)
+    }
+
+    fn chart(&mut self, incident_id: &str, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(chart(self.0, incident_id, name)?)
+    }
+
+    fn charts(&mut self, incident_id: &str) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(charts(self.0, incident_id)?)
+    }
+
+    fn related_incidents(
+        &mut self,
+        incident: &Incident,
+        limit: u32,
+    ) -> Result<Vec<Related>, StoreError> {
+        Ok(related_incidents(self.0, incident, limit)?
+            .into_iter()
+            .map(|(incident, same_key, shared_alertnames)| Related {
+                incident,
+                same_key,
+                shared_alertnames,
+            })
+            .collect())
+    }
+
+    fn slack_thread(&mut self, incident_id: &str) -> Result<Option<(String, String)>, StoreError> {
+        Ok(slack_thread(self.0, incident_id)?)
+    }
+
+    fn slack_deliveries(
+        &mut self,
+        incident_id: &str,
+    ) -> Result<Vec<(Timestamp, String)>, StoreError> {
+        Ok(slack_deliveries(self.0, incident_id)?)
+    }
+
+    fn count_by_status(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(count_by_status(self.0)?)
+    }
+
+    fn job_depth(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(jobs::depth(self.0)?)
+    }
+
+    fn job_status(&mut self, id: i64) -> Result<Option<JobStatus>, StoreError> {
+        Ok(jobs::status(self.0, id)?)
+    }
+
+    fn jobs_of_incident(
+        &mut self,
+        incident_id: &str,
+    ) -> Result<Vec<(String, String, serde_json::Value)>, StoreError> {
+        Ok(jobs::of_incident(self.0, incident_id)?)
+    }
+
+    fn firing_occurrences(&mut self) -> Result<Vec<(String, Timestamp)>, StoreError> {
+        Ok(firing_occurrences(self.0)?)
+    }
+
+    fn ping(&mut self) -> Result<(), StoreError> {
+        Ok(self.0.query_row("SELECT 1", [], |_| Ok(()))?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -729,7 +916,7 @@ mod tests {
     #[test]
     fn a_found_impact_start_is_stored_but_never_one_later_than_the_firing() {
         let mut conn = Connection::open_in_memory().expect("db");
-        crate::store::migrations::migrate(&mut conn).expect("migrate");
+        crate::store::sqlite::migrations::migrate(&mut conn).expect("migrate");
         let tx = conn.transaction().expect("tx");
         let now = t("2026-11-23T02:27:00Z");
         let mut repo = SqliteRepo { tx: &tx, now };
@@ -911,7 +1098,7 @@ mod tests {
         // Two alerts whose startsAt differ below a microsecond are one occurrence to the
         // store; correlation must see them so too (found by the `store` fuzz target).
         let body = include_str!(
-            "../../tests/fixtures/scenario-single/webhooks/01-firing-DatabaseConnectionPoolHigh.json"
+            "../../../tests/fixtures/scenario-single/webhooks/01-firing-DatabaseConnectionPoolHigh.json"
         );
         let mut n = crate::alertmanager::decode(
             body.replace("02:26:28.738Z", "02:26:28.7380001Z")
@@ -951,7 +1138,7 @@ mod tests {
     #[test]
     fn repeated_bodies_are_stored_once_and_pruning_drops_what_no_notification_uses() {
         let mut conn = Connection::open_in_memory().expect("db");
-        crate::store::migrations::migrate(&mut conn).expect("migrate");
+        crate::store::sqlite::migrations::migrate(&mut conn).expect("migrate");
         let tx = conn.transaction().expect("tx");
         let (old, new) = (t("2026-11-01T00:00:00Z"), t("2026-11-23T00:00:00Z"));
         for (at, body) in [(old, "a"), (new, "a"), (old, "b"), (old, "b")] {
