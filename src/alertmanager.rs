@@ -89,6 +89,8 @@ pub struct Alert {
 /// The `grafana.` prefix is not a classic Prometheus name (no dots), so a clash is unlikely;
 /// where the sender itself sent an annotation of that name, its own is kept.
 pub mod grafana_keys {
+    /// What every one of these names starts with.
+    pub const PREFIX: &str = "grafana.";
     /// `values`, rendered as Grafana's own message does: `B=44.2, C=1`.
     pub const VALUES: &str = "grafana.values";
     pub const VALUE_STRING: &str = "grafana.valueString";

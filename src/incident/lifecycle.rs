@@ -82,11 +82,35 @@ pub fn later(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
     }
 }
 
-/// A short human description of one alert, for timeline rows.
+/// A short human description of one alert firing, for timeline rows. A Grafana alert's row
+/// carries the values Grafana sent with it, when they are the firing values (a row first
+/// made from a resolve notification would otherwise show the values at the resolve).
 fn describe(o: &Occurrence) -> String {
-    match o.annotations.get("summary").filter(|s| !s.is_empty()) {
+    let mut text = match o.annotations.get("summary").filter(|s| !s.is_empty()) {
         Some(summary) => format!("{} fired: {}", o.alertname, summary),
         None => format!("{} fired", o.alertname),
+    };
+    if o.status == AlertStatus::Firing {
+        push_grafana_values(&mut text, o);
+    }
+    text
+}
+
+/// ` (Grafana: B=0.97, C=1)`: the values of a Grafana alert's queries as its latest
+/// notification sent them. Rows are history: a stored row keeps the values it was made with.
+fn push_grafana_values(text: &mut String, o: &Occurrence) {
+    if let Some(values) = o.grafana_values() {
+        text.push_str(&format!(" (Grafana: {values})"));
+    }
+}
+
+/// Who raised an alert and sends its notifications: Grafana for Grafana-managed alerts,
+/// else Prometheus (through Alertmanager).
+fn alert_actor(o: &Occurrence) -> &'static str {
+    if o.from_grafana() {
+        ACTOR_GRAFANA
+    } else {
+        ACTOR_PROMETHEUS
     }
 }
 
@@ -204,17 +228,19 @@ pub fn derive(members: &[Occurrence], human: &[TimelineEvent], rules: &Rules) ->
         },
     };
 
-    let detected_at = sorted
+    // The first notification: its sender is the detection's actor.
+    let first_notified = sorted
         .iter()
-        .map(|o| o.first_seen_at)
-        .min()
-        .unwrap_or(first.first_seen_at);
+        .min_by_key(|o| o.first_seen_at)
+        .copied()
+        .unwrap_or(first);
+    let detected_at = first_notified.first_seen_at;
 
     for o in &sorted {
         events.push(TimelineEvent {
             at: o.starts_at,
             kind: EventKind::AlertFiring,
-            actor: ACTOR_PROMETHEUS.into(),
+            actor: alert_actor(o).into(),
             text: describe(o),
         });
         if let Some(end) = o.ends_at {
@@ -225,13 +251,19 @@ pub fn derive(members: &[Occurrence], human: &[TimelineEvent], rules: &Rules) ->
                 actor: if by_reconciler {
                     ACTOR_INCIDENTD
                 } else {
-                    ACTOR_PROMETHEUS
+                    alert_actor(o)
                 }
                 .into(),
                 text: if by_reconciler {
                     format!("{} resolved: Alertmanager no longer had it", o.alertname)
                 } else {
-                    format!("{} resolved", o.alertname)
+                    let mut text = format!("{} resolved", o.alertname);
+                    // The values Grafana sent with the resolve (the alert's annotations are
+                    // the latest notification's, and the resolve is the last one that counts).
+                    if o.status == AlertStatus::Resolved {
+                        push_grafana_values(&mut text, o);
+                    }
+                    text
                 },
             });
         }
@@ -239,7 +271,12 @@ pub fn derive(members: &[Occurrence], human: &[TimelineEvent], rules: &Rules) ->
     events.push(TimelineEvent {
         at: detected_at,
         kind: EventKind::Detected,
-        actor: ACTOR_ALERTMANAGER.into(),
+        actor: if first_notified.from_grafana() {
+            ACTOR_GRAFANA
+        } else {
+            ACTOR_ALERTMANAGER
+        }
+        .into(),
         text: "First notification reached incidentd".into(),
     });
     for (ep, by) in episodes.iter().skip(1).zip(&reopened_by) {
@@ -348,14 +385,20 @@ fn row_identity(e: &TimelineEvent) -> (Timestamp, EventKind, &str, &str) {
     if e.kind == EventKind::Detected {
         return (Timestamp::MIN_UTC, e.kind, "", "");
     }
-    let subject = match e.kind {
-        EventKind::AlertFiring | EventKind::AlertResolved => {
-            e.text.split_whitespace().next().unwrap_or("")
-        }
-        EventKind::Detected | EventKind::Reopened => "",
-        _ => e.text.as_str(),
+    let (subject, actor) = match e.kind {
+        EventKind::AlertFiring | EventKind::AlertResolved => (
+            e.text.split_whitespace().next().unwrap_or(""),
+            // Grafana's alert rows were credited to Prometheus before Grafana was named:
+            // either is the sender of the alert (only the reconciler's rows differ).
+            match e.actor.as_str() {
+                ACTOR_GRAFANA => ACTOR_PROMETHEUS,
+                other => other,
+            },
+        ),
+        EventKind::Detected | EventKind::Reopened => ("", e.actor.as_str()),
+        _ => (e.text.as_str(), e.actor.as_str()),
     };
-    (e.at, e.kind, e.actor.as_str(), subject)
+    (e.at, e.kind, actor, subject)
 }
 
 /// The timeline is append-only history: what people have seen stays, a change is a new row.

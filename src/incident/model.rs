@@ -128,6 +128,26 @@ impl Occurrence {
     pub fn severity(&self) -> Option<&str> {
         self.labels.get("severity").map(String::as_str)
     }
+
+    /// Whether Grafana-managed alerting raised it: the decoder keeps Grafana's per-alert
+    /// fields as annotations named `grafana.…` ([`crate::alertmanager::grafana_keys`]), and
+    /// Grafana sends at least its `silenceURL` with every alert.
+    pub fn from_grafana(&self) -> bool {
+        self.annotations
+            .keys()
+            .any(|k| k.starts_with(crate::alertmanager::grafana_keys::PREFIX))
+    }
+
+    /// Grafana's values of the rule's queries as the latest notification sent them:
+    /// `values` (`B=0.97, C=1`), else `valueString`. `None` for other senders.
+    pub fn grafana_values(&self) -> Option<&str> {
+        use crate::alertmanager::grafana_keys;
+        [grafana_keys::VALUES, grafana_keys::VALUE_STRING]
+            .iter()
+            .find_map(|k| self.annotations.get(*k))
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    }
 }
 
 /// What happened, as a timeline row.
@@ -190,9 +210,11 @@ impl EventKind {
     }
 }
 
-/// Who did it: `Prometheus`, `Alertmanager`, `incidentd`, or a person's name.
+/// Who did it: `Prometheus`, `Alertmanager`, `Grafana`, `incidentd`, or a person's name.
 pub const ACTOR_PROMETHEUS: &str = "Prometheus";
 pub const ACTOR_ALERTMANAGER: &str = "Alertmanager";
+/// Grafana-managed alerting: it evaluates the rule and sends the notifications itself.
+pub const ACTOR_GRAFANA: &str = "Grafana";
 pub const ACTOR_INCIDENTD: &str = "incidentd";
 
 /// One row of an incident's timeline.

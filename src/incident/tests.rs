@@ -680,3 +680,121 @@ fn a_late_resolved_alert_from_before_the_window_does_not_reopen() {
         1
     );
 }
+
+// ---------- Grafana-managed alerts ----------
+
+/// `alert(..)` as Grafana's webhook sends it: its fields kept as `grafana.…` annotations.
+fn grafana_alert(fp: &str, start: i64, end: Option<i64>, values: &str) -> ValidAlert {
+    use crate::alertmanager::grafana_keys;
+    let mut a = alert(fp, "pay", "critical", start, end);
+    a.annotations
+        .insert(grafana_keys::VALUES.to_string(), values.to_string());
+    a.annotations.insert(
+        grafana_keys::SILENCE_URL.to_string(),
+        "https://grafana.example.com/alerting/silence/new".to_string(),
+    );
+    a
+}
+
+fn rows(i: &Incident, kind: EventKind) -> Vec<&TimelineEvent> {
+    i.timeline.iter().filter(|e| e.kind == kind).collect()
+}
+
+#[test]
+fn a_grafana_alerts_rows_name_grafana_and_carry_the_values_sent_when_each_was_made() {
+    let (mut repo, r) = (MemoryRepo::new(), rules(30));
+    let id = send(
+        &mut repo,
+        &r,
+        &grafana_alert("a", 0, None, "B=0.97, C=1"),
+        1,
+    )
+    .incident_id;
+    // A repeat with other values: the stored row is history and stays as it was.
+    send(
+        &mut repo,
+        &r,
+        &grafana_alert("a", 0, None, "B=0.99, C=1"),
+        2,
+    );
+    send(
+        &mut repo,
+        &r,
+        &grafana_alert("a", 0, Some(5), "B=0.41, C=0"),
+        6,
+    );
+    let i = repo.full(&id).unwrap();
+    let firing = rows(&i, EventKind::AlertFiring);
+    assert_eq!(firing.len(), 1, "{:?}", i.timeline);
+    assert_eq!(firing[0].actor, ACTOR_GRAFANA);
+    assert_eq!(
+        firing[0].text,
+        "Alert_a fired: summary of a (Grafana: B=0.97, C=1)"
+    );
+    let resolved = rows(&i, EventKind::AlertResolved);
+    assert_eq!(resolved.len(), 1, "{:?}", i.timeline);
+    assert_eq!(resolved[0].actor, ACTOR_GRAFANA);
+    assert_eq!(resolved[0].text, "Alert_a resolved (Grafana: B=0.41, C=0)");
+    assert_eq!(rows(&i, EventKind::Detected)[0].actor, ACTOR_GRAFANA);
+    // What follows from the incident stays incidentd's.
+    assert_eq!(rows(&i, EventKind::Resolved)[0].actor, ACTOR_INCIDENTD);
+}
+
+#[test]
+fn a_grafana_alert_first_heard_of_resolved_shows_no_resolve_values_as_firing_ones() {
+    let (mut repo, r) = (MemoryRepo::new(), rules(30));
+    let id = send(
+        &mut repo,
+        &r,
+        &grafana_alert("a", 0, Some(5), "B=0.41, C=0"),
+        6,
+    )
+    .incident_id;
+    let i = repo.full(&id).unwrap();
+    assert_eq!(
+        rows(&i, EventKind::AlertFiring)[0].text,
+        "Alert_a fired: summary of a"
+    );
+    assert_eq!(
+        rows(&i, EventKind::AlertResolved)[0].text,
+        "Alert_a resolved (Grafana: B=0.41, C=0)"
+    );
+}
+
+#[test]
+fn prometheus_alerts_keep_their_actors_beside_grafana_ones() {
+    let (mut repo, r) = (MemoryRepo::new(), rules(30));
+    let id = send(&mut repo, &r, &alert("p", "pay", "critical", 0, None), 1).incident_id;
+    send(&mut repo, &r, &grafana_alert("g", 1, None, "B=1"), 2);
+    let i = repo.full(&id).unwrap();
+    let actor_of = |name: &str| {
+        rows(&i, EventKind::AlertFiring)
+            .into_iter()
+            .find(|e| e.text.starts_with(name))
+            .map(|e| e.actor.clone())
+    };
+    assert_eq!(actor_of("Alert_p").as_deref(), Some(ACTOR_PROMETHEUS));
+    assert_eq!(actor_of("Alert_g").as_deref(), Some(ACTOR_GRAFANA));
+    assert!(!rows(&i, EventKind::AlertFiring)[0]
+        .text
+        .contains("Grafana:"));
+    // The first notification came through Alertmanager.
+    assert_eq!(rows(&i, EventKind::Detected)[0].actor, ACTOR_ALERTMANAGER);
+}
+
+#[test]
+fn a_grafana_row_stored_with_prometheus_as_its_actor_is_not_repeated() {
+    // Before Grafana was named, its alerts' rows said Prometheus: the same row of history.
+    let stored = TimelineEvent {
+        at: t(0),
+        kind: EventKind::AlertFiring,
+        actor: ACTOR_PROMETHEUS.into(),
+        text: "Alert_a fired: summary of a".into(),
+    };
+    let derived = TimelineEvent {
+        actor: ACTOR_GRAFANA.into(),
+        text: "Alert_a fired: summary of a (Grafana: B=1)".into(),
+        ..stored.clone()
+    };
+    assert!(lifecycle::unseen(&[stored], vec![derived]).is_empty());
+}

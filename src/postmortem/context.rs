@@ -456,7 +456,10 @@ pub struct RelatedRow {
 pub struct References {
     pub runbooks: Vec<Reference>,
     pub dashboards: Vec<Reference>,
+    /// Prometheus's (or vmalert's) generatorURL of each alert.
     pub alert_sources: Vec<Reference>,
+    /// A Grafana-managed alert's generatorURL: its alert rule's page in Grafana.
+    pub grafana_rules: Vec<Reference>,
     pub prometheus_graph: Option<String>,
     pub alertmanager: Option<String>,
     pub incident_api: String,
@@ -872,7 +875,7 @@ pub fn build_context(input: &RenderInput<'_>, settings: &RenderSettings) -> Rend
         resolved_by_hand: is_resolved && inc.resolved_by.is_some(),
     };
 
-    let from_grafana = |a: &&Occurrence| a.annotations.keys().any(|k| k.starts_with("grafana."));
+    let from_grafana = |a: &&Occurrence| a.from_grafana();
     let detected_by = match (
         alerts.iter().any(from_grafana),
         alerts.iter().all(from_grafana),
@@ -1176,6 +1179,23 @@ fn ttd_context(inc: &Incident, lead_rule: Option<&RuleInfo>) -> Option<TtdContex
     })
 }
 
+/// Who evaluates the alerts' rules: `Prometheus`, `Grafana` or `Prometheus and Grafana`.
+fn rule_evaluators<'a>(alerts: impl IntoIterator<Item = &'a Occurrence>) -> &'static str {
+    let (mut grafana, mut other) = (false, false);
+    for a in alerts {
+        if a.from_grafana() {
+            grafana = true;
+        } else {
+            other = true;
+        }
+    }
+    match (other, grafana) {
+        (false, true) => "Grafana",
+        (true, true) => "Prometheus and Grafana",
+        _ => "Prometheus",
+    }
+}
+
 fn resolution_sentence(
     inc: &Incident,
     alerts: &[&Occurrence],
@@ -1200,7 +1220,10 @@ fn resolution_sentence(
             let reconciled = names(alerts.iter().filter(by_reconciler));
             let notified = names(alerts.iter().filter(|a| !by_reconciler(a)));
             let how = match (notified.is_empty(), reconciled.is_empty()) {
-                (_, true) => "Every alert resolved in Prometheus, none by hand".to_string(),
+                (_, true) => format!(
+                    "Every alert resolved in {}, none by hand",
+                    rule_evaluators(alerts.iter().copied())
+                ),
                 (true, false) => "No resolve notification arrived: incidentd marked every alert \
                     resolved itself because Alertmanager no longer had them (their resolve \
                     notifications were lost), none by hand"
@@ -1442,6 +1465,7 @@ fn references(
     let mut runbooks: Vec<Reference> = Vec::new();
     let mut dashboards: Vec<Reference> = Vec::new();
     let mut sources: Vec<Reference> = Vec::new();
+    let mut grafana_rules: Vec<Reference> = Vec::new();
     let add = |list: &mut Vec<Reference>, name: &str, url: &str| {
         if let Some(existing) = list.iter_mut().find(|r| r.url == url) {
             if !existing.label.split(", ").any(|l| l == name) {
@@ -1469,7 +1493,12 @@ fn references(
             }
         }
         if !a.generator_url.is_empty() {
-            add(&mut sources, &a.alertname, &a.generator_url);
+            let list = if a.from_grafana() {
+                &mut grafana_rules
+            } else {
+                &mut sources
+            };
+            add(list, &a.alertname, &a.generator_url);
         }
     }
 
@@ -1523,6 +1552,7 @@ fn references(
         runbooks,
         dashboards,
         alert_sources: sources,
+        grafana_rules,
         prometheus_graph,
         alertmanager,
         incident_api: match &settings.external_url {
@@ -1618,6 +1648,7 @@ fn is_person(actor: &str) -> bool {
     ![
         crate::incident::ACTOR_PROMETHEUS,
         crate::incident::ACTOR_ALERTMANAGER,
+        crate::incident::ACTOR_GRAFANA,
         crate::incident::ACTOR_INCIDENTD,
     ]
     .contains(&actor)
@@ -1678,7 +1709,13 @@ fn response_rows(inc: &Incident, start: Timestamp) -> Vec<MilestoneRow> {
             resolved.map(|_| {
                 inc.resolved_by
                     .clone()
-                    .unwrap_or_else(|| "the alerts (Alertmanager)".to_string())
+                    .unwrap_or_else(|| match rule_evaluators(&inc.alerts) {
+                        "Grafana" => "the alerts (Grafana)".to_string(),
+                        "Prometheus and Grafana" => {
+                            "the alerts (Alertmanager and Grafana)".to_string()
+                        }
+                        _ => "the alerts (Alertmanager)".to_string(),
+                    })
             }),
         ),
     ]

@@ -329,9 +329,22 @@ mod tests {
                 grafana_keys::PANEL_URL,
                 "https://grafana.example.com/d/abc?viewPanel=2",
             ),
+            (
+                grafana_keys::SILENCE_URL,
+                "https://grafana.example.com/alerting/silence/new",
+            ),
         ] {
             a.annotations.insert(k.to_string(), v.to_string());
         }
+        // Grafana's generatorURL is the alert rule's page.
+        a.generator_url = "https://grafana.example.com/alerting/grafana/uid1/view".into();
+        // The timeline as correlation makes it from this alert.
+        let derived = crate::incident::lifecycle::derive(
+            &incident.alerts,
+            &[],
+            &crate::incident::Rules::default(),
+        );
+        incident.timeline = derived.events;
         let renderer = Renderer::new(sample::sample_settings(), None).expect("template");
         let md = renderer
             .render(&RenderInput {
@@ -363,6 +376,19 @@ mod tests {
             "{md}"
         );
         assert!(!md.contains("routed through Alertmanager"), "{md}");
+        // The timeline table: Grafana raised it, with the values it sent.
+        assert!(
+            md.contains("| CheckoutErrors fired (Grafana: B=44.23943737541908, C=1) | Grafana |"),
+            "{md}"
+        );
+        // The rule link is Grafana's rule page, not a Prometheus expression.
+        assert!(
+            md.contains(
+                "- **Alert rule in Grafana** (CheckoutErrors): [rule](https://grafana.example.com/alerting/grafana/uid1/view)"
+            ),
+            "{md}"
+        );
+        assert!(!md.contains("Alert expression in Prometheus"), "{md}");
     }
 
     #[test]

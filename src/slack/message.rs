@@ -11,6 +11,7 @@
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
+use crate::alertmanager::grafana_keys;
 use crate::incident::{EventKind, Incident, Occurrence, Status, Timestamp};
 
 /// Block Kit: at most 50 blocks per message.
@@ -25,6 +26,8 @@ pub const MAX_FIELDS: usize = 10;
 pub const MAX_HEADER_TEXT: usize = 150;
 /// Block Kit: a button's text holds at most 75 characters.
 pub const MAX_BUTTON_TEXT: usize = 75;
+/// Block Kit: a button's `url` holds at most 3,000 characters.
+pub const MAX_BUTTON_URL: usize = 3000;
 /// Block Kit: a context block holds at most 10 elements.
 pub const MAX_CONTEXT_ELEMENTS: usize = 10;
 /// Slack truncates a message's top-level `text` well past this; 4,000 is what it
@@ -38,6 +41,9 @@ pub const ACK_ACTION_ID: &str = "incidentd_ack";
 /// `action_id` of the link button to the post-mortem draft. Slack still sends an
 /// interaction for link buttons; the interaction handler answers it and does nothing.
 pub const DRAFT_ACTION_ID: &str = "incidentd_postmortem";
+/// `action_id` of the link button to Grafana's new-silence page for the incident's firing
+/// Grafana-managed alert (answered and ignored, like the draft's).
+pub const SILENCE_ACTION_ID: &str = "incidentd_silence";
 
 /// Root messages list at most this many alerts one by one; the rest are counted,
 /// so that an incident with hundreds of alerts stays under [`MAX_BLOCKS`].
@@ -356,7 +362,17 @@ fn annotation<'a>(o: &'a Occurrence, names: &[&str]) -> Option<&'a str> {
         .filter(|v| !v.trim().is_empty())
 }
 
-/// One alert as mrkdwn: name, severity, state, summary, runbook and dashboard links.
+/// The silence link Grafana sent with a firing Grafana-managed alert (its new-silence page,
+/// with the alert's labels as matchers). Alertmanager's alerts carry none.
+fn silence_url(o: &Occurrence) -> Option<&str> {
+    if o.status != crate::incident::AlertStatus::Firing {
+        return None;
+    }
+    annotation(o, &[grafana_keys::SILENCE_URL]).map(str::trim)
+}
+
+/// One alert as mrkdwn: name, severity, state, summary, runbook and dashboard links, and for
+/// Grafana-managed alerts Grafana's panel and (while firing) silence links.
 fn alert_text(o: &Occurrence, tz: Tz) -> String {
     let mut text = format!(
         "{} *{}*",
@@ -383,8 +399,22 @@ fn alert_text(o: &Occurrence, tz: Tz) -> String {
     if let Some(url) = annotation(o, &["runbook_url", "runbook"]) {
         links.push(link(url, "Runbook"));
     }
-    if let Some(url) = annotation(o, &["dashboard_url", "dashboard", "grafana_url"]) {
+    if let Some(url) = annotation(
+        o,
+        &[
+            "dashboard_url",
+            "dashboard",
+            "grafana_url",
+            grafana_keys::DASHBOARD_URL,
+        ],
+    ) {
         links.push(link(url, "Dashboard"));
+    }
+    if let Some(url) = annotation(o, &[grafana_keys::PANEL_URL]) {
+        links.push(link(url, "Panel"));
+    }
+    if let Some(url) = silence_url(o) {
+        links.push(link(url, "Silence"));
     }
     if !links.is_empty() {
         text.push('\n');
@@ -524,6 +554,16 @@ pub fn root_message(
         url: Some(settings.draft_url(&incident.id)),
         style: None,
     });
+    if let Some(url) = silence_button_url(incident) {
+        buttons.push(Button {
+            kind: "button",
+            text: Text::plain("Silence in Grafana".to_string(), MAX_BUTTON_TEXT),
+            action_id: SILENCE_ACTION_ID,
+            value: None,
+            url: Some(url.to_string()),
+            style: None,
+        });
+    }
     blocks.push(Block::Actions {
         block_id: "incidentd_actions",
         elements: buttons,
@@ -544,6 +584,29 @@ pub fn root_message(
         or_unknown(incident.service.as_deref()),
     );
     Message::new(text, blocks)
+}
+
+/// The URL of the root message's "Silence in Grafana" button: while the incident is not
+/// resolved and every firing alert carries the same silence link (one Grafana alert, or
+/// several with the same matchers), so that the button silences what the incident is about.
+/// Otherwise each Grafana alert's own "Silence" link is in its line: one button could not say
+/// which alert it silences. Only an absolute http(s) URL within Block Kit's limit: Slack
+/// refuses the whole message for a bad button URL.
+fn silence_button_url(incident: &Incident) -> Option<&str> {
+    if incident.status == Status::Resolved {
+        return None;
+    }
+    let mut firing = incident
+        .alerts
+        .iter()
+        .filter(|o| o.status == crate::incident::AlertStatus::Firing);
+    let first = silence_url(firing.next()?)?;
+    if firing.any(|o| silence_url(o) != Some(first)) {
+        return None;
+    }
+    let absolute = first.starts_with("https://") || first.starts_with("http://");
+    (absolute && first.len() <= MAX_BUTTON_URL && !first.contains(char::is_whitespace))
+        .then_some(first)
 }
 
 /// When the event happened, from the incident's own record.
@@ -1155,5 +1218,127 @@ mod tests {
             "{texts}"
         );
         assert!(!texts.contains("-1d"), "{texts}");
+    }
+
+    fn grafana(name: &str, silence: &str) -> Occurrence {
+        let mut a = alert(name, "Pool");
+        for (k, v) in [
+            (grafana_keys::VALUES, "B=0.97, C=1"),
+            (grafana_keys::SILENCE_URL, silence),
+            (
+                grafana_keys::PANEL_URL,
+                "https://grafana.example.com/d/p?orgId=1&viewPanel=2",
+            ),
+        ] {
+            a.annotations.insert(k.into(), v.into());
+        }
+        a
+    }
+
+    fn silence_buttons(m: &Message) -> Vec<&Button> {
+        m.blocks
+            .iter()
+            .filter_map(|b| match b {
+                Block::Actions { elements, .. } => Some(elements),
+                _ => None,
+            })
+            .flatten()
+            .filter(|b| b.action_id == SILENCE_ACTION_ID)
+            .collect()
+    }
+
+    const SILENCE: &str =
+        "https://grafana.example.com/alerting/silence/new?alertmanager=grafana&matcher=alertname%3DPoolHigh";
+
+    #[test]
+    fn a_firing_grafana_alert_offers_its_silence_link_and_button() {
+        let inc = incident("Pool", vec![grafana("PoolHigh", SILENCE)]);
+        let root = root_message(&inc, &[], &settings());
+        let buttons = silence_buttons(&root);
+        assert_eq!(buttons.len(), 1);
+        assert_eq!(buttons[0].url.as_deref(), Some(SILENCE), "the URL as sent");
+        assert_eq!(buttons[0].text.as_str(), "Silence in Grafana");
+        assert_eq!(buttons[0].value, None);
+        let texts = all_texts(&root).join("\n");
+        // In the alert's line, escaped like every link.
+        assert!(
+            texts.contains(&format!("<{}|Silence>", SILENCE.replace('&', "&amp;"))),
+            "{texts}"
+        );
+        assert!(texts.contains("|Panel>"), "{texts}");
+        // Every action_id in the block differs (Block Kit requires it).
+        let ids: Vec<&str> = root
+            .blocks
+            .iter()
+            .filter_map(|b| match b {
+                Block::Actions { elements, .. } => Some(elements),
+                _ => None,
+            })
+            .flatten()
+            .map(|b| b.action_id)
+            .collect();
+        let mut unique = ids.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(ids.len(), unique.len(), "{ids:?}");
+        // The "alert joined" reply names the link too.
+        let joined = event_message(
+            &inc,
+            &SlackEvent::AlertJoined {
+                fingerprint: "fp-PoolHigh".into(),
+            },
+            &[],
+            &settings(),
+        );
+        assert!(all_texts(&joined).join("\n").contains("|Silence>"));
+    }
+
+    #[test]
+    fn the_silence_button_goes_when_it_could_not_silence_the_whole_incident() {
+        let s = settings();
+        // Resolved: nothing to silence.
+        let mut inc = incident("Pool", vec![grafana("PoolHigh", SILENCE)]);
+        inc.alerts[0].status = AlertStatus::Resolved;
+        inc.alerts[0].ends_at = Some(at("2026-11-23T02:27:28Z"));
+        inc.status = Status::Resolved;
+        inc.resolved_at = inc.alerts[0].ends_at;
+        let root = root_message(&inc, &[], &s);
+        assert!(silence_buttons(&root).is_empty());
+        assert!(!all_texts(&root).join("\n").contains("|Silence>"));
+
+        // Two Grafana alerts with other matchers: a link each, no button.
+        let other = format!("{SILENCE}2");
+        let inc = incident(
+            "Pool",
+            vec![grafana("PoolHigh", SILENCE), grafana("PoolHigh2", &other)],
+        );
+        let root = root_message(&inc, &[], &s);
+        assert!(silence_buttons(&root).is_empty());
+        assert_eq!(all_texts(&root).join("\n").matches("|Silence>").count(), 2);
+
+        // A Prometheus alert beside it: Grafana's silence would not cover it.
+        let inc = incident(
+            "Pool",
+            vec![grafana("PoolHigh", SILENCE), alert("Latency", "slow")],
+        );
+        assert!(silence_buttons(&root_message(&inc, &[], &s)).is_empty());
+
+        // A URL Slack would refuse for a button (Grafana sends relative ones without a root
+        // URL): the link only.
+        let inc = incident(
+            "Pool",
+            vec![grafana("PoolHigh", "localhost:3000/alerting/silence/new")],
+        );
+        let root = root_message(&inc, &[], &s);
+        assert!(silence_buttons(&root).is_empty());
+        assert!(all_texts(&root).join("\n").contains("|Silence>"));
+    }
+
+    #[test]
+    fn alertmanager_alerts_carry_no_silence_link() {
+        let inc = incident("Pool", vec![alert("PoolHigh", "Pool")]);
+        let root = root_message(&inc, &[], &settings());
+        assert!(silence_buttons(&root).is_empty());
+        assert!(!all_texts(&root).join("\n").contains("Silence"));
     }
 }

@@ -177,6 +177,75 @@ async fn check_accepted(e: &Entry) {
             );
         }
     }
+    check_timeline_credits(&app, e).await;
+}
+
+/// The rows each alert caused name its sender: Grafana for Grafana's bodies (with the values
+/// it sent), Prometheus for Alertmanager's.
+async fn check_timeline_credits(app: &TestApp, e: &Entry) {
+    let grafana = e.class == "grafana-v1";
+    for i in app.incidents().await {
+        let i = app.incident(i["id"].as_str().unwrap()).await;
+        for row in i["timeline"].as_array().unwrap() {
+            let (kind, actor, text) = (
+                row["kind"].as_str().unwrap(),
+                row["actor"].as_str().unwrap(),
+                row["text"].as_str().unwrap(),
+            );
+            let what = format!("{}: {row}", e.file);
+            match kind {
+                "alert_firing" | "alert_resolved" => {
+                    assert_eq!(
+                        actor,
+                        if grafana { "Grafana" } else { "Prometheus" },
+                        "{what}"
+                    );
+                }
+                "detected" => {
+                    assert_eq!(
+                        actor,
+                        if grafana { "Grafana" } else { "Alertmanager" },
+                        "{what}"
+                    );
+                }
+                _ => {}
+            }
+            if !grafana {
+                assert!(!text.contains("(Grafana: "), "{what}");
+            }
+        }
+        if !grafana {
+            continue;
+        }
+        // Each alert's row of its state as sent carries the values sent with it.
+        for a in i["alerts"].as_array().unwrap() {
+            let annotations = &a["annotations"];
+            let Some(values) = annotations[grafana_keys::VALUES]
+                .as_str()
+                .or(annotations[grafana_keys::VALUE_STRING].as_str())
+            else {
+                continue;
+            };
+            let kind = match a["status"].as_str().unwrap() {
+                "firing" => "alert_firing",
+                _ => "alert_resolved",
+            };
+            let name = a["alertname"].as_str().unwrap();
+            let shown = format!("(Grafana: {values})");
+            assert!(
+                i["timeline"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["kind"] == kind
+                        && r["text"].as_str().unwrap().starts_with(name)
+                        && r["text"].as_str().unwrap().ends_with(&shown)),
+                "{}: no {kind} row of {name} with {shown}: {:#}",
+                e.file,
+                i["timeline"]
+            );
+        }
+    }
 }
 
 async fn check_refused(e: &Entry) {
@@ -255,4 +324,138 @@ fn published_alertmanager_fingerprints_are_the_ones_computed_from_the_labels() {
         }
     }
     assert_eq!(checked, 9);
+}
+
+/// The recorded pool alert as Grafana-managed alerting's webhook contact point would send it:
+/// version "1" with Grafana's fields, the values of the rule's queries as given.
+fn grafana_body(values: Value, resolved_at: Option<&str>) -> String {
+    payload(|v| {
+        let status = if resolved_at.is_some() {
+            "resolved"
+        } else {
+            "firing"
+        };
+        v["version"] = "1".into();
+        v["orgId"] = 1.into();
+        v["state"] = if resolved_at.is_some() {
+            "ok"
+        } else {
+            "alerting"
+        }
+        .into();
+        v["title"] = format!("[{}:1] DatabaseConnectionPoolHigh", status.to_uppercase()).into();
+        v["message"] = "pool".into();
+        v["status"] = status.into();
+        let a = &mut v["alerts"][0];
+        a["status"] = status.into();
+        if let Some(end) = resolved_at {
+            a["endsAt"] = end.into();
+        }
+        a.as_object_mut().unwrap().insert("values".into(), values);
+        a["valueString"] = "[ var='B' labels={pool=primary} value=0.97 ]".into();
+        a["generatorURL"] =
+            "https://grafana.example.com/alerting/grafana/pool-high/view?orgId=1".into();
+        a["dashboardURL"] = "https://grafana.example.com/d/payment?orgId=1".into();
+        a["panelURL"] = "https://grafana.example.com/d/payment?orgId=1&viewPanel=2".into();
+        a["silenceURL"] =
+            "https://grafana.example.com/alerting/silence/new?alertmanager=grafana&matcher=alertname%3DDatabaseConnectionPoolHigh".into();
+        a["imageURL"] = "".into();
+    })
+}
+
+/// Grafana's alerts in the timeline: rows credited to Grafana, each carrying the values Grafana
+/// sent when the row was made (a repeat with other values changes no row); the draft's
+/// timeline table shows them, and its references link Grafana's rule page.
+#[tokio::test]
+async fn a_grafana_alerts_timeline_names_grafana_with_the_values_it_sent() {
+    let app = spawn_app().await;
+    app.set_time(time("2026-11-23T02:26:29.743Z"));
+    let firing = grafana_body(serde_json::json!({"B": 0.97, "C": 1}), None);
+    assert_eq!(app.post_webhook(firing).await.status(), 200);
+    app.set_time(time("2026-11-23T02:26:59.743Z"));
+    let repeat = grafana_body(serde_json::json!({"B": 0.99, "C": 1}), None);
+    assert_eq!(app.post_webhook(repeat).await.status(), 200);
+    app.set_time(time("2026-11-23T02:27:10.000Z"));
+    let resolved = grafana_body(
+        serde_json::json!({"B": 0.41, "C": 0}),
+        Some("2026-11-23T02:27:08.738Z"),
+    );
+    assert_eq!(app.post_webhook(resolved).await.status(), 200);
+
+    let list = app.incidents().await;
+    assert_eq!(list.len(), 1, "{list:#?}");
+    let id = list[0]["id"].as_str().unwrap().to_string();
+    let incident = app.incident(&id).await;
+    assert_eq!(incident["status"], "resolved", "{incident:#}");
+    let timeline = incident["timeline"].as_array().unwrap();
+    let rows =
+        |kind: &str| -> Vec<&Value> { timeline.iter().filter(|e| e["kind"] == kind).collect() };
+    let firing = rows("alert_firing");
+    assert_eq!(firing.len(), 1, "{timeline:#?}");
+    assert_eq!(firing[0]["actor"], "Grafana");
+    assert_eq!(
+        firing[0]["text"],
+        "DatabaseConnectionPoolHigh fired: Database connection pool nearly exhausted on \
+         payment-service (Grafana: B=0.97, C=1)"
+    );
+    let resolved = rows("alert_resolved");
+    assert_eq!(resolved.len(), 1, "{timeline:#?}");
+    assert_eq!(resolved[0]["actor"], "Grafana");
+    assert_eq!(
+        resolved[0]["text"],
+        "DatabaseConnectionPoolHigh resolved (Grafana: B=0.41, C=0)"
+    );
+    assert_eq!(rows("detected")[0]["actor"], "Grafana");
+    assert!(
+        !timeline.iter().any(|e| e["actor"] == "Prometheus"),
+        "{timeline:#?}"
+    );
+
+    // The draft (rendered once the resolve is in).
+    let path = format!("/api/v1/incidents/{id}/postmortem");
+    let mut draft = String::new();
+    for _ in 0..100 {
+        let r = app
+            .client
+            .get(format!("{}{path}", app.url))
+            .send()
+            .await
+            .unwrap();
+        draft = r.text().await.unwrap();
+        if draft.contains("(Grafana: B=0.41, C=0)") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        draft.contains("payment-service (Grafana: B=0.97, C=1) | Grafana |"),
+        "{draft}"
+    );
+    assert!(
+        draft.contains("| DatabaseConnectionPoolHigh resolved (Grafana: B=0.41, C=0) | Grafana |"),
+        "{draft}"
+    );
+    assert!(
+        draft.contains(
+            "- **Alert rule in Grafana** (DatabaseConnectionPoolHigh): \
+             [rule](https://grafana.example.com/alerting/grafana/pool-high/view?orgId=1)"
+        ),
+        "{draft}"
+    );
+    assert!(!draft.contains("Alert expression in Prometheus"), "{draft}");
+    for url in [
+        "https://grafana.example.com/d/payment?orgId=1",
+        "https://grafana.example.com/d/payment?orgId=1&viewPanel=2",
+    ] {
+        assert!(
+            draft
+                .lines()
+                .any(|l| l.starts_with("- **Dashboard**") && l.contains(url)),
+            "{url}: {draft}"
+        );
+    }
+    assert!(
+        draft.contains("Every alert resolved in Grafana, none by hand"),
+        "{draft}"
+    );
 }

@@ -692,6 +692,15 @@ fn the_scenario_messages_render_as_reviewed() {
             &scenario::evidence(),
             &s
         ))
+    ); // Raised by Grafana: its dashboard, panel and silence links, and a "Silence in Grafana"
+       // button while it fires.
+    insta::assert_snapshot!(
+        "root_open_grafana",
+        pretty(root_message(
+            &scenario::opened_in_grafana(),
+            &scenario::evidence(),
+            &s
+        ))
     );
 }
 

@@ -104,6 +104,36 @@ pub fn opened() -> Incident {
     }
 }
 
+/// The same incident raised by Grafana-managed alerting (webhook contact point): the alert
+/// carries Grafana's fields, kept by the decoder as `grafana.…` annotations, and its
+/// generatorURL is the alert rule's page in Grafana.
+pub fn opened_in_grafana() -> Incident {
+    use incidentd::alertmanager::grafana_keys;
+    let mut inc = opened();
+    let a = &mut inc.alerts[0];
+    a.generator_url = "https://grafana.example.com/alerting/grafana/pool-high/view?orgId=1".into();
+    for (k, v) in [
+        (grafana_keys::VALUES, "B=0.97, C=1"),
+        (
+            grafana_keys::DASHBOARD_URL,
+            "https://grafana.example.com/d/payment?orgId=1",
+        ),
+        (
+            grafana_keys::PANEL_URL,
+            "https://grafana.example.com/d/payment?orgId=1&viewPanel=2",
+        ),
+        (
+            grafana_keys::SILENCE_URL,
+            "https://grafana.example.com/alerting/silence/new?alertmanager=grafana&matcher=alertname%3DDatabaseConnectionPoolHigh&matcher=service%3Dpayment-service&orgId=1",
+        ),
+    ] {
+        a.annotations.insert(k.into(), v.into());
+    }
+    inc.timeline[0].actor = "Grafana".into();
+    inc.timeline[0].text = "DatabaseConnectionPoolHigh fired (Grafana: B=0.97, C=1)".into();
+    inc
+}
+
 /// All three alerts firing, acknowledged by alice, with her note.
 pub fn acknowledged_with_note() -> Incident {
     let mut inc = opened();
