@@ -22,6 +22,11 @@
 //! | Slack bot token | `slack.bot_token_file` | `INCIDENTD_SLACK_BOT_TOKEN` |
 //! | Slack signing secret | `slack.signing_secret_file` | `INCIDENTD_SLACK_SIGNING_SECRET` |
 //! | Slack incoming-webhook URL | `slack.webhook_url_file` | `INCIDENTD_SLACK_WEBHOOK_URL` |
+//! | PostgreSQL connection string | `storage.postgres.url_file` | `INCIDENTD_POSTGRES_URL` |
+//!
+//! The PostgreSQL connection string is the one secret that may also be inline
+//! (`storage.postgres.url`), and only when it holds no password; with one, it is refused like
+//! any inline secret. `url` and `url_file` are exclusive; either wins over the variable.
 //!
 //! A `*_file` key in the YAML wins over the environment variable (a warning is logged when
 //! both are set): the file is the explicit, reviewed, `check-config`-validated source, and an
@@ -77,6 +82,8 @@ pub const ENV_SLACK_BOT_TOKEN: &str = "INCIDENTD_SLACK_BOT_TOKEN";
 pub const ENV_SLACK_SIGNING_SECRET: &str = "INCIDENTD_SLACK_SIGNING_SECRET";
 /// Environment variable for `slack.webhook_url`.
 pub const ENV_SLACK_WEBHOOK_URL: &str = "INCIDENTD_SLACK_WEBHOOK_URL";
+/// Environment variable for `storage.postgres.url`.
+pub const ENV_POSTGRES_URL: &str = "INCIDENTD_POSTGRES_URL";
 
 /// Every secret: its key path (the YAML key is this plus `_file`) and its environment variable.
 pub const SECRETS: &[(&str, &str)] = &[
@@ -108,6 +115,12 @@ pub const DEFAULT_STORAGE_PATH: &str = "./data";
 pub const DEFAULT_RAW_PAYLOAD_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Default `storage.prune_interval`: 1 hour.
 pub const DEFAULT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+/// Default `storage.postgres.pool_size`: sessions per replica.
+pub const DEFAULT_POSTGRES_POOL_SIZE: usize = 8;
+/// Default `storage.postgres.statement_timeout`.
+pub const DEFAULT_POSTGRES_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `storage.postgres.connect_timeout`.
+pub const DEFAULT_POSTGRES_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default `correlation.group_by`.
 pub const DEFAULT_GROUP_BY: &[&str] = &["service"];
 /// Default `correlation.reopen_window`: 30 minutes.
@@ -152,7 +165,7 @@ pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api/";
 pub struct Config {
     /// `web`: the HTTP server.
     pub web: WebConfig,
-    /// `storage`: the SQLite database.
+    /// `storage`: the database (SQLite, or PostgreSQL).
     pub storage: StorageConfig,
     /// `correlation`: how alerts group into incidents.
     pub correlation: CorrelationConfig,
@@ -205,11 +218,15 @@ pub struct BasicAuth {
     pub password: Secret,
 }
 
-/// `storage`: the SQLite database.
+/// `storage`: the database.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StorageConfig {
-    /// Database directory, relative to the working directory.
+    /// Which database: SQLite in `path` (the default) or PostgreSQL (`postgres`).
+    pub backend: StorageBackend,
+    /// SQLite's database directory, relative to the working directory.
     pub path: PathBuf,
+    /// The PostgreSQL connection; `Some` exactly when `backend` is `postgres`.
+    pub postgres: Option<PostgresConfig>,
     /// How long raw webhook payloads are kept for audit.
     pub raw_payload_retention: Duration,
     /// How long resolved incidents are kept (with their alerts, timeline, evidence and
@@ -217,6 +234,55 @@ pub struct StorageConfig {
     pub incident_retention: Duration,
     /// How often rows past their retention are deleted (also once at startup).
     pub prune_interval: Duration,
+}
+
+/// `storage.backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// One SQLite database in `storage.path`, for one incidentd.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database, which several incidentd replicas can share.
+    Postgres,
+}
+
+/// `storage.postgres`: the PostgreSQL connection. `Debug` shows the connection string
+/// redacted (`user@host:port/db`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostgresConfig {
+    /// The connection string (libpq URI or `key=value`), from `url_file`, `url` or
+    /// `INCIDENTD_POSTGRES_URL`.
+    pub url: crate::store::postgres::Dsn,
+    /// `sslmode`: the key, else the connection string's, else `prefer` (as libpq).
+    pub sslmode: crate::store::postgres::SslMode,
+    /// `sslrootcert`: CA certificates (PEM) the server's must chain to, or `system` for the
+    /// Mozilla roots; the key (relative to the configuration file), else the connection
+    /// string's (relative to the working directory).
+    pub sslrootcert: Option<PathBuf>,
+    /// Sessions per incidentd at most.
+    pub pool_size: usize,
+    /// Each statement's limit (`SET statement_timeout`); zero: none.
+    pub statement_timeout: Duration,
+    /// Limit on connecting: the key, else the connection string's `connect_timeout`, else 5s.
+    pub connect_timeout: Duration,
+}
+
+impl PostgresConfig {
+    /// The defaults around a connection string, with its own sslmode, sslrootcert and
+    /// connect timeout where it sets them.
+    pub fn new(url: crate::store::postgres::Dsn) -> PostgresConfig {
+        PostgresConfig {
+            sslmode: url.sslmode().unwrap_or_default(),
+            sslrootcert: url.sslrootcert().map(Path::to_path_buf),
+            pool_size: DEFAULT_POSTGRES_POOL_SIZE,
+            statement_timeout: DEFAULT_POSTGRES_STATEMENT_TIMEOUT,
+            connect_timeout: url
+                .connect_timeout()
+                .unwrap_or(DEFAULT_POSTGRES_CONNECT_TIMEOUT),
+            url,
+        }
+    }
 }
 
 /// `correlation`: how alerts group into incidents.
@@ -494,7 +560,9 @@ impl Default for Config {
                 request_timeout: DEFAULT_REQUEST_TIMEOUT,
             },
             storage: StorageConfig {
+                backend: StorageBackend::Sqlite,
                 path: PathBuf::from(DEFAULT_STORAGE_PATH),
+                postgres: None,
                 raw_payload_retention: DEFAULT_RAW_PAYLOAD_RETENTION,
                 incident_retention: Duration::ZERO,
                 prune_interval: DEFAULT_PRUNE_INTERVAL,
@@ -630,10 +698,24 @@ struct RawBasicAuth {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, expecting = "a mapping")]
 struct RawStorage {
+    backend: Option<StorageBackend>,
     path: Option<PathBuf>,
+    postgres: Option<RawPostgres>,
     raw_payload_retention: Option<DurationValue>,
     incident_retention: Option<DurationValue>,
     prune_interval: Option<DurationValue>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+struct RawPostgres {
+    url: Option<String>,
+    url_file: Option<PathBuf>,
+    sslmode: Option<String>,
+    sslrootcert: Option<PathBuf>,
+    pool_size: Option<usize>,
+    statement_timeout: Option<DurationValue>,
+    connect_timeout: Option<DurationValue>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1049,12 +1131,118 @@ impl Resolver<'_> {
         if prune_interval.is_zero() {
             self.report(self.invalid("storage.prune_interval", "must be greater than 0s"));
         }
+        let backend = raw.backend.unwrap_or_default();
+        let postgres = match (backend, raw.postgres) {
+            (StorageBackend::Sqlite, None) => None,
+            (StorageBackend::Sqlite, Some(_)) => {
+                self.report(self.invalid(
+                    "storage.postgres",
+                    "is set but storage.backend is sqlite: set storage.backend: postgres, or \
+                     remove the section",
+                ));
+                None
+            }
+            // The section may be absent: INCIDENTD_POSTGRES_URL alone can name the database.
+            (StorageBackend::Postgres, raw) => {
+                self.section(self.postgres(raw.unwrap_or_default()))
+            }
+        };
         Ok(StorageConfig {
+            backend,
             path,
+            postgres,
             raw_payload_retention,
             incident_retention: raw.incident_retention.map_or(Duration::ZERO, |d| d.0),
             prune_interval,
         })
+    }
+
+    fn postgres(&self, raw: RawPostgres) -> Result<PostgresConfig, ConfigError> {
+        use crate::store::postgres::{Dsn, SslMode};
+        const KEY: &str = "storage.postgres.url";
+        let (url, inline) = match (raw.url, raw.url_file) {
+            (Some(_), Some(_)) => {
+                return Err(self.invalid(
+                    "storage.postgres",
+                    "url and url_file are both set; use one",
+                ))
+            }
+            (Some(url), None) => {
+                if (self.env)(ENV_POSTGRES_URL).is_some() {
+                    tracing::warn!(
+                        key = KEY,
+                        variable = ENV_POSTGRES_URL,
+                        "connection string set both in the configuration file and the \
+                         environment; using the file"
+                    );
+                }
+                (Secret(url), true)
+            }
+            (None, file) => match self.secret(KEY, file, ENV_POSTGRES_URL)? {
+                Some(url) => (url, false),
+                None => {
+                    return Err(self.invalid(
+                        "storage.postgres.url_file",
+                        format!(
+                            "required with storage.backend: postgres (or set \
+                             {ENV_POSTGRES_URL}, or storage.postgres.url if the connection \
+                             string holds no password)"
+                        ),
+                    ))
+                }
+            },
+        };
+        // The message says what is wrong, never the string (it may hold a password).
+        let url = Dsn::parse(url.expose()).map_err(|why| self.invalid(KEY, why))?;
+        if inline && url.has_password() {
+            return Err(self.invalid(
+                KEY,
+                format!(
+                    "the connection string holds a password, and inline secrets are not \
+                     allowed; put it in a file and set {KEY}_file, or set the environment \
+                     variable {ENV_POSTGRES_URL}"
+                ),
+            ));
+        }
+        let mut config = PostgresConfig::new(url);
+        if let Some(mode) = raw.sslmode {
+            match mode.parse::<SslMode>() {
+                Ok(mode) => config.sslmode = mode,
+                Err(why) => self.report(self.invalid("storage.postgres.sslmode", why)),
+            }
+        }
+        if let Some(path) = raw.sslrootcert {
+            let path = self.non_empty_path("storage.postgres.sslrootcert", path)?;
+            config.sslrootcert = Some(if path == Path::new("system") {
+                path
+            } else {
+                self.relative_to_config(path)
+            });
+        }
+        if let Some(path) = &config.sslrootcert {
+            if let Err(why) = crate::store::postgres::read_root_certificates(path) {
+                self.report(self.invalid("storage.postgres.sslrootcert", why.to_string()));
+            }
+        }
+        if let Some(size) = raw.pool_size {
+            config.pool_size = size;
+        }
+        if config.pool_size == 0 {
+            self.report(self.invalid("storage.postgres.pool_size", "must be greater than 0"));
+        }
+        if let Some(timeout) = raw.statement_timeout {
+            config.statement_timeout = timeout.0;
+        }
+        if let Some(timeout) = raw.connect_timeout {
+            config.connect_timeout = timeout.0;
+        }
+        if config.connect_timeout.is_zero() {
+            self.report(self.invalid(
+                "storage.postgres.connect_timeout",
+                "must be greater than 0s",
+            ));
+        }
+        Ok(config)
     }
 
     fn correlation(&self, raw: RawCorrelation) -> Result<CorrelationConfig, ConfigError> {

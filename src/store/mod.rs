@@ -13,6 +13,7 @@
 
 pub mod jobs;
 pub mod migrations;
+pub mod postgres;
 pub mod sqlite;
 
 use std::path::{Path, PathBuf};
