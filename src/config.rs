@@ -1221,7 +1221,7 @@ impl Resolver<'_> {
         }
         if let Some(path) = &config.sslrootcert {
             if let Err(why) = crate::store::postgres::read_root_certificates(path) {
-                self.report(self.invalid("storage.postgres.sslrootcert", why.to_string()));
+                self.report(self.invalid("storage.postgres.sslrootcert", why));
             }
         }
         if let Some(size) = raw.pool_size {
@@ -1872,6 +1872,16 @@ mod tests {
         ("inline-secret.yml", "web.webhook_auth.bearer_token: inline secrets are not allowed; put the value in a file and set web.webhook_auth.bearer_token_file, or set the environment variable INCIDENTD_WEBHOOK_BEARER_TOKEN (line 4, column 5)"),
         ("invalid-yaml.yml", "did not find expected key at line 3 column 2, while parsing a block mapping"),
         ("missing-secret-file.yml", "web.api_token_file: cannot read secret file tests/fixtures/config/secrets/does-not-exist: No such file or directory (os error 2)"),
+        ("postgres-bad-backend.yml", "storage.backend: unknown variant `mysql`, expected `sqlite` or `postgres` (line 2, column 12)"),
+        ("postgres-bad-sslmode.yml", r#"storage.postgres.url: invalid sslmode "verify": expected one of disable, prefer, require, verify-ca, verify-full"#),
+        ("postgres-bad-sslmode-key.yml", r#"storage.postgres.sslmode: invalid sslmode "allow": expected one of disable, prefer, require, verify-ca, verify-full"#),
+        ("postgres-inline-password.yml", "storage.postgres.url: the connection string holds a password, and inline secrets are not allowed; put it in a file and set storage.postgres.url_file, or set the environment variable INCIDENTD_POSTGRES_URL"),
+        ("postgres-missing-sslrootcert.yml", "storage.postgres.sslrootcert: cannot read tests/fixtures/config/no-such-ca.pem: No such file or directory (os error 2)"),
+        ("postgres-section-with-sqlite.yml", "storage.postgres: is set but storage.backend is sqlite: set storage.backend: postgres, or remove the section"),
+        ("postgres-url-and-url-file.yml", "storage.postgres: url and url_file are both set; use one"),
+        ("postgres-without-url.yml", "storage.postgres.url_file: required with storage.backend: postgres (or set INCIDENTD_POSTGRES_URL, or storage.postgres.url if the connection string holds no password)"),
+        ("postgres-zero-connect-timeout.yml", "storage.postgres.connect_timeout: must be greater than 0s"),
+        ("postgres-zero-pool-size.yml", "storage.postgres.pool_size: must be greater than 0"),
         ("prometheus-authorization-header.yml", "prometheus.headers.Authorization: credentials do not belong in headers (they are not secret there); use bearer_token_file or basic_auth"),
         ("prometheus-bad-url.yml", r#"prometheus.url: invalid URL "ftp://prometheus:9090": must start with http:// or https://"#),
         ("prometheus-bearer-and-basic-auth.yml", "prometheus: a bearer token (bearer_token_file or INCIDENTD_PROMETHEUS_BEARER_TOKEN) and basic_auth are both set; use one"),
@@ -1948,7 +1958,21 @@ mod tests {
                 request_timeout: Duration::from_secs(60),
             },
             storage: StorageConfig {
+                backend: StorageBackend::Postgres,
                 path: "/var/lib/incidentd".into(),
+                postgres: Some(PostgresConfig {
+                    url: crate::store::postgres::Dsn::parse(
+                        "postgres://incidentd:fixture-postgres-password@db.example.com:5432/\
+                         incidentd?sslmode=verify-full",
+                    )
+                    .unwrap(),
+                    // The key wins over the connection string's verify-full.
+                    sslmode: crate::store::postgres::SslMode::VerifyCa,
+                    sslrootcert: Some(dir.join("postgres-ca.pem")),
+                    pool_size: 4,
+                    statement_timeout: Duration::from_secs(10),
+                    connect_timeout: Duration::from_secs(2),
+                }),
                 raw_payload_retention: Duration::from_secs(7 * 24 * 3600),
                 incident_retention: Duration::from_secs(365 * 24 * 3600),
                 prune_interval: Duration::from_secs(10 * 60),
@@ -2350,9 +2374,11 @@ mod tests {
             "fixture-prometheus-password",
             "xoxb-fixture-bot-token",
             "fixture-signing-secret",
+            "fixture-postgres-password",
         ] {
             assert!(!debug.contains(value), "{value} leaked into Debug");
         }
+        assert!(debug.contains("Dsn(incidentd@db.example.com:5432/incidentd)"));
         assert!(debug.contains("<secret>"));
         let secret = Secret::new("hunter2");
         assert_eq!(format!("{secret} {secret:?}"), "<secret> <secret>");
@@ -2372,6 +2398,7 @@ mod tests {
                 "slack-webhook-url-not-a-url.yml",
                 "not-a-url-fixture-secret",
             ),
+            ("postgres-inline-password.yml", "inline-fixture-password"),
         ];
         for (name, value) in cases {
             let err = load_fixture(name).expect_err(name);
@@ -2386,6 +2413,102 @@ mod tests {
         .expect_err("empty group_by");
         let shown = format!("{err} {err:?}");
         assert!(!shown.contains("fixture-api-token") && !shown.contains("env-secret-value"));
+    }
+
+    const PG_SECTION: &str = "storage: {backend: postgres, postgres: {pool_size: 2}}\n";
+
+    #[test]
+    fn the_postgres_connection_string_comes_from_the_environment_without_a_file_key() {
+        let config = parse_in_fixtures(
+            PG_SECTION,
+            &[(ENV_POSTGRES_URL, "host=db user=incidentd password=env-secret dbname=inc")],
+        )
+        .expect("loads");
+        let pg = config.storage.postgres.expect("postgres");
+        assert_eq!(pg.url.redacted(), "incidentd@db:5432/inc");
+        assert_eq!(pg.pool_size, 2);
+        assert_eq!(pg.sslmode, crate::store::postgres::SslMode::Prefer);
+        assert_eq!(pg.statement_timeout, Duration::from_secs(30));
+        assert_eq!(pg.connect_timeout, Duration::from_secs(5));
+        assert!(!format!("{pg:?}").contains("env-secret"));
+
+        // The section may be left out: the variable alone names the database.
+        let config = parse_in_fixtures(
+            "storage: {backend: postgres}\n",
+            &[(ENV_POSTGRES_URL, "postgres://u@db/x?connect_timeout=9&sslmode=require")],
+        )
+        .expect("loads");
+        let pg = config.storage.postgres.expect("postgres");
+        assert_eq!(pg.connect_timeout, Duration::from_secs(9));
+        assert_eq!(pg.sslmode, crate::store::postgres::SslMode::Require);
+        assert_eq!(pg.pool_size, DEFAULT_POSTGRES_POOL_SIZE);
+    }
+
+    #[test]
+    fn a_postgres_url_file_wins_over_the_environment_and_is_trimmed() {
+        let config = parse_in_fixtures(
+            "storage: {backend: postgres, postgres: {url_file: secrets/postgres-url}}\n",
+            &[(ENV_POSTGRES_URL, "postgres://other@elsewhere/x")],
+        )
+        .expect("loads");
+        let pg = config.storage.postgres.expect("postgres");
+        assert_eq!(pg.url.redacted(), "incidentd@db.example.com:5432/incidentd");
+        assert_eq!(pg.sslmode, crate::store::postgres::SslMode::VerifyFull);
+    }
+
+    #[test]
+    fn postgres_settings_of_the_environment_are_ignored_with_sqlite() {
+        let config = parse_in_fixtures("", &[(ENV_POSTGRES_URL, "postgres://u@db/x")])
+            .expect("loads");
+        assert_eq!(config.storage.backend, StorageBackend::Sqlite);
+        assert!(config.storage.postgres.is_none());
+    }
+
+    #[test]
+    fn bad_postgres_settings_are_reported_together_and_never_show_the_password() {
+        let err = parse_in_fixtures(
+            "storage: {backend: postgres, postgres: {pool_size: 0, sslmode: bogus, \
+             connect_timeout: 0s}}\n",
+            &[(ENV_POSTGRES_URL, "postgres://u:env-secret@db/x")],
+        )
+        .expect_err("three errors");
+        let keys: Vec<String> = err
+            .errors()
+            .iter()
+            .map(|e| match e {
+                ConfigError::Invalid { key, .. } => key.clone(),
+                other => panic!("{other}"),
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "storage.postgres.sslmode",
+                "storage.postgres.pool_size",
+                "storage.postgres.connect_timeout"
+            ]
+        );
+        let err = parse_in_fixtures(PG_SECTION, &[(ENV_POSTGRES_URL, "postgres://u:env-secret@db:x/y")])
+            .expect_err("bad port");
+        let shown = format!("{err} {err:?}");
+        assert!(shown.contains("storage.postgres.url: ") && !shown.contains("env-secret"), "{shown}");
+        let err = parse_in_fixtures(PG_SECTION, &[(ENV_POSTGRES_URL, "")]).expect_err("empty");
+        assert_eq!(
+            err.to_string(),
+            format!("{FIXTURES}/inline.yml: storage.postgres.url: environment variable INCIDENTD_POSTGRES_URL is empty")
+        );
+    }
+
+    #[test]
+    fn an_inline_postgres_url_without_a_password_is_fine() {
+        let config = parse_in_fixtures(
+            "storage:\n  backend: postgres\n  postgres:\n    url: host=/run/postgresql dbname=incidentd\n    sslrootcert: system\n",
+            &[],
+        )
+        .expect("loads");
+        let pg = config.storage.postgres.expect("postgres");
+        assert_eq!(pg.url.redacted(), "/run/postgresql:5432/incidentd");
+        assert_eq!(pg.sslrootcert.as_deref(), Some(Path::new("system")));
     }
 
     #[test]

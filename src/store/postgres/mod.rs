@@ -56,7 +56,7 @@ pub fn connect(config: &PostgresConfig) -> Result<postgres::Client, PgError> {
 }
 
 /// Reads the CA certificates of an `sslrootcert` file (`system`: the Mozilla roots) and says
-/// how many there are; for `check-config`.
-pub fn read_root_certificates(path: &std::path::Path) -> Result<usize, PgError> {
+/// how many there are; for `check-config`. The error names the file.
+pub fn read_root_certificates(path: &std::path::Path) -> Result<usize, String> {
     Ok(tls::roots(Some(path))?.len())
 }

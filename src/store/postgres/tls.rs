@@ -39,6 +39,7 @@ pub(crate) fn connector(
             .map_err(|e| PgError::Tls(e.to_string()))?;
         Ok(Arc::new(ChainOnly(inner)))
     };
+    let roots = |path: Option<&Path>| roots(path).map_err(|e| PgError::Tls(format!("sslrootcert: {e}")));
     let verifier: Arc<dyn ServerCertVerifier> = match (mode, sslrootcert) {
         (SslMode::Disable | SslMode::Prefer, _) | (SslMode::Require, None) => {
             Arc::new(AnyCertificate(provider.clone()))
@@ -60,8 +61,9 @@ pub(crate) fn connector(
     Ok(MakeRustlsConnect::new(config))
 }
 
-/// The trust anchors: the certificates of `path` (PEM), or the Mozilla roots.
-pub(crate) fn roots(path: Option<&Path>) -> Result<RootCertStore, PgError> {
+/// The trust anchors: the certificates of `path` (PEM), or the Mozilla roots. The error says
+/// what is wrong with the file and names it.
+pub(crate) fn roots(path: Option<&Path>) -> Result<RootCertStore, String> {
     let mut store = RootCertStore::empty();
     match path {
         None => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -69,15 +71,14 @@ pub(crate) fn roots(path: Option<&Path>) -> Result<RootCertStore, PgError> {
             store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned())
         }
         Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| PgError::Tls(format!("sslrootcert {}: {e}", path.display())))?;
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let certs = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("{} is not PEM: {e}", path.display()))?;
             let (added, _ignored) = store.add_parsable_certificates(certs);
             if added == 0 {
-                return Err(PgError::Tls(format!(
-                    "sslrootcert {}: no PEM certificate in it",
-                    path.display()
-                )));
+                return Err(format!("no PEM certificate in {}", path.display()));
             }
         }
     }
