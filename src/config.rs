@@ -1143,9 +1143,7 @@ impl Resolver<'_> {
                 None
             }
             // The section may be absent: INCIDENTD_POSTGRES_URL alone can name the database.
-            (StorageBackend::Postgres, raw) => {
-                self.section(self.postgres(raw.unwrap_or_default()))
-            }
+            (StorageBackend::Postgres, raw) => self.section(self.postgres(raw.unwrap_or_default())),
         };
         Ok(StorageConfig {
             backend,
@@ -1162,10 +1160,9 @@ impl Resolver<'_> {
         const KEY: &str = "storage.postgres.url";
         let (url, inline) = match (raw.url, raw.url_file) {
             (Some(_), Some(_)) => {
-                return Err(self.invalid(
-                    "storage.postgres",
-                    "url and url_file are both set; use one",
-                ))
+                return Err(
+                    self.invalid("storage.postgres", "url and url_file are both set; use one")
+                )
             }
             (Some(url), None) => {
                 if (self.env)(ENV_POSTGRES_URL).is_some() {
@@ -2421,7 +2418,10 @@ mod tests {
     fn the_postgres_connection_string_comes_from_the_environment_without_a_file_key() {
         let config = parse_in_fixtures(
             PG_SECTION,
-            &[(ENV_POSTGRES_URL, "host=db user=incidentd password=env-secret dbname=inc")],
+            &[(
+                ENV_POSTGRES_URL,
+                "host=db user=incidentd password=env-secret dbname=inc",
+            )],
         )
         .expect("loads");
         let pg = config.storage.postgres.expect("postgres");
@@ -2435,7 +2435,10 @@ mod tests {
         // The section may be left out: the variable alone names the database.
         let config = parse_in_fixtures(
             "storage: {backend: postgres}\n",
-            &[(ENV_POSTGRES_URL, "postgres://u@db/x?connect_timeout=9&sslmode=require")],
+            &[(
+                ENV_POSTGRES_URL,
+                "postgres://u@db/x?connect_timeout=9&sslmode=require",
+            )],
         )
         .expect("loads");
         let pg = config.storage.postgres.expect("postgres");
@@ -2458,8 +2461,8 @@ mod tests {
 
     #[test]
     fn postgres_settings_of_the_environment_are_ignored_with_sqlite() {
-        let config = parse_in_fixtures("", &[(ENV_POSTGRES_URL, "postgres://u@db/x")])
-            .expect("loads");
+        let config =
+            parse_in_fixtures("", &[(ENV_POSTGRES_URL, "postgres://u@db/x")]).expect("loads");
         assert_eq!(config.storage.backend, StorageBackend::Sqlite);
         assert!(config.storage.postgres.is_none());
     }
@@ -2488,10 +2491,16 @@ mod tests {
                 "storage.postgres.connect_timeout"
             ]
         );
-        let err = parse_in_fixtures(PG_SECTION, &[(ENV_POSTGRES_URL, "postgres://u:env-secret@db:x/y")])
-            .expect_err("bad port");
+        let err = parse_in_fixtures(
+            PG_SECTION,
+            &[(ENV_POSTGRES_URL, "postgres://u:env-secret@db:x/y")],
+        )
+        .expect_err("bad port");
         let shown = format!("{err} {err:?}");
-        assert!(shown.contains("storage.postgres.url: ") && !shown.contains("env-secret"), "{shown}");
+        assert!(
+            shown.contains("storage.postgres.url: ") && !shown.contains("env-secret"),
+            "{shown}"
+        );
         let err = parse_in_fixtures(PG_SECTION, &[(ENV_POSTGRES_URL, "")]).expect_err("empty");
         assert_eq!(
             err.to_string(),

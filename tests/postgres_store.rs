@@ -93,7 +93,11 @@ fn four_replicas_migrating_at_once_apply_each_migration_once() {
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert_eq!(applied.iter().sum::<usize>(), MIGRATIONS.len(), "{applied:?}");
+    assert_eq!(
+        applied.iter().sum::<usize>(),
+        MIGRATIONS.len(),
+        "{applied:?}"
+    );
     assert_eq!(
         applied.iter().filter(|&&n| n > 0).count(),
         1,
@@ -340,7 +344,9 @@ fn the_postgresql_schema_has_exactly_the_tables_columns_keys_and_indexes_of_sqli
         "schemas differ\nonly in SQLite: {only_sqlite:#?}\nonly in PostgreSQL: {only_postgres:#?}"
     );
     // The comparison saw the whole schema, not two empty sets.
-    assert!(sqlite.iter().any(|l| l.starts_with("index jobs_coalesced on jobs (kind, incident_id) unique partial")));
+    assert!(sqlite
+        .iter()
+        .any(|l| l.starts_with("index jobs_coalesced on jobs (kind, incident_id) unique partial")));
     assert!(sqlite.len() > 100, "{}", sqlite.len());
 }
 
@@ -506,7 +512,10 @@ fn the_pool_opens_at_most_pool_size_sessions_and_waits_for_one_back() {
     let b = pool.get().unwrap();
     let started = Instant::now();
     let err = pool.get().err().expect("both sessions are out");
-    assert!(matches!(err, PgError::PoolTimeout { size: 2, .. }), "{err:?}");
+    assert!(
+        matches!(err, PgError::PoolTimeout { size: 2, .. }),
+        "{err:?}"
+    );
     assert!(err.is_transient());
     assert!(started.elapsed() >= Duration::from_millis(300));
 

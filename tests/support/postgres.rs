@@ -52,8 +52,7 @@ pub fn find_bin_dir() -> Option<PathBuf> {
             let e = e.ok()?;
             let version: u32 = e.file_name().to_str()?.parse().ok()?;
             let bin = e.path().join("bin");
-            (bin.join("initdb").is_file() && bin.join("pg_ctl").is_file())
-                .then_some((version, bin))
+            (bin.join("initdb").is_file() && bin.join("pg_ctl").is_file()).then_some((version, bin))
         })
         .collect();
     versions.sort();
@@ -185,7 +184,10 @@ impl Cluster {
 
     /// `postgres://incidentd@127.0.0.1:<port>/<db>`.
     pub fn url_for(&self, db: &str) -> String {
-        format!("postgres://{USER}@127.0.0.1:{}/{db}?sslmode=disable", self.port)
+        format!(
+            "postgres://{USER}@127.0.0.1:{}/{db}?sslmode=disable",
+            self.port
+        )
     }
 
     /// The URL of the default database `postgres`.
@@ -224,7 +226,9 @@ impl Cluster {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.run(
                     "pg_ctl",
-                    &["start", "-w", "-t", "30", "-D", &data, "-l", &log, "-o", &options],
+                    &[
+                        "start", "-w", "-t", "30", "-D", &data, "-l", &log, "-o", &options,
+                    ],
                 )
             }));
             match result {

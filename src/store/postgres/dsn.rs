@@ -111,13 +111,12 @@ impl Dsn {
         if s.is_empty() {
             return Err("the connection string is empty".into());
         }
-        let (rest, sslmode, sslrootcert) = if s.starts_with("postgres://")
-            || s.starts_with("postgresql://")
-        {
-            split_uri(s)?
-        } else {
-            split_key_values(s)?
-        };
+        let (rest, sslmode, sslrootcert) =
+            if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+                split_uri(s)?
+            } else {
+                split_key_values(s)?
+            };
         let sslmode = sslmode.map(|m| m.parse::<SslMode>()).transpose()?;
         let config = postgres::Config::from_str(&rest).map_err(|e| {
             // rust-postgres names the option, never its value.
@@ -314,10 +313,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(dsn.redacted(), "incidentd@db.example.com:6432/incidents");
-        assert_eq!(format!("{dsn:?}"), "Dsn(incidentd@db.example.com:6432/incidents)");
+        assert_eq!(
+            format!("{dsn:?}"),
+            "Dsn(incidentd@db.example.com:6432/incidents)"
+        );
         assert_eq!(dsn.sslmode(), Some(SslMode::VerifyFull));
         assert_eq!(dsn.sslrootcert(), Some(Path::new("/etc/ca.pem")));
-        assert_eq!(dsn.connect_timeout(), Some(std::time::Duration::from_secs(3)));
+        assert_eq!(
+            dsn.connect_timeout(),
+            Some(std::time::Duration::from_secs(3))
+        );
         assert!(dsn.has_password());
         assert_eq!(dsn.client_config().get_password(), Some(&b"s3cr et"[..]));
     }
@@ -330,7 +335,10 @@ mod tests {
         .unwrap();
         assert_eq!(dsn.redacted(), "incidentd@db:5433/inc");
         assert_eq!(dsn.sslmode(), Some(SslMode::VerifyCa));
-        assert_eq!(dsn.client_config().get_password(), Some(&b"it's a secret"[..]));
+        assert_eq!(
+            dsn.client_config().get_password(),
+            Some(&b"it's a secret"[..])
+        );
     }
 
     #[test]
@@ -349,7 +357,9 @@ mod tests {
 
     #[test]
     fn a_string_without_a_host_is_refused() {
-        assert!(Dsn::parse("user=incidentd dbname=x").unwrap_err().contains("no host"));
+        assert!(Dsn::parse("user=incidentd dbname=x")
+            .unwrap_err()
+            .contains("no host"));
         assert!(Dsn::parse("").unwrap_err().contains("empty"));
     }
 

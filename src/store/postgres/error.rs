@@ -103,13 +103,13 @@ fn transient_code(code: &SqlState) -> bool {
         || c.starts_with("53")
         || c.starts_with("58")
         || [
-            SqlState::ADMIN_SHUTDOWN,       // 57P01: the server is shutting down
-            SqlState::CRASH_SHUTDOWN,       // 57P02
-            SqlState::CANNOT_CONNECT_NOW,   // 57P03: starting up or in recovery
-            SqlState::QUERY_CANCELED,       // 57014: statement_timeout
+            SqlState::ADMIN_SHUTDOWN,            // 57P01: the server is shutting down
+            SqlState::CRASH_SHUTDOWN,            // 57P02
+            SqlState::CANNOT_CONNECT_NOW,        // 57P03: starting up or in recovery
+            SqlState::QUERY_CANCELED,            // 57014: statement_timeout
             SqlState::T_R_SERIALIZATION_FAILURE, // 40001
-            SqlState::T_R_DEADLOCK_DETECTED, // 40P01
-            SqlState::LOCK_NOT_AVAILABLE,   // 55P03
+            SqlState::T_R_DEADLOCK_DETECTED,     // 40P01
+            SqlState::LOCK_NOT_AVAILABLE,        // 55P03
             SqlState::READ_ONLY_SQL_TRANSACTION, // 25006: a failover left us on a standby
         ]
         .contains(code)
@@ -151,7 +151,9 @@ mod tests {
 
     #[test]
     fn sqlstates_are_classified() {
-        for code in ["08006", "08001", "57P01", "57P03", "40001", "40P01", "53300", "57014"] {
+        for code in [
+            "08006", "08001", "57P01", "57P03", "40001", "40P01", "53300", "57014",
+        ] {
             assert!(transient_code(&SqlState::from_code(code)), "{code}");
         }
         for code in ["42601", "23505", "23503", "42P01", "28P01", "XX000"] {

@@ -173,7 +173,8 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 4,
-        name: "claiming a job looks up earlier unfinished jobs of its incident; loops claim per kind",
+        name:
+            "claiming a job looks up earlier unfinished jobs of its incident; loops claim per kind",
         sql: r#"
     CREATE INDEX jobs_incident ON jobs (incident_id, kind, id);
     CREATE INDEX jobs_kind_due ON jobs (state, kind, run_at);
@@ -189,16 +190,16 @@ pub fn latest_version() -> i64 {
 /// The highest applied version (0 for an empty database).
 pub fn schema_version(client: &mut Client) -> Result<i64, PgError> {
     let exists: bool = client
-        .query_one(
-            "SELECT to_regclass('schema_migrations') IS NOT NULL",
-            &[],
-        )?
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])?
         .get(0);
     if !exists {
         return Ok(0);
     }
     Ok(client
-        .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", &[])?
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )?
         .get(0))
 }
 
@@ -217,7 +218,10 @@ pub fn migrate(client: &mut Client) -> Result<usize, PgError> {
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .map(drop);
     let restored = client
-        .execute("SELECT set_config('statement_timeout', $1, false)", &[&timeout])
+        .execute(
+            "SELECT set_config('statement_timeout', $1, false)",
+            &[&timeout],
+        )
         .map(drop);
     let applied = result?;
     unlocked?;

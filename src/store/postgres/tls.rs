@@ -18,7 +18,9 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{PgError, SslMode};
@@ -39,7 +41,8 @@ pub(crate) fn connector(
             .map_err(|e| PgError::Tls(e.to_string()))?;
         Ok(Arc::new(ChainOnly(inner)))
     };
-    let roots = |path: Option<&Path>| roots(path).map_err(|e| PgError::Tls(format!("sslrootcert: {e}")));
+    let roots =
+        |path: Option<&Path>| roots(path).map_err(|e| PgError::Tls(format!("sslrootcert: {e}")));
     let verifier: Arc<dyn ServerCertVerifier> = match (mode, sslrootcert) {
         (SslMode::Disable | SslMode::Prefer, _) | (SslMode::Require, None) => {
             Arc::new(AnyCertificate(provider.clone()))
@@ -71,8 +74,8 @@ pub(crate) fn roots(path: Option<&Path>) -> Result<RootCertStore, String> {
             store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned())
         }
         Some(path) => {
-            let pem = std::fs::read(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let pem =
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
             let certs = CertificateDer::pem_slice_iter(&pem)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("{} is not PEM: {e}", path.display()))?;
@@ -105,8 +108,7 @@ impl ServerCertVerifier for ChainOnly {
             .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
         {
             Err(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName
-                | CertificateError::NotValidForNameContext { .. },
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
             other => other,
         }
