@@ -543,3 +543,72 @@ fn connection_errors_never_show_the_password() {
         assert!(shown.contains("incidentd@127.0.0.1:1/incidentd"), "{shown}");
     }
 }
+
+#[test]
+fn tls_modes_check_the_certificate_as_libpq_does() {
+    let Some(mut cluster) = pg::Cluster::start_or_skip("tls_modes") else {
+        return;
+    };
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/postgres-tls");
+    // The server's certificate is for IP 127.0.0.1, signed by ca.pem.
+    cluster.enable_tls(&fixtures.join("server.pem"), &fixtures.join("server.key"));
+    let ca = fixtures.join("ca.pem");
+    let other_ca = fixtures.join("other-ca.pem");
+    let attempt = |host: &str, mode: SslMode, root: Option<&std::path::Path>| {
+        let mut config = config(&format!(
+            "postgres://incidentd@{host}:{}/postgres",
+            cluster.port()
+        ));
+        config.sslmode = mode;
+        config.sslrootcert = root.map(|p| p.to_path_buf());
+        connect(&config).map(|mut client| {
+            // The session is encrypted.
+            let ssl: bool = client
+                .query_one(
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                    &[],
+                )
+                .unwrap()
+                .get(0);
+            ssl
+        })
+    };
+    // Encrypted without checking: any certificate.
+    assert!(attempt("127.0.0.1", SslMode::Prefer, None).unwrap());
+    assert!(attempt("127.0.0.1", SslMode::Require, None).unwrap());
+    // verify-full: the chain and the name.
+    assert!(attempt("127.0.0.1", SslMode::VerifyFull, Some(&ca)).unwrap());
+    // "localhost" is not the name in the certificate: verify-full refuses, verify-ca accepts.
+    let err = attempt("localhost", SslMode::VerifyFull, Some(&ca))
+        .err()
+        .expect("wrong name");
+    assert!(!err.is_transient(), "{err}");
+    assert!(err.to_string().contains("sslmode=verify-full"), "{err}");
+    assert!(
+        err.to_string()
+            .to_lowercase()
+            .contains("not valid for name"),
+        "{err}"
+    );
+    assert!(attempt("localhost", SslMode::VerifyCa, Some(&ca)).unwrap());
+    // Another CA: both verify modes refuse, and so does require with a root certificate.
+    for mode in [SslMode::VerifyCa, SslMode::VerifyFull, SslMode::Require] {
+        let err = attempt("127.0.0.1", mode, Some(&other_ca))
+            .err()
+            .expect("unknown issuer");
+        assert!(!err.is_transient(), "{err}");
+        assert!(err.to_string().contains("UnknownIssuer"), "{mode}: {err}");
+    }
+    // Without sslrootcert the verify modes trust the Mozilla roots, which did not sign it.
+    assert!(attempt("127.0.0.1", SslMode::VerifyFull, None).is_err());
+    // An sslrootcert that is not there is a TLS settings error, before any connection.
+    let err = attempt(
+        "127.0.0.1",
+        SslMode::VerifyFull,
+        Some(&fixtures.join("missing.pem")),
+    )
+    .err()
+    .expect("missing file");
+    assert!(matches!(err, PgError::Tls(_)), "{err:?}");
+}

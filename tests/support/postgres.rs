@@ -259,6 +259,40 @@ impl Cluster {
         self.start();
     }
 
+    /// Turns TLS on with this certificate and key (PEM), restarting the server.
+    pub fn enable_tls(&mut self, cert: &Path, key: &Path) {
+        let data = self.data();
+        std::fs::copy(cert, data.join("server.crt")).expect("copy the certificate");
+        std::fs::copy(key, data.join("server.key")).expect("copy the key");
+        // PostgreSQL refuses a key that others can read.
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .expect("chmod the key");
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .expect("open postgresql.conf");
+        writeln!(
+            conf,
+            "ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'"
+        )
+        .expect("write postgresql.conf");
+        if let Some(user) = &self.run_as {
+            for file in ["server.crt", "server.key"] {
+                let out = Command::new("chown")
+                    .arg(user)
+                    .arg(data.join(file))
+                    .output()
+                    .expect("run chown");
+                assert!(out.status.success(), "chown {user}: {out:?}");
+            }
+        }
+        self.restart();
+    }
+
     /// Whether the server is meant to be running.
     pub fn is_running(&self) -> bool {
         self.running
