@@ -3,8 +3,9 @@
 //! server goes away, and migrations (fresh, repeated, concurrent, newer than us), plus the
 //! guard that keeps the PostgreSQL schema equal to SQLite's.
 //!
-//! Each test starts its own cluster (initdb takes well under a second with `--no-sync`); they
-//! skip loudly without the PostgreSQL binaries, and fail under `INCIDENTD_REQUIRE_E2E=1`.
+//! Tests share one throwaway cluster while they run (each in its own database); those that
+//! stop, restart or reconfigure the server start their own. They skip loudly without the
+//! PostgreSQL binaries, and fail under `INCIDENTD_REQUIRE_E2E=1`.
 
 #[path = "support/postgres.rs"]
 mod pg;
@@ -76,10 +77,10 @@ fn migrations_apply_to_an_empty_database_once_and_survive_a_restart() {
 
 #[test]
 fn four_replicas_migrating_at_once_apply_each_migration_once() {
-    let Some(cluster) = pg::Cluster::start_or_skip("four_replicas_migrating") else {
+    let Some(cluster) = pg::shared_or_skip("four_replicas_migrating") else {
         return;
     };
-    let config = config(&cluster.create_database("incidentd"));
+    let config = config(&cluster.create_database("four_replicas"));
     let barrier = std::sync::Barrier::new(4);
     let applied: Vec<usize> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..4)
@@ -109,10 +110,10 @@ fn four_replicas_migrating_at_once_apply_each_migration_once() {
 
 #[test]
 fn a_database_migrated_by_a_newer_incidentd_is_refused() {
-    let Some(cluster) = pg::Cluster::start_or_skip("newer_schema_refused") else {
+    let Some(cluster) = pg::shared_or_skip("newer_schema_refused") else {
         return;
     };
-    let config = config(&cluster.create_database("incidentd"));
+    let config = config(&cluster.create_database("newer_schema"));
     let mut client = connect(&config).unwrap();
     migrations::migrate(&mut client).unwrap();
     let newer = migrations::latest_version() + 1;
@@ -330,10 +331,10 @@ fn postgres_schema(client: &mut postgres::Client) -> Schema {
 
 #[test]
 fn the_postgresql_schema_has_exactly_the_tables_columns_keys_and_indexes_of_sqlite() {
-    let Some(cluster) = pg::Cluster::start_or_skip("schema_equality") else {
+    let Some(cluster) = pg::shared_or_skip("schema_equality") else {
         return;
     };
-    let mut client = connect(&config(&cluster.create_database("incidentd"))).unwrap();
+    let mut client = connect(&config(&cluster.create_database("schema_equality"))).unwrap();
     migrations::migrate(&mut client).unwrap();
     let sqlite = sqlite_schema();
     let postgres = postgres_schema(&mut client);
@@ -352,10 +353,10 @@ fn the_postgresql_schema_has_exactly_the_tables_columns_keys_and_indexes_of_sqli
 
 #[test]
 fn the_jobs_coalescing_index_allows_one_pending_coalesced_job_per_kind_and_incident() {
-    let Some(cluster) = pg::Cluster::start_or_skip("jobs_coalescing") else {
+    let Some(cluster) = pg::shared_or_skip("jobs_coalescing") else {
         return;
     };
-    let mut client = connect(&config(&cluster.create_database("incidentd"))).unwrap();
+    let mut client = connect(&config(&cluster.create_database("jobs_coalescing"))).unwrap();
     migrations::migrate(&mut client).unwrap();
     client
         .batch_execute(
@@ -384,7 +385,7 @@ fn the_jobs_coalescing_index_allows_one_pending_coalesced_job_per_kind_and_incid
 
 #[test]
 fn a_session_is_named_incidentd_and_has_the_statement_timeout() {
-    let Some(cluster) = pg::Cluster::start_or_skip("session_settings") else {
+    let Some(cluster) = pg::shared_or_skip("session_settings") else {
         return;
     };
     let mut config = config(&cluster.url());
@@ -410,7 +411,7 @@ fn a_session_is_named_incidentd_and_has_the_statement_timeout() {
 
 #[test]
 fn sslmode_require_against_a_server_without_tls_fails_naming_sslmode() {
-    let Some(cluster) = pg::Cluster::start_or_skip("sslmode_require") else {
+    let Some(cluster) = pg::shared_or_skip("sslmode_require") else {
         return;
     };
     for mode in [SslMode::Require, SslMode::VerifyCa, SslMode::VerifyFull] {
@@ -477,7 +478,7 @@ fn a_stopped_server_gives_transient_errors_and_the_pool_reconnects_when_it_is_ba
 
 #[test]
 fn an_administrator_terminating_a_session_is_transient() {
-    let Some(cluster) = pg::Cluster::start_or_skip("admin_shutdown") else {
+    let Some(cluster) = pg::shared_or_skip("admin_shutdown") else {
         return;
     };
     let config = config(&cluster.url());
@@ -500,7 +501,7 @@ fn an_administrator_terminating_a_session_is_transient() {
 
 #[test]
 fn the_pool_opens_at_most_pool_size_sessions_and_waits_for_one_back() {
-    let Some(cluster) = pg::Cluster::start_or_skip("pool_size") else {
+    let Some(cluster) = pg::shared_or_skip("pool_size") else {
         return;
     };
     let mut config = config(&cluster.url());

@@ -75,6 +75,24 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The cluster tests of one binary share while they overlap (each in a database of its own,
+/// [`Cluster::create_database`]); stopped and removed when the last of them lets go, so no
+/// server outlives the test binary.
+static SHARED: std::sync::Mutex<std::sync::Weak<Cluster>> =
+    std::sync::Mutex::new(std::sync::Weak::new());
+
+/// The shared cluster (started if none is running); `None` after a loud SKIP. Tests that stop,
+/// restart or reconfigure the server take their own with [`Cluster::start_or_skip`].
+pub fn shared_or_skip(test: &str) -> Option<std::sync::Arc<Cluster>> {
+    let mut shared = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(cluster) = shared.upgrade() {
+        return Some(cluster);
+    }
+    let cluster = std::sync::Arc::new(Cluster::start_or_skip(test)?);
+    *shared = std::sync::Arc::downgrade(&cluster);
+    Some(cluster)
+}
+
 impl Cluster {
     /// A fresh cluster, started; `None` (after a loud SKIP) without the PostgreSQL binaries.
     pub fn start_or_skip(test: &str) -> Option<Cluster> {
