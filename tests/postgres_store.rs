@@ -581,9 +581,7 @@ fn tls_modes_check_the_certificate_as_libpq_does() {
     // verify-full: the chain and the name.
     assert!(attempt("127.0.0.1", SslMode::VerifyFull, Some(&ca)).unwrap());
     // "localhost" is not the name in the certificate: verify-full refuses, verify-ca accepts.
-    let err = attempt("localhost", SslMode::VerifyFull, Some(&ca))
-        .err()
-        .expect("wrong name");
+    let err = attempt("localhost", SslMode::VerifyFull, Some(&ca)).expect_err("wrong name");
     assert!(!err.is_transient(), "{err}");
     assert!(err.to_string().contains("sslmode=verify-full"), "{err}");
     assert!(
@@ -595,9 +593,7 @@ fn tls_modes_check_the_certificate_as_libpq_does() {
     assert!(attempt("localhost", SslMode::VerifyCa, Some(&ca)).unwrap());
     // Another CA: both verify modes refuse, and so does require with a root certificate.
     for mode in [SslMode::VerifyCa, SslMode::VerifyFull, SslMode::Require] {
-        let err = attempt("127.0.0.1", mode, Some(&other_ca))
-            .err()
-            .expect("unknown issuer");
+        let err = attempt("127.0.0.1", mode, Some(&other_ca)).expect_err("unknown issuer");
         assert!(!err.is_transient(), "{err}");
         assert!(err.to_string().contains("UnknownIssuer"), "{mode}: {err}");
     }
@@ -609,7 +605,6 @@ fn tls_modes_check_the_certificate_as_libpq_does() {
         SslMode::VerifyFull,
         Some(&fixtures.join("missing.pem")),
     )
-    .err()
-    .expect("missing file");
+    .expect_err("missing file");
     assert!(matches!(err, PgError::Tls(_)), "{err:?}");
 }
