@@ -22,6 +22,11 @@
 //! | Slack bot token | `slack.bot_token_file` | `INCIDENTD_SLACK_BOT_TOKEN` |
 //! | Slack signing secret | `slack.signing_secret_file` | `INCIDENTD_SLACK_SIGNING_SECRET` |
 //! | Slack incoming-webhook URL | `slack.webhook_url_file` | `INCIDENTD_SLACK_WEBHOOK_URL` |
+//! | PostgreSQL connection string | `storage.postgres.url_file` | `INCIDENTD_POSTGRES_URL` |
+//!
+//! The PostgreSQL connection string is the one secret that may also be inline
+//! (`storage.postgres.url`), and only when it holds no password; with one, it is refused like
+//! any inline secret. `url` and `url_file` are exclusive; either wins over the variable.
 //!
 //! A `*_file` key in the YAML wins over the environment variable (a warning is logged when
 //! both are set): the file is the explicit, reviewed, `check-config`-validated source, and an
@@ -77,6 +82,8 @@ pub const ENV_SLACK_BOT_TOKEN: &str = "INCIDENTD_SLACK_BOT_TOKEN";
 pub const ENV_SLACK_SIGNING_SECRET: &str = "INCIDENTD_SLACK_SIGNING_SECRET";
 /// Environment variable for `slack.webhook_url`.
 pub const ENV_SLACK_WEBHOOK_URL: &str = "INCIDENTD_SLACK_WEBHOOK_URL";
+/// Environment variable for `storage.postgres.url`.
+pub const ENV_POSTGRES_URL: &str = "INCIDENTD_POSTGRES_URL";
 
 /// Every secret: its key path (the YAML key is this plus `_file`) and its environment variable.
 pub const SECRETS: &[(&str, &str)] = &[
@@ -108,6 +115,12 @@ pub const DEFAULT_STORAGE_PATH: &str = "./data";
 pub const DEFAULT_RAW_PAYLOAD_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Default `storage.prune_interval`: 1 hour.
 pub const DEFAULT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+/// Default `storage.postgres.pool_size`: sessions per replica.
+pub const DEFAULT_POSTGRES_POOL_SIZE: usize = 8;
+/// Default `storage.postgres.statement_timeout`.
+pub const DEFAULT_POSTGRES_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `storage.postgres.connect_timeout`.
+pub const DEFAULT_POSTGRES_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default `correlation.group_by`.
 pub const DEFAULT_GROUP_BY: &[&str] = &["service"];
 /// Default `correlation.reopen_window`: 30 minutes.
@@ -152,7 +165,7 @@ pub const DEFAULT_SLACK_API_URL: &str = "https://slack.com/api/";
 pub struct Config {
     /// `web`: the HTTP server.
     pub web: WebConfig,
-    /// `storage`: the SQLite database.
+    /// `storage`: the database (SQLite, or PostgreSQL).
     pub storage: StorageConfig,
     /// `correlation`: how alerts group into incidents.
     pub correlation: CorrelationConfig,
@@ -205,11 +218,15 @@ pub struct BasicAuth {
     pub password: Secret,
 }
 
-/// `storage`: the SQLite database.
+/// `storage`: the database.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StorageConfig {
-    /// Database directory, relative to the working directory.
+    /// Which database: SQLite in `path` (the default) or PostgreSQL (`postgres`).
+    pub backend: StorageBackend,
+    /// SQLite's database directory, relative to the working directory.
     pub path: PathBuf,
+    /// The PostgreSQL connection; `Some` exactly when `backend` is `postgres`.
+    pub postgres: Option<PostgresConfig>,
     /// How long raw webhook payloads are kept for audit.
     pub raw_payload_retention: Duration,
     /// How long resolved incidents are kept (with their alerts, timeline, evidence and
@@ -217,6 +234,55 @@ pub struct StorageConfig {
     pub incident_retention: Duration,
     /// How often rows past their retention are deleted (also once at startup).
     pub prune_interval: Duration,
+}
+
+/// `storage.backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    /// One SQLite database in `storage.path`, for one incidentd.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database, which several incidentd replicas can share.
+    Postgres,
+}
+
+/// `storage.postgres`: the PostgreSQL connection. `Debug` shows the connection string
+/// redacted (`user@host:port/db`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostgresConfig {
+    /// The connection string (libpq URI or `key=value`), from `url_file`, `url` or
+    /// `INCIDENTD_POSTGRES_URL`.
+    pub url: crate::store::postgres::Dsn,
+    /// `sslmode`: the key, else the connection string's, else `prefer` (as libpq).
+    pub sslmode: crate::store::postgres::SslMode,
+    /// `sslrootcert`: CA certificates (PEM) the server's must chain to, or `system` for the
+    /// Mozilla roots; the key (relative to the configuration file), else the connection
+    /// string's (relative to the working directory).
+    pub sslrootcert: Option<PathBuf>,
+    /// Sessions per incidentd at most.
+    pub pool_size: usize,
+    /// Each statement's limit (`SET statement_timeout`); zero: none.
+    pub statement_timeout: Duration,
+    /// Limit on connecting: the key, else the connection string's `connect_timeout`, else 5s.
+    pub connect_timeout: Duration,
+}
+
+impl PostgresConfig {
+    /// The defaults around a connection string, with its own sslmode, sslrootcert and
+    /// connect timeout where it sets them.
+    pub fn new(url: crate::store::postgres::Dsn) -> PostgresConfig {
+        PostgresConfig {
+            sslmode: url.sslmode().unwrap_or_default(),
+            sslrootcert: url.sslrootcert().map(Path::to_path_buf),
+            pool_size: DEFAULT_POSTGRES_POOL_SIZE,
+            statement_timeout: DEFAULT_POSTGRES_STATEMENT_TIMEOUT,
+            connect_timeout: url
+                .connect_timeout()
+                .unwrap_or(DEFAULT_POSTGRES_CONNECT_TIMEOUT),
+            url,
+        }
+    }
 }
 
 /// `correlation`: how alerts group into incidents.
@@ -494,7 +560,9 @@ impl Default for Config {
                 request_timeout: DEFAULT_REQUEST_TIMEOUT,
             },
             storage: StorageConfig {
+                backend: StorageBackend::Sqlite,
                 path: PathBuf::from(DEFAULT_STORAGE_PATH),
+                postgres: None,
                 raw_payload_retention: DEFAULT_RAW_PAYLOAD_RETENTION,
                 incident_retention: Duration::ZERO,
                 prune_interval: DEFAULT_PRUNE_INTERVAL,
@@ -630,10 +698,24 @@ struct RawBasicAuth {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields, expecting = "a mapping")]
 struct RawStorage {
+    backend: Option<StorageBackend>,
     path: Option<PathBuf>,
+    postgres: Option<RawPostgres>,
     raw_payload_retention: Option<DurationValue>,
     incident_retention: Option<DurationValue>,
     prune_interval: Option<DurationValue>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, expecting = "a mapping")]
+struct RawPostgres {
+    url: Option<String>,
+    url_file: Option<PathBuf>,
+    sslmode: Option<String>,
+    sslrootcert: Option<PathBuf>,
+    pool_size: Option<usize>,
+    statement_timeout: Option<DurationValue>,
+    connect_timeout: Option<DurationValue>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1049,12 +1131,115 @@ impl Resolver<'_> {
         if prune_interval.is_zero() {
             self.report(self.invalid("storage.prune_interval", "must be greater than 0s"));
         }
+        let backend = raw.backend.unwrap_or_default();
+        let postgres = match (backend, raw.postgres) {
+            (StorageBackend::Sqlite, None) => None,
+            (StorageBackend::Sqlite, Some(_)) => {
+                self.report(self.invalid(
+                    "storage.postgres",
+                    "is set but storage.backend is sqlite: set storage.backend: postgres, or \
+                     remove the section",
+                ));
+                None
+            }
+            // The section may be absent: INCIDENTD_POSTGRES_URL alone can name the database.
+            (StorageBackend::Postgres, raw) => self.section(self.postgres(raw.unwrap_or_default())),
+        };
         Ok(StorageConfig {
+            backend,
             path,
+            postgres,
             raw_payload_retention,
             incident_retention: raw.incident_retention.map_or(Duration::ZERO, |d| d.0),
             prune_interval,
         })
+    }
+
+    fn postgres(&self, raw: RawPostgres) -> Result<PostgresConfig, ConfigError> {
+        use crate::store::postgres::{Dsn, SslMode};
+        const KEY: &str = "storage.postgres.url";
+        let (url, inline) = match (raw.url, raw.url_file) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    self.invalid("storage.postgres", "url and url_file are both set; use one")
+                )
+            }
+            (Some(url), None) => {
+                if (self.env)(ENV_POSTGRES_URL).is_some() {
+                    tracing::warn!(
+                        key = KEY,
+                        variable = ENV_POSTGRES_URL,
+                        "connection string set both in the configuration file and the \
+                         environment; using the file"
+                    );
+                }
+                (Secret(url), true)
+            }
+            (None, file) => match self.secret(KEY, file, ENV_POSTGRES_URL)? {
+                Some(url) => (url, false),
+                None => {
+                    return Err(self.invalid(
+                        "storage.postgres.url_file",
+                        format!(
+                            "required with storage.backend: postgres (or set \
+                             {ENV_POSTGRES_URL}, or storage.postgres.url if the connection \
+                             string holds no password)"
+                        ),
+                    ))
+                }
+            },
+        };
+        // The message says what is wrong, never the string (it may hold a password).
+        let url = Dsn::parse(url.expose()).map_err(|why| self.invalid(KEY, why))?;
+        if inline && url.has_password() {
+            return Err(self.invalid(
+                KEY,
+                format!(
+                    "the connection string holds a password, and inline secrets are not \
+                     allowed; put it in a file and set {KEY}_file, or set the environment \
+                     variable {ENV_POSTGRES_URL}"
+                ),
+            ));
+        }
+        let mut config = PostgresConfig::new(url);
+        if let Some(mode) = raw.sslmode {
+            match mode.parse::<SslMode>() {
+                Ok(mode) => config.sslmode = mode,
+                Err(why) => self.report(self.invalid("storage.postgres.sslmode", why)),
+            }
+        }
+        if let Some(path) = raw.sslrootcert {
+            let path = self.non_empty_path("storage.postgres.sslrootcert", path)?;
+            config.sslrootcert = Some(if path == Path::new("system") {
+                path
+            } else {
+                self.relative_to_config(path)
+            });
+        }
+        if let Some(path) = &config.sslrootcert {
+            if let Err(why) = crate::store::postgres::read_root_certificates(path) {
+                self.report(self.invalid("storage.postgres.sslrootcert", why));
+            }
+        }
+        if let Some(size) = raw.pool_size {
+            config.pool_size = size;
+        }
+        if config.pool_size == 0 {
+            self.report(self.invalid("storage.postgres.pool_size", "must be greater than 0"));
+        }
+        if let Some(timeout) = raw.statement_timeout {
+            config.statement_timeout = timeout.0;
+        }
+        if let Some(timeout) = raw.connect_timeout {
+            config.connect_timeout = timeout.0;
+        }
+        if config.connect_timeout.is_zero() {
+            self.report(self.invalid(
+                "storage.postgres.connect_timeout",
+                "must be greater than 0s",
+            ));
+        }
+        Ok(config)
     }
 
     fn correlation(&self, raw: RawCorrelation) -> Result<CorrelationConfig, ConfigError> {
@@ -1684,6 +1869,16 @@ mod tests {
         ("inline-secret.yml", "web.webhook_auth.bearer_token: inline secrets are not allowed; put the value in a file and set web.webhook_auth.bearer_token_file, or set the environment variable INCIDENTD_WEBHOOK_BEARER_TOKEN (line 4, column 5)"),
         ("invalid-yaml.yml", "did not find expected key at line 3 column 2, while parsing a block mapping"),
         ("missing-secret-file.yml", "web.api_token_file: cannot read secret file tests/fixtures/config/secrets/does-not-exist: No such file or directory (os error 2)"),
+        ("postgres-bad-backend.yml", "storage.backend: unknown variant `mysql`, expected `sqlite` or `postgres` (line 2, column 12)"),
+        ("postgres-bad-sslmode.yml", r#"storage.postgres.url: invalid sslmode "verify": expected one of disable, prefer, require, verify-ca, verify-full"#),
+        ("postgres-bad-sslmode-key.yml", r#"storage.postgres.sslmode: invalid sslmode "allow": expected one of disable, prefer, require, verify-ca, verify-full"#),
+        ("postgres-inline-password.yml", "storage.postgres.url: the connection string holds a password, and inline secrets are not allowed; put it in a file and set storage.postgres.url_file, or set the environment variable INCIDENTD_POSTGRES_URL"),
+        ("postgres-missing-sslrootcert.yml", "storage.postgres.sslrootcert: cannot read tests/fixtures/config/no-such-ca.pem: No such file or directory (os error 2)"),
+        ("postgres-section-with-sqlite.yml", "storage.postgres: is set but storage.backend is sqlite: set storage.backend: postgres, or remove the section"),
+        ("postgres-url-and-url-file.yml", "storage.postgres: url and url_file are both set; use one"),
+        ("postgres-without-url.yml", "storage.postgres.url_file: required with storage.backend: postgres (or set INCIDENTD_POSTGRES_URL, or storage.postgres.url if the connection string holds no password)"),
+        ("postgres-zero-connect-timeout.yml", "storage.postgres.connect_timeout: must be greater than 0s"),
+        ("postgres-zero-pool-size.yml", "storage.postgres.pool_size: must be greater than 0"),
         ("prometheus-authorization-header.yml", "prometheus.headers.Authorization: credentials do not belong in headers (they are not secret there); use bearer_token_file or basic_auth"),
         ("prometheus-bad-url.yml", r#"prometheus.url: invalid URL "ftp://prometheus:9090": must start with http:// or https://"#),
         ("prometheus-bearer-and-basic-auth.yml", "prometheus: a bearer token (bearer_token_file or INCIDENTD_PROMETHEUS_BEARER_TOKEN) and basic_auth are both set; use one"),
@@ -1760,7 +1955,21 @@ mod tests {
                 request_timeout: Duration::from_secs(60),
             },
             storage: StorageConfig {
+                backend: StorageBackend::Postgres,
                 path: "/var/lib/incidentd".into(),
+                postgres: Some(PostgresConfig {
+                    url: crate::store::postgres::Dsn::parse(
+                        "postgres://incidentd:fixture-postgres-password@db.example.com:5432/\
+                         incidentd?sslmode=verify-full",
+                    )
+                    .unwrap(),
+                    // The key wins over the connection string's verify-full.
+                    sslmode: crate::store::postgres::SslMode::VerifyCa,
+                    sslrootcert: Some(dir.join("postgres-ca.pem")),
+                    pool_size: 4,
+                    statement_timeout: Duration::from_secs(10),
+                    connect_timeout: Duration::from_secs(2),
+                }),
                 raw_payload_retention: Duration::from_secs(7 * 24 * 3600),
                 incident_retention: Duration::from_secs(365 * 24 * 3600),
                 prune_interval: Duration::from_secs(10 * 60),
@@ -2162,9 +2371,11 @@ mod tests {
             "fixture-prometheus-password",
             "xoxb-fixture-bot-token",
             "fixture-signing-secret",
+            "fixture-postgres-password",
         ] {
             assert!(!debug.contains(value), "{value} leaked into Debug");
         }
+        assert!(debug.contains("Dsn(incidentd@db.example.com:5432/incidentd)"));
         assert!(debug.contains("<secret>"));
         let secret = Secret::new("hunter2");
         assert_eq!(format!("{secret} {secret:?}"), "<secret> <secret>");
@@ -2184,6 +2395,7 @@ mod tests {
                 "slack-webhook-url-not-a-url.yml",
                 "not-a-url-fixture-secret",
             ),
+            ("postgres-inline-password.yml", "inline-fixture-password"),
         ];
         for (name, value) in cases {
             let err = load_fixture(name).expect_err(name);
@@ -2198,6 +2410,114 @@ mod tests {
         .expect_err("empty group_by");
         let shown = format!("{err} {err:?}");
         assert!(!shown.contains("fixture-api-token") && !shown.contains("env-secret-value"));
+    }
+
+    const PG_SECTION: &str = "storage: {backend: postgres, postgres: {pool_size: 2}}\n";
+
+    #[test]
+    fn the_postgres_connection_string_comes_from_the_environment_without_a_file_key() {
+        let config = parse_in_fixtures(
+            PG_SECTION,
+            &[(
+                ENV_POSTGRES_URL,
+                "host=db user=incidentd password=env-secret dbname=inc",
+            )],
+        )
+        .expect("loads");
+        let pg = config.storage.postgres.expect("postgres");
+        assert_eq!(pg.url.redacted(), "incidentd@db:5432/inc");
+        assert_eq!(pg.pool_size, 2);
+        assert_eq!(pg.sslmode, crate::store::postgres::SslMode::Prefer);
+        assert_eq!(pg.statement_timeout, Duration::from_secs(30));
+        assert_eq!(pg.connect_timeout, Duration::from_secs(5));
+        assert!(!format!("{pg:?}").contains("env-secret"));
+
+        // The section may be left out: the variable alone names the database.
+        let config = parse_in_fixtures(
+            "storage: {backend: postgres}\n",
+            &[(
+                ENV_POSTGRES_URL,
+                "postgres://u@db/x?connect_timeout=9&sslmode=require",
+            )],
+        )
+        .expect("loads");
+        let pg = config.storage.postgres.expect("postgres");
+        assert_eq!(pg.connect_timeout, Duration::from_secs(9));
+        assert_eq!(pg.sslmode, crate::store::postgres::SslMode::Require);
+        assert_eq!(pg.pool_size, DEFAULT_POSTGRES_POOL_SIZE);
+    }
+
+    #[test]
+    fn a_postgres_url_file_wins_over_the_environment_and_is_trimmed() {
+        let config = parse_in_fixtures(
+            "storage: {backend: postgres, postgres: {url_file: secrets/postgres-url}}\n",
+            &[(ENV_POSTGRES_URL, "postgres://other@elsewhere/x")],
+        )
+        .expect("loads");
+        let pg = config.storage.postgres.expect("postgres");
+        assert_eq!(pg.url.redacted(), "incidentd@db.example.com:5432/incidentd");
+        assert_eq!(pg.sslmode, crate::store::postgres::SslMode::VerifyFull);
+    }
+
+    #[test]
+    fn postgres_settings_of_the_environment_are_ignored_with_sqlite() {
+        let config =
+            parse_in_fixtures("", &[(ENV_POSTGRES_URL, "postgres://u@db/x")]).expect("loads");
+        assert_eq!(config.storage.backend, StorageBackend::Sqlite);
+        assert!(config.storage.postgres.is_none());
+    }
+
+    #[test]
+    fn bad_postgres_settings_are_reported_together_and_never_show_the_password() {
+        let err = parse_in_fixtures(
+            "storage: {backend: postgres, postgres: {pool_size: 0, sslmode: bogus, \
+             connect_timeout: 0s}}\n",
+            &[(ENV_POSTGRES_URL, "postgres://u:env-secret@db/x")],
+        )
+        .expect_err("three errors");
+        let keys: Vec<String> = err
+            .errors()
+            .iter()
+            .map(|e| match e {
+                ConfigError::Invalid { key, .. } => key.clone(),
+                other => panic!("{other}"),
+            })
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "storage.postgres.sslmode",
+                "storage.postgres.pool_size",
+                "storage.postgres.connect_timeout"
+            ]
+        );
+        let err = parse_in_fixtures(
+            PG_SECTION,
+            &[(ENV_POSTGRES_URL, "postgres://u:env-secret@db:x/y")],
+        )
+        .expect_err("bad port");
+        let shown = format!("{err} {err:?}");
+        assert!(
+            shown.contains("storage.postgres.url: ") && !shown.contains("env-secret"),
+            "{shown}"
+        );
+        let err = parse_in_fixtures(PG_SECTION, &[(ENV_POSTGRES_URL, "")]).expect_err("empty");
+        assert_eq!(
+            err.to_string(),
+            format!("{FIXTURES}/inline.yml: storage.postgres.url: environment variable INCIDENTD_POSTGRES_URL is empty")
+        );
+    }
+
+    #[test]
+    fn an_inline_postgres_url_without_a_password_is_fine() {
+        let config = parse_in_fixtures(
+            "storage:\n  backend: postgres\n  postgres:\n    url: host=/run/postgresql dbname=incidentd\n    sslrootcert: system\n",
+            &[],
+        )
+        .expect("loads");
+        let pg = config.storage.postgres.expect("postgres");
+        assert_eq!(pg.url.redacted(), "/run/postgresql:5432/incidentd");
+        assert_eq!(pg.sslrootcert.as_deref(), Some(Path::new("system")));
     }
 
     #[test]

@@ -84,6 +84,39 @@ fn serve_refuses(config: &std::path::Path, expected: &str) {
 }
 
 #[test]
+fn check_config_reports_postgres_errors_by_key_and_serve_refuses_postgres_until_it_is_wired_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("incidentd.yml");
+    std::fs::write(
+        &config,
+        "storage:\n  backend: postgres\n  postgres:\n    url: postgres://incidentd@db/x?sslmode=verify\n    pool_size: 0\n",
+    )
+    .unwrap();
+    let out = incidentd(&["check-config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains(&format!(
+            "FAILED: {}: storage.postgres.url: invalid sslmode \"verify\"",
+            config.display()
+        )),
+        "{}",
+        stdout(&out)
+    );
+
+    std::fs::write(
+        &config,
+        "storage:\n  backend: postgres\n  postgres:\n    url: postgres://incidentd@db/x\n",
+    )
+    .unwrap();
+    let out = incidentd(&["check-config", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    serve_refuses(
+        &config,
+        "storage.backend: postgres is not supported by this build yet",
+    );
+}
+
+#[test]
 fn check_config_and_serve_refuse_a_missing_rules_dir_when_prometheus_is_set() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("incidentd.yml");

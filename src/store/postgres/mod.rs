@@ -1,0 +1,62 @@
+//! PostgreSQL storage (`storage.backend: postgres`), so that several incidentd replicas can
+//! share one database.
+//!
+//! This module owns connecting (TLS with libpq's sslmode semantics, timeouts, the session's
+//! `statement_timeout`), a small pool of connections for blocking threads, the schema
+//! (`migrations.rs`, the same tables and columns as SQLite's) and the classification of
+//! errors into transient and permanent ([`PgError::is_transient`]).
+//!
+//! The driver is the synchronous `postgres` crate: the domain's `Repo` trait is synchronous and
+//! the SQLite store already runs its SQL on dedicated threads, so the PostgreSQL store does the
+//! same. Each [`postgres::Client`] drives its own connection; call these functions from blocking
+//! threads (a dedicated thread or `spawn_blocking`), never directly on the async runtime.
+
+pub mod dsn;
+pub mod error;
+pub mod migrations;
+pub mod pool;
+mod tls;
+
+pub use dsn::{Dsn, SslMode};
+pub use error::PgError;
+pub use pool::{Pool, PooledClient};
+
+use crate::config::PostgresConfig;
+
+/// The `application_name` incidentd's sessions show in `pg_stat_activity`, unless the
+/// connection string sets another.
+pub const APPLICATION_NAME: &str = "incidentd";
+
+/// Opens one session: TLS per `sslmode`, `connect_timeout`, `application_name`, then
+/// `SET statement_timeout`. Errors name the server redacted (`user@host:port/db`) and the
+/// sslmode, never the password.
+pub fn connect(config: &PostgresConfig) -> Result<postgres::Client, PgError> {
+    let mut pg = config.url.client_config();
+    pg.connect_timeout(config.connect_timeout);
+    if pg.get_application_name().is_none() {
+        pg.application_name(APPLICATION_NAME);
+    }
+    pg.ssl_mode(match config.sslmode {
+        SslMode::Disable => postgres::config::SslMode::Disable,
+        SslMode::Prefer => postgres::config::SslMode::Prefer,
+        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+            postgres::config::SslMode::Require
+        }
+    });
+    let tls = tls::connector(config.sslmode, config.sslrootcert.as_deref())?;
+    let failed = |e: postgres::Error| PgError::connect(config.url.redacted(), config.sslmode, &e);
+    let mut client = pg.connect(tls).map_err(failed)?;
+    client
+        .batch_execute(&format!(
+            "SET statement_timeout = {}",
+            config.statement_timeout.as_millis()
+        ))
+        .map_err(failed)?;
+    Ok(client)
+}
+
+/// Reads the CA certificates of an `sslrootcert` file (`system`: the Mozilla roots) and says
+/// how many there are; for `check-config`. The error names the file.
+pub fn read_root_certificates(path: &std::path::Path) -> Result<usize, String> {
+    Ok(tls::roots(Some(path))?.len())
+}
