@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::core::Core;
+use crate::core::{Core, Turn};
 use crate::draft::{self, Drafts};
 use crate::evidence::Collector;
 use crate::evidence_rules::EvidenceRules;
@@ -308,30 +308,33 @@ async fn prune_loop(
     storage: crate::config::StorageConfig,
     mut stop: watch::Receiver<bool>,
 ) {
-    let every = storage.prune_interval;
+    // One replica prunes at a time.
+    let mut turn = Turn::new("pruner", storage.prune_interval);
     loop {
-        let now = state.now();
-        let payload_cutoff = now - chrono_duration(storage.raw_payload_retention);
-        let incident_cutoff = (!storage.incident_retention.is_zero())
-            .then(|| now - chrono_duration(storage.incident_retention));
-        let pruned = state.store.prune(payload_cutoff, incident_cutoff).await;
-        match pruned {
-            Ok(p) if p != crate::store::Pruned::default() => {
-                tracing::info!(
-                    payloads = p.notifications,
-                    jobs = p.jobs,
-                    incidents = p.incidents,
-                    "pruned past retention"
-                )
+        if turn.due(&state.store).await {
+            let now = state.now();
+            let payload_cutoff = now - chrono_duration(storage.raw_payload_retention);
+            let incident_cutoff = (!storage.incident_retention.is_zero())
+                .then(|| now - chrono_duration(storage.incident_retention));
+            match state.store.prune(payload_cutoff, incident_cutoff).await {
+                Ok(p) if p != crate::store::Pruned::default() => {
+                    tracing::info!(
+                        payloads = p.notifications,
+                        jobs = p.jobs,
+                        incidents = p.incidents,
+                        "pruned past retention"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "pruning past retention failed; will retry"),
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "pruning past retention failed; will retry"),
         }
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
+            _ = tokio::time::sleep(turn.pause()) => {}
+            _ = stop.changed() => break,
         }
     }
+    turn.release(&state.store).await;
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -25,3 +25,66 @@ impl Core {
         (self.clock)()
     }
 }
+
+/// Work that one replica at a time does (reconciling with Alertmanager, pruning): the
+/// replica holding the named lease does it every `every`. The lease is short and renewed
+/// at every check, so when its holder dies another replica takes over within
+/// [`Turn::LEASE`]; a clean stop hands it over at once.
+pub struct Turn {
+    name: &'static str,
+    every: std::time::Duration,
+    last: Option<std::time::Instant>,
+}
+
+impl Turn {
+    /// How long a lease holds without renewal.
+    pub const LEASE: std::time::Duration = std::time::Duration::from_secs(30);
+    /// How often the lease is checked (renewed or tried).
+    const CHECK: std::time::Duration = std::time::Duration::from_secs(10);
+
+    pub fn new(name: &'static str, every: std::time::Duration) -> Turn {
+        Turn {
+            name,
+            every,
+            last: None,
+        }
+    }
+
+    /// How long to wait before asking [`Turn::due`] again.
+    pub fn pause(&self) -> std::time::Duration {
+        self.every.min(Self::CHECK)
+    }
+
+    /// Whether this replica does the work now: it holds the lease (taken or renewed here)
+    /// and `every` has passed since it last did it.
+    pub async fn due(&mut self, store: &Store) -> bool {
+        match store
+            .acquire_lease(self.name, chrono::Utc::now(), Self::LEASE)
+            .await
+        {
+            Ok(true) => {
+                let due = self.last.is_none_or(|t| t.elapsed() >= self.every);
+                if due {
+                    self.last = Some(std::time::Instant::now());
+                }
+                due
+            }
+            Ok(false) => {
+                tracing::debug!(lease = self.name, "another replica holds the lease");
+                self.last = None;
+                false
+            }
+            Err(e) => {
+                tracing::warn!(lease = self.name, error = %e, "cannot take or renew the lease; will retry");
+                false
+            }
+        }
+    }
+
+    /// Give the lease up (a clean stop), so another replica need not wait for it to lapse.
+    pub async fn release(&self, store: &Store) {
+        if let Err(e) = store.release_lease(self.name).await {
+            tracing::debug!(lease = self.name, error = %e, "cannot release the lease");
+        }
+    }
+}

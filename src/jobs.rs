@@ -208,15 +208,26 @@ impl JobLoop {
             let (id, attempts, incident) = (job.id, job.attempts + 1, job.incident_id.clone());
             let run = handler(job);
             tokio::pin!(run);
-            let result = tokio::select! {
-                result = &mut run => result,
-                // A closed channel means stop too, as `changed()` below treats it.
-                () = async { let _ = stop.wait_for(|stopping| *stopping).await; } => {
-                    match tokio::time::timeout(grace, &mut run).await {
-                        Ok(result) => result,
-                        Err(_) => {
-                            tracing::warn!(kind, id, incident = ?incident, grace_s = grace.as_secs_f64(), "job still running at the end of the shutdown grace period; left for the next start");
-                            return;
+            // The job is this process's while its lease holds; renewed while it runs, so a
+            // replica that dies leaves it to the others once the lease expires.
+            let every = crate::store::JOB_LEASE / 3;
+            let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            let result = loop {
+                tokio::select! {
+                    result = &mut run => break result,
+                    _ = renew.tick() => match store.renew_job(id, clock()).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::warn!(kind, id, incident = ?incident, "a job's lease was taken over by another replica while it ran"),
+                        Err(e) => tracing::warn!(kind, id, error = %e, "cannot renew a running job's lease"),
+                    },
+                    // A closed channel means stop too, as `changed()` below treats it.
+                    () = async { let _ = stop.wait_for(|stopping| *stopping).await; } => {
+                        match tokio::time::timeout(grace, &mut run).await {
+                            Ok(result) => break result,
+                            Err(_) => {
+                                tracing::warn!(kind, id, incident = ?incident, grace_s = grace.as_secs_f64(), "job still running at the end of the shutdown grace period; left for the next start");
+                                return;
+                            }
                         }
                     }
                 }

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::alertmanager::parse_time;
 use crate::config::AlertmanagerConfig;
-use crate::core::Core;
+use crate::core::{Core, Turn};
 use crate::incident::Timestamp;
 
 /// An occurrence's identity.
@@ -161,18 +161,26 @@ impl Reconciler {
     }
 }
 
-/// Reconcile at startup and then every interval, until `stop`.
+/// The name of the lease that makes one replica the reconciler.
+pub const LEASE: &str = "reconciler";
+
+/// Reconcile at startup and then every interval, until `stop`. Among replicas sharing a
+/// database, one reconciles at a time: the holder of the `reconciler` lease, which another
+/// takes over when the holder stops renewing it (it died).
 pub async fn run(mut reconciler: Reconciler, state: Arc<Core>, mut stop: watch::Receiver<bool>) {
-    let every = reconciler.config.reconcile_interval;
+    let mut turn = Turn::new(LEASE, reconciler.config.reconcile_interval);
     loop {
-        if let Err(e) = reconciler.round(&state).await {
-            tracing::warn!(error = %e, "reconciliation with Alertmanager failed; will retry");
+        if turn.due(&state.store).await {
+            if let Err(e) = reconciler.round(&state).await {
+                tracing::warn!(error = %e, "reconciliation with Alertmanager failed; will retry");
+            }
         }
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
+            _ = tokio::time::sleep(turn.pause()) => {}
+            _ = stop.changed() => break,
         }
     }
+    turn.release(&state.store).await;
 }
 
 #[cfg(test)]

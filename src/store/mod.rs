@@ -93,6 +93,34 @@ pub struct JobStatus {
     pub last_error: Option<String>,
 }
 
+/// A rendered post-mortem draft as stored: what every replica serves, and what incidentd
+/// last wrote to disk (to tell a person's edits from its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredDraft {
+    pub incident_id: String,
+    pub markdown: String,
+    /// Hex SHA-256 of `markdown`.
+    pub sha256: String,
+    pub rendered_at: Timestamp,
+}
+
+impl StoredDraft {
+    pub fn new(incident_id: &str, markdown: String, rendered_at: Timestamp) -> StoredDraft {
+        use sha2::Digest;
+        StoredDraft {
+            incident_id: incident_id.to_string(),
+            sha256: hex::encode(sha2::Sha256::digest(markdown.as_bytes())),
+            markdown,
+            rendered_at,
+        }
+    }
+}
+
+/// How long a claimed job belongs to the replica that claimed it. Its job loop renews the
+/// lease while the job runs ([`Store::renew_job`], every third of it); when a replica dies,
+/// its running jobs are claimed again once their leases expire.
+pub const JOB_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// What start-up found left over from a process that did not finish its jobs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Recovered {
@@ -174,8 +202,40 @@ pub trait Tx: Repo<Error = StoreError> {
     ) -> Result<(), StoreError>;
     /// Queue a job; returns its id (the pending job's, when coalesced into it).
     fn enqueue(&mut self, job: &NewJob) -> Result<i64, StoreError>;
-    /// Claim the oldest due job of `kind`; jobs of one incident and kind run in order.
-    fn claim(&mut self, kind: &str, now: Timestamp) -> Result<Option<Job>, StoreError>;
+    /// Serialize with other replicas' transactions that lock any of `names` (correlation
+    /// keys), until this transaction ends. `names` come sorted. A no-op where a single writer
+    /// does all the writing (SQLite).
+    fn lock(&mut self, names: &[String]) -> Result<(), StoreError>;
+    /// Claim the oldest due job of `kind` for `holder` until `lease_until`: a pending one, or
+    /// a running one whose holder's lease expired (that replica died). Jobs of one incident
+    /// and kind run in order.
+    fn claim(
+        &mut self,
+        kind: &str,
+        now: Timestamp,
+        holder: &str,
+        lease_until: Timestamp,
+    ) -> Result<Option<Job>, StoreError>;
+    /// Extend `holder`'s lease on a running job; `false` when it is no longer theirs.
+    fn renew_job(
+        &mut self,
+        id: i64,
+        holder: &str,
+        lease_until: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Take or keep the named lease for `holder` until `until`, unless another holder's
+    /// lease is still valid at `now`; `true` when `holder` has it.
+    fn acquire_lease(
+        &mut self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool, StoreError>;
+    /// Give up `holder`'s named lease.
+    fn release_lease(&mut self, name: &str, holder: &str) -> Result<(), StoreError>;
+    /// Store the rendered draft of an incident, replacing the previous one.
+    fn put_draft(&mut self, draft: &StoredDraft) -> Result<(), StoreError>;
     fn complete(&mut self, id: i64, now: Timestamp) -> Result<(), StoreError>;
     /// The job failed: retry after `retry_in`, or give up (`None`) and keep the error.
     fn fail(
@@ -245,6 +305,8 @@ pub trait Reads {
     ) -> Result<Vec<(String, String, serde_json::Value)>, StoreError>;
     /// Every firing occurrence: `(fingerprint, starts_at)`.
     fn firing_occurrences(&mut self) -> Result<Vec<(String, Timestamp)>, StoreError>;
+    /// The stored rendered draft of an incident.
+    fn draft(&mut self, incident_id: &str) -> Result<Option<StoredDraft>, StoreError>;
     /// A trivial query: the database answers.
     fn ping(&mut self) -> Result<(), StoreError>;
 }
@@ -266,6 +328,8 @@ struct Followups {
 pub struct Store {
     backend: Backend,
     followups: Arc<Followups>,
+    /// This process, as the holder of job and named leases.
+    holder: Arc<str>,
 }
 
 /// How many related incidents a draft lists.
@@ -293,7 +357,13 @@ impl Store {
                 rules: Arc::new(Rules::default()),
                 planner: Arc::new(followup::none),
             }),
+            holder: holder_name().into(),
         }
+    }
+
+    /// This process's name as a holder of leases (host, pid and a random part).
+    pub fn holder(&self) -> &str {
+        &self.holder
     }
 
     /// The correlation rules and the planner of follow-up jobs that writes apply.
@@ -365,6 +435,14 @@ impl Store {
         let followups = self.followups.clone();
         self.write(move |tx| {
             tx.set_now(received_at);
+            let mut keys: Vec<String> = notification
+                .alerts
+                .iter()
+                .map(|a| correlate::key_of(&followups.rules, &a.labels, &notification.group_key))
+                .collect();
+            keys.sort();
+            keys.dedup();
+            tx.lock(&keys)?;
             tx.record_notification(&notification, &hash, &raw, received_at)?;
             let outcomes = correlate::ingest_all(
                 &mut Dyn(tx),
@@ -393,6 +471,7 @@ impl Store {
         let acted = self
             .write(move |tx| {
                 tx.set_now(now);
+                lock_incidents(tx, std::slice::from_ref(&id))?;
                 match correlate::act(&mut Dyn(tx), &followups.rules, &id, &by, &action, now) {
                     Ok(incident) => {
                         let change = Change::Person {
@@ -422,6 +501,13 @@ impl Store {
         let followups = self.followups.clone();
         self.write(move |tx| {
             tx.set_now(now);
+            let mut ids = Vec::new();
+            for ((fingerprint, starts_at), _) in &gone {
+                if let Some(seen) = tx.seen(fingerprint, *starts_at)? {
+                    ids.push(seen.incident_id);
+                }
+            }
+            lock_incidents(tx, &ids)?;
             let mut outcomes = Vec::new();
             for ((fingerprint, starts_at), since) in &gone {
                 if let Some(o) = correlate::resolve_gone(
@@ -488,10 +574,45 @@ impl Store {
             .await
     }
 
-    /// Claim the oldest due job of `kind`.
+    /// Claim the oldest due job of `kind` for this process, for [`JOB_LEASE`].
     pub async fn claim_job(&self, kind: &str, now: Timestamp) -> Result<Option<Job>, StoreError> {
-        let kind = kind.to_string();
-        self.write(move |tx| tx.claim(&kind, now)).await
+        let (kind, holder) = (kind.to_string(), self.holder.clone());
+        let until = now + crate::time::chrono_duration(JOB_LEASE);
+        self.write(move |tx| tx.claim(&kind, now, &holder, until))
+            .await
+    }
+
+    /// Extend this process's lease on a running job by [`JOB_LEASE`] from `now`; `false`
+    /// when the job is no longer this process's.
+    pub async fn renew_job(&self, id: i64, now: Timestamp) -> Result<bool, StoreError> {
+        let holder = self.holder.clone();
+        let until = now + crate::time::chrono_duration(JOB_LEASE);
+        self.write(move |tx| tx.renew_job(id, &holder, until)).await
+    }
+
+    /// Hold the named lease (e.g. the reconciler's) for `ttl` from `now`, unless another
+    /// replica holds it; `true` when this process has it.
+    pub async fn acquire_lease(
+        &self,
+        name: &str,
+        now: Timestamp,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        let (name, holder) = (name.to_string(), self.holder.clone());
+        let until = now + crate::time::chrono_duration(ttl);
+        self.write(move |tx| tx.acquire_lease(&name, &holder, now, until))
+            .await
+    }
+
+    /// Give up this process's named lease, if it holds it.
+    pub async fn release_lease(&self, name: &str) -> Result<(), StoreError> {
+        let (name, holder) = (name.to_string(), self.holder.clone());
+        self.write(move |tx| tx.release_lease(&name, &holder)).await
+    }
+
+    /// Store an incident's rendered draft.
+    pub async fn save_draft(&self, draft: StoredDraft) -> Result<(), StoreError> {
+        self.write(move |tx| tx.put_draft(&draft)).await
     }
 
     /// The job succeeded.
@@ -641,10 +762,48 @@ impl Store {
         self.read(move |r| r.jobs_of_incident(&id)).await
     }
 
+    /// An incident's stored draft, as last rendered.
+    pub async fn draft(&self, incident_id: &str) -> Result<Option<StoredDraft>, StoreError> {
+        let id = incident_id.to_string();
+        self.read(move |r| r.draft(&id)).await
+    }
+
     /// Whether the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.read(|r| r.ping()).await
     }
+}
+
+/// Lock the correlation keys of these incidents (see [`Tx::lock`]), so that what
+/// correlation changes under a key is changed by one replica at a time.
+fn lock_incidents(tx: &mut dyn Tx, ids: &[String]) -> Result<(), StoreError> {
+    let mut keys = Vec::new();
+    for id in ids {
+        if let Some(incident) = tx.load(id)? {
+            keys.push(incident.key);
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    tx.lock(&keys)
+}
+
+/// A name for this process among replicas: host, pid and a random part.
+fn holder_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into());
+    let nonce: u32 = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        h.finish() as u32
+    };
+    format!("{host}/{}/{nonce:08x}", std::process::id())
 }
 
 /// Queue the jobs that `changes` call for, in the caller's transaction.

@@ -180,6 +180,25 @@ pub const MIGRATIONS: &[Migration] = &[
     CREATE INDEX jobs_kind_due ON jobs (state, kind, run_at);
     "#,
     },
+    Migration {
+        version: 5,
+        name: "replicas: job leases, named leases, stored drafts",
+        sql: r#"
+    ALTER TABLE jobs ADD COLUMN holder TEXT;
+    ALTER TABLE jobs ADD COLUMN lease_until BIGINT;
+    CREATE TABLE leases (
+        name   TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        until  BIGINT NOT NULL
+    );
+    CREATE TABLE drafts (
+        incident_id TEXT PRIMARY KEY REFERENCES incidents (id) ON DELETE CASCADE,
+        markdown    TEXT NOT NULL,
+        sha256      TEXT NOT NULL,
+        rendered_at BIGINT NOT NULL
+    );
+    "#,
+    },
 ];
 
 /// The schema version this binary brings a database to.

@@ -31,13 +31,22 @@ pub fn enqueue(tx: &Transaction, job: &NewJob) -> rusqlite::Result<i64> {
     )
 }
 
-/// Claim the oldest due job of `kind`. Jobs of one incident run in order: a job is not due
-/// while an earlier job of the same kind for the same incident is unfinished.
-pub fn claim(tx: &Transaction, kind: &str, now: Timestamp) -> rusqlite::Result<Option<Job>> {
+/// Claim the oldest due job of `kind` for `holder` until `lease_until`: a pending one, or
+/// a running one whose lease expired (its holder died). Jobs of one incident run in order:
+/// a job is not due while an earlier job of the same kind for the same incident is
+/// unfinished (a running one counts while its lease holds).
+pub fn claim(
+    tx: &Transaction,
+    kind: &str,
+    now: Timestamp,
+    holder: &str,
+    lease_until: Timestamp,
+) -> rusqlite::Result<Option<Job>> {
     let job = tx
         .prepare_cached(
             "SELECT id, kind, incident_id, payload, attempts, run_at FROM jobs j \
-             WHERE state = 'pending' AND kind = ?2 AND run_at <= ?1 \
+             WHERE kind = ?2 AND ((state = 'pending' AND run_at <= ?1) \
+                   OR (state = 'running' AND lease_until < ?1)) \
                AND NOT EXISTS (SELECT 1 FROM jobs e WHERE e.kind = j.kind \
                    AND e.incident_id IS j.incident_id AND e.id < j.id \
                    AND e.state IN ('pending', 'running')) \
@@ -57,11 +66,46 @@ pub fn claim(tx: &Transaction, kind: &str, now: Timestamp) -> rusqlite::Result<O
         .optional()?;
     if let Some(j) = &job {
         tx.prepare_cached(
-            "UPDATE jobs SET state = 'running', attempts = attempts + 1 WHERE id = ?1",
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, holder = ?2, \
+             lease_until = ?3 WHERE id = ?1",
         )?
-        .execute(params![j.id])?;
+        .execute(params![j.id, holder, to_micros(lease_until)])?;
     }
     Ok(job)
+}
+
+/// Extend `holder`'s lease on a running job; `false` when it is no longer theirs.
+pub fn renew(
+    tx: &Transaction,
+    id: i64,
+    holder: &str,
+    lease_until: Timestamp,
+) -> rusqlite::Result<bool> {
+    let n = tx
+        .prepare_cached(
+            "UPDATE jobs SET lease_until = ?3 WHERE id = ?1 AND holder = ?2 AND state = 'running'",
+        )?
+        .execute(params![id, holder, to_micros(lease_until)])?;
+    Ok(n > 0)
+}
+
+/// Take or keep the named lease for `holder` until `until`, unless another holder's lease
+/// is still valid at `now`.
+pub fn acquire_lease(
+    tx: &Transaction,
+    name: &str,
+    holder: &str,
+    now: Timestamp,
+    until: Timestamp,
+) -> rusqlite::Result<bool> {
+    let n = tx
+        .prepare_cached(
+            "INSERT INTO leases (name, holder, until) VALUES (?1, ?2, ?4) \
+             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+             WHERE leases.holder = excluded.holder OR leases.until < ?3",
+        )?
+        .execute(params![name, holder, to_micros(now), to_micros(until)])?;
+    Ok(n > 0)
 }
 
 /// The job succeeded.
@@ -271,7 +315,9 @@ mod tests {
         let now = t("2026-12-01T10:00:00Z");
         let mut conn = db();
         render(&mut conn, now);
-        let claimed = with_tx(&mut conn, |tx| claim(tx, "render", now).expect("claim"));
+        let claimed = with_tx(&mut conn, |tx| {
+            claim(tx, "render", now, "me", now + Duration::minutes(1)).expect("claim")
+        });
         let first = claimed.expect("a job is due").id;
         render(&mut conn, now); // a change while the first renders: a second, pending job
         assert_eq!(
@@ -292,7 +338,9 @@ mod tests {
             vec![(first, "done".into()), (first + 1, "pending".into())]
         );
         // ... and the pending one runs: the incident's draft is brought up to date.
-        let next = with_tx(&mut conn, |tx| claim(tx, "render", now).expect("claim"));
+        let next = with_tx(&mut conn, |tx| {
+            claim(tx, "render", now, "me", now + Duration::minutes(1)).expect("claim")
+        });
         assert_eq!(next.map(|j| j.id), Some(first + 1));
         // Recovering again (a crash during recovery) is harmless.
         with_tx(&mut conn, |tx| {
@@ -371,8 +419,12 @@ mod tests {
             .expect("enqueue");
         });
         with_tx(&mut conn, |tx| {
-            claim(tx, "render", now).expect("claim").expect("due");
-            claim(tx, "slack", now).expect("claim").expect("due");
+            claim(tx, "render", now, "me", now + Duration::minutes(1))
+                .expect("claim")
+                .expect("due");
+            claim(tx, "slack", now, "me", now + Duration::minutes(1))
+                .expect("claim")
+                .expect("due");
         });
         let recovered = requeue_running(&mut conn, now).expect("recovers");
         assert_eq!(
@@ -393,9 +445,11 @@ mod tests {
         let now = t("2026-12-01T10:00:00Z");
         let mut conn = db();
         render(&mut conn, now);
-        let first = with_tx(&mut conn, |tx| claim(tx, "render", now).expect("claim"))
-            .expect("due")
-            .id;
+        let first = with_tx(&mut conn, |tx| {
+            claim(tx, "render", now, "me", now + Duration::minutes(1)).expect("claim")
+        })
+        .expect("due")
+        .id;
         render(&mut conn, now);
         with_tx(&mut conn, |tx| {
             fail(
@@ -418,9 +472,11 @@ mod tests {
             .last_error;
         assert!(error.expect("error kept").contains("superseded by job"));
         // Without a successor the failure is retried as before.
-        let second = with_tx(&mut conn, |tx| claim(tx, "render", now).expect("claim"))
-            .expect("due")
-            .id;
+        let second = with_tx(&mut conn, |tx| {
+            claim(tx, "render", now, "me", now + Duration::minutes(1)).expect("claim")
+        })
+        .expect("due")
+        .id;
         with_tx(&mut conn, |tx| {
             fail(
                 tx,

@@ -138,6 +138,25 @@ pub const MIGRATIONS: &[&str] = &[
     -- Each kind's loop claims from its own due jobs, never scanning past other kinds'.
     CREATE INDEX jobs_kind_due ON jobs (state, kind, run_at);
     "#,
+    // 5: replicas. A running job belongs to its holder until `lease_until` (a replica that
+    // dies leaves it to the others when the lease expires); named leases make the
+    // reconciler and the pruner run on one replica at a time; the rendered draft is stored,
+    // so every replica serves the same one and knows what it last wrote to disk.
+    r#"
+    ALTER TABLE jobs ADD COLUMN holder TEXT;
+    ALTER TABLE jobs ADD COLUMN lease_until INTEGER;
+    CREATE TABLE leases (
+        name   TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        until  INTEGER NOT NULL
+    );
+    CREATE TABLE drafts (
+        incident_id TEXT PRIMARY KEY REFERENCES incidents (id) ON DELETE CASCADE,
+        markdown    TEXT NOT NULL,
+        sha256      TEXT NOT NULL,                    -- hex SHA-256 of `markdown`
+        rendered_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// Bring the schema up to date. Refuses a database written by a newer incidentd.

@@ -14,7 +14,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
 use crate::alertmanager::ValidNotification;
 use crate::incident::*;
-use crate::store::{Job, JobStatus, NewJob, Reads, Related, StoreError, Tx};
+use crate::store::{Job, JobStatus, NewJob, Reads, Related, StoreError, StoredDraft, Tx};
 use crate::time::{from_micros, to_micros};
 
 fn opt_micros(t: Option<Timestamp>) -> Option<i64> {
@@ -745,8 +745,62 @@ impl Tx for SqliteRepo<'_> {
         Ok(jobs::enqueue(self.tx, job)?)
     }
 
-    fn claim(&mut self, kind: &str, now: Timestamp) -> Result<Option<Job>, StoreError> {
-        Ok(jobs::claim(self.tx, kind, now)?)
+    fn lock(&mut self, _names: &[String]) -> Result<(), StoreError> {
+        // One writer thread does every write: transactions never overlap.
+        Ok(())
+    }
+
+    fn claim(
+        &mut self,
+        kind: &str,
+        now: Timestamp,
+        holder: &str,
+        lease_until: Timestamp,
+    ) -> Result<Option<Job>, StoreError> {
+        Ok(jobs::claim(self.tx, kind, now, holder, lease_until)?)
+    }
+
+    fn renew_job(
+        &mut self,
+        id: i64,
+        holder: &str,
+        lease_until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Ok(jobs::renew(self.tx, id, holder, lease_until)?)
+    }
+
+    fn acquire_lease(
+        &mut self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Ok(jobs::acquire_lease(self.tx, name, holder, now, until)?)
+    }
+
+    fn release_lease(&mut self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached("DELETE FROM leases WHERE name = ?1 AND holder = ?2")?
+            .execute(params![name, holder])?;
+        Ok(())
+    }
+
+    fn put_draft(&mut self, d: &StoredDraft) -> Result<(), StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO drafts (incident_id, markdown, sha256, rendered_at) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (incident_id) DO UPDATE SET \
+                 markdown = excluded.markdown, sha256 = excluded.sha256, \
+                 rendered_at = excluded.rendered_at",
+            )?
+            .execute(params![
+                d.incident_id,
+                d.markdown,
+                d.sha256,
+                to_micros(d.rendered_at)
+            ])?;
+        Ok(())
     }
 
     fn complete(&mut self, id: i64, now: Timestamp) -> Result<(), StoreError> {
@@ -883,6 +937,23 @@ impl Reads for SqliteReads<'_> {
 
     fn firing_occurrences(&mut self) -> Result<Vec<(String, Timestamp)>, StoreError> {
         Ok(firing_occurrences(self.0)?)
+    }
+
+    fn draft(&mut self, incident_id: &str) -> Result<Option<StoredDraft>, StoreError> {
+        Ok(self
+            .0
+            .prepare_cached(
+                "SELECT incident_id, markdown, sha256, rendered_at FROM drafts WHERE incident_id = ?1",
+            )?
+            .query_row(params![incident_id], |r| {
+                Ok(StoredDraft {
+                    incident_id: r.get(0)?,
+                    markdown: r.get(1)?,
+                    sha256: r.get(2)?,
+                    rendered_at: from_micros(r.get(3)?),
+                })
+            })
+            .optional()?)
     }
 
     fn ping(&mut self) -> Result<(), StoreError> {
