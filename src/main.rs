@@ -111,6 +111,17 @@ enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Copy an installation's SQLite database into the empty PostgreSQL database that a
+    /// configuration names (storage.backend: postgres). Run it with the daemon stopped.
+    Migrate {
+        /// The SQLite database's directory (the old storage.path), as `sqlite:DIR` or `DIR`.
+        #[arg(long)]
+        from: String,
+        /// The configuration whose storage.postgres is the destination (its password from
+        /// url_file or INCIDENTD_POSTGRES_URL, never the command line).
+        #[arg(long = "config.file")]
+        config_file: PathBuf,
+    },
     /// Incidents of a running daemon.
     Incidents {
         #[command(subcommand)]
@@ -315,6 +326,32 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 Some(path) => std::fs::write(&path, markdown)
                     .with_context(|| format!("writing {}", path.display()))?,
                 None => out.write_all(markdown.as_bytes())?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { from, config_file } => {
+            let cfg = Config::load(&config_file)?;
+            let Some(to) = cfg
+                .storage
+                .postgres
+                .as_ref()
+                .filter(|_| cfg.storage.backend == config::StorageBackend::Postgres)
+            else {
+                anyhow::bail!(
+                    "{}: storage.backend is not postgres; name the destination database there",
+                    config_file.display()
+                );
+            };
+            let dir = PathBuf::from(from.strip_prefix("sqlite:").unwrap_or(&from));
+            let target = to.url.redacted();
+            let to = to.clone();
+            let copied = tokio::task::spawn_blocking(move || {
+                incidentd::store::migrate::sqlite_to_postgres(&dir, &to)
+            })
+            .await??;
+            writeln!(out, "copied into {target}:")?;
+            for (table, rows) in copied.tables {
+                writeln!(out, "  {table:<20} {rows:>8} rows")?;
             }
             Ok(ExitCode::SUCCESS)
         }

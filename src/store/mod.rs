@@ -10,6 +10,7 @@
 //! A write returns once it is durable: a 2xx answered after one means the data survives a
 //! crash.
 
+pub mod migrate;
 pub mod postgres;
 pub mod sqlite;
 
