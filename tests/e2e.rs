@@ -18,6 +18,8 @@
 
 #[path = "slack_fake/fake.rs"]
 mod fake;
+#[path = "support/postgres.rs"]
+mod pg;
 #[path = "e2e/support.rs"]
 mod support;
 
@@ -51,9 +53,32 @@ struct Stack {
     incidentd_url: String,
     drafts: PathBuf,
     incidentd: Proc,
+    /// The second incidentd replica (on PostgreSQL), fed by the second Alertmanager.
+    replica: Option<Replica>,
     alertmanagers: Vec<Proc>,
     prometheus: Proc,
     dir: Option<tempfile::TempDir>,
+}
+
+/// An incidentd replica beside the first, with the relay its Alertmanager sends through.
+struct Replica {
+    relay: Relay,
+    url: String,
+    proc: Proc,
+}
+
+impl Stack {
+    /// What every Alertmanager delivered, through every relay, and whether one is in flight.
+    fn deliveries(&self) -> (Vec<Delivery>, bool) {
+        let (mut all, mut busy) = self.relay.deliveries();
+        if let Some(r) = &self.replica {
+            let (more, b) = r.relay.deliveries();
+            all.extend(more);
+            busy |= b;
+        }
+        all.sort_by_key(|d| d.at);
+        (all, busy)
+    }
 }
 
 impl Drop for Stack {
@@ -76,11 +101,18 @@ fn write(path: &Path, text: &str) {
 const FAST_SNAPSHOTS: &str = "  snapshot_delay: 2s\n  snapshot_margin: 2s\n";
 
 async fn start_stack(tools: &Tools, replicas: usize) -> Stack {
-    start_stack_with(tools, replicas, FAST_SNAPSHOTS).await
+    start_stack_with(tools, replicas, FAST_SNAPSHOTS, None).await
 }
 
 /// `snapshots`: the `prometheus:` keys about snapshots, two-space indented.
-async fn start_stack_with(tools: &Tools, replicas: usize, snapshots: &str) -> Stack {
+/// With `postgres` (a database URL), incidentd runs as one replica per Alertmanager on that
+/// database, each Alertmanager sending to its own replica.
+async fn start_stack_with(
+    tools: &Tools,
+    replicas: usize,
+    snapshots: &str,
+    postgres: Option<&str>,
+) -> Stack {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let http = reqwest::Client::new();
@@ -90,6 +122,15 @@ async fn start_stack_with(tools: &Tools, replicas: usize, snapshots: &str) -> St
     let incidentd_port = free_port();
     let incidentd_url = format!("http://127.0.0.1:{incidentd_port}");
     let relay = Relay::start(format!("{incidentd_url}/webhook/alertmanager")).await;
+    let second = match postgres {
+        Some(_) => {
+            let port = free_port();
+            let url = format!("http://127.0.0.1:{port}");
+            let relay = Relay::start(format!("{url}/webhook/alertmanager")).await;
+            Some((port, url, relay))
+        }
+        None => None,
+    };
 
     // Secrets: one file each, as in production.
     std::fs::create_dir_all(d.join("secrets")).expect("mkdir secrets");
@@ -110,12 +151,24 @@ async fn start_stack_with(tools: &Tools, replicas: usize, snapshots: &str) -> St
         &d.join("alertmanager.yml"),
         &fast_alertmanager(&example, &relay.url, &d.join("secrets/webhook-token")),
     );
+    if let Some((_, _, relay)) = &second {
+        write(
+            &d.join("alertmanager-b.yml"),
+            &fast_alertmanager(&example, &relay.url, &d.join("secrets/webhook-token")),
+        );
+    }
     let am_ports: Vec<u16> = (0..replicas).map(|_| free_port()).collect();
     let cluster_ports: Vec<u16> = (0..replicas).map(|_| free_port()).collect();
     let mut alertmanagers = Vec::new();
     for (i, port) in am_ports.iter().enumerate() {
+        // With two incidentd replicas, the second Alertmanager sends to the second one.
+        let config = if i == 1 && second.is_some() {
+            "alertmanager-b.yml"
+        } else {
+            "alertmanager.yml"
+        };
         let mut args = vec![
-            format!("--config.file={}", d.join("alertmanager.yml").display()),
+            format!("--config.file={}", d.join(config).display()),
             format!("--storage.path={}", d.join(format!("am{i}")).display()),
             format!("--web.listen-address=127.0.0.1:{port}"),
             format!("--web.external-url=http://127.0.0.1:{port}"),
@@ -182,31 +235,45 @@ async fn start_stack_with(tools: &Tools, replicas: usize, snapshots: &str) -> St
         &d.join("incidentd.yml"),
         &format!(
             "web:\n  external_url: {incidentd_url}/\n  webhook_auth:\n    bearer_token_file: secrets/webhook-token\n\
-             storage:\n  path: {data}\n\
+             storage:\n{storage}\
              prometheus:\n  url: {prometheus_url}\n  timeout: 5s\n{snapshots}\
              alertmanager:\n  url: http://127.0.0.1:{am}\n\
              rules_dir: {rules}\n\
              postmortem:\n  output_dir: {drafts}\n  timezone: UTC\n\
              slack:\n  api_url: {slack}\n  channel: \"#incidents\"\n  bot_token_file: secrets/slack-bot-token\n  signing_secret_file: secrets/slack-signing-secret\n",
-            data = d.join("data").display(),
+            storage = match postgres {
+                Some(_) => "  backend: postgres\n  postgres:\n    url_file: secrets/postgres-url\n    sslmode: disable\n".to_string(),
+                None => format!("  path: {}\n", d.join("data").display()),
+            },
             am = am_ports[0],
             rules = repo().join("rules").display(),
             drafts = drafts.display(),
             slack = slack.api_url(),
         ),
     );
-    let incidentd = Proc::spawn(
-        "incidentd",
-        Path::new(env!("CARGO_BIN_EXE_incidentd")),
-        &[
-            "serve".into(),
-            format!("--config.file={}", d.join("incidentd.yml").display()),
-            format!("--web.listen-address=127.0.0.1:{incidentd_port}"),
-            format!("--storage.path={}", d.join("data").display()),
-            "--log.level=info,incidentd=debug".into(),
-        ],
-        d,
-    );
+    if let Some(url) = postgres {
+        write(&d.join("secrets/postgres-url"), url);
+    }
+    let serve = |name: &str, port: u16| {
+        Proc::spawn(
+            name,
+            Path::new(env!("CARGO_BIN_EXE_incidentd")),
+            &[
+                "serve".into(),
+                format!("--config.file={}", d.join("incidentd.yml").display()),
+                format!("--web.listen-address=127.0.0.1:{port}"),
+                format!("--storage.path={}", d.join("data").display()),
+                "--log.level=info,incidentd=debug".into(),
+            ],
+            d,
+        )
+    };
+    let incidentd = serve("incidentd", incidentd_port);
+    let replica = second.map(|(port, url, relay)| Replica {
+        relay,
+        url,
+        proc: serve("incidentd-b", port),
+    });
 
     let mut stack = Stack {
         http,
@@ -221,6 +288,7 @@ async fn start_stack_with(tools: &Tools, replicas: usize, snapshots: &str) -> St
         incidentd_url,
         drafts,
         incidentd,
+        replica,
         alertmanagers,
         prometheus,
         dir: Some(dir),
@@ -228,6 +296,10 @@ async fn start_stack_with(tools: &Tools, replicas: usize, snapshots: &str) -> St
     let http = stack.http.clone();
     let url = format!("{}/-/ready", stack.incidentd_url);
     wait_ready(&http, "incidentd", &url, &mut [&mut stack.incidentd]).await;
+    if let Some(r) = &mut stack.replica {
+        let url = format!("{}/-/ready", r.url);
+        wait_ready(&http, "incidentd-b", &url, &mut [&mut r.proc]).await;
+    }
     let url = format!("{}/-/ready", stack.prometheus_url);
     wait_ready(&http, "Prometheus", &url, &mut [&mut stack.prometheus]).await;
     for i in 0..replicas {
@@ -381,9 +453,9 @@ async fn settled(stack: &Stack, id: &str) -> (Vec<Delivery>, Value) {
         "incidentd's counts to match Alertmanager's deliveries",
         Duration::from_secs(20),
         || async {
-            let (before, busy) = stack.relay.deliveries();
+            let (before, busy) = stack.deliveries();
             let incident = get_json(stack, &format!("/api/v1/incidents/{id}")).await?;
-            let (after, still_busy) = stack.relay.deliveries();
+            let (after, still_busy) = stack.deliveries();
             let alerts: usize = after.iter().map(|d| d.alerts().len()).sum();
             let stable = !busy && !still_busy && before.len() == after.len();
             (stable && incident["notifications"]["received"] == alerts as u64)
@@ -696,6 +768,7 @@ async fn evidence_is_true_when_read_while_firing_right_after_the_resolve_and_aft
         &tools,
         1,
         "  snapshot_delay: 20s\n  snapshot_margin: 5s\n  refresh_interval: 4s\n",
+        None,
     )
     .await;
     prepare(&stack).await;
@@ -984,6 +1057,96 @@ async fn an_alertmanager_ha_pair_makes_the_same_single_resolved_incident() {
     }
     let list = get_json(&stack, "/api/v1/incidents").await.expect("list");
     assert_eq!(list["incidents"].as_array().map(Vec::len), Some(1));
+}
+
+/// Two incidentd replicas on one PostgreSQL, each fed by its own Alertmanager of an HA pair
+/// (issue 15): the same single resolved incident, timeline and times as one process on
+/// SQLite (`assert_scenario` holds it to the same truth), both replicas answering the same,
+/// every delivery to either one taken, and one Slack root message for the pair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_on_postgresql_behind_an_alertmanager_ha_pair_make_one_incident() {
+    let Some(tools) = tools_or_skip("e2e two incidentd replicas on PostgreSQL") else {
+        return;
+    };
+    let Some(cluster) = pg::shared_or_skip("e2e two replicas") else {
+        return;
+    };
+    let url = cluster.create_database("replicas");
+    let stack = start_stack_with(&tools, 2, FAST_SNAPSHOTS, Some(&url)).await;
+    let (truth, incident) = play_scenario(&stack).await;
+    let id = incident["id"].as_str().expect("id").to_string();
+    let (deliveries, incident) = settled(&stack, &id).await;
+    let replica = stack.replica.as_ref().expect("the second replica");
+    let (to_b, _) = replica.relay.deliveries();
+    let (to_a, _) = stack.relay.deliveries();
+    eprintln!(
+        "{} deliveries to replica a, {} to replica b",
+        to_a.len(),
+        to_b.len()
+    );
+    for d in &deliveries {
+        assert_eq!(
+            d.status,
+            200,
+            "the delivery of {} ({:?}) was answered {}: {}",
+            d.at,
+            d.alerts(),
+            d.status,
+            d.answer
+        );
+    }
+    let n = &incident["notifications"];
+    assert_eq!(
+        n["received"].as_u64().unwrap_or(0)
+            - n["duplicate"].as_u64().unwrap_or(0)
+            - n["stale"].as_u64().unwrap_or(0),
+        6,
+        "three alerts fired and resolved, whichever replica took what: {n}"
+    );
+    assert_scenario(&stack, &truth, &incident).await;
+    // Both replicas tell the same: one incident, the same figures (read one after the other,
+    // once the evidence has settled).
+    let mine = get_json(&stack, &format!("/api/v1/incidents/{id}"))
+        .await
+        .expect("replica a answers");
+    let other: Value = stack
+        .http
+        .get(format!("{}/api/v1/incidents/{id}", replica.url))
+        .send()
+        .await
+        .expect("replica b answers")
+        .json()
+        .await
+        .expect("JSON");
+    for field in [
+        "status",
+        "fired_at",
+        "detected_at",
+        "resolved_at",
+        "impact_start",
+        "duration_seconds",
+        "alerts",
+        "timeline",
+    ] {
+        assert_eq!(
+            mine[field], other[field],
+            "{field} differs between replicas"
+        );
+    }
+    let list: Value = stack
+        .http
+        .get(format!("{}/api/v1/incidents", replica.url))
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        list["incidents"].as_array().map(Vec::len),
+        Some(1),
+        "{list:#}"
+    );
 }
 
 /// The examples checked by the real tools: `promtool check rules`, `amtool check-config`,
