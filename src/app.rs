@@ -156,7 +156,8 @@ impl App {
             .unwrap_or_else(|| config.storage.path.clone());
         let store = Store::open_sqlite(&storage)
             .with_context(|| format!("opening the database in {}", storage.display()))?
-            .with_followups(Arc::new(rules(&config)), planner(&config));
+            .with_followups(Arc::new(rules(&config)), planner(&config))
+            .with_job_lease(config.storage.job_lease);
         let listener = TcpListener::bind(&options.listen_address)
             .await
             .with_context(|| format!("listening on {}", options.listen_address))?;

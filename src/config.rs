@@ -113,6 +113,8 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_STORAGE_PATH: &str = "./data";
 /// Default `storage.raw_payload_retention`: 30 days.
 pub const DEFAULT_RAW_PAYLOAD_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Default `storage.job_lease`: how long a claimed job belongs to its replica without renewal.
+pub const DEFAULT_JOB_LEASE: Duration = Duration::from_secs(60);
 /// Default `storage.prune_interval`: 1 hour.
 pub const DEFAULT_PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 /// Default `storage.postgres.pool_size`: sessions per replica.
@@ -234,6 +236,9 @@ pub struct StorageConfig {
     pub incident_retention: Duration,
     /// How often rows past their retention are deleted (also once at startup).
     pub prune_interval: Duration,
+    /// How long a job a replica claimed stays its own without renewal (renewed every third
+    /// of it while it runs): after a replica dies, its jobs run elsewhere this much later.
+    pub job_lease: Duration,
 }
 
 /// `storage.backend`.
@@ -566,6 +571,7 @@ impl Default for Config {
                 raw_payload_retention: DEFAULT_RAW_PAYLOAD_RETENTION,
                 incident_retention: Duration::ZERO,
                 prune_interval: DEFAULT_PRUNE_INTERVAL,
+                job_lease: DEFAULT_JOB_LEASE,
             },
             correlation: CorrelationConfig {
                 group_by: DEFAULT_GROUP_BY.iter().map(|s| s.to_string()).collect(),
@@ -704,6 +710,7 @@ struct RawStorage {
     raw_payload_retention: Option<DurationValue>,
     incident_retention: Option<DurationValue>,
     prune_interval: Option<DurationValue>,
+    job_lease: Option<DurationValue>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1131,6 +1138,13 @@ impl Resolver<'_> {
         if prune_interval.is_zero() {
             self.report(self.invalid("storage.prune_interval", "must be greater than 0s"));
         }
+        let job_lease = raw.job_lease.map_or(DEFAULT_JOB_LEASE, |d| d.0);
+        if job_lease < Duration::from_secs(3) {
+            self.report(self.invalid(
+                "storage.job_lease",
+                "must be at least 3s (it is renewed every third of it)",
+            ));
+        }
         let backend = raw.backend.unwrap_or_default();
         let postgres = match (backend, raw.postgres) {
             (StorageBackend::Sqlite, None) => None,
@@ -1152,6 +1166,7 @@ impl Resolver<'_> {
             raw_payload_retention,
             incident_retention: raw.incident_retention.map_or(Duration::ZERO, |d| d.0),
             prune_interval,
+            job_lease,
         })
     }
 
@@ -1973,6 +1988,7 @@ mod tests {
                 raw_payload_retention: Duration::from_secs(7 * 24 * 3600),
                 incident_retention: Duration::from_secs(365 * 24 * 3600),
                 prune_interval: Duration::from_secs(10 * 60),
+                job_lease: Duration::from_secs(20),
             },
             correlation: CorrelationConfig {
                 group_by: vec!["service".into(), "cluster".into()],

@@ -210,7 +210,7 @@ impl JobLoop {
             tokio::pin!(run);
             // The job is this process's while its lease holds; renewed while it runs, so a
             // replica that dies leaves it to the others once the lease expires.
-            let every = crate::store::JOB_LEASE / 3;
+            let every = store.job_lease() / 3;
             let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             let result = loop {
                 tokio::select! {

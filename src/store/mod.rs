@@ -117,11 +117,6 @@ impl StoredDraft {
     }
 }
 
-/// How long a claimed job belongs to the replica that claimed it. Its job loop renews the
-/// lease while the job runs ([`Store::renew_job`], every third of it); when a replica dies,
-/// its running jobs are claimed again once their leases expire.
-pub const JOB_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// What start-up found left over from a process that did not finish its jobs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Recovered {
@@ -331,6 +326,10 @@ pub struct Store {
     followups: Arc<Followups>,
     /// This process, as the holder of job and named leases.
     holder: Arc<str>,
+    /// How long a claimed job belongs to this process without renewal (`storage.job_lease`).
+    /// Its job loop renews it while the job runs ([`Store::renew_job`], every third of it);
+    /// when a replica dies, its running jobs are claimed again once their leases expire.
+    job_lease: std::time::Duration,
 }
 
 /// How many related incidents a draft lists.
@@ -359,7 +358,18 @@ impl Store {
                 planner: Arc::new(followup::none),
             }),
             holder: holder_name().into(),
+            job_lease: crate::config::DEFAULT_JOB_LEASE,
         }
+    }
+
+    /// How long a claimed job stays this process's without renewal.
+    pub fn with_job_lease(mut self, lease: std::time::Duration) -> Store {
+        self.job_lease = lease;
+        self
+    }
+
+    pub fn job_lease(&self) -> std::time::Duration {
+        self.job_lease
     }
 
     /// This process's name as a holder of leases (host, pid and a random part).
@@ -575,19 +585,19 @@ impl Store {
             .await
     }
 
-    /// Claim the oldest due job of `kind` for this process, for [`JOB_LEASE`].
+    /// Claim the oldest due job of `kind` for this process, for its job lease.
     pub async fn claim_job(&self, kind: &str, now: Timestamp) -> Result<Option<Job>, StoreError> {
         let (kind, holder) = (kind.to_string(), self.holder.clone());
-        let until = now + crate::time::chrono_duration(JOB_LEASE);
+        let until = now + crate::time::chrono_duration(self.job_lease);
         self.write(move |tx| tx.claim(&kind, now, &holder, until))
             .await
     }
 
-    /// Extend this process's lease on a running job by [`JOB_LEASE`] from `now`; `false`
+    /// Extend this process's lease on a running job by its job lease from `now`; `false`
     /// when the job is no longer this process's.
     pub async fn renew_job(&self, id: i64, now: Timestamp) -> Result<bool, StoreError> {
         let holder = self.holder.clone();
-        let until = now + crate::time::chrono_duration(JOB_LEASE);
+        let until = now + crate::time::chrono_duration(self.job_lease);
         self.write(move |tx| tx.renew_job(id, &holder, until)).await
     }
 
