@@ -1,5 +1,18 @@
 //! Post-mortem drafts of stored incidents: gather what the store knows about an incident,
-//! render it, and keep `<output_dir>/<ID>.md` up to date (as a coalesced job after changes).
+//! render it, store it, and export it to `<output_dir>/<ID>.md` (as a coalesced job after
+//! changes).
+//!
+//! The database is the source of truth for the rendered draft: the render job saves it
+//! ([`Store::save_draft`]) before anything touches the disk, and the API and Slack's links
+//! serve the stored version, so every replica shows the same draft. The file is an export
+//! that each replica writes to its `postmortem.output_dir` (its own or a shared one). Before
+//! replacing a file, the export checks that incidentd produced it: its hash must be the one
+//! of the draft stored before this render (what was last rendered, by any replica) or one
+//! the directory's sidecar names (what incidentd last wrote there). Anything else is a
+//! person's edit, kept, with the new version in `<ID>.generated.md`
+//! ([`crate::postmortem::decide`] has the rule). A crash between the save and the export
+//! leaves the previous export on disk, still named by its sidecar: the job runs again and
+//! replaces it.
 
 use std::sync::Arc;
 
@@ -9,7 +22,7 @@ use crate::postmortem::{
     Chart, Communication, DraftWriter, Evidence, PostmortemError, RelatedIncident, RenderInput,
     Renderer, WriteOutcome,
 };
-use crate::store::{DraftInputs, Store};
+use crate::store::{DraftInputs, Store, StoredDraft};
 use crate::time::Clock;
 
 /// Job kind of draft rendering.
@@ -131,7 +144,8 @@ impl Drafts {
         self.writer.sweep_temp_files()
     }
 
-    /// The Markdown of an incident's draft as of `now`.
+    /// The Markdown of an incident's draft as of `now`, rendered live from the data (not the
+    /// stored draft): for the API before the first render, and `incidentd render`.
     pub async fn markdown(
         &self,
         store: &Store,
@@ -160,8 +174,9 @@ impl Drafts {
         })
     }
 
-    /// Render and write an incident's draft (and its charts) on `pool`: rendering is CPU and
-    /// writing is fsyncs, neither belongs on the async runtime.
+    /// Render an incident's draft, store it, then export it (and its charts) to the output
+    /// directory. Rendering and writing run on `pool`: rendering is CPU and writing is
+    /// fsyncs, neither belongs on the async runtime.
     pub async fn write(
         self: &Arc<Self>,
         store: &Store,
@@ -170,17 +185,43 @@ impl Drafts {
         now: Timestamp,
     ) -> Result<WriteOutcome, DraftError> {
         let data = self.load(store, id).await?;
-        let (drafts, id) = (self.clone(), id.to_string());
+        let drafts = self.clone();
+        let (markdown, charts) = pool
+            .run(move || {
+                let markdown = drafts.render(&data, now)?;
+                Ok::<_, DraftError>((markdown, data.charts))
+            })
+            .await
+            .unwrap_or_else(|| Err(DraftError::Interrupted))?;
+        // What was last rendered, by whichever replica: a file holding it is incidentd's.
+        let previous = store.draft(id).await?.map(|d| d.sha256);
+        let stored = StoredDraft::new(id, markdown, now);
+        store.save_draft(stored.clone()).await?;
+        self.export(pool, stored, charts, previous).await
+    }
+
+    /// Write a stored draft and its charts to the output directory, keeping a person's
+    /// edits; `previous` is the hash of the draft stored before it, if any.
+    async fn export(
+        self: &Arc<Self>,
+        pool: &WorkPool,
+        draft: StoredDraft,
+        charts: Vec<Chart>,
+        previous: Option<String>,
+    ) -> Result<WriteOutcome, DraftError> {
+        let drafts = self.clone();
         pool.run(move || {
-            let markdown = drafts.render(&data, now)?;
-            Ok(drafts.writer.write(&id, &markdown, &data.charts)?)
+            let rendered: Vec<&str> = previous.iter().map(String::as_str).collect();
+            Ok(drafts
+                .writer
+                .write_with(&draft.incident_id, &draft.markdown, &charts, &rendered)?)
         })
         .await
         .unwrap_or_else(|| Err(DraftError::Interrupted))
     }
 
-    /// The job that keeps an incident's draft on disk current, rendered and written on
-    /// `pool`.
+    /// The job that keeps an incident's stored draft and its export on disk current,
+    /// rendered and written on `pool`.
     pub fn handler(self: Arc<Self>, store: Store, clock: Clock, pool: Arc<WorkPool>) -> Handler {
         Arc::new(move |job| {
             let (drafts, store, clock, pool) =

@@ -27,7 +27,7 @@ pub use context::{
 };
 pub use helpers::{metric as format_metric, Unit};
 pub use sample::{sample_full, sample_minimal};
-pub use writer::{Chart, DraftWriter, WriteOutcome};
+pub use writer::{decide, Chart, Decision, DraftWriter, WriteOutcome};
 
 /// The default template, embedded in the binary.
 pub const DEFAULT_TEMPLATE: &str = include_str!("../../templates/postmortem.md.hbs");
