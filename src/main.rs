@@ -98,7 +98,8 @@ enum Command {
         #[arg(long, value_parser = parse_duration)]
         delay: Option<Duration>,
     },
-    /// Render an incident's post-mortem draft from the database.
+    /// Render an incident's post-mortem draft from the data in the database as it is now
+    /// (a debugging aid: the draft the API serves is the one the daemon stored).
     Render {
         /// Incident id, e.g. INC-2026-0001.
         id: String,

@@ -430,18 +430,49 @@ pub async fn add_note(
     act(state, id, b.by, Action::Note(text)).await
 }
 
+/// `X-Incidentd-Draft`: `stored` when the draft served is the one the render job stored
+/// (every replica serves the same bytes, also written to disk), `provisional` when none is
+/// stored yet and it was rendered for this request.
+pub const DRAFT_HEADER: &str = "x-incidentd-draft";
+
+/// `GET /api/v1/incidents/{id}/postmortem`: the stored draft, with `ETag` (its SHA-256) and
+/// `Last-Modified` (when it was rendered), `304` for a matching `If-None-Match`. Before the
+/// render job first ran (`postmortem.render_delay`), a provisional draft rendered now.
 pub async fn postmortem(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<axum::response::Response, ApiError> {
+    use axum::http::{header, StatusCode};
     use axum::response::IntoResponse;
     check_id(&id)?;
+    const MARKDOWN: (header::HeaderName, &str) =
+        (header::CONTENT_TYPE, "text/markdown; charset=utf-8");
+    if let Some(draft) = state.store.draft(&id).await? {
+        let etag = format!("\"{}\"", draft.sha256);
+        let last_modified = http_date(draft.rendered_at);
+        let validators = [
+            (header::ETAG, etag.clone()),
+            (header::LAST_MODIFIED, last_modified),
+            // Always ask again: a draft changes with every render.
+            (header::CACHE_CONTROL, "no-cache".to_string()),
+        ];
+        let stored = (axum::http::HeaderName::from_static(DRAFT_HEADER), "stored");
+        if none_match(&headers, &draft.sha256) {
+            return Ok((StatusCode::NOT_MODIFIED, validators, [stored]).into_response());
+        }
+        return Ok((validators, [stored, MARKDOWN], draft.markdown).into_response());
+    }
     match state.drafts.markdown(&state.store, &id, state.now()).await {
         Ok(md) => Ok((
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "text/markdown; charset=utf-8",
-            )],
+            [
+                MARKDOWN,
+                (
+                    axum::http::HeaderName::from_static(DRAFT_HEADER),
+                    "provisional",
+                ),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
             md,
         )
             .into_response()),
@@ -455,4 +486,23 @@ pub async fn postmortem(
             )))
         }
     }
+}
+
+/// An HTTP date (RFC 9110, IMF-fixdate): `Sun, 06 Nov 1994 08:49:37 GMT`.
+fn http_date(t: crate::incident::Timestamp) -> String {
+    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+/// Whether `If-None-Match` names the entity tag `"<sha256>"` (weakly compared) or is `*`.
+fn none_match(headers: &HeaderMap, sha256: &str) -> bool {
+    headers
+        .get_all(axum::http::header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| {
+            let tag = tag.strip_prefix("W/").unwrap_or(tag);
+            tag == "*" || tag.strip_prefix('"').and_then(|t| t.strip_suffix('"')) == Some(sha256)
+        })
 }

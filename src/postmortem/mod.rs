@@ -1,9 +1,10 @@
 //! Post-mortem drafts: the template registry, its helpers, the embedded default template,
-//! the render context built from an incident and its evidence, and the writer that puts
-//! drafts on disk without overwriting a person's edits.
+//! the render context built from an incident and its evidence, and the writer that exports
+//! drafts to disk without overwriting a person's edits (the rendered draft itself is stored
+//! in the database by [`crate::draft`]; the file is an export of it).
 //!
 //! ```text
-//! Incident + Evidence + related ──build_context──► RenderContext ──Renderer──► Markdown ──DraftWriter──► <ID>.md
+//! Incident + Evidence + related ──build_context──► RenderContext ──Renderer──► Markdown ──store──► DraftWriter──► <ID>.md
 //! ```
 //!
 //! Templates run in Handlebars strict mode, so a misspelt field is an error rather than an
@@ -27,7 +28,7 @@ pub use context::{
 };
 pub use helpers::{metric as format_metric, Unit};
 pub use sample::{sample_full, sample_minimal};
-pub use writer::{Chart, DraftWriter, WriteOutcome};
+pub use writer::{decide, Chart, Decision, DraftWriter, WriteOutcome};
 
 /// The default template, embedded in the binary.
 pub const DEFAULT_TEMPLATE: &str = include_str!("../../templates/postmortem.md.hbs");

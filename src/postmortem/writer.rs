@@ -1,10 +1,29 @@
 //! Writing drafts to disk without ever destroying a person's edits.
 //!
-//! A draft is `<output_dir>/<ID>.md`, its charts live in `<output_dir>/<ID>/`. Every file
-//! is written atomically (temp file in the same directory, fsync, rename, fsync of the
-//! directory). Beside each draft a sidecar `.<ID>.md.sha256` holds the SHA-256 of what
-//! incidentd last wrote there; a draft whose content no longer matches was edited by a
-//! person, so the new version goes to `<ID>.generated.md` instead.
+//! The database holds the rendered draft (what the API and Slack serve, the same on every
+//! replica); the files are an export of it that each replica may write, into a directory of
+//! its own or one shared by all (NFS). A draft is `<output_dir>/<ID>.md`, its charts live in
+//! `<output_dir>/<ID>/`. Every file is written atomically (temp file in the same directory,
+//! fsync, rename, fsync of the directory).
+//!
+//! # Whose is the file on disk?
+//!
+//! Before replacing `<ID>.md`, its SHA-256 is compared with the hashes incidentd knows it
+//! produced ([`decide`]):
+//!
+//! - the new draft's (then nothing needs writing);
+//! - the stored draft's as it was before this render, i.e. what was last rendered by any
+//!   replica (the caller passes it, see [`DraftWriter::write_with`]);
+//! - the ones in the sidecar `.<ID>.md.sha256`, what incidentd last wrote to *this*
+//!   directory (one hash, or two while a replacement is in flight).
+//!
+//! A file that matches none of them was written or edited by a person: it is kept, and the
+//! new version goes to `<ID>.generated.md` beside it, on every later render too. A missing
+//! or foreign sidecar (deleted, or a directory another replica filled) therefore never
+//! makes an edit look like incidentd's; at worst an unedited file incidentd cannot vouch
+//! for is kept and the new version written beside it. A crash between the database save
+//! and the export leaves the file at the version before, which the sidecar still names, so
+//! the next render replaces it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -110,12 +129,25 @@ impl DraftWriter {
 
     /// Writes the draft for incident `id` and its charts. Charts are machine output and
     /// are always replaced; the draft only when nobody edited it since incidentd last
-    /// wrote it.
+    /// wrote it (by the sidecar alone: see [`DraftWriter::write_with`]).
     pub fn write(
         &self,
         id: &str,
         markdown: &str,
         charts: &[Chart],
+    ) -> Result<WriteOutcome, PostmortemError> {
+        self.write_with(id, markdown, charts, &[])
+    }
+
+    /// [`DraftWriter::write`], also counting as incidentd's a file whose SHA-256 (hex) is
+    /// one of `rendered`: the hashes the database says incidentd rendered for this draft
+    /// (the stored draft before this one). See the module documentation for the rule.
+    pub fn write_with(
+        &self,
+        id: &str,
+        markdown: &str,
+        charts: &[Chart],
+        rendered: &[&str],
     ) -> Result<WriteOutcome, PostmortemError> {
         check_name(id, "incident id")?;
         for c in charts {
@@ -137,19 +169,19 @@ impl DraftWriter {
         let draft = self.draft_path(id);
         let sidecar = self.sidecar_path(id);
         let new_hash = sha256_hex(markdown.as_bytes());
-        let on_disk = match fs::read(&draft) {
-            Ok(bytes) => Some(bytes),
+        let disk_hash = match fs::read(&draft) {
+            Ok(bytes) => Some(sha256_hex(&bytes)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(io_err(&draft)(e)),
         };
-        if let Some(bytes) = on_disk {
-            let disk_hash = sha256_hex(&bytes);
-            let ours = match fs::read_to_string(&sidecar) {
-                Ok(text) => text.lines().any(|l| l.trim() == disk_hash),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-                Err(e) => return Err(io_err(&sidecar)(e)),
-            };
-            if !ours {
+        let written: Vec<String> = match fs::read_to_string(&sidecar) {
+            Ok(text) => text.lines().map(|l| l.trim().to_string()).collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_err(&sidecar)(e)),
+        };
+        let written: Vec<&str> = written.iter().map(String::as_str).collect();
+        match decide(disk_hash.as_deref(), &new_hash, &written, rendered) {
+            Decision::KeepEdited => {
                 let generated = self.generated_path(id);
                 write_atomically(&generated, markdown.as_bytes())?;
                 return Ok(WriteOutcome::KeptEdited {
@@ -157,21 +189,61 @@ impl DraftWriter {
                     generated,
                 });
             }
-            if disk_hash == new_hash {
+            Decision::Unchanged => {
+                // This directory now remembers the file as incidentd's even if its sidecar
+                // was lost or another replica wrote the file.
+                if written != [new_hash.as_str()] {
+                    write_atomically(&sidecar, format!("{new_hash}\n").as_bytes())?;
+                }
                 // A file left from the time the draft was edited is stale now.
                 remove_if_present(&self.generated_path(id))?;
                 return Ok(WriteOutcome::Unchanged { path: draft });
             }
-            // Both hashes while the rename is in flight: a crash in between leaves a draft
-            // that is still recognised as ours, whichever version it holds.
-            write_atomically(&sidecar, format!("{disk_hash}\n{new_hash}\n").as_bytes())?;
-        } else {
-            write_atomically(&sidecar, format!("{new_hash}\n").as_bytes())?;
+            Decision::Replace => {
+                let disk_hash = disk_hash.unwrap_or_default();
+                // Both hashes while the rename is in flight: a crash in between leaves a
+                // draft that is still recognised as ours, whichever version it holds.
+                write_atomically(&sidecar, format!("{disk_hash}\n{new_hash}\n").as_bytes())?;
+            }
+            Decision::Create => {
+                write_atomically(&sidecar, format!("{new_hash}\n").as_bytes())?;
+            }
         }
         write_atomically(&draft, markdown.as_bytes())?;
         write_atomically(&sidecar, format!("{new_hash}\n").as_bytes())?;
         remove_if_present(&self.generated_path(id))?;
         Ok(WriteOutcome::Written { path: draft })
+    }
+}
+
+/// What to do with `<ID>.md`, decided by [`decide`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// No draft on disk: write it.
+    Create,
+    /// The file already holds the new draft.
+    Unchanged,
+    /// The file holds something incidentd rendered or wrote: replace it.
+    Replace,
+    /// The file holds something incidentd never produced, a person's edit: keep it and write
+    /// the new draft beside it.
+    KeepEdited,
+}
+
+/// The rule for a draft file, from SHA-256 hashes (hex): `on_disk` is the file's (`None`
+/// when there is none), `new` the draft about to be written, `written` what the sidecar
+/// says incidentd last wrote to this directory, and `rendered` what the database says was
+/// last rendered (by any replica). A file matching none of them is a person's.
+pub fn decide(on_disk: Option<&str>, new: &str, written: &[&str], rendered: &[&str]) -> Decision {
+    let Some(disk) = on_disk else {
+        return Decision::Create;
+    };
+    if disk == new {
+        Decision::Unchanged
+    } else if written.contains(&disk) || rendered.contains(&disk) {
+        Decision::Replace
+    } else {
+        Decision::KeepEdited
     }
 }
 
@@ -371,6 +443,87 @@ mod tests {
             fs::read_to_string(w.draft_path(id)).expect("read"),
             "written by a person"
         );
+    }
+
+    #[test]
+    fn the_rule_keeps_whatever_incidentd_never_produced() {
+        use Decision::*;
+        let (new, old, older, edit) = ("n", "o", "oo", "e");
+        // Nothing on disk, or the new draft already there.
+        assert_eq!(decide(None, new, &[], &[]), Create);
+        assert_eq!(decide(None, new, &[edit], &[old]), Create);
+        assert_eq!(decide(Some(new), new, &[], &[]), Unchanged);
+        // What this directory last got, or what was last rendered (any replica): replaced.
+        assert_eq!(decide(Some(old), new, &[old], &[]), Replace);
+        assert_eq!(decide(Some(old), new, &[older, old], &[]), Replace);
+        assert_eq!(decide(Some(old), new, &[], &[old]), Replace);
+        assert_eq!(decide(Some(older), new, &[older], &[old]), Replace);
+        // Anything else is a person's: with or without a sidecar, whatever the database says.
+        assert_eq!(decide(Some(edit), new, &[], &[]), KeepEdited);
+        assert_eq!(decide(Some(edit), new, &[old], &[]), KeepEdited);
+        assert_eq!(decide(Some(edit), new, &[], &[old]), KeepEdited);
+        assert_eq!(decide(Some(edit), new, &[older, old], &[old]), KeepEdited);
+    }
+
+    #[test]
+    fn without_its_sidecar_a_draft_is_still_known_by_the_stored_hash() {
+        let (_d, w) = writer();
+        let id = "INC-2026-0004";
+        w.write(id, "v1", &[]).expect("write");
+        fs::remove_file(w.sidecar_path(id)).expect("remove sidecar");
+        // Another replica rendered v1 (the database says so): the file is replaced.
+        let v1 = sha256_hex(b"v1");
+        let out = w.write_with(id, "v2", &[], &[&v1]).expect("write");
+        assert_eq!(
+            out,
+            WriteOutcome::Written {
+                path: w.draft_path(id)
+            }
+        );
+        assert_eq!(fs::read_to_string(w.draft_path(id)).expect("read"), "v2");
+        assert_eq!(
+            fs::read_to_string(w.sidecar_path(id)).expect("read"),
+            format!("{}\n", sha256_hex(b"v2"))
+        );
+    }
+
+    #[test]
+    fn without_its_sidecar_an_edited_draft_is_kept() {
+        let (_d, w) = writer();
+        let id = "INC-2026-0005";
+        w.write(id, "v1", &[]).expect("write");
+        fs::write(w.draft_path(id), "v1 and my root cause").expect("edit");
+        fs::remove_file(w.sidecar_path(id)).expect("remove sidecar");
+        let v1 = sha256_hex(b"v1");
+        let out = w.write_with(id, "v2", &[], &[&v1]).expect("write");
+        assert!(matches!(out, WriteOutcome::KeptEdited { .. }), "{out:?}");
+        assert_eq!(
+            fs::read_to_string(w.draft_path(id)).expect("read"),
+            "v1 and my root cause"
+        );
+        assert_eq!(
+            fs::read_to_string(w.generated_path(id)).expect("read"),
+            "v2"
+        );
+    }
+
+    #[test]
+    fn a_file_that_already_holds_the_new_draft_is_adopted() {
+        let (_d, w) = writer();
+        let id = "INC-2026-0006";
+        fs::create_dir_all(w.output_dir()).expect("mkdir");
+        // Written by another replica into a shared directory whose sidecar was lost.
+        fs::write(w.draft_path(id), "v1").expect("write");
+        let out = w.write(id, "v1", &[]).expect("write");
+        assert!(matches!(out, WriteOutcome::Unchanged { .. }));
+        assert_eq!(
+            fs::read_to_string(w.sidecar_path(id)).expect("read"),
+            format!("{}\n", sha256_hex(b"v1"))
+        );
+        assert!(matches!(
+            w.write(id, "v2", &[]).expect("write"),
+            WriteOutcome::Written { .. }
+        ));
     }
 
     #[test]

@@ -145,6 +145,9 @@ fn routes(sc: &crate::config::SlackConfig) -> ChannelRoutes {
 pub struct Slack {
     notifier: Notifier,
     pub signing_secret: Option<crate::config::Secret>,
+    /// `postmortem.render_delay`: a delivered message is in the draft's Communication
+    /// section, so the stored draft is rendered again this long after it.
+    render_delay: chrono::Duration,
 }
 
 impl Slack {
@@ -167,6 +170,7 @@ impl Slack {
         Ok(Some(Slack {
             notifier: Notifier::new(client, routes(sc), settings),
             signing_secret: sc.signing_secret.clone(),
+            render_delay: crate::time::chrono_duration(config.postmortem.render_delay),
         }))
     }
 
@@ -221,7 +225,10 @@ impl Slack {
                         })?;
                 }
                 match result {
-                    Ok(_) => Ok(()),
+                    Ok(_) => {
+                        slack.redraft(&store, &id, &payload.event).await;
+                        Ok(())
+                    }
                     Err(e) => Err(JobFailure {
                         message: e.to_string(),
                         retry_in: e
@@ -232,6 +239,29 @@ impl Slack {
                 }
             })
         })
+    }
+}
+
+impl Slack {
+    /// After a delivery the draft lists (its Communication section), queue a render so the
+    /// stored draft, which the API and the links serve, says so too. Coalesced with any
+    /// pending render; queued `postmortem.render_delay` ahead (wall clock, like every job),
+    /// by when this delivery is recorded as done. A failure is logged: the message went out
+    /// and must not be sent again, and the next change renders the draft anyway.
+    async fn redraft(&self, store: &Store, incident_id: &str, event: &SlackEvent) {
+        if *event == SlackEvent::EvidenceUpdated {
+            return; // a refresh of the root's figures, not in the draft
+        }
+        let spec = crate::followup::JobSpec {
+            kind: crate::draft::JOB_KIND,
+            payload: serde_json::Value::Null,
+            coalesce: true,
+            delay: self.render_delay,
+        };
+        let run_at = crate::time::system_clock()() + self.render_delay;
+        if let Err(e) = store.schedule(Some(incident_id), spec, run_at).await {
+            tracing::warn!(incident = %incident_id, error = %e, "cannot queue the draft after a Slack message");
+        }
     }
 }
 

@@ -141,7 +141,8 @@ pub struct MessageSettings {
 }
 
 impl MessageSettings {
-    /// The post-mortem draft's URL for an incident.
+    /// The post-mortem draft's URL for an incident: the API route that serves the stored
+    /// draft, so the link shows the same version whichever replica answers it.
     pub fn draft_url(&self, incident_id: &str) -> String {
         let base = self.external_url.trim_end_matches('/');
         format!("{base}/api/v1/incidents/{incident_id}/postmortem")

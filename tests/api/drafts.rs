@@ -1,6 +1,64 @@
-//! Drafts: written to disk after changes, served by the API, hand edits kept.
+//! Drafts: rendered and stored after changes, exported to disk, the stored version served by
+//! the API, hand edits kept.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::helpers::*;
+
+const ID: &str = "INC-2026-0001";
+/// In the draft of the scenario's incident once its last webhook (the resolve) is in.
+const RESOLVED: &str = "(the incident is resolved)";
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// `GET /api/v1/incidents/{id}/postmortem`.
+async fn get_draft(app: &TestApp, id: &str, if_none_match: Option<&str>) -> reqwest::Response {
+    let mut r = app
+        .client
+        .get(format!("{}/api/v1/incidents/{id}/postmortem", app.url));
+    if let Some(tag) = if_none_match {
+        r = r.header("If-None-Match", tag);
+    }
+    r.send().await.unwrap()
+}
+
+/// Wait (bounded) until the API serves a stored draft whose bytes are those of `path`, and
+/// return them: the export caught up with the database.
+async fn settled(app: &TestApp, id: &str, path: &Path) -> String {
+    settled_when(app, id, path, |_| true).await
+}
+
+/// [`settled`] on a draft that satisfies `until`.
+async fn settled_when(
+    app: &TestApp,
+    id: &str,
+    path: &Path,
+    until: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = get_draft(app, id, None).await;
+        let stored = r
+            .headers()
+            .get("x-incidentd-draft")
+            .map(|v| v.to_str().unwrap().to_string());
+        let served = r.text().await.unwrap();
+        let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+        if stored.as_deref() == Some("stored") && served == on_disk && until(&served) {
+            return served;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the API ({stored:?}) and {} never agreed:\n{served}\n---\n{on_disk}",
+            path.display()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
 
 #[tokio::test]
 async fn a_draft_is_written_after_the_scenario_and_served_by_the_api() {
@@ -14,21 +72,14 @@ async fn a_draft_is_written_after_the_scenario_and_served_by_the_api() {
     assert!(on_disk.contains("INC-2026-0001"), "{on_disk}");
     assert!(on_disk.contains("Database connection pool nearly exhausted on payment-service"));
 
-    let r = app
-        .client
-        .get(format!(
-            "{}/api/v1/incidents/INC-2026-0001/postmortem",
-            app.url
-        ))
-        .send()
-        .await
-        .unwrap();
+    let served = settled(&app, ID, &path).await;
+    let r = get_draft(&app, ID, None).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.headers()["content-type"].to_str().unwrap(),
         "text/markdown; charset=utf-8"
     );
-    let served = r.text().await.unwrap();
+    assert_eq!(r.text().await.unwrap(), served);
     for section in [
         "## Executive Summary",
         "## Timeline",
@@ -161,4 +212,172 @@ async fn both_parts_of_a_split_incident_get_their_own_draft() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn the_api_serves_the_stored_draft_byte_for_byte_with_validators() {
+    let app = spawn_app().await;
+    for (_, at, body) in recorded_webhooks() {
+        app.set_time(at);
+        assert_eq!(app.post_webhook(body).await.status(), 200);
+    }
+    let path = app.dir.path().join(format!("drafts/{ID}.md"));
+    let on_disk = settled_when(&app, ID, &path, |d| d.contains(RESOLVED)).await;
+
+    let r = get_draft(&app, ID, None).await;
+    assert_eq!(r.status(), 200);
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(etag, format!("\"{}\"", sha256_hex(on_disk.as_bytes())));
+    let last_modified = r.headers()["last-modified"].to_str().unwrap().to_string();
+    // Rendered at the scripted time of the last change (the resolve), as an HTTP date.
+    let rendered_at = chrono::DateTime::parse_from_rfc2822(&last_modified)
+        .unwrap_or_else(|e| panic!("{last_modified}: {e}"));
+    assert!(last_modified.ends_with(" GMT"), "{last_modified}");
+    assert_eq!(
+        rendered_at.timestamp(),
+        recorded_webhooks().last().unwrap().1.timestamp()
+    );
+    assert_eq!(r.headers()["x-incidentd-draft"], "stored");
+    assert_eq!(r.bytes().await.unwrap(), on_disk.as_bytes());
+
+    // A client holding that version is told nothing changed, whatever the form of the tag.
+    for tag in [
+        etag.clone(),
+        format!("W/{etag}"),
+        format!("\"other\", {etag}"),
+        "*".to_string(),
+    ] {
+        let r = get_draft(&app, ID, Some(&tag)).await;
+        assert_eq!(r.status(), 304, "If-None-Match: {tag}");
+        assert_eq!(r.headers()["etag"].to_str().unwrap(), etag);
+        assert!(r.bytes().await.unwrap().is_empty());
+    }
+    let r = get_draft(&app, ID, Some("\"0000\"")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), on_disk);
+
+    // The same bytes however often it is asked: nothing is rendered at request time.
+    app.set_time(time("2026-11-30T00:00:00Z"));
+    let again = get_draft(&app, ID, None).await;
+    assert_eq!(again.headers()["etag"].to_str().unwrap(), etag);
+    assert_eq!(again.text().await.unwrap(), on_disk);
+}
+
+#[tokio::test]
+async fn before_the_first_render_the_api_says_its_draft_is_provisional() {
+    let mut config = incidentd::config::Config::default();
+    config.postmortem.render_delay = Duration::from_secs(3600);
+    let app = spawn_app_with(config).await;
+    let (_, at, body) = recorded_webhooks().remove(0);
+    app.set_time(at);
+    assert_eq!(app.post_webhook(body).await.status(), 200);
+
+    let r = get_draft(&app, ID, None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-incidentd-draft"], "provisional");
+    assert!(r.headers().get("etag").is_none());
+    assert!(r.headers().get("last-modified").is_none());
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "text/markdown; charset=utf-8"
+    );
+    let text = r.text().await.unwrap();
+    assert!(text.contains(ID) && text.contains("## Timeline"), "{text}");
+    assert!(!app.dir.path().join(format!("drafts/{ID}.md")).exists());
+    // No stored version to match, so a tag never gets a 304.
+    assert_eq!(get_draft(&app, ID, Some("*")).await.status(), 200);
+}
+
+#[tokio::test]
+async fn a_hand_edit_is_kept_even_without_the_sidecar() {
+    let app = spawn_app().await;
+    let hooks = recorded_webhooks();
+    app.set_time(hooks[0].1);
+    app.post_webhook(hooks[0].2.clone()).await;
+    let drafts = app.dir.path().join("drafts");
+    let path = drafts.join(format!("{ID}.md"));
+    settled(&app, ID, &path).await;
+    // A person edits the file, and the record of what incidentd wrote there is gone
+    // (deleted, or this is a directory another replica filled).
+    std::fs::write(&path, "# My own words\n").unwrap();
+    std::fs::remove_file(drafts.join(format!(".{ID}.md.sha256"))).unwrap();
+    for (_, at, body) in &hooks[1..] {
+        app.set_time(*at);
+        app.post_webhook(body.clone()).await;
+    }
+    let generated = drafts.join(format!("{ID}.generated.md"));
+    let text = settled_when(&app, ID, &generated, |d| d.contains(RESOLVED)).await;
+    assert!(text.contains(ID), "{text}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "# My own words\n");
+}
+
+#[tokio::test]
+async fn without_the_sidecar_an_unedited_export_is_still_replaced() {
+    let app = spawn_app().await;
+    let hooks = recorded_webhooks();
+    app.set_time(hooks[0].1);
+    app.post_webhook(hooks[0].2.clone()).await;
+    let drafts = app.dir.path().join("drafts");
+    let path = drafts.join(format!("{ID}.md"));
+    let first = settled(&app, ID, &path).await;
+    // The file is what the database says was rendered: incidentd's, sidecar or not.
+    std::fs::remove_file(drafts.join(format!(".{ID}.md.sha256"))).unwrap();
+    for (_, at, body) in &hooks[1..] {
+        app.set_time(*at);
+        app.post_webhook(body.clone()).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&path).unwrap() == first {
+        assert!(Instant::now() < deadline, "the draft was never replaced");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    settled(&app, ID, &path).await;
+    assert!(!drafts.join(format!("{ID}.generated.md")).exists());
+}
+
+#[tokio::test]
+async fn a_crash_between_storing_and_exporting_is_repaired_by_the_next_render() {
+    let app = spawn_app().await;
+    let hooks = recorded_webhooks();
+    app.set_time(hooks[0].1);
+    app.post_webhook(hooks[0].2.clone()).await;
+    let path = app.dir.path().join(format!("drafts/{ID}.md"));
+    let exported = settled(&app, ID, &path).await;
+    let dir = app.stop().await;
+
+    // A render stored its draft, and the process died before writing the file.
+    let store = incidentd::store::Store::open_sqlite(&dir.path().join("data")).unwrap();
+    store
+        .save_draft(incidentd::store::StoredDraft::new(
+            ID,
+            "# rendered, stored, never exported\n".into(),
+            hooks[0].1 + chrono::Duration::seconds(1),
+        ))
+        .await
+        .unwrap();
+    store.close().await;
+
+    let app = spawn_app_in(incidentd::config::Config::default(), dir).await;
+    // The database is the truth: the API serves the stored draft, the disk still the old one.
+    let r = get_draft(&app, ID, None).await;
+    assert_eq!(r.headers()["x-incidentd-draft"], "stored");
+    assert_eq!(
+        r.text().await.unwrap(),
+        "# rendered, stored, never exported\n"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), exported);
+
+    // The next change renders again: the file left behind is recognised and replaced.
+    for (_, at, body) in &hooks[1..] {
+        app.set_time(*at);
+        assert_eq!(app.post_webhook(body.clone()).await.status(), 200);
+    }
+    let repaired = settled(&app, ID, &path).await;
+    assert_ne!(repaired, exported);
+    assert!(repaired.contains(ID), "{repaired}");
+    assert!(!app
+        .dir
+        .path()
+        .join(format!("drafts/{ID}.generated.md"))
+        .exists());
 }
