@@ -13,8 +13,11 @@ mod hostile;
 mod incidents;
 mod logs;
 mod metrics;
+#[path = "../support/postgres.rs"]
+mod pg;
 mod readme;
 mod reconcile;
+mod replicas;
 mod restart;
 mod senders;
 mod slack;

@@ -1,0 +1,184 @@
+//! Two replicas of the real binary on one throwaway PostgreSQL (issue 15): one is killed with
+//! SIGKILL in the middle of a load. Every webhook either replica answered 2xx is there, the
+//! other replica keeps answering (a load balancer would send it everything), and the jobs
+//! the dead one had claimed are finished by the survivor once their lease expires. Skips
+//! without the PostgreSQL binaries; fails under `INCIDENTD_REQUIRE_E2E=1`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+use crate::pg;
+
+/// Webhooks in the load: one firing alert of its own service each, so one incident each.
+const WEBHOOKS: usize = 120;
+/// How many of them are sent before the kill (half to each replica).
+const BEFORE_KILL: usize = 40;
+/// The job lease of the test: short, so the takeover is quick.
+const JOB_LEASE: &str = "3s";
+
+fn config(dir: &Path, url: &str) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir.join("secrets")).unwrap();
+    std::fs::write(dir.join("secrets/postgres-url"), url).unwrap();
+    let path = dir.join("incidentd.yml");
+    std::fs::write(
+        &path,
+        format!(
+            "storage:\n  backend: postgres\n  job_lease: {JOB_LEASE}\n  postgres:\n    url_file: secrets/postgres-url\n    sslmode: disable\n\
+             postmortem:\n  output_dir: {}\n  render_delay: 200ms\n",
+            dir.join("drafts").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn webhook(i: usize) -> String {
+    payload(|v| {
+        let alert = &mut v["alerts"][0];
+        alert["labels"]["service"] = format!("svc-{i:03}").into();
+        alert["fingerprint"] = format!("{i:016x}").into();
+        v["groupKey"] = format!("{{}}:{{service=\"svc-{i:03}\"}}").into();
+        v["commonLabels"]["service"] = format!("svc-{i:03}").into();
+    })
+}
+
+/// Posts webhook `i` to `url`; `true` when answered 2xx.
+async fn post(http: &reqwest::Client, url: &str, i: usize) -> bool {
+    http.post(format!("{url}/webhook/alertmanager"))
+        .header("content-type", "application/json")
+        .body(webhook(i))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+/// One count from the database (the sync client, off the async runtime).
+async fn pg_count(url: &str, sql: &str) -> i64 {
+    let (url, sql) = (url.to_string(), sql.to_string());
+    tokio::task::spawn_blocking(move || {
+        let mut client = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        client.query_one(sql.as_str(), &[]).unwrap().get(0)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_killed_under_load_loses_no_answered_webhook_and_its_jobs_finish_on_the_other() {
+    let Some(cluster) = pg::shared_or_skip("replica killed under load") else {
+        return;
+    };
+    let url = cluster.create_database("killed");
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &url);
+    let mut a = start_daemon_with(&dir.path().join("a/data"), Some(&config), &[]).await;
+    let b = start_daemon_with(&dir.path().join("b/data"), Some(&config), &[]).await;
+    let a_pid = a.child.id();
+    let http = reqwest::Client::new();
+
+    // The first part of the load, to both replicas at once, with the kill in the middle.
+    let answered = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+    let mut tasks = Vec::new();
+    for i in 0..BEFORE_KILL {
+        let (http, answered) = (http.clone(), answered.clone());
+        let target = if i % 2 == 0 {
+            a.url.clone()
+        } else {
+            b.url.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            if post(&http, &target, i).await {
+                answered.lock().unwrap().insert(i);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    // The jobs the dead replica held when it died.
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let held = pg_count(
+        &url,
+        &format!("SELECT count(*) FROM jobs WHERE state = 'running' AND holder LIKE '%/{a_pid}/%'"),
+    )
+    .await;
+    eprintln!("the killed replica held {held} running jobs");
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // The rest goes to the survivor, which answers every one.
+    for i in BEFORE_KILL..WEBHOOKS {
+        assert!(
+            post(&http, &b.url, i).await,
+            "the surviving replica refused webhook {i}"
+        );
+        answered.lock().unwrap().insert(i);
+    }
+    let answered = answered.lock().unwrap().clone();
+    assert!(answered.len() >= WEBHOOKS - BEFORE_KILL / 2);
+
+    // Every webhook answered 2xx is an incident, whichever replica answered it.
+    let list: serde_json::Value = http
+        .get(format!("{}/api/v1/incidents?limit=500", b.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let services: BTreeSet<String> = list["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["service"].as_str().map(str::to_string))
+        .collect();
+    for i in &answered {
+        assert!(
+            services.contains(&format!("svc-{i:03}")),
+            "webhook {i} was answered 2xx but its incident is not there"
+        );
+    }
+    assert_eq!(
+        pg_count(&url, "SELECT count(*) FROM incidents").await,
+        services.len() as i64,
+        "one incident per service"
+    );
+
+    // Every job finishes, the dead replica's after their lease: a draft for every incident.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = pg_count(
+            &url,
+            "SELECT count(*) FROM jobs WHERE state IN ('pending', 'running')",
+        )
+        .await;
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} jobs still unfinished a minute after the load"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        pg_count(&url, "SELECT count(*) FROM jobs WHERE state = 'failed'").await,
+        0
+    );
+    let stored = pg_count(&url, "SELECT count(*) FROM drafts").await;
+    assert_eq!(stored, services.len() as i64, "a stored draft per incident");
+    for id in list["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["id"].as_str())
+    {
+        assert!(
+            dir.path().join("drafts").join(format!("{id}.md")).exists(),
+            "no draft on disk for {id}"
+        );
+    }
+}
