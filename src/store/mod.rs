@@ -315,6 +315,7 @@ pub trait Reads {
 #[derive(Clone)]
 enum Backend {
     Sqlite(sqlite::Db),
+    Postgres(postgres::Db),
 }
 
 /// What a change to an incident sets in motion, queued in the same transaction.
@@ -350,6 +351,14 @@ impl Store {
         )?)))
     }
 
+    /// Connect to PostgreSQL and migrate its schema (under an advisory lock, so replicas
+    /// starting together migrate once). Blocks: call from a blocking thread (e.g.
+    /// `spawn_blocking`), never on the async runtime. Running jobs are left alone: they may be
+    /// another replica's; a dead replica's are claimed again when their leases expire.
+    pub fn open_postgres(config: &crate::config::PostgresConfig) -> Result<Store, StoreError> {
+        Ok(Store::new(Backend::Postgres(postgres::Db::open(config)?)))
+    }
+
     fn new(backend: Backend) -> Store {
         Store {
             backend,
@@ -376,6 +385,7 @@ impl Store {
     pub fn location(&self) -> String {
         match &self.backend {
             Backend::Sqlite(db) => db.path().display().to_string(),
+            Backend::Postgres(db) => format!("postgres://{}", db.location()),
         }
     }
 
@@ -384,6 +394,7 @@ impl Store {
     pub async fn close(&self) {
         match &self.backend {
             Backend::Sqlite(db) => db.close().await,
+            Backend::Postgres(db) => db.close().await,
         }
     }
 
@@ -405,17 +416,19 @@ impl Store {
                 })
                 .await
             }
+            Backend::Postgres(db) => db.write(move |tx| f(tx)).await,
         }
     }
 
     /// Run read-only queries, off the async runtime.
-    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    async fn read<T, F>(&self, mut f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(&mut dyn Reads) -> Result<T, StoreError> + Send + 'static,
+        F: FnMut(&mut dyn Reads) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
         match &self.backend {
             Backend::Sqlite(db) => db.read(move |c| f(&mut sqlite::SqliteReads(c))).await,
+            Backend::Postgres(db) => db.read(move |r| f(r)).await,
         }
     }
 

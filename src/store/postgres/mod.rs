@@ -11,12 +11,15 @@
 //! same. Each [`postgres::Client`] drives its own connection; call these functions from blocking
 //! threads (a dedicated thread or `spawn_blocking`), never directly on the async runtime.
 
+mod db;
 pub mod dsn;
 pub mod error;
 pub mod migrations;
 pub mod pool;
 mod tls;
+pub mod tx;
 
+pub use db::Db;
 pub use dsn::{Dsn, SslMode};
 pub use error::PgError;
 pub use pool::{Pool, PooledClient};
