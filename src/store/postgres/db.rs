@@ -76,7 +76,8 @@ pub struct Db {
 }
 
 struct Shared {
-    pool: Pool,
+    /// Always `Some` until dropped.
+    pool: Option<Pool>,
     receiver: Mutex<mpsc::Receiver<Msg>>,
     writers: Mutex<Vec<std::thread::JoinHandle<()>>>,
     location: String,
@@ -99,7 +100,7 @@ impl Db {
         // replica's are claimed again when their leases expire.
         let (tx, rx) = mpsc::channel::<Msg>(8192);
         let shared = Arc::new(Shared {
-            pool,
+            pool: Some(pool),
             receiver: Mutex::new(rx),
             writers: Mutex::new(Vec::new()),
             location: location.clone(),
@@ -168,7 +169,7 @@ impl Db {
         F: FnMut(&mut PgReads) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let pool = self.shared.pool.clone();
+        let pool = self.shared.pool().clone();
         tokio::task::spawn_blocking(move || {
             let mut tries = 0;
             loop {
@@ -213,6 +214,27 @@ impl Db {
     }
 }
 
+impl Shared {
+    fn pool(&self) -> &Pool {
+        self.pool.as_ref().expect("the pool lives as long as the engine")
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The pool's idle sessions each stop a small runtime of their own when dropped, which
+        // panics on an async runtime's thread: let the last reference go on a plain thread.
+        let Some(pool) = self.pool.take() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let _ = std::thread::Builder::new()
+                .name("incidentd-pg-close".into())
+                .spawn(move || drop(pool));
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -249,7 +271,7 @@ fn writer_loop(shared: &Shared) {
         }
         let started = Instant::now();
         let size = batch.len();
-        carry = run_batch(&shared.pool, batch);
+        carry = run_batch(shared.pool(), batch);
         tracing::trace!(
             size,
             deferred = carry.len(),
