@@ -219,7 +219,12 @@ async fn scenarios(store: Store) -> Vec<String> {
     );
     note!(
         "missing {:?}",
-        act("INC-2099-0001".into(), Action::Resolve, "2026-11-23T06:11:00Z").await
+        act(
+            "INC-2099-0001".into(),
+            Action::Resolve,
+            "2026-11-23T06:11:00Z"
+        )
+        .await
     );
 
     // The reconciler's view, and resolving what Alertmanager no longer has.
@@ -458,9 +463,27 @@ async fn two_replicas_ingesting_the_same_key_concurrently_make_one_incident() {
             let store = if n % 2 == 0 { a.clone() } else { b.clone() };
             let body = body.clone();
             let at = base + Duration::seconds(60 + round as i64);
-            tasks.push(tokio::spawn(
-                async move { ingest(&store, &body, at).await },
-            ));
+            tasks.push(tokio::spawn(async move { ingest(&store, &body, at).await }));
+        }
+        for task in tasks {
+            task.await.unwrap().expect("every notification is accepted");
+        }
+    }
+    // Two keys interleaved on both replicas: batches lock them in either order (a busy key
+    // defers the operation to the next transaction rather than deadlock).
+    for round in 0..ROUNDS {
+        let mut tasks = Vec::new();
+        for n in 0..PER_ROUND {
+            let store = if (n + round) % 2 == 0 {
+                a.clone()
+            } else {
+                b.clone()
+            };
+            let service = if n % 2 == 0 { "x" } else { "y" };
+            let starts = (base + Duration::seconds(round as i64)).to_rfc3339();
+            let body = variant(&format!("{service}{round:014}"), &starts, service);
+            let at = base + Duration::seconds(60 + round as i64);
+            tasks.push(tokio::spawn(async move { ingest(&store, &body, at).await }));
         }
         for task in tasks {
             task.await.unwrap().expect("every notification is accepted");
@@ -491,8 +514,19 @@ async fn two_replicas_ingesting_the_same_key_concurrently_make_one_incident() {
         .await
         .unwrap();
     let ids: BTreeSet<&str> = page.incidents.iter().map(|i| i.id.as_str()).collect();
-    assert_eq!(ids.len(), 13, "{ids:?}");
-    assert_eq!(page.incidents.len(), 13);
+    assert_eq!(ids.len(), 15, "{ids:?}");
+    assert_eq!(page.incidents.len(), 15);
+    for service in ["x", "y"] {
+        let of: Vec<_> = page
+            .incidents
+            .iter()
+            .filter(|i| i.service.as_deref() == Some(service))
+            .collect();
+        assert_eq!(of.len(), 1, "{service}");
+        let i = a.incident(&of[0].id).await.unwrap().unwrap();
+        assert_eq!(i.alerts.len(), ROUNDS);
+        assert_eq!(i.notifications.received as usize, ROUNDS * PER_ROUND / 2);
+    }
     let pay: Vec<_> = page
         .incidents
         .iter()
@@ -528,9 +562,9 @@ async fn two_replicas_ingesting_the_same_key_concurrently_make_one_incident() {
     })
     .await
     .unwrap();
-    assert_eq!(notifications as usize, ROUNDS * PER_ROUND + 12);
-    assert_eq!(seqs, (1..=13).collect::<Vec<i64>>(), "dense, unique seq");
-    assert_eq!(distinct as usize, ROUNDS + 12, "each body stored once");
+    assert_eq!(notifications as usize, 2 * ROUNDS * PER_ROUND + 12);
+    assert_eq!(seqs, (1..=15).collect::<Vec<i64>>(), "dense, unique seq");
+    assert_eq!(distinct as usize, 3 * ROUNDS + 12, "each body stored once");
     a.close().await;
     b.close().await;
 }
@@ -607,7 +641,11 @@ async fn two_replicas_claim_each_job_once() {
     let claimed = claimed.lock().unwrap().clone();
     let ids: Vec<i64> = claimed.iter().map(|(_, id, _)| *id).collect();
     let unique: BTreeSet<i64> = ids.iter().copied().collect();
-    assert_eq!(ids.len(), unique.len(), "a job was claimed twice: {claimed:?}");
+    assert_eq!(
+        ids.len(),
+        unique.len(),
+        "a job was claimed twice: {claimed:?}"
+    );
     assert_eq!(
         unique,
         scheduled.iter().map(|(_, id)| *id).collect(),
@@ -637,10 +675,7 @@ async fn two_replicas_claim_each_job_once() {
     let later = now + Duration::minutes(2);
     let again = b.claim_job("lease", later).await.unwrap().unwrap();
     assert_eq!((again.id, again.attempts), (job, 1));
-    assert!(
-        !a.renew_job(job, later).await.unwrap(),
-        "no longer a's job"
-    );
+    assert!(!a.renew_job(job, later).await.unwrap(), "no longer a's job");
     assert!(b.renew_job(job, later).await.unwrap());
 
     // Named leases.
@@ -708,5 +743,106 @@ async fn a_store_survives_postgresql_stopping_and_starting() {
         page.incidents[0].notifications.received, 2,
         "the write during the outage was not kept"
     );
+    store.close().await;
+}
+
+/// Holds the advisory lock of a correlation key from another session until `release` is sent.
+fn hold_key(url: &str, key: &str) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let config = pg_config(url);
+    let key = key.to_string();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let handle = std::thread::spawn(move || {
+        let mut c = incidentd::store::postgres::connect(&config).unwrap();
+        let mut tx = c.transaction().unwrap();
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[&key],
+        )
+        .unwrap();
+        locked_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+        tx.commit().unwrap();
+    });
+    locked_rx.recv().unwrap();
+    (release_tx, handle)
+}
+
+/// A write whose correlation key another replica holds does not hold back the writes queued
+/// with it: in the middle of a batch it is deferred to the next transaction (where, first, it
+/// waits for the key) instead of waiting while holding the batch's locks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_key_defers_its_write_and_the_rest_of_the_batch_commits() {
+    let Some(cluster) = pg::shared_or_skip("busy_key") else {
+        return;
+    };
+    let url = tokio::task::block_in_place(|| cluster.create_database("busy_key"));
+    let mut config = pg_config(&url);
+    config.pool_size = 1; // one writer: the batches are predictable
+    let store = tokio::task::spawn_blocking(move || Store::open_postgres(&config))
+        .await
+        .unwrap()
+        .unwrap();
+    let first = variant("zzzz000000000001", "2026-11-23T09:00:00Z", "z");
+    ingest(&store, &first, t("2026-11-23T09:00:01Z"))
+        .await
+        .unwrap();
+    let incident = "INC-2026-0001".to_string();
+
+    // The writer waits for z (first in its batch) while the next operations queue up.
+    let (release_z, z) = tokio::task::block_in_place(|| hold_key(&url, "service=\"z\""));
+    let (release_x, x) = tokio::task::block_in_place(|| hold_key(&url, "service=\"x\""));
+    let waiting = {
+        let (store, body) = (store.clone(), first.clone());
+        tokio::spawn(async move { ingest(&store, &body, t("2026-11-23T09:00:02Z")).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let schedule = |n: i64| {
+        let (store, incident) = (store.clone(), incident.clone());
+        tokio::spawn(async move {
+            store
+                .schedule(
+                    Some(&incident),
+                    spec("work", json!({ "n": n }), false),
+                    t("2026-11-23T10:00:00Z"),
+                )
+                .await
+        })
+    };
+    let before = schedule(1);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let busy = {
+        let store = store.clone();
+        let body = variant("xxxx000000000001", "2026-11-23T09:00:00Z", "x");
+        tokio::spawn(async move { ingest(&store, &body, t("2026-11-23T09:00:03Z")).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let after = schedule(2);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!before.is_finished() && !busy.is_finished() && !after.is_finished());
+
+    // z is free: [schedule, ingest x, schedule] is the next batch; x is busy, so that ingest
+    // waits for the batch after, and both schedules commit now.
+    release_z.send(()).unwrap();
+    tokio::task::block_in_place(|| z.join().unwrap());
+    waiting.await.unwrap().expect("z's write");
+    let five = std::time::Duration::from_secs(5);
+    tokio::time::timeout(five, before)
+        .await
+        .expect("not held back by the busy key")
+        .unwrap()
+        .expect("scheduled before");
+    tokio::time::timeout(five, after)
+        .await
+        .expect("not held back by the busy key")
+        .unwrap()
+        .expect("scheduled after");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!busy.is_finished(), "x is still held");
+
+    release_x.send(()).unwrap();
+    tokio::task::block_in_place(|| x.join().unwrap());
+    let outcome = busy.await.unwrap().expect("x's write, deferred");
+    assert!(outcome.contains("INC-2026-0002"), "{outcome}");
     store.close().await;
 }

@@ -84,7 +84,7 @@ fn serve_refuses(config: &std::path::Path, expected: &str) {
 }
 
 #[test]
-fn check_config_reports_postgres_errors_by_key_and_serve_refuses_postgres_until_it_is_wired_in() {
+fn check_config_reports_postgres_errors_by_key_and_serve_names_an_unreachable_server() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("incidentd.yml");
     std::fs::write(

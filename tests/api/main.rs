@@ -13,6 +13,9 @@ mod hostile;
 mod incidents;
 mod logs;
 mod metrics;
+#[path = "../support/postgres.rs"]
+mod pg;
+mod postgres;
 mod readme;
 mod reconcile;
 mod restart;

@@ -16,13 +16,15 @@
 //! connection lost during COMMIT leaves its outcome unknown; running the batch again may then
 //! apply it twice, which ingestion absorbs as a repeated notification.)
 //!
-//! Locks: an operation that needs a correlation key locked by another transaction waits for
-//! it only when its transaction holds no advisory lock yet (the first locking operation of a
-//! batch); later operations only try, and a busy key defers the operation to the writer's
-//! next transaction, where it comes first. Two batches thus never wait for each other's keys
-//! (no deadlock between writers), and an operation whose savepoint failed transiently
-//! (e.g. chosen as a deadlock victim on a row) is run again in the next transaction, at most
-//! [`OP_RETRIES`] times.
+//! Locks: an operation that needs a correlation key (or the incident numbering lock) held by
+//! another transaction waits for it only when it is the first operation of its batch, so it
+//! holds nothing while it waits; later operations only try, and a busy lock defers the
+//! operation to the writer's next transaction, where it comes first. Two batches thus never
+//! wait for each other's advisory locks. What remains (two transactions waiting for each
+//! other's rows, e.g. the pending job a coalesced enqueue updates) PostgreSQL detects after
+//! `deadlock_timeout`; the losing operation's savepoint is rolled back and it runs again in
+//! the next transaction, as any operation that failed transiently, at most [`OP_RETRIES`]
+//! times.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -216,7 +218,9 @@ impl Db {
 
 impl Shared {
     fn pool(&self) -> &Pool {
-        self.pool.as_ref().expect("the pool lives as long as the engine")
+        self.pool
+            .as_ref()
+            .expect("the pool lives as long as the engine")
     }
 }
 
@@ -327,14 +331,13 @@ fn try_batch(pool: &Pool, batch: &mut [Op]) -> Result<Vec<Fate>, StoreError> {
         .build_transaction()
         .isolation_level(IsolationLevel::ReadCommitted)
         .start()?;
-    let mut holding = false;
     let mut fates = Vec::with_capacity(batch.len());
-    for op in batch.iter_mut() {
+    for (i, op) in batch.iter_mut().enumerate() {
         tx.batch_execute("SAVEPOINT op")?;
-        let mut pgtx = PgTx::new(&mut tx, !holding);
+        // Only the first operation waits for a busy lock: it holds nothing yet.
+        let mut pgtx = PgTx::new(&mut tx, i == 0);
         let ran = (op.run)(&mut pgtx);
-        let (blocked, locked) = (pgtx.blocked, pgtx.locked);
-        holding |= locked;
+        let blocked = pgtx.blocked;
         match ran {
             Ran::Ok => {
                 tx.batch_execute("RELEASE op")?;

@@ -202,15 +202,13 @@ fn full_incident(c: &mut impl GenericClient, id: &str) -> Result<Option<Incident
 pub struct PgTx<'a, 'c> {
     pub(super) tx: &'a mut postgres::Transaction<'c>,
     pub(super) now: Timestamp,
-    /// Whether [`Tx::lock`] may wait: only while the transaction holds no advisory lock yet
-    /// (the first locking operation of a batch). Later ones only try, so that two batches
-    /// never wait for each other's keys (a deadlock): a busy lock defers the operation to the
-    /// next transaction ([`PgTx::blocked`]).
+    /// Whether a busy advisory lock is waited for: only by the first operation of a batch,
+    /// which holds nothing yet. Later ones only try, so that two batches never wait for each
+    /// other's locks (a deadlock): a busy lock defers the operation to the next transaction
+    /// ([`PgTx::blocked`]).
     pub(super) may_wait: bool,
     /// A lock was busy and not waited for: the operation is to be run again.
     pub(super) blocked: bool,
-    /// This operation took an advisory lock.
-    pub(super) locked: bool,
 }
 
 impl<'a, 'c> PgTx<'a, 'c> {
@@ -220,7 +218,6 @@ impl<'a, 'c> PgTx<'a, 'c> {
             now: chrono::Utc::now(),
             may_wait,
             blocked: false,
-            locked: false,
         }
     }
 
@@ -250,7 +247,6 @@ impl<'a, 'c> PgTx<'a, 'c> {
                     });
                 }
             }
-            self.locked = true;
         }
         Ok(())
     }
