@@ -846,3 +846,43 @@ async fn a_busy_key_defers_its_write_and_the_rest_of_the_batch_commits() {
     assert!(outcome.contains("INC-2026-0002"), "{outcome}");
     store.close().await;
 }
+
+/// PostgreSQL closes the store's sessions (a failover, an idle timeout, an operator): the next
+/// write runs again on a new session and succeeds; so does the next read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_and_reads_survive_their_sessions_being_terminated() {
+    let Some(cluster) = pg::shared_or_skip("terminated") else {
+        return;
+    };
+    let url = tokio::task::block_in_place(|| cluster.create_database("terminated"));
+    let store = open_pg(&url).await;
+    let (_, at, body) = &recorded_webhooks()[0];
+    ingest(&store, body, *at).await.expect("first");
+    store.ping().await.expect("ping");
+    let config = pg_config(&url);
+    let killed: i64 = tokio::task::spawn_blocking(move || {
+        let mut c = incidentd::store::postgres::connect(&config).unwrap();
+        c.query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    })
+    .await
+    .unwrap();
+    assert!(killed >= 1, "the store's sessions were open");
+    ingest(&store, body, *at + Duration::seconds(1))
+        .await
+        .expect("run again on a new session");
+    let page = store
+        .list_incidents(ListFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("read on a new session");
+    assert_eq!(page.incidents[0].notifications.received, 2);
+    store.close().await;
+}

@@ -43,7 +43,7 @@ async fn the_daemon_serves_webhooks_and_the_api_on_postgresql() {
     let url = create_database(&cluster, "api_on_postgres").await;
     let mut config = postgres_config(&url);
     config.web.api_token = Some(Secret::new("api-t0ken"));
-    let app = spawn_app_with(config).await;
+    let app = spawn_app_with(config.clone()).await;
     assert_eq!(ready(&app).await, 200);
     for (file, at, body) in recorded_webhooks() {
         app.set_time(at);
@@ -72,6 +72,11 @@ async fn the_daemon_serves_webhooks_and_the_api_on_postgresql() {
     let timeline = app.incident(&id).await["timeline"].to_string();
     assert!(timeline.contains("pool sized up"), "{timeline}");
     app.stop().await;
+
+    // `incidentd render` reads the same database.
+    config.postmortem.output_dir = tempfile::tempdir().unwrap().path().join("drafts");
+    let markdown = incidentd::app::render_offline(&config, &id).await.unwrap();
+    assert!(markdown.contains(&id), "{markdown}");
 }
 
 #[tokio::test]
