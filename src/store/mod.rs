@@ -5,10 +5,12 @@
 //! evidence, claim / complete / fail a job, prune, and the typed reads); none of it sees SQL,
 //! a connection or a transaction. What an operation does is decided once, here, over two small
 //! traits ([`Tx`] for the writes inside one transaction, [`Reads`] for the queries); each
-//! backend implements them beside the others (`sqlite/`, the embedded default).
+//! backend implements them beside the others (`sqlite/`, the embedded default; `postgres/`,
+//! which several replicas share).
 //!
 //! A write returns once it is durable: a 2xx answered after one means the data survives a
-//! crash.
+//! crash. A backend may run a write's closure more than once (PostgreSQL runs a transaction
+//! again after a transient failure), so the closures only touch the database.
 
 pub mod postgres;
 pub mod sqlite;
@@ -548,6 +550,9 @@ impl Store {
             let e = &evidence;
             tx.set_now(e.collected_at);
             if let Some((at, method)) = e.impact_start {
+                // The incident's row is correlation's too: a replica correlating into it
+                // meanwhile would write back the impact start it read.
+                lock_incidents(tx, std::slice::from_ref(&e.incident_id))?;
                 tx.set_impact_start(&e.incident_id, at, method, e.collected_at)?;
             }
             tx.put_evidence(&e.incident_id, e.collected_at, &e.body, &e.charts)?;
