@@ -9,7 +9,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::Config;
+use crate::config::{Config, StorageBackend};
 use crate::core::{Core, Turn};
 use crate::draft::{self, Drafts};
 use crate::evidence::Collector;
@@ -154,8 +154,8 @@ impl App {
             .storage_path
             .clone()
             .unwrap_or_else(|| config.storage.path.clone());
-        let store = Store::open_sqlite(&storage)
-            .with_context(|| format!("opening the database in {}", storage.display()))?
+        let store = open_store(&config, &storage)
+            .await?
             .with_followups(Arc::new(rules(&config)), planner(&config))
             .with_job_lease(config.storage.job_lease);
         let listener = TcpListener::bind(&options.listen_address)
@@ -364,15 +364,43 @@ pub async fn shutdown_signal() {
 pub async fn render_offline(config: &Config, id: &str) -> anyhow::Result<String> {
     crate::http::api::check_id(id).map_err(|e| anyhow::anyhow!("{e}"))?;
     let drafts = drafts(config)?;
-    let path = config.storage.path.join("incidentd.db");
-    anyhow::ensure!(path.exists(), "no database at {}", path.display());
-    let store = Store::open_sqlite_read_only(&config.storage.path)
-        .with_context(|| format!("opening the database in {}", config.storage.path.display()))?;
+    let store = match config.storage.backend {
+        StorageBackend::Sqlite => {
+            let path = config.storage.path.join("incidentd.db");
+            anyhow::ensure!(path.exists(), "no database at {}", path.display());
+            Store::open_sqlite_read_only(&config.storage.path).with_context(|| {
+                format!("opening the database in {}", config.storage.path.display())
+            })?
+        }
+        StorageBackend::Postgres => open_store(config, &config.storage.path).await?,
+    };
     let markdown = drafts
         .markdown(&store, id, chrono::Utc::now())
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(markdown)
+        .map_err(|e| anyhow::anyhow!("{e}"));
+    store.close().await;
+    markdown
+}
+
+/// Open the configured database: SQLite in `sqlite_dir`, or PostgreSQL (connected and
+/// migrated on a blocking thread).
+async fn open_store(config: &Config, sqlite_dir: &std::path::Path) -> anyhow::Result<Store> {
+    match config.storage.backend {
+        StorageBackend::Sqlite => Store::open_sqlite(sqlite_dir)
+            .with_context(|| format!("opening the database in {}", sqlite_dir.display())),
+        StorageBackend::Postgres => {
+            let pg = config
+                .storage
+                .postgres
+                .clone()
+                .context("storage.backend is postgres but storage.postgres is not set")?;
+            let target = pg.url.redacted();
+            tokio::task::spawn_blocking(move || Store::open_postgres(&pg))
+                .await
+                .context("opening the PostgreSQL database")?
+                .with_context(|| format!("opening the PostgreSQL database {target}"))
+        }
+    }
 }
 
 #[cfg(test)]

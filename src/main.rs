@@ -260,14 +260,6 @@ fn load_config(args: &ConfigArgs) -> anyhow::Result<Config> {
     if let Some(path) = &args.storage_path {
         config.storage.path = path.clone();
     }
-    // Until the store runs on PostgreSQL (issue 15), refuse rather than silently write to
-    // SQLite: two replicas would each keep their own incidents. check-config accepts it.
-    if config.storage.backend == config::StorageBackend::Postgres {
-        anyhow::bail!(
-            "storage.backend: postgres is not supported by this build yet (the PostgreSQL \
-             store is being wired in); use sqlite"
-        );
-    }
     Ok(config)
 }
 

@@ -1071,7 +1071,13 @@ async fn two_replicas_on_postgresql_behind_an_alertmanager_ha_pair_make_one_inci
     let Some(cluster) = pg::shared_or_skip("e2e two replicas") else {
         return;
     };
-    let url = cluster.create_database("replicas");
+    // The sync client of the cluster helper runs off the async runtime.
+    let url = {
+        let cluster = cluster.clone();
+        tokio::task::spawn_blocking(move || cluster.create_database("replicas"))
+            .await
+            .unwrap()
+    };
     let stack = start_stack_with(&tools, 2, FAST_SNAPSHOTS, Some(&url)).await;
     let (truth, incident) = play_scenario(&stack).await;
     let id = incident["id"].as_str().expect("id").to_string();

@@ -5,10 +5,12 @@
 //! evidence, claim / complete / fail a job, prune, and the typed reads); none of it sees SQL,
 //! a connection or a transaction. What an operation does is decided once, here, over two small
 //! traits ([`Tx`] for the writes inside one transaction, [`Reads`] for the queries); each
-//! backend implements them beside the others (`sqlite/`, the embedded default).
+//! backend implements them beside the others (`sqlite/`, the embedded default; `postgres/`,
+//! which several replicas share).
 //!
 //! A write returns once it is durable: a 2xx answered after one means the data survives a
-//! crash.
+//! crash. A backend may run a write's closure more than once (PostgreSQL runs a transaction
+//! again after a transient failure), so the closures only touch the database.
 
 pub mod migrate;
 pub mod postgres;
@@ -311,6 +313,7 @@ pub trait Reads {
 #[derive(Clone)]
 enum Backend {
     Sqlite(sqlite::Db),
+    Postgres(postgres::Db),
 }
 
 /// What a change to an incident sets in motion, queued in the same transaction.
@@ -350,6 +353,14 @@ impl Store {
         )?)))
     }
 
+    /// Connect to PostgreSQL and migrate its schema (under an advisory lock, so replicas
+    /// starting together migrate once). Blocks: call from a blocking thread (e.g.
+    /// `spawn_blocking`), never on the async runtime. Running jobs are left alone: they may be
+    /// another replica's; a dead replica's are claimed again when their leases expire.
+    pub fn open_postgres(config: &crate::config::PostgresConfig) -> Result<Store, StoreError> {
+        Ok(Store::new(Backend::Postgres(postgres::Db::open(config)?)))
+    }
+
     fn new(backend: Backend) -> Store {
         Store {
             backend,
@@ -387,6 +398,7 @@ impl Store {
     pub fn location(&self) -> String {
         match &self.backend {
             Backend::Sqlite(db) => db.path().display().to_string(),
+            Backend::Postgres(db) => format!("postgres://{}", db.location()),
         }
     }
 
@@ -395,6 +407,7 @@ impl Store {
     pub async fn close(&self) {
         match &self.backend {
             Backend::Sqlite(db) => db.close().await,
+            Backend::Postgres(db) => db.close().await,
         }
     }
 
@@ -416,17 +429,19 @@ impl Store {
                 })
                 .await
             }
+            Backend::Postgres(db) => db.write(move |tx| f(tx)).await,
         }
     }
 
     /// Run read-only queries, off the async runtime.
-    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    async fn read<T, F>(&self, mut f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(&mut dyn Reads) -> Result<T, StoreError> + Send + 'static,
+        F: FnMut(&mut dyn Reads) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
         match &self.backend {
             Backend::Sqlite(db) => db.read(move |c| f(&mut sqlite::SqliteReads(c))).await,
+            Backend::Postgres(db) => db.read(move |r| f(r)).await,
         }
     }
 
@@ -546,6 +561,9 @@ impl Store {
             let e = &evidence;
             tx.set_now(e.collected_at);
             if let Some((at, method)) = e.impact_start {
+                // The incident's row is correlation's too: a replica correlating into it
+                // meanwhile would write back the impact start it read.
+                lock_incidents(tx, std::slice::from_ref(&e.incident_id))?;
                 tx.set_impact_start(&e.incident_id, at, method, e.collected_at)?;
             }
             tx.put_evidence(&e.incident_id, e.collected_at, &e.body, &e.charts)?;

@@ -84,7 +84,7 @@ fn serve_refuses(config: &std::path::Path, expected: &str) {
 }
 
 #[test]
-fn check_config_reports_postgres_errors_by_key_and_serve_refuses_postgres_until_it_is_wired_in() {
+fn check_config_reports_postgres_errors_by_key_and_serve_names_an_unreachable_server() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("incidentd.yml");
     std::fs::write(
@@ -110,9 +110,15 @@ fn check_config_reports_postgres_errors_by_key_and_serve_refuses_postgres_until_
     .unwrap();
     let out = incidentd(&["check-config", config.to_str().unwrap()]);
     assert!(out.status.success(), "{}", stdout(&out));
+    // serve connects: nothing listens on port 1, so it stops with the server named (redacted).
+    std::fs::write(
+        &config,
+        "storage:\n  backend: postgres\n  postgres:\n    url: postgres://incidentd@127.0.0.1:1/x\n",
+    )
+    .unwrap();
     serve_refuses(
         &config,
-        "storage.backend: postgres is not supported by this build yet",
+        "opening the PostgreSQL database incidentd@127.0.0.1:1/x",
     );
 }
 

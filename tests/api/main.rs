@@ -15,6 +15,7 @@ mod logs;
 mod metrics;
 #[path = "../support/postgres.rs"]
 mod pg;
+mod postgres;
 mod readme;
 mod reconcile;
 mod replicas;

@@ -72,7 +72,13 @@ async fn a_replica_killed_under_load_loses_no_answered_webhook_and_its_jobs_fini
     let Some(cluster) = pg::shared_or_skip("replica killed under load") else {
         return;
     };
-    let url = cluster.create_database("killed");
+    // The sync client of the cluster helper runs off the async runtime.
+    let url = {
+        let cluster = cluster.clone();
+        tokio::task::spawn_blocking(move || cluster.create_database("killed"))
+            .await
+            .unwrap()
+    };
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), &url);
     let mut a = start_daemon_with(&dir.path().join("a/data"), Some(&config), &[]).await;

@@ -1,22 +1,28 @@
 //! PostgreSQL storage (`storage.backend: postgres`), so that several incidentd replicas can
 //! share one database.
 //!
-//! This module owns connecting (TLS with libpq's sslmode semantics, timeouts, the session's
-//! `statement_timeout`), a small pool of connections for blocking threads, the schema
-//! (`migrations.rs`, the same tables and columns as SQLite's) and the classification of
-//! errors into transient and permanent ([`PgError::is_transient`]).
+//! The store's statements are in `tx.rs` (the same meaning as SQLite's, over the same
+//! schema), its engine (group commit over a few writer threads, retries of transient failures,
+//! reads in `spawn_blocking`) in `db.rs`. This module also owns connecting (TLS with libpq's
+//! sslmode semantics, timeouts, the session's `statement_timeout`), a small pool of
+//! connections for blocking threads, the schema (`migrations.rs`, the same tables and columns
+//! as SQLite's) and the classification of errors into transient and permanent
+//! ([`PgError::is_transient`]).
 //!
 //! The driver is the synchronous `postgres` crate: the domain's `Repo` trait is synchronous and
 //! the SQLite store already runs its SQL on dedicated threads, so the PostgreSQL store does the
 //! same. Each [`postgres::Client`] drives its own connection; call these functions from blocking
 //! threads (a dedicated thread or `spawn_blocking`), never directly on the async runtime.
 
+mod db;
 pub mod dsn;
 pub mod error;
 pub mod migrations;
 pub mod pool;
 mod tls;
+pub mod tx;
 
+pub use db::Db;
 pub use dsn::{Dsn, SslMode};
 pub use error::PgError;
 pub use pool::{Pool, PooledClient};

@@ -1,0 +1,361 @@
+//! The PostgreSQL backend's engine: group commit over a few writer threads, reads on pooled
+//! sessions in `spawn_blocking`.
+//!
+//! As SQLite's writer (`store/sqlite/writer.rs`): callers queue their work; a writer drains
+//! what is queued into one transaction (each caller's work inside its own savepoint, so one
+//! failure rolls back only that caller's changes), commits once and only then answers every
+//! caller. Unlike SQLite, several writers (up to [`MAX_WRITERS`], never more than the pool's
+//! size) drain the one queue, each taking a pooled session per batch, so a slow round trip
+//! does not hold every webhook back, and concurrent webhooks still share commits.
+//!
+//! Retries: when the whole transaction fails transiently (serialization failure, deadlock,
+//! the connection lost, PostgreSQL restarting or unreachable), the batch is run again from
+//! the start, up to [`BATCH_ATTEMPTS`] times with a short backoff, on a fresh session (a broken
+//! one is dropped by the pool); the results of a failed attempt are discarded. Then every
+//! caller gets the (transient) error: a webhook answers 503 and Alertmanager retries. (A
+//! connection lost during COMMIT leaves its outcome unknown; running the batch again may then
+//! apply it twice, which ingestion absorbs as a repeated notification.)
+//!
+//! Locks: an operation that needs a correlation key (or the incident numbering lock) held by
+//! another transaction waits for it only when it is the first operation of its batch, so it
+//! holds nothing while it waits; later operations only try, and a busy lock defers the
+//! operation to the writer's next transaction, where it comes first. Two batches thus never
+//! wait for each other's advisory locks. What remains (two transactions waiting for each
+//! other's rows, e.g. the pending job a coalesced enqueue updates) PostgreSQL detects after
+//! `deadlock_timeout`; the losing operation's savepoint is rolled back and it runs again in
+//! the next transaction, as any operation that failed transiently, at most [`OP_RETRIES`]
+//! times.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use postgres::IsolationLevel;
+use tokio::sync::{mpsc, oneshot};
+
+use super::tx::{PgReads, PgTx};
+use super::{migrations, Pool};
+use crate::config::PostgresConfig;
+use crate::store::StoreError;
+
+/// How an operation ran inside the transaction.
+enum Ran {
+    Ok,
+    Failed { transient: bool },
+}
+
+type Run = Box<dyn for<'a, 'c> FnMut(&mut PgTx<'a, 'c>) -> Ran + Send>;
+type Finish = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// One caller's work: `run` does it inside the transaction (and may be run again);
+/// `finish` answers the caller once the commit's outcome is known.
+struct Op {
+    run: Run,
+    finish: Finish,
+    /// Times it was run again after a transient failure of its own.
+    retries: u32,
+}
+
+enum Msg {
+    Op(Op),
+    /// Stop taking work; queued work finishes.
+    Close,
+}
+
+/// How many queued operations one transaction takes at most.
+const MAX_BATCH: usize = 256;
+/// Writer threads at most (each uses one pooled session while it commits a batch).
+pub const MAX_WRITERS: usize = 4;
+/// Attempts at a batch whose transaction fails transiently.
+pub const BATCH_ATTEMPTS: u32 = 4;
+/// Times an operation is run again after a transient failure of its own savepoint.
+pub const OP_RETRIES: u32 = 3;
+
+/// The database: a queue to the writers and the pool. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    queue: mpsc::Sender<Msg>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// Always `Some` until dropped.
+    pool: Option<Pool>,
+    receiver: Mutex<mpsc::Receiver<Msg>>,
+    writers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    location: String,
+}
+
+impl Db {
+    /// Connect, migrate, and start the writers. Blocks: call from a blocking thread.
+    pub fn open(config: &PostgresConfig) -> Result<Db, StoreError> {
+        let location = config.url.redacted();
+        let open_err = |message: String| StoreError::Open {
+            location: location.clone(),
+            message,
+        };
+        let pool = Pool::new(config.clone());
+        {
+            let mut client = pool.get().map_err(|e| open_err(e.to_string()))?;
+            migrations::migrate(&mut client).map_err(|e| open_err(e.to_string()))?;
+        }
+        // No start-up recovery of running jobs: they may be another replica's, alive; a dead
+        // replica's are claimed again when their leases expire.
+        let (tx, rx) = mpsc::channel::<Msg>(8192);
+        let shared = Arc::new(Shared {
+            pool: Some(pool),
+            receiver: Mutex::new(rx),
+            writers: Mutex::new(Vec::new()),
+            location: location.clone(),
+        });
+        let writers = config.pool_size.clamp(1, MAX_WRITERS);
+        let mut handles = Vec::with_capacity(writers);
+        for i in 0..writers {
+            let shared = shared.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("incidentd-pg-writer-{i}"))
+                .spawn(move || writer_loop(&shared))
+                .map_err(|e| open_err(e.to_string()))?;
+            handles.push(handle);
+        }
+        *lock(&shared.writers) = handles;
+        Ok(Db { queue: tx, shared })
+    }
+
+    /// The server, redacted (`user@host:port/db`).
+    pub fn location(&self) -> &str {
+        &self.shared.location
+    }
+
+    /// Run `f` inside the next group-committed write transaction; resolves after the commit.
+    /// If `f` fails, only its own changes are rolled back. `f` may run more than once (a
+    /// transient failure of the transaction runs the batch again); the last run's result is
+    /// the one answered.
+    pub async fn write<T, F>(&self, mut f: F) -> Result<T, StoreError>
+    where
+        F: FnMut(&mut PgTx) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (done, wait) = oneshot::channel();
+        let slot: Arc<Mutex<Option<Result<T, StoreError>>>> = Arc::new(Mutex::new(None));
+        let out = slot.clone();
+        let op = Op {
+            run: Box::new(move |tx: &mut PgTx| {
+                let result = f(tx);
+                let ran = match &result {
+                    Ok(_) => Ran::Ok,
+                    Err(e) => Ran::Failed {
+                        transient: e.is_transient(),
+                    },
+                };
+                *lock(&slot) = Some(result);
+                ran
+            }),
+            finish: Box::new(move |commit: Result<(), StoreError>| {
+                let result = lock(&out).take().unwrap_or(Err(StoreError::Closed));
+                let _ = done.send(commit.and(result));
+            }),
+            retries: 0,
+        };
+        self.queue
+            .send(Msg::Op(op))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Run read-only queries in one read-only transaction on a pooled session, off the async
+    /// runtime. A session found broken (the server restarted since it was last used) is
+    /// replaced and the read tried once more.
+    pub async fn read<T, F>(&self, mut f: F) -> Result<T, StoreError>
+    where
+        F: FnMut(&mut PgReads) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.shared.pool().clone();
+        tokio::task::spawn_blocking(move || {
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                let mut client = pool.get()?;
+                let result = (|| {
+                    let mut tx = client
+                        .build_transaction()
+                        .isolation_level(IsolationLevel::RepeatableRead)
+                        .read_only(true)
+                        .start()?;
+                    let out = f(&mut PgReads(&mut tx))?;
+                    tx.commit()?;
+                    Ok(out)
+                })();
+                match result {
+                    Err(e) if tries < 2 && client.is_closed() => {
+                        tracing::debug!(error = %e, "a pooled session was broken; reading again");
+                    }
+                    other => return other,
+                }
+            }
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+
+    /// Stop taking work, finish what is queued, and wait for the writers. Later writes fail
+    /// with [`StoreError::Closed`].
+    pub async fn close(&self) {
+        let _ = self.queue.send(Msg::Close).await;
+        let handles = std::mem::take(&mut *lock(&self.shared.writers));
+        if handles.is_empty() {
+            return;
+        }
+        let _ = tokio::task::spawn_blocking(move || {
+            for h in handles {
+                let _ = h.join();
+            }
+        })
+        .await;
+    }
+}
+
+impl Shared {
+    fn pool(&self) -> &Pool {
+        self.pool
+            .as_ref()
+            .expect("the pool lives as long as the engine")
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The pool's idle sessions each stop a small runtime of their own when dropped, which
+        // panics on an async runtime's thread: let the last reference go on a plain thread.
+        let Some(pool) = self.pool.take() else {
+            return;
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let _ = std::thread::Builder::new()
+                .name("incidentd-pg-close".into())
+                .spawn(move || drop(pool));
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn writer_loop(shared: &Shared) {
+    let mut carry: Vec<Op> = Vec::new();
+    loop {
+        let mut batch = std::mem::take(&mut carry);
+        let mut ended = false;
+        {
+            // One writer at a time waits for work and drains the queue; the others run their
+            // batches meanwhile.
+            let mut rx = lock(&shared.receiver);
+            if batch.is_empty() {
+                match rx.blocking_recv() {
+                    Some(Msg::Op(op)) => batch.push(op),
+                    Some(Msg::Close) => rx.close(),
+                    None => ended = true,
+                }
+            }
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(Msg::Op(op)) => batch.push(op),
+                    Ok(Msg::Close) => rx.close(),
+                    Err(_) => break,
+                }
+            }
+        }
+        if batch.is_empty() {
+            if ended {
+                break;
+            }
+            continue;
+        }
+        let started = Instant::now();
+        let size = batch.len();
+        carry = run_batch(shared.pool(), batch);
+        tracing::trace!(
+            size,
+            deferred = carry.len(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "group commit"
+        );
+    }
+}
+
+/// What became of an operation in a committed transaction.
+enum Fate {
+    /// Committed (its own failure, if any, rolled back to its savepoint): answer it.
+    Answer,
+    /// Run it again in the next transaction.
+    Defer,
+}
+
+/// Run a batch until it commits or fails for good; answer its callers; return the operations
+/// deferred to the next transaction.
+fn run_batch(pool: &Pool, mut batch: Vec<Op>) -> Vec<Op> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match try_batch(pool, &mut batch) {
+            Ok(fates) => {
+                let mut deferred = Vec::new();
+                for (op, fate) in batch.into_iter().zip(fates) {
+                    match fate {
+                        Fate::Answer => (op.finish)(Ok(())),
+                        Fate::Defer => deferred.push(op),
+                    }
+                }
+                return deferred;
+            }
+            Err(e) if e.is_transient() && attempt < BATCH_ATTEMPTS => {
+                tracing::warn!(error = %e, attempt, size = batch.len(), "write transaction failed; running it again");
+                std::thread::sleep(Duration::from_millis(50 << attempt));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, size = batch.len(), "write transaction failed; every caller in the batch gets the error");
+                for op in batch {
+                    (op.finish)(Err(e.clone()));
+                }
+                return Vec::new();
+            }
+        }
+    }
+}
+
+fn try_batch(pool: &Pool, batch: &mut [Op]) -> Result<Vec<Fate>, StoreError> {
+    let mut client = pool.get()?;
+    let mut tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .start()?;
+    let mut fates = Vec::with_capacity(batch.len());
+    for (i, op) in batch.iter_mut().enumerate() {
+        tx.batch_execute("SAVEPOINT op")?;
+        // Only the first operation waits for a busy lock: it holds nothing yet.
+        let mut pgtx = PgTx::new(&mut tx, i == 0);
+        let ran = (op.run)(&mut pgtx);
+        let blocked = pgtx.blocked;
+        match ran {
+            Ran::Ok => {
+                tx.batch_execute("RELEASE op")?;
+                fates.push(Fate::Answer);
+            }
+            Ran::Failed { transient } => {
+                tx.batch_execute("ROLLBACK TO op; RELEASE op")?;
+                if blocked {
+                    fates.push(Fate::Defer);
+                } else if transient && op.retries < OP_RETRIES {
+                    op.retries += 1;
+                    fates.push(Fate::Defer);
+                } else {
+                    fates.push(Fate::Answer);
+                }
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(fates)
+}

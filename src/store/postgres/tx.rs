@@ -1,0 +1,1083 @@
+//! The PostgreSQL backend's statements: the correlator's [`Repo`] and the store's [`Tx`] over a
+//! `postgres::Transaction` ([`PgTx`]), and its [`Reads`] ([`PgReads`]). Every statement is the
+//! port of its twin in `store/sqlite/mod.rs` and `store/sqlite/jobs.rs`, with the same meaning
+//! over the same schema; where PostgreSQL differs:
+//!
+//! - `IS` → `IS NOT DISTINCT FROM`, `min/max(a, b)` → `LEAST/GREATEST`, `json_each` → `= ANY`;
+//! - ids come from `RETURNING id`;
+//! - `incidents.seq` is `max(seq) + 1` under a transaction-level advisory lock
+//!   ([`SEQ_LOCK_NAME`], taken when an incident id is allocated and again before an incident is
+//!   inserted): incident creation is serialized across replicas (as the per-year counter row of
+//!   `incident_sequences` already serializes it), so `seq` stays dense and in creation order,
+//!   exactly as SQLite numbers it, without a schema change;
+//! - an existing incident is updated with `UPDATE` (not an upsert that would also check a
+//!   proposed `seq` against other replicas' uncommitted rows);
+//! - a coalesced job first tries to join the pending one with `UPDATE`, so an absorbed job does
+//!   not use up an identity value (job ids then follow SQLite's);
+//! - claiming a job locks its row `FOR UPDATE SKIP LOCKED`: two replicas never claim one job.
+//!
+//! Transactions run at READ COMMITTED: correlation is serialized by [`Tx::lock`]
+//! (`pg_advisory_xact_lock` on each correlation key), and every other write is a single-row
+//! upsert or update.
+
+use chrono::{Datelike, Duration};
+use postgres::types::ToSql;
+use postgres::{GenericClient, Row};
+
+use crate::alertmanager::ValidNotification;
+use crate::incident::*;
+use crate::store::sqlite::{ListFilter, Page};
+use crate::store::{Job, JobStatus, NewJob, Reads, Related, StoreError, StoredDraft, Tx};
+use crate::time::{from_micros, to_micros};
+
+use super::PgError;
+
+impl From<PgError> for StoreError {
+    fn from(e: PgError) -> Self {
+        StoreError::Database {
+            transient: e.is_transient(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        PgError::from(e).into()
+    }
+}
+
+/// The advisory-lock name under which incidents are numbered (`incidents.seq`, and the
+/// per-year counter of their ids). Not a correlation key: those never contain `/seq:`
+/// preceded by this prefix.
+pub const SEQ_LOCK_NAME: &str = "incidentd/seq: incident numbering";
+
+fn opt_micros(t: Option<Timestamp>) -> Option<i64> {
+    t.map(to_micros)
+}
+
+fn opt_time(us: Option<i64>) -> Option<Timestamp> {
+    us.map(from_micros)
+}
+
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "{}".into())
+}
+
+fn bad_column(what: &str, value: &str) -> StoreError {
+    StoreError::Database {
+        message: format!("unknown {what} {value:?}"),
+        transient: false,
+    }
+}
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+const OCCURRENCE_COLUMNS: &str = "fingerprint, starts_at, status, ends_at, alertname, labels, \
+     annotations, generator_url, group_key, first_seen_at, last_seen_at, resolved_by, incident_id";
+
+fn occurrence_from_row(r: &Row) -> Result<(Occurrence, String)> {
+    let status: String = r.try_get(2)?;
+    let labels: String = r.try_get(5)?;
+    let annotations: String = r.try_get(6)?;
+    Ok((
+        Occurrence {
+            fingerprint: r.try_get(0)?,
+            starts_at: from_micros(r.try_get(1)?),
+            status: AlertStatus::parse(&status)
+                .ok_or_else(|| bad_column("alert status", &status))?,
+            ends_at: opt_time(r.try_get(3)?),
+            alertname: r.try_get(4)?,
+            labels: serde_json::from_str(&labels).unwrap_or_default(),
+            annotations: serde_json::from_str(&annotations).unwrap_or_default(),
+            generator_url: r.try_get(7)?,
+            group_key: r.try_get(8)?,
+            first_seen_at: from_micros(r.try_get(9)?),
+            last_seen_at: from_micros(r.try_get(10)?),
+            resolved_by: r.try_get(11)?,
+        },
+        r.try_get(12)?,
+    ))
+}
+
+const INCIDENT_COLUMNS: &str = "id, key, title, status, severity, service, impact_start, \
+     impact_start_method, fired_at, detected_at, acknowledged_at, acknowledged_by, resolved_at, \
+     resolved_by, reopen_count, received, duplicate, stale, version";
+
+fn incident_from_row(r: &Row) -> Result<Incident> {
+    let status: String = r.try_get(3)?;
+    let method: String = r.try_get(7)?;
+    Ok(Incident {
+        id: r.try_get(0)?,
+        key: r.try_get(1)?,
+        title: r.try_get(2)?,
+        status: Status::parse(&status).ok_or_else(|| bad_column("status", &status))?,
+        severity: r.try_get(4)?,
+        service: r.try_get(5)?,
+        impact_start: opt_time(r.try_get(6)?),
+        impact_start_method: ImpactMethod::parse(&method)
+            .ok_or_else(|| bad_column("impact start method", &method))?,
+        fired_at: from_micros(r.try_get(8)?),
+        detected_at: from_micros(r.try_get(9)?),
+        acknowledged_at: opt_time(r.try_get(10)?),
+        acknowledged_by: r.try_get(11)?,
+        resolved_at: opt_time(r.try_get(12)?),
+        resolved_by: r.try_get(13)?,
+        reopen_count: r.try_get::<_, i64>(14)? as u32,
+        notifications: NotificationCounts {
+            received: r.try_get::<_, i64>(15)? as u64,
+            duplicate: r.try_get::<_, i64>(16)? as u64,
+            stale: r.try_get::<_, i64>(17)? as u64,
+        },
+        version: r.try_get::<_, i64>(18)? as u64,
+        alerts: Vec::new(),
+        timeline: Vec::new(),
+    })
+}
+
+fn event_from_row(r: &Row) -> Result<TimelineEvent> {
+    let kind: String = r.try_get(1)?;
+    Ok(TimelineEvent {
+        at: from_micros(r.try_get(0)?),
+        kind: EventKind::parse(&kind).ok_or_else(|| bad_column("event kind", &kind))?,
+        actor: r.try_get(2)?,
+        text: r.try_get(3)?,
+    })
+}
+
+fn incident_by_id(c: &mut impl GenericClient, id: &str) -> Result<Option<Incident>> {
+    c.query_opt(
+        &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1"),
+        &[&id],
+    )?
+    .map(|r| incident_from_row(&r))
+    .transpose()
+}
+
+fn members(c: &mut impl GenericClient, id: &str) -> Result<Vec<Occurrence>> {
+    c.query(
+        &format!(
+            "SELECT {OCCURRENCE_COLUMNS} FROM occurrences WHERE incident_id = $1 \
+             ORDER BY starts_at, fingerprint"
+        ),
+        &[&id],
+    )?
+    .iter()
+    .map(|r| occurrence_from_row(r).map(|(o, _)| o))
+    .collect()
+}
+
+/// The timeline: all of it, or only the rows a person wrote (`human`) or only derived ones.
+fn timeline(
+    c: &mut impl GenericClient,
+    id: &str,
+    human: Option<bool>,
+) -> Result<Vec<TimelineEvent>> {
+    let rows = match human {
+        None => c.query(
+            "SELECT at, kind, actor, text FROM timeline WHERE incident_id = $1 ORDER BY at, id",
+            &[&id],
+        )?,
+        Some(h) => c.query(
+            "SELECT at, kind, actor, text FROM timeline WHERE incident_id = $1 AND human = $2 \
+             ORDER BY at, id",
+            &[&id, &h],
+        )?,
+    };
+    rows.iter().map(event_from_row).collect()
+}
+
+/// An incident with its alerts and its whole stored timeline.
+fn full_incident(c: &mut impl GenericClient, id: &str) -> Result<Option<Incident>> {
+    let Some(mut incident) = incident_by_id(c, id)? else {
+        return Ok(None);
+    };
+    incident.alerts = members(c, id)?;
+    incident.timeline = timeline(c, id, None)?;
+    Ok(Some(incident))
+}
+
+/// The correlator's view of the database inside one write transaction, and the store's
+/// writes. Made by the engine (`db.rs`) for each operation of a batch.
+pub struct PgTx<'a, 'c> {
+    pub(super) tx: &'a mut postgres::Transaction<'c>,
+    pub(super) now: Timestamp,
+    /// Whether a busy advisory lock is waited for: only by the first operation of a batch,
+    /// which holds nothing yet. Later ones only try, so that two batches never wait for each
+    /// other's locks (a deadlock): a busy lock defers the operation to the next transaction
+    /// ([`PgTx::blocked`]).
+    pub(super) may_wait: bool,
+    /// A lock was busy and not waited for: the operation is to be run again.
+    pub(super) blocked: bool,
+}
+
+impl<'a, 'c> PgTx<'a, 'c> {
+    pub(super) fn new(tx: &'a mut postgres::Transaction<'c>, may_wait: bool) -> Self {
+        PgTx {
+            tx,
+            now: chrono::Utc::now(),
+            may_wait,
+            blocked: false,
+        }
+    }
+
+    fn lock_names<S: AsRef<str>>(&mut self, names: &[S]) -> Result<()> {
+        for name in names {
+            let name = name.as_ref();
+            if self.may_wait {
+                self.tx.execute(
+                    "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                    &[&name],
+                )?;
+            } else {
+                let got: bool = self
+                    .tx
+                    .query_one(
+                        "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))",
+                        &[&name],
+                    )?
+                    .try_get(0)?;
+                if !got {
+                    self.blocked = true;
+                    return Err(StoreError::Database {
+                        message: "a correlation key is locked by another transaction; \
+                                  retried in the next one"
+                            .into(),
+                        transient: true,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Repo for PgTx<'_, '_> {
+    type Error = StoreError;
+
+    fn occurrence(
+        &mut self,
+        fingerprint: &str,
+        starts_at: Timestamp,
+    ) -> Result<Option<(Occurrence, String)>> {
+        self.tx
+            .query_opt(
+                &format!(
+                    "SELECT {OCCURRENCE_COLUMNS} FROM occurrences \
+                     WHERE fingerprint = $1 AND starts_at = $2"
+                ),
+                &[&fingerprint, &to_micros(starts_at)],
+            )?
+            .map(|r| occurrence_from_row(&r))
+            .transpose()
+    }
+
+    fn candidates(
+        &mut self,
+        key: &str,
+        start: Timestamp,
+        end: Option<Timestamp>,
+        window: Duration,
+    ) -> Result<Vec<String>> {
+        let reach_end = end.map_or(i64::MAX, |e| {
+            to_micros(e).saturating_add(window.num_microseconds().unwrap_or(i64::MAX))
+        });
+        let reach_start =
+            to_micros(start).saturating_sub(window.num_microseconds().unwrap_or(i64::MAX));
+        let rows = self.tx.query(
+            "SELECT id FROM incidents WHERE key = $1 AND fired_at <= $2 \
+             AND (span_end IS NULL OR span_end >= $3) ORDER BY seq",
+            &[&key, &reach_end, &reach_start],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get(0))
+            .collect::<Result<_, _>>()?)
+    }
+
+    fn load(&mut self, id: &str) -> Result<Option<Incident>> {
+        let Some(mut incident) = incident_by_id(self.tx, id)? else {
+            return Ok(None);
+        };
+        incident.alerts = members(self.tx, id)?;
+        incident.timeline = timeline(self.tx, id, Some(true))?;
+        Ok(Some(incident))
+    }
+
+    fn history(&mut self, id: &str) -> Result<Vec<TimelineEvent>> {
+        timeline(self.tx, id, Some(false))
+    }
+
+    fn next_id(&mut self, now: Timestamp) -> Result<String> {
+        self.lock_names(&[SEQ_LOCK_NAME])?;
+        let n: i64 = self
+            .tx
+            .query_one(
+                "INSERT INTO incident_sequences (year, last) VALUES ($1, 1) \
+                 ON CONFLICT (year) DO UPDATE SET last = incident_sequences.last + 1 \
+                 RETURNING last",
+                &[&i64::from(now.year())],
+            )?
+            .try_get(0)?;
+        Ok(format!("INC-{}-{:04}", now.year(), n))
+    }
+
+    fn save(
+        &mut self,
+        incident: &Incident,
+        members: &[&Occurrence],
+        appended: &[TimelineEvent],
+    ) -> Result<()> {
+        let span_end = if incident.alerts.is_empty() {
+            None
+        } else {
+            crate::incident::lifecycle::span(&incident.alerts).1
+        };
+        let n = &incident.notifications;
+        let (impact_start, acknowledged_at, resolved_at, span_end) = (
+            opt_micros(incident.impact_start),
+            opt_micros(incident.acknowledged_at),
+            opt_micros(incident.resolved_at),
+            opt_micros(span_end),
+        );
+        let (fired_at, detected_at, now) = (
+            to_micros(incident.fired_at),
+            to_micros(incident.detected_at),
+            to_micros(self.now),
+        );
+        let (reopen_count, received, duplicate, stale, version) = (
+            i64::from(incident.reopen_count),
+            n.received as i64,
+            n.duplicate as i64,
+            n.stale as i64,
+            incident.version as i64,
+        );
+        let params: [&(dyn ToSql + Sync); 21] = [
+            &incident.id,
+            &incident.key,
+            &incident.title,
+            &incident.status.as_str(),
+            &incident.severity,
+            &incident.service,
+            &impact_start,
+            &incident.impact_start_method.as_str(),
+            &fired_at,
+            &detected_at,
+            &acknowledged_at,
+            &incident.acknowledged_by,
+            &resolved_at,
+            &incident.resolved_by,
+            &span_end,
+            &reopen_count,
+            &received,
+            &duplicate,
+            &stale,
+            &version,
+            &now,
+        ];
+        let updated = self.tx.execute(
+            "UPDATE incidents SET key = $2, title = $3, status = $4, severity = $5, \
+               service = $6, impact_start = $7, impact_start_method = $8, fired_at = $9, \
+               detected_at = $10, acknowledged_at = $11, acknowledged_by = $12, \
+               resolved_at = $13, resolved_by = $14, span_end = $15, reopen_count = $16, \
+               received = $17, duplicate = $18, stale = $19, version = $20, updated_at = $21 \
+             WHERE id = $1",
+            &params,
+        )?;
+        if updated == 0 {
+            // A new incident: numbered under the lock its id was allocated under.
+            self.lock_names(&[SEQ_LOCK_NAME])?;
+            self.tx.execute(
+                "INSERT INTO incidents (id, seq, key, title, status, severity, service, \
+                   impact_start, impact_start_method, fired_at, detected_at, acknowledged_at, \
+                   acknowledged_by, resolved_at, resolved_by, span_end, reopen_count, received, \
+                   duplicate, stale, version, updated_at) \
+                 VALUES ($1, (SELECT COALESCE(MAX(seq), 0) + 1 FROM incidents), $2, $3, $4, $5, \
+                   $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)",
+                &params,
+            )?;
+        }
+        let upsert = self.tx.prepare(
+            "INSERT INTO occurrences (fingerprint, starts_at, incident_id, status, ends_at, \
+               alertname, labels, annotations, generator_url, group_key, first_seen_at, \
+               last_seen_at, resolved_by) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             ON CONFLICT (fingerprint, starts_at) DO UPDATE SET \
+               incident_id = EXCLUDED.incident_id, status = EXCLUDED.status, \
+               ends_at = EXCLUDED.ends_at, annotations = EXCLUDED.annotations, \
+               first_seen_at = EXCLUDED.first_seen_at, last_seen_at = EXCLUDED.last_seen_at, \
+               resolved_by = EXCLUDED.resolved_by",
+        )?;
+        for o in members {
+            self.tx.execute(
+                &upsert,
+                &[
+                    &o.fingerprint,
+                    &to_micros(o.starts_at),
+                    &incident.id,
+                    &o.status.as_str(),
+                    &opt_micros(o.ends_at),
+                    &o.alertname,
+                    &json(&o.labels),
+                    &json(&o.annotations),
+                    &o.generator_url,
+                    &o.group_key,
+                    &to_micros(o.first_seen_at),
+                    &to_micros(o.last_seen_at),
+                    &o.resolved_by,
+                ],
+            )?;
+        }
+        // Human rows are rewritten as given; derived rows are history and only ever appended.
+        self.tx.execute(
+            "DELETE FROM timeline WHERE incident_id = $1 AND human",
+            &[&incident.id],
+        )?;
+        if incident.timeline.is_empty() && appended.is_empty() {
+            return Ok(());
+        }
+        let insert = self.tx.prepare(
+            "INSERT INTO timeline (incident_id, at, kind, actor, text, human) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )?;
+        for (events, human) in [(&incident.timeline[..], true), (appended, false)] {
+            for e in events {
+                self.tx.execute(
+                    &insert,
+                    &[
+                        &incident.id,
+                        &to_micros(e.at),
+                        &e.kind.as_str(),
+                        &e.actor,
+                        &e.text,
+                        &human,
+                    ],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn seen(&mut self, fingerprint: &str, starts_at: Timestamp) -> Result<Option<Seen>> {
+        let Some(r) = self.tx.query_opt(
+            "SELECT incident_id, status, ends_at, first_seen_at, annotations FROM occurrences \
+             WHERE fingerprint = $1 AND starts_at = $2",
+            &[&fingerprint, &to_micros(starts_at)],
+        )?
+        else {
+            return Ok(None);
+        };
+        let status: String = r.try_get(1)?;
+        let annotations: String = r.try_get(4)?;
+        Ok(Some(Seen {
+            incident_id: r.try_get(0)?,
+            status: AlertStatus::parse(&status)
+                .ok_or_else(|| bad_column("alert status", &status))?,
+            ends_at: opt_time(r.try_get(2)?),
+            first_seen_at: from_micros(r.try_get(3)?),
+            annotations: serde_json::from_str(&annotations).unwrap_or_default(),
+        }))
+    }
+
+    fn touch(
+        &mut self,
+        fingerprint: &str,
+        starts_at: Timestamp,
+        at: Timestamp,
+        annotations: Option<&LabelSet>,
+    ) -> Result<()> {
+        let (fp, start, at) = (fingerprint, to_micros(starts_at), to_micros(at));
+        match annotations {
+            None => self.tx.execute(
+                "UPDATE occurrences SET first_seen_at = LEAST(first_seen_at, $3), \
+                 last_seen_at = GREATEST(last_seen_at, $3) \
+                 WHERE fingerprint = $1 AND starts_at = $2",
+                &[&fp, &start, &at],
+            )?,
+            Some(a) => self.tx.execute(
+                "UPDATE occurrences SET first_seen_at = LEAST(first_seen_at, $3), \
+                 last_seen_at = GREATEST(last_seen_at, $3), annotations = $4 \
+                 WHERE fingerprint = $1 AND starts_at = $2",
+                &[&fp, &start, &at, &json(a)],
+            )?,
+        };
+        Ok(())
+    }
+
+    fn count(&mut self, incident_id: &str, counts: NotificationCounts) -> Result<()> {
+        self.tx.execute(
+            "UPDATE incidents SET received = received + $2, duplicate = duplicate + $3, \
+             stale = stale + $4 WHERE id = $1",
+            &[
+                &incident_id,
+                &(counts.received as i64),
+                &(counts.duplicate as i64),
+                &(counts.stale as i64),
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+fn job_from_row(r: &Row) -> Result<Job> {
+    let payload: String = r.try_get(3)?;
+    Ok(Job {
+        id: r.try_get(0)?,
+        kind: r.try_get(1)?,
+        incident_id: r.try_get(2)?,
+        payload: serde_json::from_str(&payload).unwrap_or(serde_json::Value::Null),
+        attempts: r.try_get::<_, i64>(4)? as u32,
+        run_at: from_micros(r.try_get(5)?),
+    })
+}
+
+impl Tx for PgTx<'_, '_> {
+    fn set_now(&mut self, now: Timestamp) {
+        self.now = now;
+    }
+
+    fn record_notification(
+        &mut self,
+        n: &ValidNotification,
+        hash: &[u8],
+        body: &[u8],
+        received_at: Timestamp,
+    ) -> Result<()> {
+        let known = self
+            .tx
+            .query_opt("SELECT id FROM payloads WHERE hash = $1", &[&hash])?;
+        let payload_id: i64 = match known {
+            Some(r) => r.try_get(0)?,
+            None => {
+                // Another replica may store the same body meanwhile: then use its row.
+                let inserted = self.tx.query_opt(
+                    "INSERT INTO payloads (hash, body) VALUES ($1, $2) \
+                     ON CONFLICT (hash) DO NOTHING RETURNING id",
+                    &[&hash, &body],
+                )?;
+                match inserted {
+                    Some(r) => r.try_get(0)?,
+                    None => self
+                        .tx
+                        .query_one("SELECT id FROM payloads WHERE hash = $1", &[&hash])?
+                        .try_get(0)?,
+                }
+            }
+        };
+        self.tx.execute(
+            "INSERT INTO notifications (received_at, receiver, status, group_key, alerts, \
+             payload_id) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &to_micros(received_at),
+                &n.receiver,
+                &n.status.as_str(),
+                &n.group_key,
+                &(n.alerts.len() as i64),
+                &payload_id,
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn enqueue(&mut self, job: &NewJob) -> Result<i64> {
+        let (run_at, now) = (to_micros(job.run_at), to_micros(job.now));
+        if job.coalesce {
+            // Join the pending job without touching the identity sequence (an upsert would).
+            let joined = self.tx.query_opt(
+                "UPDATE jobs SET run_at = LEAST(run_at, $3) \
+                 WHERE kind = $1 AND incident_id = $2 AND \"coalesce\" AND state = 'pending' \
+                 RETURNING id",
+                &[&job.kind, &job.incident_id, &run_at],
+            )?;
+            if let Some(r) = joined {
+                return Ok(r.try_get(0)?);
+            }
+        }
+        Ok(self
+            .tx
+            .query_one(
+                "INSERT INTO jobs (kind, incident_id, payload, \"coalesce\", state, run_at, \
+                   created_at) VALUES ($1, $2, $3, $4, 'pending', $5, $6) \
+                 ON CONFLICT (kind, incident_id) WHERE \"coalesce\" AND state = 'pending' \
+                 DO UPDATE SET run_at = LEAST(jobs.run_at, EXCLUDED.run_at) RETURNING id",
+                &[
+                    &job.kind,
+                    &job.incident_id,
+                    &job.payload.to_string(),
+                    &job.coalesce,
+                    &run_at,
+                    &now,
+                ],
+            )?
+            .try_get(0)?)
+    }
+
+    fn lock(&mut self, names: &[String]) -> Result<()> {
+        self.lock_names(names)
+    }
+
+    fn claim(
+        &mut self,
+        kind: &str,
+        now: Timestamp,
+        holder: &str,
+        lease_until: Timestamp,
+    ) -> Result<Option<Job>> {
+        let row = self.tx.query_opt(
+            "SELECT id, kind, incident_id, payload, attempts, run_at FROM jobs j \
+             WHERE kind = $2 AND ((state = 'pending' AND run_at <= $1) \
+                   OR (state = 'running' AND lease_until < $1)) \
+               AND NOT EXISTS (SELECT 1 FROM jobs e WHERE e.kind = j.kind \
+                   AND e.incident_id IS NOT DISTINCT FROM j.incident_id AND e.id < j.id \
+                   AND e.state IN ('pending', 'running')) \
+             ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
+            &[&to_micros(now), &kind],
+        )?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let job = job_from_row(&row)?;
+        self.tx.execute(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, holder = $2, \
+             lease_until = $3 WHERE id = $1",
+            &[&job.id, &holder, &to_micros(lease_until)],
+        )?;
+        Ok(Some(job))
+    }
+
+    fn renew_job(&mut self, id: i64, holder: &str, lease_until: Timestamp) -> Result<bool> {
+        let n = self.tx.execute(
+            "UPDATE jobs SET lease_until = $3 WHERE id = $1 AND holder = $2 AND state = 'running'",
+            &[&id, &holder, &to_micros(lease_until)],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn acquire_lease(
+        &mut self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        until: Timestamp,
+    ) -> Result<bool> {
+        let n = self.tx.execute(
+            "INSERT INTO leases (name, holder, until) VALUES ($1, $2, $4) \
+             ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until \
+             WHERE leases.holder = EXCLUDED.holder OR leases.until < $3",
+            &[&name, &holder, &to_micros(now), &to_micros(until)],
+        )?;
+        Ok(n > 0)
+    }
+
+    fn release_lease(&mut self, name: &str, holder: &str) -> Result<()> {
+        self.tx.execute(
+            "DELETE FROM leases WHERE name = $1 AND holder = $2",
+            &[&name, &holder],
+        )?;
+        Ok(())
+    }
+
+    fn put_draft(&mut self, d: &StoredDraft) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO drafts (incident_id, markdown, sha256, rendered_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (incident_id) DO UPDATE SET \
+             markdown = EXCLUDED.markdown, sha256 = EXCLUDED.sha256, \
+             rendered_at = EXCLUDED.rendered_at",
+            &[
+                &d.incident_id,
+                &d.markdown,
+                &d.sha256,
+                &to_micros(d.rendered_at),
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn complete(&mut self, id: i64, now: Timestamp) -> Result<()> {
+        self.tx.execute(
+            "UPDATE jobs SET state = 'done', done_at = $2, last_error = NULL WHERE id = $1",
+            &[&id, &to_micros(now)],
+        )?;
+        Ok(())
+    }
+
+    fn fail(
+        &mut self,
+        id: i64,
+        error: &str,
+        retry_in: Option<Duration>,
+        payload: Option<&serde_json::Value>,
+        now: Timestamp,
+    ) -> Result<()> {
+        if let Some(p) = payload {
+            self.tx.execute(
+                "UPDATE jobs SET payload = $2 WHERE id = $1",
+                &[&id, &p.to_string()],
+            )?;
+        }
+        match retry_in {
+            Some(delay) => {
+                // See sqlite/jobs.rs: a coalesced job with a pending sibling is superseded.
+                let sibling = self.tx.query_opt(
+                    "SELECT s.id FROM jobs j JOIN jobs s ON s.kind = j.kind \
+                       AND s.incident_id IS NOT DISTINCT FROM j.incident_id \
+                     WHERE j.id = $1 AND j.\"coalesce\" AND s.\"coalesce\" \
+                       AND s.state = 'pending' AND s.id <> j.id LIMIT 1",
+                    &[&id],
+                )?;
+                if let Some(by) = sibling {
+                    let by: i64 = by.try_get(0)?;
+                    self.tx.execute(
+                        "UPDATE jobs SET state = 'done', done_at = $2, last_error = $3 \
+                         WHERE id = $1",
+                        &[
+                            &id,
+                            &to_micros(now),
+                            &format!("{error} (superseded by job {by}, which redoes this work)"),
+                        ],
+                    )?;
+                } else {
+                    self.tx.execute(
+                        "UPDATE jobs SET state = 'pending', run_at = $2, last_error = $3 \
+                         WHERE id = $1",
+                        &[&id, &to_micros(now + delay), &error],
+                    )?;
+                }
+            }
+            None => {
+                self.tx.execute(
+                    "UPDATE jobs SET state = 'failed', done_at = $2, last_error = $3 WHERE id = $1",
+                    &[&id, &to_micros(now), &error],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    fn set_impact_start(
+        &mut self,
+        incident_id: &str,
+        at: Timestamp,
+        method: ImpactMethod,
+        now: Timestamp,
+    ) -> Result<bool> {
+        let changed = self.tx.execute(
+            "UPDATE incidents SET impact_start = $2, impact_start_method = $3, \
+               version = version + 1, updated_at = $4 \
+             WHERE id = $1 AND fired_at >= $2 \
+               AND (impact_start IS DISTINCT FROM $2 OR impact_start_method IS DISTINCT FROM $3)",
+            &[
+                &incident_id,
+                &to_micros(at),
+                &method.as_str(),
+                &to_micros(now),
+            ],
+        )?;
+        Ok(changed > 0)
+    }
+
+    fn put_evidence(
+        &mut self,
+        incident_id: &str,
+        collected_at: Timestamp,
+        body: &serde_json::Value,
+        charts: &[(String, String)],
+    ) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO evidence (incident_id, collected_at, body) VALUES ($1, $2, $3) \
+             ON CONFLICT (incident_id) DO UPDATE SET collected_at = EXCLUDED.collected_at, \
+             body = EXCLUDED.body",
+            &[&incident_id, &to_micros(collected_at), &body.to_string()],
+        )?;
+        self.tx
+            .execute("DELETE FROM charts WHERE incident_id = $1", &[&incident_id])?;
+        for (name, svg) in charts {
+            self.tx.execute(
+                "INSERT INTO charts (incident_id, name, svg) VALUES ($1, $2, $3)",
+                &[&incident_id, name, svg],
+            )?;
+        }
+        Ok(())
+    }
+
+    fn set_slack_thread(&mut self, incident_id: &str, channel: &str, ts: &str) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO slack_threads (incident_id, channel, ts) VALUES ($1, $2, $3) \
+             ON CONFLICT (incident_id) DO UPDATE SET channel = EXCLUDED.channel, ts = EXCLUDED.ts",
+            &[&incident_id, &channel, &ts],
+        )?;
+        Ok(())
+    }
+
+    fn prune_notifications(&mut self, cutoff: Timestamp) -> Result<usize> {
+        let n = self.tx.execute(
+            "DELETE FROM notifications WHERE received_at < $1",
+            &[&to_micros(cutoff)],
+        )?;
+        if n > 0 {
+            self.tx.execute(
+                "DELETE FROM payloads WHERE NOT EXISTS \
+                 (SELECT 1 FROM notifications WHERE payload_id = payloads.id)",
+                &[],
+            )?;
+        }
+        Ok(n as usize)
+    }
+
+    fn prune_jobs(&mut self, cutoff: Timestamp) -> Result<usize> {
+        Ok(self.tx.execute(
+            "DELETE FROM jobs WHERE state IN ('done', 'failed') AND done_at < $1",
+            &[&to_micros(cutoff)],
+        )? as usize)
+    }
+
+    fn prune_incidents(&mut self, cutoff: Timestamp) -> Result<usize> {
+        Ok(self.tx.execute(
+            "DELETE FROM incidents WHERE status = 'resolved' AND resolved_at < $1",
+            &[&to_micros(cutoff)],
+        )? as usize)
+    }
+}
+
+/// The store's queries, inside one read-only transaction (so a read of several parts, e.g.
+/// a draft's inputs, sees one moment).
+pub struct PgReads<'a, 'c>(pub &'a mut postgres::Transaction<'c>);
+
+impl Reads for PgReads<'_, '_> {
+    fn incident(&mut self, id: &str) -> Result<Option<Incident>> {
+        full_incident(self.0, id)
+    }
+
+    fn evidence(&mut self, incident_id: &str) -> Result<Option<serde_json::Value>> {
+        let body: Option<String> = self
+            .0
+            .query_opt(
+                "SELECT body FROM evidence WHERE incident_id = $1",
+                &[&incident_id],
+            )?
+            .map(|r| r.try_get(0))
+            .transpose()?;
+        Ok(body.and_then(|b| serde_json::from_str(&b).ok()))
+    }
+
+    fn list_incidents(&mut self, f: &ListFilter) -> Result<Page> {
+        let before_seq: i64 = match &f.before {
+            Some(id) => self
+                .0
+                .query_opt("SELECT seq FROM incidents WHERE id = $1", &[id])?
+                .map(|r| r.try_get(0))
+                .transpose()?
+                .unwrap_or(0),
+            None => i64::MAX,
+        };
+        let status = f.status.map(Status::as_str);
+        let limit = i64::from(f.limit) + 1;
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![&before_seq];
+        let mut sql = format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE seq < $1");
+        if let Some(status) = &status {
+            params.push(status);
+            sql.push_str(&format!(" AND status = ${}", params.len()));
+        }
+        if let Some(service) = &f.service {
+            params.push(service);
+            sql.push_str(&format!(" AND service = ${}", params.len()));
+        }
+        params.push(&limit);
+        sql.push_str(&format!(" ORDER BY seq DESC LIMIT ${}", params.len()));
+        let mut incidents = self
+            .0
+            .query(&sql, &params)?
+            .iter()
+            .map(incident_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let more = incidents.len() > f.limit as usize;
+        incidents.truncate(f.limit as usize);
+        let next_before = if more {
+            incidents.last().map(|i| i.id.clone())
+        } else {
+            None
+        };
+        Ok(Page {
+            incidents,
+            next_before,
+        })
+    }
+
+    fn chart(&mut self, incident_id: &str, name: &str) -> Result<Option<String>> {
+        Ok(self
+            .0
+            .query_opt(
+                "SELECT svg FROM charts WHERE incident_id = $1 AND name = $2",
+                &[&incident_id, &name],
+            )?
+            .map(|r| r.try_get(0))
+            .transpose()?)
+    }
+
+    fn charts(&mut self, incident_id: &str) -> Result<Vec<(String, String)>> {
+        self.0
+            .query(
+                "SELECT name, svg FROM charts WHERE incident_id = $1 ORDER BY name",
+                &[&incident_id],
+            )?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    fn related_incidents(&mut self, incident: &Incident, limit: u32) -> Result<Vec<Related>> {
+        let names: Vec<&str> = incident
+            .alerts
+            .iter()
+            .map(|a| a.alertname.as_str())
+            .collect();
+        let found = self
+            .0
+            .query(
+                &format!(
+                    "SELECT {INCIDENT_COLUMNS} FROM incidents i \
+                     WHERE i.seq < (SELECT seq FROM incidents WHERE id = $1) \
+                       AND (i.key = $2 OR EXISTS (SELECT 1 FROM occurrences o \
+                            WHERE o.incident_id = i.id AND o.alertname = ANY($3))) \
+                     ORDER BY i.seq DESC LIMIT $4"
+                ),
+                &[&incident.id, &incident.key, &names, &i64::from(limit)],
+            )?
+            .iter()
+            .map(incident_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = Vec::with_capacity(found.len());
+        for other in found {
+            let mut shared: Vec<String> = members(self.0, &other.id)?
+                .into_iter()
+                .map(|o| o.alertname)
+                .filter(|n| names.contains(&n.as_str()))
+                .collect();
+            shared.sort();
+            shared.dedup();
+            let same_key = other.key == incident.key;
+            out.push(Related {
+                incident: other,
+                same_key,
+                shared_alertnames: shared,
+            });
+        }
+        Ok(out)
+    }
+
+    fn slack_thread(&mut self, incident_id: &str) -> Result<Option<(String, String)>> {
+        self.0
+            .query_opt(
+                "SELECT channel, ts FROM slack_threads WHERE incident_id = $1",
+                &[&incident_id],
+            )?
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .transpose()
+    }
+
+    fn slack_deliveries(&mut self, incident_id: &str) -> Result<Vec<(Timestamp, String)>> {
+        self.0
+            .query(
+                "SELECT done_at, payload FROM jobs WHERE incident_id = $1 AND kind = 'slack' \
+                 AND state = 'done' AND done_at IS NOT NULL ORDER BY done_at, id",
+                &[&incident_id],
+            )?
+            .iter()
+            .map(|r| Ok((from_micros(r.try_get(0)?), r.try_get(1)?)))
+            .collect()
+    }
+
+    fn count_by_status(&mut self) -> Result<Vec<(String, i64)>> {
+        self.0
+            .query(
+                "SELECT status, count(*) FROM incidents GROUP BY status ORDER BY status",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    fn job_depth(&mut self) -> Result<Vec<(String, i64)>> {
+        self.0
+            .query(
+                "SELECT kind, count(*) FROM jobs WHERE state IN ('pending', 'running') \
+                 GROUP BY kind ORDER BY kind",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    fn job_status(&mut self, id: i64) -> Result<Option<JobStatus>> {
+        self.0
+            .query_opt(
+                "SELECT state, attempts, last_error FROM jobs WHERE id = $1",
+                &[&id],
+            )?
+            .map(|r| {
+                Ok(JobStatus {
+                    state: r.try_get(0)?,
+                    attempts: r.try_get::<_, i64>(1)? as u32,
+                    last_error: r.try_get(2)?,
+                })
+            })
+            .transpose()
+    }
+
+    fn jobs_of_incident(
+        &mut self,
+        incident_id: &str,
+    ) -> Result<Vec<(String, String, serde_json::Value)>> {
+        self.0
+            .query(
+                "SELECT kind, state, payload FROM jobs WHERE incident_id = $1 ORDER BY id",
+                &[&incident_id],
+            )?
+            .iter()
+            .map(|r| {
+                let payload: String = r.try_get(2)?;
+                Ok((
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    serde_json::from_str(&payload).unwrap_or_default(),
+                ))
+            })
+            .collect()
+    }
+
+    fn firing_occurrences(&mut self) -> Result<Vec<(String, Timestamp)>> {
+        self.0
+            .query(
+                "SELECT fingerprint, starts_at FROM occurrences WHERE status = 'firing'",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.try_get(0)?, from_micros(r.try_get(1)?))))
+            .collect()
+    }
+
+    fn draft(&mut self, incident_id: &str) -> Result<Option<StoredDraft>> {
+        self.0
+            .query_opt(
+                "SELECT incident_id, markdown, sha256, rendered_at FROM drafts \
+                 WHERE incident_id = $1",
+                &[&incident_id],
+            )?
+            .map(|r| {
+                Ok(StoredDraft {
+                    incident_id: r.try_get(0)?,
+                    markdown: r.try_get(1)?,
+                    sha256: r.try_get(2)?,
+                    rendered_at: from_micros(r.try_get(3)?),
+                })
+            })
+            .transpose()
+    }
+
+    fn ping(&mut self) -> Result<()> {
+        self.0.query_one("SELECT 1", &[])?;
+        Ok(())
+    }
+}

@@ -1,0 +1,888 @@
+//! One store test suite for both backends: the same scenarios through the public `Store` API
+//! against SQLite and PostgreSQL must give identical results (incidents, timelines, ids, jobs,
+//! leases, drafts, pruning). Then what only PostgreSQL has: two replicas (two `Store`s on one
+//! database) ingesting and claiming concurrently, and the server going away and coming back.
+//!
+//! The PostgreSQL tests skip loudly without the binaries, and fail under
+//! `INCIDENTD_REQUIRE_E2E=1`.
+
+#[path = "support/postgres.rs"]
+mod pg;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use incidentd::config::PostgresConfig;
+use incidentd::followup::{Change, JobSpec, Planner};
+use incidentd::incident::{Action, ImpactMethod, Rules};
+use incidentd::store::postgres::Dsn;
+use incidentd::store::{ListFilter, NewEvidence, Store, StoredDraft};
+use serde_json::{json, Value};
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().expect("time")
+}
+
+fn pg_config(url: &str) -> PostgresConfig {
+    PostgresConfig::new(Dsn::parse(url).expect("test URL parses"))
+}
+
+/// Open on a blocking thread: connecting runs the sync driver's own runtime.
+async fn open_pg(url: &str) -> Store {
+    let config = pg_config(url);
+    tokio::task::spawn_blocking(move || Store::open_postgres(&config))
+        .await
+        .unwrap()
+        .expect("opens PostgreSQL")
+        .with_followups(Arc::new(Rules::default()), planner())
+}
+
+/// Every change queues a coalesced render and a Slack message.
+fn planner() -> Arc<Planner> {
+    Arc::new(|change: &Change| {
+        vec![
+            JobSpec {
+                kind: "render",
+                payload: json!({}),
+                coalesce: true,
+                delay: Duration::zero(),
+            },
+            JobSpec {
+                kind: "slack",
+                payload: json!({ "for": change.incident_id() }),
+                coalesce: false,
+                delay: Duration::zero(),
+            },
+        ]
+    })
+}
+
+fn spec(kind: &'static str, payload: Value, coalesce: bool) -> JobSpec {
+    JobSpec {
+        kind,
+        payload,
+        coalesce,
+        delay: Duration::zero(),
+    }
+}
+
+/// The recorded webhooks of scenario-single with their arrival times, in arrival order.
+fn recorded_webhooks() -> Vec<(String, DateTime<Utc>, Vec<u8>)> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scenario-single");
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("webhooks/index.json")).unwrap()).unwrap();
+    index
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let file = e["file"].as_str().unwrap().to_string();
+            let at = t(e["received_at"].as_str().unwrap());
+            (file.clone(), at, std::fs::read(dir.join(&file)).unwrap())
+        })
+        .collect()
+}
+
+/// Webhook 01 for another occurrence: another fingerprint, startsAt, and service.
+fn variant(fingerprint: &str, starts_at: &str, service: &str) -> Vec<u8> {
+    let body = String::from_utf8(recorded_webhooks()[0].2.clone()).unwrap();
+    body.replace("f359ea1a0f5279b1", fingerprint)
+        .replace("2026-11-23T02:26:28.738Z", starts_at)
+        .replace("payment-service", service)
+        .into_bytes()
+}
+
+async fn ingest(store: &Store, body: &[u8], at: DateTime<Utc>) -> Result<String, String> {
+    let n = incidentd::alertmanager::decode(body).expect("decodes");
+    store
+        .ingest(n, bytes::Bytes::copy_from_slice(body), at)
+        .await
+        .map(|o| format!("{o:?}"))
+        .map_err(|e| format!("{e} (transient: {})", e.is_transient()))
+}
+
+/// The scenarios, as a transcript of what every call returned.
+async fn scenarios(store: Store) -> Vec<String> {
+    let mut log = Vec::new();
+    macro_rules! note {
+        ($($arg:tt)*) => { log.push(format!($($arg)*)) };
+    }
+
+    // Ingestion: the recorded incident, a repeat, two later occurrences of other services.
+    for (file, at, body) in recorded_webhooks() {
+        note!("ingest {file}: {:?}", ingest(&store, &body, at).await);
+    }
+    let (_, at, body) = &recorded_webhooks()[0];
+    note!(
+        "repeat: {:?}",
+        ingest(&store, body, *at + Duration::seconds(30)).await
+    );
+    let open = variant("aaaa000000000001", "2026-11-23T05:00:00Z", "shop");
+    note!(
+        "shop: {:?}",
+        ingest(&store, &open, t("2026-11-23T05:00:05Z")).await
+    );
+    let other = variant("bbbb000000000002", "2026-11-23T06:00:00Z", "cart");
+    note!(
+        "cart: {:?}",
+        ingest(&store, &other, t("2026-11-23T06:00:05Z")).await
+    );
+
+    // The list, paged and filtered.
+    let all = store
+        .list_incidents(ListFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<String> = all.incidents.iter().map(|i| i.id.clone()).collect();
+    note!("ids {ids:?}");
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    let (cart, shop, first) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
+    let mut before = None;
+    loop {
+        let page = store
+            .list_incidents(ListFilter {
+                limit: 2,
+                before: before.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        note!(
+            "page {:?} next {:?}",
+            page.incidents.iter().map(|i| &i.id).collect::<Vec<_>>(),
+            page.next_before
+        );
+        match page.next_before {
+            Some(next) => before = Some(next),
+            None => break,
+        }
+    }
+    for status in [
+        incidentd::incident::Status::Open,
+        incidentd::incident::Status::Resolved,
+    ] {
+        let page = store
+            .list_incidents(ListFilter {
+                status: Some(status),
+                service: Some("shop".into()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        note!(
+            "{status:?} shop: {:?}",
+            page.incidents.iter().map(|i| &i.id).collect::<Vec<_>>()
+        );
+    }
+
+    // People's actions.
+    let act = |id: String, action: Action, at: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .act(&id, "alice", action, t(at))
+                .await
+                .map(|i| format!("{i:?}"))
+                .map_err(|e| e.to_string())
+        }
+    };
+    note!(
+        "ack {:?}",
+        act(shop.clone(), Action::Acknowledge, "2026-11-23T05:01:00Z").await
+    );
+    note!(
+        "note {:?}",
+        act(
+            shop.clone(),
+            Action::Note("looking".into()),
+            "2026-11-23T05:02:00Z"
+        )
+        .await
+    );
+    note!(
+        "ack again {:?}",
+        act(shop.clone(), Action::Acknowledge, "2026-11-23T05:03:00Z").await
+    );
+    note!(
+        "resolve {:?}",
+        act(cart.clone(), Action::Resolve, "2026-11-23T06:10:00Z").await
+    );
+    note!(
+        "ack resolved {:?}",
+        act(cart.clone(), Action::Acknowledge, "2026-11-23T06:11:00Z").await
+    );
+    note!(
+        "missing {:?}",
+        act(
+            "INC-2099-0001".into(),
+            Action::Resolve,
+            "2026-11-23T06:11:00Z"
+        )
+        .await
+    );
+
+    // The reconciler's view, and resolving what Alertmanager no longer has.
+    let mut firing = store.firing_occurrences().await.unwrap();
+    firing.sort();
+    note!("firing {firing:?}");
+    let gone = vec![(
+        ("aaaa000000000001".to_string(), t("2026-11-23T05:00:00Z")),
+        t("2026-11-23T05:30:00Z"),
+    )];
+    note!(
+        "gone {:?}",
+        store
+            .resolve_gone(gone, t("2026-11-23T05:31:00Z"))
+            .await
+            .unwrap()
+    );
+
+    // Evidence, charts, Slack, drafts.
+    store
+        .save_evidence(NewEvidence {
+            incident_id: first.clone(),
+            impact_start: Some((t("2026-11-23T02:26:20Z"), ImpactMethod::RuleReevaluation)),
+            body: json!({ "rules": ["pool"], "n": 1 }),
+            charts: vec![
+                ("a.svg".into(), "<svg>a</svg>".into()),
+                ("b.svg".into(), "<svg>b</svg>".into()),
+            ],
+            collected_at: t("2026-11-23T02:40:00Z"),
+            next: Some((
+                spec("evidence", json!({ "round": 2 }), true),
+                t("2026-11-23T02:45:00Z"),
+            )),
+        })
+        .await
+        .unwrap();
+    store
+        .set_slack_thread(&first, "C123", "1700000000.000100")
+        .await
+        .unwrap();
+    note!(
+        "with evidence {:?}",
+        store.incident_with_evidence(&first).await.unwrap()
+    );
+    note!("chart {:?}", store.chart(&first, "b.svg").await.unwrap());
+    note!("no chart {:?}", store.chart(&first, "c.svg").await.unwrap());
+    note!("slack view {:?}", store.slack_view(&first).await.unwrap());
+    let inputs = store.draft_inputs(&shop).await.unwrap().unwrap();
+    note!(
+        "draft inputs {:?} {:?} {:?} {:?} related {:?}",
+        inputs.incident,
+        inputs.evidence,
+        inputs.charts,
+        inputs.slack_thread,
+        inputs
+            .related
+            .iter()
+            .map(|r| (&r.incident.id, r.same_key, &r.shared_alertnames))
+            .collect::<Vec<_>>()
+    );
+    note!("no incident {:?}", store.incident("INC-2099-0001").await);
+    let draft = StoredDraft::new(&first, "# draft\n".into(), t("2026-11-23T03:00:00Z"));
+    store.save_draft(draft).await.unwrap();
+    store
+        .save_draft(StoredDraft::new(
+            &first,
+            "# draft v2\n".into(),
+            t("2026-11-23T03:05:00Z"),
+        ))
+        .await
+        .unwrap();
+    note!("draft {:?}", store.draft(&first).await.unwrap());
+    note!("no draft {:?}", store.draft(&shop).await.unwrap());
+
+    // Jobs: order per incident, leases, retries, coalescing.
+    let t0 = t("2026-11-23T10:00:00Z");
+    let s = |offset: i64| t0 + Duration::seconds(offset);
+    let j1 = store
+        .schedule(Some(&first), spec("t", json!({ "j": 1 }), false), s(0))
+        .await
+        .unwrap();
+    let j2 = store
+        .schedule(Some(&first), spec("t", json!({ "j": 2 }), false), s(1))
+        .await
+        .unwrap();
+    let j3 = store
+        .schedule(Some(&shop), spec("t", json!({ "j": 3 }), false), s(2))
+        .await
+        .unwrap();
+    let c1 = store
+        .schedule(Some(&shop), spec("c", json!({}), true), s(50))
+        .await
+        .unwrap();
+    let c2 = store
+        .schedule(Some(&shop), spec("c", json!({}), true), s(5))
+        .await
+        .unwrap();
+    note!("scheduled {j1} {j2} {j3} coalesced {c1} {c2}");
+    let claim = |at: DateTime<Utc>| {
+        let store = store.clone();
+        async move { format!("{:?}", store.claim_job("t", at).await.unwrap()) }
+    };
+    note!("claim {}", claim(s(10)).await);
+    note!("claim {}", claim(s(10)).await);
+    note!("claim (j2 waits for j1) {}", claim(s(10)).await);
+    note!("renew {:?}", store.renew_job(j1, s(20)).await.unwrap());
+    note!("renew a pending job {:?}", store.renew_job(j2, s(20)).await);
+    note!("claim (j3's lease expired) {}", claim(s(75)).await);
+    note!("claim (all expired) {}", claim(s(200)).await);
+    store.complete_job(j1, s(201)).await.unwrap();
+    note!("claim after j1 {}", claim(s(202)).await);
+    store
+        .fail_job(
+            j2,
+            "boom".into(),
+            Some(Duration::minutes(1)),
+            Some(json!({ "j": 2, "step": 1 })),
+            s(203),
+        )
+        .await
+        .unwrap();
+    store
+        .fail_job(j3, "fatal".into(), None, None, s(204))
+        .await
+        .unwrap();
+    for id in [j1, j2, j3, c1, 9999] {
+        note!("status {id} {:?}", store.job_status(id).await.unwrap());
+    }
+    note!("claim (j2 retries later) {}", claim(s(210)).await);
+    note!("claim (j2 due) {}", claim(s(300)).await);
+    note!(
+        "claim c {:?}",
+        store.claim_job("c", s(6)).await.unwrap().map(|j| j.id)
+    );
+    for id in [&first, &shop, &cart] {
+        note!(
+            "jobs of {id} {:?}",
+            store.jobs_of_incident(id).await.unwrap()
+        );
+    }
+    note!("overview {:?}", store.overview().await.unwrap());
+
+    // Named leases.
+    let now = s(400);
+    let ttl = std::time::Duration::from_secs(30);
+    note!(
+        "lease {:?}",
+        store.acquire_lease("reconcile", now, ttl).await.unwrap()
+    );
+    note!(
+        "lease kept {:?}",
+        store.acquire_lease("reconcile", now, ttl).await.unwrap()
+    );
+    store.release_lease("reconcile").await.unwrap();
+    note!(
+        "lease again {:?}",
+        store.acquire_lease("reconcile", now, ttl).await.unwrap()
+    );
+
+    // Pruning: notifications and finished jobs before the cutoff, resolved incidents.
+    note!(
+        "prune nothing {:?}",
+        store.prune(t("2026-01-01T00:00:00Z"), None).await.unwrap()
+    );
+    note!(
+        "prune {:?}",
+        store
+            .prune(t("2026-11-23T05:00:00Z"), Some(t("2026-11-23T06:20:00Z")))
+            .await
+            .unwrap()
+    );
+    note!(
+        "left {:?}",
+        store
+            .list_incidents(ListFilter {
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .incidents
+            .iter()
+            .map(|i| (&i.id, i.status))
+            .collect::<Vec<_>>()
+    );
+    note!("pruned incident {:?}", store.incident(&cart).await.unwrap());
+    note!("ping {:?}", store.ping().await);
+    store.close().await;
+    log
+}
+
+fn assert_same(sqlite: &[String], postgres: &[String]) {
+    for (i, (a, b)) in sqlite.iter().zip(postgres).enumerate() {
+        assert_eq!(a, b, "step {i} differs between SQLite and PostgreSQL");
+    }
+    assert_eq!(sqlite.len(), postgres.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_and_postgres_give_identical_results_for_the_same_scenarios() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::open_sqlite(dir.path())
+        .unwrap()
+        .with_followups(Arc::new(Rules::default()), planner());
+    let from_sqlite = scenarios(sqlite).await;
+    assert!(
+        from_sqlite.iter().any(|l| l.contains("INC-2026-0003")),
+        "{from_sqlite:#?}"
+    );
+    let Some(cluster) = pg::shared_or_skip("identical_results") else {
+        return;
+    };
+    let url = tokio::task::block_in_place(|| cluster.create_database("scenarios"));
+    let from_postgres = scenarios(open_pg(&url).await).await;
+    assert_same(&from_sqlite, &from_postgres);
+}
+
+/// Two replicas, the same notifications posted to both at once, over and over: one incident,
+/// every notification counted, no error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_ingesting_the_same_key_concurrently_make_one_incident() {
+    let Some(cluster) = pg::shared_or_skip("replicas_ingest") else {
+        return;
+    };
+    let url = tokio::task::block_in_place(|| cluster.create_database("replicas_ingest"));
+    let (a, b) = (open_pg(&url).await, open_pg(&url).await);
+    assert_ne!(a.holder(), b.holder());
+    const ROUNDS: usize = 15;
+    const PER_ROUND: usize = 8;
+    let base = t("2026-11-23T08:00:00Z");
+    for round in 0..ROUNDS {
+        let starts = (base + Duration::seconds(round as i64)).to_rfc3339();
+        let body = Arc::new(variant(&format!("fp{round:014}"), &starts, "pay"));
+        let mut tasks = Vec::new();
+        for n in 0..PER_ROUND {
+            let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+            let body = body.clone();
+            let at = base + Duration::seconds(60 + round as i64);
+            tasks.push(tokio::spawn(async move { ingest(&store, &body, at).await }));
+        }
+        for task in tasks {
+            task.await.unwrap().expect("every notification is accepted");
+        }
+    }
+    // Two keys interleaved on both replicas: batches lock them in either order (a busy key
+    // defers the operation to the next transaction rather than deadlock).
+    for round in 0..ROUNDS {
+        let mut tasks = Vec::new();
+        for n in 0..PER_ROUND {
+            let store = if (n + round) % 2 == 0 {
+                a.clone()
+            } else {
+                b.clone()
+            };
+            let service = if n % 2 == 0 { "x" } else { "y" };
+            let starts = (base + Duration::seconds(round as i64)).to_rfc3339();
+            let body = variant(&format!("{service}{round:014}"), &starts, service);
+            let at = base + Duration::seconds(60 + round as i64);
+            tasks.push(tokio::spawn(async move { ingest(&store, &body, at).await }));
+        }
+        for task in tasks {
+            task.await.unwrap().expect("every notification is accepted");
+        }
+    }
+    // Different keys at once on both replicas: incidents numbered without collisions.
+    let mut tasks = Vec::new();
+    for n in 0..12 {
+        let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+        let body = variant(
+            &format!("svc{n:013}"),
+            "2026-11-23T09:00:00Z",
+            &format!("svc-{n}"),
+        );
+        tasks.push(tokio::spawn(async move {
+            ingest(&store, &body, t("2026-11-23T09:00:01Z")).await
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap().expect("accepted");
+    }
+
+    let page = a
+        .list_incidents(ListFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let ids: BTreeSet<&str> = page.incidents.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(ids.len(), 15, "{ids:?}");
+    assert_eq!(page.incidents.len(), 15);
+    for service in ["x", "y"] {
+        let of: Vec<_> = page
+            .incidents
+            .iter()
+            .filter(|i| i.service.as_deref() == Some(service))
+            .collect();
+        assert_eq!(of.len(), 1, "{service}");
+        let i = a.incident(&of[0].id).await.unwrap().unwrap();
+        assert_eq!(i.alerts.len(), ROUNDS);
+        assert_eq!(i.notifications.received as usize, ROUNDS * PER_ROUND / 2);
+    }
+    let pay: Vec<_> = page
+        .incidents
+        .iter()
+        .filter(|i| i.service.as_deref() == Some("pay"))
+        .collect();
+    assert_eq!(pay.len(), 1, "one incident for the key: {pay:#?}");
+    let pay = b.incident(&pay[0].id).await.unwrap().unwrap();
+    assert_eq!(pay.alerts.len(), ROUNDS);
+    assert_eq!(pay.notifications.received as usize, ROUNDS * PER_ROUND);
+    assert_eq!(
+        pay.notifications.duplicate as usize,
+        ROUNDS * (PER_ROUND - 1)
+    );
+
+    let config = pg_config(&url);
+    let (notifications, seqs, distinct) = tokio::task::spawn_blocking(move || {
+        let mut c = incidentd::store::postgres::connect(&config).unwrap();
+        let n: i64 = c
+            .query_one("SELECT count(*) FROM notifications", &[])
+            .unwrap()
+            .get(0);
+        let seqs: Vec<i64> = c
+            .query("SELECT seq FROM incidents ORDER BY seq", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let distinct: i64 = c
+            .query_one("SELECT count(*) FROM payloads", &[])
+            .unwrap()
+            .get(0);
+        (n, seqs, distinct)
+    })
+    .await
+    .unwrap();
+    assert_eq!(notifications as usize, 2 * ROUNDS * PER_ROUND + 12);
+    assert_eq!(seqs, (1..=15).collect::<Vec<i64>>(), "dense, unique seq");
+    assert_eq!(distinct as usize, 3 * ROUNDS + 12, "each body stored once");
+    a.close().await;
+    b.close().await;
+}
+
+/// Two replicas claiming jobs at once: each job runs once, in order per incident; a dead
+/// replica's job is claimed by the other when its lease expires; named leases exclude.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_claim_each_job_once() {
+    let Some(cluster) = pg::shared_or_skip("replicas_claim") else {
+        return;
+    };
+    let url = tokio::task::block_in_place(|| cluster.create_database("replicas_claim"));
+    let (a, b) = (open_pg(&url).await, open_pg(&url).await);
+    let mut incidents = Vec::new();
+    for n in 0..6 {
+        let body = variant(
+            &format!("job{n:013}"),
+            "2026-11-23T09:00:00Z",
+            &format!("svc-{n}"),
+        );
+        ingest(&a, &body, t("2026-11-23T09:00:01Z")).await.unwrap();
+    }
+    for i in a
+        .list_incidents(ListFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .incidents
+    {
+        incidents.push(i.id);
+    }
+    let now = t("2026-11-23T10:00:00Z");
+    let mut scheduled = Vec::new();
+    for k in 0..5 {
+        for id in &incidents {
+            let job = a
+                .schedule(Some(id), spec("work", json!({ "k": k }), false), now)
+                .await
+                .unwrap();
+            scheduled.push((id.clone(), job));
+        }
+    }
+    let claimed = Arc::new(std::sync::Mutex::new(Vec::<(String, i64, String)>::new()));
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let store = if w % 2 == 0 { a.clone() } else { b.clone() };
+        let claimed = claimed.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut idle = 0;
+            while idle < 20 {
+                match store.claim_job("work", now).await.unwrap() {
+                    Some(job) => {
+                        idle = 0;
+                        claimed.lock().unwrap().push((
+                            job.incident_id.clone().unwrap(),
+                            job.id,
+                            store.holder().to_string(),
+                        ));
+                        store.complete_job(job.id, now).await.unwrap();
+                    }
+                    None => {
+                        idle += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    }
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let claimed = claimed.lock().unwrap().clone();
+    let ids: Vec<i64> = claimed.iter().map(|(_, id, _)| *id).collect();
+    let unique: BTreeSet<i64> = ids.iter().copied().collect();
+    assert_eq!(
+        ids.len(),
+        unique.len(),
+        "a job was claimed twice: {claimed:?}"
+    );
+    assert_eq!(
+        unique,
+        scheduled.iter().map(|(_, id)| *id).collect(),
+        "every job ran"
+    );
+    let holders: BTreeSet<&str> = claimed.iter().map(|(_, _, h)| h.as_str()).collect();
+    assert_eq!(holders.len(), 2, "both replicas worked");
+    // Per incident, jobs ran in the order they were queued.
+    let mut per_incident: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for (incident, id, _) in &claimed {
+        per_incident.entry(incident).or_default().push(*id);
+    }
+    for (incident, order) in per_incident {
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(order, sorted, "{incident}");
+    }
+
+    // A replica dies holding a job: the other claims it once the lease expires.
+    let job = a
+        .schedule(Some(&incidents[0]), spec("lease", json!({}), false), now)
+        .await
+        .unwrap();
+    let got = a.claim_job("lease", now).await.unwrap().unwrap();
+    assert_eq!((got.id, got.attempts), (job, 0));
+    assert_eq!(b.claim_job("lease", now).await.unwrap(), None);
+    let later = now + Duration::minutes(2);
+    let again = b.claim_job("lease", later).await.unwrap().unwrap();
+    assert_eq!((again.id, again.attempts), (job, 1));
+    assert!(!a.renew_job(job, later).await.unwrap(), "no longer a's job");
+    assert!(b.renew_job(job, later).await.unwrap());
+
+    // Named leases.
+    let ttl = std::time::Duration::from_secs(30);
+    assert!(a.acquire_lease("reconcile", now, ttl).await.unwrap());
+    assert!(!b.acquire_lease("reconcile", now, ttl).await.unwrap());
+    assert!(b
+        .acquire_lease("reconcile", now + Duration::seconds(31), ttl)
+        .await
+        .unwrap());
+    assert!(!a
+        .acquire_lease("reconcile", now + Duration::seconds(32), ttl)
+        .await
+        .unwrap());
+    b.release_lease("reconcile").await.unwrap();
+    assert!(a
+        .acquire_lease("reconcile", now + Duration::seconds(33), ttl)
+        .await
+        .unwrap());
+    a.close().await;
+    b.close().await;
+}
+
+/// PostgreSQL goes away: writes fail with a transient error (a webhook answers 503), the
+/// ping fails; it comes back: the same store works again, without reopening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_survives_postgresql_stopping_and_starting() {
+    let Some(mut cluster) = pg::Cluster::start_or_skip("outage") else {
+        return;
+    };
+    let url = tokio::task::block_in_place(|| cluster.create_database("outage"));
+    let store = open_pg(&url).await;
+    let (_, at, body) = &recorded_webhooks()[0];
+    ingest(&store, body, *at).await.expect("before the outage");
+    store.ping().await.expect("ping");
+
+    tokio::task::block_in_place(|| cluster.stop());
+    let err = store
+        .ingest(
+            incidentd::alertmanager::decode(body).unwrap(),
+            bytes::Bytes::copy_from_slice(body),
+            *at + Duration::seconds(1),
+        )
+        .await
+        .expect_err("PostgreSQL is down");
+    assert!(err.is_transient(), "{err}");
+    let err = store.ping().await.expect_err("PostgreSQL is down");
+    assert!(err.is_transient(), "{err}");
+    assert!(!err.to_string().contains("password"));
+
+    tokio::task::block_in_place(|| cluster.start());
+    store.ping().await.expect("ping after the restart");
+    ingest(&store, body, *at + Duration::seconds(2))
+        .await
+        .expect("after the outage");
+    let page = store
+        .list_incidents(ListFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.incidents.len(), 1);
+    assert_eq!(
+        page.incidents[0].notifications.received, 2,
+        "the write during the outage was not kept"
+    );
+    store.close().await;
+}
+
+/// Holds the advisory lock of a correlation key from another session until `release` is sent.
+fn hold_key(url: &str, key: &str) -> (std::sync::mpsc::Sender<()>, std::thread::JoinHandle<()>) {
+    let config = pg_config(url);
+    let key = key.to_string();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel::<()>();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let handle = std::thread::spawn(move || {
+        let mut c = incidentd::store::postgres::connect(&config).unwrap();
+        let mut tx = c.transaction().unwrap();
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[&key],
+        )
+        .unwrap();
+        locked_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+        tx.commit().unwrap();
+    });
+    locked_rx.recv().unwrap();
+    (release_tx, handle)
+}
+
+/// A write whose correlation key another replica holds does not hold back the writes queued
+/// with it: in the middle of a batch it is deferred to the next transaction (where, first, it
+/// waits for the key) instead of waiting while holding the batch's locks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_key_defers_its_write_and_the_rest_of_the_batch_commits() {
+    let Some(cluster) = pg::shared_or_skip("busy_key") else {
+        return;
+    };
+    let url = tokio::task::block_in_place(|| cluster.create_database("busy_key"));
+    let mut config = pg_config(&url);
+    config.pool_size = 1; // one writer: the batches are predictable
+    let store = tokio::task::spawn_blocking(move || Store::open_postgres(&config))
+        .await
+        .unwrap()
+        .unwrap();
+    let first = variant("zzzz000000000001", "2026-11-23T09:00:00Z", "z");
+    ingest(&store, &first, t("2026-11-23T09:00:01Z"))
+        .await
+        .unwrap();
+    let incident = "INC-2026-0001".to_string();
+
+    // The writer waits for z (first in its batch) while the next operations queue up.
+    let (release_z, z) = tokio::task::block_in_place(|| hold_key(&url, "service=\"z\""));
+    let (release_x, x) = tokio::task::block_in_place(|| hold_key(&url, "service=\"x\""));
+    let waiting = {
+        let (store, body) = (store.clone(), first.clone());
+        tokio::spawn(async move { ingest(&store, &body, t("2026-11-23T09:00:02Z")).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let schedule = |n: i64| {
+        let (store, incident) = (store.clone(), incident.clone());
+        tokio::spawn(async move {
+            store
+                .schedule(
+                    Some(&incident),
+                    spec("work", json!({ "n": n }), false),
+                    t("2026-11-23T10:00:00Z"),
+                )
+                .await
+        })
+    };
+    let before = schedule(1);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let busy = {
+        let store = store.clone();
+        let body = variant("xxxx000000000001", "2026-11-23T09:00:00Z", "x");
+        tokio::spawn(async move { ingest(&store, &body, t("2026-11-23T09:00:03Z")).await })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let after = schedule(2);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!before.is_finished() && !busy.is_finished() && !after.is_finished());
+
+    // z is free: [schedule, ingest x, schedule] is the next batch; x is busy, so that ingest
+    // waits for the batch after, and both schedules commit now.
+    release_z.send(()).unwrap();
+    tokio::task::block_in_place(|| z.join().unwrap());
+    waiting.await.unwrap().expect("z's write");
+    let five = std::time::Duration::from_secs(5);
+    tokio::time::timeout(five, before)
+        .await
+        .expect("not held back by the busy key")
+        .unwrap()
+        .expect("scheduled before");
+    tokio::time::timeout(five, after)
+        .await
+        .expect("not held back by the busy key")
+        .unwrap()
+        .expect("scheduled after");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!busy.is_finished(), "x is still held");
+
+    release_x.send(()).unwrap();
+    tokio::task::block_in_place(|| x.join().unwrap());
+    let outcome = busy.await.unwrap().expect("x's write, deferred");
+    assert!(outcome.contains("INC-2026-0002"), "{outcome}");
+    store.close().await;
+}
+
+/// PostgreSQL closes the store's sessions (a failover, an idle timeout, an operator): the next
+/// write runs again on a new session and succeeds; so does the next read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_and_reads_survive_their_sessions_being_terminated() {
+    let Some(cluster) = pg::shared_or_skip("terminated") else {
+        return;
+    };
+    let url = tokio::task::block_in_place(|| cluster.create_database("terminated"));
+    let store = open_pg(&url).await;
+    let (_, at, body) = &recorded_webhooks()[0];
+    ingest(&store, body, *at).await.expect("first");
+    store.ping().await.expect("ping");
+    let config = pg_config(&url);
+    let killed: i64 = tokio::task::spawn_blocking(move || {
+        let mut c = incidentd::store::postgres::connect(&config).unwrap();
+        c.query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    })
+    .await
+    .unwrap();
+    assert!(killed >= 1, "the store's sessions were open");
+    ingest(&store, body, *at + Duration::seconds(1))
+        .await
+        .expect("run again on a new session");
+    let page = store
+        .list_incidents(ListFilter {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("read on a new session");
+    assert_eq!(page.incidents[0].notifications.received, 2);
+    store.close().await;
+}
