@@ -151,11 +151,15 @@ free_port() {
 # (fsync, synchronous_commit on) and enough connections for two replicas' pools.
 start_postgres() {
     pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
-    command -v initdb >/dev/null && pg_bin=$(dirname "$(command -v initdb)")
+    # initdb on PATH may be a symlink into the real directory, which also has psql.
+    command -v initdb >/dev/null && pg_bin=$(dirname "$(readlink -f "$(command -v initdb)")")
     [[ -x $pg_bin/initdb ]] || die "the -pg targets need initdb and pg_ctl (Debian package postgresql)"
     pg_dir=$work/pg
     mkdir -p "$pg_dir"
-    ((EUID == 0)) && chown postgres: "$pg_dir"
+    if ((EUID == 0)); then
+        chown postgres: "$pg_dir"
+        chmod o+x "$work" # mktemp's 0700 would keep the postgres user out
+    fi
     pg_port=$(free_port)
     as_pg "$pg_bin/initdb" -D "$pg_dir/cluster" -A trust -U bench >"$pg_dir/initdb.log" 2>&1 ||
         die "initdb failed (see $pg_dir/initdb.log)"

@@ -190,8 +190,15 @@ async fn start_stack_with(
                 }
             }
             // The second replica waits this long for the first one's notification log before
-            // sending itself (15s by default); short, so the test stays short.
-            args.push("--cluster.peer-timeout=2s".into());
+            // sending itself (15s by default); short, so the test stays short. With two
+            // incidentd replicas, so short that both Alertmanagers deliver nearly every
+            // notification, each to its own replica at about the same moment: HA duplicates
+            // racing through two replicas into one database.
+            if second.is_some() {
+                args.push("--cluster.peer-timeout=1ms".into());
+            } else {
+                args.push("--cluster.peer-timeout=2s".into());
+            }
             args.push("--cluster.settle-timeout=5s".into());
         }
         alertmanagers.push(Proc::spawn(
@@ -1087,6 +1094,12 @@ async fn two_replicas_on_postgresql_behind_an_alertmanager_ha_pair_make_one_inci
     let (to_a, _) = stack.relay.deliveries();
     eprintln!(
         "{} deliveries to replica a, {} to replica b",
+        to_a.len(),
+        to_b.len()
+    );
+    assert!(
+        !to_a.is_empty() && !to_b.is_empty(),
+        "both replicas took deliveries ({} and {})",
         to_a.len(),
         to_b.len()
     );
