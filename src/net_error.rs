@@ -112,6 +112,22 @@ fn message_without_url(err: &reqwest::Error) -> String {
     }
 }
 
+/// An error and its causes, `: `-separated (for errors whose `Display` shows only the first,
+/// such as rust-postgres'), without repeating a cause the text already ends with.
+pub fn with_causes(e: &(dyn StdError + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

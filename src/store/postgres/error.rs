@@ -62,7 +62,7 @@ impl PgError {
         PgError::Connect {
             target,
             sslmode,
-            message: chain(e),
+            message: crate::net_error::with_causes(e),
             transient: is_transient(e),
         }
     }
@@ -71,26 +71,11 @@ impl PgError {
 impl From<postgres::Error> for PgError {
     fn from(e: postgres::Error) -> Self {
         PgError::Query {
-            message: chain(&e),
+            message: crate::net_error::with_causes(&e),
             code: e.code().map(|c| c.code().to_owned()),
             transient: is_transient(&e),
         }
     }
-}
-
-/// An error and its causes, `: `-separated (rust-postgres' `Display` shows only the first).
-pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.ends_with(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
 }
 
 /// SQLSTATEs worth retrying: the server going away or coming back, resources running out for a

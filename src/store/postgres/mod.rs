@@ -15,15 +15,14 @@
 //! threads (a dedicated thread or `spawn_blocking`), never directly on the async runtime.
 
 mod db;
-pub mod dsn;
 pub mod error;
 pub mod migrations;
 pub mod pool;
 mod tls;
 pub mod tx;
 
+pub use crate::config::postgres::{Dsn, SslMode};
 pub use db::Db;
-pub use dsn::{Dsn, SslMode};
 pub use error::PgError;
 pub use pool::{Pool, PooledClient};
 
@@ -59,10 +58,4 @@ pub fn connect(config: &PostgresConfig) -> Result<postgres::Client, PgError> {
         ))
         .map_err(failed)?;
     Ok(client)
-}
-
-/// Reads the CA certificates of an `sslrootcert` file (`system`: the Mozilla roots) and says
-/// how many there are; for `check-config`. The error names the file.
-pub fn read_root_certificates(path: &std::path::Path) -> Result<usize, String> {
-    Ok(tls::roots(Some(path))?.len())
 }

@@ -16,7 +16,6 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
@@ -41,8 +40,9 @@ pub(crate) fn connector(
             .map_err(|e| PgError::Tls(e.to_string()))?;
         Ok(Arc::new(ChainOnly(inner)))
     };
-    let roots =
-        |path: Option<&Path>| roots(path).map_err(|e| PgError::Tls(format!("sslrootcert: {e}")));
+    let roots = |path: Option<&Path>| {
+        crate::config::postgres::roots(path).map_err(|e| PgError::Tls(format!("sslrootcert: {e}")))
+    };
     let verifier: Arc<dyn ServerCertVerifier> = match (mode, sslrootcert) {
         (SslMode::Disable | SslMode::Prefer, _) | (SslMode::Require, None) => {
             Arc::new(AnyCertificate(provider.clone()))
@@ -62,30 +62,6 @@ pub(crate) fn connector(
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     Ok(MakeRustlsConnect::new(config))
-}
-
-/// The trust anchors: the certificates of `path` (PEM), or the Mozilla roots. The error says
-/// what is wrong with the file and names it.
-pub(crate) fn roots(path: Option<&Path>) -> Result<RootCertStore, String> {
-    let mut store = RootCertStore::empty();
-    match path {
-        None => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        Some(p) if p == Path::new("system") => {
-            store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned())
-        }
-        Some(path) => {
-            let pem =
-                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            let certs = CertificateDer::pem_slice_iter(&pem)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("{} is not PEM: {e}", path.display()))?;
-            let (added, _ignored) = store.add_parsable_certificates(certs);
-            if added == 0 {
-                return Err(format!("no PEM certificate in {}", path.display()));
-            }
-        }
-    }
-    Ok(store)
 }
 
 /// verify-ca: the chain must be valid; the name in the certificate is not checked.

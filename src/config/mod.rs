@@ -53,6 +53,8 @@
 //! `<integer><unit>` with units `y` (365 days), `w`, `d`, `h`, `m`, `s`, `ms`, each at most once
 //! and largest first (`1h30m`), or `0`.
 
+pub mod postgres;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
@@ -258,9 +260,9 @@ pub enum StorageBackend {
 pub struct PostgresConfig {
     /// The connection string (libpq URI or `key=value`), from `url_file`, `url` or
     /// `INCIDENTD_POSTGRES_URL`.
-    pub url: crate::store::postgres::Dsn,
+    pub url: postgres::Dsn,
     /// `sslmode`: the key, else the connection string's, else `prefer` (as libpq).
-    pub sslmode: crate::store::postgres::SslMode,
+    pub sslmode: postgres::SslMode,
     /// `sslrootcert`: CA certificates (PEM) the server's must chain to, or `system` for the
     /// Mozilla roots; the key (relative to the configuration file), else the connection
     /// string's (relative to the working directory).
@@ -276,7 +278,7 @@ pub struct PostgresConfig {
 impl PostgresConfig {
     /// The defaults around a connection string, with its own sslmode, sslrootcert and
     /// connect timeout where it sets them.
-    pub fn new(url: crate::store::postgres::Dsn) -> PostgresConfig {
+    pub fn new(url: postgres::Dsn) -> PostgresConfig {
         PostgresConfig {
             sslmode: url.sslmode().unwrap_or_default(),
             sslrootcert: url.sslrootcert().map(Path::to_path_buf),
@@ -1171,7 +1173,7 @@ impl Resolver<'_> {
     }
 
     fn postgres(&self, raw: RawPostgres) -> Result<PostgresConfig, ConfigError> {
-        use crate::store::postgres::{Dsn, SslMode};
+        use postgres::{Dsn, SslMode};
         const KEY: &str = "storage.postgres.url";
         let (url, inline) = match (raw.url, raw.url_file) {
             (Some(_), Some(_)) => {
@@ -1232,7 +1234,7 @@ impl Resolver<'_> {
             });
         }
         if let Some(path) = &config.sslrootcert {
-            if let Err(why) = crate::store::postgres::read_root_certificates(path) {
+            if let Err(why) = postgres::read_root_certificates(path) {
                 self.report(self.invalid("storage.postgres.sslrootcert", why));
             }
         }
@@ -1973,13 +1975,13 @@ mod tests {
                 backend: StorageBackend::Postgres,
                 path: "/var/lib/incidentd".into(),
                 postgres: Some(PostgresConfig {
-                    url: crate::store::postgres::Dsn::parse(
+                    url: postgres::Dsn::parse(
                         "postgres://incidentd:fixture-postgres-password@db.example.com:5432/\
                          incidentd?sslmode=verify-full",
                     )
                     .unwrap(),
                     // The key wins over the connection string's verify-full.
-                    sslmode: crate::store::postgres::SslMode::VerifyCa,
+                    sslmode: postgres::SslMode::VerifyCa,
                     sslrootcert: Some(dir.join("postgres-ca.pem")),
                     pool_size: 4,
                     statement_timeout: Duration::from_secs(10),
@@ -2443,7 +2445,7 @@ mod tests {
         let pg = config.storage.postgres.expect("postgres");
         assert_eq!(pg.url.redacted(), "incidentd@db:5432/inc");
         assert_eq!(pg.pool_size, 2);
-        assert_eq!(pg.sslmode, crate::store::postgres::SslMode::Prefer);
+        assert_eq!(pg.sslmode, postgres::SslMode::Prefer);
         assert_eq!(pg.statement_timeout, Duration::from_secs(30));
         assert_eq!(pg.connect_timeout, Duration::from_secs(5));
         assert!(!format!("{pg:?}").contains("env-secret"));
@@ -2459,7 +2461,7 @@ mod tests {
         .expect("loads");
         let pg = config.storage.postgres.expect("postgres");
         assert_eq!(pg.connect_timeout, Duration::from_secs(9));
-        assert_eq!(pg.sslmode, crate::store::postgres::SslMode::Require);
+        assert_eq!(pg.sslmode, postgres::SslMode::Require);
         assert_eq!(pg.pool_size, DEFAULT_POSTGRES_POOL_SIZE);
     }
 
@@ -2472,7 +2474,7 @@ mod tests {
         .expect("loads");
         let pg = config.storage.postgres.expect("postgres");
         assert_eq!(pg.url.redacted(), "incidentd@db.example.com:5432/incidentd");
-        assert_eq!(pg.sslmode, crate::store::postgres::SslMode::VerifyFull);
+        assert_eq!(pg.sslmode, postgres::SslMode::VerifyFull);
     }
 
     #[test]

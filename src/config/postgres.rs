@@ -11,7 +11,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use crate::config::Secret;
+use super::Secret;
+use rustls_pki_types::pem::PemObject;
 
 /// libpq's `sslmode`, all five of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -120,7 +121,7 @@ impl Dsn {
         let sslmode = sslmode.map(|m| m.parse::<SslMode>()).transpose()?;
         let config = postgres::Config::from_str(&rest).map_err(|e| {
             // rust-postgres names the option, never its value.
-            crate::store::postgres::error::chain(&e)
+            crate::net_error::with_causes(&e)
         })?;
         if config.get_hosts().is_empty() {
             return Err("no host: set one, e.g. postgres://incidentd@db:5432/incidentd".into());
@@ -300,6 +301,36 @@ fn split_key_values(s: &str) -> Result<Split, String> {
         }
     }
     Ok((kept.join(" "), sslmode, sslrootcert))
+}
+
+/// The trust anchors: the certificates of `path` (PEM), or the Mozilla roots. The error says
+/// what is wrong with the file and names it.
+pub fn roots(path: Option<&Path>) -> Result<rustls::RootCertStore, String> {
+    let mut store = rustls::RootCertStore::empty();
+    match path {
+        None => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        Some(p) if p == Path::new("system") => {
+            store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned())
+        }
+        Some(path) => {
+            let pem =
+                std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            let certs = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("{} is not PEM: {e}", path.display()))?;
+            let (added, _ignored) = store.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(format!("no PEM certificate in {}", path.display()));
+            }
+        }
+    }
+    Ok(store)
+}
+
+/// Reads the CA certificates of an `sslrootcert` file (`system`: the Mozilla roots) and says
+/// how many there are; for `check-config`. The error names the file.
+pub fn read_root_certificates(path: &Path) -> Result<usize, String> {
+    Ok(roots(Some(path))?.len())
 }
 
 #[cfg(test)]
