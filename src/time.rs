@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 
-use crate::incident::Timestamp;
+/// A point in time, UTC: the domain's `incident::Timestamp` (this module sits below the
+/// domain, so it names the type itself).
+type Timestamp = DateTime<Utc>;
 
 /// A clock: the real one in production, a fixed or scripted one in tests.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
