@@ -886,3 +886,118 @@ async fn writes_and_reads_survive_their_sessions_being_terminated() {
     assert_eq!(page.incidents[0].notifications.received, 2);
     store.close().await;
 }
+
+/// What a node made of a corpus, as far as it is independent of the order of arrival: each
+/// incident by its key, status, span and alerts (ids are handed out in arrival order).
+async fn summary(store: &Store) -> BTreeSet<String> {
+    let page = store
+        .list_incidents(ListFilter {
+            limit: 500,
+            ..ListFilter::default()
+        })
+        .await
+        .expect("list");
+    let mut out = BTreeSet::new();
+    for i in page.incidents {
+        let full = store.incident(&i.id).await.expect("read").expect("exists");
+        let alerts: BTreeSet<String> = full
+            .alerts
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} {} {:?} {:?}",
+                    a.fingerprint, a.starts_at, a.status, a.ends_at
+                )
+            })
+            .collect();
+        out.insert(format!(
+            "{} {:?} fired {} resolved {:?} alerts {alerts:?}",
+            full.key, full.status, full.fired_at, full.resolved_at
+        ));
+    }
+    out
+}
+
+/// The recorded scenario and firings of other services, split at random between two replicas
+/// on one PostgreSQL and delivered concurrently, round after round (bounded): the same
+/// incidents as one node on SQLite that took them in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_corpus_split_at_random_between_two_replicas_makes_the_same_incidents_as_one_node() {
+    let Some(cluster) = pg::shared_or_skip("corpus_split") else {
+        return;
+    };
+    let mut corpus: Vec<(DateTime<Utc>, Vec<u8>)> = recorded_webhooks()
+        .into_iter()
+        .map(|(_, at, body)| (at, body))
+        .collect();
+    let base = t("2026-11-23T02:20:00Z");
+    for (n, service) in ["checkout", "search", "ledger", "payment-service"]
+        .iter()
+        .enumerate()
+    {
+        for k in 0..3 {
+            let starts = base + Duration::seconds(40 * k + n as i64);
+            corpus.push((
+                starts + Duration::seconds(2),
+                variant(
+                    &format!("{n:02}{k:014}"),
+                    &starts.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    service,
+                ),
+            ));
+        }
+    }
+    // One node, in order of receipt.
+    let dir = tempfile::tempdir().unwrap();
+    let one = Store::open_sqlite(dir.path())
+        .unwrap()
+        .with_followups(Arc::new(Rules::default()), planner());
+    let mut ordered = corpus.clone();
+    ordered.sort_by_key(|(at, _)| *at);
+    for (at, body) in &ordered {
+        ingest(&one, body, *at).await.expect("accepted");
+    }
+    let want = summary(&one).await;
+    one.close().await;
+    assert!(want.len() >= 4, "{want:#?}");
+
+    const ROUNDS: u64 = 6;
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..ROUNDS {
+        let name: &'static str = Box::leak(format!("corpus_{round}").into_boxed_str());
+        let url = tokio::task::block_in_place(|| cluster.create_database(name));
+        let (a, b) = (open_pg(&url).await, open_pg(&url).await);
+        let (mut to_a, mut to_b) = (Vec::new(), Vec::new());
+        let mut shuffled = corpus.clone();
+        for i in (1..shuffled.len()).rev() {
+            shuffled.swap(i, (next() % (i as u64 + 1)) as usize);
+        }
+        for item in shuffled {
+            if next() % 2 == 0 {
+                to_a.push(item);
+            } else {
+                to_b.push(item);
+            }
+        }
+        let deliver = |store: Store, items: Vec<(DateTime<Utc>, Vec<u8>)>| {
+            tokio::spawn(async move {
+                for (at, body) in items {
+                    ingest(&store, &body, at).await.expect("accepted");
+                }
+            })
+        };
+        let (ta, tb) = (deliver(a.clone(), to_a), deliver(b.clone(), to_b));
+        ta.await.unwrap();
+        tb.await.unwrap();
+        assert_eq!(summary(&a).await, want, "round {round}: replica a");
+        assert_eq!(summary(&b).await, want, "round {round}: replica b");
+        a.close().await;
+        b.close().await;
+    }
+}
