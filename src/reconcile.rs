@@ -126,7 +126,7 @@ impl Reconciler {
     /// One round: returns how many occurrences it resolved.
     pub async fn round(&mut self, state: &Core) -> Result<usize, ReconcileError> {
         let active = self.active().await?;
-        let firing = state.store.firing_occurrences().await?;
+        let firing = state.store.firing_in_alertmanager().await?;
         let now = state.now();
         let gone = missing(&firing, &active);
         let still: HashSet<&Key> = gone.iter().collect();

@@ -228,7 +228,7 @@ async fn scenarios(store: Store) -> Vec<String> {
     );
 
     // The reconciler's view, and resolving what Alertmanager no longer has.
-    let mut firing = store.firing_occurrences().await.unwrap();
+    let mut firing = store.firing_in_alertmanager().await.unwrap();
     firing.sort();
     note!("firing {firing:?}");
     let gone = vec![(

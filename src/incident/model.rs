@@ -133,9 +133,7 @@ impl Occurrence {
     /// fields as annotations named `grafana.…` ([`crate::alertmanager::grafana_keys`]), and
     /// Grafana sends at least its `silenceURL` with every alert.
     pub fn from_grafana(&self) -> bool {
-        self.annotations
-            .keys()
-            .any(|k| k.starts_with(crate::alertmanager::grafana_keys::PREFIX))
+        raised_by_grafana(&self.annotations)
     }
 
     /// Grafana's values of the rule's queries as the latest notification sent them:
@@ -374,4 +372,12 @@ impl Incident {
     pub fn since_impact_start_seconds(&self, at: Timestamp) -> Option<f64> {
         seconds_between(self.impact_start, Some(at))
     }
+}
+
+/// Whether an alert with these annotations was raised by Grafana-managed alerting (see
+/// [`Occurrence::from_grafana`]).
+pub fn raised_by_grafana(annotations: &LabelSet) -> bool {
+    annotations
+        .keys()
+        .any(|k| k.starts_with(crate::alertmanager::grafana_keys::PREFIX))
 }

@@ -301,8 +301,10 @@ pub trait Reads {
         &mut self,
         incident_id: &str,
     ) -> Result<Vec<(String, String, serde_json::Value)>, StoreError>;
-    /// Every firing occurrence: `(fingerprint, starts_at)`.
-    fn firing_occurrences(&mut self) -> Result<Vec<(String, Timestamp)>, StoreError>;
+    /// Every firing occurrence: `(fingerprint, starts_at, annotations)`.
+    fn firing_occurrences(
+        &mut self,
+    ) -> Result<Vec<(String, Timestamp, incident::LabelSet)>, StoreError>;
     /// The stored rendered draft of an incident.
     fn draft(&mut self, incident_id: &str) -> Result<Option<StoredDraft>, StoreError>;
     /// A trivial query: the database answers.
@@ -772,9 +774,18 @@ impl Store {
             .await
     }
 
-    /// Every firing occurrence: `(fingerprint, starts_at)`.
-    pub async fn firing_occurrences(&self) -> Result<Vec<(String, Timestamp)>, StoreError> {
-        self.read(|r| r.firing_occurrences()).await
+    /// Every firing occurrence that Alertmanager's API can list, `(fingerprint, starts_at)`:
+    /// Grafana-managed alerts reach incidentd from Grafana directly, never through an
+    /// Alertmanager, so their absence there says nothing.
+    pub async fn firing_in_alertmanager(&self) -> Result<Vec<(String, Timestamp)>, StoreError> {
+        self.read(|r| {
+            Ok(r.firing_occurrences()?
+                .into_iter()
+                .filter(|(_, _, annotations)| !incident::raised_by_grafana(annotations))
+                .map(|(fingerprint, starts_at, _)| (fingerprint, starts_at))
+                .collect())
+        })
+        .await
     }
 
     /// A job's current state.

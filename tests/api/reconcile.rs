@@ -46,6 +46,15 @@ async fn a_firing_alert_that_alertmanager_no_longer_has_is_resolved_by_reconcili
     app.set_time(time("2026-11-23T02:30:00Z"));
     app.post_webhook(payload(|_| {})).await;
     app.post_webhook(shop).await;
+    // A Grafana-managed alert (its per-alert fields kept as `grafana.` annotations) never
+    // passes through an Alertmanager: its absence there is no lost resolve.
+    app.post_webhook(payload(|v| {
+        v["alerts"][0]["labels"]["service"] = "grafana-managed".into();
+        v["alerts"][0]["fingerprint"] = "00000000grafana1".into();
+        v["alerts"][0]["annotations"]["grafana.silenceURL"] =
+            "https://grafana.example.com/alerting/silence/new".into();
+    }))
+    .await;
 
     let deadline = Instant::now() + Duration::from_secs(10);
     let incident = loop {
@@ -73,9 +82,12 @@ async fn a_firing_alert_that_alertmanager_no_longer_has_is_resolved_by_reconcili
             .any(|t| t.contains("Alertmanager no longer had it")),
         "{texts:?}"
     );
-    // Alertmanager still has the shop alert: it stays open.
+    // Alertmanager still has the shop alert: it stays open; so does Grafana's.
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(app.incident("INC-2026-0002").await["status"], "open");
+    let grafana = app.incident("INC-2026-0003").await;
+    assert_eq!(grafana["service"], "grafana-managed");
+    assert_eq!(grafana["status"], "open", "{grafana}");
 }
 
 #[tokio::test]

@@ -1047,14 +1047,21 @@ impl Reads for PgReads<'_, '_> {
             .collect()
     }
 
-    fn firing_occurrences(&mut self) -> Result<Vec<(String, Timestamp)>> {
+    fn firing_occurrences(&mut self) -> Result<Vec<(String, Timestamp, LabelSet)>> {
         self.0
             .query(
-                "SELECT fingerprint, starts_at FROM occurrences WHERE status = 'firing'",
+                "SELECT fingerprint, starts_at, annotations FROM occurrences WHERE status = 'firing'",
                 &[],
             )?
             .iter()
-            .map(|r| Ok((r.try_get(0)?, from_micros(r.try_get(1)?))))
+            .map(|r| {
+                let annotations: String = r.try_get(2)?;
+                Ok((
+                    r.try_get(0)?,
+                    from_micros(r.try_get(1)?),
+                    serde_json::from_str(&annotations).unwrap_or_default(),
+                ))
+            })
             .collect()
     }
 

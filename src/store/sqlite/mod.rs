@@ -687,11 +687,21 @@ pub fn prune_incidents(tx: &Transaction, cutoff: Timestamp) -> rusqlite::Result<
         .execute(params![to_micros(cutoff)])
 }
 
-/// Every firing occurrence: `(fingerprint, starts_at)`.
-pub fn firing_occurrences(conn: &Connection) -> rusqlite::Result<Vec<(String, Timestamp)>> {
-    let mut stmt = conn
-        .prepare_cached("SELECT fingerprint, starts_at FROM occurrences WHERE status = 'firing'")?;
-    let rows = stmt.query_map([], |r| Ok((r.get(0)?, from_micros(r.get(1)?))))?;
+/// Every firing occurrence: `(fingerprint, starts_at, annotations)`.
+pub fn firing_occurrences(
+    conn: &Connection,
+) -> rusqlite::Result<Vec<(String, Timestamp, LabelSet)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT fingerprint, starts_at, annotations FROM occurrences WHERE status = 'firing'",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        let annotations: String = r.get(2)?;
+        Ok((
+            r.get(0)?,
+            from_micros(r.get(1)?),
+            serde_json::from_str(&annotations).unwrap_or_default(),
+        ))
+    })?;
     rows.collect()
 }
 
@@ -935,7 +945,7 @@ impl Reads for SqliteReads<'_> {
         Ok(jobs::of_incident(self.0, incident_id)?)
     }
 
-    fn firing_occurrences(&mut self) -> Result<Vec<(String, Timestamp)>, StoreError> {
+    fn firing_occurrences(&mut self) -> Result<Vec<(String, Timestamp, LabelSet)>, StoreError> {
         Ok(firing_occurrences(self.0)?)
     }
 
