@@ -491,12 +491,18 @@ async fn run(setup: Setup) {
         "did not list the rule",
         "rules API was not asked",
         "no alerting rules at all",
+        // vmalert's generatorURL is its rule's page, not a Prometheus graph.
+        "Alert expression in Prometheus",
     ] {
         assert!(
             !draft.contains(unknown),
             "the draft says {unknown:?}:\n{draft}"
         );
     }
+    assert!(
+        draft.contains("**Alert rule in vmalert** (DatabaseConnectionPoolHigh)"),
+        "{draft}"
+    );
 
     if !proxy {
         // The misconfiguration is logged once, naming the likely cause.

@@ -456,8 +456,10 @@ pub struct RelatedRow {
 pub struct References {
     pub runbooks: Vec<Reference>,
     pub dashboards: Vec<Reference>,
-    /// Prometheus's (or vmalert's) generatorURL of each alert.
+    /// Prometheus's generatorURL of each alert: a graph of its expression.
     pub alert_sources: Vec<Reference>,
+    /// vmalert's generatorURL: the alert's rule as vmalert serves it.
+    pub vmalert_rules: Vec<Reference>,
     /// A Grafana-managed alert's generatorURL: its alert rule's page in Grafana.
     pub grafana_rules: Vec<Reference>,
     pub prometheus_graph: Option<String>,
@@ -1466,6 +1468,7 @@ fn references(
     let mut dashboards: Vec<Reference> = Vec::new();
     let mut sources: Vec<Reference> = Vec::new();
     let mut grafana_rules: Vec<Reference> = Vec::new();
+    let mut vmalert_rules: Vec<Reference> = Vec::new();
     let add = |list: &mut Vec<Reference>, name: &str, url: &str| {
         if let Some(existing) = list.iter_mut().find(|r| r.url == url) {
             if !existing.label.split(", ").any(|l| l == name) {
@@ -1495,6 +1498,8 @@ fn references(
         if !a.generator_url.is_empty() {
             let list = if a.from_grafana() {
                 &mut grafana_rules
+            } else if crate::prometheus::VmalertUrls::parse(&a.generator_url).is_some() {
+                &mut vmalert_rules
             } else {
                 &mut sources
             };
@@ -1553,6 +1558,7 @@ fn references(
         dashboards,
         alert_sources: sources,
         grafana_rules,
+        vmalert_rules,
         prometheus_graph,
         alertmanager,
         incident_api: match &settings.external_url {
