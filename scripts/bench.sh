@@ -155,7 +155,9 @@ start_postgres() {
     [[ -x $pg_bin/initdb ]] || die "the -pg targets need initdb and pg_ctl (Debian package postgresql)"
     pg_dir=$work/pg
     mkdir -p "$pg_dir"
-    ((EUID == 0)) && chown postgres: "$pg_dir"
+    # As root, initdb runs as postgres, which must be able to reach the cluster under $work
+    # (mktemp -d makes it 0700).
+    ((EUID == 0)) && chmod 711 "$work" && chown postgres: "$pg_dir"
     pg_port=$(free_port)
     as_pg "$pg_bin/initdb" -D "$pg_dir/cluster" -A trust -U bench >"$pg_dir/initdb.log" 2>&1 ||
         die "initdb failed (see $pg_dir/initdb.log)"
