@@ -151,7 +151,7 @@ free_port() {
 # (fsync, synchronous_commit on) and enough connections for two replicas' pools.
 start_postgres() {
     pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
-    command -v initdb >/dev/null && pg_bin=$(dirname "$(command -v initdb)")
+    command -v initdb >/dev/null && pg_bin=$(dirname "$(readlink -f "$(command -v initdb)")")
     [[ -x $pg_bin/initdb ]] || die "the -pg targets need initdb and pg_ctl (Debian package postgresql)"
     pg_dir=$work/pg
     mkdir -p "$pg_dir"
