@@ -6,7 +6,8 @@
 //! failure rolls back only that caller's changes; the first caller's needs none, see
 //! `try_batch`), commits once and only then answers every caller. Unlike SQLite, several
 //! writers (up to [`MAX_WRITERS`], never more than the pool's size) drain the one queue, each
-//! taking a pooled session per batch, so a slow round trip does not hold every webhook back, and concurrent webhooks still share commits.
+//! taking a pooled session per batch, so a slow round trip does not hold every webhook back,
+//! and concurrent webhooks still share commits.
 //!
 //! Retries: when the whole transaction fails transiently (serialization failure, deadlock,
 //! the connection lost, PostgreSQL restarting or unreachable), the batch is run again from
