@@ -3,10 +3,11 @@
 //!
 //! As SQLite's writer (`store/sqlite/writer.rs`): callers queue their work; a writer drains
 //! what is queued into one transaction (each caller's work inside its own savepoint, so one
-//! failure rolls back only that caller's changes), commits once and only then answers every
-//! caller. Unlike SQLite, several writers (up to [`MAX_WRITERS`], never more than the pool's
-//! size) drain the one queue, each taking a pooled session per batch, so a slow round trip
-//! does not hold every webhook back, and concurrent webhooks still share commits.
+//! failure rolls back only that caller's changes; the first caller's needs none, see
+//! `try_batch`), commits once and only then answers every caller. Unlike SQLite, several
+//! writers (up to [`MAX_WRITERS`], never more than the pool's size) drain the one queue, each
+//! taking a pooled session per batch, so a slow round trip does not hold every webhook back,
+//! and concurrent webhooks still share commits.
 //!
 //! Retries: when the whole transaction fails transiently (serialization failure, deadlock,
 //! the connection lost, PostgreSQL restarting or unreachable), the batch is run again from
@@ -32,7 +33,7 @@ use std::time::{Duration, Instant};
 use postgres::IsolationLevel;
 use tokio::sync::{mpsc, oneshot};
 
-use super::tx::{PgReads, PgTx};
+use super::tx::{Conn, PgReads, PgTx};
 use super::{migrations, Pool};
 use crate::config::PostgresConfig;
 use crate::store::StoreError;
@@ -178,12 +179,13 @@ impl Db {
                 tries += 1;
                 let mut client = pool.get()?;
                 let result = (|| {
-                    let mut tx = client
+                    let (session, stmts) = client.parts();
+                    let mut tx = session
                         .build_transaction()
                         .isolation_level(IsolationLevel::RepeatableRead)
                         .read_only(true)
                         .start()?;
-                    let out = f(&mut PgReads(&mut tx))?;
+                    let out = f(&mut PgReads(Conn::new(&mut tx, stmts)))?;
                     tx.commit()?;
                     Ok(out)
                 })();
@@ -325,26 +327,55 @@ fn run_batch(pool: &Pool, mut batch: Vec<Op>) -> Vec<Op> {
     }
 }
 
-fn try_batch(pool: &Pool, batch: &mut [Op]) -> Result<Vec<Fate>, StoreError> {
-    let mut client = pool.get()?;
-    let mut tx = client
+fn begin<'c>(session: &'c mut postgres::Client) -> Result<postgres::Transaction<'c>, StoreError> {
+    Ok(session
         .build_transaction()
         .isolation_level(IsolationLevel::ReadCommitted)
-        .start()?;
+        .start()?)
+}
+
+/// Savepoints cost a round trip each, so they are only taken where needed: an operation runs
+/// inside savepoint `op` only when earlier operations' work is in the transaction (its
+/// failure then rolls back to the savepoint); the first operation, or one after such a
+/// restart, runs without one, and its failure rolls back the whole transaction, which then
+/// starts again empty. A succeeded operation's savepoint is released together with the next
+/// one's creation (one round trip), and the last one is committed with the transaction.
+fn try_batch(pool: &Pool, batch: &mut [Op]) -> Result<Vec<Fate>, StoreError> {
+    let mut client = pool.get()?;
+    let (session, stmts) = client.parts();
+    let mut tx = begin(session)?;
     let mut fates = Vec::with_capacity(batch.len());
+    // Work of earlier operations is in the transaction.
+    let mut kept = false;
+    // Savepoint `op` is open (its operation succeeded; released with the next SAVEPOINT).
+    let mut open = false;
     for (i, op) in batch.iter_mut().enumerate() {
-        tx.batch_execute("SAVEPOINT op")?;
+        let in_savepoint = kept;
+        if in_savepoint {
+            tx.batch_execute(if open {
+                "RELEASE op; SAVEPOINT op"
+            } else {
+                "SAVEPOINT op"
+            })?;
+            open = true;
+        }
         // Only the first operation waits for a busy lock: it holds nothing yet.
-        let mut pgtx = PgTx::new(&mut tx, i == 0);
+        let mut pgtx = PgTx::new(Conn::new(&mut tx, stmts), i == 0);
         let ran = (op.run)(&mut pgtx);
         let blocked = pgtx.blocked;
         match ran {
             Ran::Ok => {
-                tx.batch_execute("RELEASE op")?;
+                kept = true;
                 fates.push(Fate::Answer);
             }
             Ran::Failed { transient } => {
-                tx.batch_execute("ROLLBACK TO op; RELEASE op")?;
+                if in_savepoint {
+                    tx.batch_execute("ROLLBACK TO op; RELEASE op")?;
+                    open = false;
+                } else {
+                    tx.rollback()?;
+                    tx = begin(session)?;
+                }
                 if blocked {
                     fates.push(Fate::Defer);
                 } else if transient && op.retries < OP_RETRIES {
@@ -355,6 +386,12 @@ fn try_batch(pool: &Pool, batch: &mut [Op]) -> Result<Vec<Fate>, StoreError> {
                 }
             }
         }
+    }
+    if kept {
+        // PostgreSQL answers COMMIT of a failed transaction with a quiet ROLLBACK: were an
+        // operation ever to swallow an SQL error and report success, its callers would get a
+        // 2xx for work that is gone. One statement first fails loudly in that state.
+        tx.batch_execute("SELECT 1")?;
     }
     tx.commit()?;
     Ok(fates)

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use postgres::Client;
 
+use super::tx::StmtCache;
 use super::{connect, PgError};
 use crate::config::PostgresConfig;
 
@@ -21,8 +22,11 @@ struct Inner {
     freed: Condvar,
 }
 
+/// A session and the statements prepared on it (they live and die with it).
+type Session = (Client, StmtCache);
+
 struct State {
-    idle: Vec<Client>,
+    idle: Vec<Session>,
     /// Sessions open or being opened: idle plus handed out plus connecting.
     open: usize,
 }
@@ -59,19 +63,19 @@ impl Pool {
         let wait = config.connect_timeout.max(config.statement_timeout);
         let mut state = self.lock();
         loop {
-            while let Some(client) = state.idle.pop() {
+            while let Some((client, stmts)) = state.idle.pop() {
                 if client.is_closed() {
                     // The server closed it (restart, idle timeout): drop it, open another.
                     state.open -= 1;
                     continue;
                 }
-                return Ok(self.wrap(client));
+                return Ok(self.wrap(client, stmts));
             }
             if state.open < config.pool_size.max(1) {
                 state.open += 1;
                 drop(state);
                 return match connect(config) {
-                    Ok(client) => Ok(self.wrap(client)),
+                    Ok(client) => Ok(self.wrap(client, StmtCache::default())),
                     Err(e) => {
                         self.lock().open -= 1;
                         self.0.freed.notify_one();
@@ -95,10 +99,11 @@ impl Pool {
         }
     }
 
-    fn wrap(&self, client: Client) -> PooledClient {
+    fn wrap(&self, client: Client, stmts: StmtCache) -> PooledClient {
         PooledClient {
             pool: self.clone(),
             client: Some(client),
+            stmts,
         }
     }
 
@@ -112,12 +117,12 @@ impl Pool {
         self.lock().idle.len()
     }
 
-    fn give_back(&self, client: Client, discard: bool) {
+    fn give_back(&self, client: Client, stmts: StmtCache, discard: bool) {
         let mut state = self.lock();
         if discard || client.is_closed() {
             state.open -= 1;
         } else {
-            state.idle.push(client);
+            state.idle.push((client, stmts));
         }
         drop(state);
         self.0.freed.notify_one();
@@ -128,6 +133,8 @@ impl Pool {
 pub struct PooledClient {
     pool: Pool,
     client: Option<Client>,
+    /// The statements prepared on this session, kept with it in the pool.
+    stmts: StmtCache,
 }
 
 impl PooledClient {
@@ -135,8 +142,18 @@ impl PooledClient {
     /// failure in the middle of a protocol exchange).
     pub fn discard(mut self) {
         if let Some(client) = self.client.take() {
-            self.pool.give_back(client, true);
+            let stmts = std::mem::take(&mut self.stmts);
+            self.pool.give_back(client, stmts, true);
         }
+    }
+
+    /// The session and its statement cache, borrowed together (a transaction borrows the
+    /// session while its statements come from the cache).
+    pub fn parts(&mut self) -> (&mut Client, &mut StmtCache) {
+        (
+            self.client.as_mut().expect("present until dropped"),
+            &mut self.stmts,
+        )
     }
 }
 
@@ -156,7 +173,8 @@ impl DerefMut for PooledClient {
 impl Drop for PooledClient {
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
-            self.pool.give_back(client, false);
+            let stmts = std::mem::take(&mut self.stmts);
+            self.pool.give_back(client, stmts, false);
         }
     }
 }

@@ -20,9 +20,11 @@
 //! (`pg_advisory_xact_lock` on each correlation key), and every other write is a single-row
 //! upsert or update.
 
+use std::collections::HashMap;
+
 use chrono::{Datelike, Duration};
 use postgres::types::ToSql;
-use postgres::{GenericClient, Row};
+use postgres::{Row, Statement};
 
 use crate::alertmanager::ValidNotification;
 use crate::incident::*;
@@ -72,6 +74,70 @@ fn bad_column(what: &str, value: &str) -> StoreError {
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The statements prepared on one session, by SQL text. Kept with the session in the pool and
+/// dropped with it, so each statement is parsed once per session instead of once per call (a
+/// round trip saved on every statement). The SQL texts are a fixed set, so it stays small.
+#[derive(Default)]
+pub struct StmtCache(HashMap<String, Statement>);
+
+impl StmtCache {
+    /// Statements cached.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A transaction and its session's prepared statements: runs SQL text as cached statements.
+pub struct Conn<'a, 'c> {
+    tx: &'a mut postgres::Transaction<'c>,
+    stmts: &'a mut StmtCache,
+}
+
+type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
+
+impl<'a, 'c> Conn<'a, 'c> {
+    pub fn new(tx: &'a mut postgres::Transaction<'c>, stmts: &'a mut StmtCache) -> Self {
+        Conn { tx, stmts }
+    }
+
+    /// The statement for `sql`, prepared on this session the first time it is asked for.
+    /// (Prepared statements are not transactional: one prepared in a transaction that rolls
+    /// back stays valid.)
+    fn prepare(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
+        if let Some(s) = self.stmts.0.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.tx.prepare(sql)?;
+        self.stmts.0.insert(sql.to_owned(), s.clone());
+        Ok(s)
+    }
+
+    fn query(&mut self, sql: &str, params: Params) -> Result<Vec<Row>, postgres::Error> {
+        let s = self.prepare(sql)?;
+        self.tx.query(&s, params)
+    }
+
+    fn query_opt(&mut self, sql: &str, params: Params) -> Result<Option<Row>, postgres::Error> {
+        let s = self.prepare(sql)?;
+        self.tx.query_opt(&s, params)
+    }
+
+    fn query_one(&mut self, sql: &str, params: Params) -> Result<Row, postgres::Error> {
+        let s = self.prepare(sql)?;
+        self.tx.query_one(&s, params)
+    }
+
+    fn execute(&mut self, sql: &str, params: Params) -> Result<u64, postgres::Error> {
+        let s = self.prepare(sql)?;
+        self.tx.execute(&s, params)
+    }
+}
 
 const OCCURRENCE_COLUMNS: &str = "fingerprint, starts_at, status, ends_at, alertname, labels, \
      annotations, generator_url, group_key, first_seen_at, last_seen_at, resolved_by, incident_id";
@@ -145,7 +211,7 @@ fn event_from_row(r: &Row) -> Result<TimelineEvent> {
     })
 }
 
-fn incident_by_id(c: &mut impl GenericClient, id: &str) -> Result<Option<Incident>> {
+fn incident_by_id(c: &mut Conn<'_, '_>, id: &str) -> Result<Option<Incident>> {
     c.query_opt(
         &format!("SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1"),
         &[&id],
@@ -154,7 +220,7 @@ fn incident_by_id(c: &mut impl GenericClient, id: &str) -> Result<Option<Inciden
     .transpose()
 }
 
-fn members(c: &mut impl GenericClient, id: &str) -> Result<Vec<Occurrence>> {
+fn members(c: &mut Conn<'_, '_>, id: &str) -> Result<Vec<Occurrence>> {
     c.query(
         &format!(
             "SELECT {OCCURRENCE_COLUMNS} FROM occurrences WHERE incident_id = $1 \
@@ -168,11 +234,7 @@ fn members(c: &mut impl GenericClient, id: &str) -> Result<Vec<Occurrence>> {
 }
 
 /// The timeline: all of it, or only the rows a person wrote (`human`) or only derived ones.
-fn timeline(
-    c: &mut impl GenericClient,
-    id: &str,
-    human: Option<bool>,
-) -> Result<Vec<TimelineEvent>> {
+fn timeline(c: &mut Conn<'_, '_>, id: &str, human: Option<bool>) -> Result<Vec<TimelineEvent>> {
     let rows = match human {
         None => c.query(
             "SELECT at, kind, actor, text FROM timeline WHERE incident_id = $1 ORDER BY at, id",
@@ -188,7 +250,7 @@ fn timeline(
 }
 
 /// An incident with its alerts and its whole stored timeline.
-fn full_incident(c: &mut impl GenericClient, id: &str) -> Result<Option<Incident>> {
+fn full_incident(c: &mut Conn<'_, '_>, id: &str) -> Result<Option<Incident>> {
     let Some(mut incident) = incident_by_id(c, id)? else {
         return Ok(None);
     };
@@ -200,7 +262,7 @@ fn full_incident(c: &mut impl GenericClient, id: &str) -> Result<Option<Incident
 /// The correlator's view of the database inside one write transaction, and the store's
 /// writes. Made by the engine (`db.rs`) for each operation of a batch.
 pub struct PgTx<'a, 'c> {
-    pub(super) tx: &'a mut postgres::Transaction<'c>,
+    c: Conn<'a, 'c>,
     pub(super) now: Timestamp,
     /// Whether a busy advisory lock is waited for: only by the first operation of a batch,
     /// which holds nothing yet. Later ones only try, so that two batches never wait for each
@@ -212,9 +274,9 @@ pub struct PgTx<'a, 'c> {
 }
 
 impl<'a, 'c> PgTx<'a, 'c> {
-    pub(super) fn new(tx: &'a mut postgres::Transaction<'c>, may_wait: bool) -> Self {
+    pub(super) fn new(c: Conn<'a, 'c>, may_wait: bool) -> Self {
         PgTx {
-            tx,
+            c,
             now: chrono::Utc::now(),
             may_wait,
             blocked: false,
@@ -225,13 +287,13 @@ impl<'a, 'c> PgTx<'a, 'c> {
         for name in names {
             let name = name.as_ref();
             if self.may_wait {
-                self.tx.execute(
+                self.c.execute(
                     "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
                     &[&name],
                 )?;
             } else {
                 let got: bool = self
-                    .tx
+                    .c
                     .query_one(
                         "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))",
                         &[&name],
@@ -260,7 +322,7 @@ impl Repo for PgTx<'_, '_> {
         fingerprint: &str,
         starts_at: Timestamp,
     ) -> Result<Option<(Occurrence, String)>> {
-        self.tx
+        self.c
             .query_opt(
                 &format!(
                     "SELECT {OCCURRENCE_COLUMNS} FROM occurrences \
@@ -284,7 +346,7 @@ impl Repo for PgTx<'_, '_> {
         });
         let reach_start =
             to_micros(start).saturating_sub(window.num_microseconds().unwrap_or(i64::MAX));
-        let rows = self.tx.query(
+        let rows = self.c.query(
             "SELECT id FROM incidents WHERE key = $1 AND fired_at <= $2 \
              AND (span_end IS NULL OR span_end >= $3) ORDER BY seq",
             &[&key, &reach_end, &reach_start],
@@ -296,22 +358,22 @@ impl Repo for PgTx<'_, '_> {
     }
 
     fn load(&mut self, id: &str) -> Result<Option<Incident>> {
-        let Some(mut incident) = incident_by_id(self.tx, id)? else {
+        let Some(mut incident) = incident_by_id(&mut self.c, id)? else {
             return Ok(None);
         };
-        incident.alerts = members(self.tx, id)?;
-        incident.timeline = timeline(self.tx, id, Some(true))?;
+        incident.alerts = members(&mut self.c, id)?;
+        incident.timeline = timeline(&mut self.c, id, Some(true))?;
         Ok(Some(incident))
     }
 
     fn history(&mut self, id: &str) -> Result<Vec<TimelineEvent>> {
-        timeline(self.tx, id, Some(false))
+        timeline(&mut self.c, id, Some(false))
     }
 
     fn next_id(&mut self, now: Timestamp) -> Result<String> {
         self.lock_names(&[SEQ_LOCK_NAME])?;
         let n: i64 = self
-            .tx
+            .c
             .query_one(
                 "INSERT INTO incident_sequences (year, last) VALUES ($1, 1) \
                  ON CONFLICT (year) DO UPDATE SET last = incident_sequences.last + 1 \
@@ -375,7 +437,7 @@ impl Repo for PgTx<'_, '_> {
             &version,
             &now,
         ];
-        let updated = self.tx.execute(
+        let updated = self.c.execute(
             "UPDATE incidents SET key = $2, title = $3, status = $4, severity = $5, \
                service = $6, impact_start = $7, impact_start_method = $8, fired_at = $9, \
                detected_at = $10, acknowledged_at = $11, acknowledged_by = $12, \
@@ -387,7 +449,7 @@ impl Repo for PgTx<'_, '_> {
         if updated == 0 {
             // A new incident: numbered under the lock its id was allocated under.
             self.lock_names(&[SEQ_LOCK_NAME])?;
-            self.tx.execute(
+            self.c.execute(
                 "INSERT INTO incidents (id, seq, key, title, status, severity, service, \
                    impact_start, impact_start_method, fired_at, detected_at, acknowledged_at, \
                    acknowledged_by, resolved_at, resolved_by, span_end, reopen_count, received, \
@@ -397,7 +459,7 @@ impl Repo for PgTx<'_, '_> {
                 &params,
             )?;
         }
-        let upsert = self.tx.prepare(
+        const UPSERT: &str =
             "INSERT INTO occurrences (fingerprint, starts_at, incident_id, status, ends_at, \
                alertname, labels, annotations, generator_url, group_key, first_seen_at, \
                last_seen_at, resolved_by) \
@@ -406,11 +468,10 @@ impl Repo for PgTx<'_, '_> {
                incident_id = EXCLUDED.incident_id, status = EXCLUDED.status, \
                ends_at = EXCLUDED.ends_at, annotations = EXCLUDED.annotations, \
                first_seen_at = EXCLUDED.first_seen_at, last_seen_at = EXCLUDED.last_seen_at, \
-               resolved_by = EXCLUDED.resolved_by",
-        )?;
+               resolved_by = EXCLUDED.resolved_by";
         for o in members {
-            self.tx.execute(
-                &upsert,
+            self.c.execute(
+                UPSERT,
                 &[
                     &o.fingerprint,
                     &to_micros(o.starts_at),
@@ -429,21 +490,19 @@ impl Repo for PgTx<'_, '_> {
             )?;
         }
         // Human rows are rewritten as given; derived rows are history and only ever appended.
-        self.tx.execute(
+        self.c.execute(
             "DELETE FROM timeline WHERE incident_id = $1 AND human",
             &[&incident.id],
         )?;
         if incident.timeline.is_empty() && appended.is_empty() {
             return Ok(());
         }
-        let insert = self.tx.prepare(
-            "INSERT INTO timeline (incident_id, at, kind, actor, text, human) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )?;
+        const INSERT: &str = "INSERT INTO timeline (incident_id, at, kind, actor, text, human) \
+             VALUES ($1, $2, $3, $4, $5, $6)";
         for (events, human) in [(&incident.timeline[..], true), (appended, false)] {
             for e in events {
-                self.tx.execute(
-                    &insert,
+                self.c.execute(
+                    INSERT,
                     &[
                         &incident.id,
                         &to_micros(e.at),
@@ -459,7 +518,7 @@ impl Repo for PgTx<'_, '_> {
     }
 
     fn seen(&mut self, fingerprint: &str, starts_at: Timestamp) -> Result<Option<Seen>> {
-        let Some(r) = self.tx.query_opt(
+        let Some(r) = self.c.query_opt(
             "SELECT incident_id, status, ends_at, first_seen_at, annotations FROM occurrences \
              WHERE fingerprint = $1 AND starts_at = $2",
             &[&fingerprint, &to_micros(starts_at)],
@@ -488,13 +547,13 @@ impl Repo for PgTx<'_, '_> {
     ) -> Result<()> {
         let (fp, start, at) = (fingerprint, to_micros(starts_at), to_micros(at));
         match annotations {
-            None => self.tx.execute(
+            None => self.c.execute(
                 "UPDATE occurrences SET first_seen_at = LEAST(first_seen_at, $3), \
                  last_seen_at = GREATEST(last_seen_at, $3) \
                  WHERE fingerprint = $1 AND starts_at = $2",
                 &[&fp, &start, &at],
             )?,
-            Some(a) => self.tx.execute(
+            Some(a) => self.c.execute(
                 "UPDATE occurrences SET first_seen_at = LEAST(first_seen_at, $3), \
                  last_seen_at = GREATEST(last_seen_at, $3), annotations = $4 \
                  WHERE fingerprint = $1 AND starts_at = $2",
@@ -505,7 +564,7 @@ impl Repo for PgTx<'_, '_> {
     }
 
     fn count(&mut self, incident_id: &str, counts: NotificationCounts) -> Result<()> {
-        self.tx.execute(
+        self.c.execute(
             "UPDATE incidents SET received = received + $2, duplicate = duplicate + $3, \
              stale = stale + $4 WHERE id = $1",
             &[
@@ -543,36 +602,47 @@ impl Tx for PgTx<'_, '_> {
         body: &[u8],
         received_at: Timestamp,
     ) -> Result<()> {
-        let known = self
-            .tx
-            .query_opt("SELECT id FROM payloads WHERE hash = $1", &[&hash])?;
-        let payload_id: i64 = match known {
-            Some(r) => r.try_get(0)?,
-            None => {
-                // Another replica may store the same body meanwhile: then use its row.
-                let inserted = self.tx.query_opt(
-                    "INSERT INTO payloads (hash, body) VALUES ($1, $2) \
-                     ON CONFLICT (hash) DO NOTHING RETURNING id",
-                    &[&hash, &body],
-                )?;
-                match inserted {
-                    Some(r) => r.try_get(0)?,
-                    None => self
-                        .tx
-                        .query_one("SELECT id FROM payloads WHERE hash = $1", &[&hash])?
-                        .try_get(0)?,
-                }
-            }
-        };
-        self.tx.execute(
-            "INSERT INTO notifications (received_at, receiver, status, group_key, alerts, \
-             payload_id) VALUES ($1, $2, $3, $4, $5, $6)",
+        let (at, alerts) = (to_micros(received_at), n.alerts.len() as i64);
+        // One round trip in the usual cases: the body is stored already, or this stores it.
+        // (The statement's snapshot misses a row another replica commits meanwhile: then the
+        // insert of the body does nothing and neither does the notification's; see below.)
+        let recorded = self.c.query_opt(
+            "WITH known AS (SELECT id FROM payloads WHERE hash = $1), \
+             stored AS (INSERT INTO payloads (hash, body) SELECT $1::bytea, $2::bytea \
+               WHERE NOT EXISTS (SELECT 1 FROM known) ON CONFLICT (hash) DO NOTHING RETURNING id), \
+             payload AS (SELECT id FROM known UNION ALL SELECT id FROM stored) \
+             INSERT INTO notifications (received_at, receiver, status, group_key, alerts, \
+               payload_id) \
+             SELECT $3::bigint, $4::text, $5::text, $6::text, $7::bigint, id FROM payload LIMIT 1 \
+             RETURNING payload_id",
             &[
-                &to_micros(received_at),
+                &hash,
+                &body,
+                &at,
                 &n.receiver,
                 &n.status.as_str(),
                 &n.group_key,
-                &(n.alerts.len() as i64),
+                &alerts,
+            ],
+        )?;
+        if recorded.is_some() {
+            return Ok(());
+        }
+        // Another replica stored the same body after this statement's snapshot was taken (the
+        // insert waited for it, then did nothing): a new statement sees its row.
+        let payload_id: i64 = self
+            .c
+            .query_one("SELECT id FROM payloads WHERE hash = $1", &[&hash])?
+            .try_get(0)?;
+        self.c.execute(
+            "INSERT INTO notifications (received_at, receiver, status, group_key, alerts, \
+             payload_id) VALUES ($1, $2, $3, $4, $5, $6)",
+            &[
+                &at,
+                &n.receiver,
+                &n.status.as_str(),
+                &n.group_key,
+                &alerts,
                 &payload_id,
             ],
         )?;
@@ -583,7 +653,7 @@ impl Tx for PgTx<'_, '_> {
         let (run_at, now) = (to_micros(job.run_at), to_micros(job.now));
         if job.coalesce {
             // Join the pending job without touching the identity sequence (an upsert would).
-            let joined = self.tx.query_opt(
+            let joined = self.c.query_opt(
                 "UPDATE jobs SET run_at = LEAST(run_at, $3) \
                  WHERE kind = $1 AND incident_id = $2 AND \"coalesce\" AND state = 'pending' \
                  RETURNING id",
@@ -594,7 +664,7 @@ impl Tx for PgTx<'_, '_> {
             }
         }
         Ok(self
-            .tx
+            .c
             .query_one(
                 "INSERT INTO jobs (kind, incident_id, payload, \"coalesce\", state, run_at, \
                    created_at) VALUES ($1, $2, $3, $4, 'pending', $5, $6) \
@@ -623,7 +693,7 @@ impl Tx for PgTx<'_, '_> {
         holder: &str,
         lease_until: Timestamp,
     ) -> Result<Option<Job>> {
-        let row = self.tx.query_opt(
+        let row = self.c.query_opt(
             "SELECT id, kind, incident_id, payload, attempts, run_at FROM jobs j \
              WHERE kind = $2 AND ((state = 'pending' AND run_at <= $1) \
                    OR (state = 'running' AND lease_until < $1)) \
@@ -637,7 +707,7 @@ impl Tx for PgTx<'_, '_> {
             return Ok(None);
         };
         let job = job_from_row(&row)?;
-        self.tx.execute(
+        self.c.execute(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, holder = $2, \
              lease_until = $3 WHERE id = $1",
             &[&job.id, &holder, &to_micros(lease_until)],
@@ -646,7 +716,7 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn renew_job(&mut self, id: i64, holder: &str, lease_until: Timestamp) -> Result<bool> {
-        let n = self.tx.execute(
+        let n = self.c.execute(
             "UPDATE jobs SET lease_until = $3 WHERE id = $1 AND holder = $2 AND state = 'running'",
             &[&id, &holder, &to_micros(lease_until)],
         )?;
@@ -660,7 +730,7 @@ impl Tx for PgTx<'_, '_> {
         now: Timestamp,
         until: Timestamp,
     ) -> Result<bool> {
-        let n = self.tx.execute(
+        let n = self.c.execute(
             "INSERT INTO leases (name, holder, until) VALUES ($1, $2, $4) \
              ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until \
              WHERE leases.holder = EXCLUDED.holder OR leases.until < $3",
@@ -670,7 +740,7 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn release_lease(&mut self, name: &str, holder: &str) -> Result<()> {
-        self.tx.execute(
+        self.c.execute(
             "DELETE FROM leases WHERE name = $1 AND holder = $2",
             &[&name, &holder],
         )?;
@@ -678,7 +748,7 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn put_draft(&mut self, d: &StoredDraft) -> Result<()> {
-        self.tx.execute(
+        self.c.execute(
             "INSERT INTO drafts (incident_id, markdown, sha256, rendered_at) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (incident_id) DO UPDATE SET \
              markdown = EXCLUDED.markdown, sha256 = EXCLUDED.sha256, \
@@ -694,7 +764,7 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn complete(&mut self, id: i64, now: Timestamp) -> Result<()> {
-        self.tx.execute(
+        self.c.execute(
             "UPDATE jobs SET state = 'done', done_at = $2, last_error = NULL WHERE id = $1",
             &[&id, &to_micros(now)],
         )?;
@@ -710,7 +780,7 @@ impl Tx for PgTx<'_, '_> {
         now: Timestamp,
     ) -> Result<()> {
         if let Some(p) = payload {
-            self.tx.execute(
+            self.c.execute(
                 "UPDATE jobs SET payload = $2 WHERE id = $1",
                 &[&id, &p.to_string()],
             )?;
@@ -718,7 +788,7 @@ impl Tx for PgTx<'_, '_> {
         match retry_in {
             Some(delay) => {
                 // See sqlite/jobs.rs: a coalesced job with a pending sibling is superseded.
-                let sibling = self.tx.query_opt(
+                let sibling = self.c.query_opt(
                     "SELECT s.id FROM jobs j JOIN jobs s ON s.kind = j.kind \
                        AND s.incident_id IS NOT DISTINCT FROM j.incident_id \
                      WHERE j.id = $1 AND j.\"coalesce\" AND s.\"coalesce\" \
@@ -727,7 +797,7 @@ impl Tx for PgTx<'_, '_> {
                 )?;
                 if let Some(by) = sibling {
                     let by: i64 = by.try_get(0)?;
-                    self.tx.execute(
+                    self.c.execute(
                         "UPDATE jobs SET state = 'done', done_at = $2, last_error = $3 \
                          WHERE id = $1",
                         &[
@@ -737,7 +807,7 @@ impl Tx for PgTx<'_, '_> {
                         ],
                     )?;
                 } else {
-                    self.tx.execute(
+                    self.c.execute(
                         "UPDATE jobs SET state = 'pending', run_at = $2, last_error = $3 \
                          WHERE id = $1",
                         &[&id, &to_micros(now + delay), &error],
@@ -745,7 +815,7 @@ impl Tx for PgTx<'_, '_> {
                 }
             }
             None => {
-                self.tx.execute(
+                self.c.execute(
                     "UPDATE jobs SET state = 'failed', done_at = $2, last_error = $3 WHERE id = $1",
                     &[&id, &to_micros(now), &error],
                 )?;
@@ -761,7 +831,7 @@ impl Tx for PgTx<'_, '_> {
         method: ImpactMethod,
         now: Timestamp,
     ) -> Result<bool> {
-        let changed = self.tx.execute(
+        let changed = self.c.execute(
             "UPDATE incidents SET impact_start = $2, impact_start_method = $3, \
                version = version + 1, updated_at = $4 \
              WHERE id = $1 AND fired_at >= $2 \
@@ -783,16 +853,16 @@ impl Tx for PgTx<'_, '_> {
         body: &serde_json::Value,
         charts: &[(String, String)],
     ) -> Result<()> {
-        self.tx.execute(
+        self.c.execute(
             "INSERT INTO evidence (incident_id, collected_at, body) VALUES ($1, $2, $3) \
              ON CONFLICT (incident_id) DO UPDATE SET collected_at = EXCLUDED.collected_at, \
              body = EXCLUDED.body",
             &[&incident_id, &to_micros(collected_at), &body.to_string()],
         )?;
-        self.tx
+        self.c
             .execute("DELETE FROM charts WHERE incident_id = $1", &[&incident_id])?;
         for (name, svg) in charts {
-            self.tx.execute(
+            self.c.execute(
                 "INSERT INTO charts (incident_id, name, svg) VALUES ($1, $2, $3)",
                 &[&incident_id, name, svg],
             )?;
@@ -801,7 +871,7 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn set_slack_thread(&mut self, incident_id: &str, channel: &str, ts: &str) -> Result<()> {
-        self.tx.execute(
+        self.c.execute(
             "INSERT INTO slack_threads (incident_id, channel, ts) VALUES ($1, $2, $3) \
              ON CONFLICT (incident_id) DO UPDATE SET channel = EXCLUDED.channel, ts = EXCLUDED.ts",
             &[&incident_id, &channel, &ts],
@@ -810,12 +880,12 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn prune_notifications(&mut self, cutoff: Timestamp) -> Result<usize> {
-        let n = self.tx.execute(
+        let n = self.c.execute(
             "DELETE FROM notifications WHERE received_at < $1",
             &[&to_micros(cutoff)],
         )?;
         if n > 0 {
-            self.tx.execute(
+            self.c.execute(
                 "DELETE FROM payloads WHERE NOT EXISTS \
                  (SELECT 1 FROM notifications WHERE payload_id = payloads.id)",
                 &[],
@@ -825,14 +895,14 @@ impl Tx for PgTx<'_, '_> {
     }
 
     fn prune_jobs(&mut self, cutoff: Timestamp) -> Result<usize> {
-        Ok(self.tx.execute(
+        Ok(self.c.execute(
             "DELETE FROM jobs WHERE state IN ('done', 'failed') AND done_at < $1",
             &[&to_micros(cutoff)],
         )? as usize)
     }
 
     fn prune_incidents(&mut self, cutoff: Timestamp) -> Result<usize> {
-        Ok(self.tx.execute(
+        Ok(self.c.execute(
             "DELETE FROM incidents WHERE status = 'resolved' AND resolved_at < $1",
             &[&to_micros(cutoff)],
         )? as usize)
@@ -841,11 +911,11 @@ impl Tx for PgTx<'_, '_> {
 
 /// The store's queries, inside one read-only transaction (so a read of several parts, e.g.
 /// a draft's inputs, sees one moment).
-pub struct PgReads<'a, 'c>(pub &'a mut postgres::Transaction<'c>);
+pub struct PgReads<'a, 'c>(pub Conn<'a, 'c>);
 
 impl Reads for PgReads<'_, '_> {
     fn incident(&mut self, id: &str) -> Result<Option<Incident>> {
-        full_incident(self.0, id)
+        full_incident(&mut self.0, id)
     }
 
     fn evidence(&mut self, incident_id: &str) -> Result<Option<serde_json::Value>> {
@@ -948,7 +1018,7 @@ impl Reads for PgReads<'_, '_> {
             .collect::<Result<Vec<_>>>()?;
         let mut out = Vec::with_capacity(found.len());
         for other in found {
-            let mut shared: Vec<String> = members(self.0, &other.id)?
+            let mut shared: Vec<String> = members(&mut self.0, &other.id)?
                 .into_iter()
                 .map(|o| o.alertname)
                 .filter(|n| names.contains(&n.as_str()))
