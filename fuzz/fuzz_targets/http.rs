@@ -516,36 +516,38 @@ fn webhook_credential(auth: &Auth) -> bool {
     matches!(auth, Auth::WebhookBearer | Auth::WebhookBasic)
 }
 
+/// A read-only connection to the daemon's SQLite file, beside its own.
+fn sqlite(state: &AppState) -> rusqlite::Connection {
+    rusqlite::Connection::open_with_flags(
+        state.store.location(),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .expect("the database file opens")
+}
+
 /// What a request may change, cheaply: rows and versions. Also proves the database reads.
 async fn fingerprint(state: &AppState) -> (i64, i64, i64, i64, i64) {
-    state
-        .store
-        .read(|c| {
-            c.query_row(
-                "SELECT (SELECT count(*) FROM notifications), (SELECT count(*) FROM occurrences), \
-                 (SELECT count(*) FROM timeline), (SELECT coalesce(sum(version), 0) FROM incidents), \
-                 (SELECT count(*) FROM incidents)",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-        })
-        .await
+    sqlite(state)
+        .query_row(
+            "SELECT (SELECT count(*) FROM notifications), (SELECT count(*) FROM occurrences), \
+             (SELECT count(*) FROM timeline), (SELECT coalesce(sum(version), 0) FROM incidents), \
+             (SELECT count(*) FROM incidents)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
         .expect("the database answers")
 }
 
 async fn deep_check(state: &AppState) {
-    let (check, violations) = state
-        .store
-        .read(|c| {
-            let check: String = c.query_row("PRAGMA quick_check", [], |r| r.get(0))?;
-            let violations: i64 =
-                c.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
-                    r.get(0)
-                })?;
-            Ok((check, violations))
+    let c = sqlite(state);
+    let check: String = c
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .expect("quick_check runs");
+    let violations: i64 = c
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
         })
-        .await
-        .expect("the checks run");
+        .expect("foreign_key_check runs");
     assert_eq!(check, "ok", "PRAGMA quick_check");
     assert_eq!(violations, 0, "foreign key violations");
 }
