@@ -543,7 +543,7 @@ mod tests {
         let (took, state) = stop_while_running(Duration::from_millis(200), forever).await;
         assert!(took < Duration::from_secs(2), "shutdown took {took:?}");
         assert!(took >= Duration::from_millis(200), "no grace: {took:?}");
-        // `running` is what start-up requeues (store::sqlite::jobs::requeue_running).
+        // `running` is what start-up requeues (the SQLite store's recovery at start-up).
         assert_eq!(state, "running");
     }
 
