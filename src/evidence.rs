@@ -136,7 +136,9 @@ pub fn job_for(change: &Change, schedule: &Schedule) -> Option<JobSpec> {
         } => Phase::Full,
         // Each part has other alerts, rules and a window of its own now.
         Change::Split { .. } => Phase::Quick,
-        Change::Person { .. } | Change::Evidence { .. } => return None,
+        Change::Person { .. } | Change::Evidence { .. } | Change::Conversation { .. } => {
+            return None
+        }
     };
     let delay = match phase {
         Phase::Quick => schedule.quick_delay,

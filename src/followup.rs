@@ -19,6 +19,8 @@ pub enum Change<'a> {
     /// An incident was split (see [`crate::incident::Split`]): this is one of its parts, whose
     /// members changed without an alert of its own saying so.
     Split { incident_id: &'a str },
+    /// People's replies in the incident's Slack thread changed its timeline.
+    Conversation { incident_id: &'a str },
 }
 
 impl Change<'_> {
@@ -26,7 +28,9 @@ impl Change<'_> {
         match self {
             Change::Alert(o) => &o.incident_id,
             Change::Person { incident_id, .. } => incident_id,
-            Change::Evidence { incident_id } | Change::Split { incident_id } => incident_id,
+            Change::Evidence { incident_id }
+            | Change::Split { incident_id }
+            | Change::Conversation { incident_id } => incident_id,
         }
     }
 }

@@ -402,6 +402,9 @@ pub struct SlackConfig {
     pub webhook_url: Option<Secret>,
     /// Channels chosen by labels, first match wins; `channel` when none matches.
     pub routes: Vec<SlackRoute>,
+    /// Which thread replies become timeline rows (`capture`, `capture_reaction`,
+    /// `milestone_reactions`).
+    pub capture: crate::incident::conversation::CaptureRules,
 }
 
 /// `slack.routes[]`: incidents whose labels match all of `matchers` go to `channel`.
@@ -782,6 +785,9 @@ struct RawSlack {
     webhook_url_file: Option<PathBuf>,
     #[serde(default)]
     routes: Vec<RawSlackRoute>,
+    capture: Option<String>,
+    capture_reaction: Option<String>,
+    milestone_reactions: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -1530,6 +1536,8 @@ impl Resolver<'_> {
                 channel: r.channel,
             });
         }
+        let capture =
+            self.slack_capture(&raw.capture, raw.capture_reaction, raw.milestone_reactions);
         Ok(SlackConfig {
             api_url,
             bot_token,
@@ -1537,7 +1545,49 @@ impl Resolver<'_> {
             signing_secret,
             webhook_url,
             routes,
+            capture,
         })
+    }
+
+    /// `slack.capture`, `slack.capture_reaction`, `slack.milestone_reactions`.
+    fn slack_capture(
+        &self,
+        capture: &Option<String>,
+        reaction: Option<String>,
+        milestones: Option<BTreeMap<String, String>>,
+    ) -> crate::incident::conversation::CaptureRules {
+        use crate::incident::conversation::{Capture, CaptureRules};
+        use crate::incident::MilestoneKind;
+        let mut rules = CaptureRules::default();
+        match capture.as_deref() {
+            None | Some("all") => {}
+            Some("marked") => rules.capture = Capture::Marked,
+            Some(other) => self.report(self.invalid(
+                "slack.capture",
+                format!(
+                    "{other:?}: use all (every reply) or marked (replies with capture_reaction)"
+                ),
+            )),
+        }
+        let emoji = |key: &str, v: String| {
+            let v = v.trim().trim_matches(':').to_string();
+            if v.is_empty() || v.contains(char::is_whitespace) {
+                self.report(self.invalid(key, "an emoji name such as pushpin (colons optional)"));
+            }
+            v
+        };
+        if let Some(r) = reaction {
+            rules.capture_reaction = emoji("slack.capture_reaction", r);
+        }
+        for (name, r) in milestones.unwrap_or_default() {
+            let key = format!("slack.milestone_reactions.{name}");
+            match MilestoneKind::parse(&name) {
+                Some(kind) => rules.milestone_reactions.push((kind, emoji(&key, r))),
+                None => self
+                    .report(self.invalid(&key, "milestones are triage, identified and mitigated")),
+            }
+        }
+        rules
     }
 
     // --- helpers -----------------------------------------------------------------------------
@@ -2039,6 +2089,7 @@ mod tests {
                     matchers: [("team".to_string(), "payments".to_string())].into(),
                     channel: "#payments-incidents".into(),
                 }],
+                capture: Default::default(),
             }),
         };
         assert_eq!(config, expected);

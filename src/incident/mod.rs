@@ -4,6 +4,7 @@
 pub mod model;
 
 pub use model::*;
+pub mod conversation;
 pub mod correlate;
 pub mod lifecycle;
 pub mod memory;

@@ -173,6 +173,16 @@ pub enum EventKind {
     /// Alerts left the incident for a new one: a resolve showed they had ended long before
     /// the others began.
     Split,
+    /// A person's reply in the incident's Slack thread, at the message's own time.
+    SlackMessage,
+    /// A captured Slack reply was edited: the new text, at the edit's time (the first row
+    /// stays: what people have seen stays in the timeline; a change is a new event).
+    SlackMessageEdited,
+    /// A captured Slack reply was deleted.
+    SlackMessageDeleted,
+    /// A reaction marked a captured reply as a response milestone; the text starts with the
+    /// milestone's prefix (`mitigated: …`), as a note marking it would.
+    MilestoneMarked,
 }
 
 impl EventKind {
@@ -188,6 +198,10 @@ impl EventKind {
             EventKind::Resolved => "resolved",
             EventKind::Notifications => "notifications",
             EventKind::Split => "split",
+            EventKind::SlackMessage => "slack_message",
+            EventKind::SlackMessageEdited => "slack_message_edited",
+            EventKind::SlackMessageDeleted => "slack_message_deleted",
+            EventKind::MilestoneMarked => "milestone_marked",
         }
     }
 
@@ -203,6 +217,10 @@ impl EventKind {
             "resolved" => EventKind::Resolved,
             "notifications" => EventKind::Notifications,
             "split" => EventKind::Split,
+            "slack_message" => EventKind::SlackMessage,
+            "slack_message_edited" => EventKind::SlackMessageEdited,
+            "slack_message_deleted" => EventKind::SlackMessageDeleted,
+            "milestone_marked" => EventKind::MilestoneMarked,
             _ => return None,
         })
     }
@@ -311,6 +329,34 @@ pub enum MilestoneKind {
 }
 
 impl MilestoneKind {
+    pub const ALL: [MilestoneKind; 3] = [
+        MilestoneKind::Triaged,
+        MilestoneKind::Identified,
+        MilestoneKind::Mitigated,
+    ];
+
+    /// Its name in configuration and storage: `triage`, `identified`, `mitigated`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MilestoneKind::Triaged => "triage",
+            MilestoneKind::Identified => "identified",
+            MilestoneKind::Mitigated => "mitigated",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<MilestoneKind> {
+        MilestoneKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The prefix that marks it, as a row recording it is written: `triage:`.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            MilestoneKind::Triaged => "triage:",
+            MilestoneKind::Identified => "identified:",
+            MilestoneKind::Mitigated => "mitigated:",
+        }
+    }
+
     /// The milestone a note's text marks, if any.
     pub fn of_note(text: &str) -> Option<MilestoneKind> {
         let t = text.trim_start().to_lowercase();
@@ -327,7 +373,8 @@ impl MilestoneKind {
 }
 
 /// When the response reached triage, root-cause identification and mitigation: the first
-/// note marking each (the note stays in the timeline as written).
+/// note, captured Slack reply (or its edit) or reaction marking each (the rows stay in the
+/// timeline as written).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Milestones {
     pub triaged: Option<Milestone>,
@@ -342,7 +389,15 @@ impl Incident {
         let mut notes: Vec<&TimelineEvent> = self
             .timeline
             .iter()
-            .filter(|e| e.kind == EventKind::NoteAdded)
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    EventKind::NoteAdded
+                        | EventKind::SlackMessage
+                        | EventKind::SlackMessageEdited
+                        | EventKind::MilestoneMarked
+                )
+            })
             .collect();
         notes.sort_by_key(|e| e.at);
         for e in notes {

@@ -299,6 +299,70 @@ impl SlackClient {
         Ok(())
     }
 
+    /// `users.info`: the name people know a user by (`real_name`, else the profile's
+    /// `display_name`, else the handle).
+    pub async fn user_name(&self, user: &str) -> Result<String, SlackError> {
+        const METHOD: &str = "users.info";
+        let Target::Bot { api_url, token } = &self.target else {
+            return Err(SlackError::Config(format!("{METHOD} needs a bot token")));
+        };
+        let response = self
+            .http
+            .post(format!("{api_url}{METHOD}"))
+            .header(AUTHORIZATION, format!("Bearer {}", token.expose()))
+            .form(&[("user", user)])
+            .send()
+            .await
+            .map_err(SlackError::Network)?;
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let text = response.text().await.map_err(SlackError::Network)?;
+        if status.as_u16() == 429 {
+            return Err(SlackError::RateLimited { retry_after });
+        }
+        if !status.is_success() {
+            return Err(SlackError::Http {
+                status: status.as_u16(),
+                body: short(&text),
+            });
+        }
+        let answer: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| SlackError::InvalidResponse {
+                method: METHOD,
+                detail: format!("not a Web API answer ({e}): {}", short(&text)),
+            })?;
+        if answer["ok"] != serde_json::Value::Bool(true) {
+            let error = answer["error"]
+                .as_str()
+                .unwrap_or("unknown_error")
+                .to_string();
+            if error == "ratelimited" {
+                return Err(SlackError::RateLimited { retry_after });
+            }
+            return Err(SlackError::Api {
+                method: METHOD,
+                error,
+            });
+        }
+        let u = &answer["user"];
+        let name = [
+            &u["real_name"],
+            &u["profile"]["real_name"],
+            &u["profile"]["display_name"],
+            &u["name"],
+        ]
+        .into_iter()
+        .filter_map(|v| v.as_str())
+        .map(str::trim)
+        .find(|n| !n.is_empty())
+        .map(str::to_string)
+        .ok_or(SlackError::InvalidResponse {
+            method: METHOD,
+            detail: "the user has no name".into(),
+        });
+        name
+    }
+
     async fn call_api(
         &self,
         method: &'static str,

@@ -62,6 +62,8 @@ pub fn event_for(change: &Change) -> Vec<SlackEvent> {
         // A split is told through the resolve that caused it; the parts' threads stay as
         // they are (the new parts have none), and their root messages refresh with evidence.
         Change::Split { .. } => Vec::new(),
+        // People said it in the thread themselves.
+        Change::Conversation { .. } => Vec::new(),
         Change::Person { by, action, .. } => vec![match action {
             Action::Acknowledge => SlackEvent::Acknowledged { by: by.to_string() },
             Action::Note(text) => SlackEvent::Note {

@@ -8,6 +8,7 @@
 
 pub mod client;
 pub mod delivery;
+pub mod events;
 pub mod job;
 pub mod message;
 pub mod signature;

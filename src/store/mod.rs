@@ -14,6 +14,7 @@
 
 pub mod migrate;
 pub mod postgres;
+pub mod slack;
 pub mod sqlite;
 
 use std::path::Path;
@@ -135,6 +136,8 @@ pub struct Pruned {
     pub notifications: usize,
     pub jobs: usize,
     pub incidents: usize,
+    /// Slack event ids kept to recognise retries.
+    pub slack_events: usize,
 }
 
 /// An earlier incident related to another: same key, or alert names in common.
@@ -157,6 +160,8 @@ pub struct DraftInputs {
     pub slack_thread: Option<(String, String)>,
     /// Slack messages delivered: `(when, job payload)`, oldest first.
     pub slack_deliveries: Vec<(Timestamp, String)>,
+    /// People's replies in the thread that are in the timeline, oldest first.
+    pub thread_messages: Vec<incident::conversation::ThreadMessage>,
 }
 
 /// Evidence gathered for an incident, saved in one transaction with what follows from it.
@@ -186,7 +191,7 @@ pub enum ActError {
 }
 
 /// The writes a backend offers inside one transaction, besides the correlator's [`Repo`].
-pub trait Tx: Repo<Error = StoreError> {
+pub trait Tx: Repo<Error = StoreError> + slack::SlackTx {
     /// The time rows changed now are stamped with (`updated_at`).
     fn set_now(&mut self, now: Timestamp);
     /// Keep a notification's body exactly as received; each distinct body once (`hash` is its
@@ -275,7 +280,7 @@ pub trait Tx: Repo<Error = StoreError> {
 }
 
 /// The queries a backend answers.
-pub trait Reads {
+pub trait Reads: slack::SlackReads {
     /// An incident with its alerts and whole stored timeline.
     fn incident(&mut self, id: &str) -> Result<Option<Incident>, StoreError>;
     fn evidence(&mut self, incident_id: &str) -> Result<Option<serde_json::Value>, StoreError>;
@@ -680,6 +685,7 @@ impl Store {
                     Some(cutoff) => tx.prune_incidents(cutoff)?,
                     None => 0,
                 },
+                slack_events: slack::prune(tx, payload_cutoff)?,
             })
         })
         .await
@@ -750,6 +756,7 @@ impl Store {
                 charts: r.charts(&id)?,
                 slack_thread: r.slack_thread(&id)?,
                 slack_deliveries: r.slack_deliveries(&id)?,
+                thread_messages: slack::thread_messages(r, &id)?,
                 incident,
             }))
         })

@@ -552,6 +552,7 @@ async fn the_slack_root_message_is_updated_with_the_figures_once_evidence_arrive
         signing_secret: None,
         webhook_url: None,
         routes: Vec::new(),
+        capture: Default::default(),
     });
     let app = spawn_app_with(config).await;
     for (_, at, body) in recorded_webhooks() {

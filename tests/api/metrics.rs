@@ -74,6 +74,7 @@ fn everything_configured_nothing_reachable() -> Config {
             signing_secret: None,
             webhook_url: None,
             routes: Vec::new(),
+            capture: Default::default(),
         }),
         ..Config::default()
     }

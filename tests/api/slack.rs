@@ -22,6 +22,7 @@ fn slack_config(fake: &FakeSlack) -> Config {
         signing_secret: Some(Secret::new(SIGNING_SECRET)),
         webhook_url: None,
         routes: Vec::new(),
+        capture: Default::default(),
     });
     config
 }

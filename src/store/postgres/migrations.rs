@@ -199,6 +199,38 @@ pub const MIGRATIONS: &[Migration] = &[
     );
     "#,
     },
+    Migration {
+        version: 6,
+        name: "Slack conversations: event ids, thread replies, users' names",
+        sql: r#"
+    CREATE TABLE slack_events (
+        event_id    TEXT PRIMARY KEY,
+        received_at BIGINT NOT NULL
+    );
+    CREATE INDEX slack_events_received ON slack_events (received_at);
+    CREATE TABLE slack_messages (
+        channel     TEXT NOT NULL,
+        ts          TEXT NOT NULL,
+        incident_id TEXT NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+        at          BIGINT NOT NULL,
+        user_id     TEXT NOT NULL,
+        author      TEXT,
+        text        TEXT NOT NULL,
+        captured    BIGINT NOT NULL,
+        milestone   TEXT,
+        edited_at   BIGINT,
+        deleted_at  BIGINT,
+        PRIMARY KEY (channel, ts)
+    );
+    CREATE INDEX slack_messages_incident ON slack_messages (incident_id, at);
+    CREATE INDEX slack_threads_channel ON slack_threads (channel, ts);
+    CREATE TABLE slack_users (
+        user_id    TEXT PRIMARY KEY,
+        name       TEXT NOT NULL,
+        fetched_at BIGINT NOT NULL
+    );
+    "#,
+    },
 ];
 
 /// The schema version this binary brings a database to.

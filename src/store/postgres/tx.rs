@@ -34,6 +34,8 @@ use crate::time::{from_micros, to_micros};
 
 use super::PgError;
 
+mod slack;
+
 impl From<PgError> for StoreError {
     fn from(e: PgError) -> Self {
         StoreError::Database {

@@ -157,6 +157,37 @@ pub const MIGRATIONS: &[&str] = &[
         rendered_at INTEGER NOT NULL
     );
     "#,
+    // 6: the people's half of the timeline from Slack: delivered event ids (retries are
+    // recognised), replies in incident threads (current state; their history is timeline
+    // rows), users' names looked up with users.info; threads found by channel.
+    r#"
+    CREATE TABLE slack_events (
+        event_id    TEXT PRIMARY KEY,
+        received_at INTEGER NOT NULL
+    );
+    CREATE INDEX slack_events_received ON slack_events (received_at);
+    CREATE TABLE slack_messages (
+        channel     TEXT NOT NULL,
+        ts          TEXT NOT NULL,
+        incident_id TEXT NOT NULL REFERENCES incidents (id) ON DELETE CASCADE,
+        at          INTEGER NOT NULL,
+        user_id     TEXT NOT NULL,
+        author      TEXT,                             -- NULL until its event is applied
+        text        TEXT NOT NULL,
+        captured    INTEGER NOT NULL,                 -- 1: in the timeline
+        milestone   TEXT,
+        edited_at   INTEGER,
+        deleted_at  INTEGER,
+        PRIMARY KEY (channel, ts)
+    ) WITHOUT ROWID;
+    CREATE INDEX slack_messages_incident ON slack_messages (incident_id, at);
+    CREATE INDEX slack_threads_channel ON slack_threads (channel, ts);
+    CREATE TABLE slack_users (
+        user_id    TEXT PRIMARY KEY,
+        name       TEXT NOT NULL,
+        fetched_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// Bring the schema up to date. Refuses a database written by a newer incidentd.

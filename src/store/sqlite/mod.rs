@@ -5,6 +5,7 @@
 
 pub mod jobs;
 pub mod migrations;
+mod slack;
 mod writer;
 
 pub use writer::{open_in_memory, Db, JOURNAL_SIZE_LIMIT};
