@@ -264,6 +264,13 @@ impl App {
                 SLACK_WORKERS,
                 Pace::KeepOne,
             );
+            // Replies in incident threads, one incident's in order.
+            runner.handle(
+                crate::slack::thread::JOB_KIND,
+                slack.clone().thread_handler(state.store.clone()),
+                1,
+                Pace::KeepOne,
+            );
         }
         if let Some(collector) = collector {
             runner.handle(

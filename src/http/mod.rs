@@ -58,6 +58,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/incidents/{id}/postmortem", get(api::postmortem))
         .route("/api/v1/incidents/{id}/charts/{file}", get(api::chart))
         .route("/slack/interactions", post(slack::interactions))
+        .route("/slack/events", post(slack::events))
+        .route("/slack/commands", post(slack::commands))
         .route("/metrics", get(metrics::serve))
         .route("/-/healthy", get(|| async { "incidentd is Healthy.\n" }))
         .route("/-/ready", get(ready))

@@ -146,6 +146,10 @@ fn routes(sc: &crate::config::SlackConfig) -> ChannelRoutes {
 /// Slack as configured: the notifier, and the signing secret for the button.
 pub struct Slack {
     notifier: Notifier,
+    /// The same client, for `users.info` (thread replies' authors).
+    pub(super) client: SlackClient,
+    /// Which thread replies become timeline rows (`slack.capture`, …).
+    pub capture: crate::incident::conversation::CaptureRules,
     pub signing_secret: Option<crate::config::Secret>,
     /// `postmortem.render_delay`: a delivered message is in the draft's Communication
     /// section, so the stored draft is rendered again this long after it.
@@ -170,7 +174,9 @@ impl Slack {
             ack_button: bot && sc.signing_secret.is_some(),
         };
         Ok(Some(Slack {
-            notifier: Notifier::new(client, routes(sc), settings),
+            notifier: Notifier::new(client.clone(), routes(sc), settings),
+            client,
+            capture: sc.capture.clone(),
             signing_secret: sc.signing_secret.clone(),
             render_delay: crate::time::chrono_duration(config.postmortem.render_delay),
         }))

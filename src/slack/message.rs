@@ -749,6 +749,22 @@ pub fn resolve_summary(
             }
         ),
     ];
+    // Response milestones people recorded (notes, thread replies, reactions), from
+    // detection like TTA; only those recorded, the draft lists the missing ones.
+    let m = incident.milestones();
+    for (name, milestone) in [
+        ("Time to triage", &m.triaged),
+        ("Time to identify", &m.identified),
+        ("Time to mitigate", &m.mitigated),
+    ] {
+        if let Some(m) = milestone {
+            fields.push(format!(
+                "*{name}*\n{} (by {})",
+                format_duration(incident.since_detection_seconds(m.at)),
+                escape(&m.by)
+            ));
+        }
+    }
     if let Some(at) = incident.resolved_at {
         let by = incident
             .resolved_by

@@ -12,6 +12,7 @@ pub mod events;
 pub mod job;
 pub mod message;
 pub mod signature;
+pub mod thread;
 
 pub use client::{Mode, Posted, Retry, Secret, SlackClient, SlackError};
 pub use delivery::{
