@@ -75,6 +75,7 @@ pub fn gather(inputs: DraftInputs, no_evidence: &str) -> DraftData {
                 slack_update_words(&job.event).map(|w| (at, w))
             })
             .collect(),
+        thread_messages: inputs.thread_messages,
     };
     DraftData {
         incident: inputs.incident,

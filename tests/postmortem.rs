@@ -884,6 +884,7 @@ fn the_draft_has_every_section_the_examples_share_filled_where_known() {
             (at(1), "Incident posted (root message of the thread)".into()),
             (at(6), "Acknowledged by alice".into()),
         ],
+        thread_messages: Vec::new(),
     };
     let md = render_with(
         &incident,

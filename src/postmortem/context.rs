@@ -233,6 +233,9 @@ pub struct RenderContext {
     pub ttd: Option<TtdContext>,
     pub alerts: Vec<AlertContext>,
     pub timeline: Vec<TimelineRow>,
+    /// Whether the timeline has what people said or did beyond acknowledging and resolving
+    /// (notes, Slack thread replies); without, a row asks for it.
+    pub timeline_has_people: bool,
     pub evidence: EvidenceContext,
     pub root_cause: RootCause,
     pub resolution: Resolution,
@@ -767,7 +770,15 @@ pub fn build_context(input: &RenderInput<'_>, settings: &RenderSettings) -> Rend
                 .copied()
         })
         .or(lead);
-    let timeline = timeline_rows(inc, impact_lead, start);
+    let timeline = timeline_rows(
+        inc,
+        impact_lead,
+        start,
+        &input.communication.thread_messages,
+    );
+    let timeline_has_people = timeline.iter().any(|r| {
+        r.kind == EventKind::NoteAdded.as_str() || r.kind == EventKind::SlackMessage.as_str()
+    });
 
     let notes: Vec<NoteRow> = inc
         .timeline
@@ -952,6 +963,7 @@ pub fn build_context(input: &RenderInput<'_>, settings: &RenderSettings) -> Rend
         ttd,
         alerts: alert_contexts,
         timeline,
+        timeline_has_people,
         evidence: EvidenceContext {
             available: ev.missing_reason.is_none(),
             missing_reason: ev.missing_reason.clone(),
@@ -1270,7 +1282,12 @@ fn names<'a>(alerts: impl Iterator<Item = &'a &'a Occurrence>) -> Vec<String> {
     out
 }
 
-fn timeline_rows(inc: &Incident, lead: Option<&Occurrence>, start: Timestamp) -> Vec<TimelineRow> {
+fn timeline_rows(
+    inc: &Incident,
+    lead: Option<&Occurrence>,
+    start: Timestamp,
+    thread: &[crate::incident::conversation::ThreadMessage],
+) -> Vec<TimelineRow> {
     let mut rows: Vec<(Timestamp, usize, TimelineRow)> = Vec::new();
     if let (Some(is), Some(l)) = (inc.impact_start, lead) {
         if inc.impact_start_method != ImpactMethod::StartsAt {
@@ -1294,7 +1311,40 @@ fn timeline_rows(inc: &Incident, lead: Option<&Occurrence>, start: Timestamp) ->
             ));
         }
     }
+    // Thread replies as they read now (see `incident::conversation`): the current text,
+    // "(edited)", nothing for a deleted one; their history rows stay in the API's timeline.
+    let history_only = [
+        EventKind::SlackMessage,
+        EventKind::SlackMessageEdited,
+        EventKind::SlackMessageDeleted,
+        EventKind::MilestoneMarked,
+    ];
+    for (i, m) in thread.iter().filter(|m| m.shown()).enumerate() {
+        let mut event = m.text.trim().to_string();
+        if let Some(kind) = m.milestone {
+            if crate::incident::MilestoneKind::of_note(&event) != Some(kind) {
+                event = format!("{} {event}", kind.prefix());
+            }
+        }
+        if m.edited_at.is_some() {
+            event.push_str(" (edited)");
+        }
+        rows.push((
+            m.at,
+            inc.timeline.len() + 1 + i,
+            TimelineRow {
+                at: rfc3339(m.at),
+                offset_seconds: seconds(m.at - start),
+                kind: EventKind::SlackMessage.as_str().to_string(),
+                event: format!("{event} (Slack thread)"),
+                actor: m.author_name().to_string(),
+            },
+        ));
+    }
     for (i, e) in inc.timeline.iter().enumerate() {
+        if history_only.contains(&e.kind) {
+            continue;
+        }
         rows.push((
             e.at,
             i + 1,
@@ -1587,6 +1637,8 @@ pub struct Communication {
     pub slack_thread: Option<(String, String)>,
     /// Messages incidentd delivered to Slack for the incident: `(when, what)`, oldest first.
     pub slack_updates: Vec<(Timestamp, String)>,
+    /// People's replies in the thread that are in the timeline (current text), oldest first.
+    pub thread_messages: Vec<crate::incident::conversation::ThreadMessage>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -1596,6 +1648,9 @@ pub struct CommunicationContext {
     /// People who acknowledged, wrote notes or resolved, in order of first appearance.
     pub participants: Vec<ParticipantRow>,
     pub updates: Vec<UpdateRow>,
+    /// Replies in the Slack thread shown in the timeline, and by how many people.
+    pub thread_replies: usize,
+    pub thread_authors: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -1689,21 +1744,21 @@ fn response_rows(inc: &Incident, start: Timestamp) -> Vec<MilestoneRow> {
         row(
             "Triaged",
             "Time to triage",
-            "a note starting with \"triage:\"",
+            "a note or Slack thread reply starting with \"triage:\"",
             m.triaged.as_ref().map(|x| x.at),
             m.triaged.as_ref().map(|x| x.by.clone()),
         ),
         row(
             "Root cause identified",
             "Time to identify the root cause",
-            "a note starting with \"root cause:\" or \"identified:\"",
+            "a note or Slack thread reply starting with \"root cause:\" or \"identified:\"",
             m.identified.as_ref().map(|x| x.at),
             m.identified.as_ref().map(|x| x.by.clone()),
         ),
         row(
             "Mitigated",
             "Time to mitigate",
-            "a note starting with \"mitigated:\"",
+            "a note or Slack thread reply starting with \"mitigated:\"",
             m.mitigated.as_ref().map(|x| x.at),
             m.mitigated.as_ref().map(|x| x.by.clone()),
         ),
@@ -1728,7 +1783,8 @@ fn response_rows(inc: &Incident, start: Timestamp) -> Vec<MilestoneRow> {
 }
 
 fn communication(inc: &Incident, c: &Communication) -> CommunicationContext {
-    let mut participants: Vec<(String, Timestamp, Vec<String>, u64)> = Vec::new();
+    // (name, first seen, what they did, notes, thread replies)
+    let mut participants: Vec<(String, Timestamp, Vec<String>, u64, u64)> = Vec::new();
     let mut events: Vec<&crate::incident::TimelineEvent> = inc
         .timeline
         .iter()
@@ -1739,7 +1795,7 @@ fn communication(inc: &Incident, c: &Communication) -> CommunicationContext {
         let i = match participants.iter().position(|p| p.0 == e.actor) {
             Some(i) => i,
             None => {
-                participants.push((e.actor.clone(), e.at, Vec::new(), 0));
+                participants.push((e.actor.clone(), e.at, Vec::new(), 0, 0));
                 participants.len() - 1
             }
         };
@@ -1749,6 +1805,10 @@ fn communication(inc: &Incident, c: &Communication) -> CommunicationContext {
             EventKind::Resolved => "resolved by hand",
             EventKind::NoteAdded => {
                 p.3 += 1;
+                continue;
+            }
+            EventKind::SlackMessage => {
+                p.4 += 1;
                 continue;
             }
             _ => continue,
@@ -1762,9 +1822,16 @@ fn communication(inc: &Incident, c: &Communication) -> CommunicationContext {
         slack_thread_ts: c.slack_thread.as_ref().map(|t| t.1.clone()),
         participants: participants
             .into_iter()
-            .map(|(name, first, mut did, notes)| {
+            .map(|(name, first, mut did, notes, replies)| {
                 if notes > 0 {
                     did.push(plural(notes, "note", "notes"));
+                }
+                if replies > 0 {
+                    did.push(plural(
+                        replies,
+                        "reply in the thread",
+                        "replies in the thread",
+                    ));
                 }
                 ParticipantRow {
                     name,
@@ -1773,6 +1840,18 @@ fn communication(inc: &Incident, c: &Communication) -> CommunicationContext {
                 }
             })
             .collect(),
+        thread_replies: c.thread_messages.iter().filter(|m| m.shown()).count(),
+        thread_authors: {
+            let mut authors: Vec<&str> = c
+                .thread_messages
+                .iter()
+                .filter(|m| m.shown())
+                .map(|m| m.author_name())
+                .collect();
+            authors.sort_unstable();
+            authors.dedup();
+            authors.len()
+        },
         updates: c
             .slack_updates
             .iter()

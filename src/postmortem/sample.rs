@@ -50,6 +50,7 @@ pub(crate) fn sample_communication() -> super::Communication {
             ),
             (at("2026-03-02T11:10:02Z"), "Resolve summary".into()),
         ],
+        thread_messages: Vec::new(),
     }
 }
 
