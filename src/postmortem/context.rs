@@ -1326,9 +1326,11 @@ fn timeline_rows(
                 event = format!("{} {event}", kind.prefix());
             }
         }
-        if m.edited_at.is_some() {
-            event.push_str(" (edited)");
-        }
+        event.push_str(if m.edited_at.is_some() {
+            " (in the Slack thread, edited)"
+        } else {
+            " (in the Slack thread)"
+        });
         rows.push((
             m.at,
             inc.timeline.len() + 1 + i,
@@ -1336,7 +1338,7 @@ fn timeline_rows(
                 at: rfc3339(m.at),
                 offset_seconds: seconds(m.at - start),
                 kind: EventKind::SlackMessage.as_str().to_string(),
-                event: format!("{event} (Slack thread)"),
+                event,
                 actor: m.author_name().to_string(),
             },
         ));

@@ -80,6 +80,13 @@ pub enum Event {
 #[error("{0}")]
 pub struct EventsError(pub String);
 
+/// A message's text as people typed it: Slack escapes `&`, `<` and `>` in `text`.
+fn plain(text: &str) -> String {
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
 fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
@@ -149,7 +156,7 @@ fn parse_event(e: &Value, event_time: Option<Timestamp>) -> Event {
                     thread_ts: thread_ts.into(),
                     ts: ts.into(),
                     user: user.into(),
-                    text: str_of(e, "text").unwrap_or_default().into(),
+                    text: plain(str_of(e, "text").unwrap_or_default()),
                 }
             }
             Some("message_changed") => {
@@ -172,7 +179,7 @@ fn parse_event(e: &Value, event_time: Option<Timestamp>) -> Event {
                     channel,
                     thread_ts: thread_ts.into(),
                     ts: ts.into(),
-                    text: str_of(m, "text").unwrap_or_default().into(),
+                    text: plain(str_of(m, "text").unwrap_or_default()),
                     at,
                 }
             }

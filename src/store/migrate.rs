@@ -26,6 +26,9 @@ const TABLES: &[&str] = &[
     "slack_threads",
     "jobs",
     "drafts",
+    "slack_events",
+    "slack_messages",
+    "slack_users",
 ];
 
 /// Tables that are not copied, and why.

@@ -22,4 +22,5 @@ mod replicas;
 mod restart;
 mod senders;
 mod slack;
+mod slack_events;
 mod webhook;

@@ -1,7 +1,9 @@
 //! A fake Slack on 127.0.0.1 (port 0) speaking the real API shapes:
 //! `chat.postMessage` / `chat.update` answering `{"ok":true,"channel":"C…","ts":"…"}`,
-//! `{"ok":false,"error":"…"}` errors with HTTP 200, 429 with `Retry-After`, and an
-//! incoming webhook answering `ok`. It records every request, answered or not.
+//! `{"ok":false,"error":"…"}` errors with HTTP 200, 429 with `Retry-After`, an
+//! incoming webhook answering `ok`, and `users.info` (a form with `user`) answering the
+//! users added with [`FakeSlack::add_user`] (`user_not_found` for others). It records every
+//! request, answered or not.
 //!
 //! Self-contained so that other test binaries can use it:
 //! `#[path = "../slack_fake/fake.rs"] mod fake;`.
@@ -59,6 +61,8 @@ struct Inner {
     /// (channel id, ts) of every message posted: threads and updates must name one.
     messages: Vec<(String, String)>,
     requests: Vec<Recorded>,
+    /// users.info: id → (real_name, display_name).
+    users: std::collections::HashMap<String, (String, String)>,
 }
 
 #[derive(Clone)]
@@ -114,6 +118,23 @@ impl FakeSlack {
         self.inner.lock().unwrap().script.push_back(reply);
     }
 
+    /// A workspace member `users.info` knows.
+    pub fn add_user(&self, id: &str, real_name: &str, display_name: &str) {
+        self.inner
+            .lock()
+            .unwrap()
+            .users
+            .insert(id.into(), (real_name.into(), display_name.into()));
+    }
+
+    /// How many times `users.info` was asked.
+    pub fn users_info_calls(&self) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| r.method == "users.info")
+            .count()
+    }
+
     /// While down, every request gets a 503.
     pub fn set_down(&self, down: bool) {
         self.inner.lock().unwrap().down = down;
@@ -167,6 +188,9 @@ async fn api(
     body: Bytes,
 ) -> Response {
     let mut inner = inner.lock().unwrap();
+    if method == "users.info" {
+        return users_info(&mut inner, &headers, &body);
+    }
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let mut record = Recorded {
         method: method.clone(),
@@ -280,6 +304,38 @@ fn answer_api(
         }
         _ => error("unknown_method"),
     }
+}
+
+/// `users.info`: a form body (`user=U…`), as Slack's read methods take.
+fn users_info(inner: &mut Inner, headers: &HeaderMap, body: &[u8]) -> Response {
+    let user = form_urlencoded::parse(body)
+        .find(|(k, _)| k == "user")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default();
+    let authorization = header(headers, "authorization");
+    let answer = if take_failure(inner).is_some() {
+        json!({"ok": false, "error": "internal_error"})
+    } else if authorization.as_deref() != Some(&format!("Bearer {TOKEN}")) {
+        json!({"ok": false, "error": "invalid_auth"})
+    } else {
+        match inner.users.get(&user) {
+            Some((real, display)) => json!({"ok": true, "user": {
+                "id": user, "team_id": "T0", "name": display.to_lowercase(), "deleted": false,
+                "real_name": real, "tz": "Europe/Berlin", "is_bot": false,
+                "profile": {"real_name": real, "display_name": display, "title": ""}
+            }}),
+            None => json!({"ok": false, "error": "user_not_found"}),
+        }
+    };
+    inner.requests.push(Recorded {
+        method: "users.info".into(),
+        authorization,
+        content_type: header(headers, "content-type"),
+        body: json!({ "user": user }),
+        status: 200,
+        ts: None,
+    });
+    (StatusCode::OK, Json(answer)).into_response()
 }
 
 async fn webhook(
