@@ -236,6 +236,8 @@ pub struct RenderContext {
     /// Whether the timeline has what people said or did beyond acknowledging and resolving
     /// (notes, Slack thread replies); without, a row asks for it.
     pub timeline_has_people: bool,
+    /// What people said the root cause and the mitigation were (milestone notes and replies).
+    pub people_said: PeopleSaid,
     pub evidence: EvidenceContext,
     pub root_cause: RootCause,
     pub resolution: Resolution,
@@ -964,6 +966,7 @@ pub fn build_context(input: &RenderInput<'_>, settings: &RenderSettings) -> Rend
         alerts: alert_contexts,
         timeline,
         timeline_has_people,
+        people_said: people_said(inc, &input.communication.thread_messages),
         evidence: EvidenceContext {
             available: ev.missing_reason.is_none(),
             missing_reason: ev.missing_reason.clone(),
@@ -1813,6 +1816,10 @@ fn communication(inc: &Incident, c: &Communication) -> CommunicationContext {
                 p.4 += 1;
                 continue;
             }
+            EventKind::SlackMessageDeleted => {
+                p.4 = p.4.saturating_sub(1);
+                continue;
+            }
             _ => continue,
         };
         if !p.2.iter().any(|d| d == did) {
@@ -1824,6 +1831,8 @@ fn communication(inc: &Incident, c: &Communication) -> CommunicationContext {
         slack_thread_ts: c.slack_thread.as_ref().map(|t| t.1.clone()),
         participants: participants
             .into_iter()
+            // Someone whose only replies were deleted left nothing to name them for.
+            .filter(|p| !p.2.is_empty() || p.3 > 0 || p.4 > 0)
             .map(|(name, first, mut did, notes, replies)| {
                 if notes > 0 {
                     did.push(plural(notes, "note", "notes"));
@@ -1862,6 +1871,67 @@ fn communication(inc: &Incident, c: &Communication) -> CommunicationContext {
                 what: what.clone(),
             })
             .collect(),
+    }
+}
+
+/// Words a person wrote during the incident.
+#[derive(Debug, Clone, Serialize)]
+pub struct Quote {
+    pub text: String,
+    pub by: String,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PeopleSaid {
+    pub root_cause: Option<Quote>,
+    pub mitigation: Option<Quote>,
+}
+
+/// The first note or thread reply (as it reads now) marking the root cause and the
+/// mitigation, without its prefix.
+fn people_said(
+    inc: &Incident,
+    thread: &[crate::incident::conversation::ThreadMessage],
+) -> PeopleSaid {
+    use crate::incident::MilestoneKind;
+    let strip = |text: &str| -> String {
+        let t = text.trim_start();
+        match t.find(':') {
+            Some(i) if MilestoneKind::of_note(t).is_some() => t[i + 1..].trim().to_string(),
+            _ => t.trim().to_string(),
+        }
+    };
+    let mut said: Vec<(Timestamp, MilestoneKind, String, String)> = inc
+        .timeline
+        .iter()
+        .filter(|e| e.kind == EventKind::NoteAdded)
+        .filter_map(|e| {
+            Some((
+                e.at,
+                MilestoneKind::of_note(&e.text)?,
+                strip(&e.text),
+                e.actor.clone(),
+            ))
+        })
+        .collect();
+    said.extend(thread.iter().filter(|m| m.shown()).filter_map(|m| {
+        let kind = MilestoneKind::of_note(&m.text).or(m.milestone)?;
+        Some((m.at, kind, strip(&m.text), m.author_name().to_string()))
+    }));
+    said.sort_by_key(|s| s.0);
+    let first = |k: MilestoneKind| {
+        said.iter()
+            .find(|s| s.1 == k)
+            .map(|(at, _, text, by)| Quote {
+                text: text.clone(),
+                by: by.clone(),
+                at: rfc3339(*at),
+            })
+    };
+    PeopleSaid {
+        root_cause: first(MilestoneKind::Identified),
+        mitigation: first(MilestoneKind::Mitigated),
     }
 }
 

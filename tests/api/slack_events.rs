@@ -381,7 +381,7 @@ async fn replies_are_captured_with_names_edits_append_deletions_remove_bots_are_
     );
     let communication = &md[md.find("## Communication").unwrap()..];
     assert!(
-        communication.contains("Alice Martin (2 replies in the thread"),
+        communication.contains("Alice Martin (1 reply in the thread"),
         "{communication}"
     );
 }
@@ -887,10 +887,28 @@ async fn the_scenario_with_its_conversation_makes_one_timeline() {
         "deleted:\n{timeline}"
     );
     assert!(!timeline.contains("what people saw and did"), "{timeline}");
-    for name in ["Alice Martin", "Bob Chen"] {
-        assert!(
-            md[md.find("## Communication").unwrap()..].contains(name),
-            "{name}"
-        );
+    let communication = &md[md.find("## Communication").unwrap()..];
+    for name in [
+        "Alice Martin (acknowledged, 3 replies",
+        "Bob Chen (1 note, 2 replies",
+    ] {
+        assert!(communication.contains(name), "{name}");
     }
+    assert!(
+        !communication.contains("Carol Diaz"),
+        "her one reply was deleted"
+    );
+    // What people said fills the root cause and the fix, for a person to confirm.
+    assert!(
+        md.contains(
+            "**Root cause:** as said during the incident: \"the nightly report query holds 40 of 50 connections\" (Bob Chen, 2026-11-23 02:26:42 UTC)"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains(
+            "**Immediate fix:** as said during the incident: \"killed the report query, pool draining\" (Alice Martin, 2026-11-23 02:26:48 UTC)"
+        ),
+        "{md}"
+    );
 }
