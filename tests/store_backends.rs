@@ -1001,3 +1001,123 @@ async fn a_corpus_split_at_random_between_two_replicas_makes_the_same_incidents_
         b.close().await;
     }
 }
+
+/// The Slack conversation operations (events recorded once, replies and their changes,
+/// names, a channel's incidents), as a transcript.
+async fn slack_conversation(store: Store) -> Vec<String> {
+    use incidentd::incident::conversation::{CaptureRules, ThreadChange};
+    use incidentd::store::slack::{Reply, Target};
+    let mut log = Vec::new();
+    let (_, at, body) = &recorded_webhooks()[0];
+    ingest(&store, body, *at).await.unwrap();
+    let id = "INC-2026-0001";
+    store
+        .set_slack_thread(id, "C1", "1795400789.000100")
+        .await
+        .unwrap();
+    let thread = Target::Thread {
+        channel: "C1".into(),
+        thread_ts: "1795400789.000100".into(),
+    };
+    let reply = |ts: &str, text: &str| Reply {
+        ts: ts.into(),
+        user: "U1".into(),
+        text: text.into(),
+    };
+    let job = spec("slack_thread", json!({"ts": "1795400800.000200"}), false);
+    let now = t("2026-11-23T02:27:00Z");
+    for (event_id, target) in [
+        ("Ev1", thread.clone()),
+        ("Ev1", thread.clone()),
+        (
+            "Ev2",
+            Target::Thread {
+                channel: "C1".into(),
+                thread_ts: "1.000000".into(),
+            },
+        ),
+        (
+            "Ev3",
+            Target::Message {
+                channel: "C1".into(),
+                ts: "1795400800.000200".into(),
+            },
+        ),
+    ] {
+        let received = store
+            .receive_slack_event(
+                event_id,
+                target,
+                Some(reply("1795400800.000200", "looking")),
+                job.clone(),
+                now,
+            )
+            .await
+            .unwrap();
+        log.push(format!("{event_id}: {received:?}"));
+    }
+    let rules = CaptureRules::default();
+    for change in [
+        ThreadChange::Posted {
+            author: "Alice".into(),
+        },
+        ThreadChange::Posted {
+            author: "Alice".into(),
+        },
+        ThreadChange::Edited {
+            text: "looking at the pool".into(),
+            at: t("2026-11-23T02:26:50Z"),
+        },
+        ThreadChange::Deleted {
+            at: t("2026-11-23T02:26:55Z"),
+        },
+    ] {
+        let rows = store
+            .apply_thread_change("C1", "1795400800.000200", change, rules.clone())
+            .await
+            .unwrap();
+        log.push(format!("{rows:?}"));
+    }
+    store.save_slack_user("U1", "Alice", now).await.unwrap();
+    log.push(format!("{:?}", store.slack_user("U1").await.unwrap()));
+    log.push(format!("{:?}", store.slack_user("U2").await.unwrap()));
+    log.push(format!(
+        "{:?}",
+        store.channel_incidents("C1").await.unwrap()
+    ));
+    log.push(format!(
+        "{:?}",
+        store.channel_incidents("C2").await.unwrap()
+    ));
+    let inputs = store.draft_inputs(id).await.unwrap().unwrap();
+    log.push(format!("{:?}", inputs.thread_messages));
+    log.push(format!("{:?}", inputs.incident.timeline));
+    log.push(format!(
+        "{:?}",
+        store.prune(t("2026-11-23T02:28:00Z"), None).await.unwrap()
+    ));
+    store.close().await;
+    log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slack_conversations_are_stored_alike_on_both_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::open_sqlite(dir.path())
+        .unwrap()
+        .with_followups(Arc::new(Rules::default()), planner());
+    let from_sqlite = slack_conversation(sqlite).await;
+    assert!(from_sqlite[1].contains("Duplicate"), "{from_sqlite:#?}");
+    assert!(from_sqlite[2].contains("NotOurs"), "{from_sqlite:#?}");
+    assert!(from_sqlite[3].contains("Queued"), "{from_sqlite:#?}");
+    assert!(
+        from_sqlite[5] == "[]",
+        "a retried change appends nothing: {from_sqlite:#?}"
+    );
+    let Some(cluster) = pg::shared_or_skip("slack_conversations") else {
+        return;
+    };
+    let url = tokio::task::block_in_place(|| cluster.create_database("slack_conversations"));
+    let from_postgres = slack_conversation(open_pg(&url).await).await;
+    assert_same(&from_sqlite, &from_postgres);
+}
