@@ -26,26 +26,30 @@ fn verified(
     headers: &HeaderMap,
     body: &Bytes,
     what: &str,
-) -> Result<Arc<crate::slack::job::Slack>, Response> {
+) -> Result<Arc<crate::slack::job::Slack>, Box<Response>> {
     let Some((slack, secret)) = state
         .slack
         .as_ref()
         .and_then(|s| Some((s.clone(), s.signing_secret.clone()?)))
     else {
-        return Err(ApiError::NotFound(
-            "Slack interactivity is not configured (slack.signing_secret_file)".into(),
-        )
-        .into_response());
+        return Err(Box::new(
+            ApiError::NotFound(
+                "Slack interactivity is not configured (slack.signing_secret_file)".into(),
+            )
+            .into_response(),
+        ));
     };
     // Slack signs with its wall clock: compare with ours, not with the domain clock.
     let now = chrono::Utc::now().timestamp();
     if let Err(e) = signature::verify_headers(secret.expose().as_bytes(), headers, body, now) {
         tracing::warn!(error = %e, "Slack {what} refused");
-        return Err((
-            StatusCode::UNAUTHORIZED,
-            Json(json!({ "error": format!("Slack signature: {e}") })),
-        )
-            .into_response());
+        return Err(Box::new(
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({ "error": format!("Slack signature: {e}") })),
+            )
+                .into_response(),
+        ));
     }
     Ok(slack)
 }
@@ -56,7 +60,7 @@ pub async fn interactions(
     body: Bytes,
 ) -> Response {
     if let Err(refused) = verified(&state, &headers, &body, "interaction") {
-        return refused;
+        return *refused;
     }
     let interaction = match signature::parse_interaction(&body) {
         Ok(i) => i,
@@ -88,7 +92,7 @@ pub async fn events(
     body: Bytes,
 ) -> Response {
     if let Err(refused) = verified(&state, &headers, &body, "event") {
-        return refused;
+        return *refused;
     }
     let envelope = match events::parse_envelope(&body) {
         Ok(e) => e,
@@ -156,7 +160,7 @@ pub async fn commands(
 ) -> Response {
     let slack = match verified(&state, &headers, &body, "command") {
         Ok(s) => s,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let cmd = match events::parse_command(&body) {
         Ok(c) => c,
