@@ -1237,6 +1237,29 @@ mod tests {
         assert!(!texts.contains("-1d"), "{texts}");
     }
 
+    #[test]
+    fn the_resolve_summary_gives_the_milestones_people_recorded() {
+        let mut inc = incident("Pool", vec![alert("PoolHigh", "Pool")]);
+        inc.status = Status::Resolved;
+        inc.detected_at = at("2026-11-23T02:26:29Z");
+        inc.resolved_at = Some(at("2026-11-23T02:27:02Z"));
+        inc.timeline.push(crate::incident::TimelineEvent {
+            at: at("2026-11-23T02:26:48Z"),
+            kind: EventKind::SlackMessage,
+            actor: "Alice <Martin>".into(),
+            text: "mitigated: killed the report query".into(),
+        });
+        let texts = all_texts(&resolve_summary(&inc, &[], &settings())).join("\n");
+        assert!(
+            texts.contains("*Time to mitigate*\n19s (by Alice &lt;Martin&gt;)"),
+            "{texts}"
+        );
+        assert!(
+            !texts.contains("Time to triage"),
+            "only what was recorded: {texts}"
+        );
+    }
+
     fn grafana(name: &str, silence: &str) -> Occurrence {
         let mut a = alert(name, "Pool");
         for (k, v) in [
