@@ -2394,6 +2394,34 @@ mod tests {
     }
 
     #[test]
+    fn slack_capture_keys_are_read_and_checked() {
+        use crate::incident::conversation::Capture;
+        use crate::incident::MilestoneKind;
+        let config = parse_in_fixtures(
+            "slack: {channel: '#ops', bot_token_file: secrets/slack-bot-token, capture: marked, \
+             capture_reaction: ':round_pushpin:', milestone_reactions: {mitigated: adhesive_bandage}}\n",
+            &[],
+        )
+        .expect("loads");
+        let rules = config.slack.expect("slack").capture;
+        assert_eq!(rules.capture, Capture::Marked);
+        assert_eq!(rules.capture_reaction, "round_pushpin");
+        assert_eq!(
+            rules.milestone_reactions,
+            [(MilestoneKind::Mitigated, "adhesive_bandage".to_string())]
+        );
+        let err = parse_in_fixtures(
+            "slack: {channel: '#ops', bot_token_file: secrets/slack-bot-token, capture: some, \
+             milestone_reactions: {resolved: white_check_mark}}\n",
+            &[],
+        )
+        .expect_err("unknown values");
+        let err = err.to_string();
+        assert!(err.contains("slack.capture"), "{err}");
+        assert!(err.contains("slack.milestone_reactions.resolved"), "{err}");
+    }
+
+    #[test]
     fn a_bot_token_file_and_a_webhook_url_in_the_environment_conflict() {
         let err = parse_in_fixtures(
             "slack: {channel: '#ops', bot_token_file: secrets/slack-bot-token}\n",
