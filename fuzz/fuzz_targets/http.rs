@@ -265,6 +265,7 @@ fn config(dir: &std::path::Path) -> Config {
         signing_secret: Some(Secret::new(SIGNING_SECRET)),
         webhook_url: None,
         routes: Vec::new(),
+        capture: Default::default(),
     });
     config.postmortem.output_dir = dir.join("drafts");
     config
