@@ -91,9 +91,10 @@ pub async fn events(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(refused) = verified(&state, &headers, &body, "event") {
-        return *refused;
-    }
+    let slack = match verified(&state, &headers, &body, "event") {
+        Ok(s) => s,
+        Err(refused) => return *refused,
+    };
     let envelope = match events::parse_envelope(&body) {
         Ok(e) => e,
         Err(e) => return ApiError::BadRequest(format!("Slack event: {e}")).into_response(),
@@ -115,6 +116,14 @@ pub async fn events(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("0")
         .to_string();
+    if let Event::Reacted { reaction, .. } = &event {
+        let rules = &slack.capture;
+        if *reaction != rules.capture_reaction
+            && !rules.milestone_reactions.iter().any(|(_, r)| r == reaction)
+        {
+            return StatusCode::OK.into_response(); // a reaction that marks nothing
+        }
+    }
     let Some((target, reply, job)) = thread::job_for(&event) else {
         if let Event::Ignored(why) = event {
             tracing::debug!(event_id, why, "Slack event ignored");

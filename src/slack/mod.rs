@@ -1,7 +1,8 @@
 //! Slack: Block Kit messages for incidents ([`message`]), the HTTP client in
 //! bot-token or incoming-webhook mode ([`client`]), delivering one incident's
-//! events in order into one thread ([`delivery`]), and verifying Slack's signed
-//! interaction requests ([`signature`]).
+//! events in order into one thread ([`delivery`]), verifying Slack's signed
+//! requests ([`signature`]), reading the Events API and the `/incident` command
+//! ([`events`]), and turning thread replies into timeline rows ([`thread`]).
 //!
 //! The daemon wires these into its durable job table and HTTP router: storage
 //! and routing are not here.
