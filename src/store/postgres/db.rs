@@ -278,7 +278,7 @@ fn writer_loop(shared: &Shared) {
         }
         let started = Instant::now();
         let size = batch.len();
-        carry = run_batch(shared.pool(), batch);
+        carry = run_batch(shared, batch);
         tracing::trace!(
             size,
             deferred = carry.len(),
@@ -298,13 +298,13 @@ enum Fate {
 
 /// Run a batch until it commits or fails for good; answer its callers; return the operations
 /// deferred to the next transaction.
-fn run_batch(pool: &Pool, mut batch: Vec<Op>) -> Vec<Op> {
+fn run_batch(shared: &Shared, mut batch: Vec<Op>) -> Vec<Op> {
     let mut attempt = 0;
     // Postpone writes (see `pending.rs`) unless sending them failed for good.
     let mut postpone = true;
     loop {
         attempt += 1;
-        match try_batch(pool, &mut batch, postpone) {
+        match try_batch(shared, &mut batch, postpone) {
             Ok(fates) => {
                 let mut deferred = Vec::new();
                 for (op, fate) in batch.into_iter().zip(fates) {
@@ -339,6 +339,24 @@ fn run_batch(pool: &Pool, mut batch: Vec<Op>) -> Vec<Op> {
     }
 }
 
+/// Add to the batch what was queued while its first operation ran: that one may have waited
+/// for a correlation key another writer's transaction held (the benchmark's webhooks all need
+/// one key), and what queued meanwhile then shares this commit instead of waiting in batches
+/// of its own, each for the key in turn. Skipped when another writer is taking work from the
+/// queue (it waits there only when the queue is empty).
+fn top_up(shared: &Shared, batch: &mut Vec<Op>) {
+    let Ok(mut rx) = shared.receiver.try_lock() else {
+        return;
+    };
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(Msg::Op(op)) => batch.push(op),
+            Ok(Msg::Close) => rx.close(),
+            Err(_) => break,
+        }
+    }
+}
+
 /// Why a transaction failed as a whole.
 enum Failed {
     /// Sending postponed writes.
@@ -366,15 +384,21 @@ fn begin<'c>(session: &'c mut postgres::Client) -> Result<postgres::Transaction<
 /// such a restart, runs without one, and its failure rolls back the whole transaction, which
 /// then starts again empty. A succeeded operation's savepoint is released together with the
 /// next one's creation (one round trip), and the last one is committed with the transaction.
-fn try_batch(pool: &Pool, batch: &mut [Op], postpone: bool) -> Result<Vec<Fate>, Failed> {
-    let mut client = pool.get()?;
+fn try_batch(shared: &Shared, batch: &mut Vec<Op>, postpone: bool) -> Result<Vec<Fate>, Failed> {
+    let mut client = shared.pool().get()?;
     let (session, stmts) = client.parts();
     let mut tx = begin(session)?;
     let mut pending = Pending::new(postpone);
     let mut fates = Vec::with_capacity(batch.len());
     // Work of earlier operations is in the transaction.
     let mut kept = false;
-    for (i, op) in batch.iter_mut().enumerate() {
+    for i in 0.. {
+        if i == 1 {
+            top_up(shared, batch);
+        }
+        let Some(op) = batch.get_mut(i) else {
+            break;
+        };
         let in_savepoint = kept;
         pending.start_op(in_savepoint);
         // Only the first operation waits for a busy lock: it holds nothing yet.

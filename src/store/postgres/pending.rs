@@ -121,7 +121,9 @@ impl Writes {
         }
     }
 
-    /// Send them: one statement per kind of write. Returns whether anything was sent.
+    /// Send them, in one statement (one round trip) in the usual cases: each body stored
+    /// once (if not stored already), the notifications, the touches and the counters.
+    /// Returns whether anything was sent.
     fn send(
         &self,
         tx: &mut Transaction<'_>,
@@ -130,72 +132,6 @@ impl Writes {
         if self.is_empty() {
             return Ok(false);
         }
-        if !self.notifications.is_empty() {
-            self.send_notifications(tx, stmts)?;
-        }
-        if !self.touches.is_empty() {
-            let n = self.touches.len();
-            let (mut fps, mut starts, mut firsts, mut lasts, mut annotations) = (
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-            );
-            for ((fp, start), t) in &self.touches {
-                fps.push(fp.as_str());
-                starts.push(*start);
-                firsts.push(t.first);
-                lasts.push(t.last);
-                annotations.push(t.annotations.as_deref());
-            }
-            let s = prepared(
-                tx,
-                stmts,
-                "UPDATE occurrences o SET first_seen_at = LEAST(o.first_seen_at, u.first), \
-                   last_seen_at = GREATEST(o.last_seen_at, u.last), \
-                   annotations = COALESCE(u.annotations, o.annotations) \
-                 FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[]) \
-                   AS u(fingerprint, starts_at, first, last, annotations) \
-                 WHERE o.fingerprint = u.fingerprint AND o.starts_at = u.starts_at",
-            )?;
-            tx.execute(&s, &[&fps, &starts, &firsts, &lasts, &annotations])?;
-        }
-        if !self.counts.is_empty() {
-            let n = self.counts.len();
-            let (mut ids, mut received, mut duplicate, mut stale) = (
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-                Vec::with_capacity(n),
-            );
-            for (id, (r, d, s)) in &self.counts {
-                ids.push(id.as_str());
-                received.push(*r);
-                duplicate.push(*d);
-                stale.push(*s);
-            }
-            let s = prepared(
-                tx,
-                stmts,
-                "UPDATE incidents i SET received = i.received + u.r, \
-                   duplicate = i.duplicate + u.d, stale = i.stale + u.s \
-                 FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) \
-                   AS u(id, r, d, s) \
-                 WHERE i.id = u.id",
-            )?;
-            tx.execute(&s, &[&ids, &received, &duplicate, &stale])?;
-        }
-        Ok(true)
-    }
-
-    /// The notifications, with each body stored once: one statement in the usual cases (the
-    /// bodies are stored already, or this stores them), as `record_notification` does for one.
-    fn send_notifications(
-        &self,
-        tx: &mut Transaction<'_>,
-        stmts: &mut StmtCache,
-    ) -> Result<(), postgres::Error> {
         let (hashes, bodies): (Vec<&[u8]>, Vec<&[u8]>) = self
             .bodies
             .iter()
@@ -203,6 +139,36 @@ impl Writes {
             .unzip();
         let rows: Vec<&Notification> = self.notifications.iter().collect();
         let (h, at, receiver, status, group_key, alerts) = columns(&rows);
+        let n = self.touches.len();
+        let (mut fps, mut starts, mut firsts, mut lasts, mut annotations) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for ((fp, start), t) in &self.touches {
+            fps.push(fp.as_str());
+            starts.push(*start);
+            firsts.push(t.first);
+            lasts.push(t.last);
+            annotations.push(t.annotations.as_deref());
+        }
+        let n = self.counts.len();
+        let (mut ids, mut received, mut duplicate, mut stale) = (
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+            Vec::with_capacity(n),
+        );
+        for (id, (r, d, s)) in &self.counts {
+            ids.push(id.as_str());
+            received.push(*r);
+            duplicate.push(*d);
+            stale.push(*s);
+        }
+        // Every data-modifying part of a WITH runs, read or not; they all see the snapshot the
+        // statement starts with, and change different tables.
         let s = prepared(
             tx,
             stmts,
@@ -211,57 +177,95 @@ impl Writes {
                WHERE NOT EXISTS (SELECT 1 FROM payloads p WHERE p.hash = b.hash) \
                ON CONFLICT (hash) DO NOTHING RETURNING id, hash), \
              payload AS (SELECT id, hash FROM payloads WHERE hash = ANY($3) \
-               UNION ALL SELECT id, hash FROM stored) \
-             INSERT INTO notifications (received_at, receiver, status, group_key, alerts, \
-               payload_id) \
-             SELECT r.received_at, r.receiver, r.status, r.group_key, r.alerts, payload.id \
-             FROM unnest($3::bytea[], $4::bigint[], $5::text[], $6::text[], $7::text[], \
-               $8::bigint[]) WITH ORDINALITY \
-               AS r(hash, received_at, receiver, status, group_key, alerts, n) \
-             JOIN payload ON payload.hash = r.hash ORDER BY r.n \
-             RETURNING payload_id",
+               UNION ALL SELECT id, hash FROM stored), \
+             recorded AS (INSERT INTO notifications (received_at, receiver, status, group_key, \
+               alerts, payload_id) \
+               SELECT r.received_at, r.receiver, r.status, r.group_key, r.alerts, payload.id \
+               FROM unnest($3::bytea[], $4::bigint[], $5::text[], $6::text[], $7::text[], \
+                 $8::bigint[]) WITH ORDINALITY \
+                 AS r(hash, received_at, receiver, status, group_key, alerts, n) \
+               JOIN payload ON payload.hash = r.hash ORDER BY r.n \
+               RETURNING payload_id), \
+             touched AS (UPDATE occurrences o SET first_seen_at = LEAST(o.first_seen_at, u.first), \
+               last_seen_at = GREATEST(o.last_seen_at, u.last), \
+               annotations = COALESCE(u.annotations, o.annotations) \
+               FROM unnest($9::text[], $10::bigint[], $11::bigint[], $12::bigint[], $13::text[]) \
+                 AS u(fingerprint, starts_at, first, last, annotations) \
+               WHERE o.fingerprint = u.fingerprint AND o.starts_at = u.starts_at), \
+             counted AS (UPDATE incidents i SET received = i.received + u.r, \
+               duplicate = i.duplicate + u.d, stale = i.stale + u.s \
+               FROM unnest($14::text[], $15::bigint[], $16::bigint[], $17::bigint[]) \
+                 AS u(id, r, d, s) \
+               WHERE i.id = u.id) \
+             SELECT payload_id FROM recorded",
         )?;
         let recorded = tx.query(
             &s,
             &[
-                &hashes, &bodies, &h, &at, &receiver, &status, &group_key, &alerts,
+                &hashes,
+                &bodies,
+                &h,
+                &at,
+                &receiver,
+                &status,
+                &group_key,
+                &alerts,
+                &fps,
+                &starts,
+                &firsts,
+                &lasts,
+                &annotations,
+                &ids,
+                &received,
+                &duplicate,
+                &stale,
             ],
         )?;
-        if recorded.len() == rows.len() {
-            return Ok(());
+        if recorded.len() < rows.len() {
+            record_missing(tx, stmts, &rows, &recorded)?;
         }
-        // Another replica stored a body after the statement's snapshot was taken (the insert
-        // waited for it, then did nothing), so its notifications were left out: a new
-        // statement sees its row.
-        let ids: Vec<i64> = recorded
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?;
-        let s = prepared(tx, stmts, "SELECT hash FROM payloads WHERE id = ANY($1)")?;
-        let found: HashSet<Vec<u8>> = tx
-            .query(&s, &[&ids])?
-            .iter()
-            .map(|r| r.try_get(0))
-            .collect::<Result<_, _>>()?;
-        let missing: Vec<&Notification> = rows
-            .into_iter()
-            .filter(|n| !found.contains(&n.hash))
-            .collect();
-        let (h, at, receiver, status, group_key, alerts) = columns(&missing);
-        let s = prepared(
-            tx,
-            stmts,
-            "INSERT INTO notifications (received_at, receiver, status, group_key, alerts, \
-               payload_id) \
-             SELECT r.received_at, r.receiver, r.status, r.group_key, r.alerts, p.id \
-             FROM unnest($1::bytea[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
-               $6::bigint[]) WITH ORDINALITY \
-               AS r(hash, received_at, receiver, status, group_key, alerts, n) \
-             JOIN payloads p ON p.hash = r.hash ORDER BY r.n",
-        )?;
-        tx.execute(&s, &[&h, &at, &receiver, &status, &group_key, &alerts])?;
-        Ok(())
+        Ok(true)
     }
+}
+
+/// Another replica stored a body after the statement's snapshot was taken (the insert
+/// waited for it, then did nothing), so its notifications were left out: a new statement
+/// sees its row.
+fn record_missing(
+    tx: &mut Transaction<'_>,
+    stmts: &mut StmtCache,
+    rows: &[&Notification],
+    recorded: &[postgres::Row],
+) -> Result<(), postgres::Error> {
+    let ids: Vec<i64> = recorded
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    let s = prepared(tx, stmts, "SELECT hash FROM payloads WHERE id = ANY($1)")?;
+    let found: HashSet<Vec<u8>> = tx
+        .query(&s, &[&ids])?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    let missing: Vec<&Notification> = rows
+        .iter()
+        .copied()
+        .filter(|n| !found.contains(&n.hash))
+        .collect();
+    let (h, at, receiver, status, group_key, alerts) = columns(&missing);
+    let s = prepared(
+        tx,
+        stmts,
+        "INSERT INTO notifications (received_at, receiver, status, group_key, alerts, \
+           payload_id) \
+         SELECT r.received_at, r.receiver, r.status, r.group_key, r.alerts, p.id \
+         FROM unnest($1::bytea[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+           $6::bigint[]) WITH ORDINALITY \
+           AS r(hash, received_at, receiver, status, group_key, alerts, n) \
+         JOIN payloads p ON p.hash = r.hash ORDER BY r.n",
+    )?;
+    tx.execute(&s, &[&h, &at, &receiver, &status, &group_key, &alerts])?;
+    Ok(())
 }
 
 /// The notifications' columns, as arrays.
