@@ -173,6 +173,11 @@ impl<'a, 'c> Conn<'a, 'c> {
     }
 
     /// A statement that only reads `seen` or takes a lock: postponed writes stay postponed.
+    fn query_keeping(&mut self, sql: &str, params: Params) -> Result<Vec<Row>> {
+        let s = self.prepare(sql, true)?;
+        Ok(self.tx.query(&s, params)?)
+    }
+
     fn query_opt_keeping(&mut self, sql: &str, params: Params) -> Result<Option<Row>> {
         let s = self.prepare(sql, true)?;
         Ok(self.tx.query_opt(&s, params)?)
@@ -371,6 +376,57 @@ impl<'a, 'c> PgTx<'a, 'c> {
 
     fn pending(&mut self) -> Option<&mut Pending> {
         self.c.pending.as_deref_mut()
+    }
+
+    /// Read what `seen` will be asked about the alerts of a notification (after its keys are
+    /// locked), in one statement rather than one per alert; remembered while postponing.
+    fn read_seen(&mut self, alerts: &[crate::alertmanager::ValidAlert]) -> Result<()> {
+        let Some(p) = self.pending() else {
+            return Ok(());
+        };
+        let mut keys: Vec<(String, i64)> = alerts
+            .iter()
+            .map(|a| (a.fingerprint.clone(), to_micros(a.starts_at)))
+            .filter(|k| p.seen(k).is_none())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        if keys.len() < 2 {
+            return Ok(()); // as cheap to read when asked
+        }
+        let (fps, starts): (Vec<&str>, Vec<i64>) =
+            keys.iter().map(|(f, s)| (f.as_str(), *s)).unzip();
+        let rows = self.c.query_keeping(
+            "SELECT o.fingerprint, o.starts_at, o.incident_id, o.status, o.ends_at, \
+               o.first_seen_at, o.annotations \
+             FROM unnest($1::text[], $2::bigint[]) AS k(fingerprint, starts_at) \
+             JOIN occurrences o ON o.fingerprint = k.fingerprint AND o.starts_at = k.starts_at",
+            &[&fps, &starts],
+        )?;
+        let mut found = HashMap::new();
+        for r in &rows {
+            let status: String = r.try_get(3)?;
+            let annotations: String = r.try_get(6)?;
+            let key: (String, i64) = (r.try_get(0)?, r.try_get(1)?);
+            found.insert(
+                key,
+                Seen {
+                    incident_id: r.try_get(2)?,
+                    status: AlertStatus::parse(&status)
+                        .ok_or_else(|| bad_column("alert status", &status))?,
+                    ends_at: opt_time(r.try_get(4)?),
+                    first_seen_at: from_micros(r.try_get(5)?),
+                    annotations: serde_json::from_str(&annotations).unwrap_or_default(),
+                },
+            );
+        }
+        if let Some(p) = self.pending() {
+            for key in keys {
+                let seen = found.remove(&key);
+                p.remember(key, seen);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -692,7 +748,7 @@ impl Tx for PgTx<'_, '_> {
                 alerts,
             };
             if p.record(row, body) {
-                return Ok(());
+                return self.read_seen(&n.alerts);
             }
         }
         // One round trip in the usual cases: the body is stored already, or this stores it.
