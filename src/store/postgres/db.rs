@@ -9,6 +9,12 @@
 //! taking a pooled session per batch, so a slow round trip does not hold every webhook back,
 //! and concurrent webhooks still share commits.
 //!
+//! What a batch's operations repeat costs little: the transaction remembers the locks it
+//! holds and what `seen` read, and postpones notification records, touches and counters into
+//! one statement for the whole batch (`pending.rs`). A batch whose first operation waited for a
+//! lock takes what was queued meanwhile (`top_up`), so webhooks for one busy key share a commit
+//! rather than each writer's small batch waiting for the key in turn.
+//!
 //! Retries: when the whole transaction fails transiently (serialization failure, deadlock,
 //! the connection lost, PostgreSQL restarting or unreachable), the batch is run again from
 //! the start, up to [`BATCH_ATTEMPTS`] times with a short backoff, on a fresh session (a broken

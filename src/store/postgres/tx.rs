@@ -16,6 +16,10 @@
 //!   not use up an identity value (job ids then follow SQLite's);
 //! - claiming a job locks its row `FOR UPDATE SKIP LOCKED`: two replicas never claim one job.
 //!
+//! In a write transaction, [`Conn`] also carries what the transaction holds and postpones
+//! (`pending.rs`): `touch`, `count` and `record_notification` are postponed, `seen` answered
+//! from memory when it can be, and every other statement first sends what is postponed.
+//!
 //! Transactions run at READ COMMITTED: correlation is serialized by [`Tx::lock`]
 //! (`pg_advisory_xact_lock` on each correlation key), and every other write is a single-row
 //! upsert or update.
@@ -673,7 +677,7 @@ impl Repo for PgTx<'_, '_> {
         let key = (fingerprint.to_string(), to_micros(starts_at));
         if self
             .pending()
-            .is_some_and(|p| p.touch(key.clone(), at, annotations, |a| json(a)))
+            .is_some_and(|p| p.touch(key.clone(), at, annotations, json))
         {
             return Ok(());
         }
