@@ -1121,3 +1121,176 @@ async fn slack_conversations_are_stored_alike_on_both_backends() {
     let from_postgres = slack_conversation(open_pg(&url).await).await;
     assert_same(&from_sqlite, &from_postgres);
 }
+
+/// Queues `deliveries` on `store` (one writer) behind a batch that waits for the key
+/// `service="z"`, held by another session: released, they run together in one transaction.
+/// Returns what each ingest answered, in order.
+async fn ingest_in_one_batch(
+    store: &Store,
+    url: &str,
+    deliveries: &[(Vec<u8>, DateTime<Utc>)],
+) -> Vec<Result<String, String>> {
+    let (release, holder) = tokio::task::block_in_place(|| hold_key(url, "service=\"z\""));
+    let mut tasks = Vec::new();
+    for (body, at) in deliveries {
+        let (store, body, at) = (store.clone(), body.clone(), *at);
+        tasks.push(tokio::spawn(async move { ingest(&store, &body, at).await }));
+        // Queued in this order.
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+    }
+    assert!(tasks.iter().all(|t| !t.is_finished()), "the key is held");
+    release.send(()).unwrap();
+    tokio::task::block_in_place(|| holder.join().unwrap());
+    let mut out = Vec::new();
+    for task in tasks {
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(10), task)
+            .await
+            .expect("answered once the key is free")
+            .unwrap();
+        out.push(answer);
+    }
+    out
+}
+
+/// Rows of a table, counted on a session of its own.
+fn count_rows(url: &str, table: &str) -> i64 {
+    let mut c = incidentd::store::postgres::connect(&pg_config(url)).unwrap();
+    c.query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .unwrap()
+        .get(0)
+}
+
+/// Repeats that one transaction takes together (their notification records, touches and
+/// counters postponed to one statement each, `seen` answered from what the transaction
+/// already read, the key's lock taken once), mixed with deliveries that change the incident
+/// (annotations, an earlier receipt, a new alert, a resolve, a stale firing), end exactly as
+/// the same deliveries taken one at a time on SQLite: the same answers, the same incident.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeats_taken_in_one_transaction_end_as_taken_one_at_a_time() {
+    let Some(cluster) = pg::shared_or_skip("batched_repeats") else {
+        return;
+    };
+    let url = tokio::task::block_in_place(|| cluster.create_database("batched_repeats"));
+    let mut config = pg_config(&url);
+    config.pool_size = 1; // one writer: the batches are predictable
+    let pg = tokio::task::spawn_blocking(move || Store::open_postgres(&config))
+        .await
+        .unwrap()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::open_sqlite(dir.path()).unwrap();
+
+    let first = variant("zzzz000000000001", "2026-11-23T09:00:00Z", "z");
+    let text = String::from_utf8(first.clone()).unwrap();
+    let changed = text
+        .replace(
+            "Database connection pool nearly exhausted",
+            "Connection pool still exhausted",
+        )
+        .into_bytes();
+    let resolved = text
+        .replacen("\"status\":\"firing\"", "\"status\":\"resolved\"", 2)
+        .replace("0001-01-01T00:00:00Z", "2026-11-23T09:30:00Z")
+        .into_bytes();
+    let second = variant("zzzz000000000002", "2026-11-23T09:00:10Z", "z");
+    let at = |s: &str| t(&format!("2026-11-23T09:00:{s}Z"));
+    let deliveries = vec![
+        (first.clone(), at("02")),
+        (first.clone(), at("03")),
+        (changed.clone(), at("04")),
+        (first.clone(), at("04.250")), // the annotations change back
+        (first.clone(), at("00.500")), // earlier than any receipt so far
+        (changed.clone(), at("05")),
+        (second.clone(), at("06")), // a new alert joins
+        (second.clone(), at("07")),
+        (first.clone(), at("08")),
+        (resolved, at("09")),
+        (first.clone(), at("10")), // stale
+        (second.clone(), at("11")),
+        (changed, at("12")),
+        (first.clone(), at("13")),
+    ];
+
+    let mut answers = Vec::new();
+    for store in [&sqlite, &pg] {
+        let mut log = vec![ingest(store, &first, at("01")).await];
+        if std::ptr::eq(store, &pg) {
+            log.extend(ingest_in_one_batch(store, &url, &deliveries).await);
+        } else {
+            for (body, when) in &deliveries {
+                log.push(ingest(store, body, *when).await);
+            }
+        }
+        let incident = store.incident("INC-2026-0001").await.unwrap();
+        answers.push((log, format!("{incident:#?}")));
+    }
+    let (postgres, sqlite_answers) = (answers.pop().unwrap(), answers.pop().unwrap());
+    assert!(postgres.0.iter().all(Result::is_ok), "{:#?}", postgres.0);
+    assert_eq!(sqlite_answers.0, postgres.0, "the answers");
+    assert_eq!(sqlite_answers.1, postgres.1, "the incident");
+    assert!(postgres.1.contains("nearly exhausted") && !postgres.1.contains("still exhausted"));
+    let counts = tokio::task::block_in_place(|| {
+        (
+            count_rows(&url, "notifications"),
+            count_rows(&url, "payloads"),
+        )
+    });
+    assert_eq!(
+        counts,
+        (1 + deliveries.len() as i64, 4),
+        "(notifications, bodies)"
+    );
+    pg.close().await;
+    sqlite.close().await;
+}
+
+/// A notification the server refuses (text with a NUL character) among repeats taken in one
+/// transaction fails alone: the others commit, as when every statement ran at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_notification_in_a_batch_of_repeats_fails_alone() {
+    let Some(cluster) = pg::shared_or_skip("refused_in_batch") else {
+        return;
+    };
+    let url = tokio::task::block_in_place(|| cluster.create_database("refused_in_batch"));
+    let mut config = pg_config(&url);
+    config.pool_size = 1;
+    let store = tokio::task::spawn_blocking(move || Store::open_postgres(&config))
+        .await
+        .unwrap()
+        .unwrap();
+    let first = variant("zzzz000000000001", "2026-11-23T09:00:00Z", "z");
+    let refused = String::from_utf8(first.clone())
+        .unwrap()
+        .replace(
+            "\"receiver\":\"e2e-webhook\"",
+            "\"receiver\":\"e2e\\u0000webhook\"",
+        )
+        .into_bytes();
+    assert_ne!(refused, first);
+    ingest(&store, &first, t("2026-11-23T09:00:01Z"))
+        .await
+        .unwrap();
+    let at = |s: &str| t(&format!("2026-11-23T09:00:{s}Z"));
+    let deliveries = vec![
+        (first.clone(), at("02")),
+        (first.clone(), at("03")),
+        (refused, at("04")),
+        (first.clone(), at("05")),
+    ];
+    let answers = ingest_in_one_batch(&store, &url, &deliveries).await;
+    assert!(
+        answers[0].is_ok() && answers[1].is_ok() && answers[3].is_ok(),
+        "{answers:#?}"
+    );
+    let refused = answers[2]
+        .as_ref()
+        .expect_err("the server refuses a NUL in text");
+    assert!(refused.contains("transient: false"), "{refused}");
+    let incident = store.incident("INC-2026-0001").await.unwrap().unwrap();
+    assert_eq!(incident.notifications.received, 4);
+    assert_eq!(
+        tokio::task::block_in_place(|| count_rows(&url, "notifications")),
+        4
+    );
+    store.close().await;
+}

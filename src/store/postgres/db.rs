@@ -9,6 +9,12 @@
 //! taking a pooled session per batch, so a slow round trip does not hold every webhook back,
 //! and concurrent webhooks still share commits.
 //!
+//! What a batch's operations repeat costs little: the transaction remembers the locks it
+//! holds and what `seen` read, and postpones notification records, touches and counters into
+//! one statement for the whole batch (`pending.rs`). A batch whose first operation waited for a
+//! lock takes what was queued meanwhile (`top_up`), so webhooks for one busy key share a commit
+//! rather than each writer's small batch waiting for the key in turn.
+//!
 //! Retries: when the whole transaction fails transiently (serialization failure, deadlock,
 //! the connection lost, PostgreSQL restarting or unreachable), the batch is run again from
 //! the start, up to [`BATCH_ATTEMPTS`] times with a short backoff, on a fresh session (a broken
@@ -33,6 +39,7 @@ use std::time::{Duration, Instant};
 use postgres::IsolationLevel;
 use tokio::sync::{mpsc, oneshot};
 
+use super::pending::Pending;
 use super::tx::{Conn, PgReads, PgTx};
 use super::{migrations, Pool};
 use crate::config::PostgresConfig;
@@ -277,7 +284,7 @@ fn writer_loop(shared: &Shared) {
         }
         let started = Instant::now();
         let size = batch.len();
-        carry = run_batch(shared.pool(), batch);
+        carry = run_batch(shared, batch);
         tracing::trace!(
             size,
             deferred = carry.len(),
@@ -297,11 +304,13 @@ enum Fate {
 
 /// Run a batch until it commits or fails for good; answer its callers; return the operations
 /// deferred to the next transaction.
-fn run_batch(pool: &Pool, mut batch: Vec<Op>) -> Vec<Op> {
+fn run_batch(shared: &Shared, mut batch: Vec<Op>) -> Vec<Op> {
     let mut attempt = 0;
+    // Postpone writes (see `pending.rs`) unless sending them failed for good.
+    let mut postpone = true;
     loop {
         attempt += 1;
-        match try_batch(pool, &mut batch) {
+        match try_batch(shared, &mut batch, postpone) {
             Ok(fates) => {
                 let mut deferred = Vec::new();
                 for (op, fate) in batch.into_iter().zip(fates) {
@@ -312,11 +321,20 @@ fn run_batch(pool: &Pool, mut batch: Vec<Op>) -> Vec<Op> {
                 }
                 return deferred;
             }
-            Err(e) if e.is_transient() && attempt < BATCH_ATTEMPTS => {
+            Err(Failed::Postponed(e)) if postpone && !e.is_transient() => {
+                // Run every statement at once instead, so that only an operation whose data
+                // the server refuses fails.
+                tracing::warn!(error = %e, size = batch.len(), "postponed writes failed; running the batch again without postponing");
+                postpone = false;
+                attempt -= 1;
+            }
+            Err(Failed::Postponed(e) | Failed::Other(e))
+                if e.is_transient() && attempt < BATCH_ATTEMPTS =>
+            {
                 tracing::warn!(error = %e, attempt, size = batch.len(), "write transaction failed; running it again");
                 std::thread::sleep(Duration::from_millis(50 << attempt));
             }
-            Err(e) => {
+            Err(Failed::Postponed(e) | Failed::Other(e)) => {
                 tracing::error!(error = %e, size = batch.len(), "write transaction failed; every caller in the batch gets the error");
                 for op in batch {
                     (op.finish)(Err(e.clone()));
@@ -324,6 +342,37 @@ fn run_batch(pool: &Pool, mut batch: Vec<Op>) -> Vec<Op> {
                 return Vec::new();
             }
         }
+    }
+}
+
+/// Add to the batch what was queued while its first operation ran: that one may have waited
+/// for a correlation key another writer's transaction held (the benchmark's webhooks all need
+/// one key), and what queued meanwhile then shares this commit instead of waiting in batches
+/// of its own, each for the key in turn. Skipped when another writer is taking work from the
+/// queue (it waits there only when the queue is empty).
+fn top_up(shared: &Shared, batch: &mut Vec<Op>) {
+    let Ok(mut rx) = shared.receiver.try_lock() else {
+        return;
+    };
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(Msg::Op(op)) => batch.push(op),
+            Ok(Msg::Close) => rx.close(),
+            Err(_) => break,
+        }
+    }
+}
+
+/// Why a transaction failed as a whole.
+enum Failed {
+    /// Sending postponed writes.
+    Postponed(StoreError),
+    Other(StoreError),
+}
+
+impl<E: Into<StoreError>> From<E> for Failed {
+    fn from(e: E) -> Failed {
+        Failed::Other(e.into())
     }
 }
 
@@ -336,45 +385,52 @@ fn begin<'c>(session: &'c mut postgres::Client) -> Result<postgres::Transaction<
 
 /// Savepoints cost a round trip each, so they are only taken where needed: an operation runs
 /// inside savepoint `op` only when earlier operations' work is in the transaction (its
-/// failure then rolls back to the savepoint); the first operation, or one after such a
-/// restart, runs without one, and its failure rolls back the whole transaction, which then
-/// starts again empty. A succeeded operation's savepoint is released together with the next
-/// one's creation (one round trip), and the last one is committed with the transaction.
-fn try_batch(pool: &Pool, batch: &mut [Op]) -> Result<Vec<Fate>, StoreError> {
-    let mut client = pool.get()?;
+/// failure then rolls back to the savepoint) and it sends a statement (one whose work is all
+/// postponed or already known needs none, see `pending.rs`); the first operation, or one after
+/// such a restart, runs without one, and its failure rolls back the whole transaction, which
+/// then starts again empty. A succeeded operation's savepoint is released together with the
+/// next one's creation (one round trip), and the last one is committed with the transaction.
+fn try_batch(shared: &Shared, batch: &mut Vec<Op>, postpone: bool) -> Result<Vec<Fate>, Failed> {
+    let mut client = shared.pool().get()?;
     let (session, stmts) = client.parts();
     let mut tx = begin(session)?;
+    let mut pending = Pending::new(postpone);
     let mut fates = Vec::with_capacity(batch.len());
     // Work of earlier operations is in the transaction.
     let mut kept = false;
-    // Savepoint `op` is open (its operation succeeded; released with the next SAVEPOINT).
-    let mut open = false;
-    for (i, op) in batch.iter_mut().enumerate() {
-        let in_savepoint = kept;
-        if in_savepoint {
-            tx.batch_execute(if open {
-                "RELEASE op; SAVEPOINT op"
-            } else {
-                "SAVEPOINT op"
-            })?;
-            open = true;
+    for i in 0.. {
+        if i == 1 {
+            top_up(shared, batch);
         }
+        let Some(op) = batch.get_mut(i) else {
+            break;
+        };
+        let in_savepoint = kept;
+        pending.start_op(in_savepoint);
         // Only the first operation waits for a busy lock: it holds nothing yet.
-        let mut pgtx = PgTx::new(Conn::new(&mut tx, stmts), i == 0);
-        let ran = (op.run)(&mut pgtx);
-        let blocked = pgtx.blocked;
+        let (ran, blocked) = {
+            let mut pgtx = PgTx::new(Conn::for_op(&mut tx, stmts, &mut pending), i == 0);
+            let ran = (op.run)(&mut pgtx);
+            (ran, pgtx.blocked)
+        };
+        if let Some(e) = pending.broken.take() {
+            return Err(Failed::Postponed(e));
+        }
         match ran {
             Ran::Ok => {
+                pending.op_succeeded();
                 kept = true;
                 fates.push(Fate::Answer);
             }
             Ran::Failed { transient } => {
-                if in_savepoint {
+                let sent = pending.started();
+                pending.op_failed();
+                if sent && in_savepoint {
                     tx.batch_execute("ROLLBACK TO op; RELEASE op")?;
-                    open = false;
-                } else {
+                } else if sent {
                     tx.rollback()?;
                     tx = begin(session)?;
+                    pending = Pending::new(postpone);
                 }
                 if blocked {
                     fates.push(Fate::Defer);
@@ -387,10 +443,12 @@ fn try_batch(pool: &Pool, batch: &mut [Op]) -> Result<Vec<Fate>, StoreError> {
             }
         }
     }
-    if kept {
+    let sent = pending.finish(&mut tx, stmts).map_err(Failed::Postponed)?;
+    if kept && !sent {
         // PostgreSQL answers COMMIT of a failed transaction with a quiet ROLLBACK: were an
         // operation ever to swallow an SQL error and report success, its callers would get a
-        // 2xx for work that is gone. One statement first fails loudly in that state.
+        // 2xx for work that is gone. One statement first fails loudly in that state (as the
+        // postponed writes, when there are any, already did).
         tx.batch_execute("SELECT 1")?;
     }
     tx.commit()?;

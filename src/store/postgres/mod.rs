@@ -17,6 +17,7 @@
 mod db;
 pub mod error;
 pub mod migrations;
+mod pending;
 pub mod pool;
 mod tls;
 pub mod tx;

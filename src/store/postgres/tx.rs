@@ -16,6 +16,10 @@
 //!   not use up an identity value (job ids then follow SQLite's);
 //! - claiming a job locks its row `FOR UPDATE SKIP LOCKED`: two replicas never claim one job.
 //!
+//! In a write transaction, [`Conn`] also carries what the transaction holds and postpones
+//! (`pending.rs`): `touch`, `count` and `record_notification` are postponed, `seen` answered
+//! from memory when it can be, and every other statement first sends what is postponed.
+//!
 //! Transactions run at READ COMMITTED: correlation is serialized by [`Tx::lock`]
 //! (`pg_advisory_xact_lock` on each correlation key), and every other write is a single-row
 //! upsert or update.
@@ -32,6 +36,7 @@ use crate::store::sqlite::{ListFilter, Page};
 use crate::store::{Job, JobStatus, NewJob, Reads, Related, StoreError, StoredDraft, Tx};
 use crate::time::{from_micros, to_micros};
 
+use super::pending::{Notification, Pending};
 use super::PgError;
 
 mod slack;
@@ -95,49 +100,103 @@ impl StmtCache {
     }
 }
 
+/// The statement for `sql`, prepared on this session the first time it is asked for.
+/// (Prepared statements are not transactional: one prepared in a transaction that rolls back
+/// stays valid.)
+pub(super) fn prepared(
+    tx: &mut postgres::Transaction<'_>,
+    stmts: &mut StmtCache,
+    sql: &str,
+) -> Result<Statement, postgres::Error> {
+    if let Some(s) = stmts.0.get(sql) {
+        return Ok(s.clone());
+    }
+    let s = tx.prepare(sql)?;
+    stmts.0.insert(sql.to_owned(), s.clone());
+    Ok(s)
+}
+
 /// A transaction and its session's prepared statements: runs SQL text as cached statements.
+/// In a write transaction, also what the transaction holds and postpones ([`Pending`]): every
+/// statement first sends the postponed writes it could see, except those that only take a
+/// lock or read `seen` (the `*_keeping` methods).
 pub struct Conn<'a, 'c> {
     tx: &'a mut postgres::Transaction<'c>,
     stmts: &'a mut StmtCache,
+    pending: Option<&'a mut Pending>,
 }
 
 type Params<'p> = &'p [&'p (dyn ToSql + Sync)];
 
 impl<'a, 'c> Conn<'a, 'c> {
+    /// For reads.
     pub fn new(tx: &'a mut postgres::Transaction<'c>, stmts: &'a mut StmtCache) -> Self {
-        Conn { tx, stmts }
-    }
-
-    /// The statement for `sql`, prepared on this session the first time it is asked for.
-    /// (Prepared statements are not transactional: one prepared in a transaction that rolls
-    /// back stays valid.)
-    fn prepare(&mut self, sql: &str) -> Result<Statement, postgres::Error> {
-        if let Some(s) = self.stmts.0.get(sql) {
-            return Ok(s.clone());
+        Conn {
+            tx,
+            stmts,
+            pending: None,
         }
-        let s = self.tx.prepare(sql)?;
-        self.stmts.0.insert(sql.to_owned(), s.clone());
-        Ok(s)
     }
 
-    fn query(&mut self, sql: &str, params: Params) -> Result<Vec<Row>, postgres::Error> {
-        let s = self.prepare(sql)?;
-        self.tx.query(&s, params)
+    /// For one operation of a write transaction.
+    pub fn for_op(
+        tx: &'a mut postgres::Transaction<'c>,
+        stmts: &'a mut StmtCache,
+        pending: &'a mut Pending,
+    ) -> Self {
+        Conn {
+            tx,
+            stmts,
+            pending: Some(pending),
+        }
     }
 
-    fn query_opt(&mut self, sql: &str, params: Params) -> Result<Option<Row>, postgres::Error> {
-        let s = self.prepare(sql)?;
-        self.tx.query_opt(&s, params)
+    fn prepare(&mut self, sql: &str, keeps: bool) -> Result<Statement> {
+        if let Some(p) = self.pending.as_deref_mut() {
+            p.before(self.tx, self.stmts, keeps)?;
+        }
+        Ok(prepared(self.tx, self.stmts, sql)?)
     }
 
-    fn query_one(&mut self, sql: &str, params: Params) -> Result<Row, postgres::Error> {
-        let s = self.prepare(sql)?;
-        self.tx.query_one(&s, params)
+    fn query(&mut self, sql: &str, params: Params) -> Result<Vec<Row>> {
+        let s = self.prepare(sql, false)?;
+        Ok(self.tx.query(&s, params)?)
     }
 
-    fn execute(&mut self, sql: &str, params: Params) -> Result<u64, postgres::Error> {
-        let s = self.prepare(sql)?;
-        self.tx.execute(&s, params)
+    fn query_opt(&mut self, sql: &str, params: Params) -> Result<Option<Row>> {
+        let s = self.prepare(sql, false)?;
+        Ok(self.tx.query_opt(&s, params)?)
+    }
+
+    fn query_one(&mut self, sql: &str, params: Params) -> Result<Row> {
+        let s = self.prepare(sql, false)?;
+        Ok(self.tx.query_one(&s, params)?)
+    }
+
+    fn execute(&mut self, sql: &str, params: Params) -> Result<u64> {
+        let s = self.prepare(sql, false)?;
+        Ok(self.tx.execute(&s, params)?)
+    }
+
+    /// A statement that only reads `seen` or takes a lock: postponed writes stay postponed.
+    fn query_keeping(&mut self, sql: &str, params: Params) -> Result<Vec<Row>> {
+        let s = self.prepare(sql, true)?;
+        Ok(self.tx.query(&s, params)?)
+    }
+
+    fn query_opt_keeping(&mut self, sql: &str, params: Params) -> Result<Option<Row>> {
+        let s = self.prepare(sql, true)?;
+        Ok(self.tx.query_opt(&s, params)?)
+    }
+
+    fn query_one_keeping(&mut self, sql: &str, params: Params) -> Result<Row> {
+        let s = self.prepare(sql, true)?;
+        Ok(self.tx.query_one(&s, params)?)
+    }
+
+    fn execute_keeping(&mut self, sql: &str, params: Params) -> Result<u64> {
+        let s = self.prepare(sql, true)?;
+        Ok(self.tx.execute(&s, params)?)
     }
 }
 
@@ -288,15 +347,18 @@ impl<'a, 'c> PgTx<'a, 'c> {
     fn lock_names<S: AsRef<str>>(&mut self, names: &[S]) -> Result<()> {
         for name in names {
             let name = name.as_ref();
+            if self.c.pending.as_deref().is_some_and(|p| p.holds(name)) {
+                continue;
+            }
             if self.may_wait {
-                self.c.execute(
+                self.c.execute_keeping(
                     "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
                     &[&name],
                 )?;
             } else {
                 let got: bool = self
                     .c
-                    .query_one(
+                    .query_one_keeping(
                         "SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))",
                         &[&name],
                     )?
@@ -310,6 +372,64 @@ impl<'a, 'c> PgTx<'a, 'c> {
                         transient: true,
                     });
                 }
+            }
+            if let Some(p) = self.c.pending.as_deref_mut() {
+                p.took(name);
+            }
+        }
+        Ok(())
+    }
+
+    fn pending(&mut self) -> Option<&mut Pending> {
+        self.c.pending.as_deref_mut()
+    }
+
+    /// Read what `seen` will be asked about the alerts of a notification (after its keys are
+    /// locked), in one statement rather than one per alert; remembered while postponing.
+    fn read_seen(&mut self, alerts: &[crate::alertmanager::ValidAlert]) -> Result<()> {
+        let Some(p) = self.pending() else {
+            return Ok(());
+        };
+        let mut keys: Vec<(String, i64)> = alerts
+            .iter()
+            .map(|a| (a.fingerprint.clone(), to_micros(a.starts_at)))
+            .filter(|k| p.seen(k).is_none())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        if keys.len() < 2 {
+            return Ok(()); // as cheap to read when asked
+        }
+        let (fps, starts): (Vec<&str>, Vec<i64>) =
+            keys.iter().map(|(f, s)| (f.as_str(), *s)).unzip();
+        let rows = self.c.query_keeping(
+            "SELECT o.fingerprint, o.starts_at, o.incident_id, o.status, o.ends_at, \
+               o.first_seen_at, o.annotations \
+             FROM unnest($1::text[], $2::bigint[]) AS k(fingerprint, starts_at) \
+             JOIN occurrences o ON o.fingerprint = k.fingerprint AND o.starts_at = k.starts_at",
+            &[&fps, &starts],
+        )?;
+        let mut found = HashMap::new();
+        for r in &rows {
+            let status: String = r.try_get(3)?;
+            let annotations: String = r.try_get(6)?;
+            let key: (String, i64) = (r.try_get(0)?, r.try_get(1)?);
+            found.insert(
+                key,
+                Seen {
+                    incident_id: r.try_get(2)?,
+                    status: AlertStatus::parse(&status)
+                        .ok_or_else(|| bad_column("alert status", &status))?,
+                    ends_at: opt_time(r.try_get(4)?),
+                    first_seen_at: from_micros(r.try_get(5)?),
+                    annotations: serde_json::from_str(&annotations).unwrap_or_default(),
+                },
+            );
+        }
+        if let Some(p) = self.pending() {
+            for key in keys {
+                let seen = found.remove(&key);
+                p.remember(key, seen);
             }
         }
         Ok(())
@@ -520,24 +640,33 @@ impl Repo for PgTx<'_, '_> {
     }
 
     fn seen(&mut self, fingerprint: &str, starts_at: Timestamp) -> Result<Option<Seen>> {
-        let Some(r) = self.c.query_opt(
+        let key = (fingerprint.to_string(), to_micros(starts_at));
+        if let Some(known) = self.pending().and_then(|p| p.seen(&key)) {
+            return Ok(known);
+        }
+        let read = match self.c.query_opt_keeping(
             "SELECT incident_id, status, ends_at, first_seen_at, annotations FROM occurrences \
              WHERE fingerprint = $1 AND starts_at = $2",
-            &[&fingerprint, &to_micros(starts_at)],
-        )?
-        else {
-            return Ok(None);
+            &[&fingerprint, &key.1],
+        )? {
+            None => None,
+            Some(r) => {
+                let status: String = r.try_get(1)?;
+                let annotations: String = r.try_get(4)?;
+                Some(Seen {
+                    incident_id: r.try_get(0)?,
+                    status: AlertStatus::parse(&status)
+                        .ok_or_else(|| bad_column("alert status", &status))?,
+                    ends_at: opt_time(r.try_get(2)?),
+                    first_seen_at: from_micros(r.try_get(3)?),
+                    annotations: serde_json::from_str(&annotations).unwrap_or_default(),
+                })
+            }
         };
-        let status: String = r.try_get(1)?;
-        let annotations: String = r.try_get(4)?;
-        Ok(Some(Seen {
-            incident_id: r.try_get(0)?,
-            status: AlertStatus::parse(&status)
-                .ok_or_else(|| bad_column("alert status", &status))?,
-            ends_at: opt_time(r.try_get(2)?),
-            first_seen_at: from_micros(r.try_get(3)?),
-            annotations: serde_json::from_str(&annotations).unwrap_or_default(),
-        }))
+        Ok(match self.pending() {
+            Some(p) => p.remember(key, read),
+            None => read,
+        })
     }
 
     fn touch(
@@ -547,7 +676,14 @@ impl Repo for PgTx<'_, '_> {
         at: Timestamp,
         annotations: Option<&LabelSet>,
     ) -> Result<()> {
-        let (fp, start, at) = (fingerprint, to_micros(starts_at), to_micros(at));
+        let key = (fingerprint.to_string(), to_micros(starts_at));
+        if self
+            .pending()
+            .is_some_and(|p| p.touch(key.clone(), at, annotations, json))
+        {
+            return Ok(());
+        }
+        let (fp, start, at) = (fingerprint, key.1, to_micros(at));
         match annotations {
             None => self.c.execute(
                 "UPDATE occurrences SET first_seen_at = LEAST(first_seen_at, $3), \
@@ -566,6 +702,9 @@ impl Repo for PgTx<'_, '_> {
     }
 
     fn count(&mut self, incident_id: &str, counts: NotificationCounts) -> Result<()> {
+        if self.pending().is_some_and(|p| p.count(incident_id, counts)) {
+            return Ok(());
+        }
         self.c.execute(
             "UPDATE incidents SET received = received + $2, duplicate = duplicate + $3, \
              stale = stale + $4 WHERE id = $1",
@@ -605,6 +744,19 @@ impl Tx for PgTx<'_, '_> {
         received_at: Timestamp,
     ) -> Result<()> {
         let (at, alerts) = (to_micros(received_at), n.alerts.len() as i64);
+        if let Some(p) = self.pending().filter(|p| p.defer) {
+            let row = Notification {
+                hash: hash.to_vec(),
+                received_at: at,
+                receiver: n.receiver.clone(),
+                status: n.status.as_str().to_string(),
+                group_key: n.group_key.clone(),
+                alerts,
+            };
+            if p.record(row, body) {
+                return self.read_seen(&n.alerts);
+            }
+        }
         // One round trip in the usual cases: the body is stored already, or this stores it.
         // (The statement's snapshot misses a row another replica commits meanwhile: then the
         // insert of the body does nothing and neither does the notification's; see below.)
