@@ -199,6 +199,13 @@ pub const MIGRATIONS: &[Migration] = &[
     );
     "#,
     },
+    Migration {
+        version: 6,
+        name: "reports read the incidents whose first alert fired in a range of time",
+        sql: r#"
+    CREATE INDEX incidents_fired ON incidents (fired_at);
+    "#,
+    },
 ];
 
 /// The schema version this binary brings a database to.

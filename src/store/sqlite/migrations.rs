@@ -157,6 +157,10 @@ pub const MIGRATIONS: &[&str] = &[
         rendered_at INTEGER NOT NULL
     );
     "#,
+    // 6: reports read the incidents whose first alert fired in a range of time.
+    r#"
+    CREATE INDEX incidents_fired ON incidents (fired_at);
+    "#,
 ];
 
 /// Bring the schema up to date. Refuses a database written by a newer incidentd.
