@@ -19,6 +19,7 @@ mod postgres;
 mod readme;
 mod reconcile;
 mod replicas;
+mod reports;
 mod restart;
 mod senders;
 mod slack;
