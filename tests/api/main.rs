@@ -10,6 +10,7 @@ mod fake;
 mod faults;
 mod helpers;
 mod hostile;
+mod incident_metrics;
 mod incidents;
 mod logs;
 mod metrics;

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use crate::helpers::*;
 
 /// The recorded scenario, acknowledged by alice between the webhooks: one resolved incident.
-async fn scenario_app() -> (TestApp, Value) {
+pub(crate) async fn scenario_app() -> (TestApp, Value) {
     let app = spawn_app().await;
     for (i, (_, at, body)) in recorded_webhooks().into_iter().enumerate() {
         app.set_time(at);
