@@ -6,6 +6,7 @@ pub mod auth;
 pub mod metrics;
 pub mod server;
 pub mod slack;
+pub mod web_config;
 pub mod webhook;
 
 use std::sync::Arc;
