@@ -83,6 +83,9 @@ enum Command {
         #[arg(default_value = "incidentd.yml")]
         file: PathBuf,
     },
+    /// Check a --web.config.file (TLS certificate and key, bcrypt hashes, headers), like
+    /// `promtool check web-config`.
+    CheckWebConfig { file: PathBuf },
     /// Post captured Alertmanager payloads (a file, or a directory of them) to a daemon.
     Replay {
         /// A payload file or a directory (with an index.json, its order is used).
@@ -319,6 +322,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { file } => Ok(check_config(&file)),
+        Command::CheckWebConfig { file } => {
+            match incidentd::http::web_config::WebConfigFile::load(&file) {
+                Ok(_) => {
+                    println!("{} SUCCESS", file.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("{} FAILED: {e}", file.display());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
         Command::Replay {
             path,
             target,

@@ -215,5 +215,28 @@ async fn a_bad_web_config_file_stops_serve_naming_the_key() {
             err.contains(&format!("web config {}: {key}: ", web.display())),
             "{yml}: {err}"
         );
+        let checked = std::process::Command::new(env!("CARGO_BIN_EXE_incidentd"))
+            .arg("check-web-config")
+            .arg(&web)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&checked.stdout);
+        assert!(!checked.status.success(), "{said}");
+        assert!(said.contains(&format!("{key}: ")), "{said}");
     }
+    std::fs::write(
+        &web,
+        format!("basic_auth_users:\n  alice: '{}'\n", hash("pw")),
+    )
+    .unwrap();
+    let checked = std::process::Command::new(env!("CARGO_BIN_EXE_incidentd"))
+        .arg("check-web-config")
+        .arg(&web)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stdout)
+    );
 }
