@@ -204,6 +204,7 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "reports read the incidents whose first alert fired in a range of time",
         sql: r#"
     CREATE INDEX incidents_fired ON incidents (fired_at);
+    CREATE INDEX occurrences_incident_alertname ON occurrences (incident_id, alertname);
     "#,
     },
 ];

@@ -157,9 +157,11 @@ pub const MIGRATIONS: &[&str] = &[
         rendered_at INTEGER NOT NULL
     );
     "#,
-    // 6: reports read the incidents whose first alert fired in a range of time.
+    // 6: reports read the incidents whose first alert fired in a range of time, and their
+    // alerts' names (from the index alone).
     r#"
     CREATE INDEX incidents_fired ON incidents (fired_at);
+    CREATE INDEX occurrences_incident_alertname ON occurrences (incident_id, alertname);
     "#,
 ];
 
