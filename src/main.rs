@@ -73,12 +73,19 @@ enum Command {
         /// Address to listen on.
         #[arg(long = "web.listen-address", default_value = "0.0.0.0:9097")]
         listen_address: String,
+        /// TLS and basic authentication, in the format of Prometheus's exporter-toolkit
+        /// (tls_server_config, basic_auth_users, http_server_config.headers).
+        #[arg(long = "web.config.file")]
+        web_config_file: Option<PathBuf>,
     },
     /// Check a configuration file, the rules directory and the template it names.
     CheckConfig {
         #[arg(default_value = "incidentd.yml")]
         file: PathBuf,
     },
+    /// Check a --web.config.file (TLS certificate and key, bcrypt hashes, headers), like
+    /// `promtool check web-config`.
+    CheckWebConfig { file: PathBuf },
     /// Post captured Alertmanager payloads (a file, or a directory of them) to a daemon.
     Replay {
         /// A payload file or a directory (with an index.json, its order is used).
@@ -127,6 +134,28 @@ enum Command {
     Incidents {
         #[command(subcommand)]
         command: IncidentsCommand,
+    },
+    /// Figures across a running daemon's incidents: per service and week or month, MTTD,
+    /// MTTA, MTTR and duration (mean, p50, p90), the alerts that fire most, the incidents that
+    /// flap most.
+    Report {
+        #[command(flatten)]
+        target: Target,
+        /// Start of the range: a duration before now (30d), an RFC 3339 time or a date.
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// End of the range (default: now), in the same forms.
+        #[arg(long)]
+        until: Option<String>,
+        /// Periods: week (ISO weeks) or month.
+        #[arg(long, value_parser = ["week", "month"])]
+        by: Option<String>,
+        /// Only this service.
+        #[arg(long)]
+        service: Option<String>,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -269,8 +298,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve {
             config,
             listen_address,
+            web_config_file,
         } => {
             let cfg = load_config(&config)?;
+            let web_config = match &web_config_file {
+                Some(path) => Some(incidentd::http::web_config::WebConfigFile::load(path)?),
+                None => None,
+            };
             let app = App::build(
                 cfg,
                 Options {
@@ -280,10 +314,26 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 app::system_clock(),
             )
             .await?;
+            let app = match web_config {
+                Some(file) => app.with_web_config(file),
+                None => app,
+            };
             app.run_until(app::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { file } => Ok(check_config(&file)),
+        Command::CheckWebConfig { file } => {
+            match incidentd::http::web_config::WebConfigFile::load(&file) {
+                Ok(_) => {
+                    println!("{} SUCCESS", file.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("{} FAILED: {e}", file.display());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
         Command::Replay {
             path,
             target,
@@ -352,6 +402,27 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             incidents_command(command, &mut out)
                 .await
                 .map_err(cli_error)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report {
+            target,
+            since,
+            until,
+            by,
+            service,
+            json,
+        } => {
+            cli::report::report(cli::report::ReportArgs {
+                url: target.url,
+                since,
+                until,
+                by,
+                service,
+                json,
+                out: &mut out,
+            })
+            .await
+            .map_err(cli_error)?;
             Ok(ExitCode::SUCCESS)
         }
     }

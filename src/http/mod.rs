@@ -6,6 +6,7 @@ pub mod auth;
 pub mod metrics;
 pub mod server;
 pub mod slack;
+pub mod web_config;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -57,6 +58,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/incidents/{id}/resolve", post(api::resolve))
         .route("/api/v1/incidents/{id}/postmortem", get(api::postmortem))
         .route("/api/v1/incidents/{id}/charts/{file}", get(api::chart))
+        .route("/api/v1/reports", get(api::report))
         .route("/slack/interactions", post(slack::interactions))
         .route("/slack/events", post(slack::events))
         .route("/slack/commands", post(slack::commands))

@@ -231,6 +231,14 @@ pub const MIGRATIONS: &[Migration] = &[
     );
     "#,
     },
+    Migration {
+        version: 7,
+        name: "reports read the incidents whose first alert fired in a range of time",
+        sql: r#"
+    CREATE INDEX incidents_fired ON incidents (fired_at);
+    CREATE INDEX occurrences_incident_alertname ON occurrences (incident_id, alertname);
+    "#,
+    },
 ];
 
 /// The schema version this binary brings a database to.

@@ -188,6 +188,12 @@ pub const MIGRATIONS: &[&str] = &[
         fetched_at INTEGER NOT NULL
     );
     "#,
+    // 7: reports read the incidents whose first alert fired in a range of time, and their
+    // alerts' names (from the index alone).
+    r#"
+    CREATE INDEX incidents_fired ON incidents (fired_at);
+    CREATE INDEX occurrences_incident_alertname ON occurrences (incident_id, alertname);
+    "#,
 ];
 
 /// Bring the schema up to date. Refuses a database written by a newer incidentd.
