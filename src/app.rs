@@ -206,6 +206,7 @@ impl App {
             max_body_bytes: config.web.max_body_bytes,
             request_timeout: config.web.request_timeout,
             metrics: Arc::new(Metrics::new()),
+            pages: Arc::new(crate::http::pages::Pages::new(&config.web)),
         });
         Ok(App {
             listener,

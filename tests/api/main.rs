@@ -18,6 +18,8 @@ mod pg;
 mod postgres;
 mod readme;
 mod reconcile;
+#[path = "../support/recorded_prometheus.rs"]
+mod recorded_prometheus;
 mod replicas;
 mod restart;
 mod senders;

@@ -199,6 +199,13 @@ pub const MIGRATIONS: &[Migration] = &[
     );
     "#,
     },
+    Migration {
+        version: 6,
+        name: "the incidents page: unresolved incidents first",
+        sql: r#"
+    CREATE INDEX incidents_unresolved_seq ON incidents (seq) WHERE status <> 'resolved';
+    "#,
+    },
 ];
 
 /// The schema version this binary brings a database to.

@@ -157,6 +157,10 @@ pub const MIGRATIONS: &[&str] = &[
         rendered_at INTEGER NOT NULL
     );
     "#,
+    // 6: the incidents page lists unresolved incidents first, newest first.
+    r#"
+    CREATE INDEX incidents_unresolved_seq ON incidents (seq) WHERE status <> 'resolved';
+    "#,
 ];
 
 /// Bring the schema up to date. Refuses a database written by a newer incidentd.
