@@ -373,7 +373,8 @@ pub struct ActionForm {
 }
 
 /// `POST /incidents/{id}`: the form's action, through the same operation as the API's
-/// (a note typed with an acknowledge or resolve is added first), then back to the page.
+/// (a note typed with it is added after an acknowledge, before a resolve), then back to the
+/// page.
 pub async fn act(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -419,16 +420,22 @@ pub async fn act(
     if action.is_none() && note.is_none() {
         return Err(PageError::BadRequest("note: write a note to add".into()));
     }
-    if let Some(text) = note {
-        if text.chars().count() > super::api::MAX_NOTE {
-            return Err(PageError::BadRequest(format!(
-                "note: longer than {} characters",
-                super::api::MAX_NOTE
-            )));
-        }
-        super::api::perform(&state, &id, &by, Action::Note(text)).await?;
+    if note
+        .as_ref()
+        .is_some_and(|t| t.chars().count() > super::api::MAX_NOTE)
+    {
+        return Err(PageError::BadRequest(format!(
+            "note: longer than {} characters",
+            super::api::MAX_NOTE
+        )));
     }
-    if let Some(action) = action {
+    // The timeline reads in order: "acknowledged", then what they found; what was done,
+    // then "resolved".
+    let (first, then) = match action {
+        Some(Action::Acknowledge) => (Some(Action::Acknowledge), note.map(Action::Note)),
+        other => (note.map(Action::Note), other),
+    };
+    for action in [first, then].into_iter().flatten() {
         super::api::perform(&state, &id, &by, action).await?;
     }
     Ok(Redirect::to(&format!("/incidents/{id}#timeline")).into_response())
