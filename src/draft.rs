@@ -135,6 +135,11 @@ impl Drafts {
         }
     }
 
+    /// The zone drafts show times in (`postmortem.timezone`); reports cut periods in it too.
+    pub fn timezone(&self) -> chrono_tz::Tz {
+        self.renderer.settings().timezone
+    }
+
     pub fn output_dir(&self) -> &std::path::Path {
         self.writer.output_dir()
     }

@@ -21,6 +21,7 @@ pub mod net_error;
 pub mod postmortem;
 pub mod prometheus;
 pub mod reconcile;
+pub mod report;
 pub mod retry;
 pub mod slack;
 pub mod store;

@@ -270,7 +270,17 @@ fn seconds_between(from: Option<Timestamp>, to: Option<Timestamp>) -> Option<f64
     }
 }
 
-impl Incident {
+/// The four instants the response figures are computed from: what an incident's figures and
+/// a report's (`crate::report`, read from a compact row) share, so both compute them once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponseTimes {
+    pub impact_start: Option<Timestamp>,
+    pub detected_at: Timestamp,
+    pub acknowledged_at: Option<Timestamp>,
+    pub resolved_at: Option<Timestamp>,
+}
+
+impl ResponseTimes {
     /// Time to detect: `detected_at − impact_start`.
     pub fn ttd_seconds(&self) -> Option<f64> {
         seconds_between(self.impact_start, Some(self.detected_at))
@@ -289,6 +299,38 @@ impl Incident {
     /// Duration: `resolved_at − impact_start`.
     pub fn duration_seconds(&self) -> Option<f64> {
         seconds_between(self.impact_start, self.resolved_at)
+    }
+}
+
+impl Incident {
+    /// The instants its response figures are computed from.
+    pub fn response_times(&self) -> ResponseTimes {
+        ResponseTimes {
+            impact_start: self.impact_start,
+            detected_at: self.detected_at,
+            acknowledged_at: self.acknowledged_at,
+            resolved_at: self.resolved_at,
+        }
+    }
+
+    /// Time to detect: `detected_at − impact_start`.
+    pub fn ttd_seconds(&self) -> Option<f64> {
+        self.response_times().ttd_seconds()
+    }
+
+    /// Time to acknowledge: `acknowledged_at − detected_at`.
+    pub fn tta_seconds(&self) -> Option<f64> {
+        self.response_times().tta_seconds()
+    }
+
+    /// Time to resolve: `resolved_at − detected_at`.
+    pub fn ttr_seconds(&self) -> Option<f64> {
+        self.response_times().ttr_seconds()
+    }
+
+    /// Duration: `resolved_at − impact_start`.
+    pub fn duration_seconds(&self) -> Option<f64> {
+        self.response_times().duration_seconds()
     }
 }
 

@@ -260,6 +260,39 @@ pub enum ActError {
     Store(#[from] StoreError),
 }
 
+/// One incident as a report reads it (`crate::report`): only the columns its figures need.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentSummary {
+    pub id: String,
+    pub title: String,
+    pub status: incident::Status,
+    pub service: Option<String>,
+    pub severity: Option<String>,
+    /// When its first alert fired (Alertmanager's `startsAt`): what places it in a period.
+    pub fired_at: Timestamp,
+    pub times: incident::ResponseTimes,
+    pub reopen_count: u32,
+}
+
+/// How often one alert fired in one service's incidents: `incidents` it took part in,
+/// `firings` (occurrences: each firing episode once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertTally {
+    pub service: Option<String>,
+    pub alertname: String,
+    pub incidents: u64,
+    pub firings: u64,
+}
+
+/// What a report reads: incidents whose first alert fired in `[since, until)`, of one
+/// service or all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportQuery {
+    pub since: Timestamp,
+    pub until: Timestamp,
+    pub service: Option<String>,
+}
+
 /// The writes a backend offers inside one transaction, besides the correlator's [`Repo`].
 pub trait Tx: Repo<Error = StoreError> {
     /// The time rows changed now are stamped with (`updated_at`).
@@ -392,6 +425,10 @@ pub trait Reads {
     ) -> Result<Vec<(i64, Incident)>, StoreError>;
     /// The stored rendered draft of an incident.
     fn draft(&mut self, incident_id: &str) -> Result<Option<StoredDraft>, StoreError>;
+    /// Reports: the incidents of `q`, oldest first.
+    fn incident_summaries(&mut self, q: &ReportQuery) -> Result<Vec<IncidentSummary>, StoreError>;
+    /// Reports: the alerts of `q`'s incidents, by service and alert name.
+    fn alert_tallies(&mut self, q: &ReportQuery) -> Result<Vec<AlertTally>, StoreError>;
     /// A trivial query: the database answers.
     fn ping(&mut self) -> Result<(), StoreError>;
 }
@@ -904,6 +941,15 @@ impl Store {
     pub async fn draft(&self, incident_id: &str) -> Result<Option<StoredDraft>, StoreError> {
         let id = incident_id.to_string();
         self.read(move |r| r.draft(&id)).await
+    }
+
+    /// What a report is built from (`crate::report::build`).
+    pub async fn report_rows(
+        &self,
+        q: ReportQuery,
+    ) -> Result<(Vec<IncidentSummary>, Vec<AlertTally>), StoreError> {
+        self.read(move |r| Ok((r.incident_summaries(&q)?, r.alert_tallies(&q)?)))
+            .await
     }
 
     /// Whether the database answers.

@@ -201,6 +201,13 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 6,
+        name: "reports read the incidents whose first alert fired in a range of time",
+        sql: r#"
+    CREATE INDEX incidents_fired ON incidents (fired_at);
+    "#,
+    },
+    Migration {
+        version: 7,
         name: "the incidents page: unresolved incidents first",
         sql: r#"
     CREATE INDEX incidents_unresolved_seq ON incidents (seq) WHERE status <> 'resolved';

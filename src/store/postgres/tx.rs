@@ -1118,6 +1118,65 @@ impl Reads for PgReads<'_, '_> {
             .collect()
     }
 
+    fn incident_summaries(
+        &mut self,
+        q: &crate::store::ReportQuery,
+    ) -> Result<Vec<crate::store::IncidentSummary>> {
+        self.0
+            .query(
+                "SELECT id, title, status, service, severity, fired_at, impact_start, \
+                        detected_at, acknowledged_at, resolved_at, reopen_count \
+                 FROM incidents WHERE fired_at >= $1 AND fired_at < $2 \
+                   AND ($3::text IS NULL OR service = $3) ORDER BY fired_at, seq",
+                &[&to_micros(q.since), &to_micros(q.until), &q.service],
+            )?
+            .iter()
+            .map(|r| {
+                let status: String = r.try_get(2)?;
+                Ok(crate::store::IncidentSummary {
+                    id: r.try_get(0)?,
+                    title: r.try_get(1)?,
+                    status: Status::parse(&status).ok_or_else(|| bad_column("status", &status))?,
+                    service: r.try_get(3)?,
+                    severity: r.try_get(4)?,
+                    fired_at: from_micros(r.try_get(5)?),
+                    times: ResponseTimes {
+                        impact_start: opt_time(r.try_get(6)?),
+                        detected_at: from_micros(r.try_get(7)?),
+                        acknowledged_at: opt_time(r.try_get(8)?),
+                        resolved_at: opt_time(r.try_get(9)?),
+                    },
+                    reopen_count: r.try_get::<_, i64>(10)?.clamp(0, i64::from(u32::MAX)) as u32,
+                })
+            })
+            .collect()
+    }
+
+    fn alert_tallies(
+        &mut self,
+        q: &crate::store::ReportQuery,
+    ) -> Result<Vec<crate::store::AlertTally>> {
+        self.0
+            .query(
+                "SELECT i.service, o.alertname, count(DISTINCT o.incident_id), count(*) \
+                 FROM incidents i JOIN occurrences o ON o.incident_id = i.id \
+                 WHERE i.fired_at >= $1 AND i.fired_at < $2 \
+                   AND ($3::text IS NULL OR i.service = $3) \
+                 GROUP BY i.service, o.alertname",
+                &[&to_micros(q.since), &to_micros(q.until), &q.service],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(crate::store::AlertTally {
+                    service: r.try_get(0)?,
+                    alertname: r.try_get(1)?,
+                    incidents: r.try_get::<_, i64>(2)?.max(0) as u64,
+                    firings: r.try_get::<_, i64>(3)?.max(0) as u64,
+                })
+            })
+            .collect()
+    }
+
     fn count_by_status(&mut self) -> Result<Vec<(String, i64)>> {
         self.0
             .query(

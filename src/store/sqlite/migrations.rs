@@ -157,7 +157,11 @@ pub const MIGRATIONS: &[&str] = &[
         rendered_at INTEGER NOT NULL
     );
     "#,
-    // 6: the incidents page lists unresolved incidents first, newest first.
+    // 6: reports read the incidents whose first alert fired in a range of time.
+    r#"
+    CREATE INDEX incidents_fired ON incidents (fired_at);
+    "#,
+    // 7: the incidents page lists unresolved incidents first, newest first.
     r#"
     CREATE INDEX incidents_unresolved_seq ON incidents (seq) WHERE status <> 'resolved';
     "#,

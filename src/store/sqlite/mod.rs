@@ -530,6 +530,67 @@ pub fn count_by_status(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>
     rows.collect()
 }
 
+/// Reports: the incidents whose first alert fired in `[since, until)`, oldest first; only the
+/// columns a report needs (`incidents_fired` serves the range).
+pub fn incident_summaries(
+    conn: &Connection,
+    q: &crate::store::ReportQuery,
+) -> rusqlite::Result<Vec<crate::store::IncidentSummary>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, title, status, service, severity, fired_at, impact_start, detected_at, \
+                acknowledged_at, resolved_at, reopen_count \
+         FROM incidents WHERE fired_at >= ?1 AND fired_at < ?2 \
+           AND (?3 IS NULL OR service = ?3) ORDER BY fired_at, seq",
+    )?;
+    let rows = stmt.query_map(
+        params![to_micros(q.since), to_micros(q.until), q.service],
+        |r| {
+            let status: String = r.get(2)?;
+            Ok(crate::store::IncidentSummary {
+                id: r.get(0)?,
+                title: r.get(1)?,
+                status: Status::parse(&status).ok_or_else(|| bad_column(2, "status", &status))?,
+                service: r.get(3)?,
+                severity: r.get(4)?,
+                fired_at: from_micros(r.get(5)?),
+                times: ResponseTimes {
+                    impact_start: opt_time(r.get(6)?),
+                    detected_at: from_micros(r.get(7)?),
+                    acknowledged_at: opt_time(r.get(8)?),
+                    resolved_at: opt_time(r.get(9)?),
+                },
+                reopen_count: r.get(10)?,
+            })
+        },
+    )?;
+    rows.collect()
+}
+
+/// Reports: the alerts of the incidents [`incident_summaries`] reads, by service and name.
+pub fn alert_tallies(
+    conn: &Connection,
+    q: &crate::store::ReportQuery,
+) -> rusqlite::Result<Vec<crate::store::AlertTally>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT i.service, o.alertname, count(DISTINCT o.incident_id), count(*) \
+         FROM incidents i JOIN occurrences o ON o.incident_id = i.id \
+         WHERE i.fired_at >= ?1 AND i.fired_at < ?2 AND (?3 IS NULL OR i.service = ?3) \
+         GROUP BY i.service, o.alertname",
+    )?;
+    let rows = stmt.query_map(
+        params![to_micros(q.since), to_micros(q.until), q.service],
+        |r| {
+            Ok(crate::store::AlertTally {
+                service: r.get(0)?,
+                alertname: r.get(1)?,
+                incidents: r.get::<_, i64>(2)?.max(0) as u64,
+                firings: r.get::<_, i64>(3)?.max(0) as u64,
+            })
+        },
+    )?;
+    rows.collect()
+}
+
 /// Keep the payload exactly as received, for audit: one row per notification, each distinct
 /// body stored once (`hash` is its SHA-256).
 #[allow(clippy::too_many_arguments)]
@@ -1010,6 +1071,20 @@ impl Reads for SqliteReads<'_> {
 
     fn count_by_status(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
         Ok(count_by_status(self.0)?)
+    }
+
+    fn incident_summaries(
+        &mut self,
+        q: &crate::store::ReportQuery,
+    ) -> Result<Vec<crate::store::IncidentSummary>, StoreError> {
+        Ok(incident_summaries(self.0, q)?)
+    }
+
+    fn alert_tallies(
+        &mut self,
+        q: &crate::store::ReportQuery,
+    ) -> Result<Vec<crate::store::AlertTally>, StoreError> {
+        Ok(alert_tallies(self.0, q)?)
     }
 
     fn job_depth(&mut self) -> Result<Vec<(String, i64)>, StoreError> {

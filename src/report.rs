@@ -1,0 +1,706 @@
+//! Reports across incidents: per service and per ISO week or calendar month, how many
+//! incidents there were and how fast they were detected, acknowledged and resolved (MTTD,
+//! MTTA, MTTR and duration: mean, p50 and p90, each with how many incidents it counts and how
+//! many it leaves out), which alerts fire most and which incidents flap most.
+//!
+//! Pure: [`build`] computes a [`Report`] from the rows the store reads
+//! ([`crate::store::Store::report_rows`]); the figures of one incident are the domain's
+//! ([`crate::incident::ResponseTimes`]), never recomputed here.
+//!
+//! - An incident belongs to the range and to the period in which its first alert fired
+//!   (`fired_at`, Alertmanager's `startsAt`): that instant never moves once known, unlike the
+//!   impact start, which evidence may refine later.
+//! - Periods are ISO weeks (Monday 00:00) or calendar months, in the display time zone the
+//!   drafts use (`postmortem.timezone`); the first and last may be cut by the range
+//!   (`partial`).
+//! - A figure counts only the incidents it is known for: TTA leaves out incidents nobody
+//!   acknowledged, TTR and duration those not resolved yet, TTD and duration those whose
+//!   impact start is unknown. `n` says how many counted, `excluded` how many did not.
+//! - Percentiles are nearest-rank: p90 is the smallest value at least 90% of the counted
+//!   incidents do not exceed.
+
+use std::collections::BTreeMap;
+
+use chrono::{Datelike, Duration, NaiveDate, TimeZone};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use crate::incident::{Status, Timestamp};
+use crate::store::{AlertTally, IncidentSummary, ReportQuery};
+
+/// How many alerts and flapping incidents a report lists.
+pub const TOP: usize = 10;
+/// How many alerts each service's figures list.
+pub const TOP_PER_SERVICE: usize = 5;
+
+/// The length of a report's periods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Period {
+    /// ISO weeks, Monday to Monday.
+    Week,
+    /// Calendar months.
+    Month,
+}
+
+impl Period {
+    pub fn parse(s: &str) -> Option<Period> {
+        match s {
+            "week" => Some(Period::Week),
+            "month" => Some(Period::Month),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Period::Week => "week",
+            Period::Month => "month",
+        }
+    }
+
+    /// The first day of the period holding `day`.
+    fn first_day(self, day: NaiveDate) -> NaiveDate {
+        match self {
+            Period::Week => day - Duration::days(i64::from(day.weekday().num_days_from_monday())),
+            Period::Month => day.with_day(1).unwrap_or(day),
+        }
+    }
+
+    /// The first day of the next period.
+    fn next(self, first: NaiveDate) -> NaiveDate {
+        match self {
+            Period::Week => first + Duration::days(7),
+            Period::Month => first
+                .checked_add_months(chrono::Months::new(1))
+                .unwrap_or(NaiveDate::MAX),
+        }
+    }
+
+    /// `2026-W48` or `2026-11`.
+    fn label(self, first: NaiveDate) -> String {
+        match self {
+            Period::Week => {
+                let w = first.iso_week();
+                format!("{}-W{:02}", w.year(), w.week())
+            }
+            Period::Month => first.format("%Y-%m").to_string(),
+        }
+    }
+}
+
+/// What the figures mean, stated in every report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Definitions {
+    pub period: &'static str,
+    pub ttd: &'static str,
+    pub tta: &'static str,
+    pub ttr: &'static str,
+    pub duration: &'static str,
+    pub percentiles: &'static str,
+}
+
+pub const DEFINITIONS: Definitions = Definitions {
+    period: "an incident counts in the period in which its first alert fired (startsAt), \
+             periods in the report's time zone",
+    ttd: "time to detect = detected_at - impact_start; incidents whose impact start is \
+          unknown are excluded",
+    tta: "time to acknowledge = acknowledged_at - detected_at; incidents nobody acknowledged \
+          are excluded",
+    ttr: "time to resolve = resolved_at - detected_at; incidents not resolved are excluded",
+    duration: "duration = resolved_at - impact_start; incidents not resolved, or whose impact \
+               start is unknown, are excluded",
+    percentiles: "nearest rank over the incidents counted (n)",
+};
+
+/// One figure over a set of incidents, in seconds; `None` when no incident counts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Stat {
+    /// Incidents the figure is known for.
+    pub n: u64,
+    /// Incidents left out because the figure is not known for them (yet).
+    pub excluded: u64,
+    pub mean_seconds: Option<f64>,
+    pub p50_seconds: Option<f64>,
+    pub p90_seconds: Option<f64>,
+}
+
+impl Stat {
+    fn of(values: &mut [f64], total: u64) -> Stat {
+        values.sort_by(f64::total_cmp);
+        let n = values.len();
+        let rank = |p: f64| -> Option<f64> {
+            if n == 0 {
+                return None;
+            }
+            let r = ((p * n as f64).ceil() as usize).clamp(1, n);
+            Some(values[r - 1])
+        };
+        Stat {
+            n: n as u64,
+            excluded: total.saturating_sub(n as u64),
+            mean_seconds: (n > 0).then(|| values.iter().sum::<f64>() / n as f64),
+            p50_seconds: rank(0.5),
+            p90_seconds: rank(0.9),
+        }
+    }
+}
+
+/// The figures of a set of incidents.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Figures {
+    pub incidents: u64,
+    /// Of those, how many are still open, acknowledged, resolved now.
+    pub open: u64,
+    pub acknowledged: u64,
+    pub resolved: u64,
+    /// Reopenings summed over the incidents.
+    pub reopens: u64,
+    pub ttd: Stat,
+    pub tta: Stat,
+    pub ttr: Stat,
+    pub duration: Stat,
+}
+
+impl Figures {
+    fn of(incidents: &[&IncidentSummary]) -> Figures {
+        let total = incidents.len() as u64;
+        let count = |s: Status| incidents.iter().filter(|i| i.status == s).count() as u64;
+        let stat = |f: fn(&IncidentSummary) -> Option<f64>| {
+            let mut v: Vec<f64> = incidents.iter().filter_map(|i| f(i)).collect();
+            Stat::of(&mut v, total)
+        };
+        Figures {
+            incidents: total,
+            open: count(Status::Open),
+            acknowledged: count(Status::Acknowledged),
+            resolved: count(Status::Resolved),
+            reopens: incidents.iter().map(|i| u64::from(i.reopen_count)).sum(),
+            ttd: stat(|i| i.times.ttd_seconds()),
+            tta: stat(|i| i.times.tta_seconds()),
+            ttr: stat(|i| i.times.ttr_seconds()),
+            duration: stat(|i| i.times.duration_seconds()),
+        }
+    }
+}
+
+/// One alert's share of the incidents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AlertRow {
+    pub alertname: String,
+    /// Incidents it took part in.
+    pub incidents: u64,
+    /// Its firing episodes (one per `startsAt`), over those incidents.
+    pub firings: u64,
+    /// The services of those incidents (`null`: incidents without one).
+    pub services: Vec<Option<String>>,
+}
+
+/// An incident that reopened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlapRow {
+    pub id: String,
+    pub title: String,
+    pub service: Option<String>,
+    pub severity: Option<String>,
+    pub status: Status,
+    pub fired_at: Timestamp,
+    /// How many times an alert fired again after every alert had resolved.
+    pub reopen_count: u32,
+}
+
+/// One service's figures (`service: null`: incidents without a service).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceFigures {
+    pub service: Option<String>,
+    #[serde(flatten)]
+    pub figures: Figures,
+}
+
+/// A service over the whole range: its figures and the alerts that fire most in it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceReport {
+    pub service: Option<String>,
+    #[serde(flatten)]
+    pub figures: Figures,
+    pub top_alerts: Vec<AlertRow>,
+}
+
+/// One week or month.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PeriodReport {
+    /// `2026-W48` (ISO week) or `2026-11`.
+    pub label: String,
+    /// Its bounds, 00:00 of its first day and of the next period's, in the report's zone.
+    pub start: Timestamp,
+    pub end: Timestamp,
+    /// Whether the range cuts it (the counts cover only the part inside the range).
+    pub partial: bool,
+    #[serde(flatten)]
+    pub figures: Figures,
+    /// Per service, services with incidents in the period only.
+    pub services: Vec<ServiceFigures>,
+}
+
+/// Figures across incidents over a range of time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Report {
+    /// The range: incidents whose first alert fired in `[since, until)`.
+    pub since: Timestamp,
+    pub until: Timestamp,
+    pub by: Period,
+    /// The one service reported on, or `null` for all.
+    pub service: Option<String>,
+    /// The zone periods are cut in (IANA name).
+    pub timezone: String,
+    /// When the figures were read: open incidents' figures may still change.
+    pub generated_at: Timestamp,
+    pub definitions: Definitions,
+    /// Every incident in the range.
+    pub total: Figures,
+    /// Per service over the range, most incidents first.
+    pub services: Vec<ServiceReport>,
+    /// Every period overlapping the range, oldest first, empty ones included.
+    pub periods: Vec<PeriodReport>,
+    /// The alerts that fire most, by firings then incidents.
+    pub top_alerts: Vec<AlertRow>,
+    /// The incidents that reopened most (reopened at least once).
+    pub top_flapping: Vec<FlapRow>,
+}
+
+/// 00:00 of `day` in `zone` (the first instant of the day when a DST gap skips midnight).
+fn start_of(day: NaiveDate, zone: Tz) -> Timestamp {
+    let mut at = day.and_hms_opt(0, 0, 0).unwrap_or_default();
+    for _ in 0..4 {
+        if let Some(t) = zone.from_local_datetime(&at).earliest() {
+            return t.with_timezone(&chrono::Utc);
+        }
+        at += Duration::minutes(30);
+    }
+    at.and_utc()
+}
+
+fn day_in(at: Timestamp, zone: Tz) -> NaiveDate {
+    at.with_timezone(&zone).date_naive()
+}
+
+/// The alerts of `tallies` summed by name, most firings first.
+fn top_alerts<'a>(tallies: impl Iterator<Item = &'a AlertTally>, limit: usize) -> Vec<AlertRow> {
+    let mut by_name: BTreeMap<&str, AlertRow> = BTreeMap::new();
+    for t in tallies {
+        let row = by_name.entry(&t.alertname).or_insert_with(|| AlertRow {
+            alertname: t.alertname.clone(),
+            incidents: 0,
+            firings: 0,
+            services: Vec::new(),
+        });
+        row.incidents += t.incidents;
+        row.firings += t.firings;
+        if !row.services.contains(&t.service) {
+            row.services.push(t.service.clone());
+        }
+    }
+    let mut rows: Vec<AlertRow> = by_name.into_values().collect();
+    for r in &mut rows {
+        r.services
+            .sort_by(|a, b| cmp_service(a.as_deref(), b.as_deref()));
+    }
+    rows.sort_by(|a, b| {
+        (b.firings, b.incidents)
+            .cmp(&(a.firings, a.incidents))
+            .then_with(|| a.alertname.cmp(&b.alertname))
+    });
+    rows.truncate(limit);
+    rows
+}
+
+/// Services by name, incidents without one last.
+fn cmp_service(a: Option<&str>, b: Option<&str>) -> std::cmp::Ordering {
+    match (a, b) {
+        (Some(a), Some(b)) => a.cmp(b),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    }
+}
+
+fn by_service<'a>(
+    incidents: impl Iterator<Item = &'a IncidentSummary>,
+) -> Vec<(Option<String>, Vec<&'a IncidentSummary>)> {
+    let mut map: BTreeMap<Option<&str>, Vec<&IncidentSummary>> = BTreeMap::new();
+    for i in incidents {
+        map.entry(i.service.as_deref()).or_default().push(i);
+    }
+    let mut groups: Vec<(Option<String>, Vec<&IncidentSummary>)> = map
+        .into_iter()
+        .map(|(s, v)| (s.map(str::to_string), v))
+        .collect();
+    groups.sort_by(|(sa, a), (sb, b)| {
+        b.len()
+            .cmp(&a.len())
+            .then_with(|| cmp_service(sa.as_deref(), sb.as_deref()))
+    });
+    groups
+}
+
+/// The report over `query`'s range from the rows the store read for it.
+pub fn build(
+    query: &ReportQuery,
+    by: Period,
+    zone: Tz,
+    generated_at: Timestamp,
+    incidents: &[IncidentSummary],
+    alerts: &[AlertTally],
+) -> Report {
+    // The store reads exactly the range; filtering again keeps `build` true to its inputs.
+    let inside: Vec<&IncidentSummary> = incidents
+        .iter()
+        .filter(|i| i.fired_at >= query.since && i.fired_at < query.until)
+        .filter(|i| query.service.is_none() || i.service == query.service)
+        .collect();
+
+    let services = by_service(inside.iter().copied())
+        .into_iter()
+        .map(|(service, list)| ServiceReport {
+            figures: Figures::of(&list),
+            top_alerts: top_alerts(
+                alerts.iter().filter(|t| t.service == service),
+                TOP_PER_SERVICE,
+            ),
+            service,
+        })
+        .collect();
+
+    let mut periods = Vec::new();
+    if query.since < query.until {
+        let mut first = by.first_day(day_in(query.since, zone));
+        let mut rest = inside.as_slice();
+        while start_of(first, zone) < query.until {
+            let next = by.next(first);
+            let (start, end) = (start_of(first, zone), start_of(next, zone));
+            // `inside` is ordered by `fired_at`.
+            let split = rest.partition_point(|i| i.fired_at < end);
+            let (these, later) = rest.split_at(split);
+            rest = later;
+            periods.push(PeriodReport {
+                label: by.label(first),
+                start,
+                end,
+                partial: start < query.since || end > query.until,
+                figures: Figures::of(these),
+                services: by_service(these.iter().copied())
+                    .into_iter()
+                    .map(|(service, list)| ServiceFigures {
+                        service,
+                        figures: Figures::of(&list),
+                    })
+                    .collect(),
+            });
+            if next <= first {
+                break;
+            }
+            first = next;
+        }
+    }
+
+    let mut flapping: Vec<&IncidentSummary> = inside
+        .iter()
+        .copied()
+        .filter(|i| i.reopen_count > 0)
+        .collect();
+    flapping.sort_by(|a, b| {
+        b.reopen_count
+            .cmp(&a.reopen_count)
+            .then_with(|| b.fired_at.cmp(&a.fired_at))
+    });
+    let top_flapping = flapping
+        .into_iter()
+        .take(TOP)
+        .map(|i| FlapRow {
+            id: i.id.clone(),
+            title: i.title.clone(),
+            service: i.service.clone(),
+            severity: i.severity.clone(),
+            status: i.status,
+            fired_at: i.fired_at,
+            reopen_count: i.reopen_count,
+        })
+        .collect();
+
+    Report {
+        since: query.since,
+        until: query.until,
+        by,
+        service: query.service.clone(),
+        timezone: zone.name().to_string(),
+        generated_at,
+        definitions: DEFINITIONS,
+        total: Figures::of(&inside),
+        services,
+        periods,
+        top_alerts: top_alerts(
+            alerts
+                .iter()
+                .filter(|t| query.service.is_none() || t.service == query.service),
+            TOP,
+        ),
+        top_flapping,
+    }
+}
+
+/// The longest range a report covers.
+pub const MAX_RANGE_DAYS: i64 = 3 * 366;
+
+/// A report asked for: its range and service, and the length of its periods.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub query: ReportQuery,
+    pub by: Period,
+}
+
+/// A moment as a report's `since` / `until` take it: a duration before `now` (`30d`, `12h`,
+/// Prometheus form), an RFC 3339 time, or a date (`2026-11-01`: 00:00 in `zone`).
+fn parse_moment(value: &str, now: Timestamp, zone: Tz) -> Option<Timestamp> {
+    let value = value.trim();
+    if let Ok(d) = crate::prometheus::parse_prom_duration(value) {
+        return Some(now - crate::time::chrono_duration(d));
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {
+        return Some(t.with_timezone(&chrono::Utc));
+    }
+    NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .ok()
+        .map(|d| start_of(d, zone))
+}
+
+/// Read a report's parameters as the API, the CLI and the pages take them; the error names
+/// the parameter. Defaults: `since=30d`, `until` now, `by=week`, every service.
+pub fn parse_request(
+    since: Option<&str>,
+    until: Option<&str>,
+    by: Option<&str>,
+    service: Option<&str>,
+    now: Timestamp,
+    zone: Tz,
+) -> Result<Request, String> {
+    let moment = |name: &str, value: Option<&str>, default: Timestamp| match value {
+        None | Some("") => Ok(default),
+        Some(v) => parse_moment(v, now, zone).ok_or_else(|| {
+            format!(
+                "{name}: {:?} is not a duration before now (30d, 12h), an RFC 3339 time or a \
+                 date (YYYY-MM-DD)",
+                v.chars().take(64).collect::<String>()
+            )
+        }),
+    };
+    let until_at = moment("until", until, now)?;
+    let since_at = moment("since", since, now - Duration::days(30))?;
+    if since_at >= until_at {
+        return Err(format!(
+            "since: {} is not before until ({})",
+            crate::time::rfc3339(since_at),
+            crate::time::rfc3339(until_at)
+        ));
+    }
+    if until_at - since_at > Duration::days(MAX_RANGE_DAYS) {
+        return Err(format!(
+            "since: the range is longer than {MAX_RANGE_DAYS} days; ask for a shorter one"
+        ));
+    }
+    let by = match by {
+        None | Some("") => Period::Week,
+        Some(b) => Period::parse(b).ok_or_else(|| {
+            format!(
+                "by: {:?} is not week or month",
+                b.chars().take(64).collect::<String>()
+            )
+        })?,
+    };
+    let service = match service {
+        None | Some("") => None,
+        Some(s) if s.len() > 200 => return Err("service: longer than 200 bytes".into()),
+        Some(s) => Some(s.to_string()),
+    };
+    Ok(Request {
+        query: ReportQuery {
+            since: since_at,
+            until: until_at,
+            service,
+        },
+        by,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::incident::ResponseTimes;
+
+    fn t(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn summary(id: &str, service: &str, fired: &str) -> IncidentSummary {
+        let fired_at = t(fired);
+        IncidentSummary {
+            id: id.into(),
+            title: format!("{id} title"),
+            status: Status::Open,
+            service: Some(service.into()),
+            severity: Some("critical".into()),
+            fired_at,
+            times: ResponseTimes {
+                impact_start: None,
+                detected_at: fired_at + Duration::seconds(30),
+                acknowledged_at: None,
+                resolved_at: None,
+            },
+            reopen_count: 0,
+        }
+    }
+
+    fn query(since: &str, until: &str) -> ReportQuery {
+        ReportQuery {
+            since: t(since),
+            until: t(until),
+            service: None,
+        }
+    }
+
+    #[test]
+    fn nearest_rank_percentiles_and_mean() {
+        let mut v: Vec<f64> = (1..=10).map(f64::from).collect();
+        let s = Stat::of(&mut v, 12);
+        assert_eq!(s.n, 10);
+        assert_eq!(s.excluded, 2);
+        assert_eq!(s.mean_seconds, Some(5.5));
+        assert_eq!(s.p50_seconds, Some(5.0));
+        assert_eq!(s.p90_seconds, Some(9.0));
+        let one = Stat::of(&mut [42.0], 1);
+        assert_eq!((one.p50_seconds, one.p90_seconds), (Some(42.0), Some(42.0)));
+        let none = Stat::of(&mut [], 3);
+        assert_eq!((none.n, none.excluded, none.mean_seconds), (0, 3, None));
+    }
+
+    #[test]
+    fn figures_use_the_domain_definitions_and_count_what_is_unknown() {
+        let mut a = summary("INC-1", "api", "2026-11-23T10:00:00Z");
+        a.times.impact_start = Some(t("2026-11-23T09:58:00Z"));
+        a.times.acknowledged_at = Some(t("2026-11-23T10:05:30Z"));
+        a.times.resolved_at = Some(t("2026-11-23T10:20:30Z"));
+        a.status = Status::Resolved;
+        let b = summary("INC-2", "api", "2026-11-24T10:00:00Z");
+        let f = Figures::of(&[&a, &b]);
+        assert_eq!(f.incidents, 2);
+        assert_eq!((f.open, f.resolved), (1, 1));
+        // TTD = detected − impact start = 10:00:30 − 09:58:00.
+        assert_eq!(f.ttd.mean_seconds, Some(150.0));
+        assert_eq!((f.ttd.n, f.ttd.excluded), (1, 1));
+        assert_eq!(f.tta.mean_seconds, Some(300.0));
+        assert_eq!(f.ttr.mean_seconds, Some(1200.0));
+        assert_eq!(f.duration.mean_seconds, Some(1350.0));
+        assert_eq!((f.duration.n, f.duration.excluded), (1, 1));
+    }
+
+    #[test]
+    fn iso_weeks_in_the_display_zone_empty_ones_included() {
+        // Sunday 23:30 UTC is Monday 00:30 in Berlin: the next ISO week there.
+        let rows = vec![
+            summary("INC-1", "api", "2026-11-22T23:30:00Z"),
+            summary("INC-2", "db", "2026-12-08T12:00:00Z"),
+        ];
+        let q = query("2026-11-20T00:00:00Z", "2026-12-10T00:00:00Z");
+        let now = t("2026-12-10T00:00:00Z");
+        let utc = build(&q, Period::Week, Tz::UTC, now, &rows, &[]);
+        let labels: Vec<&str> = utc.periods.iter().map(|p| p.label.as_str()).collect();
+        assert_eq!(labels, ["2026-W47", "2026-W48", "2026-W49", "2026-W50"]);
+        assert_eq!(utc.periods[0].figures.incidents, 1);
+        assert!(utc.periods[0].partial && !utc.periods[1].partial);
+        assert_eq!(utc.periods[2].figures.incidents, 0);
+        let berlin = build(&q, Period::Week, Tz::Europe__Berlin, now, &rows, &[]);
+        assert_eq!(berlin.periods[0].figures.incidents, 0);
+        assert_eq!(berlin.periods[1].label, "2026-W48");
+        assert_eq!(berlin.periods[1].figures.incidents, 1);
+        assert_eq!(berlin.periods[1].start, t("2026-11-22T23:00:00Z"));
+        assert_eq!(berlin.total.incidents, 2);
+        assert_eq!(berlin.services.len(), 2);
+    }
+
+    #[test]
+    fn months_alerts_and_flapping() {
+        let mut a = summary("INC-1", "api", "2026-10-31T12:00:00Z");
+        a.reopen_count = 3;
+        let mut b = summary("INC-2", "api", "2026-11-02T12:00:00Z");
+        b.reopen_count = 1;
+        let c = summary("INC-3", "db", "2026-11-03T12:00:00Z");
+        let tallies = vec![
+            AlertTally {
+                service: Some("api".into()),
+                alertname: "HighLatency".into(),
+                incidents: 2,
+                firings: 5,
+            },
+            AlertTally {
+                service: Some("db".into()),
+                alertname: "HighLatency".into(),
+                incidents: 1,
+                firings: 1,
+            },
+            AlertTally {
+                service: Some("db".into()),
+                alertname: "DiskFull".into(),
+                incidents: 1,
+                firings: 9,
+            },
+        ];
+        let q = query("2026-10-15T00:00:00Z", "2026-11-15T00:00:00Z");
+        let r = build(&q, Period::Month, Tz::UTC, q.until, &[a, b, c], &tallies);
+        let labels: Vec<&str> = r.periods.iter().map(|p| p.label.as_str()).collect();
+        assert_eq!(labels, ["2026-10", "2026-11"]);
+        assert_eq!(r.periods[1].figures.incidents, 2);
+        assert_eq!(r.top_alerts[0].alertname, "DiskFull");
+        assert_eq!(r.top_alerts[1].alertname, "HighLatency");
+        assert_eq!((r.top_alerts[1].incidents, r.top_alerts[1].firings), (3, 6));
+        let flap: Vec<(&str, u32)> = r
+            .top_flapping
+            .iter()
+            .map(|f| (f.id.as_str(), f.reopen_count))
+            .collect();
+        assert_eq!(flap, [("INC-1", 3), ("INC-2", 1)]);
+        assert_eq!(r.services[0].service.as_deref(), Some("api"));
+        assert_eq!(r.services[0].top_alerts.len(), 1);
+        assert_eq!(r.services[0].figures.reopens, 4);
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["periods"][1]["ttd"]["excluded"], 2);
+        assert_eq!(json["by"], "month");
+    }
+
+    #[test]
+    fn parameters_are_checked_and_named() {
+        let now = t("2026-12-02T12:00:00Z");
+        let r = parse_request(None, None, None, None, now, Tz::UTC).unwrap();
+        assert_eq!(r.query.since, t("2026-11-02T12:00:00Z"));
+        assert_eq!(
+            (r.query.until, r.by, r.query.service),
+            (now, Period::Week, None)
+        );
+        let r = parse_request(
+            Some("2026-11-01"),
+            Some("2026-12-01T00:00:00Z"),
+            Some("month"),
+            Some("api"),
+            now,
+            Tz::Europe__Berlin,
+        )
+        .unwrap();
+        assert_eq!(r.query.since, t("2026-10-31T23:00:00Z"));
+        assert_eq!(r.by, Period::Month);
+        assert_eq!(r.query.service.as_deref(), Some("api"));
+        let err = |s, u, b| parse_request(s, u, b, None, now, Tz::UTC).unwrap_err();
+        assert!(err(Some("yesterday"), None, None).starts_with("since: "));
+        assert!(err(None, Some("soon"), None).starts_with("until: "));
+        assert!(err(None, None, Some("day")).starts_with("by: "));
+        assert!(err(Some("1d"), Some("2d"), None).starts_with("since: "));
+        assert!(err(Some("5000d"), None, None).contains("longer than"));
+    }
+}
