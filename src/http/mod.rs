@@ -57,6 +57,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/incidents/{id}",
             get(pages::incident_page).post(pages::act),
         )
+        .route("/reports", get(pages::reports_page))
         .route("/assets/style.css", get(pages::style))
         .route("/webhook/alertmanager", post(webhook::receive))
         .route("/api/v1/incidents", get(api::list))

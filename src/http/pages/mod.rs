@@ -15,6 +15,7 @@
 
 pub mod incident;
 pub mod list;
+pub mod reports;
 
 use std::sync::Arc;
 
@@ -37,6 +38,7 @@ const STYLE: &str = include_str!("assets/style.css");
 const LAYOUT: &str = include_str!("assets/layout.hbs");
 const LIST: &str = include_str!("assets/list.hbs");
 const INCIDENT: &str = include_str!("assets/incident.hbs");
+const REPORTS: &str = include_str!("assets/reports.hbs");
 
 /// The pages' compiled templates and the secret their form tokens are derived from.
 pub struct Pages {
@@ -52,7 +54,12 @@ impl Pages {
     pub fn new(web: &crate::config::WebConfig) -> Pages {
         let mut templates = Handlebars::new();
         templates.set_strict_mode(false);
-        for (name, source) in [("layout", LAYOUT), ("list", LIST), ("incident", INCIDENT)] {
+        for (name, source) in [
+            ("layout", LAYOUT),
+            ("list", LIST),
+            ("incident", INCIDENT),
+            ("reports", REPORTS),
+        ] {
             templates
                 .register_template_string(name, source)
                 .unwrap_or_else(|e| panic!("embedded template {name} does not compile: {e}"));
@@ -321,6 +328,33 @@ pub async fn incident_page(
     let title = format!("{} {}", data.incident.id, data.incident.title);
     let html = state.pages.render("incident", &title, &view)?;
     Ok(page(&state.pages, html, new_cookie.as_deref()))
+}
+
+/// `GET /reports`: the figures of `GET /api/v1/reports` as tables and charts.
+pub async fn reports_page(
+    State(state): State<Arc<AppState>>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Result<Response, PageError> {
+    let params: reports::Params = serde_urlencoded::from_str(query.as_deref().unwrap_or(""))
+        .map_err(|e| PageError::BadRequest(format!("query: {e}")))?;
+    let settings = state.drafts.settings();
+    let (zone, second) = (settings.timezone, settings.second_timezone);
+    let now = state.now();
+    let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let request = crate::report::parse_request(
+        opt(&params.since).as_deref(),
+        opt(&params.until).as_deref(),
+        opt(&params.by).as_deref(),
+        opt(&params.service).as_deref(),
+        now,
+        zone,
+    )
+    .map_err(PageError::BadRequest)?;
+    let (incidents, alerts) = state.store.report_rows(request.query.clone()).await?;
+    let report = crate::report::build(&request.query, request.by, zone, now, &incidents, &alerts);
+    let view = reports::view(&params, &report, zone, second);
+    let html = state.pages.render("reports", "Reports", &view)?;
+    Ok(page(&state.pages, html, None))
 }
 
 /// The user the authenticating proxy names, when `web.auth_proxy_header` is set.
