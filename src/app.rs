@@ -196,16 +196,17 @@ impl App {
             clock,
             wake: Arc::new(tokio::sync::Notify::new()),
             ingestion: Default::default(),
+            metrics: Arc::new(Metrics::new()),
         });
         let state = Arc::new(AppState {
-            core,
+            core: core.clone(),
             drafts,
             slack,
             webhook_auth,
             api_token: config.web.api_token.clone(),
             max_body_bytes: config.web.max_body_bytes,
             request_timeout: config.web.request_timeout,
-            metrics: Arc::new(Metrics::new()),
+            metrics: core.metrics.clone(),
             pages: Arc::new(crate::http::pages::Pages::new(&config.web)),
         });
         Ok(App {

@@ -18,11 +18,49 @@ pub struct Core {
     pub wake: Arc<Notify>,
     /// Told of every webhook, so follow-up work can yield to a storm of them.
     pub ingestion: Arc<Ingestion>,
+    /// The daemon's own metrics (served at `/metrics`).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Core {
     pub fn now(&self) -> Timestamp {
         (self.clock)()
+    }
+
+    /// Observe the per-incident figures (`/metrics`) of the incidents that alerts this
+    /// process just applied resolved for the first time: all their alerts resolved (an
+    /// incident a person resolved was observed then), and it never reopened.
+    pub async fn observe_resolutions(&self, outcomes: &[crate::incident::Outcome]) {
+        use crate::incident::{Effect, Status};
+        let mut ids: Vec<&str> = outcomes
+            .iter()
+            .filter(|o| {
+                matches!(
+                    o.effect,
+                    Effect::AlertResolved {
+                        incident_resolved: true
+                    }
+                )
+            })
+            .map(|o| o.incident_id.as_str())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for id in ids {
+            match self.store.incident(id).await {
+                Ok(Some(i))
+                    if i.status == Status::Resolved
+                        && i.resolved_by.is_none()
+                        && i.reopen_count == 0 =>
+                {
+                    self.metrics.incident_resolved(&i)
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(incident = %id, error = %e, "cannot read a resolved incident's figures for /metrics")
+                }
+            }
+        }
     }
 }
 

@@ -128,6 +128,28 @@ enum Command {
         #[command(subcommand)]
         command: IncidentsCommand,
     },
+    /// Figures across a running daemon's incidents: per service and week or month, MTTD,
+    /// MTTA, MTTR and duration (mean, p50, p90), the alerts that fire most, the incidents that
+    /// flap most.
+    Report {
+        #[command(flatten)]
+        target: Target,
+        /// Start of the range: a duration before now (30d), an RFC 3339 time or a date.
+        #[arg(long, default_value = "30d")]
+        since: String,
+        /// End of the range (default: now), in the same forms.
+        #[arg(long)]
+        until: Option<String>,
+        /// Periods: week (ISO weeks) or month.
+        #[arg(long, value_parser = ["week", "month"])]
+        by: Option<String>,
+        /// Only this service.
+        #[arg(long)]
+        service: Option<String>,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -352,6 +374,27 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             incidents_command(command, &mut out)
                 .await
                 .map_err(cli_error)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report {
+            target,
+            since,
+            until,
+            by,
+            service,
+            json,
+        } => {
+            cli::report::report(cli::report::ReportArgs {
+                url: target.url,
+                since,
+                until,
+                by,
+                service,
+                json,
+                out: &mut out,
+            })
+            .await
+            .map_err(cli_error)?;
             Ok(ExitCode::SUCCESS)
         }
     }

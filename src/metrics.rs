@@ -39,6 +39,118 @@ struct VersionLabel {
     version: String,
 }
 
+/// An incident's service and severity, each from a bounded set (see [`IncidentLabels`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct IncidentLabel {
+    service: String,
+    severity: String,
+}
+
+/// The buckets of the per-incident figures: 10 s to 1 day.
+pub const INCIDENT_BUCKETS: [f64; 14] = [
+    10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0,
+    43200.0, 86400.0,
+];
+
+/// At most this many services and severities get their own label value; later ones are
+/// counted as `other`, so alert labels cannot grow the series without bound.
+pub const MAX_SERVICES: usize = 100;
+pub const MAX_SEVERITIES: usize = 10;
+
+/// The label values seen so far, bounded.
+#[derive(Default)]
+struct IncidentLabels {
+    services: std::collections::HashSet<String>,
+    severities: std::collections::HashSet<String>,
+}
+
+impl IncidentLabels {
+    fn bounded(seen: &mut std::collections::HashSet<String>, value: &str, max: usize) -> String {
+        if seen.contains(value) || (seen.len() < max && seen.insert(value.to_string())) {
+            value.to_string()
+        } else {
+            "other".to_string()
+        }
+    }
+
+    fn of(&mut self, service: Option<&str>, severity: Option<&str>) -> IncidentLabel {
+        IncidentLabel {
+            service: Self::bounded(&mut self.services, service.unwrap_or(""), MAX_SERVICES),
+            severity: Self::bounded(&mut self.severities, severity.unwrap_or(""), MAX_SEVERITIES),
+        }
+    }
+}
+
+/// The per-incident response figures as histograms (`incidentd_incident_*_seconds`).
+///
+/// Each is observed once per incident, by the replica (process) that applied the change
+/// that made it known, at that moment: TTA at the first acknowledgement; TTR, duration and
+/// TTD (with the impact start known then) at the incident's first resolution. Counts are
+/// not restored from the database at start-up (Prometheus's counter convention: a restart
+/// resets them and `rate`/`increase` handle the reset), and each replica exports only what
+/// it applied, so `sum without (instance)` across replicas counts every incident once. The
+/// full history, reopenings included, is in `GET /api/v1/reports`.
+struct IncidentFigures {
+    ttd: Family<IncidentLabel, Histogram>,
+    tta: Family<IncidentLabel, Histogram>,
+    ttr: Family<IncidentLabel, Histogram>,
+    duration: Family<IncidentLabel, Histogram>,
+    labels: Mutex<IncidentLabels>,
+}
+
+impl IncidentFigures {
+    fn register(registry: &mut Registry) -> IncidentFigures {
+        let family = || {
+            Family::<IncidentLabel, Histogram>::new_with_constructor(|| {
+                Histogram::new(INCIDENT_BUCKETS)
+            })
+        };
+        let (ttd, tta, ttr, duration) = (family(), family(), family(), family());
+        for (name, help, f) in [
+            (
+                "incident_ttd_seconds",
+                "Time to detect (detected_at - impact_start) of incidents, observed at their \
+                 first resolution by the replica that applied it",
+                &ttd,
+            ),
+            (
+                "incident_tta_seconds",
+                "Time to acknowledge (acknowledged_at - detected_at) of incidents, observed at \
+                 their first acknowledgement by the replica that applied it",
+                &tta,
+            ),
+            (
+                "incident_ttr_seconds",
+                "Time to resolve (resolved_at - detected_at) of incidents, observed at their \
+                 first resolution by the replica that applied it",
+                &ttr,
+            ),
+            (
+                "incident_duration_seconds",
+                "Duration (resolved_at - impact_start) of incidents, observed at their first \
+                 resolution by the replica that applied it",
+                &duration,
+            ),
+        ] {
+            registry.register(name, help, f.clone());
+        }
+        IncidentFigures {
+            ttd,
+            tta,
+            ttr,
+            duration,
+            labels: Mutex::new(IncidentLabels::default()),
+        }
+    }
+
+    fn label(&self, incident: &crate::incident::Incident) -> IncidentLabel {
+        self.labels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .of(incident.service.as_deref(), incident.severity.as_deref())
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabel {
     route: String,
@@ -56,6 +168,7 @@ pub struct Metrics {
     /// The job kinds the runner runs: each has a `jobs_queued` series, 0 when idle.
     job_kinds: Mutex<Vec<&'static str>>,
     requests: Family<RouteLabel, Histogram>,
+    incident_figures: IncidentFigures,
 }
 
 impl Default for Metrics {
@@ -118,7 +231,9 @@ impl Metrics {
             "HTTP request latency by route and status code",
             requests.clone(),
         );
+        let incident_figures = IncidentFigures::register(&mut registry);
         Metrics {
+            incident_figures,
             registry,
             webhooks,
             alerts,
@@ -164,6 +279,30 @@ impl Metrics {
                 effect: effect.into(),
             })
             .inc();
+    }
+
+    /// An incident was just acknowledged for the first time (by this process): its TTA.
+    pub fn incident_acknowledged(&self, incident: &crate::incident::Incident) {
+        let f = &self.incident_figures;
+        if let Some(tta) = incident.tta_seconds() {
+            f.tta.get_or_create(&f.label(incident)).observe(tta);
+        }
+    }
+
+    /// An incident was just resolved for the first time (by this process): its TTR, duration
+    /// and TTD, those known.
+    pub fn incident_resolved(&self, incident: &crate::incident::Incident) {
+        let f = &self.incident_figures;
+        let label = f.label(incident);
+        for (family, value) in [
+            (&f.ttr, incident.ttr_seconds()),
+            (&f.duration, incident.duration_seconds()),
+            (&f.ttd, incident.ttd_seconds()),
+        ] {
+            if let Some(v) = value {
+                family.get_or_create(&label).observe(v);
+            }
+        }
     }
 
     pub fn observe_request(&self, route: &str, code: u16, elapsed: Duration) {

@@ -157,6 +157,7 @@ impl Reconciler {
         if !resolved.is_empty() {
             state.wake.notify_waiters();
         }
+        state.observe_resolutions(&resolved).await;
         Ok(resolved.len())
     }
 }

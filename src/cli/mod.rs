@@ -1,5 +1,5 @@
 //! Client side of the command line: the commands that talk to a running daemon over its
-//! HTTP interface (`replay`, `incidents list|show|ack|note|resolve`).
+//! HTTP interface (`replay`, `incidents list|show|ack|note|resolve`, `report`).
 //!
 //! `main.rs` owns the flags; the functions here take plain argument structs and a writer for
 //! their output so tests can drive them against a mock server and read what they print.
@@ -9,6 +9,7 @@
 pub mod format;
 pub mod incidents;
 pub mod replay;
+pub mod report;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -361,8 +361,12 @@ pub async fn perform(state: &AppState, id: &str, by: &str, action: Action) -> Re
         Action::Note(_) => "note_added",
         Action::Resolve => "resolved",
     };
+    let acknowledging = matches!(action, Action::Acknowledge);
     let result = match state.store.act(id, &by, action, now).await {
-        Ok(_) => Ok(()),
+        Ok(incident) => {
+            observe_figures(state, &incident, acknowledging, now);
+            Ok(())
+        }
         Err(ActError::NotFound(m)) => Err(ApiError::NotFound(format!("incident {m} not found"))),
         Err(ActError::Conflict(m)) => Err(ApiError::Conflict(m)),
         Err(ActError::Store(e)) => Err(e.into()),
@@ -371,6 +375,27 @@ pub async fn perform(state: &AppState, id: &str, by: &str, action: Action) -> Re
     state.wake.notify_waiters();
     tracing::info!(incident = %id, by = %by, action = kind, "incident updated by a person");
     Ok(())
+}
+
+/// The per-incident figures a person's action made known, for `/metrics`: TTA at the first
+/// acknowledgement (the incident's `acknowledged_at` is this action's time), TTR, duration
+/// and TTD when a person resolves an incident that never reopened (resolving twice is
+/// refused, so this is its first resolution).
+fn observe_figures(
+    state: &AppState,
+    incident: &Incident,
+    acknowledging: bool,
+    now: crate::incident::Timestamp,
+) {
+    if acknowledging && incident.acknowledged_at == Some(now) {
+        state.metrics.incident_acknowledged(incident);
+    }
+    if incident.status == Status::Resolved
+        && incident.resolved_at == Some(now)
+        && incident.reopen_count == 0
+    {
+        state.metrics.incident_resolved(incident);
+    }
 }
 
 /// Apply a person's action and answer with the incident. Callers check the API token
@@ -505,4 +530,41 @@ fn none_match(headers: &HeaderMap, sha256: &str) -> bool {
             let tag = tag.strip_prefix("W/").unwrap_or(tag);
             tag == "*" || tag.strip_prefix('"').and_then(|t| t.strip_suffix('"')) == Some(sha256)
         })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportParams {
+    since: Option<String>,
+    until: Option<String>,
+    by: Option<String>,
+    service: Option<String>,
+}
+
+/// `GET /api/v1/reports?since=30d&until=…&by=week|month&service=…`: figures across incidents
+/// ([`crate::report`]), periods cut in the drafts' time zone.
+pub async fn report(
+    State(state): State<Arc<AppState>>,
+    Query(p): Query<ReportParams>,
+) -> Result<Json<crate::report::Report>, ApiError> {
+    let now = state.now();
+    let zone = state.drafts.timezone();
+    let request = crate::report::parse_request(
+        p.since.as_deref(),
+        p.until.as_deref(),
+        p.by.as_deref(),
+        p.service.as_deref(),
+        now,
+        zone,
+    )
+    .map_err(ApiError::BadRequest)?;
+    let (incidents, alerts) = state.store.report_rows(request.query.clone()).await?;
+    Ok(Json(crate::report::build(
+        &request.query,
+        request.by,
+        zone,
+        now,
+        &incidents,
+        &alerts,
+    )))
 }

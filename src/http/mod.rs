@@ -67,6 +67,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/incidents/{id}/resolve", post(api::resolve))
         .route("/api/v1/incidents/{id}/postmortem", get(api::postmortem))
         .route("/api/v1/incidents/{id}/charts/{file}", get(api::chart))
+        .route("/api/v1/reports", get(api::report))
         .route("/slack/interactions", post(slack::interactions))
         .route("/metrics", get(metrics::serve))
         .route("/-/healthy", get(|| async { "incidentd is Healthy.\n" }))

@@ -62,6 +62,7 @@ async fn handle(
     if changed > 0 {
         state.wake.notify_waiters();
     }
+    state.observe_resolutions(&outcomes).await;
     tracing::info!(
         group_key = %group_key,
         alerts,

@@ -10,6 +10,7 @@ mod fake;
 mod faults;
 mod helpers;
 mod hostile;
+mod incident_metrics;
 mod incidents;
 mod logs;
 mod metrics;
@@ -21,6 +22,7 @@ mod reconcile;
 #[path = "../support/recorded_prometheus.rs"]
 mod recorded_prometheus;
 mod replicas;
+mod reports;
 mod restart;
 mod senders;
 mod slack;

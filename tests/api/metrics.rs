@@ -11,7 +11,7 @@ use incidentd::config::{Config, PrometheusConfig, Secret, SlackConfig};
 use crate::helpers::*;
 
 /// `promtool`, or `None` after a loud SKIP (a panic under `INCIDENTD_REQUIRE_E2E=1`).
-fn promtool() -> Option<&'static str> {
+pub(crate) fn promtool() -> Option<&'static str> {
     let found = Command::new("promtool")
         .arg("--version")
         .stdout(Stdio::null())
@@ -35,7 +35,7 @@ fn promtool() -> Option<&'static str> {
 }
 
 /// Runs `promtool check metrics` on `exposition`: its exit status and everything it printed.
-fn promtool_check(promtool: &str, exposition: &str) -> (bool, String) {
+pub(crate) fn promtool_check(promtool: &str, exposition: &str) -> (bool, String) {
     let mut child = Command::new(promtool)
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
