@@ -388,6 +388,164 @@ async fn hostile_labels_annotations_notes_and_names_show_as_text_and_no_script_r
         "the name typed is shown as text"
     );
     browser.screenshot("pages-hostile-incident").await;
+
+    // The reports name the service in tables and in the charts' SVG: as text there too.
+    browser.goto(&format!("{}/reports", app.url)).await;
+    let state = browser
+        .eval(
+            "return [window.__pwned === undefined, document.title, \
+             [...document.querySelectorAll('figure.bars svg text')].some(t => t.textContent.startsWith('<script>')), \
+             document.querySelectorAll('main script, figure.bars svg svg, figure.bars svg img').length];",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        state,
+        json!([true, "Reports · incidentd", true, 0]),
+        "no script ran on the reports"
+    );
+    assert!(
+        browser.text().await.contains(PAYLOADS[0]),
+        "the reports show the service as text"
+    );
+    browser.screenshot("pages-hostile-reports").await;
+    browser.quit().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_reports_page_shows_the_figures_the_api_returns() {
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    let app = spawn_app().await;
+    // The recorded incident, resolved; another, acknowledged, in another service.
+    for (_, at, body) in recorded_webhooks() {
+        app.set_time(at);
+        assert_eq!(app.post_webhook(body).await.status(), 200);
+    }
+    app.set_time(time("2026-11-24T09:00:00Z"));
+    let body = payload(|v| {
+        let a = &mut v["alerts"][0];
+        a["labels"]["service"] = "checkout".into();
+        a["labels"]["alertname"] = "CheckoutErrors".into();
+        a["fingerprint"] = "c1".into();
+        a["startsAt"] = "2026-11-24T08:59:00Z".into();
+        v["groupKey"] = "{}:{service=\"checkout\"}".into();
+    });
+    assert_eq!(app.post_webhook(body).await.status(), 200);
+    app.set_time(time("2026-11-24T09:05:00Z"));
+    let r = app
+        .client
+        .post(format!("{}/api/v1/incidents/INC-2026-0002/ack", app.url))
+        .json(&json!({"by": "Grace"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    app.set_time(time("2026-11-30T12:00:00Z"));
+
+    let query = "since=2026-11-01&until=2026-12-01&by=week";
+    let (status, api) = app.get_json(&format!("/api/v1/reports?{query}")).await;
+    assert_eq!(status, 200, "{api}");
+    browser.goto(&format!("{}/reports?{query}", app.url)).await;
+    let figure = |name: &str| {
+        let b = &browser;
+        let script = format!("return document.querySelector('[data-figure={name}]').innerText;");
+        async move {
+            b.eval(&script, json!([]))
+                .await
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let words = |v: &Value| match v.as_f64() {
+        Some(s) => incidentd::time::human_duration(s),
+        None => "none counted".to_string(),
+    };
+    assert_eq!(
+        figure("incidents").await,
+        api["total"]["incidents"].to_string()
+    );
+    assert_eq!(api["total"]["incidents"], 2);
+    assert_eq!(
+        figure("mttd").await,
+        words(&api["total"]["ttd"]["mean_seconds"])
+    );
+    assert_eq!(
+        figure("mtta").await,
+        words(&api["total"]["tta"]["mean_seconds"])
+    );
+    assert_eq!(
+        figure("mttr").await,
+        words(&api["total"]["ttr"]["mean_seconds"])
+    );
+    assert_eq!(
+        figure("duration").await,
+        words(&api["total"]["duration"]["mean_seconds"])
+    );
+    assert_ne!(
+        figure("mtta").await,
+        "none counted",
+        "the acknowledgement counts"
+    );
+
+    // Per service and per week: the same rows, the same figures.
+    let rows = |id: &str| {
+        let b = &browser;
+        let script = format!(
+            "return [...document.querySelectorAll('#{id} tbody tr')].map(tr => [...tr.children].map(c => c.innerText.trim()));"
+        );
+        async move { b.eval(&script, json!([])).await }
+    };
+    let services = rows("services").await;
+    let api_services = api["services"].as_array().unwrap();
+    assert_eq!(services.as_array().unwrap().len(), api_services.len());
+    for (row, s) in services.as_array().unwrap().iter().zip(api_services) {
+        assert_eq!(row[0], s["service"], "{row}");
+        assert_eq!(row[1], s["incidents"].to_string().as_str(), "{row}");
+        assert_eq!(row[3], words(&s["ttd"]["mean_seconds"]).as_str(), "{row}");
+        assert_eq!(row[4], words(&s["ttd"]["p50_seconds"]).as_str(), "{row}");
+        assert_eq!(row[5], words(&s["ttd"]["p90_seconds"]).as_str(), "{row}");
+        assert_eq!(row[9], words(&s["ttr"]["mean_seconds"]).as_str(), "{row}");
+    }
+    let periods = rows("periods").await;
+    let api_periods = api["periods"].as_array().unwrap();
+    assert_eq!(periods.as_array().unwrap().len(), api_periods.len());
+    for (row, p) in periods.as_array().unwrap().iter().zip(api_periods) {
+        assert!(
+            row[0]
+                .as_str()
+                .unwrap()
+                .starts_with(p["label"].as_str().unwrap()),
+            "{row}"
+        );
+        assert_eq!(row[1], p["incidents"].to_string().as_str(), "{row}");
+    }
+    let alerts = rows("top-alerts").await;
+    let api_alerts = api["top_alerts"].as_array().unwrap();
+    assert_eq!(alerts.as_array().unwrap().len(), api_alerts.len());
+    for (row, a) in alerts.as_array().unwrap().iter().zip(api_alerts) {
+        assert_eq!(row[0], a["alertname"], "{row}");
+        assert_eq!(row[1], a["firings"].to_string().as_str(), "{row}");
+    }
+    // The charts: one bar per period in the first.
+    let bars = browser
+        .eval(
+            "return document.querySelector('figure.bars svg').querySelectorAll('rect.bar').length;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(bars.as_u64(), Some(api_periods.len() as u64));
+    browser.screenshot("pages-reports").await;
+    browser
+        .eval(
+            "document.getElementById('services-h').scrollIntoView();",
+            json!([]),
+        )
+        .await;
+    browser.screenshot("pages-reports-tables").await;
     browser.quit().await;
     app.stop().await;
 }
