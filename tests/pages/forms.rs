@@ -355,3 +355,39 @@ async fn the_list_filters_searches_and_pages_open_incidents_first() {
     let _: Option<Value> = None;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn with_an_api_token_the_forms_act_only_behind_an_auth_proxy() {
+    let mut config = Config::default();
+    config.web.api_token = Some(incidentd::config::Secret::new("t0ken"));
+    let app = spawn_app_with(config).await;
+    assert_eq!(app.post_webhook(payload(|_| {})).await.status(), 200);
+    let page = app
+        .client
+        .get(format!("{}/incidents/{ID}", app.url))
+        .send()
+        .await
+        .unwrap();
+    let cookie = page.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("acting from the pages is off"),
+        "the page says why"
+    );
+    assert!(!html.contains("name=\"token\""), "and shows no form");
+    let r = post_form(
+        &app,
+        &[("Cookie", &cookie), ("Sec-Fetch-Site", "same-origin")],
+        &[("token", "x"), ("action", "acknowledge")],
+    )
+    .await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(app.incident(ID).await["status"], "open");
+    app.stop().await;
+}

@@ -19,6 +19,8 @@ pub struct Inputs<'a> {
     pub token: &'a str,
     /// The user an authenticating proxy names: the form then asks no name.
     pub proxy_user: Option<&'a str>,
+    /// Why the forms do not act, when they do not.
+    pub forms_off: Option<&'a str>,
     /// When the page is made: running figures ("so far") are measured then.
     pub now: crate::incident::Timestamp,
     /// The drafts' time zones: times are shown as the drafts show them.
@@ -102,6 +104,7 @@ pub struct View {
     pub draft_download: String,
     pub token: String,
     pub proxy_user: Option<String>,
+    pub forms_off: Option<String>,
     pub generated_at: String,
 }
 
@@ -336,6 +339,7 @@ pub fn view(i: Inputs<'_>) -> View {
         draft_download: format!("/api/v1/incidents/{}/postmortem", inc.id),
         token: i.token.to_string(),
         proxy_user: i.proxy_user.map(str::to_string),
+        forms_off: i.forms_off.map(str::to_string),
         generated_at: t(&ctx.generated_at),
     }
 }

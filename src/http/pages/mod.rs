@@ -31,6 +31,11 @@ use crate::incident::Action;
 
 /// The cookie holding the nonce that form tokens are derived from.
 const CSRF_COOKIE: &str = "incidentd_csrf";
+/// Why the forms do not act (see [`Pages`]).
+const FORMS_OFF: &str = "acting from the pages is off: web.api_token_file guards the writing \
+    API, and the pages can only act when an authenticating proxy names the user \
+    (web.auth_proxy_header); use the API with the token";
+
 /// Who acts when neither the proxy nor the form names anyone.
 pub const DEFAULT_ACTOR: &str = "web";
 
@@ -48,6 +53,10 @@ pub struct Pages {
     auth_proxy_header: Option<header::HeaderName>,
     /// `web.external_url` is `https://…`: cookies are `Secure`.
     secure_cookies: bool,
+    /// Whether the forms act. With `web.api_token_file` set the JSON writing routes need the
+    /// token; the forms, which cannot carry it, then act only when who is acting is
+    /// authenticated otherwise (`web.auth_proxy_header`), so they are no way around it.
+    forms: bool,
 }
 
 impl Pages {
@@ -75,6 +84,7 @@ impl Pages {
                 .external_url
                 .as_deref()
                 .is_some_and(|u| u.starts_with("https://")),
+            forms: web.api_token.is_none() || web.auth_proxy_header.is_some(),
         }
     }
 
@@ -321,6 +331,7 @@ pub async fn incident_page(
         draft_markdown: markdown.as_deref(),
         token: &state.pages.token(&nonce),
         proxy_user: proxy_user.as_deref(),
+        forms_off: (!state.pages.forms).then_some(FORMS_OFF),
         now,
         zone: state.drafts.settings().timezone,
         second_zone: state.drafts.settings().second_timezone,
@@ -416,6 +427,9 @@ pub async fn act(
     body: axum::body::Bytes,
 ) -> Result<Response, PageError> {
     super::api::check_id(&id)?;
+    if !state.pages.forms {
+        return Err(PageError::Forbidden(FORMS_OFF.into()));
+    }
     if !same_site(&headers) {
         return Err(PageError::Forbidden(
             "this form was posted from another site".into(),

@@ -102,8 +102,7 @@ pub struct View {
 }
 
 fn seconds(s: Option<f64>) -> String {
-    s.map(human_duration)
-        .unwrap_or_else(|| "none counted".into())
+    s.map(human_duration).unwrap_or_else(|| "none".into())
 }
 
 fn stat(s: &Stat) -> StatView {
