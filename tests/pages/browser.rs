@@ -275,6 +275,21 @@ async fn the_recorded_incident_in_a_browser_list_timeline_charts_draft_and_ackno
         )
         .await;
     browser.screenshot("pages-incident-acknowledged").await;
+    // Readable in a dark scheme: light text on a dark background.
+    browser.prefer_dark(true).await;
+    let colors = browser
+        .eval(
+            "const s = getComputedStyle(document.body); return [s.color, s.backgroundColor];",
+            json!([]),
+        )
+        .await;
+    assert_eq!(
+        colors,
+        json!(["rgb(230, 237, 243)", "rgb(13, 17, 23)"]),
+        "dark scheme"
+    );
+    browser.screenshot("pages-incident-dark").await;
+    browser.prefer_dark(false).await;
 
     // The rest of the scenario: the incident resolves; the list shows it so.
     for (file, at, body) in recorded_webhooks() {

@@ -205,6 +205,18 @@ impl Browser {
             .to_string()
     }
 
+    /// Emulates `prefers-color-scheme: dark` (Chrome DevTools, through chromedriver).
+    pub async fn prefer_dark(&self, dark: bool) {
+        let value = if dark { "dark" } else { "light" };
+        self.call(
+            reqwest::Method::POST,
+            "/goog/cdp/execute",
+            json!({"cmd": "Emulation.setEmulatedMedia",
+                   "params": {"features": [{"name": "prefers-color-scheme", "value": value}]}}),
+        )
+        .await;
+    }
+
     /// Saves a PNG of the viewport as `<screenshot_dir>/<name>.png` and prints its path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         use base64::Engine;
