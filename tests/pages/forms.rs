@@ -67,7 +67,8 @@ async fn forms_refuse_cross_site_posts_and_bad_tokens_and_act_like_the_api_other
         ("action", "acknowledge"),
     ];
 
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<(&str, &str)>)> = vec![
+    type Pairs<'a> = Vec<(&'a str, &'a str)>;
+    let cases: Vec<(&str, Pairs, Pairs)> = vec![
         (
             "another site",
             vec![("Cookie", &cookie), ("Sec-Fetch-Site", "cross-site")],

@@ -488,3 +488,60 @@ pub async fn act(
     }
     Ok(Redirect::to(&format!("/incidents/{id}#timeline")).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn a_form_counts_as_this_sites_only_when_the_browser_says_so() {
+        assert!(same_site(&headers(&[("sec-fetch-site", "same-origin")])));
+        assert!(!same_site(&headers(&[("sec-fetch-site", "same-site")])));
+        assert!(!same_site(&headers(&[("sec-fetch-site", "cross-site")])));
+        assert!(same_site(&headers(&[
+            ("origin", "http://h:9097"),
+            ("host", "h:9097")
+        ])));
+        assert!(!same_site(&headers(&[
+            ("origin", "http://evil"),
+            ("host", "h:9097")
+        ])));
+        assert!(!same_site(&headers(&[
+            ("origin", "null"),
+            ("host", "h:9097")
+        ])));
+        // Neither header: not a browser's cross-site request (curl, a script with the token).
+        assert!(same_site(&headers(&[])));
+    }
+
+    #[test]
+    fn the_actor_is_the_proxys_user_then_the_typed_name_then_web() {
+        assert_eq!(actor(Some("alice"), Some("bob")), "alice");
+        assert_eq!(actor(None, Some("  bob ")), "bob");
+        assert_eq!(actor(None, Some("   ")), "web");
+        assert_eq!(actor(None, None), "web");
+    }
+
+    #[test]
+    fn a_token_holds_for_its_nonce_only() {
+        let pages = Pages::new(&crate::config::Config::default().web);
+        let nonce = new_nonce();
+        let token = pages.token(&nonce);
+        assert!(pages.check_token(&nonce, &token));
+        assert!(!pages.check_token(&new_nonce(), &token));
+        assert!(!pages.check_token(&nonce, ""));
+        let other = Pages::new(&crate::config::Config::default().web);
+        assert!(
+            !other.check_token(&nonce, &token),
+            "another process's secret"
+        );
+    }
+}

@@ -978,8 +978,8 @@ impl Reads for PgReads<'_, '_> {
             push!(" AND (id ILIKE ? ESCAPE '\\'", prefix);
             push!(" OR title ILIKE ? ESCAPE '\\'", contains);
             push!(
-                " OR EXISTS (SELECT 1 FROM occurrences o WHERE o.incident_id = incidents.id \
-                 AND o.alertname ILIKE ? ESCAPE '\\'))",
+                " OR id IN (SELECT incident_id FROM occurrences WHERE alertname ILIKE ? \
+                 ESCAPE '\\'))",
                 contains
             );
         }

@@ -463,8 +463,8 @@ pub fn find_incidents(
         );
         arg(
             &mut sql,
-            " OR EXISTS (SELECT 1 FROM occurrences o WHERE o.incident_id = incidents.id \
-             AND o.alertname LIKE ? ESCAPE '\\'))",
+            " OR id IN (SELECT incident_id FROM occurrences WHERE alertname LIKE ? \
+             ESCAPE '\\'))",
             Value::Text(contains),
         );
     }
