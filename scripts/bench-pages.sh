@@ -79,8 +79,9 @@ PY
 
 url="http://127.0.0.1:$port"
 mid=$(printf 'INC-%s-%04d' "$(date -u +%Y)" $((n / 2)))
-for path in "/" "/?after=u$((n / 2))" "/?after=r$((n / 2))" "/?status=resolved" "/?status=open" "/?service=svc-$((n / 2))" "/?q=svc-4242" \
-    "/incidents/$mid" "/reports" "/reports?by=month"; do
+# BENCH_PATHS: the requests to measure (default: all of these).
+paths="${BENCH_PATHS:-/ /?after=u$((n / 2)) /?after=r$((n / 2)) /?status=resolved /?status=open /?service=svc-$((n / 2)) /?q=svc-4242 /?q=HighError /incidents/$mid /reports /reports?by=month}"
+for path in $paths; do
     out=$(oha --no-tui --output-format json -z "$duration" -c "$conc" "$url$path")
     python3 -c '
 import json, sys
