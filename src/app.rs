@@ -145,6 +145,8 @@ pub struct App {
     config: Config,
     /// Evidence from Prometheus, when configured.
     collector: Option<Arc<Collector>>,
+    /// `--web.config.file`: TLS, basic auth and headers (see `http::web_config`).
+    web_config: Option<Arc<http::web_config::WebConfigFile>>,
 }
 
 impl App {
@@ -214,7 +216,15 @@ impl App {
             state,
             config,
             collector,
+            web_config: None,
         })
+    }
+
+    /// Serve behind `--web.config.file` (already loaded and checked): TLS when it has
+    /// `tls_server_config` now, basic auth and headers as it says at each request.
+    pub fn with_web_config(mut self, file: Arc<http::web_config::WebConfigFile>) -> App {
+        self.web_config = Some(file);
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -238,6 +248,7 @@ impl App {
             state,
             config,
             collector,
+            web_config,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut runner = Runner::new(
@@ -290,8 +301,29 @@ impl App {
             stop_rx.clone(),
         ));
         tracing::info!(address = %listener.local_addr()?, database = %state.store.location(), "incidentd listening");
-        let router = http::router(state.clone());
-        http::server::serve(listener, router, config.web.read_header_timeout, shutdown).await;
+        let mut router = http::router(state.clone());
+        let mut tls = None;
+        if let Some(file) = web_config {
+            let now = file.current()?;
+            tracing::info!(
+                file = %file.path().display(),
+                tls = now.has_tls(),
+                basic_auth = now.has_users(),
+                "serving behind the web config file"
+            );
+            if now.has_tls() {
+                tls = Some(file.clone());
+            }
+            router = http::web_config::layer(router, file);
+        }
+        http::server::serve(
+            listener,
+            router,
+            config.web.read_header_timeout,
+            tls,
+            shutdown,
+        )
+        .await;
         tracing::info!("HTTP stopped; finishing background work");
         let _ = stop_tx.send(true);
         let _ = retention.await;

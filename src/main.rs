@@ -73,12 +73,19 @@ enum Command {
         /// Address to listen on.
         #[arg(long = "web.listen-address", default_value = "0.0.0.0:9097")]
         listen_address: String,
+        /// TLS and basic authentication, in the format of Prometheus's exporter-toolkit
+        /// (tls_server_config, basic_auth_users, http_server_config.headers).
+        #[arg(long = "web.config.file")]
+        web_config_file: Option<PathBuf>,
     },
     /// Check a configuration file, the rules directory and the template it names.
     CheckConfig {
         #[arg(default_value = "incidentd.yml")]
         file: PathBuf,
     },
+    /// Check a --web.config.file (TLS certificate and key, bcrypt hashes, headers), like
+    /// `promtool check web-config`.
+    CheckWebConfig { file: PathBuf },
     /// Post captured Alertmanager payloads (a file, or a directory of them) to a daemon.
     Replay {
         /// A payload file or a directory (with an index.json, its order is used).
@@ -291,8 +298,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve {
             config,
             listen_address,
+            web_config_file,
         } => {
             let cfg = load_config(&config)?;
+            let web_config = match &web_config_file {
+                Some(path) => Some(incidentd::http::web_config::WebConfigFile::load(path)?),
+                None => None,
+            };
             let app = App::build(
                 cfg,
                 Options {
@@ -302,10 +314,26 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 app::system_clock(),
             )
             .await?;
+            let app = match web_config {
+                Some(file) => app.with_web_config(file),
+                None => app,
+            };
             app.run_until(app::shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::CheckConfig { file } => Ok(check_config(&file)),
+        Command::CheckWebConfig { file } => {
+            match incidentd::http::web_config::WebConfigFile::load(&file) {
+                Ok(_) => {
+                    println!("{} SUCCESS", file.display());
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    println!("{} FAILED: {e}", file.display());
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
         Command::Replay {
             path,
             target,

@@ -352,12 +352,14 @@ pub fn build(
     incidents: &[IncidentSummary],
     alerts: &[AlertTally],
 ) -> Report {
-    // The store reads exactly the range; filtering again keeps `build` true to its inputs.
-    let inside: Vec<&IncidentSummary> = incidents
+    // The store reads exactly the range, oldest first; filtering and ordering again keeps
+    // `build` true to any input (sorting sorted rows costs one pass).
+    let mut inside: Vec<&IncidentSummary> = incidents
         .iter()
         .filter(|i| i.fired_at >= query.since && i.fired_at < query.until)
         .filter(|i| query.service.is_none() || i.service == query.service)
         .collect();
+    inside.sort_by_key(|i| i.fired_at);
 
     let services = by_service(inside.iter().copied())
         .into_iter()
@@ -378,7 +380,6 @@ pub fn build(
         while start_of(first, zone) < query.until {
             let next = by.next(first);
             let (start, end) = (start_of(first, zone), start_of(next, zone));
-            // `inside` is ordered by `fired_at`.
             let split = rest.partition_point(|i| i.fired_at < end);
             let (these, later) = rest.split_at(split);
             rest = later;
@@ -654,7 +655,8 @@ mod tests {
             },
         ];
         let q = query("2026-10-15T00:00:00Z", "2026-11-15T00:00:00Z");
-        let r = build(&q, Period::Month, Tz::UTC, q.until, &[a, b, c], &tallies);
+        // Rows in any order: periods still get theirs.
+        let r = build(&q, Period::Month, Tz::UTC, q.until, &[c, b, a], &tallies);
         let labels: Vec<&str> = r.periods.iter().map(|p| p.label.as_str()).collect();
         assert_eq!(labels, ["2026-10", "2026-11"]);
         assert_eq!(r.periods[1].figures.incidents, 2);

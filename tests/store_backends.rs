@@ -274,6 +274,32 @@ async fn scenarios(store: Store) -> Vec<String> {
         );
     }
 
+    // Reports' rows (src/report.rs): the range is half-open, the service filter exact.
+    for (since, until, service) in [
+        ("2026-11-23T00:00:00Z", "2026-11-24T00:00:00Z", None),
+        ("2026-11-23T00:00:00Z", "2026-11-23T06:00:00Z", None),
+        ("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z", Some("cart")),
+    ] {
+        let rows = store
+            .report_rows(incidentd::store::ReportQuery {
+                since: t(since),
+                until: t(until),
+                service: service.map(str::to_string),
+            })
+            .await
+            .map(|(incidents, mut alerts)| {
+                let expected = match (until, service) {
+                    ("2026-11-24T00:00:00Z", None) => 3,
+                    (_, None) => 2,
+                    _ => 1,
+                };
+                assert_eq!(incidents.len(), expected, "{since}..{until} {service:?}");
+                alerts.sort_by(|a, b| (&a.service, &a.alertname).cmp(&(&b.service, &b.alertname)));
+                format!("{incidents:?} {alerts:?}")
+            });
+        note!("report rows {since}..{until} {service:?}: {rows:?}");
+    }
+
     // People's actions.
     let act = |id: String, action: Action, at: &'static str| {
         let store = store.clone();

@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod pages;
 pub mod server;
 pub mod slack;
+pub mod web_config;
 pub mod webhook;
 
 use std::sync::Arc;

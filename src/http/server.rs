@@ -8,6 +8,11 @@
 //!
 //! Only HTTP/1.1 is served: Alertmanager, Slack and curl all speak it to a plain-HTTP
 //! endpoint, and cleartext HTTP/2 would need deadlines of its own.
+//!
+//! With `tls_server_config` in `--web.config.file` every connection is TLS (rustls). Each
+//! handshake reads the configuration and the certificate files as they are then (as
+//! exporter-toolkit does), so a renewed certificate is served without a restart; the
+//! handshake shares the request head's deadline.
 
 use std::future::Future;
 use std::time::Duration;
@@ -19,15 +24,19 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
+use super::web_config::WebConfigFile;
+
 /// How long a shutdown waits for answers in flight before closing their connections.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serve `router` on `listener` until `shutdown` resolves; then stop accepting, let requests
-/// in flight finish (up to [`DRAIN_TIMEOUT`]) and return.
+/// in flight finish (up to [`DRAIN_TIMEOUT`]) and return. With `tls`, over TLS configured by
+/// that file.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     read_header_timeout: Duration,
+    tls: Option<std::sync::Arc<WebConfigFile>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let mut builder = http1::Builder::new();
@@ -51,15 +60,35 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let connection = builder.serve_connection(
-            TokioIo::new(stream),
-            TowerToHyperService::new(router.clone()),
-        );
-        let connection = graceful.watch(connection);
+        let service = TowerToHyperService::new(router.clone());
+        let Some(tls) = tls.clone() else {
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    // A header deadline passing, a malformed request head, a client hanging
+                    // up: the client's problem, not ours.
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+            continue;
+        };
+        let (builder, watcher) = (builder.clone(), graceful.watcher());
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                // A header deadline passing, a malformed request head, a client hanging up:
-                // the client's problem, not ours.
+            let handshake = tokio::time::timeout(read_header_timeout, handshake(stream, &tls));
+            let stream = match handshake.await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!("TLS handshake took longer than the header deadline");
+                    return;
+                }
+            };
+            let connection = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(connection).await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         });
@@ -74,4 +103,23 @@ pub async fn serve(
             crate::time::human_duration(DRAIN_TIMEOUT.as_secs_f64())
         );
     }
+}
+
+/// A TLS handshake with the configuration the web config file gives now.
+async fn handshake(
+    stream: tokio::net::TcpStream,
+    file: &WebConfigFile,
+) -> std::io::Result<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let acceptor =
+        tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream);
+    let start = acceptor.await?;
+    let config = match file.tls_config() {
+        Ok(config) => config,
+        Err(e) => {
+            // Once per handshake while the file stays broken: loud, since nobody can connect.
+            tracing::error!(error = %e, "the web config file's TLS settings are unusable");
+            return Err(std::io::Error::other(e));
+        }
+    };
+    start.into_stream(config).await
 }

@@ -26,4 +26,5 @@ mod reports;
 mod restart;
 mod senders;
 mod slack;
+mod web_config;
 mod webhook;
