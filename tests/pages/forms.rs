@@ -198,7 +198,7 @@ async fn the_auth_proxy_header_names_the_actor_when_configured_and_is_ignored_ot
         .await
         .unwrap();
     assert!(
-        page.contains("Acting as <strong>alice@example.com</strong>"),
+        page.contains("Acting as <strong>alice@example.com</strong> (signed in)"),
         "the form names the proxy's user"
     );
     let form = [
@@ -391,4 +391,120 @@ async fn with_an_api_token_the_forms_act_only_behind_an_auth_proxy() {
     assert_eq!(r.status(), 403);
     assert_eq!(app.incident(ID).await["status"], "open");
     app.stop().await;
+}
+
+/// Behind `--web.config.file` with TLS and basic auth (and an API token): the cookie is
+/// `Secure`, and the signed-in user acts from the page, whatever name is typed.
+#[tokio::test]
+async fn behind_tls_and_basic_auth_the_signed_in_user_acts_and_the_cookie_is_secure() {
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    std::fs::write(dir.path().join("server.crt"), certified.cert.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("server.key"),
+        certified.key_pair.serialize_pem(),
+    )
+    .unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\
+             basic_auth_users:\n  alice: '{}'\n",
+            bcrypt::hash("s3cret", 4).unwrap()
+        ),
+    )
+    .unwrap();
+    let file = incidentd::http::web_config::WebConfigFile::load(&web).unwrap();
+    let mut config = Config::default();
+    config.postmortem.output_dir = dir.path().join("drafts");
+    config.web.api_token = Some(incidentd::config::Secret::new("t0ken"));
+    let clock = Arc::new(Mutex::new(time("2026-11-23T14:00:00Z")));
+    let app = incidentd::app::App::build(
+        config,
+        incidentd::app::Options {
+            listen_address: "127.0.0.1:0".into(),
+            storage_path: Some(dir.path().join("data")),
+        },
+        Arc::new(move || *clock.lock().unwrap()),
+    )
+    .await
+    .unwrap()
+    .with_web_config(file);
+    let url = format!("https://{}", app.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        app.run_until(async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    let client = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
+        )
+        .tls_built_in_root_certs(false)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = client
+        .post(format!("{url}/webhook/alertmanager"))
+        .basic_auth("alice", Some("s3cret"))
+        .header("Content-Type", "application/json")
+        .body(payload(|_| {}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client
+        .get(format!("{url}/incidents/{ID}"))
+        .basic_auth("alice", Some("s3cret"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        set.contains("; Secure") && set.contains("HttpOnly"),
+        "{set}"
+    );
+    let cookie = set.split(';').next().unwrap().to_string();
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("Acting as <strong>alice</strong> (signed in)"),
+        "the form names the signed-in user"
+    );
+    let at = html.find("name=\"token\" value=\"").unwrap() + 20;
+    let token = html[at..at + 64].to_string();
+    let form = [
+        ("token", token.as_str()),
+        ("by", "mallory"),
+        ("action", "acknowledge"),
+    ];
+    let r = client
+        .post(format!("{url}/incidents/{ID}"))
+        .basic_auth("alice", Some("s3cret"))
+        .header("Cookie", &cookie)
+        .header("Sec-Fetch-Site", "same-origin")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(form).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let i: Value = client
+        .get(format!("{url}/api/v1/incidents/{ID}"))
+        .basic_auth("alice", Some("s3cret"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(i["acknowledged_by"], "alice");
+    let _ = stop.send(());
+    let _ = task.await;
 }

@@ -26,6 +26,7 @@ use handlebars::Handlebars;
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 
+use super::web_config::BasicAuthUser;
 use super::{AppState, Path};
 use crate::incident::Action;
 
@@ -33,8 +34,8 @@ use crate::incident::Action;
 const CSRF_COOKIE: &str = "incidentd_csrf";
 /// Why the forms do not act (see [`Pages`]).
 const FORMS_OFF: &str = "acting from the pages is off: web.api_token_file guards the writing \
-    API, and the pages can only act when an authenticating proxy names the user \
-    (web.auth_proxy_header); use the API with the token";
+    API, and the pages can only act for a signed-in user (basic auth from --web.config.file, \
+    or an authenticating proxy's web.auth_proxy_header); use the API with the token";
 
 /// Who acts when neither the proxy nor the form names anyone.
 pub const DEFAULT_ACTOR: &str = "web";
@@ -51,11 +52,13 @@ pub struct Pages {
     secret: [u8; 32],
     /// `web.auth_proxy_header`, lower-cased.
     auth_proxy_header: Option<header::HeaderName>,
-    /// `web.external_url` is `https://…`: cookies are `Secure`.
-    secure_cookies: bool,
-    /// Whether the forms act. With `web.api_token_file` set the JSON writing routes need the
-    /// token; the forms, which cannot carry it, then act only when who is acting is
-    /// authenticated otherwise (`web.auth_proxy_header`), so they are no way around it.
+    /// Served over TLS (`--web.config.file`) or `web.external_url` is `https://…`: cookies
+    /// are `Secure`.
+    secure_cookies: std::sync::atomic::AtomicBool,
+    /// Whether the forms act for anyone. With `web.api_token_file` set the JSON writing
+    /// routes need the token; the forms, which cannot carry it, then act only when who is
+    /// acting is authenticated otherwise (`web.auth_proxy_header`, or basic auth from
+    /// `--web.config.file`), so they are no way around it.
     forms: bool,
 }
 
@@ -83,9 +86,21 @@ impl Pages {
             secure_cookies: web
                 .external_url
                 .as_deref()
-                .is_some_and(|u| u.starts_with("https://")),
+                .is_some_and(|u| u.starts_with("https://"))
+                .into(),
             forms: web.api_token.is_none() || web.auth_proxy_header.is_some(),
         }
+    }
+
+    /// Served over TLS: cookies are `Secure` from now on.
+    pub fn set_tls(&self) {
+        self.secure_cookies
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether the forms act for this request (see `forms`).
+    fn forms_act(&self, headers: &HeaderMap, basic_user: Option<&str>) -> bool {
+        self.forms || basic_user.is_some() || proxy_user(self, headers).is_some()
     }
 
     /// A page: `body` rendered from `template`, inside the layout.
@@ -253,7 +268,14 @@ fn html_headers() -> [(header::HeaderName, HeaderValue); 5] {
 fn page(pages: &Pages, html: String, new_cookie: Option<&str>) -> Response {
     let mut response = (html_headers(), html).into_response();
     if let Some(nonce) = new_cookie {
-        let secure = if pages.secure_cookies { "; Secure" } else { "" };
+        let secure = if pages
+            .secure_cookies
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            "; Secure"
+        } else {
+            ""
+        };
         let cookie = format!("{CSRF_COOKIE}={nonce}; Path=/; HttpOnly; SameSite=Strict{secure}");
         if let Ok(v) = HeaderValue::from_str(&cookie) {
             response.headers_mut().insert(header::SET_COOKIE, v);
@@ -302,8 +324,10 @@ pub async fn list_page(
 pub async fn incident_page(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    basic: Option<axum::Extension<BasicAuthUser>>,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
+    let basic_user = basic.map(|axum::Extension(BasicAuthUser(u))| u);
     super::api::check_id(&id)?;
     let now = state.now();
     let (ctx, data) = match state.drafts.context(&state.store, &id, now).await {
@@ -323,15 +347,18 @@ pub async fn incident_page(
             (n.clone(), Some(n))
         }
     };
-    let proxy_user = proxy_user(&state.pages, &headers);
+    let signed_in = basic_user
+        .clone()
+        .or_else(|| proxy_user(&state.pages, &headers));
+    let forms_act = state.pages.forms_act(&headers, basic_user.as_deref());
     let view = incident::view(incident::Inputs {
         ctx: &ctx,
         incident: &data.incident,
         evidence: &data.evidence,
         draft_markdown: markdown.as_deref(),
         token: &state.pages.token(&nonce),
-        proxy_user: proxy_user.as_deref(),
-        forms_off: (!state.pages.forms).then_some(FORMS_OFF),
+        proxy_user: signed_in.as_deref(),
+        forms_off: (!forms_act).then_some(FORMS_OFF),
         now,
         zone: state.drafts.settings().timezone,
         second_zone: state.drafts.settings().second_timezone,
@@ -375,7 +402,8 @@ fn proxy_user(pages: &Pages, headers: &HeaderMap) -> Option<String> {
     (!user.is_empty()).then(|| user.to_string())
 }
 
-/// Who acts: the proxy's user, else the name typed in the form, else [`DEFAULT_ACTOR`].
+/// Who acts: the signed-in user (basic auth, else the proxy's header), else the name typed
+/// in the form, else [`DEFAULT_ACTOR`].
 pub fn actor(proxy_user: Option<&str>, typed: Option<&str>) -> String {
     proxy_user
         .or(typed.map(str::trim).filter(|t| !t.is_empty()))
@@ -423,11 +451,13 @@ pub struct ActionForm {
 pub async fn act(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
+    basic: Option<axum::Extension<BasicAuthUser>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, PageError> {
     super::api::check_id(&id)?;
-    if !state.pages.forms {
+    let basic_user = basic.map(|axum::Extension(BasicAuthUser(u))| u);
+    if !state.pages.forms_act(&headers, basic_user.as_deref()) {
         return Err(PageError::Forbidden(FORMS_OFF.into()));
     }
     if !same_site(&headers) {
@@ -444,10 +474,8 @@ pub async fn act(
                 .into(),
         ));
     }
-    let by = actor(
-        proxy_user(&state.pages, &headers).as_deref(),
-        form.by.as_deref(),
-    );
+    let signed_in = basic_user.or_else(|| proxy_user(&state.pages, &headers));
+    let by = actor(signed_in.as_deref(), form.by.as_deref());
     let note = form
         .note
         .as_deref()
