@@ -184,7 +184,7 @@ pub struct IncidentFilter {
     /// Incidents that fired before this time.
     pub fired_until: Option<Timestamp>,
     /// Matches an id starting with it, or a title or an alert name containing it (ASCII
-    /// case-insensitive).
+    /// case-insensitive; a search is a scan of the incidents' titles).
     pub search: Option<String>,
 }
 
@@ -415,14 +415,18 @@ pub trait Reads {
     ) -> Result<Vec<(String, Timestamp, incident::LabelSet)>, StoreError>;
     /// Incidents matching `filter`, resolved or not as `resolved` says, created before
     /// `before_seq` when given, newest first, at most `limit`: `(seq, incident)`, without
-    /// alerts and timeline.
+    /// alerts and timeline. A search matches alert names only among `alertnames` (those
+    /// that contain it).
     fn find_incidents(
         &mut self,
         filter: &IncidentFilter,
+        alertnames: &[String],
         resolved: bool,
         before_seq: Option<i64>,
         limit: u32,
     ) -> Result<Vec<(i64, Incident)>, StoreError>;
+    /// Every alert name stored, once each.
+    fn alertnames(&mut self) -> Result<Vec<String>, StoreError>;
     /// The stored rendered draft of an incident.
     fn draft(&mut self, incident_id: &str) -> Result<Option<StoredDraft>, StoreError>;
     /// Reports: the incidents of `q`, oldest first.
@@ -967,20 +971,32 @@ fn find_page(
     limit: u32,
 ) -> Result<IncidentPage, StoreError> {
     let want = limit as usize + 1;
+    // The alert names a search matches, found once among the few distinct names, so the
+    // incidents' walk looks them up by index instead of scanning every alert.
+    let alertnames: Vec<String> = match &filter.search {
+        Some(q) => {
+            let q = q.to_ascii_lowercase();
+            r.alertnames()?
+                .into_iter()
+                .filter(|n| n.to_ascii_lowercase().contains(&q))
+                .collect()
+        }
+        None => Vec::new(),
+    };
     let mut rows: Vec<(bool, i64, Incident)> = Vec::new();
     let wants_unresolved = filter.status != Some(incident::Status::Resolved);
     let wants_resolved =
         filter.status.is_none() || filter.status == Some(incident::Status::Resolved);
     if wants_unresolved && !after.is_some_and(|c| c.resolved) {
         let before = after.map(|c| c.seq);
-        for (seq, i) in r.find_incidents(filter, false, before, want as u32)? {
+        for (seq, i) in r.find_incidents(filter, &alertnames, false, before, want as u32)? {
             rows.push((false, seq, i));
         }
     }
     if wants_resolved && rows.len() < want {
         let before = after.filter(|c| c.resolved).map(|c| c.seq);
         let rest = (want - rows.len()) as u32;
-        for (seq, i) in r.find_incidents(filter, true, before, rest)? {
+        for (seq, i) in r.find_incidents(filter, &alertnames, true, before, rest)? {
             rows.push((true, seq, i));
         }
     }

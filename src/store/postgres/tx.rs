@@ -935,6 +935,7 @@ impl Reads for PgReads<'_, '_> {
     fn find_incidents(
         &mut self,
         f: &IncidentFilter,
+        alertnames: &[String],
         resolved: bool,
         before_seq: Option<i64>,
         limit: u32,
@@ -977,17 +978,28 @@ impl Reads for PgReads<'_, '_> {
         if let Some((prefix, contains)) = &patterns {
             push!(" AND (id ILIKE ? ESCAPE '\\'", prefix);
             push!(" OR title ILIKE ? ESCAPE '\\'", contains);
-            push!(
-                " OR id IN (SELECT incident_id FROM occurrences WHERE alertname ILIKE ? \
-                 ESCAPE '\\'))",
-                contains
-            );
+            if !alertnames.is_empty() {
+                sql.push_str(" OR id IN (SELECT incident_id FROM occurrences WHERE alertname IN (");
+                for (i, name) in alertnames.iter().enumerate() {
+                    push!(if i == 0 { "?" } else { ", ?" }, name);
+                }
+                sql.push_str("))");
+            }
+            sql.push(')');
         }
         push!(" ORDER BY seq DESC LIMIT ?", &limit);
         self.0
             .query(&sql, &params)?
             .iter()
             .map(|r| Ok((r.try_get::<_, i64>(19)?, incident_from_row(r)?)))
+            .collect()
+    }
+
+    fn alertnames(&mut self) -> Result<Vec<String>> {
+        self.0
+            .query("SELECT DISTINCT alertname FROM occurrences", &[])?
+            .iter()
+            .map(|r| Ok(r.try_get(0)?))
             .collect()
     }
 

@@ -416,6 +416,7 @@ pub struct Page {
 pub fn find_incidents(
     conn: &Connection,
     f: &IncidentFilter,
+    alertnames: &[String],
     resolved: bool,
     before_seq: Option<i64>,
     limit: u32,
@@ -459,14 +460,17 @@ pub fn find_incidents(
         arg(
             &mut sql,
             " OR title LIKE ? ESCAPE '\\'",
-            Value::Text(contains.clone()),
-        );
-        arg(
-            &mut sql,
-            " OR id IN (SELECT incident_id FROM occurrences WHERE alertname LIKE ? \
-             ESCAPE '\\'))",
             Value::Text(contains),
         );
+        if !alertnames.is_empty() {
+            sql.push_str(" OR id IN (SELECT incident_id FROM occurrences WHERE alertname IN (");
+            for (i, name) in alertnames.iter().enumerate() {
+                let sep = if i == 0 { "?" } else { ", ?" };
+                arg(&mut sql, sep, Value::Text(name.clone()));
+            }
+            sql.push_str("))");
+        }
+        sql.push(')');
     }
     arg(
         &mut sql,
@@ -1028,11 +1032,22 @@ impl Reads for SqliteReads<'_> {
     fn find_incidents(
         &mut self,
         filter: &IncidentFilter,
+        alertnames: &[String],
         resolved: bool,
         before_seq: Option<i64>,
         limit: u32,
     ) -> Result<Vec<(i64, Incident)>, StoreError> {
-        Ok(find_incidents(self.0, filter, resolved, before_seq, limit)?)
+        Ok(find_incidents(
+            self.0, filter, alertnames, resolved, before_seq, limit,
+        )?)
+    }
+
+    fn alertnames(&mut self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .0
+            .prepare_cached("SELECT DISTINCT alertname FROM occurrences")?;
+        let names = stmt.query_map([], |r| r.get(0))?;
+        Ok(names.collect::<rusqlite::Result<Vec<String>>>()?)
     }
 
     fn chart(&mut self, incident_id: &str, name: &str) -> Result<Option<String>, StoreError> {
