@@ -58,7 +58,10 @@ impl Browser {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
+        // Its own process group, with the chromium it starts: a failed test kills them all.
+        use std::os::unix::process::CommandExt;
         let child = Command::new(&driver)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -232,17 +235,22 @@ impl Browser {
         path
     }
 
-    pub async fn quit(mut self) {
+    pub async fn quit(self) {
         let url = format!("{}/session/{}", self.base, self.session);
         let _ = self.http.delete(url).send().await;
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // Drop stops chromedriver and whatever is left of its group.
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // A failed test still stops its chromedriver (chromium exits with it).
+        // A failed test still stops chromedriver and the chromium it started: the whole
+        // process group (chromium outlives a killed chromedriver otherwise).
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &group])
+            .stderr(Stdio::null())
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
