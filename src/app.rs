@@ -209,6 +209,7 @@ impl App {
             max_body_bytes: config.web.max_body_bytes,
             request_timeout: config.web.request_timeout,
             metrics: core.metrics.clone(),
+            pages: Arc::new(crate::http::pages::Pages::new(&config.web)),
         });
         Ok(App {
             listener,
@@ -222,6 +223,10 @@ impl App {
     /// Serve behind `--web.config.file` (already loaded and checked): TLS when it has
     /// `tls_server_config` now, basic auth and headers as it says at each request.
     pub fn with_web_config(mut self, file: Arc<http::web_config::WebConfigFile>) -> App {
+        // The pages' cookies are `Secure` when served over TLS.
+        if file.current().is_ok_and(|c| c.has_tls()) {
+            self.state.pages.set_tls();
+        }
         self.web_config = Some(file);
         self
     }

@@ -170,6 +170,37 @@ impl Drafts {
         Ok(gather(inputs, &self.no_evidence))
     }
 
+    /// How drafts show times and links: the pages show them the same way.
+    pub fn settings(&self) -> &crate::postmortem::RenderSettings {
+        self.renderer.settings()
+    }
+
+    /// What a draft of `id` as of `now` is rendered from, as the template sees it; `None`
+    /// when there is no such incident. The incident page shows the same figures.
+    pub async fn context(
+        &self,
+        store: &Store,
+        id: &str,
+        now: Timestamp,
+    ) -> Result<Option<(crate::postmortem::RenderContext, DraftData)>, DraftError> {
+        let data = match self.load(store, id).await {
+            Ok(data) => data,
+            Err(DraftError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let ctx = crate::postmortem::build_context(
+            &RenderInput {
+                incident: &data.incident,
+                evidence: &data.evidence,
+                related: &data.related,
+                communication: &data.communication,
+                generated_at: now,
+            },
+            self.renderer.settings(),
+        );
+        Ok(Some((ctx, data)))
+    }
+
     pub fn render(&self, data: &DraftData, now: Timestamp) -> Result<String, PostmortemError> {
         self.renderer.render(&RenderInput {
             incident: &data.incident,

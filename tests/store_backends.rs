@@ -18,7 +18,7 @@ use incidentd::config::PostgresConfig;
 use incidentd::followup::{Change, JobSpec, Planner};
 use incidentd::incident::{Action, ImpactMethod, Rules};
 use incidentd::store::postgres::Dsn;
-use incidentd::store::{ListFilter, NewEvidence, Store, StoredDraft};
+use incidentd::store::{IncidentFilter, ListFilter, NewEvidence, Store, StoredDraft};
 use serde_json::{json, Value};
 
 fn t(s: &str) -> DateTime<Utc> {
@@ -129,6 +129,99 @@ async fn scenarios(store: Store) -> Vec<String> {
         "cart: {:?}",
         ingest(&store, &other, t("2026-11-23T06:00:05Z")).await
     );
+
+    // The incidents page: unresolved first, paged one at a time; filters and search.
+    let mut after = None;
+    let mut walked = Vec::new();
+    for _ in 0..10 {
+        let page = store
+            .find_incidents(IncidentFilter::default(), after, 1)
+            .await
+            .unwrap();
+        walked.extend(
+            page.incidents
+                .iter()
+                .map(|i| format!("{} {}", i.id, i.status.as_str())),
+        );
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    note!("pages: {walked:?}");
+    assert_eq!(walked.len(), 3, "{walked:?}");
+    assert!(walked[2].ends_with("resolved"), "resolved last: {walked:?}");
+    for (name, filter) in [
+        (
+            "resolved",
+            IncidentFilter {
+                status: Some(incidentd::incident::Status::Resolved),
+                ..Default::default()
+            },
+        ),
+        (
+            "service shop",
+            IncidentFilter {
+                service: Some("shop".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "search alert name",
+            IncidentFilter {
+                search: Some("higherrorrate".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "search id",
+            IncidentFilter {
+                search: Some("INC-2026-0002".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "search a LIKE wildcard",
+            IncidentFilter {
+                search: Some("%".into()),
+                ..Default::default()
+            },
+        ),
+        (
+            "fired from 05:30",
+            IncidentFilter {
+                fired_from: Some(t("2026-11-23T05:30:00Z")),
+                ..Default::default()
+            },
+        ),
+        (
+            "fired until 05:30",
+            IncidentFilter {
+                fired_until: Some(t("2026-11-23T05:30:00Z")),
+                ..Default::default()
+            },
+        ),
+        (
+            "severity",
+            IncidentFilter {
+                severity: Some("critical".into()),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let page = store.find_incidents(filter, None, 50).await.unwrap();
+        let ids: Vec<&str> = page.incidents.iter().map(|i| i.id.as_str()).collect();
+        let expected: &[&str] = match name {
+            "resolved" | "search alert name" => &["INC-2026-0001"],
+            "service shop" | "search id" => &["INC-2026-0002"],
+            "search a LIKE wildcard" => &[],
+            "fired from 05:30" => &["INC-2026-0003"],
+            "fired until 05:30" => &["INC-2026-0002", "INC-2026-0001"],
+            _ => &["INC-2026-0003", "INC-2026-0002", "INC-2026-0001"],
+        };
+        assert_eq!(ids, expected, "find {name}");
+        note!("find {name}: {ids:?}");
+    }
 
     // The list, paged and filtered.
     let all = store

@@ -202,6 +202,11 @@ pub struct WebConfig {
     pub read_header_timeout: Duration,
     /// Deadline for reading the body and answering (408 after it).
     pub request_timeout: Duration,
+    /// `web.auth_proxy_header`, e.g. `X-Forwarded-User`: the request header naming the user
+    /// of a page's form (acknowledge, note, resolve), as an authenticating proxy in front of
+    /// incidentd sets it. Off by default: only set it behind a proxy that removes the header
+    /// from what clients send, or anyone can act under any name.
+    pub auth_proxy_header: Option<String>,
 }
 
 /// `web.webhook_auth`: a request is accepted if it matches any configured method.
@@ -568,6 +573,7 @@ impl Default for Config {
                 max_body_bytes: DEFAULT_MAX_BODY_BYTES,
                 read_header_timeout: DEFAULT_READ_HEADER_TIMEOUT,
                 request_timeout: DEFAULT_REQUEST_TIMEOUT,
+                auth_proxy_header: None,
             },
             storage: StorageConfig {
                 backend: StorageBackend::Sqlite,
@@ -690,6 +696,7 @@ struct RawWeb {
     max_body_bytes: Option<usize>,
     read_header_timeout: Option<DurationValue>,
     request_timeout: Option<DurationValue>,
+    auth_proxy_header: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -1073,6 +1080,12 @@ impl Resolver<'_> {
         if request_timeout.is_zero() {
             self.report(self.invalid("web.request_timeout", "must be greater than 0s"));
         }
+        let auth_proxy_header = raw.auth_proxy_header.filter(|h| !h.is_empty());
+        if let Some(h) = &auth_proxy_header {
+            if axum::http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                self.report(self.invalid("web.auth_proxy_header", "is not an HTTP header name"));
+            }
+        }
         Ok(WebConfig {
             external_url,
             webhook_auth,
@@ -1080,6 +1093,7 @@ impl Resolver<'_> {
             max_body_bytes,
             read_header_timeout,
             request_timeout,
+            auth_proxy_header,
         })
     }
 
@@ -1957,7 +1971,7 @@ mod tests {
         ("slack-webhook-url-not-a-url.yml", "slack.webhook_url: the value of webhook_url_file (or INCIDENTD_SLACK_WEBHOOK_URL) is not an http(s) URL; it is not shown because it is a secret"),
         ("slack-without-channel.yml", r##"slack.channel: required: the channel to post to, e.g. "#incidents""##),
         ("slack-without-token.yml", "slack: set exactly one of bot_token_file (or INCIDENTD_SLACK_BOT_TOKEN) and webhook_url_file (or INCIDENTD_SLACK_WEBHOOK_URL); neither is set"),
-        ("unknown-key.yml", "web.webhok_auth: unknown field `webhok_auth`, expected one of `external_url`, `webhook_auth`, `api_token_file`, `max_body_bytes`, `read_header_timeout`, `request_timeout` (line 3, column 3)"),
+        ("unknown-key.yml", "web.webhok_auth: unknown field `webhok_auth`, expected one of `external_url`, `webhook_auth`, `api_token_file`, `max_body_bytes`, `read_header_timeout`, `request_timeout`, `auth_proxy_header` (line 3, column 3)"),
         ("unknown-top-level-key.yml", "slak: unknown field `slak`, expected one of `web`, `storage`, `correlation`, `prometheus`, `alertmanager`, `rules_dir`, `postmortem`, `slack` (line 2, column 1)"),
         ("wrong-type.yml", r#"web.max_body_bytes: expected a non-negative integer, got string "lots" (line 2, column 19)"#),
         ("zero-max-body-bytes.yml", "web.max_body_bytes: must be greater than 0"),
@@ -2020,6 +2034,7 @@ mod tests {
                 max_body_bytes: 1_048_576,
                 read_header_timeout: Duration::from_secs(5),
                 request_timeout: Duration::from_secs(60),
+                auth_proxy_header: None,
             },
             storage: StorageConfig {
                 backend: StorageBackend::Postgres,

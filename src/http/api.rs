@@ -19,7 +19,7 @@ use crate::time::rfc3339;
 
 /// Longest name accepted in `by`, and longest note.
 const MAX_BY: usize = 200;
-const MAX_NOTE: usize = 10_000;
+pub const MAX_NOTE: usize = 10_000;
 const DEFAULT_LIMIT: u32 = 50;
 const MAX_LIMIT: u32 = 500;
 

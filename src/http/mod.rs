@@ -1,9 +1,10 @@
-//! HTTP: the router, the webhook receiver, the incident API, health and metrics, and the
-//! one mapping from errors to status codes.
+//! HTTP: the router, the webhook receiver, the incident API, the pages, health and metrics,
+//! and the one mapping from errors to status codes.
 
 pub mod api;
 pub mod auth;
 pub mod metrics;
+pub mod pages;
 pub mod server;
 pub mod slack;
 pub mod web_config;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub drafts: Arc<crate::draft::Drafts>,
     /// Slack, when configured.
     pub slack: Option<Arc<crate::slack::job::Slack>>,
+    /// The pages' templates and form secret.
+    pub pages: Arc<pages::Pages>,
 }
 
 impl std::ops::Deref for AppState {
@@ -50,6 +53,13 @@ impl std::ops::Deref for AppState {
 /// The whole HTTP interface.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
+        .route("/", get(pages::list_page))
+        .route(
+            "/incidents/{id}",
+            get(pages::incident_page).post(pages::act),
+        )
+        .route("/reports", get(pages::reports_page))
+        .route("/assets/style.css", get(pages::style))
         .route("/webhook/alertmanager", post(webhook::receive))
         .route("/api/v1/incidents", get(api::list))
         .route("/api/v1/incidents/{id}", get(api::show))

@@ -1616,8 +1616,9 @@ fn references(
         vmalert_rules,
         prometheus_graph,
         alertmanager,
+        // The incident's page where incidentd has an address; its API path otherwise.
         incident_api: match &settings.external_url {
-            Some(base) => join_url(base, &api_path),
+            Some(base) => join_url(base, &format!("incidents/{}", inc.id)),
             None => format!("/{api_path}"),
         },
     }

@@ -26,7 +26,7 @@ pub use context::{
     build_context, ActionSuggestion, Communication, ConditionStart, Evidence, ImpactFigure,
     RelatedIncident, RenderContext, RenderInput, RenderSettings, RuleInfo, Slo, Snapshot,
 };
-pub use helpers::{metric as format_metric, Unit};
+pub use helpers::{metric as format_metric, time as format_time, Unit};
 pub use sample::{sample_full, sample_minimal};
 pub use writer::{decide, Chart, Decision, DraftWriter, WriteOutcome};
 

@@ -133,7 +133,7 @@ pub enum LastFigure {
 pub struct MessageSettings {
     /// Zone for every time shown (always with the date).
     pub timezone: Tz,
-    /// `web.external_url`: links to the draft are `<external_url>api/v1/incidents/<ID>/postmortem`.
+    /// `web.external_url`: links to an incident are its page, `<external_url>incidents/<ID>`.
     pub external_url: String,
     /// Show the "Acknowledge" button on open incidents. Needs the interactivity
     /// request URL and signing secret set up (bot-token mode).
@@ -141,11 +141,11 @@ pub struct MessageSettings {
 }
 
 impl MessageSettings {
-    /// The post-mortem draft's URL for an incident: the API route that serves the stored
-    /// draft, so the link shows the same version whichever replica answers it.
+    /// The incident's page, which shows the stored post-mortem draft (the same version
+    /// whichever replica answers it) with a download of its Markdown.
     pub fn draft_url(&self, incident_id: &str) -> String {
         let base = self.external_url.trim_end_matches('/');
-        format!("{base}/api/v1/incidents/{incident_id}/postmortem")
+        format!("{base}/incidents/{incident_id}")
     }
 }
 
@@ -1214,12 +1214,12 @@ mod tests {
         let mut s = settings();
         assert_eq!(
             s.draft_url("INC-2026-0007"),
-            "http://incidentd.example.com:9097/api/v1/incidents/INC-2026-0007/postmortem"
+            "http://incidentd.example.com:9097/incidents/INC-2026-0007"
         );
         s.external_url = "https://x.example/incidentd".into();
         assert_eq!(
             s.draft_url("INC-1"),
-            "https://x.example/incidentd/api/v1/incidents/INC-1/postmortem"
+            "https://x.example/incidentd/incidents/INC-1"
         );
     }
 

@@ -178,6 +178,81 @@ pub struct NewEvidence {
     pub next: Option<(JobSpec, Timestamp)>,
 }
 
+/// What the incidents page lists: every filter is optional; `None` matches everything.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IncidentFilter {
+    pub status: Option<incident::Status>,
+    pub service: Option<String>,
+    pub severity: Option<String>,
+    /// Incidents that fired at or after this time.
+    pub fired_from: Option<Timestamp>,
+    /// Incidents that fired before this time.
+    pub fired_until: Option<Timestamp>,
+    /// Matches an id starting with it, or a title or an alert name containing it (ASCII
+    /// case-insensitive; a search is a scan of the incidents' titles).
+    pub search: Option<String>,
+}
+
+impl IncidentFilter {
+    /// `search` as SQL `LIKE` patterns escaped with `\\`: `(id prefix, contains)`.
+    pub(crate) fn like_patterns(&self) -> Option<(String, String)> {
+        self.search.as_deref().map(|s| {
+            let mut escaped = String::with_capacity(s.len());
+            for c in s.chars() {
+                if matches!(c, '%' | '_' | '\\') {
+                    escaped.push('\\');
+                }
+                escaped.push(c);
+            }
+            (format!("{escaped}%"), format!("%{escaped}%"))
+        })
+    }
+}
+
+/// Where a page of [`Store::find_incidents`] starts: after the incident of creation order
+/// `seq` among the unresolved (`resolved == false`, listed first) or the resolved ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub resolved: bool,
+    pub seq: i64,
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let phase = if self.resolved { 'r' } else { 'u' };
+        write!(f, "{phase}{}", self.seq)
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Cursor, String> {
+        let bad = || {
+            format!(
+                "{:?} is not a page cursor",
+                s.chars().take(40).collect::<String>()
+            )
+        };
+        let resolved = match s.as_bytes().first() {
+            Some(b'u') => false,
+            Some(b'r') => true,
+            _ => return Err(bad()),
+        };
+        let seq = s[1..].parse::<i64>().map_err(|_| bad())?;
+        Ok(Cursor { resolved, seq })
+    }
+}
+
+/// One page of [`Store::find_incidents`]: unresolved incidents first, then resolved ones,
+/// each newest first; without alerts and timeline.
+#[derive(Debug, Clone, Default)]
+pub struct IncidentPage {
+    pub incidents: Vec<Incident>,
+    /// Where the next page starts, only when there is one.
+    pub next: Option<Cursor>,
+}
+
 /// Why a person's action was not applied.
 #[derive(Debug, thiserror::Error)]
 pub enum ActError {
@@ -343,6 +418,20 @@ pub trait Reads: slack::SlackReads {
     fn firing_occurrences(
         &mut self,
     ) -> Result<Vec<(String, Timestamp, incident::LabelSet)>, StoreError>;
+    /// Incidents matching `filter`, resolved or not as `resolved` says, created before
+    /// `before_seq` when given, newest first, at most `limit`: `(seq, incident)`, without
+    /// alerts and timeline. A search matches alert names only among `alertnames` (those
+    /// that contain it).
+    fn find_incidents(
+        &mut self,
+        filter: &IncidentFilter,
+        alertnames: &[String],
+        resolved: bool,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(i64, Incident)>, StoreError>;
+    /// Every alert name stored, once each.
+    fn alertnames(&mut self) -> Result<Vec<String>, StoreError>;
     /// The stored rendered draft of an incident.
     fn draft(&mut self, incident_id: &str) -> Result<Option<StoredDraft>, StoreError>;
     /// Reports: the incidents of `q`, oldest first.
@@ -805,6 +894,19 @@ impl Store {
         self.read(move |r| r.list_incidents(&filter)).await
     }
 
+    /// The incidents page: unresolved incidents first, then resolved ones, each newest
+    /// first, `limit` at a time from `after`. Keyset paging: every page costs the same,
+    /// however deep.
+    pub async fn find_incidents(
+        &self,
+        filter: IncidentFilter,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> Result<IncidentPage, StoreError> {
+        self.read(move |r| find_page(r, &filter, after, limit))
+            .await
+    }
+
     /// One chart's SVG.
     pub async fn chart(&self, incident_id: &str, name: &str) -> Result<Option<String>, StoreError> {
         let (id, name) = (incident_id.to_string(), name.to_string());
@@ -865,6 +967,60 @@ impl Store {
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.read(|r| r.ping()).await
     }
+}
+
+/// One page of the incidents list over the two phases (unresolved, then resolved). One row
+/// more than `limit` is read, so the page knows whether another follows.
+fn find_page(
+    r: &mut dyn Reads,
+    filter: &IncidentFilter,
+    after: Option<Cursor>,
+    limit: u32,
+) -> Result<IncidentPage, StoreError> {
+    let want = limit as usize + 1;
+    // The alert names a search matches, found once among the few distinct names, so the
+    // incidents' walk looks them up by index instead of scanning every alert.
+    let alertnames: Vec<String> = match &filter.search {
+        Some(q) => {
+            let q = q.to_ascii_lowercase();
+            r.alertnames()?
+                .into_iter()
+                .filter(|n| n.to_ascii_lowercase().contains(&q))
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    let mut rows: Vec<(bool, i64, Incident)> = Vec::new();
+    let wants_unresolved = filter.status != Some(incident::Status::Resolved);
+    let wants_resolved =
+        filter.status.is_none() || filter.status == Some(incident::Status::Resolved);
+    if wants_unresolved && !after.is_some_and(|c| c.resolved) {
+        let before = after.map(|c| c.seq);
+        for (seq, i) in r.find_incidents(filter, &alertnames, false, before, want as u32)? {
+            rows.push((false, seq, i));
+        }
+    }
+    if wants_resolved && rows.len() < want {
+        let before = after.filter(|c| c.resolved).map(|c| c.seq);
+        let rest = (want - rows.len()) as u32;
+        for (seq, i) in r.find_incidents(filter, &alertnames, true, before, rest)? {
+            rows.push((true, seq, i));
+        }
+    }
+    let more = rows.len() > limit as usize;
+    rows.truncate(limit as usize);
+    let next = if more {
+        rows.last().map(|(resolved, seq, _)| Cursor {
+            resolved: *resolved,
+            seq: *seq,
+        })
+    } else {
+        None
+    };
+    Ok(IncidentPage {
+        incidents: rows.into_iter().map(|(_, _, i)| i).collect(),
+        next,
+    })
 }
 
 /// Lock the correlation keys of these incidents (see [`Tx::lock`]), so that what

@@ -19,6 +19,8 @@ mod pg;
 mod postgres;
 mod readme;
 mod reconcile;
+#[path = "../support/recorded_prometheus.rs"]
+mod recorded_prometheus;
 mod replicas;
 mod reports;
 mod restart;

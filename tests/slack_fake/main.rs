@@ -231,7 +231,7 @@ async fn an_incident_opening_getting_a_note_and_resolving_makes_one_thread_kept_
         "*TTA*\n15s",
         "*TTR*\n33s",
         "• *DB connection pool in use (primary)*: 20% → 100%",
-        "<http://incidentd.example.com:9097/api/v1/incidents/INC-2026-0007/postmortem|Post-mortem draft>",
+        "<http://incidentd.example.com:9097/incidents/INC-2026-0007|Post-mortem draft>",
     ] {
         assert!(summary.contains(expected), "{expected:?} not in {summary}");
     }

@@ -239,6 +239,13 @@ pub const MIGRATIONS: &[Migration] = &[
     CREATE INDEX occurrences_incident_alertname ON occurrences (incident_id, alertname);
     "#,
     },
+    Migration {
+        version: 8,
+        name: "the incidents page: unresolved incidents first",
+        sql: r#"
+    CREATE INDEX incidents_unresolved_seq ON incidents (seq) WHERE status <> 'resolved';
+    "#,
+    },
 ];
 
 /// The schema version this binary brings a database to.

@@ -33,7 +33,9 @@ use postgres::{Row, Statement};
 use crate::alertmanager::ValidNotification;
 use crate::incident::*;
 use crate::store::sqlite::{ListFilter, Page};
-use crate::store::{Job, JobStatus, NewJob, Reads, Related, StoreError, StoredDraft, Tx};
+use crate::store::{
+    IncidentFilter, Job, JobStatus, NewJob, Reads, Related, StoreError, StoredDraft, Tx,
+};
 use crate::time::{from_micros, to_micros};
 
 use super::pending::{Notification, Pending};
@@ -1082,6 +1084,77 @@ impl Reads for PgReads<'_, '_> {
             .map(|r| r.try_get(0))
             .transpose()?;
         Ok(body.and_then(|b| serde_json::from_str(&b).ok()))
+    }
+
+    fn find_incidents(
+        &mut self,
+        f: &IncidentFilter,
+        alertnames: &[String],
+        resolved: bool,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(i64, Incident)>> {
+        let status = f.status.map(Status::as_str);
+        let (from, until) = (f.fired_from.map(to_micros), f.fired_until.map(to_micros));
+        let patterns = f.like_patterns();
+        let limit = i64::from(limit);
+        let mut sql = format!("SELECT {INCIDENT_COLUMNS}, seq FROM incidents WHERE ");
+        sql.push_str(if resolved {
+            "status = 'resolved'"
+        } else {
+            "status <> 'resolved'"
+        });
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        macro_rules! push {
+            ($clause:expr, $v:expr) => {{
+                params.push($v);
+                sql.push_str(&$clause.replace('?', &format!("${}", params.len())));
+            }};
+        }
+        if let Some(seq) = &before_seq {
+            push!(" AND seq < ?", seq);
+        }
+        if let Some(status) = &status {
+            push!(" AND status = ?", status);
+        }
+        if let Some(service) = &f.service {
+            push!(" AND service = ?", service);
+        }
+        if let Some(severity) = &f.severity {
+            push!(" AND severity = ?", severity);
+        }
+        if let Some(t) = &from {
+            push!(" AND fired_at >= ?", t);
+        }
+        if let Some(t) = &until {
+            push!(" AND fired_at < ?", t);
+        }
+        if let Some((prefix, contains)) = &patterns {
+            push!(" AND (id ILIKE ? ESCAPE '\\'", prefix);
+            push!(" OR title ILIKE ? ESCAPE '\\'", contains);
+            if !alertnames.is_empty() {
+                sql.push_str(" OR id IN (SELECT incident_id FROM occurrences WHERE alertname IN (");
+                for (i, name) in alertnames.iter().enumerate() {
+                    push!(if i == 0 { "?" } else { ", ?" }, name);
+                }
+                sql.push_str("))");
+            }
+            sql.push(')');
+        }
+        push!(" ORDER BY seq DESC LIMIT ?", &limit);
+        self.0
+            .query(&sql, &params)?
+            .iter()
+            .map(|r| Ok((r.try_get::<_, i64>(19)?, incident_from_row(r)?)))
+            .collect()
+    }
+
+    fn alertnames(&mut self) -> Result<Vec<String>> {
+        self.0
+            .query("SELECT DISTINCT alertname FROM occurrences", &[])?
+            .iter()
+            .map(|r| Ok(r.try_get(0)?))
+            .collect()
     }
 
     fn list_incidents(&mut self, f: &ListFilter) -> Result<Page> {

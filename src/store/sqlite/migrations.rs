@@ -194,6 +194,10 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX incidents_fired ON incidents (fired_at);
     CREATE INDEX occurrences_incident_alertname ON occurrences (incident_id, alertname);
     "#,
+    // 8: the incidents page lists unresolved incidents first, newest first.
+    r#"
+    CREATE INDEX incidents_unresolved_seq ON incidents (seq) WHERE status <> 'resolved';
+    "#,
 ];
 
 /// Bring the schema up to date. Refuses a database written by a newer incidentd.

@@ -15,7 +15,9 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
 use crate::alertmanager::ValidNotification;
 use crate::incident::*;
-use crate::store::{Job, JobStatus, NewJob, Reads, Related, StoreError, StoredDraft, Tx};
+use crate::store::{
+    IncidentFilter, Job, JobStatus, NewJob, Reads, Related, StoreError, StoredDraft, Tx,
+};
 use crate::time::{from_micros, to_micros};
 
 fn opt_micros(t: Option<Timestamp>) -> Option<i64> {
@@ -407,6 +409,80 @@ pub struct Page {
     pub incidents: Vec<Incident>,
     /// The cursor of the next page (the last incident's id), only when there is one.
     pub next_before: Option<String>,
+}
+
+/// The incidents page's query (see [`Reads::find_incidents`]). Unresolved incidents come
+/// from the partial index `incidents_unresolved_seq`, resolved ones from
+/// `incidents_status_seq`: both walk `seq` downwards and stop after `limit` matches.
+pub fn find_incidents(
+    conn: &Connection,
+    f: &IncidentFilter,
+    alertnames: &[String],
+    resolved: bool,
+    before_seq: Option<i64>,
+    limit: u32,
+) -> rusqlite::Result<Vec<(i64, Incident)>> {
+    use rusqlite::types::Value;
+    let mut sql = format!("SELECT {INCIDENT_COLUMNS}, seq FROM incidents WHERE ");
+    sql.push_str(if resolved {
+        "status = 'resolved'"
+    } else {
+        "status <> 'resolved'"
+    });
+    let mut args: Vec<Value> = Vec::new();
+    let mut arg = |sql: &mut String, clause: &str, v: Value| {
+        args.push(v);
+        sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+    };
+    if let Some(seq) = before_seq {
+        arg(&mut sql, " AND seq < ?", Value::Integer(seq));
+    }
+    if let Some(status) = f.status {
+        arg(
+            &mut sql,
+            " AND status = ?",
+            Value::Text(status.as_str().into()),
+        );
+    }
+    if let Some(service) = &f.service {
+        arg(&mut sql, " AND service = ?", Value::Text(service.clone()));
+    }
+    if let Some(severity) = &f.severity {
+        arg(&mut sql, " AND severity = ?", Value::Text(severity.clone()));
+    }
+    if let Some(t) = f.fired_from {
+        arg(&mut sql, " AND fired_at >= ?", Value::Integer(to_micros(t)));
+    }
+    if let Some(t) = f.fired_until {
+        arg(&mut sql, " AND fired_at < ?", Value::Integer(to_micros(t)));
+    }
+    if let Some((prefix, contains)) = f.like_patterns() {
+        arg(&mut sql, " AND (id LIKE ? ESCAPE '\\'", Value::Text(prefix));
+        arg(
+            &mut sql,
+            " OR title LIKE ? ESCAPE '\\'",
+            Value::Text(contains),
+        );
+        if !alertnames.is_empty() {
+            sql.push_str(" OR id IN (SELECT incident_id FROM occurrences WHERE alertname IN (");
+            for (i, name) in alertnames.iter().enumerate() {
+                let sep = if i == 0 { "?" } else { ", ?" };
+                arg(&mut sql, sep, Value::Text(name.clone()));
+            }
+            sql.push_str("))");
+        }
+        sql.push(')');
+    }
+    arg(
+        &mut sql,
+        " ORDER BY seq DESC LIMIT ?",
+        Value::Integer(i64::from(limit)),
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+        Ok((r.get::<_, i64>(19)?, incident_from_row(r)?))
+    })?;
+    rows.collect()
 }
 
 /// Incidents newest first, without alerts and timeline. One row more than the limit is read,
@@ -952,6 +1028,27 @@ impl Reads for SqliteReads<'_> {
 
     fn list_incidents(&mut self, filter: &ListFilter) -> Result<Page, StoreError> {
         Ok(list_incidents(self.0, filter)?)
+    }
+
+    fn find_incidents(
+        &mut self,
+        filter: &IncidentFilter,
+        alertnames: &[String],
+        resolved: bool,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<(i64, Incident)>, StoreError> {
+        Ok(find_incidents(
+            self.0, filter, alertnames, resolved, before_seq, limit,
+        )?)
+    }
+
+    fn alertnames(&mut self) -> Result<Vec<String>, StoreError> {
+        let mut stmt = self
+            .0
+            .prepare_cached("SELECT DISTINCT alertname FROM occurrences")?;
+        let names = stmt.query_map([], |r| r.get(0))?;
+        Ok(names.collect::<rusqlite::Result<Vec<String>>>()?)
     }
 
     fn chart(&mut self, incident_id: &str, name: &str) -> Result<Option<String>, StoreError> {
