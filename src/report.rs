@@ -19,7 +19,7 @@
 //! - Percentiles are nearest-rank: p90 is the smallest value at least 90% of the counted
 //!   incidents do not exceed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{Datelike, Duration, NaiveDate, TimeZone};
 use chrono_tz::Tz;
@@ -286,25 +286,32 @@ fn day_in(at: Timestamp, zone: Tz) -> NaiveDate {
 
 /// The alerts of `tallies` summed by name, most firings first.
 fn top_alerts<'a>(tallies: impl Iterator<Item = &'a AlertTally>, limit: usize) -> Vec<AlertRow> {
-    let mut by_name: BTreeMap<&str, AlertRow> = BTreeMap::new();
+    // The services of each name in a set: an alert that fires for many services must not
+    // make this quadratic.
+    let mut by_name: BTreeMap<&str, (AlertRow, BTreeSet<Option<&str>>)> = BTreeMap::new();
     for t in tallies {
-        let row = by_name.entry(&t.alertname).or_insert_with(|| AlertRow {
-            alertname: t.alertname.clone(),
-            incidents: 0,
-            firings: 0,
-            services: Vec::new(),
+        let (row, services) = by_name.entry(&t.alertname).or_insert_with(|| {
+            let row = AlertRow {
+                alertname: t.alertname.clone(),
+                incidents: 0,
+                firings: 0,
+                services: Vec::new(),
+            };
+            (row, BTreeSet::new())
         });
         row.incidents += t.incidents;
         row.firings += t.firings;
-        if !row.services.contains(&t.service) {
-            row.services.push(t.service.clone());
-        }
+        services.insert(t.service.as_deref());
     }
-    let mut rows: Vec<AlertRow> = by_name.into_values().collect();
-    for r in &mut rows {
-        r.services
-            .sort_by(|a, b| cmp_service(a.as_deref(), b.as_deref()));
-    }
+    let mut rows: Vec<AlertRow> = by_name
+        .into_values()
+        .map(|(mut row, services)| {
+            row.services = services.into_iter().map(|s| s.map(str::to_owned)).collect();
+            row.services
+                .sort_by(|a, b| cmp_service(a.as_deref(), b.as_deref()));
+            row
+        })
+        .collect();
     rows.sort_by(|a, b| {
         (b.firings, b.incidents)
             .cmp(&(a.firings, a.incidents))
