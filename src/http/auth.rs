@@ -33,7 +33,8 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .then_some(token.trim())
 }
 
-fn basic(headers: &HeaderMap) -> Option<(String, String)> {
+/// `Authorization: Basic` as `(user, password)`.
+pub(crate) fn basic(headers: &HeaderMap) -> Option<(String, String)> {
     let value = authorization(headers)?;
     let (scheme, encoded) = value.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {

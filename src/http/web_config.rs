@@ -568,22 +568,6 @@ pub fn unguarded(path: &str) -> bool {
     path.starts_with("/slack/")
 }
 
-/// `Authorization: Basic` as `(user, password)`.
-fn basic_credentials(req: &Request) -> Option<(String, String)> {
-    use base64::Engine;
-    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let decoded = String::from_utf8(decoded).ok()?;
-    let (user, password) = decoded.split_once(':')?;
-    Some((user.to_string(), password.to_string()))
-}
-
 /// The middleware: the file's headers on every answer, and basic auth on every route but
 /// [`unguarded`] ones when the file lists users.
 pub async fn guard(
@@ -606,7 +590,7 @@ pub async fn guard(
     let mut response = if !config.has_users() || unguarded(req.uri().path()) {
         next.run(req).await
     } else {
-        let credentials = basic_credentials(&req);
+        let credentials = super::auth::basic(req.headers());
         let ok = match credentials.clone() {
             Some((user, password)) => {
                 let (file, config) = (file.clone(), config.clone());

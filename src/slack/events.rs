@@ -80,9 +80,42 @@ pub enum Event {
 #[error("{0}")]
 pub struct EventsError(pub String);
 
-/// A message's text as people typed it: Slack escapes `&`, `<` and `>` in `text`.
+/// A message's text as people read it in Slack: its control sequences (`<@U123>`,
+/// `<#C123|general>`, `<!here>`, `<https://x|label>`) written out, then the `&`, `<` and `>`
+/// that Slack escapes in `text` unescaped. A mention keeps the user's id (`@U123`): names are
+/// looked up for authors only.
 fn plain(text: &str) -> String {
-    text.replace("&lt;", "<")
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('<') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let Some(close) = after.find('>') else {
+            out.push_str(&rest[open..]);
+            rest = "";
+            break;
+        };
+        let inner = &after[..close];
+        let (target, label) = match inner.split_once('|') {
+            Some((t, l)) => (t, Some(l)),
+            None => (inner, None),
+        };
+        match (target.chars().next(), label) {
+            (Some('@'), Some(l)) => out.push_str(&format!("@{l}")),
+            (Some('@'), None) => out.push_str(target),
+            (Some('#'), Some(l)) => out.push_str(&format!("#{l}")),
+            (Some('#'), None) => out.push_str(target),
+            (Some('!'), l) => {
+                let name = l.unwrap_or_else(|| target[1..].split('^').next().unwrap_or_default());
+                out.push_str(&format!("@{}", name.trim_start_matches('@')));
+            }
+            (_, Some(l)) if l != target => out.push_str(&format!("{l} ({target})")),
+            _ => out.push_str(target),
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    out.replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&amp;", "&")
 }
@@ -326,6 +359,21 @@ pub fn parse_command(body: &[u8]) -> Result<SlashCommand, EventsError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn control_sequences_read_as_in_slack() {
+        assert_eq!(
+            plain("<@U0A1> look at <https://grafana.example/d/x?a=1&amp;b=2|the dashboard> in <#C9|payments>, <!here>"),
+            "@U0A1 look at the dashboard (https://grafana.example/d/x?a=1&b=2) in #payments, @here"
+        );
+        assert_eq!(plain("<https://x.example/>"), "https://x.example/");
+        assert_eq!(
+            plain("<!subteam^S1|@oncall> p99 &gt; 1 s &amp;&lt;"),
+            "@oncall p99 > 1 s &<"
+        );
+        assert_eq!(plain("a &lt;b&gt; <unclosed"), "a <b> <unclosed");
+    }
+
     use super::*;
     use serde_json::json;
 
