@@ -193,6 +193,23 @@ impl App {
         let collector = Collector::from_config(&config, evidence_rules(&config)?)
             .context("configuring the Prometheus client")?
             .map(Arc::new);
+        // The pages' form secret, shared through the store by every replica.
+        // Never a reason not to start: without it, forms hold within this process only.
+        let form_secret = {
+            use crate::http::pages::{random_secret, SECRET_NAME};
+            let stored = store.shared_secret(SECRET_NAME, random_secret()).await;
+            match stored.map(|s| <[u8; 32]>::try_from(s.as_slice())) {
+                Ok(Ok(secret)) => secret,
+                Ok(Err(_)) => {
+                    tracing::warn!(name = SECRET_NAME, "the stored secret is not 32 bytes; forms served by other replicas will be refused here");
+                    random_secret()
+                }
+                Err(e) => {
+                    tracing::warn!(name = SECRET_NAME, error = %e, "cannot read the shared secret; forms served by other replicas will be refused here");
+                    random_secret()
+                }
+            }
+        };
         let core = Arc::new(Core {
             store,
             clock,
@@ -209,7 +226,7 @@ impl App {
             max_body_bytes: config.web.max_body_bytes,
             request_timeout: config.web.request_timeout,
             metrics: core.metrics.clone(),
-            pages: Arc::new(crate::http::pages::Pages::new(&config.web)),
+            pages: Arc::new(crate::http::pages::Pages::new(&config.web, form_secret)),
         });
         Ok(App {
             listener,

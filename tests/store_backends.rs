@@ -1413,3 +1413,37 @@ async fn a_refused_notification_in_a_batch_of_repeats_fails_alone() {
     );
     store.close().await;
 }
+
+/// A shared secret (the pages' form tokens) is made once and then the same for every store on
+/// the database: two replicas on PostgreSQL, and SQLite across a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_secret_is_made_once_and_the_same_for_every_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = Store::open_sqlite(dir.path()).unwrap();
+    let made = first.shared_secret("s", [1; 32]).await.unwrap();
+    assert_eq!(made, vec![1; 32]);
+    first.close().await;
+    let again = Store::open_sqlite(dir.path()).unwrap();
+    assert_eq!(
+        again.shared_secret("s", [2; 32]).await.unwrap(),
+        vec![1; 32]
+    );
+    assert_eq!(
+        again.shared_secret("t", [3; 32]).await.unwrap(),
+        vec![3; 32]
+    );
+    again.close().await;
+
+    let Some(cluster) = pg::shared_or_skip("shared_secret") else {
+        return;
+    };
+    let url = tokio::task::block_in_place(|| cluster.create_database("shared_secret"));
+    let (a, b) = (open_pg(&url).await, open_pg(&url).await);
+    let (from_a, from_b) =
+        tokio::join!(a.shared_secret("s", [4; 32]), b.shared_secret("s", [5; 32]));
+    let (from_a, from_b) = (from_a.unwrap(), from_b.unwrap());
+    assert_eq!(from_a, from_b, "both replicas use the first one stored");
+    assert!(from_a == vec![4; 32] || from_a == vec![5; 32]);
+    a.close().await;
+    b.close().await;
+}

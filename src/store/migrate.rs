@@ -29,6 +29,7 @@ const TABLES: &[&str] = &[
     "slack_events",
     "slack_messages",
     "slack_users",
+    "secrets",
 ];
 
 /// Tables that are not copied, and why.

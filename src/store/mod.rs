@@ -345,6 +345,8 @@ pub trait Tx: Repo<Error = StoreError> + slack::SlackTx {
     ) -> Result<bool, StoreError>;
     /// Give up `holder`'s named lease.
     fn release_lease(&mut self, name: &str, holder: &str) -> Result<(), StoreError>;
+    /// The shared secret `name`: `fresh` stored if there was none yet, then what is stored.
+    fn secret(&mut self, name: &str, fresh: &str) -> Result<String, StoreError>;
     /// Store the rendered draft of an incident, replacing the previous one.
     fn put_draft(&mut self, draft: &StoredDraft) -> Result<(), StoreError>;
     fn complete(&mut self, id: i64, now: Timestamp) -> Result<(), StoreError>;
@@ -770,6 +772,17 @@ impl Store {
     pub async fn release_lease(&self, name: &str) -> Result<(), StoreError> {
         let (name, holder) = (name.to_string(), self.holder.clone());
         self.write(move |tx| tx.release_lease(&name, &holder)).await
+    }
+
+    /// The secret `name` that every replica on this database shares: `fresh` (random bytes
+    /// of the caller's) becomes it when the first process asks; later ones get that one.
+    pub async fn shared_secret(&self, name: &str, fresh: [u8; 32]) -> Result<Vec<u8>, StoreError> {
+        let (name, fresh) = (name.to_string(), hex::encode(fresh));
+        let stored = self.write(move |tx| tx.secret(&name, &fresh)).await?;
+        hex::decode(&stored).map_err(|e| StoreError::Database {
+            message: format!("the stored secret is not hex: {e}"),
+            transient: false,
+        })
     }
 
     /// Store an incident's rendered draft.

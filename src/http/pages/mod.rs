@@ -10,8 +10,9 @@
 //!
 //! Forms are protected against cross-site request forgery twice: a browser's
 //! `Sec-Fetch-Site`/`Origin` must say the form was posted from this site, and the form's
-//! token must be the HMAC (under a per-process secret) of the nonce in the `incidentd_csrf`
-//! cookie (`HttpOnly`, `SameSite=Strict`, `Secure` when served over HTTPS).
+//! token must be the HMAC (under a secret every replica shares through the store) of the
+//! nonce in the `incidentd_csrf` cookie (`HttpOnly`, `SameSite=Strict`, `Secure` when served
+//! over HTTPS).
 
 pub mod incident;
 pub mod list;
@@ -63,7 +64,9 @@ pub struct Pages {
 }
 
 impl Pages {
-    pub fn new(web: &crate::config::WebConfig) -> Pages {
+    /// `secret`: what form tokens are derived from; every replica must use the same one
+    /// (stored as [`SECRET_NAME`]), or a form served by one is refused by another.
+    pub fn new(web: &crate::config::WebConfig, secret: [u8; 32]) -> Pages {
         let mut templates = Handlebars::new();
         templates.set_strict_mode(false);
         for (name, source) in [
@@ -78,7 +81,7 @@ impl Pages {
         }
         Pages {
             templates,
-            secret: random_secret(),
+            secret,
             auth_proxy_header: web
                 .auth_proxy_header
                 .as_deref()
@@ -137,9 +140,12 @@ impl Pages {
     }
 }
 
+/// The name of the form tokens' secret in the store (shared by every replica).
+pub const SECRET_NAME: &str = "pages.form_tokens";
+
 /// 32 bytes from the kernel's random source; a hash of the time and process when it is
 /// unreadable (tokens then only hold within this process, which is all they need to).
-fn random_secret() -> [u8; 32] {
+pub fn random_secret() -> [u8; 32] {
     use sha2::Digest;
     let mut buf = [0u8; 32];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
@@ -560,13 +566,13 @@ mod tests {
 
     #[test]
     fn a_token_holds_for_its_nonce_only() {
-        let pages = Pages::new(&crate::config::Config::default().web);
+        let pages = Pages::new(&crate::config::Config::default().web, random_secret());
         let nonce = new_nonce();
         let token = pages.token(&nonce);
         assert!(pages.check_token(&nonce, &token));
         assert!(!pages.check_token(&new_nonce(), &token));
         assert!(!pages.check_token(&nonce, ""));
-        let other = Pages::new(&crate::config::Config::default().web);
+        let other = Pages::new(&crate::config::Config::default().web, random_secret());
         assert!(
             !other.check_token(&nonce, &token),
             "another process's secret"

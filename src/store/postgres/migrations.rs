@@ -246,6 +246,16 @@ pub const MIGRATIONS: &[Migration] = &[
     CREATE INDEX incidents_unresolved_seq ON incidents (seq) WHERE status <> 'resolved';
     "#,
     },
+    Migration {
+        version: 9,
+        name: "secrets every replica shares",
+        sql: r#"
+    CREATE TABLE secrets (
+        name  TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    "#,
+    },
 ];
 
 /// The schema version this binary brings a database to.

@@ -903,6 +903,17 @@ impl Tx for PgTx<'_, '_> {
         Ok(())
     }
 
+    fn secret(&mut self, name: &str, fresh: &str) -> Result<String> {
+        self.c.execute(
+            "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            &[&name, &fresh],
+        )?;
+        Ok(self
+            .c
+            .query_one("SELECT value FROM secrets WHERE name = $1", &[&name])?
+            .try_get(0)?)
+    }
+
     fn put_draft(&mut self, d: &StoredDraft) -> Result<()> {
         self.c.execute(
             "INSERT INTO drafts (incident_id, markdown, sha256, rendered_at) \

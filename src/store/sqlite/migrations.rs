@@ -198,6 +198,14 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX incidents_unresolved_seq ON incidents (seq) WHERE status <> 'resolved';
     "#,
+    // 9: secrets every replica shares (hex), e.g. the one the pages' form tokens are derived
+    // from, so that a form served by one replica is taken by another.
+    r#"
+    CREATE TABLE secrets (
+        name  TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// Bring the schema up to date. Refuses a database written by a newer incidentd.

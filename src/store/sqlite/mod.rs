@@ -934,6 +934,18 @@ impl Tx for SqliteRepo<'_> {
         Ok(())
     }
 
+    fn secret(&mut self, name: &str, fresh: &str) -> Result<String, StoreError> {
+        self.tx
+            .prepare_cached(
+                "INSERT INTO secrets (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+            )?
+            .execute(params![name, fresh])?;
+        Ok(self
+            .tx
+            .prepare_cached("SELECT value FROM secrets WHERE name = ?1")?
+            .query_row(params![name], |r| r.get(0))?)
+    }
+
     fn put_draft(&mut self, d: &StoredDraft) -> Result<(), StoreError> {
         self.tx
             .prepare_cached(
