@@ -284,7 +284,7 @@ impl Metrics {
     /// An incident was just acknowledged for the first time (by this process): its TTA.
     pub fn incident_acknowledged(&self, incident: &crate::incident::Incident) {
         let f = &self.incident_figures;
-        if let Some(tta) = incident.tta_seconds() {
+        if let Some(tta) = incident.tta_seconds().filter(|v| *v >= 0.0) {
             f.tta.get_or_create(&f.label(incident)).observe(tta);
         }
     }
@@ -299,7 +299,9 @@ impl Metrics {
             (&f.duration, incident.duration_seconds()),
             (&f.ttd, incident.ttd_seconds()),
         ] {
-            if let Some(v) = value {
+            // A negative span (resolved before incidentd first heard of it) measured
+            // nothing; the report leaves it out too.
+            if let Some(v) = value.filter(|v| *v >= 0.0) {
                 family.get_or_create(&label).observe(v);
             }
         }

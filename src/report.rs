@@ -107,7 +107,8 @@ pub const DEFINITIONS: Definitions = Definitions {
           unknown are excluded",
     tta: "time to acknowledge = acknowledged_at - detected_at; incidents nobody acknowledged \
           are excluded",
-    ttr: "time to resolve = resolved_at - detected_at; incidents not resolved are excluded",
+    ttr: "time to resolve = resolved_at - detected_at; incidents not resolved, or resolved \
+          before incidentd was first notified (a late delivery), are excluded",
     duration: "duration = resolved_at - impact_start; incidents not resolved, or whose impact \
                start is unknown, are excluded",
     percentiles: "nearest rank over the incidents counted (n)",
@@ -167,7 +168,13 @@ impl Figures {
         let total = incidents.len() as u64;
         let count = |s: Status| incidents.iter().filter(|i| i.status == s).count() as u64;
         let stat = |f: fn(&IncidentSummary) -> Option<f64>| {
-            let mut v: Vec<f64> = incidents.iter().filter_map(|i| f(i)).collect();
+            // A negative span (an incident resolved before incidentd first heard of it, as
+            // after a delivery backlog) measured nothing: excluded, as the draft says "none".
+            let mut v: Vec<f64> = incidents
+                .iter()
+                .filter_map(|i| f(i))
+                .filter(|v| *v >= 0.0)
+                .collect();
             Stat::of(&mut v, total)
         };
         Figures {
@@ -608,6 +615,14 @@ mod tests {
         assert_eq!(f.ttr.mean_seconds, Some(1200.0));
         assert_eq!(f.duration.mean_seconds, Some(1350.0));
         assert_eq!((f.duration.n, f.duration.excluded), (1, 1));
+
+        // Resolved before incidentd was notified (a replay, a delivery backlog): no TTR.
+        let mut late = summary("INC-3", "api", "2026-11-25T10:00:00Z");
+        late.times.resolved_at = Some(t("2026-11-25T09:00:00Z"));
+        late.status = Status::Resolved;
+        let f = Figures::of(&[&a, &late]);
+        assert_eq!(f.ttr.mean_seconds, Some(1200.0));
+        assert_eq!((f.ttr.n, f.ttr.excluded), (1, 1));
     }
 
     #[test]
