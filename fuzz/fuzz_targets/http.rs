@@ -429,7 +429,23 @@ fuzz_target!(|input: Input| {
             .or_default() += 1;
 
         assert!(!status.is_server_error(), "server error: {what}");
-        if status.is_client_error() && method != Method::HEAD {
+        // The pages (`/`, `/incidents/…`, `/reports`) answer a person's mistakes with an HTML
+        // page saying what was wrong; the API, the webhook and Slack's routes answer JSON.
+        let machine_route = ["/api/", "/webhook", "/slack", "/metrics", "/-/"]
+            .iter()
+            .any(|p| path.starts_with(p));
+        let page_error = status.is_client_error()
+            && method != Method::HEAD
+            && !machine_route
+            && content_type.starts_with("text/html");
+        if page_error {
+            let page = String::from_utf8_lossy(&body);
+            assert!(
+                page.contains("<h1>") && page.contains("<p>"),
+                "an error page without its message: {what}"
+            );
+        }
+        if status.is_client_error() && method != Method::HEAD && !page_error {
             assert!(
                 content_type.starts_with("application/json"),
                 "an error that is not JSON: {what}"
