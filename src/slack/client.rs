@@ -287,15 +287,7 @@ impl SlackClient {
             .await
             .map_err(|e| SlackError::Network(e.without_url()))?;
         tracing::debug!(status = status.as_u16(), "slack webhook answered");
-        if status.as_u16() == 429 {
-            return Err(SlackError::RateLimited { retry_after });
-        }
-        if !status.is_success() {
-            return Err(SlackError::Http {
-                status: status.as_u16(),
-                body: short(&text),
-            });
-        }
+        http_outcome(status, retry_after, &text)?;
         Ok(())
     }
 
@@ -317,15 +309,7 @@ impl SlackClient {
         let status = response.status();
         let retry_after = retry_after(response.headers());
         let text = response.text().await.map_err(SlackError::Network)?;
-        if status.as_u16() == 429 {
-            return Err(SlackError::RateLimited { retry_after });
-        }
-        if !status.is_success() {
-            return Err(SlackError::Http {
-                status: status.as_u16(),
-                body: short(&text),
-            });
-        }
+        http_outcome(status, retry_after, &text)?;
         let answer: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| SlackError::InvalidResponse {
                 method: METHOD,
@@ -390,15 +374,7 @@ impl SlackClient {
         let retry_after = retry_after(response.headers());
         let text = response.text().await.map_err(SlackError::Network)?;
         tracing::debug!(method, status = status.as_u16(), "slack answered");
-        if status.as_u16() == 429 {
-            return Err(SlackError::RateLimited { retry_after });
-        }
-        if !status.is_success() {
-            return Err(SlackError::Http {
-                status: status.as_u16(),
-                body: short(&text),
-            });
-        }
+        http_outcome(status, retry_after, &text)?;
         let answer: ApiAnswer =
             serde_json::from_str(&text).map_err(|e| SlackError::InvalidResponse {
                 method,
@@ -422,6 +398,25 @@ impl SlackClient {
 }
 
 /// `Retry-After` in seconds, as Slack sends it.
+/// Slack's HTTP status as an outcome: 429 is rate limiting (with its `Retry-After`), any
+/// other failure an HTTP error with the start of the body.
+fn http_outcome(
+    status: reqwest::StatusCode,
+    retry_after: Option<Duration>,
+    text: &str,
+) -> Result<(), SlackError> {
+    if status.as_u16() == 429 {
+        return Err(SlackError::RateLimited { retry_after });
+    }
+    if !status.is_success() {
+        return Err(SlackError::Http {
+            status: status.as_u16(),
+            body: short(text),
+        });
+    }
+    Ok(())
+}
+
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     headers
         .get(RETRY_AFTER)?
