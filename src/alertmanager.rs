@@ -16,7 +16,7 @@ use chrono::{DateTime, Datelike, SubsecRound, Utc};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use crate::incident::{AlertStatus, LabelSet, Timestamp};
+use crate::incident::{grafana_keys, AlertStatus, LabelSet, Timestamp, ValidAlert};
 
 /// A webhook notification as Alertmanager (or Grafana) posts it.
 ///
@@ -85,21 +85,6 @@ pub struct Alert {
     pub image_url: Option<serde_json::Value>,
 }
 
-/// The annotation names under which Grafana-managed alerting's per-alert fields are kept.
-/// The `grafana.` prefix is not a classic Prometheus name (no dots), so a clash is unlikely;
-/// where the sender itself sent an annotation of that name, its own is kept.
-pub mod grafana_keys {
-    /// What every one of these names starts with.
-    pub const PREFIX: &str = "grafana.";
-    /// `values`, rendered as Grafana's own message does: `B=44.2, C=1`.
-    pub const VALUES: &str = "grafana.values";
-    pub const VALUE_STRING: &str = "grafana.valueString";
-    pub const DASHBOARD_URL: &str = "grafana.dashboardURL";
-    pub const PANEL_URL: &str = "grafana.panelURL";
-    pub const SILENCE_URL: &str = "grafana.silenceURL";
-    pub const IMAGE_URL: &str = "grafana.imageURL";
-}
-
 /// What the decoder needs before anything else: the version, and whether Grafana's fields
 /// are there (`version: "1"` means Grafana only with them).
 #[derive(Deserialize)]
@@ -148,22 +133,6 @@ fn unique_keys<'de, D: serde::Deserializer<'de>>(d: D) -> Result<LabelSet, D::Er
 /// [`unique_keys`] for a field whose absence matters.
 fn some_unique_keys<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<LabelSet>, D::Error> {
     unique_keys(d).map(Some)
-}
-
-/// An alert after validation: times parsed, `endsAt` only where it means something.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ValidAlert {
-    pub status: AlertStatus,
-    pub alertname: String,
-    pub labels: LabelSet,
-    /// As sent; for Grafana's alerts with its per-alert fields under [`grafana_keys`] names.
-    pub annotations: LabelSet,
-    pub starts_at: Timestamp,
-    /// Set for resolved alerts only (firing alerts' `endsAt` is Alertmanager's guess).
-    pub ends_at: Option<Timestamp>,
-    pub generator_url: String,
-    /// As sent, or computed from the labels as Alertmanager does when the body has none.
-    pub fingerprint: String,
 }
 
 /// A validated notification, ready for correlation.
@@ -482,23 +451,6 @@ pub fn parse_time(s: &str) -> Result<Option<Timestamp>, String> {
     Ok(Some(t))
 }
 
-/// The labels that `group_by` names, rendered as a correlation key; `None` when the alert has
-/// none of them (the caller then falls back to Alertmanager's `groupKey`).
-pub fn correlation_key(labels: &LabelSet, group_by: &[String]) -> Option<String> {
-    let present: BTreeMap<&str, &str> = group_by
-        .iter()
-        .filter_map(|name| labels.get(name).map(|v| (name.as_str(), v.as_str())))
-        .collect();
-    if present.is_empty() {
-        return None;
-    }
-    let parts: Vec<String> = group_by
-        .iter()
-        .filter_map(|name| present.get(name.as_str()).map(|v| format!("{name}={v:?}")))
-        .collect();
-    Some(parts.join(","))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -768,19 +720,5 @@ mod tests {
             });
             assert!(decode(&body).is_ok(), "{field}");
         }
-    }
-
-    #[test]
-    fn correlation_key_uses_the_named_labels_in_order() {
-        let labels: LabelSet = [("service", "pay"), ("team", "t1"), ("x", "y")]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let by = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            correlation_key(&labels, &by(&["team", "service"])).as_deref(),
-            Some(r#"team="t1",service="pay""#)
-        );
-        assert_eq!(correlation_key(&labels, &by(&["cluster"])), None);
     }
 }

@@ -46,19 +46,14 @@ pub fn rules(config: &Config) -> Rules {
 /// Which jobs each change to an incident calls for, given what is configured.
 pub fn planner(config: &Config) -> Arc<Planner> {
     let slack = config.slack.is_some();
-    let render_delay = chrono_duration(config.postmortem.render_delay);
+    let render = draft::render_job(config);
     let evidence = config
         .prometheus
         .as_ref()
         .map(crate::evidence::Schedule::from_config);
     Arc::new(move |change: &Change| {
         // Drafts always: a burst of changes renders once, a moment after the first.
-        let mut jobs = vec![JobSpec {
-            kind: draft::JOB_KIND,
-            payload: serde_json::Value::Null,
-            coalesce: true,
-            delay: render_delay,
-        }];
+        let mut jobs = vec![render.clone()];
         if let Some(schedule) = &evidence {
             jobs.extend(crate::evidence::job_for(change, schedule));
         }
@@ -189,7 +184,7 @@ impl App {
                 "cannot look for temp files of interrupted drafts"
             ),
         }
-        let slack = Slack::from_config(&config)?.map(Arc::new);
+        let slack = Slack::from_config(&config, draft::render_job(&config))?.map(Arc::new);
         let collector = Collector::from_config(&config, evidence_rules(&config)?)
             .context("configuring the Prometheus client")?
             .map(Arc::new);

@@ -28,6 +28,17 @@ use crate::time::Clock;
 /// Job kind of draft rendering.
 pub const JOB_KIND: &str = "render";
 
+/// The render job any change queues (coalesced: a burst of changes renders once,
+/// `postmortem.render_delay` after the first).
+pub fn render_job(config: &crate::config::Config) -> crate::followup::JobSpec {
+    crate::followup::JobSpec {
+        kind: JOB_KIND,
+        payload: serde_json::Value::Null,
+        coalesce: true,
+        delay: crate::time::chrono_duration(config.postmortem.render_delay),
+    }
+}
+
 /// Everything a draft is rendered from.
 pub struct DraftData {
     pub incident: Incident,

@@ -34,7 +34,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::incident::LabelSet;
-use crate::prometheus::duration::{format_prom_duration, parse_prom_duration};
+use crate::time::{format_duration, parse_prom_duration};
 
 /// The unit of a query's values, which decides how they are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -371,9 +371,7 @@ impl Template {
         for p in &self.pieces {
             match p {
                 Piece::Text(t) => out.push_str(t),
-                Piece::Range => {
-                    out.push_str(&format_prom_duration(range.max(Duration::from_secs(1))))
-                }
+                Piece::Range => out.push_str(&format_duration(range.max(Duration::from_secs(1)))),
                 Piece::Label(name) => {
                     let v = labels.get(name).ok_or_else(|| name.clone())?;
                     out.push_str(&v.replace('\\', "\\\\").replace('"', "\\\""));

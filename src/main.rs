@@ -102,7 +102,7 @@ enum Command {
         #[arg(long, requires = "basic_auth_user")]
         basic_auth_password_file: Option<PathBuf>,
         /// Pause between posts, e.g. 500ms or 2s.
-        #[arg(long, value_parser = parse_duration)]
+        #[arg(long, value_parser = incidentd::time::parse_duration)]
         delay: Option<Duration>,
     },
     /// Render an incident's post-mortem draft from the data in the database as it is now
@@ -233,10 +233,6 @@ enum IncidentsCommand {
         #[command(flatten)]
         writer: Writer,
     },
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    config::parse_duration(s)
 }
 
 fn parse_status(s: &str) -> Result<Status, String> {

@@ -477,7 +477,7 @@ pub struct Request {
 /// Prometheus form), an RFC 3339 time, or a date (`2026-11-01`: 00:00 in `zone`).
 fn parse_moment(value: &str, now: Timestamp, zone: Tz) -> Option<Timestamp> {
     let value = value.trim();
-    if let Ok(d) = crate::prometheus::parse_prom_duration(value) {
+    if let Ok(d) = crate::time::parse_prom_duration(value) {
         return Some(now - crate::time::chrono_duration(d));
     }
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(value) {

@@ -1,9 +1,12 @@
 //! Time: the clock everything reads, and the formats shared by the API, logs and the CLI
-//! (RFC 3339 in UTC, milliseconds kept).
+//! (RFC 3339 in UTC, milliseconds kept; durations in Prometheus form).
 
 use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+
+mod duration;
+pub use duration::{format_duration, parse_duration, parse_prom_duration, DurationError};
 
 /// A point in time, UTC: the domain's `incident::Timestamp` (this module sits below the
 /// domain, so it names the type itself).

@@ -13,8 +13,8 @@ use super::{ApiError, AppState, Path, Query};
 use crate::draft::DraftError;
 use crate::incident::{Action, Incident, Status};
 use crate::postmortem::Evidence;
-use crate::prometheus::format_prom_duration;
 use crate::store::{ActError, ListFilter};
+use crate::time::format_duration;
 use crate::time::rfc3339;
 
 /// Longest name accepted in `by`, and longest note.
@@ -112,7 +112,7 @@ pub fn add_evidence(v: &mut Value, i: &Incident, evidence: Option<&Evidence>) {
             a["rule"] = match rule {
                 Some(r) => json!({
                     "expr": r.expr,
-                    "for": r.for_seconds.map(|s| format_prom_duration(std::time::Duration::from_secs(s))),
+                    "for": r.for_seconds.map(|s| format_duration(std::time::Duration::from_secs(s))),
                     "for_seconds": r.for_seconds,
                     "group": r.group,
                 }),

@@ -17,9 +17,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use chrono::Duration;
 
+use super::alert::{correlation_key, ValidAlert};
 use super::lifecycle::{self, Rules};
 use super::model::*;
-use crate::alertmanager::{correlation_key, ValidAlert};
 
 /// What the correlator needs from storage, inside one transaction.
 pub trait Repo {

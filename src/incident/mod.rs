@@ -4,6 +4,8 @@
 pub mod model;
 
 pub use model::*;
+pub mod alert;
+pub use alert::{correlation_key, grafana_keys, ValidAlert};
 pub mod conversation;
 pub mod correlate;
 pub mod lifecycle;

@@ -130,7 +130,7 @@ impl Occurrence {
     }
 
     /// Whether Grafana-managed alerting raised it: the decoder keeps Grafana's per-alert
-    /// fields as annotations named `grafana.…` ([`crate::alertmanager::grafana_keys`]), and
+    /// fields as annotations named `grafana.…` ([`crate::incident::grafana_keys`]), and
     /// Grafana sends at least its `silenceURL` with every alert.
     pub fn from_grafana(&self) -> bool {
         raised_by_grafana(&self.annotations)
@@ -139,7 +139,7 @@ impl Occurrence {
     /// Grafana's values of the rule's queries as the latest notification sent them:
     /// `values` (`B=0.97, C=1`), else `valueString`. `None` for other senders.
     pub fn grafana_values(&self) -> Option<&str> {
-        use crate::alertmanager::grafana_keys;
+        use crate::incident::grafana_keys;
         [grafana_keys::VALUES, grafana_keys::VALUE_STRING]
             .iter()
             .find_map(|k| self.annotations.get(*k))
@@ -476,5 +476,5 @@ impl Incident {
 pub fn raised_by_grafana(annotations: &LabelSet) -> bool {
     annotations
         .keys()
-        .any(|k| k.starts_with(crate::alertmanager::grafana_keys::PREFIX))
+        .any(|k| k.starts_with(crate::incident::grafana_keys::PREFIX))
 }

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use super::lifecycle;
 use super::memory::MemoryRepo;
 use super::*;
-use crate::alertmanager::ValidAlert;
+use crate::incident::ValidAlert;
 
 fn t(minute: i64) -> Timestamp {
     Utc.with_ymd_and_hms(2026, 11, 23, 14, 0, 0).unwrap() + Duration::minutes(minute)
@@ -685,7 +685,7 @@ fn a_late_resolved_alert_from_before_the_window_does_not_reopen() {
 
 /// `alert(..)` as Grafana's webhook sends it: its fields kept as `grafana.…` annotations.
 fn grafana_alert(fp: &str, start: i64, end: Option<i64>, values: &str) -> ValidAlert {
-    use crate::alertmanager::grafana_keys;
+    use crate::incident::grafana_keys;
     let mut a = alert(fp, "pay", "critical", start, end);
     a.annotations
         .insert(grafana_keys::VALUES.to_string(), values.to_string());

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::helpers::{self, Unit};
-use crate::alertmanager::grafana_keys;
+use crate::incident::grafana_keys;
 use crate::incident::{EventKind, ImpactMethod, Incident, LabelSet, Occurrence, Status, Timestamp};
 
 /// The rule behind an alert, as Prometheus' `/api/v1/rules` reports it.

@@ -317,7 +317,7 @@ mod tests {
 
     #[test]
     fn a_grafana_alerts_values_and_dashboard_links_show_in_the_draft() {
-        use crate::alertmanager::grafana_keys;
+        use crate::incident::grafana_keys;
         let (mut incident, evidence, related, at) = sample::sample_minimal();
         let a = &mut incident.alerts[0];
         for (k, v) in [

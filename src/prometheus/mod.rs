@@ -7,7 +7,6 @@
 //! the decisions without a server.
 
 pub mod client;
-pub mod duration;
 pub mod impact;
 pub mod promql;
 pub mod rule;
@@ -17,7 +16,6 @@ pub use client::{
     step_for_range, ActiveAlert, AlertingRule, Client, ClientOptions, Error, InstantSample, Point,
     QueryData, RangeSeries, Rule, RuleGroup, RulesData, VmalertAlert, MAX_POINTS_PER_SERIES,
 };
-pub use duration::{format_prom_duration, parse_prom_duration, DurationError};
 pub use impact::{find_impact_start, run_start, ImpactOptions, ImpactStart};
 pub use promql::{split_comparison, Comparison, ComparisonOp};
 pub use rule::{

@@ -491,10 +491,10 @@ pub fn shrink_windows(query: &str, window: Duration) -> String {
                 match after.find(']') {
                     Some(close)
                         if !after[..close].contains(':')
-                            && super::duration::parse_prom_duration(&after[..close]).is_ok() =>
+                            && crate::time::parse_prom_duration(&after[..close]).is_ok() =>
                     {
                         out.push('[');
-                        out.push_str(&super::duration::format_prom_duration(window));
+                        out.push_str(&crate::time::format_duration(window));
                         out.push(']');
                         // Skip the old window and its ']'.
                         while let Some((j, _)) = chars.peek() {
@@ -523,7 +523,7 @@ pub fn longest_window(query: &str) -> Option<Duration> {
         let Some(close) = after.find(']') else { break };
         let inside = &after[..close];
         let range = inside.split(':').next().unwrap_or("");
-        if let Ok(d) = super::duration::parse_prom_duration(range) {
+        if let Ok(d) = crate::time::parse_prom_duration(range) {
             best = Some(best.map_or(d, |b: Duration| b.max(d)));
         }
         rest = &after[close + 1..];
@@ -671,8 +671,8 @@ pub fn peak_subquery(
     format!(
         "{f}(({})[{}:{}])",
         q.query,
-        super::duration::format_prom_duration(span),
-        super::duration::format_prom_duration(resolution)
+        crate::time::format_duration(span),
+        crate::time::format_duration(resolution)
     )
 }
 
@@ -789,9 +789,9 @@ pub async fn run_snapshot(
                         snapshot = Snapshot {
                             history_note: Some(format!(
                                 "window shrunk from {} to {}: Prometheus has {} of history",
-                                super::duration::format_prom_duration(w),
-                                super::duration::format_prom_duration(shrunk),
-                                super::duration::format_prom_duration(had)
+                                crate::time::format_duration(w),
+                                crate::time::format_duration(shrunk),
+                                crate::time::format_duration(had)
                             )),
                             ..again
                         };
@@ -996,8 +996,8 @@ pub fn build_snapshot(
                 (
                     Some(format!(
                         "computed over {} of history, less than the query's {} window",
-                        super::duration::format_prom_duration(had),
-                        super::duration::format_prom_duration(w)
+                        crate::time::format_duration(had),
+                        crate::time::format_duration(w)
                     )),
                     Some(had),
                 )

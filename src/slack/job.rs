@@ -11,7 +11,7 @@ use super::{
     SlackClient, SlackEvent, SlackState, StateError,
 };
 use crate::config::Config;
-use crate::followup::Change;
+use crate::followup::{Change, JobSpec};
 use crate::incident::{Action, Effect, Incident};
 use crate::jobs::{Handler, JobFailure};
 use crate::postmortem::{format_metric, Evidence};
@@ -151,14 +151,15 @@ pub struct Slack {
     /// Which thread replies become timeline rows (`slack.capture`, …).
     pub capture: crate::incident::conversation::CaptureRules,
     pub signing_secret: Option<crate::config::Secret>,
-    /// `postmortem.render_delay`: a delivered message is in the draft's Communication
-    /// section, so the stored draft is rendered again this long after it.
-    render_delay: chrono::Duration,
+    /// The draft's render job (`crate::draft::render_job`): a delivered message is in the
+    /// draft's Communication section, so the stored draft is rendered again after it.
+    redraft: JobSpec,
 }
 
 impl Slack {
-    /// `None` when the configuration has no `slack` section.
-    pub fn from_config(config: &Config) -> anyhow::Result<Option<Slack>> {
+    /// `None` when the configuration has no `slack` section. `redraft` is the job that renders
+    /// the draft again after a delivery.
+    pub fn from_config(config: &Config, redraft: JobSpec) -> anyhow::Result<Option<Slack>> {
         let Some(sc) = &config.slack else {
             return Ok(None);
         };
@@ -178,7 +179,7 @@ impl Slack {
             client,
             capture: sc.capture.clone(),
             signing_secret: sc.signing_secret.clone(),
-            render_delay: crate::time::chrono_duration(config.postmortem.render_delay),
+            redraft,
         }))
     }
 
@@ -260,14 +261,11 @@ impl Slack {
         if *event == SlackEvent::EvidenceUpdated {
             return; // a refresh of the root's figures, not in the draft
         }
-        let spec = crate::followup::JobSpec {
-            kind: crate::draft::JOB_KIND,
-            payload: serde_json::Value::Null,
-            coalesce: true,
-            delay: self.render_delay,
-        };
-        let run_at = crate::time::system_clock()() + self.render_delay;
-        if let Err(e) = store.schedule(Some(incident_id), spec, run_at).await {
+        let run_at = crate::time::system_clock()() + self.redraft.delay;
+        if let Err(e) = store
+            .schedule(Some(incident_id), self.redraft.clone(), run_at)
+            .await
+        {
             tracing::warn!(incident = %incident_id, error = %e, "cannot queue the draft after a Slack message");
         }
     }

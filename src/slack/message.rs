@@ -11,7 +11,7 @@
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::alertmanager::grafana_keys;
+use crate::incident::grafana_keys;
 use crate::incident::{EventKind, Incident, Occurrence, Status, Timestamp};
 
 /// Block Kit: at most 50 blocks per message.

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, SubsecRound, Utc};
-use incidentd::alertmanager::{fingerprint, grafana_keys};
+use incidentd::alertmanager::fingerprint;
+use incidentd::incident::grafana_keys;
 use serde_json::Value;
 
 use crate::helpers::*;

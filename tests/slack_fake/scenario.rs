@@ -108,7 +108,7 @@ pub fn opened() -> Incident {
 /// carries Grafana's fields, kept by the decoder as `grafana.…` annotations, and its
 /// generatorURL is the alert rule's page in Grafana.
 pub fn opened_in_grafana() -> Incident {
-    use incidentd::alertmanager::grafana_keys;
+    use incidentd::incident::grafana_keys;
     let mut inc = opened();
     let a = &mut inc.alerts[0];
     a.generator_url = "https://grafana.example.com/alerting/grafana/pool-high/view?orgId=1".into();

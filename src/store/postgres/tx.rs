@@ -388,7 +388,7 @@ impl<'a, 'c> PgTx<'a, 'c> {
 
     /// Read what `seen` will be asked about the alerts of a notification (after its keys are
     /// locked), in one statement rather than one per alert; remembered while postponing.
-    fn read_seen(&mut self, alerts: &[crate::alertmanager::ValidAlert]) -> Result<()> {
+    fn read_seen(&mut self, alerts: &[crate::incident::ValidAlert]) -> Result<()> {
         let Some(p) = self.pending() else {
             return Ok(());
         };

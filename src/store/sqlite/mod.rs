@@ -1159,7 +1159,7 @@ impl Reads for SqliteReads<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alertmanager::ValidAlert;
+    use crate::incident::ValidAlert;
     use crate::incident::{ingest, Rules};
 
     fn t(s: &str) -> Timestamp {
