@@ -337,7 +337,15 @@ impl App {
             if now.has_tls() {
                 tls = Some(file.clone());
             }
-            router = http::web_config::layer(router, file);
+            let tokens = http::web_config::Tokens {
+                api: config.web.api_token.clone(),
+                webhook: config
+                    .web
+                    .webhook_auth
+                    .as_ref()
+                    .and_then(|a| a.bearer_token.clone()),
+            };
+            router = http::web_config::layer(router, file, tokens);
         }
         http::server::serve(
             listener,

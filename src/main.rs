@@ -174,6 +174,21 @@ struct Target {
     /// The daemon's base URL.
     #[arg(long, default_value = "http://127.0.0.1:9097", env = "INCIDENTD_URL")]
     url: String,
+    /// How to connect (TLS, basic auth or a token), in the format amtool and promtool take.
+    #[arg(long = "http.config.file")]
+    http_config_file: Option<PathBuf>,
+}
+
+impl Target {
+    fn daemon(&self) -> Result<cli::Daemon, cli::CliError> {
+        Ok(cli::Daemon {
+            url: self.url.clone(),
+            http: match &self.http_config_file {
+                Some(path) => cli::http_config::HttpConfig::load(path)?,
+                None => Default::default(),
+            },
+        })
+    }
 }
 
 #[derive(Args)]
@@ -340,7 +355,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             replay::run(replay::ReplayArgs {
                 path,
-                url: target.url,
+                daemon: &target.daemon().map_err(cli_error)?,
                 bearer_token_file,
                 basic_auth: basic_auth_user.zip(basic_auth_password_file),
                 delay,
@@ -409,7 +424,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             json,
         } => {
             cli::report::report(cli::report::ReportArgs {
-                url: target.url,
+                daemon: &target.daemon().map_err(cli_error)?,
                 since,
                 until,
                 by,
@@ -442,7 +457,7 @@ async fn incidents_command(
             json,
         } => {
             incidents::list(incidents::ListArgs {
-                url: target.url,
+                daemon: &target.daemon()?,
                 status,
                 service,
                 limit,
@@ -453,7 +468,7 @@ async fn incidents_command(
         }
         IncidentsCommand::Show { id, target, json } => {
             incidents::show(incidents::ShowArgs {
-                url: target.url,
+                daemon: &target.daemon()?,
                 id,
                 json,
                 out,
@@ -462,7 +477,7 @@ async fn incidents_command(
         }
         IncidentsCommand::Ack { id, writer } => {
             incidents::ack(
-                &writer.target.url,
+                &writer.target.daemon()?,
                 &id,
                 &writer.by,
                 writer.api_token_file.as_deref(),
@@ -472,7 +487,7 @@ async fn incidents_command(
         }
         IncidentsCommand::Note { id, text, writer } => {
             incidents::note(
-                &writer.target.url,
+                &writer.target.daemon()?,
                 &id,
                 &writer.by,
                 &text,
@@ -483,7 +498,7 @@ async fn incidents_command(
         }
         IncidentsCommand::Resolve { id, writer } => {
             incidents::resolve(
-                &writer.target.url,
+                &writer.target.daemon()?,
                 &id,
                 &writer.by,
                 writer.api_token_file.as_deref(),

@@ -12,13 +12,12 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use super::format::{self, Table, UNKNOWN};
-use super::{endpoint, parse_base_url, read_secret, send, CliError};
+use super::{endpoint, parse_base_url, read_secret, send, CliError, Daemon};
 use crate::incident::Status;
 
 /// Arguments of `incidentd incidents list`.
 pub struct ListArgs<'a> {
-    /// The daemon's base URL, e.g. `http://127.0.0.1:9097`.
-    pub url: String,
+    pub daemon: &'a Daemon,
     pub status: Option<Status>,
     pub service: Option<String>,
     pub limit: Option<u32>,
@@ -29,8 +28,7 @@ pub struct ListArgs<'a> {
 
 /// Arguments of `incidentd incidents show ID`.
 pub struct ShowArgs<'a> {
-    /// The daemon's base URL, e.g. `http://127.0.0.1:9097`.
-    pub url: String,
+    pub daemon: &'a Daemon,
     pub id: String,
     /// Print the daemon's JSON answer instead of the report.
     pub json: bool,
@@ -120,7 +118,7 @@ struct ListBody {
 /// `GET /api/v1/incidents` with the filters, printed as a table, newest first (the
 /// daemon's order).
 pub async fn list(args: ListArgs<'_>) -> Result<(), CliError> {
-    let base = parse_base_url(&args.url)?;
+    let base = parse_base_url(&args.daemon.url)?;
     let mut url = endpoint(&base, &["api", "v1", "incidents"]);
     {
         let mut query = url.query_pairs_mut();
@@ -138,8 +136,9 @@ pub async fn list(args: ListArgs<'_>) -> Result<(), CliError> {
     if url.query() == Some("") {
         url.set_query(None);
     }
-    let client = super::http_client()?;
-    let (_, body) = send("GET", &url, client.get(url.clone())).await?;
+    let http = &args.daemon.http;
+    let request = http.authorize(http.client()?.get(url.clone()));
+    let (_, body) = send("GET", &url, request).await?;
     if args.json {
         return print_raw(args.out, &body);
     }
@@ -169,10 +168,11 @@ pub async fn list(args: ListArgs<'_>) -> Result<(), CliError> {
 /// `GET /api/v1/incidents/{id}`, printed as a header with times and figures, then the alerts
 /// and the timeline.
 pub async fn show(args: ShowArgs<'_>) -> Result<(), CliError> {
-    let base = parse_base_url(&args.url)?;
+    let base = parse_base_url(&args.daemon.url)?;
     let url = endpoint(&base, &["api", "v1", "incidents", &args.id]);
-    let client = super::http_client()?;
-    let (_, body) = send("GET", &url, client.get(url.clone())).await?;
+    let http = &args.daemon.http;
+    let request = http.authorize(http.client()?.get(url.clone()));
+    let (_, body) = send("GET", &url, request).await?;
     if args.json {
         return print_raw(args.out, &body);
     }
@@ -183,21 +183,21 @@ pub async fn show(args: ShowArgs<'_>) -> Result<(), CliError> {
 
 /// `POST /api/v1/incidents/{id}/ack` as `by`.
 pub async fn ack(
-    url: &str,
+    daemon: &Daemon,
     id: &str,
     by: &str,
     token_file: Option<&Path>,
     out: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
     let body = serde_json::json!({ "by": by });
-    let answer = post_action(url, id, "ack", &body, token_file).await?;
+    let answer = post_action(daemon, id, "ack", &body, token_file).await?;
     writeln!(out, "{id} acknowledged by {by}{}", status_suffix(&answer))?;
     Ok(())
 }
 
 /// `POST /api/v1/incidents/{id}/notes` as `by`.
 pub async fn note(
-    url: &str,
+    daemon: &Daemon,
     id: &str,
     by: &str,
     text: &str,
@@ -205,41 +205,43 @@ pub async fn note(
     out: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
     let body = serde_json::json!({ "by": by, "text": text });
-    post_action(url, id, "notes", &body, token_file).await?;
+    post_action(daemon, id, "notes", &body, token_file).await?;
     writeln!(out, "note added to {id} by {by}")?;
     Ok(())
 }
 
 /// `POST /api/v1/incidents/{id}/resolve` as `by`.
 pub async fn resolve(
-    url: &str,
+    daemon: &Daemon,
     id: &str,
     by: &str,
     token_file: Option<&Path>,
     out: &mut (dyn Write + Send),
 ) -> Result<(), CliError> {
     let body = serde_json::json!({ "by": by });
-    let answer = post_action(url, id, "resolve", &body, token_file).await?;
+    let answer = post_action(daemon, id, "resolve", &body, token_file).await?;
     writeln!(out, "{id} resolved by {by}{}", status_suffix(&answer))?;
     Ok(())
 }
 
-/// Posts to one of the writing routes with the API token, returning the answer's body.
+/// Posts to one of the writing routes, returning the answer's body.
 async fn post_action(
-    url: &str,
+    daemon: &Daemon,
     id: &str,
     action: &str,
     body: &serde_json::Value,
     token_file: Option<&Path>,
 ) -> Result<String, CliError> {
-    let base = parse_base_url(url)?;
+    let base = parse_base_url(&daemon.url)?;
     let url = endpoint(&base, &["api", "v1", "incidents", id, action]);
     let token = token_file.map(read_secret).transpose()?;
-    let client = super::http_client()?;
-    let mut request = client.post(url.clone()).json(body);
-    if let Some(token) = &token {
-        request = request.bearer_auth(token);
-    }
+    let request = daemon.http.client()?.post(url.clone()).json(body);
+    // The API token, when given, is the one credential sent: it is what the writing routes
+    // demand, and the daemon's basic auth accepts it too (a request has one Authorization).
+    let request = match &token {
+        Some(token) => request.bearer_auth(token),
+        None => daemon.http.authorize(request),
+    };
     let (_, answer) = send("POST", &url, request).await?;
     Ok(answer)
 }
@@ -447,7 +449,7 @@ mod tests {
 
         let mut out = Vec::new();
         list(ListArgs {
-            url: server.uri(),
+            daemon: &Daemon::new(server.uri()),
             status: Some(Status::Open),
             service: Some("payment-service".into()),
             limit: Some(20),
@@ -478,7 +480,7 @@ INC-2026-0001  resolved  critical  payment-service  2026-11-23 02:26:28 UTC  39s
             .await;
         let mut out = Vec::new();
         list(ListArgs {
-            url: server.uri(),
+            daemon: &Daemon::new(server.uri()),
             status: None,
             service: None,
             limit: None,
@@ -503,7 +505,7 @@ INC-2026-0001  resolved  critical  payment-service  2026-11-23 02:26:28 UTC  39s
             .await;
         let mut out = Vec::new();
         list(ListArgs {
-            url: server.uri(),
+            daemon: &Daemon::new(server.uri()),
             status: Some(Status::Resolved),
             service: None,
             limit: None,
@@ -525,7 +527,7 @@ INC-2026-0001  resolved  critical  payment-service  2026-11-23 02:26:28 UTC  39s
             .await;
         let mut out = Vec::new();
         show(ShowArgs {
-            url: server.uri(),
+            daemon: &Daemon::new(server.uri()),
             id: "INC-2026-0001".into(),
             json: false,
             out: &mut out,
@@ -599,7 +601,7 @@ TIME                     EVENT           ACTOR         TEXT
             .await;
         let mut out = Vec::new();
         let err = show(ShowArgs {
-            url: server.uri(),
+            daemon: &Daemon::new(server.uri()),
             id: "INC-2026-0404".into(),
             json: false,
             out: &mut out,
@@ -626,7 +628,7 @@ TIME                     EVENT           ACTOR         TEXT
             .await;
         let mut out = Vec::new();
         let err = show(ShowArgs {
-            url: server.uri(),
+            daemon: &Daemon::new(server.uri()),
             id: "INC-2026-0001".into(),
             json: false,
             out: &mut out,
@@ -673,12 +675,12 @@ TIME                     EVENT           ACTOR         TEXT
         std::fs::write(&token, "api-token\n").unwrap();
 
         let mut out = Vec::new();
-        let url = server.uri();
-        ack(&url, "INC-2026-0001", "alice", Some(&token), &mut out)
+        let daemon = Daemon::new(server.uri());
+        ack(&daemon, "INC-2026-0001", "alice", Some(&token), &mut out)
             .await
             .unwrap();
         note(
-            &url,
+            &daemon,
             "INC-2026-0001",
             "alice",
             "rolled back v2.14.1",
@@ -687,7 +689,7 @@ TIME                     EVENT           ACTOR         TEXT
         )
         .await
         .unwrap();
-        resolve(&url, "INC-2026-0001", "bob", Some(&token), &mut out)
+        resolve(&daemon, "INC-2026-0001", "bob", Some(&token), &mut out)
             .await
             .unwrap();
 
@@ -710,10 +712,16 @@ TIME                     EVENT           ACTOR         TEXT
             .mount(&server)
             .await;
         let mut out = Vec::new();
-        let err = ack(&server.uri(), "INC-2026-0001", "alice", None, &mut out)
-            .await
-            .unwrap_err()
-            .to_string();
+        let err = ack(
+            &Daemon::new(server.uri()),
+            "INC-2026-0001",
+            "alice",
+            None,
+            &mut out,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("answered 401 Unauthorized: missing or wrong API token"),
             "{err}"

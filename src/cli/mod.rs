@@ -7,6 +7,7 @@
 //! beyond the shared `Status` enum, so an older or newer daemon with extra fields still works.
 
 pub mod format;
+pub mod http_config;
 pub mod incidents;
 pub mod replay;
 pub mod report;
@@ -97,17 +98,25 @@ pub enum CliError {
 }
 
 /// How long one request may take before the command gives up on it.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The HTTP client every command uses.
-pub(crate) fn http_client() -> Result<reqwest::Client, CliError> {
-    reqwest::Client::builder()
-        .user_agent(concat!("incidentd-cli/", env!("CARGO_PKG_VERSION")))
-        .timeout(REQUEST_TIMEOUT)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .build()
-        .map_err(|e| CliError::InvalidArguments(format!("cannot build HTTP client: {e}")))
+/// The daemon a command talks to: its base URL (`--url`) and how to connect to it
+/// (`--http.config.file`).
+pub struct Daemon {
+    /// e.g. `http://127.0.0.1:9097`.
+    pub url: String,
+    pub http: http_config::HttpConfig,
+}
+
+impl Daemon {
+    /// `url` with a plain connection: no credentials, the system's trust roots.
+    pub fn new(url: impl Into<String>) -> Daemon {
+        Daemon {
+            url: url.into(),
+            http: Default::default(),
+        }
+    }
 }
 
 /// Parses a daemon URL given on the command line.

@@ -17,7 +17,7 @@ use reqwest::Url;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use super::{endpoint, one_line, parse_base_url, read_secret, send, CliError};
+use super::{endpoint, one_line, parse_base_url, read_secret, send, CliError, Daemon};
 
 /// The webhook route of DESIGN.md's HTTP interface.
 const WEBHOOK_PATH: [&str; 2] = ["webhook", "alertmanager"];
@@ -29,8 +29,8 @@ const INDEX_FILE: &str = "index.json";
 pub struct ReplayArgs<'a> {
     /// A payload file, or a directory of them.
     pub path: PathBuf,
-    /// The daemon's base URL (`http://127.0.0.1:9097`) or its full webhook URL.
-    pub url: String,
+    /// The daemon: its base URL (`http://127.0.0.1:9097`) or its full webhook URL.
+    pub daemon: &'a Daemon,
     /// File holding the webhook bearer token (`web.webhook_auth.bearer_token_file`).
     pub bearer_token_file: Option<PathBuf>,
     /// User name and the file holding the password, for webhook basic auth.
@@ -70,13 +70,13 @@ enum Auth {
 pub async fn run(args: ReplayArgs<'_>) -> Result<ReplaySummary, CliError> {
     let ReplayArgs {
         path,
-        url,
+        daemon,
         bearer_token_file,
         basic_auth,
         delay,
         out,
     } = args;
-    let webhook = webhook_url(&url)?;
+    let webhook = webhook_url(&daemon.url)?;
     let auth = match (bearer_token_file, basic_auth) {
         (Some(_), Some(_)) => {
             return Err(CliError::InvalidArguments(
@@ -100,7 +100,7 @@ pub async fn run(args: ReplayArgs<'_>) -> Result<ReplaySummary, CliError> {
     }
     let total = deliveries.len();
 
-    let client = super::http_client()?;
+    let client = daemon.http.client()?;
     for (i, delivery) in deliveries.iter().enumerate() {
         if i > 0 {
             if let Some(delay) = delay {
@@ -111,8 +111,9 @@ pub async fn run(args: ReplayArgs<'_>) -> Result<ReplaySummary, CliError> {
             .post(webhook.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(delivery.body.clone());
+        // The webhook's own credentials, when given, replace the file's: one Authorization.
         request = match &auth {
-            Auth::None => request,
+            Auth::None => daemon.http.authorize(request),
             Auth::Bearer(token) => request.bearer_auth(token),
             Auth::Basic { user, password } => request.basic_auth(user, Some(password)),
         };
@@ -415,7 +416,7 @@ mod tests {
         let mut out = Vec::new();
         let summary = run(ReplayArgs {
             path: webhooks.clone(),
-            url: server.uri(),
+            daemon: &Daemon::new(server.uri()),
             bearer_token_file: Some(token),
             basic_auth: None,
             delay: None,
@@ -470,7 +471,7 @@ mod tests {
         let mut out = Vec::new();
         run(ReplayArgs {
             path: scenario_webhooks(),
-            url: format!("{}/webhook/alertmanager", server.uri()),
+            daemon: &Daemon::new(format!("{}/webhook/alertmanager", server.uri())),
             bearer_token_file: None,
             basic_auth: None,
             delay: Some(Duration::from_millis(1)),
@@ -488,7 +489,7 @@ mod tests {
         // Naming the index itself replays the capture it describes.
         run(ReplayArgs {
             path: scenario_webhooks().join("index.json"),
-            url: server.uri(),
+            daemon: &Daemon::new(server.uri()),
             bearer_token_file: None,
             basic_auth: None,
             delay: None,
@@ -535,7 +536,7 @@ mod tests {
         let mut out = Vec::new();
         run(ReplayArgs {
             path: dir.path().to_path_buf(),
-            url: format!("{}/", server.uri()),
+            daemon: &Daemon::new(format!("{}/", server.uri())),
             bearer_token_file: None,
             basic_auth: Some(("alertmanager".into(), password)),
             delay: None,
@@ -578,7 +579,7 @@ mod tests {
         let mut out = Vec::new();
         let err = run(ReplayArgs {
             path: scenario_webhooks(),
-            url: server.uri(),
+            daemon: &Daemon::new(server.uri()),
             bearer_token_file: None,
             basic_auth: None,
             delay: None,
@@ -618,7 +619,7 @@ mod tests {
         let mut out = Vec::new();
         let err = run(ReplayArgs {
             path: dir.path().to_path_buf(),
-            url: server.uri(),
+            daemon: &Daemon::new(server.uri()),
             bearer_token_file: None,
             basic_auth: None,
             delay: None,
@@ -643,7 +644,7 @@ mod tests {
         let mut out = Vec::new();
         let err = run(ReplayArgs {
             path: dir.path().to_path_buf(),
-            url: "http://127.0.0.1:9".into(),
+            daemon: &Daemon::new("http://127.0.0.1:9"),
             bearer_token_file: None,
             basic_auth: None,
             delay: None,
@@ -670,7 +671,7 @@ mod tests {
         let mut out = Vec::new();
         let err = run(ReplayArgs {
             path: scenario_webhooks().join("01-firing-DatabaseConnectionPoolHigh.json"),
-            url: url.clone(),
+            daemon: &Daemon::new(url.clone()),
             bearer_token_file: None,
             basic_auth: None,
             delay: None,
@@ -716,7 +717,7 @@ mod tests {
         let mut out = Vec::new();
         let err = run(ReplayArgs {
             path: scenario_webhooks(),
-            url: "http://127.0.0.1:9".into(),
+            daemon: &Daemon::new("http://127.0.0.1:9"),
             bearer_token_file: Some("t".into()),
             basic_auth: Some(("u".into(), "p".into())),
             delay: None,

@@ -10,12 +10,11 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::format::{self, Table, UNKNOWN};
-use super::{endpoint, parse_base_url, send, CliError};
+use super::{endpoint, parse_base_url, send, CliError, Daemon};
 
 /// Arguments of `incidentd report`.
 pub struct ReportArgs<'a> {
-    /// The daemon's base URL, e.g. `http://127.0.0.1:9097`.
-    pub url: String,
+    pub daemon: &'a Daemon,
     pub since: String,
     pub until: Option<String>,
     /// `week` or `month`.
@@ -112,7 +111,7 @@ struct ReportView {
 
 /// `GET /api/v1/reports` with the arguments, printed as tables.
 pub async fn report(args: ReportArgs<'_>) -> Result<(), CliError> {
-    let base = parse_base_url(&args.url)?;
+    let base = parse_base_url(&args.daemon.url)?;
     let mut url = endpoint(&base, &["api", "v1", "reports"]);
     {
         let mut query = url.query_pairs_mut();
@@ -127,8 +126,9 @@ pub async fn report(args: ReportArgs<'_>) -> Result<(), CliError> {
             }
         }
     }
-    let client = super::http_client()?;
-    let (_, body) = send("GET", &url, client.get(url.clone())).await?;
+    let http = &args.daemon.http;
+    let request = http.authorize(http.client()?.get(url.clone()));
+    let (_, body) = send("GET", &url, request).await?;
     if args.json {
         writeln!(args.out, "{}", body.trim_end())?;
         return Ok(());

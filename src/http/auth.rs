@@ -33,6 +33,11 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
         .then_some(token.trim())
 }
 
+/// Whether the request carries `Authorization: Bearer <expected>`.
+pub(crate) fn bearer_is(expected: &Secret, headers: &HeaderMap) -> bool {
+    bearer(headers).is_some_and(|got| equal(expected.expose().as_bytes(), got.as_bytes()))
+}
+
 /// `Authorization: Basic` as `(user, password)`.
 pub(crate) fn basic(headers: &HeaderMap) -> Option<(String, String)> {
     let value = authorization(headers)?;
@@ -54,8 +59,8 @@ impl WebhookAuth {
         if self.bearer_token.is_none() && self.basic_auth.is_none() {
             return Ok(());
         }
-        if let (Some(expected), Some(got)) = (&self.bearer_token, bearer(headers)) {
-            if equal(expected.expose().as_bytes(), got.as_bytes()) {
+        if let Some(expected) = &self.bearer_token {
+            if bearer_is(expected, headers) {
                 return Ok(());
             }
         }
@@ -88,7 +93,7 @@ impl WebhookAuth {
 pub fn check_api_token(token: Option<&Secret>, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = token else { return Ok(()) };
     match bearer(headers) {
-        Some(got) if equal(expected.expose().as_bytes(), got.as_bytes()) => Ok(()),
+        _ if bearer_is(expected, headers) => Ok(()),
         got => Err(ApiError::Unauthorized {
             message: if got.is_some() {
                 "invalid API token".into()

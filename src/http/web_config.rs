@@ -35,6 +35,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::config::Secret;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -568,10 +569,32 @@ pub fn unguarded(path: &str) -> bool {
     path.starts_with("/slack/")
 }
 
+/// incidentd's own bearer tokens, which pass basic auth where they guard a route: a request
+/// carries one `Authorization` header, so a client holding the API token (or Alertmanager
+/// holding the webhook's token) could not also send a password. The token is the stronger
+/// credential: it is what the route itself demands.
+#[derive(Clone, Default)]
+pub struct Tokens {
+    /// `web.api_token_file`: accepted on every route.
+    pub api: Option<Secret>,
+    /// `web.webhook_auth.bearer_token_file`: accepted on the webhook.
+    pub webhook: Option<Secret>,
+}
+
+impl Tokens {
+    fn pass(&self, path: &str, headers: &axum::http::HeaderMap) -> bool {
+        let is = |t: &Option<Secret>| {
+            t.as_ref()
+                .is_some_and(|t| super::auth::bearer_is(t, headers))
+        };
+        is(&self.api) || (path.starts_with("/webhook/") && is(&self.webhook))
+    }
+}
+
 /// The middleware: the file's headers on every answer, and basic auth on every route but
-/// [`unguarded`] ones when the file lists users.
+/// [`unguarded`] ones when the file lists users (or one of [`Tokens`] where it applies).
 pub async fn guard(
-    State(file): State<Arc<WebConfigFile>>,
+    State((file, tokens)): State<(Arc<WebConfigFile>, Arc<Tokens>)>,
     mut req: Request,
     next: Next,
 ) -> Response {
@@ -587,7 +610,10 @@ pub async fn guard(
         }
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
-    let mut response = if !config.has_users() || unguarded(req.uri().path()) {
+    let mut response = if !config.has_users()
+        || unguarded(req.uri().path())
+        || tokens.pass(req.uri().path(), req.headers())
+    {
         next.run(req).await
     } else {
         let credentials = super::auth::basic(req.headers());
@@ -620,8 +646,11 @@ pub async fn guard(
 }
 
 /// `router` behind the web configuration file.
-pub fn layer(router: axum::Router, file: Arc<WebConfigFile>) -> axum::Router {
-    router.layer(axum::middleware::from_fn_with_state(file, guard))
+pub fn layer(router: axum::Router, file: Arc<WebConfigFile>, tokens: Tokens) -> axum::Router {
+    router.layer(axum::middleware::from_fn_with_state(
+        (file, Arc::new(tokens)),
+        guard,
+    ))
 }
 
 #[cfg(test)]

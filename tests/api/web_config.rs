@@ -14,6 +14,7 @@ use crate::helpers::*;
 struct Tls {
     url: String,
     client: reqwest::Client,
+    /// Holds `ca.crt`, the server's self-signed certificate, for clients to trust.
     _dir: tempfile::TempDir,
     web_yml: std::path::PathBuf,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -46,6 +47,11 @@ fn web_yml(users: &[(&str, &str)]) -> String {
 }
 
 async fn spawn_tls() -> Tls {
+    spawn_tls_with(|_| {}).await
+}
+
+/// The daemon behind TLS and basic auth (`alice` / `s3cret`), its configuration edited first.
+async fn spawn_tls_with(edit: impl FnOnce(&mut Config)) -> Tls {
     let dir = tempfile::tempdir().unwrap();
     let certified =
         rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
@@ -61,6 +67,7 @@ async fn spawn_tls() -> Tls {
     let file = WebConfigFile::load(&web).unwrap();
     let mut config = Config::default();
     config.postmortem.output_dir = dir.path().join("drafts");
+    edit(&mut config);
     let clock = Arc::new(Mutex::new(time("2026-11-23T14:00:00Z")));
     let app = App::build(
         config,
@@ -89,6 +96,7 @@ async fn spawn_tls() -> Tls {
         .tls_built_in_root_certs(false)
         .build()
         .unwrap();
+    std::fs::write(dir.path().join("ca.crt"), certified.cert.pem()).unwrap();
     Tls {
         url,
         client,
@@ -238,5 +246,139 @@ async fn a_bad_web_config_file_stops_serve_naming_the_key() {
         checked.status.success(),
         "{}",
         String::from_utf8_lossy(&checked.stdout)
+    );
+}
+
+/// Runs the `incidentd` binary (off the runtime that serves the daemon) and returns its exit
+/// status and what it printed on both streams.
+async fn incidentd(args: Vec<String>) -> (bool, String) {
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_incidentd"))
+            .args(&args)
+            .env_remove("INCIDENTD_URL")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[tokio::test]
+async fn incidentds_own_tokens_pass_basic_auth_where_they_guard_the_route() {
+    use incidentd::config::{Secret, WebhookAuth};
+    let app = spawn_tls_with(|c| {
+        c.web.api_token = Some(Secret::new("api-tok"));
+        c.web.webhook_auth = Some(WebhookAuth {
+            bearer_token: Some(Secret::new("hook-tok")),
+            basic_auth: None,
+        });
+    })
+    .await;
+    let get = |path: &str, token: &str| {
+        app.client
+            .get(format!("{}{path}", app.url))
+            .bearer_auth(token)
+            .send()
+    };
+    // The API token on any route, as one Authorization header cannot carry it and a password.
+    for path in ["/api/v1/incidents", "/metrics", "/"] {
+        assert_eq!(get(path, "api-tok").await.unwrap().status(), 200, "{path}");
+        assert_eq!(get(path, "wrong").await.unwrap().status(), 401, "{path}");
+        // The webhook's token is for the webhook only.
+        assert_eq!(get(path, "hook-tok").await.unwrap().status(), 401, "{path}");
+    }
+    let post = |token: &str| {
+        app.client
+            .post(format!("{}/webhook/alertmanager", app.url))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(payload(|_| {}))
+            .send()
+    };
+    assert_eq!(post("hook-tok").await.unwrap().status(), 200);
+    assert_eq!(post("wrong").await.unwrap().status(), 401);
+    // A writing route with the API token alone: past basic auth, and the token it demands.
+    let ack = app
+        .client
+        .post(format!("{}/api/v1/incidents/INC-2026-0001/ack", app.url))
+        .bearer_auth("api-tok")
+        .json(&serde_json::json!({"by": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ack.status(), 200, "{:?}", ack.text().await);
+}
+
+#[tokio::test]
+async fn the_client_commands_connect_with_an_http_config_file_as_amtool_does() {
+    use incidentd::config::Secret;
+    let app = spawn_tls_with(|c| c.web.api_token = Some(Secret::new("api-tok"))).await;
+    let dir = app._dir.path();
+    std::fs::write(dir.join("alice.pw"), "s3cret\n").unwrap();
+    std::fs::write(dir.join("api-token"), "api-tok\n").unwrap();
+    let with_auth = dir.join("http.yml");
+    std::fs::write(
+        &with_auth,
+        "basic_auth:\n  username: alice\n  password_file: alice.pw\ntls_config:\n  ca_file: ca.crt\n",
+    )
+    .unwrap();
+    let ca_only = dir.join("http-ca-only.yml");
+    std::fs::write(&ca_only, "tls_config:\n  ca_file: ca.crt\n").unwrap();
+    let run = |args: &[&str], http: Option<&std::path::Path>| {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.push(format!("--url={}", app.url));
+        if let Some(http) = http {
+            all.push(format!("--http.config.file={}", http.display()));
+        }
+        incidentd(all)
+    };
+
+    // TLS: the daemon's certificate is trusted only through the file's CA.
+    let (ok, said) = run(&["incidents", "list"], None).await;
+    assert!(!ok && said.contains("TLS error"), "{said}");
+    // Past TLS, basic auth still wants a password.
+    let (ok, said) = run(&["incidents", "list"], Some(&ca_only)).await;
+    assert!(!ok && said.contains("401"), "{said}");
+    // With both, every reading command works.
+    let (ok, said) = run(&["incidents", "list"], Some(&with_auth)).await;
+    assert!(ok, "{said}");
+    let (ok, said) = run(&["report", "--since=30d"], Some(&with_auth)).await;
+    assert!(ok, "{said}");
+    let firing = dir.join("firing.json");
+    std::fs::write(&firing, payload(|_| {})).unwrap();
+    let (ok, said) = run(&["replay", firing.to_str().unwrap()], Some(&with_auth)).await;
+    assert!(ok, "{said}");
+    // A writing command sends the API token instead of the password: the route demands it,
+    // and basic auth accepts it.
+    let token = format!("--api-token-file={}", dir.join("api-token").display());
+    let (ok, said) = run(
+        &["incidents", "ack", "INC-2026-0001", "--by=alice", &token],
+        Some(&with_auth),
+    )
+    .await;
+    assert!(ok, "{said}");
+    assert!(
+        said.contains("INC-2026-0001 acknowledged by alice"),
+        "{said}"
+    );
+    // Without the token, the password gets past basic auth, and the route asks for the token.
+    let (ok, said) = run(
+        &["incidents", "ack", "INC-2026-0001", "--by=alice"],
+        Some(&with_auth),
+    )
+    .await;
+    assert!(!ok && said.contains("needs the API token"), "{said}");
+    // A mistake in the file names the file and the key.
+    std::fs::write(&ca_only, "tls_config:\n  server_name: x\n").unwrap();
+    let (ok, said) = run(&["incidents", "list"], Some(&ca_only)).await;
+    assert!(
+        !ok && said.contains("http-ca-only.yml: tls_config"),
+        "{said}"
     );
 }
