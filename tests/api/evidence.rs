@@ -3,47 +3,14 @@
 //! Prometheus that is down, failing, slow or answering with an error envelope: ingestion stays
 //! fast, the job retries, and evidence arrives once Prometheus answers.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use incidentd::config::{Config, PrometheusConfig};
 use serde_json::Value;
 use wiremock::{MockServer, ResponseTemplate};
 
 use crate::helpers::*;
 
 pub use crate::recorded_prometheus::{mount, RecordedPrometheus};
-
-/// A daemon asking the Prometheus at `url`, with short delays so tests stay fast.
-fn config(url: &str) -> Config {
-    let mut prometheus = PrometheusConfig::new(url);
-    prometheus.timeout = Duration::from_secs(2);
-    prometheus.quick_snapshot_delay = Duration::from_millis(50);
-    prometheus.snapshot_delay = Duration::from_millis(100);
-    prometheus.retry_backoff = Duration::from_millis(100);
-    Config {
-        prometheus: Some(prometheus),
-        rules_dir: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules")),
-        ..Config::default()
-    }
-}
-
-/// Polls the incident until `done` holds (at most 10 s); returns it.
-async fn wait_for(app: &TestApp, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let incident = app.incident(id).await;
-        if done(&incident) {
-            return incident;
-        }
-        assert!(Instant::now() < deadline, "never saw {what}: {incident:#}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn has_snapshots(i: &Value) -> bool {
-    i["snapshots"].as_array().is_some_and(|s| !s.is_empty())
-}
 
 fn snapshot<'a>(i: &'a Value, name: &str) -> &'a Value {
     i["snapshots"]
@@ -69,11 +36,11 @@ async fn the_recorded_scenario_gets_the_true_impact_start_snapshots_charts_and_a
 ) {
     let server = MockServer::start().await;
     mount(&server, &RecordedPrometheus::new()).await;
-    let app = spawn_app_with(config(&server.uri())).await;
+    let app = spawn_app_with(prometheus_config(&server.uri())).await;
     for (_, at, body) in recorded_webhooks() {
         post_fast(&app, at, body).await;
     }
-    let i = wait_for(
+    let i = wait_for_incident(
         &app,
         "INC-2026-0001",
         "evidence of the resolved incident",
@@ -189,10 +156,10 @@ async fn the_recorded_scenario_gets_the_true_impact_start_snapshots_charts_and_a
 async fn the_chart_route_refuses_bad_names_and_answers_404_for_unknown_charts() {
     let server = MockServer::start().await;
     mount(&server, &RecordedPrometheus::new()).await;
-    let app = spawn_app_with(config(&server.uri())).await;
+    let app = spawn_app_with(prometheus_config(&server.uri())).await;
     let (at, body) = (recorded_webhooks()[0].1, recorded_webhooks()[0].2.clone());
     post_fast(&app, at, body).await;
-    wait_for(&app, "INC-2026-0001", "snapshots", has_snapshots).await;
+    wait_for_incident(&app, "INC-2026-0001", "snapshots", has_snapshots).await;
     let get = |path: String| {
         let (client, url) = (app.client.clone(), app.url.clone());
         async move { client.get(format!("{url}{path}")).send().await.unwrap() }
@@ -236,7 +203,7 @@ async fn evidence_arrives_after_recovery(failure: ResponseTemplate, timeout: Dur
     let prometheus = RecordedPrometheus::new();
     prometheus.fail_with(Some(failure));
     mount(&server, &prometheus).await;
-    let mut config = config(&server.uri());
+    let mut config = prometheus_config(&server.uri());
     if let Some(p) = config.prometheus.as_mut() {
         p.timeout = timeout;
     }
@@ -244,7 +211,7 @@ async fn evidence_arrives_after_recovery(failure: ResponseTemplate, timeout: Dur
     let (at, body) = (recorded_webhooks()[0].1, recorded_webhooks()[0].2.clone());
     post_fast(&app, at, body).await;
 
-    let i = wait_for(&app, "INC-2026-0001", "why evidence is missing", |i| {
+    let i = wait_for_incident(&app, "INC-2026-0001", "why evidence is missing", |i| {
         i["evidence"]["missing_reason"].is_string()
     })
     .await;
@@ -279,7 +246,7 @@ async fn evidence_arrives_after_recovery(failure: ResponseTemplate, timeout: Dur
     // while the impact start was still the firing time; the cause is not pinned down (a
     // collection whose re-evaluation fell back, improved by a later one, would do it), so the
     // test waits for both rather than taking the first snapshot as final.
-    let i = wait_for(&app, "INC-2026-0001", "evidence after recovery", |i| {
+    let i = wait_for_incident(&app, "INC-2026-0001", "evidence after recovery", |i| {
         has_snapshots(i) && i["impact_start_method"] == "rule_reevaluation"
     })
     .await;
@@ -338,10 +305,10 @@ async fn prometheus_unreachable_delays_evidence_until_it_listens() {
         .unwrap()
         .port();
     let url = format!("http://127.0.0.1:{port}");
-    let app = spawn_app_with(config(&url)).await;
+    let app = spawn_app_with(prometheus_config(&url)).await;
     let (at, body) = (recorded_webhooks()[0].1, recorded_webhooks()[0].2.clone());
     post_fast(&app, at, body).await;
-    let i = wait_for(&app, "INC-2026-0001", "why evidence is missing", |i| {
+    let i = wait_for_incident(&app, "INC-2026-0001", "why evidence is missing", |i| {
         i["evidence"]["missing_reason"].is_string()
     })
     .await;
@@ -356,7 +323,7 @@ async fn prometheus_unreachable_delays_evidence_until_it_listens() {
     let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
     let server = MockServer::builder().listener(listener).start().await;
     mount(&server, &RecordedPrometheus::new()).await;
-    let i = wait_for(
+    let i = wait_for_incident(
         &app,
         "INC-2026-0001",
         "evidence once Prometheus listens",
@@ -378,10 +345,10 @@ async fn a_bad_data_error_envelope_is_not_retried_and_the_incident_says_exactly_
         "application/json",
     )));
     mount(&server, &prometheus).await;
-    let app = spawn_app_with(config(&server.uri())).await;
+    let app = spawn_app_with(prometheus_config(&server.uri())).await;
     let (at, body) = (recorded_webhooks()[0].1, recorded_webhooks()[0].2.clone());
     post_fast(&app, at, body).await;
-    let i = wait_for(&app, "INC-2026-0001", "why evidence is missing", |i| {
+    let i = wait_for_incident(&app, "INC-2026-0001", "why evidence is missing", |i| {
         i["evidence"]["missing_reason"].is_string()
     })
     .await;
@@ -433,10 +400,10 @@ async fn a_bad_data_error_envelope_is_not_retried_and_the_incident_says_exactly_
 async fn an_alert_that_fired_earlier_joining_later_moves_the_impact_start_back() {
     let server = MockServer::start().await;
     mount(&server, &RecordedPrometheus::new()).await;
-    let app = spawn_app_with(config(&server.uri())).await;
+    let app = spawn_app_with(prometheus_config(&server.uri())).await;
     let (at, body) = (recorded_webhooks()[0].1, recorded_webhooks()[0].2.clone());
     post_fast(&app, at, body).await;
-    wait_for(&app, "INC-2026-0001", "the re-evaluated start", |i| {
+    wait_for_incident(&app, "INC-2026-0001", "the re-evaluated start", |i| {
         i["impact_start_method"] == "rule_reevaluation"
     })
     .await;
@@ -448,7 +415,7 @@ async fn an_alert_that_fired_earlier_joining_later_moves_the_impact_start_back()
     });
     post_fast(&app, time("2026-11-23T02:26:40Z"), late.into_bytes()).await;
     // Its condition is not in the recorded range, so the new earliest is startsAt − for.
-    let i = wait_for(&app, "INC-2026-0001", "the earlier start", |i| {
+    let i = wait_for_incident(&app, "INC-2026-0001", "the earlier start", |i| {
         i["impact_start_method"] == "starts_at_minus_for"
     })
     .await;
@@ -461,7 +428,7 @@ async fn the_slack_root_message_is_updated_with_the_figures_once_evidence_arrive
     let server = MockServer::start().await;
     mount(&server, &RecordedPrometheus::new()).await;
     let fake = crate::fake::FakeSlack::start().await;
-    let mut config = config(&server.uri());
+    let mut config = prometheus_config(&server.uri());
     config.slack = Some(incidentd::config::SlackConfig {
         api_url: fake.api_url(),
         bot_token: Some(incidentd::config::Secret::new(crate::fake::TOKEN)),
@@ -475,7 +442,7 @@ async fn the_slack_root_message_is_updated_with_the_figures_once_evidence_arrive
     for (_, at, body) in recorded_webhooks() {
         post_fast(&app, at, body).await;
     }
-    wait_for(&app, "INC-2026-0001", "snapshots", |i| {
+    wait_for_incident(&app, "INC-2026-0001", "snapshots", |i| {
         i["status"] == "resolved" && has_snapshots(i)
     })
     .await;
@@ -517,7 +484,7 @@ async fn the_slack_root_message_is_updated_with_the_figures_once_evidence_arrive
 async fn with_a_query_lag_no_snapshot_reaches_into_the_last_query_lag_of_data() {
     let server = MockServer::start().await;
     mount(&server, &RecordedPrometheus::new()).await;
-    let mut config = config(&server.uri());
+    let mut config = prometheus_config(&server.uri());
     let lag = Duration::from_secs(20);
     if let Some(p) = config.prometheus.as_mut() {
         p.query_lag = lag;
@@ -528,7 +495,7 @@ async fn with_a_query_lag_no_snapshot_reaches_into_the_last_query_lag_of_data() 
         .next()
         .expect("a recorded webhook");
     post_fast(&app, at, body).await;
-    let i = wait_for(&app, "INC-2026-0001", "evidence", |i| {
+    let i = wait_for_incident(&app, "INC-2026-0001", "evidence", |i| {
         i["evidence"]["data_until"].is_string()
     })
     .await;

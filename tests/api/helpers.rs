@@ -239,3 +239,141 @@ pub async fn start_daemon_with(
     }
     Daemon { child, url }
 }
+
+/// A daemon behind `--web.config.file` with TLS (a fresh self-signed certificate, also in
+/// `dir/ca.crt` for clients to trust) and basic auth (`alice` / `s3cret`), and a client that
+/// trusts it (no redirects followed). Stops when dropped.
+pub struct TlsApp {
+    pub url: String,
+    pub client: reqwest::Client,
+    /// Holds `ca.crt`, `web.yml`, the data and the drafts.
+    pub dir: tempfile::TempDir,
+    /// The web config file, read again per request: tests rewrite it.
+    pub web_yml: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for TlsApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A bcrypt hash at the lowest cost, to keep tests fast (the format is the same).
+pub fn bcrypt_hash(password: &str) -> String {
+    bcrypt::hash(password, 4).unwrap()
+}
+
+/// A web config file: TLS with `tls/server.*`, a header, and these users.
+pub fn web_yml(users: &[(&str, &str)]) -> String {
+    let mut yml = "tls_server_config:\n  cert_file: tls/server.crt\n  key_file: tls/server.key\n\
+                   http_server_config:\n  headers:\n    X-Frame-Options: deny\n"
+        .to_string();
+    if !users.is_empty() {
+        yml.push_str("basic_auth_users:\n");
+        for (user, password) in users {
+            yml.push_str(&format!("  {user}: '{}'\n", bcrypt_hash(password)));
+        }
+    }
+    yml
+}
+
+/// [`TlsApp`], its configuration edited first.
+pub async fn spawn_tls_with(edit: impl FnOnce(&mut Config)) -> TlsApp {
+    let dir = tempfile::tempdir().unwrap();
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    std::fs::create_dir(dir.path().join("tls")).unwrap();
+    std::fs::write(dir.path().join("tls/server.crt"), certified.cert.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("tls/server.key"),
+        certified.key_pair.serialize_pem(),
+    )
+    .unwrap();
+    let web = dir.path().join("web.yml");
+    std::fs::write(&web, web_yml(&[("alice", "s3cret")])).unwrap();
+    let file = incidentd::http::web_config::WebConfigFile::load(&web).unwrap();
+    let mut config = Config::default();
+    config.postmortem.output_dir = dir.path().join("drafts");
+    edit(&mut config);
+    let clock = Arc::new(Mutex::new(time("2026-11-23T14:00:00Z")));
+    let app = App::build(
+        config,
+        Options {
+            listen_address: "127.0.0.1:0".into(),
+            storage_path: Some(dir.path().join("data")),
+        },
+        Arc::new(move || *clock.lock().unwrap()),
+    )
+    .await
+    .unwrap()
+    .with_web_config(file);
+    let url = format!("https://{}", app.local_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        app.run_until(async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    let client = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
+        )
+        .tls_built_in_root_certs(false)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    std::fs::write(dir.path().join("ca.crt"), certified.cert.pem()).unwrap();
+    TlsApp {
+        url,
+        client,
+        dir,
+        web_yml: web,
+        stop: Some(stop),
+    }
+}
+
+/// A daemon asking the Prometheus at `url`, with short delays so tests stay fast, and the
+/// repository's evidence rules.
+pub fn prometheus_config(url: &str) -> Config {
+    let mut prometheus = incidentd::config::PrometheusConfig::new(url);
+    prometheus.timeout = std::time::Duration::from_secs(2);
+    prometheus.quick_snapshot_delay = std::time::Duration::from_millis(50);
+    prometheus.snapshot_delay = std::time::Duration::from_millis(100);
+    prometheus.retry_backoff = std::time::Duration::from_millis(100);
+    Config {
+        prometheus: Some(prometheus),
+        rules_dir: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules")),
+        ..Config::default()
+    }
+}
+
+/// Polls the incident until `done` holds (at most 15 s); returns it.
+pub async fn wait_for_incident(
+    app: &TestApp,
+    id: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let incident = app.incident(id).await;
+        if done(&incident) {
+            return incident;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never saw {what}: {incident:#}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Whether the incident has evidence snapshots.
+pub fn has_snapshots(i: &Value) -> bool {
+    i["snapshots"].as_array().is_some_and(|s| !s.is_empty())
+}

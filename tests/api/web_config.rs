@@ -3,112 +3,12 @@
 //! request, and a bad file stopping `serve` with an error naming the key.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-
-use incidentd::app::{App, Options};
-use incidentd::config::Config;
-use incidentd::http::web_config::WebConfigFile;
 
 use crate::helpers::*;
 
-struct Tls {
-    url: String,
-    client: reqwest::Client,
-    /// Holds `ca.crt`, the server's self-signed certificate, for clients to trust.
-    _dir: tempfile::TempDir,
-    web_yml: std::path::PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl Drop for Tls {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
-}
-
-/// A bcrypt hash at the lowest cost, to keep the test fast (the format is the same).
-fn hash(password: &str) -> String {
-    bcrypt::hash(password, 4).unwrap()
-}
-
-fn web_yml(users: &[(&str, &str)]) -> String {
-    let mut yml = "tls_server_config:\n  cert_file: tls/server.crt\n  key_file: tls/server.key\n\
-                   http_server_config:\n  headers:\n    X-Frame-Options: deny\n"
-        .to_string();
-    if !users.is_empty() {
-        yml.push_str("basic_auth_users:\n");
-        for (user, password) in users {
-            yml.push_str(&format!("  {user}: '{}'\n", hash(password)));
-        }
-    }
-    yml
-}
-
-async fn spawn_tls() -> Tls {
-    spawn_tls_with(|_| {}).await
-}
-
-/// The daemon behind TLS and basic auth (`alice` / `s3cret`), its configuration edited first.
-async fn spawn_tls_with(edit: impl FnOnce(&mut Config)) -> Tls {
-    let dir = tempfile::tempdir().unwrap();
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-    std::fs::create_dir(dir.path().join("tls")).unwrap();
-    std::fs::write(dir.path().join("tls/server.crt"), certified.cert.pem()).unwrap();
-    std::fs::write(
-        dir.path().join("tls/server.key"),
-        certified.key_pair.serialize_pem(),
-    )
-    .unwrap();
-    let web = dir.path().join("web.yml");
-    std::fs::write(&web, web_yml(&[("alice", "s3cret")])).unwrap();
-    let file = WebConfigFile::load(&web).unwrap();
-    let mut config = Config::default();
-    config.postmortem.output_dir = dir.path().join("drafts");
-    edit(&mut config);
-    let clock = Arc::new(Mutex::new(time("2026-11-23T14:00:00Z")));
-    let app = App::build(
-        config,
-        Options {
-            listen_address: "127.0.0.1:0".into(),
-            storage_path: Some(dir.path().join("data")),
-        },
-        Arc::new(move || *clock.lock().unwrap()),
-    )
-    .await
-    .unwrap()
-    .with_web_config(file);
-    let url = format!("https://{}", app.local_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        app.run_until(async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    let client = reqwest::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
-        )
-        .tls_built_in_root_certs(false)
-        .build()
-        .unwrap();
-    std::fs::write(dir.path().join("ca.crt"), certified.cert.pem()).unwrap();
-    Tls {
-        url,
-        client,
-        _dir: dir,
-        web_yml: web,
-        stop: Some(stop),
-    }
-}
-
 #[tokio::test]
 async fn tls_and_basic_auth_guard_every_route_but_slacks() {
-    let app = spawn_tls().await;
+    let app = spawn_tls_with(|_| {}).await;
     let get = |path: &str, auth: Option<(&str, &str)>| {
         let mut r = app.client.get(format!("{}{path}", app.url));
         if let Some((u, p)) = auth {
@@ -234,7 +134,7 @@ async fn a_bad_web_config_file_stops_serve_naming_the_key() {
     }
     std::fs::write(
         &web,
-        format!("basic_auth_users:\n  alice: '{}'\n", hash("pw")),
+        format!("basic_auth_users:\n  alice: '{}'\n", bcrypt_hash("pw")),
     )
     .unwrap();
     let checked = std::process::Command::new(env!("CARGO_BIN_EXE_incidentd"))
@@ -319,7 +219,7 @@ async fn incidentds_own_tokens_pass_basic_auth_where_they_guard_the_route() {
 async fn the_client_commands_connect_with_an_http_config_file_as_amtool_does() {
     use incidentd::config::Secret;
     let app = spawn_tls_with(|c| c.web.api_token = Some(Secret::new("api-tok"))).await;
-    let dir = app._dir.path();
+    let dir = app.dir.path();
     std::fs::write(dir.join("alice.pw"), "s3cret\n").unwrap();
     std::fs::write(dir.join("api-token"), "api-tok\n").unwrap();
     let with_auth = dir.join("http.yml");

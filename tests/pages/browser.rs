@@ -1,45 +1,13 @@
 //! What a person sees and does in the browser.
 
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use incidentd::config::{Config, PrometheusConfig};
 use serde_json::{json, Value};
 use wiremock::MockServer;
 
 use crate::helpers::*;
 use crate::recorded_prometheus::{mount, RecordedPrometheus};
 use crate::webdriver::Browser;
-
-fn config(url: &str) -> Config {
-    let mut prometheus = PrometheusConfig::new(url);
-    prometheus.timeout = Duration::from_secs(2);
-    prometheus.quick_snapshot_delay = Duration::from_millis(50);
-    prometheus.snapshot_delay = Duration::from_millis(100);
-    prometheus.retry_backoff = Duration::from_millis(100);
-    Config {
-        prometheus: Some(prometheus),
-        rules_dir: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("rules")),
-        ..Config::default()
-    }
-}
-
-/// Polls the incident's JSON until `done` holds (at most 15 s).
-async fn wait_for(app: &TestApp, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let incident = app.incident(id).await;
-        if done(&incident) {
-            return incident;
-        }
-        assert!(Instant::now() < deadline, "never saw {what}: {incident:#}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn has_snapshots(i: &Value) -> bool {
-    i["snapshots"].as_array().is_some_and(|s| !s.is_empty())
-}
 
 /// Whether every image matching `css` has loaded (and there is at least one).
 fn images_loaded(css: &str) -> String {
@@ -57,7 +25,7 @@ async fn the_recorded_incident_in_a_browser_list_timeline_charts_draft_and_ackno
     };
     let server = MockServer::start().await;
     mount(&server, &RecordedPrometheus::new()).await;
-    let app = spawn_app_with(config(&server.uri())).await;
+    let app = spawn_app_with(prometheus_config(&server.uri())).await;
     // The firing notifications only: the incident is open, as when someone first looks.
     for (file, at, body) in recorded_webhooks() {
         if file.contains("resolved") {
@@ -67,7 +35,7 @@ async fn the_recorded_incident_in_a_browser_list_timeline_charts_draft_and_ackno
         assert_eq!(app.post_webhook(body).await.status(), 200);
     }
     let id = "INC-2026-0001";
-    let before = wait_for(&app, id, "evidence with charts", |i| {
+    let before = wait_for_incident(&app, id, "evidence with charts", |i| {
         has_snapshots(i) && i["snapshots"][0]["chart_url"].is_string()
     })
     .await;
@@ -298,7 +266,7 @@ async fn the_recorded_incident_in_a_browser_list_timeline_charts_draft_and_ackno
             assert_eq!(app.post_webhook(body).await.status(), 200);
         }
     }
-    wait_for(&app, id, "the resolve", |i| i["status"] == "resolved").await;
+    wait_for_incident(&app, id, "the resolve", |i| i["status"] == "resolved").await;
     browser.goto(&format!("{}/?status=resolved", app.url)).await;
     let text = browser.text().await;
     assert!(text.contains(id) && text.contains("resolved"), "{text}");

@@ -397,59 +397,9 @@ async fn with_an_api_token_the_forms_act_only_behind_an_auth_proxy() {
 /// `Secure`, and the signed-in user acts from the page, whatever name is typed.
 #[tokio::test]
 async fn behind_tls_and_basic_auth_the_signed_in_user_acts_and_the_cookie_is_secure() {
-    use std::sync::{Arc, Mutex};
-    let dir = tempfile::tempdir().unwrap();
-    let certified =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-    std::fs::write(dir.path().join("server.crt"), certified.cert.pem()).unwrap();
-    std::fs::write(
-        dir.path().join("server.key"),
-        certified.key_pair.serialize_pem(),
-    )
-    .unwrap();
-    let web = dir.path().join("web.yml");
-    std::fs::write(
-        &web,
-        format!(
-            "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n\
-             basic_auth_users:\n  alice: '{}'\n",
-            bcrypt::hash("s3cret", 4).unwrap()
-        ),
-    )
-    .unwrap();
-    let file = incidentd::http::web_config::WebConfigFile::load(&web).unwrap();
-    let mut config = Config::default();
-    config.postmortem.output_dir = dir.path().join("drafts");
-    config.web.api_token = Some(incidentd::config::Secret::new("t0ken"));
-    let clock = Arc::new(Mutex::new(time("2026-11-23T14:00:00Z")));
-    let app = incidentd::app::App::build(
-        config,
-        incidentd::app::Options {
-            listen_address: "127.0.0.1:0".into(),
-            storage_path: Some(dir.path().join("data")),
-        },
-        Arc::new(move || *clock.lock().unwrap()),
-    )
-    .await
-    .unwrap()
-    .with_web_config(file);
-    let url = format!("https://{}", app.local_addr());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        app.run_until(async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
-    let client = reqwest::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
-        )
-        .tls_built_in_root_certs(false)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let app =
+        spawn_tls_with(|c| c.web.api_token = Some(incidentd::config::Secret::new("t0ken"))).await;
+    let (url, client) = (app.url.clone(), app.client.clone());
     let r = client
         .post(format!("{url}/webhook/alertmanager"))
         .basic_auth("alice", Some("s3cret"))
@@ -505,6 +455,4 @@ async fn behind_tls_and_basic_auth_the_signed_in_user_acts_and_the_cookie_is_sec
         .await
         .unwrap();
     assert_eq!(i["acknowledged_by"], "alice");
-    let _ = stop.send(());
-    let _ = task.await;
 }
