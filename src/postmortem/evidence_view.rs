@@ -5,7 +5,7 @@
 
 use chrono_tz::Tz;
 
-use super::context::{Evidence, ImpactFigure, Snapshot};
+use super::evidence::{Evidence, ImpactFigure, Snapshot};
 use crate::incident::{Incident, Status, Timestamp};
 
 /// Where the stored evidence stands against the incident.

@@ -13,6 +13,7 @@
 //! `{{#if misspelt}}` is silently false, so the samples cover both branches of every flag.
 
 mod context;
+mod evidence;
 pub mod evidence_view;
 mod helpers;
 mod sample;
@@ -23,8 +24,10 @@ use std::path::{Path, PathBuf};
 use handlebars::Handlebars;
 
 pub use context::{
-    build_context, ActionSuggestion, Communication, ConditionStart, Evidence, ImpactFigure,
-    RelatedIncident, RenderContext, RenderInput, RenderSettings, RuleInfo, Slo, Snapshot,
+    build_context, Communication, RelatedIncident, RenderContext, RenderInput, RenderSettings,
+};
+pub use evidence::{
+    ActionSuggestion, ConditionStart, Evidence, ImpactFigure, RuleInfo, Slo, Snapshot,
 };
 pub use helpers::{metric as format_metric, time as format_time, Unit};
 pub use sample::{sample_full, sample_minimal};

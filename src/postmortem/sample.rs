@@ -5,9 +5,9 @@
 use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
-use super::context::{
-    labels, ActionSuggestion, ConditionStart, Evidence, ImpactFigure, RelatedIncident,
-    RenderSettings, RuleInfo, Slo, Snapshot,
+use super::context::{labels, RelatedIncident, RenderSettings};
+use super::evidence::{
+    ActionSuggestion, ConditionStart, Evidence, ImpactFigure, RuleInfo, Slo, Snapshot,
 };
 use super::helpers::Unit;
 use crate::incident::{
