@@ -323,6 +323,9 @@ async fn a_payload_of_100_000_alerts_is_refused_by_the_default_limit_and_stored_
 
     let mut config = incidentd::config::Config::default();
     config.web.max_body_bytes = 64 << 20;
+    // Storing 100,000 alerts in a debug build on a loaded CI machine can outlast the default
+    // request timeout; the timeout is not what this test is about.
+    config.web.request_timeout = std::time::Duration::from_secs(600);
     let app = spawn_app_with(config).await;
     let started = std::time::Instant::now();
     let (status, answer) = post_raw(&app, body).await;
