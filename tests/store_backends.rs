@@ -1179,9 +1179,11 @@ async fn slack_conversation(store: Store) -> Vec<String> {
     for change in [
         ThreadChange::Posted {
             author: "Alice".into(),
+            mentions: vec![],
         },
         ThreadChange::Posted {
             author: "Alice".into(),
+            mentions: vec![],
         },
         ThreadChange::Edited {
             text: "looking at the pool".into(),

@@ -106,10 +106,50 @@ impl ThreadMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum ThreadChange {
-    Posted { author: String },
-    Edited { text: String, at: Timestamp },
-    Deleted { at: Timestamp },
-    Reacted { reaction: String, by: String },
+    Posted {
+        author: String,
+        /// `(user id, name)` of the users the text mentions, for [`name_mentions`].
+        #[serde(default)]
+        mentions: Vec<(String, String)>,
+    },
+    Edited {
+        text: String,
+        at: Timestamp,
+    },
+    Deleted {
+        at: Timestamp,
+    },
+    Reacted {
+        reaction: String,
+        by: String,
+    },
+}
+
+/// `text` with each mention of a user (`@U123`, as Slack's `<@U123>` reads once written out)
+/// replaced by the name people know them by (`@Alice Martin`). Only whole ids: `@U12`
+/// does not touch `@U123`.
+pub fn name_mentions(text: &str, names: &[(String, String)]) -> String {
+    let mut out = text.to_string();
+    for (id, name) in names {
+        let needle = format!("@{id}");
+        let mut from = 0;
+        while let Some(found) = out[from..].find(&needle) {
+            let start = from + found;
+            let end = start + needle.len();
+            let whole = !out[end..]
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphanumeric());
+            if whole {
+                let replacement = format!("@{name}");
+                out.replace_range(start..end, &replacement);
+                from = start + replacement.len();
+            } else {
+                from = end;
+            }
+        }
+    }
+    out
 }
 
 /// Apply `change` to `message`; returns the rows to append to the incident's timeline.
@@ -124,11 +164,12 @@ pub fn apply(
         return rows;
     }
     match change {
-        ThreadChange::Posted { author } => {
+        ThreadChange::Posted { author, mentions } => {
             if message.author.is_some() {
                 return rows; // applied already
             }
             message.author = Some(author.clone());
+            message.text = name_mentions(&message.text, mentions);
             if rules.capture == Capture::All || MilestoneKind::of_note(&message.text).is_some() {
                 capture(message, &mut rows);
             }
@@ -244,6 +285,7 @@ mod tests {
         let mut m = msg("looking at the pool");
         let posted = ThreadChange::Posted {
             author: "Alice".into(),
+            mentions: vec![],
         };
         let rows = apply(&rules, &mut m, &posted);
         assert_eq!(rows.len(), 1);
@@ -276,6 +318,7 @@ mod tests {
         let rules = marked();
         let posted = ThreadChange::Posted {
             author: "Bob".into(),
+            mentions: vec![],
         };
         let mut chatter = msg("anyone else seeing this?");
         assert!(apply(&rules, &mut chatter, &posted).is_empty());
@@ -300,5 +343,27 @@ mod tests {
             Some(MilestoneKind::Mitigated)
         );
         assert!(apply(&rules, &mut fix, &bandage).is_empty());
+    }
+
+    #[test]
+    fn mentions_read_with_the_names_people_know() {
+        let names = vec![
+            ("U0ALICE".to_string(), "Alice Martin".to_string()),
+            ("U1".to_string(), "Bob".to_string()),
+        ];
+        assert_eq!(
+            name_mentions("@U0ALICE, @U1 and @U12 see @U1: <@U1>", &names),
+            "@Alice Martin, @Bob and @U12 see @Bob: <@Bob>"
+        );
+        assert_eq!(name_mentions("no one", &names), "no one");
+        let rules = CaptureRules::default();
+        let mut m = msg("@U1 restarting the primary");
+        let posted = ThreadChange::Posted {
+            author: "Alice".into(),
+            mentions: names,
+        };
+        let rows = apply(&rules, &mut m, &posted);
+        assert_eq!(rows[0].text, "@Bob restarting the primary");
+        assert_eq!(m.text, "@Bob restarting the primary");
     }
 }

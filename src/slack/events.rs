@@ -47,6 +47,8 @@ pub enum Event {
         ts: String,
         user: String,
         text: String,
+        /// The users the text mentions (`@U123` in `text`), whose names the job looks up.
+        mentions: Vec<String>,
     },
     /// A person edited their reply.
     Edited {
@@ -55,6 +57,7 @@ pub enum Event {
         ts: String,
         text: String,
         at: Timestamp,
+        mentions: Vec<String>,
     },
     /// A reply was deleted.
     Deleted {
@@ -82,8 +85,8 @@ pub struct EventsError(pub String);
 
 /// A message's text as people read it in Slack: its control sequences (`<@U123>`,
 /// `<#C123|general>`, `<!here>`, `<https://x|label>`) written out, then the `&`, `<` and `>`
-/// that Slack escapes in `text` unescaped. A mention keeps the user's id (`@U123`): names are
-/// looked up for authors only.
+/// that Slack escapes in `text` unescaped. A mention keeps the user's id (`@U123`) here; the
+/// job puts the name in ([`mentions`] lists whose).
 fn plain(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -118,6 +121,20 @@ fn plain(text: &str) -> String {
     out.replace("&lt;", "<")
         .replace("&gt;", ">")
         .replace("&amp;", "&")
+}
+
+/// The users a message's text mentions (`<@U123>`, no label), each once.
+fn mentions(text: &str) -> Vec<String> {
+    let mut users: Vec<String> = text
+        .split("<@")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('>').map(|(inner, _)| inner))
+        .filter(|inner| !inner.contains('|') && !inner.is_empty())
+        .map(str::to_string)
+        .collect();
+    users.sort();
+    users.dedup();
+    users
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -190,6 +207,7 @@ fn parse_event(e: &Value, event_time: Option<Timestamp>) -> Event {
                     ts: ts.into(),
                     user: user.into(),
                     text: plain(str_of(e, "text").unwrap_or_default()),
+                    mentions: mentions(str_of(e, "text").unwrap_or_default()),
                 }
             }
             Some("message_changed") => {
@@ -214,6 +232,7 @@ fn parse_event(e: &Value, event_time: Option<Timestamp>) -> Event {
                     ts: ts.into(),
                     text: plain(str_of(m, "text").unwrap_or_default()),
                     at,
+                    mentions: mentions(str_of(m, "text").unwrap_or_default()),
                 }
             }
             Some("message_deleted") => {
@@ -372,6 +391,10 @@ mod tests {
             "@oncall p99 > 1 s &<"
         );
         assert_eq!(plain("a &lt;b&gt; <unclosed"), "a <b> <unclosed");
+        assert_eq!(
+            mentions("<@U2> and <@U1>, <@U2>, <@U3|carol>, <#C1>, <@"),
+            ["U1", "U2"]
+        );
     }
 
     use super::*;

@@ -37,10 +37,25 @@ pub struct ThreadJob {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "change", rename_all = "snake_case")]
 pub enum RawChange {
-    Posted { user: String },
-    Edited { text: String, at: Timestamp },
-    Deleted { at: Timestamp },
-    Reacted { reaction: String, user: String },
+    Posted {
+        user: String,
+        /// Users the text mentions, by id (absent in jobs queued before names were looked up).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mentions: Vec<String>,
+    },
+    Edited {
+        text: String,
+        at: Timestamp,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mentions: Vec<String>,
+    },
+    Deleted {
+        at: Timestamp,
+    },
+    Reacted {
+        reaction: String,
+        user: String,
+    },
 }
 
 /// Where an event happened, the reply to keep at once (a new one), and its job; `None` for
@@ -57,6 +72,7 @@ pub fn job_for(event: &Event) -> Option<(Target, Option<Reply>, JobSpec)> {
             ts,
             user,
             text,
+            mentions,
         } => (
             thread(channel, thread_ts),
             Some(Reply {
@@ -67,7 +83,10 @@ pub fn job_for(event: &Event) -> Option<(Target, Option<Reply>, JobSpec)> {
             ThreadJob {
                 channel: channel.clone(),
                 ts: ts.clone(),
-                change: RawChange::Posted { user: user.clone() },
+                change: RawChange::Posted {
+                    user: user.clone(),
+                    mentions: mentions.clone(),
+                },
             },
         ),
         Event::Edited {
@@ -76,6 +95,7 @@ pub fn job_for(event: &Event) -> Option<(Target, Option<Reply>, JobSpec)> {
             ts,
             text,
             at,
+            mentions,
         } => (
             thread(channel, thread_ts),
             None,
@@ -85,6 +105,7 @@ pub fn job_for(event: &Event) -> Option<(Target, Option<Reply>, JobSpec)> {
                 change: RawChange::Edited {
                     text: text.clone(),
                     at: *at,
+                    mentions: mentions.clone(),
                 },
             },
         ),
@@ -174,14 +195,36 @@ impl super::job::Slack {
                         crate::retry::JOBS.after_chrono(job.attempts + 1),
                     )
                 };
+                let named = |users: Vec<String>| {
+                    let (slack, store) = (&slack, &store);
+                    async move {
+                        let mut names = Vec::with_capacity(users.len());
+                        for user in users {
+                            let name = slack.name_of(store, &user).await?;
+                            names.push((user, name));
+                        }
+                        Ok::<_, NameError>(names)
+                    }
+                };
                 let change = match payload.change {
-                    RawChange::Posted { user } => ThreadChange::Posted {
+                    RawChange::Posted { user, mentions } => ThreadChange::Posted {
                         author: slack
                             .name_of(&store, &user)
                             .await
                             .map_err(|e| e.failure(job.attempts + 1))?,
+                        mentions: named(mentions)
+                            .await
+                            .map_err(|e| e.failure(job.attempts + 1))?,
                     },
-                    RawChange::Edited { text, at } => ThreadChange::Edited { text, at },
+                    RawChange::Edited { text, at, mentions } => {
+                        let names = named(mentions)
+                            .await
+                            .map_err(|e| e.failure(job.attempts + 1))?;
+                        ThreadChange::Edited {
+                            text: crate::incident::conversation::name_mentions(&text, &names),
+                            at,
+                        }
+                    }
                     RawChange::Deleted { at } => ThreadChange::Deleted { at },
                     RawChange::Reacted { reaction, user } => ThreadChange::Reacted {
                         reaction,

@@ -390,6 +390,46 @@ async fn replies_are_captured_with_names_edits_append_deletions_remove_bots_are_
 }
 
 #[tokio::test]
+async fn mentions_read_with_names_in_replies_and_edits() {
+    let fake = FakeSlack::start().await;
+    fake.add_user("U0ALICE", "Alice Martin", "alice");
+    fake.add_user("U0BOB", "Bob Chen", "bob");
+    let app = spawn_app_with(config(&fake, rules(Capture::All))).await;
+    let t = open(&app, &fake).await;
+    deliver(
+        &app,
+        "Ev0M1",
+        t.reply(
+            "U0BOB",
+            10,
+            "<@U0ALICE> can you look at <@U0ALICE|alice>'s dashboard?",
+        ),
+    )
+    .await;
+    let got = rows(&app, "INC-2026-0001", PEOPLE, 1).await;
+    assert_eq!(got[0]["actor"], "Bob Chen");
+    assert_eq!(
+        got[0]["text"], "@Alice Martin can you look at @alice's dashboard?",
+        "{got:#?}"
+    );
+    deliver(
+        &app,
+        "Ev0M2",
+        t.edit(
+            "U0BOB",
+            10,
+            "<@U0ALICE> can you look at <@U0ALICE|alice>'s dashboard?",
+            "<@U0ALICE> never mind, <@U0NOBODY> has it",
+            30,
+        ),
+    )
+    .await;
+    let got = rows(&app, "INC-2026-0001", PEOPLE, 2).await;
+    // A user Slack does not know keeps the id.
+    assert_eq!(got[1]["text"], "@Alice Martin never mind, @U0NOBODY has it");
+}
+
+#[tokio::test]
 async fn a_retried_delivery_is_one_entry_and_a_refused_one_stores_nothing() {
     let fake = FakeSlack::start().await;
     fake.add_user("U0BOB", "Bob Chen", "bob");
