@@ -257,24 +257,21 @@ fn writer_loop(shared: &Shared) {
     loop {
         let mut batch = std::mem::take(&mut carry);
         let mut ended = false;
-        {
-            // One writer at a time waits for work and drains the queue; the others run their
-            // batches meanwhile.
+        if batch.is_empty() {
+            // One writer at a time waits for work (holding the receiver while it waits) and
+            // drains the queue; the others run their batches meanwhile.
             let mut rx = lock(&shared.receiver);
-            if batch.is_empty() {
-                match rx.blocking_recv() {
-                    Some(Msg::Op(op)) => batch.push(op),
-                    Some(Msg::Close) => rx.close(),
-                    None => ended = true,
-                }
+            match rx.blocking_recv() {
+                Some(Msg::Op(op)) => batch.push(op),
+                Some(Msg::Close) => rx.close(),
+                None => ended = true,
             }
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(Msg::Op(op)) => batch.push(op),
-                    Ok(Msg::Close) => rx.close(),
-                    Err(_) => break,
-                }
-            }
+            drain(&mut rx, &mut batch);
+        } else {
+            // Work deferred from the last transaction runs now, with what is queued if no
+            // other writer holds the receiver: one that does may be waiting there for work
+            // that never comes (every caller may be waiting for this very work).
+            top_up(shared, &mut batch);
         }
         if batch.is_empty() {
             if ended {
@@ -351,9 +348,13 @@ fn run_batch(shared: &Shared, mut batch: Vec<Op>) -> Vec<Op> {
 /// of its own, each for the key in turn. Skipped when another writer is taking work from the
 /// queue (it waits there only when the queue is empty).
 fn top_up(shared: &Shared, batch: &mut Vec<Op>) {
-    let Ok(mut rx) = shared.receiver.try_lock() else {
-        return;
-    };
+    if let Ok(mut rx) = shared.receiver.try_lock() {
+        drain(&mut rx, batch);
+    }
+}
+
+/// Take what is queued, up to [`MAX_BATCH`] operations in the batch.
+fn drain(rx: &mut mpsc::Receiver<Msg>, batch: &mut Vec<Op>) {
     while batch.len() < MAX_BATCH {
         match rx.try_recv() {
             Ok(Msg::Op(op)) => batch.push(op),
