@@ -361,7 +361,7 @@ impl<'a, 'c> PgTx<'a, 'c> {
             let claims = self.claims;
             let got = if claims.is_some_and(|c| c.others_claim(name)) {
                 false
-            } else if self.may_wait && claims.map_or(true, |c| c.claim(name)) {
+            } else if self.may_wait && claims.is_none_or(|c| c.claim(name)) {
                 self.c.execute_keeping(
                     "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
                     &[&name],
