@@ -27,7 +27,10 @@
 //! another transaction waits for it only when it is the first operation of its batch, so it
 //! holds nothing while it waits; later operations only try, and a busy lock defers the
 //! operation to the writer's next transaction, where it comes first. Two batches thus never
-//! wait for each other's advisory locks. What remains (two transactions waiting for each
+//! wait for each other's advisory locks. Within a replica, a key is awaited by one writer at
+//! most: work that needs a key another writer holds or awaits is handed to that writer's batch
+//! (`keys.rs`) instead of its own, so the replica's other writers serve other keys and a busy
+//! key's batches grow rather than queue. What remains (two transactions waiting for each
 //! other's rows, e.g. the pending job a coalesced enqueue updates) PostgreSQL detects after
 //! `deadlock_timeout`; the losing operation's savepoint is rolled back and it runs again in
 //! the next transaction, as any operation that failed transiently, at most [`OP_RETRIES`]
@@ -39,6 +42,7 @@ use std::time::{Duration, Instant};
 use postgres::IsolationLevel;
 use tokio::sync::{mpsc, oneshot};
 
+use super::keys::{Claiming, Claims, Keys};
 use super::pending::Pending;
 use super::tx::{Conn, PgReads, PgTx};
 use super::{migrations, Pool};
@@ -61,6 +65,8 @@ struct Op {
     finish: Finish,
     /// Times it was run again after a transient failure of its own.
     retries: u32,
+    /// Times a busy lock, or one another writer claims (`keys.rs`), made it run again.
+    blocked: u32,
 }
 
 enum Msg {
@@ -77,6 +83,10 @@ pub const MAX_WRITERS: usize = 4;
 pub const BATCH_ATTEMPTS: u32 = 4;
 /// Times an operation is run again after a transient failure of its own savepoint.
 pub const OP_RETRIES: u32 = 3;
+/// Times an operation blocked on a lock is handed to the writer that claims it (`keys.rs`);
+/// later it runs as if no writer claimed any lock (blocked, it comes first in its writer's next
+/// transaction, and waits), so that work needing locks two writers keep claiming in turn runs.
+const HANDOFFS: u32 = 4;
 
 /// The database: a queue to the writers and the pool. Cheap to clone.
 #[derive(Clone)]
@@ -90,6 +100,8 @@ struct Shared {
     pool: Option<Pool>,
     receiver: Mutex<mpsc::Receiver<Msg>>,
     writers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Which writer holds or awaits each advisory lock, with the work handed to it.
+    keys: Keys<Op>,
     location: String,
 }
 
@@ -113,6 +125,7 @@ impl Db {
             pool: Some(pool),
             receiver: Mutex::new(rx),
             writers: Mutex::new(Vec::new()),
+            keys: Keys::new(),
             location: location.clone(),
         });
         let writers = config.pool_size.clamp(1, MAX_WRITERS);
@@ -121,7 +134,7 @@ impl Db {
             let shared = shared.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("incidentd-pg-writer-{i}"))
-                .spawn(move || writer_loop(&shared))
+                .spawn(move || writer_loop(&shared, i))
                 .map_err(|e| open_err(e.to_string()))?;
             handles.push(handle);
         }
@@ -163,6 +176,7 @@ impl Db {
                 let _ = done.send(commit.and(result));
             }),
             retries: 0,
+            blocked: 0,
         };
         self.queue
             .send(Msg::Op(op))
@@ -252,29 +266,26 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn writer_loop(shared: &Shared) {
+fn writer_loop(shared: &Shared, writer: usize) {
     let mut carry: Vec<Op> = Vec::new();
     loop {
         let mut batch = std::mem::take(&mut carry);
         let mut ended = false;
-        {
-            // One writer at a time waits for work and drains the queue; the others run their
-            // batches meanwhile.
+        if batch.is_empty() {
+            // One writer at a time waits for work (holding the receiver while it waits) and
+            // drains the queue; the others run their batches meanwhile.
             let mut rx = lock(&shared.receiver);
-            if batch.is_empty() {
-                match rx.blocking_recv() {
-                    Some(Msg::Op(op)) => batch.push(op),
-                    Some(Msg::Close) => rx.close(),
-                    None => ended = true,
-                }
+            match rx.blocking_recv() {
+                Some(Msg::Op(op)) => batch.push(op),
+                Some(Msg::Close) => rx.close(),
+                None => ended = true,
             }
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(Msg::Op(op)) => batch.push(op),
-                    Ok(Msg::Close) => rx.close(),
-                    Err(_) => break,
-                }
-            }
+            drain(&mut rx, &mut batch);
+        } else {
+            // Work deferred from the last transaction runs now, with what is queued if no
+            // other writer holds the receiver: one that does may be waiting there for work
+            // that never comes (every caller may be waiting for this very work).
+            top_up(shared, &mut batch);
         }
         if batch.is_empty() {
             if ended {
@@ -284,7 +295,7 @@ fn writer_loop(shared: &Shared) {
         }
         let started = Instant::now();
         let size = batch.len();
-        carry = run_batch(shared, batch);
+        carry = run_batch(shared, writer, batch);
         tracing::trace!(
             size,
             deferred = carry.len(),
@@ -300,23 +311,39 @@ enum Fate {
     Answer,
     /// Run it again in the next transaction.
     Defer,
+    /// A lock it needs is busy: run it again, in the transaction of the writer that holds or
+    /// awaits the lock when there is one (see `keys.rs`), else in the next transaction.
+    HandOff(String),
 }
 
 /// Run a batch until it commits or fails for good; answer its callers; return the operations
 /// deferred to the next transaction.
-fn run_batch(shared: &Shared, mut batch: Vec<Op>) -> Vec<Op> {
+fn run_batch(shared: &Shared, writer: usize, batch: Vec<Op>) -> Vec<Op> {
+    let claims = shared.keys.batch(writer);
+    let mut deferred = try_until_done(shared, &claims, batch);
+    // Its transaction ended: work handed to this writer that it did not take runs next.
+    deferred.extend(claims.end());
+    deferred
+}
+
+fn try_until_done(shared: &Shared, claims: &Claims<Op>, mut batch: Vec<Op>) -> Vec<Op> {
     let mut attempt = 0;
     // Postpone writes (see `pending.rs`) unless sending them failed for good.
     let mut postpone = true;
     loop {
         attempt += 1;
-        match try_batch(shared, &mut batch, postpone) {
+        match try_batch(shared, claims, &mut batch, postpone) {
             Ok(fates) => {
                 let mut deferred = Vec::new();
                 for (op, fate) in batch.into_iter().zip(fates) {
                     match fate {
                         Fate::Answer => (op.finish)(Ok(())),
                         Fate::Defer => deferred.push(op),
+                        Fate::HandOff(name) => {
+                            if let Err(op) = claims.hand_off(&name, op) {
+                                deferred.push(op);
+                            }
+                        }
                     }
                 }
                 return deferred;
@@ -351,9 +378,13 @@ fn run_batch(shared: &Shared, mut batch: Vec<Op>) -> Vec<Op> {
 /// of its own, each for the key in turn. Skipped when another writer is taking work from the
 /// queue (it waits there only when the queue is empty).
 fn top_up(shared: &Shared, batch: &mut Vec<Op>) {
-    let Ok(mut rx) = shared.receiver.try_lock() else {
-        return;
-    };
+    if let Ok(mut rx) = shared.receiver.try_lock() {
+        drain(&mut rx, batch);
+    }
+}
+
+/// Take what is queued, up to [`MAX_BATCH`] operations in the batch.
+fn drain(rx: &mut mpsc::Receiver<Msg>, batch: &mut Vec<Op>) {
     while batch.len() < MAX_BATCH {
         match rx.try_recv() {
             Ok(Msg::Op(op)) => batch.push(op),
@@ -390,7 +421,12 @@ fn begin<'c>(session: &'c mut postgres::Client) -> Result<postgres::Transaction<
 /// such a restart, runs without one, and its failure rolls back the whole transaction, which
 /// then starts again empty. A succeeded operation's savepoint is released together with the
 /// next one's creation (one round trip), and the last one is committed with the transaction.
-fn try_batch(shared: &Shared, batch: &mut Vec<Op>, postpone: bool) -> Result<Vec<Fate>, Failed> {
+fn try_batch(
+    shared: &Shared,
+    claims: &Claims<Op>,
+    batch: &mut Vec<Op>,
+    postpone: bool,
+) -> Result<Vec<Fate>, Failed> {
     let mut client = shared.pool().get()?;
     let (session, stmts) = client.parts();
     let mut tx = begin(session)?;
@@ -402,14 +438,20 @@ fn try_batch(shared: &Shared, batch: &mut Vec<Op>, postpone: bool) -> Result<Vec
         if i == 1 {
             top_up(shared, batch);
         }
+        if i >= 1 {
+            claims.take(batch, MAX_BATCH);
+        }
         let Some(op) = batch.get_mut(i) else {
             break;
         };
         let in_savepoint = kept;
+        let affinity = op.blocked < HANDOFFS;
         pending.start_op(in_savepoint);
         // Only the first operation waits for a busy lock: it holds nothing yet.
         let (ran, blocked) = {
-            let mut pgtx = PgTx::new(Conn::for_op(&mut tx, stmts, &mut pending), i == 0);
+            let conn = Conn::for_op(&mut tx, stmts, &mut pending);
+            let claims: Option<&dyn Claiming> = affinity.then_some(claims);
+            let mut pgtx = PgTx::new(conn, i == 0, claims);
             let ran = (op.run)(&mut pgtx);
             (ran, pgtx.blocked)
         };
@@ -432,8 +474,13 @@ fn try_batch(shared: &Shared, batch: &mut Vec<Op>, postpone: bool) -> Result<Vec
                     tx = begin(session)?;
                     pending = Pending::new(postpone);
                 }
-                if blocked {
-                    fates.push(Fate::Defer);
+                if let Some(name) = blocked {
+                    op.blocked += 1;
+                    fates.push(if affinity {
+                        Fate::HandOff(name)
+                    } else {
+                        Fate::Defer
+                    });
                 } else if transient && op.retries < OP_RETRIES {
                     op.retries += 1;
                     fates.push(Fate::Defer);

@@ -16,6 +16,7 @@
 
 mod db;
 pub mod error;
+mod keys;
 pub mod migrations;
 mod pending;
 pub mod pool;

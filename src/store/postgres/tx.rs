@@ -38,6 +38,7 @@ use crate::store::{
 };
 use crate::time::{from_micros, to_micros};
 
+use super::keys::Claiming;
 use super::pending::{Notification, Pending};
 use super::PgError;
 
@@ -332,17 +333,22 @@ pub struct PgTx<'a, 'c> {
     /// other's locks (a deadlock): a busy lock defers the operation to the next transaction
     /// ([`PgTx::blocked`]).
     pub(super) may_wait: bool,
-    /// A lock was busy and not waited for: the operation is to be run again.
-    pub(super) blocked: bool,
+    /// A lock was busy (or claimed by another writer) and not waited for: the operation is to
+    /// be run again. The lock's name.
+    pub(super) blocked: Option<String>,
+    /// Which writer of this replica holds or awaits each lock (`keys.rs`): a lock another
+    /// writer claims is not asked for, the operation is handed to that writer instead.
+    claims: Option<&'a dyn Claiming>,
 }
 
 impl<'a, 'c> PgTx<'a, 'c> {
-    pub(super) fn new(c: Conn<'a, 'c>, may_wait: bool) -> Self {
+    pub(super) fn new(c: Conn<'a, 'c>, may_wait: bool, claims: Option<&'a dyn Claiming>) -> Self {
         PgTx {
             c,
             now: chrono::Utc::now(),
             may_wait,
-            blocked: false,
+            blocked: None,
+            claims,
         }
     }
 
@@ -352,11 +358,15 @@ impl<'a, 'c> PgTx<'a, 'c> {
             if self.c.pending.as_deref().is_some_and(|p| p.holds(name)) {
                 continue;
             }
-            if self.may_wait {
+            let claims = self.claims;
+            let got = if claims.is_some_and(|c| c.others_claim(name)) {
+                false
+            } else if self.may_wait && claims.is_none_or(|c| c.claim(name)) {
                 self.c.execute_keeping(
                     "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
                     &[&name],
                 )?;
+                true
             } else {
                 let got: bool = self
                     .c
@@ -365,15 +375,19 @@ impl<'a, 'c> PgTx<'a, 'c> {
                         &[&name],
                     )?
                     .try_get(0)?;
-                if !got {
-                    self.blocked = true;
-                    return Err(StoreError::Database {
-                        message: "a correlation key is locked by another transaction; \
-                                  retried in the next one"
-                            .into(),
-                        transient: true,
-                    });
+                if let (true, Some(c)) = (got, claims) {
+                    c.claim(name);
                 }
+                got
+            };
+            if !got {
+                self.blocked = Some(name.to_string());
+                return Err(StoreError::Database {
+                    message: "a correlation key is locked by another transaction; \
+                              retried in the next one"
+                        .into(),
+                    transient: true,
+                });
             }
             if let Some(p) = self.c.pending.as_deref_mut() {
                 p.took(name);
