@@ -171,7 +171,8 @@ fn an_sqlite_installation_moves_to_postgresql_whole() {
         .map(|r| r.get(0))
         .collect();
     assert!(
-        plan.iter().any(|l| l.contains("incidents_alertnames_trgm")),
+        plan.iter()
+            .any(|l| l.contains("incidents_alertnames_search")),
         "{plan:#?}"
     );
     assert_eq!(count(&mut client, search), with_name(&names));

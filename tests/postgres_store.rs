@@ -152,7 +152,7 @@ fn sqlite_schema() -> Schema {
     let mut out = Schema::new();
     let tables: Vec<String> = conn
         // The search index is each backend's own: SQLite's FTS5 table `incident_search` (and
-        // its shadow tables), PostgreSQL's `pg_trgm` indexes `*_trgm`.
+        // its shadow tables), PostgreSQL's indexes `*_search`.
         .prepare(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
              AND name NOT LIKE 'incident_search%'",
@@ -317,7 +317,7 @@ fn postgres_schema(client: &mut postgres::Client) -> Schema {
              JOIN pg_class t ON t.oid = ix.indrelid
              JOIN pg_namespace ns ON ns.oid = t.relnamespace
              WHERE ns.nspname = current_schema() AND t.relname <> 'schema_migrations'
-               AND i.relname NOT LIKE '%\\_trgm'
+               AND i.relname NOT LIKE '%\\_search'
                AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = ix.indexrelid)",
             &[],
         )

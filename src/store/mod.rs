@@ -205,6 +205,8 @@ pub(crate) const TRIGRAM: usize = 3;
 /// A search as the backends run it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Search {
+    /// The term as given.
+    pub term: String,
     /// `LIKE` pattern (escaped with `\\`) of an id starting with the term.
     pub id_prefix: String,
     /// `LIKE` pattern of a title or an alert name containing the term.
@@ -228,6 +230,7 @@ impl IncidentFilter {
                 escaped.push(c);
             }
             Search {
+                term: s.to_string(),
                 id_prefix: format!("{escaped}%"),
                 contains: format!("%{escaped}%"),
                 indexed: (s.chars().count() >= TRIGRAM).then(|| s.to_string()),

@@ -261,8 +261,9 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "search: incidents' alert names, trigram indexes",
         // `incidents.alertnames` as in SQLite (sorted by bytes, each once, joined by a
         // newline), kept by triggers on `occurrences`. SQLite's FTS5 table is PostgreSQL's
-        // `pg_trgm` GIN indexes on id, title and alert names (named `*_trgm`; the schema
-        // comparison leaves each backend's search index out). `pg_trgm` ships with the server
+        // `pg_trgm` GIN indexes on title and alert names and a B-tree on the lowered id for
+        // its prefixes (named `*_search`; the schema comparison leaves each backend's search
+        // index out). `pg_trgm` ships with the server
         // (contrib) and is trusted since PostgreSQL 13: the database's owner may create it.
         sql: r#"
     DO $$
@@ -310,9 +311,9 @@ pub const MIGRATIONS: &[Migration] = &[
     CREATE TRIGGER occurrences_alertnames_delete AFTER DELETE ON occurrences
         FOR EACH ROW EXECUTE FUNCTION occurrences_alertnames();
 
-    CREATE INDEX incidents_id_trgm ON incidents USING gin (id gin_trgm_ops);
-    CREATE INDEX incidents_title_trgm ON incidents USING gin (title gin_trgm_ops);
-    CREATE INDEX incidents_alertnames_trgm ON incidents USING gin (alertnames gin_trgm_ops);
+    CREATE INDEX incidents_id_search ON incidents (lower(id) text_pattern_ops);
+    CREATE INDEX incidents_title_search ON incidents USING gin (title gin_trgm_ops);
+    CREATE INDEX incidents_alertnames_search ON incidents USING gin (alertnames gin_trgm_ops);
     "#,
     },
 ];
