@@ -189,8 +189,9 @@ pub struct IncidentFilter {
     /// Incidents that fired before this time.
     pub fired_until: Option<Timestamp>,
     /// Matches an id starting with it, or a title or an alert name containing it (ASCII
-    /// case-insensitive). A term of 3 characters or more is looked up in a trigram index
-    /// (SQLite FTS5, PostgreSQL `pg_trgm`); a shorter one is tested on each incident in turn.
+    /// case-insensitive). A term of 3 characters or more is looked up in an index (SQLite
+    /// FTS5; PostgreSQL `pg_trgm`, and a B-tree for id prefixes); a shorter one is tested on
+    /// each incident in turn.
     pub search: Option<String>,
 }
 
@@ -201,6 +202,11 @@ pub(crate) const ALERTNAMES_SEPARATOR: char = '\n';
 
 /// The shortest term a trigram index can find; shorter ones are tested on every incident.
 pub(crate) const TRIGRAM: usize = 3;
+
+/// How many incidents a search tests one by one, newest first, before it asks the trigram
+/// index for the rest: enough for a term most incidents match, or for filters (a service, a
+/// time) that leave few incidents, to finish there; few enough to cost about a millisecond.
+pub(crate) const SEARCH_WALK: u32 = 200;
 
 /// A search as the backends run it.
 #[derive(Debug, Clone, PartialEq, Eq)]

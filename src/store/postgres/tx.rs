@@ -35,6 +35,7 @@ use crate::incident::*;
 use crate::store::sqlite::{ListFilter, Page};
 use crate::store::{
     IncidentFilter, Job, JobStatus, NewJob, Reads, Related, Search, StoreError, StoredDraft, Tx,
+    SEARCH_WALK,
 };
 use crate::time::{from_micros, to_micros};
 
@@ -1078,10 +1079,6 @@ impl Tx for PgTx<'_, '_> {
 
 /// The store's queries, inside one read-only transaction (so a read of several parts, e.g.
 /// a draft's inputs, sees one moment).
-/// How many incidents a search tests one by one, newest first, before the trigram indexes
-/// find the rest (as in SQLite's `find_incidents`).
-const SEARCH_WALK: u32 = 200;
-
 /// A query built clause by clause, its arguments numbered as they come.
 struct PgQuery {
     sql: String,

@@ -17,6 +17,7 @@ use crate::alertmanager::ValidNotification;
 use crate::incident::*;
 use crate::store::{
     IncidentFilter, Job, JobStatus, NewJob, Reads, Related, Search, StoreError, StoredDraft, Tx,
+    SEARCH_WALK,
 };
 use crate::time::{from_micros, to_micros};
 
@@ -410,11 +411,6 @@ pub struct Page {
     /// The cursor of the next page (the last incident's id), only when there is one.
     pub next_before: Option<String>,
 }
-
-/// How many incidents a search tests one by one, newest first, before it asks the trigram
-/// index for the rest: enough for a term most incidents match, or for filters (a service, a
-/// time) that leave few incidents, to finish here; few enough to cost about a millisecond.
-const SEARCH_WALK: u32 = 200;
 
 /// The incidents page's query (see [`Reads::find_incidents`]). Unresolved incidents come
 /// from the partial index `incidents_unresolved_seq`, resolved ones from
