@@ -129,6 +129,56 @@ fn an_sqlite_installation_moves_to_postgresql_whole() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(bodies, copied);
+    // The search's alert names arrive with the incidents, as PostgreSQL's triggers would have
+    // made them, and its trigram index finds them.
+    let names: Vec<(String, String)> = source
+        .prepare("SELECT id, alertnames FROM incidents ORDER BY id")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(names.iter().all(|(_, n)| !n.is_empty()), "{names:?}");
+    let copied: Vec<(String, String)> = client
+        .query("SELECT id, alertnames FROM incidents ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(names, copied);
+    assert_eq!(
+        count(
+            &mut client,
+            "SELECT count(*) FROM incidents WHERE alertnames <> incident_alertnames(id)"
+        ),
+        0
+    );
+    let with_name = |names: &[(String, String)]| {
+        names
+            .iter()
+            .filter(|(_, n)| n.to_ascii_lowercase().contains("higherror"))
+            .count() as i64
+    };
+    assert!(with_name(&names) > 0, "{names:?}");
+    client
+        .batch_execute("SET enable_seqscan = off; SET enable_indexscan = off")
+        .unwrap();
+    let search = "SELECT count(*) FROM incidents WHERE alertnames ILIKE '%higherror%'";
+    let plan: Vec<String> = client
+        .query(&format!("EXPLAIN {search}"), &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        plan.iter()
+            .any(|l| l.contains("incidents_alertnames_search")),
+        "{plan:#?}"
+    );
+    assert_eq!(count(&mut client, search), with_name(&names));
+    client
+        .batch_execute("RESET enable_seqscan; RESET enable_indexscan")
+        .unwrap();
     // The job that was running is queued again; none is left running.
     assert_eq!(
         count(

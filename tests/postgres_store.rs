@@ -151,7 +151,12 @@ fn sqlite_schema() -> Schema {
     let conn = incidentd::store::open_in_memory().unwrap();
     let mut out = Schema::new();
     let tables: Vec<String> = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")
+        // The search index is each backend's own: SQLite's FTS5 table `incident_search` (and
+        // its shadow tables), PostgreSQL's indexes `*_search`.
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+             AND name NOT LIKE 'incident_search%'",
+        )
         .unwrap()
         .query_map([], |r| r.get(0))
         .unwrap()
@@ -312,6 +317,7 @@ fn postgres_schema(client: &mut postgres::Client) -> Schema {
              JOIN pg_class t ON t.oid = ix.indrelid
              JOIN pg_namespace ns ON ns.oid = t.relnamespace
              WHERE ns.nspname = current_schema() AND t.relname <> 'schema_migrations'
+               AND i.relname NOT LIKE '%\\_search'
                AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = ix.indexrelid)",
             &[],
         )
@@ -607,4 +613,80 @@ fn tls_modes_check_the_certificate_as_libpq_does() {
     )
     .expect_err("missing file");
     assert!(matches!(err, PgError::Tls(_)), "{err:?}");
+}
+
+fn alertnames(client: &mut postgres::Client) -> Vec<(String, String)> {
+    client
+        .query("SELECT id, alertnames FROM incidents ORDER BY id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[test]
+fn the_search_migration_fills_alert_names_of_existing_incidents_and_triggers_keep_them() {
+    let Some(cluster) = pg::shared_or_skip("search_migration") else {
+        return;
+    };
+    let mut client = connect(&config(&cluster.create_database("search_migration"))).unwrap();
+    // A database as version 9 left it, with incidents and alerts.
+    client
+        .batch_execute(
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL,
+                 applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .unwrap();
+    for m in &MIGRATIONS[..9] {
+        client.batch_execute(m.sql).unwrap();
+        client
+            .execute(
+                "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                &[&m.version, &m.name],
+            )
+            .unwrap();
+    }
+    client
+        .batch_execute(
+            "INSERT INTO incidents VALUES
+                 ('INC-2026-0001', 1, 'k1', 'Disk full', 'open', NULL, NULL, NULL, 'm', 0, 0,
+                  NULL, NULL, NULL, NULL, NULL, 0, 1, 0, 0, 1, 0),
+                 ('INC-2026-0002', 2, 'k2', 'Other', 'resolved', NULL, NULL, NULL, 'm', 0, 0,
+                  NULL, NULL, NULL, NULL, NULL, 0, 1, 0, 0, 1, 0);
+             INSERT INTO occurrences (fingerprint, starts_at, incident_id, status, alertname,
+                 labels, annotations, generator_url, group_key, first_seen_at, last_seen_at)
+             VALUES ('a', 0, 'INC-2026-0001', 'firing', 'NodeDown', '{}', '{}', '', '', 0, 0),
+                    ('b', 0, 'INC-2026-0001', 'firing', 'DiskFull', '{}', '{}', '', '', 0, 0),
+                    ('c', 1, 'INC-2026-0001', 'firing', 'NodeDown', '{}', '{}', '', '', 0, 0);",
+        )
+        .unwrap();
+    assert_eq!(
+        migrations::migrate(&mut client).unwrap(),
+        MIGRATIONS.len() - 9
+    );
+    let pair = |id: &str, names: &str| (id.to_string(), names.to_string());
+    assert_eq!(
+        alertnames(&mut client),
+        vec![
+            pair("INC-2026-0001", "DiskFull\nNodeDown"),
+            pair("INC-2026-0002", "")
+        ]
+    );
+    // Kept by the writes: an alert added, one deleted, one moved to another incident.
+    client
+        .batch_execute(
+            "INSERT INTO occurrences (fingerprint, starts_at, incident_id, status, alertname,
+                 labels, annotations, generator_url, group_key, first_seen_at, last_seen_at)
+             VALUES ('d', 0, 'INC-2026-0002', 'firing', 'Added', '{}', '{}', '', '', 0, 0);
+             DELETE FROM occurrences WHERE fingerprint = 'b';
+             UPDATE occurrences SET incident_id = 'INC-2026-0002' WHERE fingerprint = 'a';",
+        )
+        .unwrap();
+    assert_eq!(
+        alertnames(&mut client),
+        vec![
+            pair("INC-2026-0001", "NodeDown"),
+            pair("INC-2026-0002", "Added\nNodeDown")
+        ]
+    );
 }

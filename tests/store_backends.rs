@@ -1449,3 +1449,280 @@ async fn a_shared_secret_is_made_once_and_the_same_for_every_replica() {
     a.close().await;
     b.close().await;
 }
+
+/// One alert in a notification of its own, from webhook 01: `service` is the correlation key
+/// (one incident per service), `summary` the incident's title while the alert leads it.
+fn one_alert(
+    name: &str,
+    summary: &str,
+    service: &str,
+    severity: &str,
+    fingerprint: &str,
+    starts_at: DateTime<Utc>,
+    resolved: bool,
+) -> Vec<u8> {
+    let mut body: Value = serde_json::from_slice(&recorded_webhooks()[0].2).unwrap();
+    let status = if resolved { "resolved" } else { "firing" };
+    let stamp = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+    let alert = &mut body["alerts"][0];
+    alert["labels"]["alertname"] = json!(name);
+    alert["labels"]["service"] = json!(service);
+    alert["labels"]["severity"] = json!(severity);
+    alert["annotations"]["summary"] = json!(summary);
+    alert["fingerprint"] = json!(fingerprint);
+    alert["startsAt"] = json!(stamp(starts_at));
+    alert["status"] = json!(status);
+    if resolved {
+        alert["endsAt"] = json!(stamp(starts_at + Duration::minutes(5)));
+    }
+    let (labels, annotations) = (alert["labels"].clone(), alert["annotations"].clone());
+    body["status"] = json!(status);
+    body["commonLabels"] = labels;
+    body["commonAnnotations"] = annotations;
+    body["groupLabels"] = json!({ "alertname": name, "service": service });
+    body["groupKey"] = json!(format!(
+        "{{}}:{{alertname=\"{name}\", service=\"{service}\"}}"
+    ));
+    serde_json::to_vec(&body).unwrap()
+}
+
+/// Incidents enough that both phases (unresolved, resolved) outgrow the walk a search starts
+/// with, so the trigram index answers too; a few with the names and titles the terms look for,
+/// spread among the others.
+async fn search_corpus(store: &Store) {
+    let base = t("2026-11-20T00:00:00Z");
+    for i in 0..520u32 {
+        let (name, summary) = match i % 50 {
+            3 => (
+                "HighErrorRate",
+                "Error rate above 5% on checkout".to_string(),
+            ),
+            11 => ("DiskAlmostFull", "Disk almost full on Node-7".to_string()),
+            17 => ("Überlast", "ÜBERLAST im Cluster".to_string()),
+            23 => ("rate_100%", "50_percent of x done".to_string()),
+            29 => ("Q", "q".to_string()),
+            _ => ("Filler", format!("Routine check {i}")),
+        };
+        let service = format!("svc-{i}");
+        let starts = base + Duration::minutes(i64::from(i));
+        let fingerprint = format!("{i:016x}");
+        let firing = one_alert(
+            name,
+            &summary,
+            &service,
+            "warning",
+            &fingerprint,
+            starts,
+            false,
+        );
+        ingest(store, &firing, starts + Duration::seconds(5))
+            .await
+            .unwrap();
+        if i % 2 == 0 {
+            let resolved = one_alert(
+                name,
+                &summary,
+                &service,
+                "warning",
+                &fingerprint,
+                starts,
+                true,
+            );
+            ingest(store, &resolved, starts + Duration::minutes(6))
+                .await
+                .unwrap();
+        }
+    }
+    // Open incidents change: a more severe alert joins one (its title changes), another alert
+    // joins another (its alert names grow).
+    for (i, name, summary, severity) in [
+        (3u32, "NewAlertJoined", "Brand new title", "critical"),
+        (53, "SecondAlert", "Not the title", "warning"),
+    ] {
+        let starts = base + Duration::minutes(i64::from(i)) + Duration::seconds(30);
+        let body = one_alert(
+            name,
+            summary,
+            &format!("svc-{i}"),
+            severity,
+            &format!("{:016x}", 10_000 + i),
+            starts,
+            false,
+        );
+        ingest(store, &body, starts + Duration::seconds(5))
+            .await
+            .unwrap();
+    }
+}
+
+/// What a search must find, by testing every incident: an id starting with the term, a title
+/// or an alert name containing it, ASCII case-insensitive; in the page's order.
+fn scan(incidents: &[incidentd::incident::Incident], filter: &IncidentFilter) -> Vec<String> {
+    let q = filter.search.as_deref().unwrap_or("").to_ascii_lowercase();
+    incidents
+        .iter()
+        .filter(|i| {
+            i.id.to_ascii_lowercase().starts_with(&q)
+                || i.title.to_ascii_lowercase().contains(&q)
+                || i.alerts
+                    .iter()
+                    .any(|a| a.alertname.to_ascii_lowercase().contains(&q))
+        })
+        .filter(|i| filter.status.is_none_or(|s| i.status == s))
+        .filter(|i| filter.service.is_none() || i.service == filter.service)
+        .filter(|i| filter.severity.is_none() || i.severity == filter.severity)
+        .filter(|i| filter.fired_from.is_none_or(|t| i.fired_at >= t))
+        .map(|i| i.id.clone())
+        .collect()
+}
+
+/// Every page of a search, `limit` at a time: the ids in order.
+async fn search_pages(store: &Store, filter: &IncidentFilter, limit: u32) -> Vec<String> {
+    let (mut ids, mut after) = (Vec::new(), None);
+    for _ in 0..200 {
+        let page = store
+            .find_incidents(filter.clone(), after, limit)
+            .await
+            .unwrap();
+        assert!(page.incidents.len() <= limit as usize);
+        ids.extend(page.incidents.into_iter().map(|i| i.id));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return ids,
+        }
+    }
+    panic!("more than 200 pages of {filter:?}");
+}
+
+/// The searches, each checked against [`scan`]: returns what each found, to compare the
+/// backends too.
+async fn searches(store: Store) -> Vec<String> {
+    search_corpus(&store).await;
+    // Every incident with its alerts, in the page's order (unresolved first, newest first).
+    let mut all = Vec::new();
+    for id in search_pages(&store, &IncidentFilter::default(), 200).await {
+        all.push(store.incident(&id).await.unwrap().expect("listed"));
+    }
+    assert_eq!(all.len(), 520);
+    let open = all
+        .iter()
+        .filter(|i| i.status.as_str() != "resolved")
+        .count();
+    assert!(open > 200 && all.len() - open > 200, "{open} open");
+    let changed = all.iter().find(|i| i.service.as_deref() == Some("svc-3"));
+    assert_eq!(changed.unwrap().title, "Brand new title");
+
+    let terms = [
+        "higherror",
+        "HIGHERRORRATE",
+        "disk almost",
+        "node-7",
+        "INC-2026-01",
+        "inc-2026-000",
+        "2026-001",
+        "überlast",
+        "ÜBERLAST",
+        "Überlast",
+        "berlast",
+        "rate_100%",
+        "_100",
+        "%",
+        "50_p",
+        "q",
+        "Q",
+        "x",
+        "zz",
+        "qq",
+        "e",
+        "newalert",
+        "secondalert",
+        "brand new",
+        "Error rate above",
+        "Routine check 1",
+        "routine",
+        "Error rate above 5% on checkout",
+        "Rate\nNew",
+        "HighErrorRate\nNewAlertJoined",
+        "\"quoted\" OR x",
+    ];
+    let mut filters: Vec<IncidentFilter> = terms
+        .iter()
+        .map(|q| IncidentFilter {
+            search: Some(q.to_string()),
+            ..Default::default()
+        })
+        .collect();
+    filters.extend([
+        IncidentFilter {
+            search: Some("routine".into()),
+            status: Some(incidentd::incident::Status::Resolved),
+            ..Default::default()
+        },
+        IncidentFilter {
+            search: Some("routine".into()),
+            status: Some(incidentd::incident::Status::Open),
+            ..Default::default()
+        },
+        IncidentFilter {
+            search: Some("routine".into()),
+            service: Some("svc-101".into()),
+            ..Default::default()
+        },
+        IncidentFilter {
+            search: Some("check 4".into()),
+            fired_from: Some(t("2026-11-20T07:00:00Z")),
+            ..Default::default()
+        },
+        IncidentFilter {
+            search: Some("e".into()),
+            severity: Some("critical".into()),
+            ..Default::default()
+        },
+    ]);
+    let mut log = Vec::new();
+    for filter in &filters {
+        let expected = scan(&all, filter);
+        let whole = search_pages(&store, filter, 50).await;
+        assert_eq!(whole, expected, "{filter:?}, 50 a page");
+        let paged = search_pages(&store, filter, 7).await;
+        assert_eq!(paged, expected, "{filter:?}, 7 a page");
+        log.push(format!("{filter:?}: {} found: {whole:?}", whole.len()));
+    }
+    // The terms found what they are there for (the comparison is not between empty lists).
+    let found = |q: &str| {
+        log.iter()
+            .find(|l| l.contains(&format!("search: Some({q:?})")))
+            .map(|l| !l.contains(": 0 found"))
+            .unwrap()
+    };
+    for q in [
+        "higherror",
+        "node-7",
+        "INC-2026-01",
+        "Überlast",
+        "newalert",
+        "secondalert",
+    ] {
+        assert!(found(q), "{q} finds something");
+    }
+    for q in ["überlast", "Rate\nNew", "zz", "2026-001"] {
+        assert!(!found(q), "{q} finds nothing");
+    }
+    store.close().await;
+    log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_finds_what_testing_every_incident_finds_on_both_backends() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Store::open_sqlite(dir.path())
+        .unwrap()
+        .with_followups(Arc::new(Rules::default()), planner());
+    let from_sqlite = searches(sqlite).await;
+    let Some(cluster) = pg::shared_or_skip("search") else {
+        return;
+    };
+    let url = tokio::task::block_in_place(|| cluster.create_database("search"));
+    let from_postgres = searches(open_pg(&url).await).await;
+    assert_same(&from_sqlite, &from_postgres);
+}

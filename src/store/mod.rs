@@ -189,13 +189,44 @@ pub struct IncidentFilter {
     /// Incidents that fired before this time.
     pub fired_until: Option<Timestamp>,
     /// Matches an id starting with it, or a title or an alert name containing it (ASCII
-    /// case-insensitive; a search is a scan of the incidents' titles).
+    /// case-insensitive). A term of 3 characters or more is looked up in an index (SQLite
+    /// FTS5; PostgreSQL `pg_trgm`, and a B-tree for id prefixes); a shorter one is tested on
+    /// each incident in turn.
     pub search: Option<String>,
 }
 
+/// What separates the alert names in `incidents.alertnames` (sorted, each once), the column
+/// a search tests and indexes instead of every alert's row. A term without it is contained
+/// in that column exactly when it is contained in one of the names.
+pub(crate) const ALERTNAMES_SEPARATOR: char = '\n';
+
+/// The shortest term a trigram index can find; shorter ones are tested on every incident.
+pub(crate) const TRIGRAM: usize = 3;
+
+/// How many incidents a search tests one by one, newest first, before it asks the trigram
+/// index for the rest: enough for a term most incidents match, or for filters (a service, a
+/// time) that leave few incidents, to finish there; few enough to cost about a millisecond.
+pub(crate) const SEARCH_WALK: u32 = 200;
+
+/// A search as the backends run it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Search {
+    /// The term as given.
+    pub term: String,
+    /// `LIKE` pattern (escaped with `\\`) of an id starting with the term.
+    pub id_prefix: String,
+    /// `LIKE` pattern of a title or an alert name containing the term.
+    pub contains: String,
+    /// The term, when long enough for a trigram index ([`TRIGRAM`]).
+    pub indexed: Option<String>,
+    /// The term contains [`ALERTNAMES_SEPARATOR`]: `incidents.alertnames` could match it
+    /// across two names, so each alert's name is tested instead.
+    pub per_alert: bool,
+}
+
 impl IncidentFilter {
-    /// `search` as SQL `LIKE` patterns escaped with `\\`: `(id prefix, contains)`.
-    pub(crate) fn like_patterns(&self) -> Option<(String, String)> {
+    /// The search, if any, as the backends run it.
+    pub(crate) fn search_query(&self) -> Option<Search> {
         self.search.as_deref().map(|s| {
             let mut escaped = String::with_capacity(s.len());
             for c in s.chars() {
@@ -204,7 +235,13 @@ impl IncidentFilter {
                 }
                 escaped.push(c);
             }
-            (format!("{escaped}%"), format!("%{escaped}%"))
+            Search {
+                term: s.to_string(),
+                id_prefix: format!("{escaped}%"),
+                contains: format!("%{escaped}%"),
+                indexed: (s.chars().count() >= TRIGRAM).then(|| s.to_string()),
+                per_alert: s.contains(ALERTNAMES_SEPARATOR),
+            }
         })
     }
 }
@@ -422,18 +459,15 @@ pub trait Reads: slack::SlackReads {
     ) -> Result<Vec<(String, Timestamp, incident::LabelSet)>, StoreError>;
     /// Incidents matching `filter`, resolved or not as `resolved` says, created before
     /// `before_seq` when given, newest first, at most `limit`: `(seq, incident)`, without
-    /// alerts and timeline. A search matches alert names only among `alertnames` (those
-    /// that contain it).
+    /// alerts and timeline. A search ([`IncidentFilter::search`]) uses the backend's trigram
+    /// index when the term is long enough, and costs about the same however deep the page.
     fn find_incidents(
         &mut self,
         filter: &IncidentFilter,
-        alertnames: &[String],
         resolved: bool,
         before_seq: Option<i64>,
         limit: u32,
     ) -> Result<Vec<(i64, Incident)>, StoreError>;
-    /// Every alert name stored, once each.
-    fn alertnames(&mut self) -> Result<Vec<String>, StoreError>;
     /// The stored rendered draft of an incident.
     fn draft(&mut self, incident_id: &str) -> Result<Option<StoredDraft>, StoreError>;
     /// Reports: the incidents of `q`, oldest first.
@@ -991,32 +1025,20 @@ fn find_page(
     limit: u32,
 ) -> Result<IncidentPage, StoreError> {
     let want = limit as usize + 1;
-    // The alert names a search matches, found once among the few distinct names, so the
-    // incidents' walk looks them up by index instead of scanning every alert.
-    let alertnames: Vec<String> = match &filter.search {
-        Some(q) => {
-            let q = q.to_ascii_lowercase();
-            r.alertnames()?
-                .into_iter()
-                .filter(|n| n.to_ascii_lowercase().contains(&q))
-                .collect()
-        }
-        None => Vec::new(),
-    };
     let mut rows: Vec<(bool, i64, Incident)> = Vec::new();
     let wants_unresolved = filter.status != Some(incident::Status::Resolved);
     let wants_resolved =
         filter.status.is_none() || filter.status == Some(incident::Status::Resolved);
     if wants_unresolved && !after.is_some_and(|c| c.resolved) {
         let before = after.map(|c| c.seq);
-        for (seq, i) in r.find_incidents(filter, &alertnames, false, before, want as u32)? {
+        for (seq, i) in r.find_incidents(filter, false, before, want as u32)? {
             rows.push((false, seq, i));
         }
     }
     if wants_resolved && rows.len() < want {
         let before = after.filter(|c| c.resolved).map(|c| c.seq);
         let rest = (want - rows.len()) as u32;
-        for (seq, i) in r.find_incidents(filter, &alertnames, true, before, rest)? {
+        for (seq, i) in r.find_incidents(filter, true, before, rest)? {
             rows.push((true, seq, i));
         }
     }

@@ -256,6 +256,66 @@ pub const MIGRATIONS: &[Migration] = &[
     );
     "#,
     },
+    Migration {
+        version: 10,
+        name: "search: incidents' alert names, trigram indexes",
+        // `incidents.alertnames` as in SQLite (sorted by bytes, each once, joined by a
+        // newline), kept by triggers on `occurrences`. SQLite's FTS5 table is PostgreSQL's
+        // `pg_trgm` GIN indexes on title and alert names and a B-tree on the lowered id for
+        // its prefixes (named `*_search`; the schema comparison leaves each backend's search
+        // index out). `pg_trgm` ships with the server
+        // (contrib) and is trusted since PostgreSQL 13: the database's owner may create it.
+        sql: r#"
+    DO $$
+    BEGIN
+        CREATE EXTENSION IF NOT EXISTS pg_trgm;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE EXCEPTION 'the incidents search needs PostgreSQL''s pg_trgm extension: %', SQLERRM
+            USING HINT = 'install the server''s contrib modules (Debian''s postgresql package '
+                'has them), or have a superuser run CREATE EXTENSION pg_trgm in this database; '
+                'then start incidentd again';
+    END
+    $$;
+
+    ALTER TABLE incidents ADD COLUMN alertnames TEXT NOT NULL DEFAULT '';
+    CREATE FUNCTION incident_alertnames(incident TEXT) RETURNS TEXT
+    LANGUAGE sql STABLE AS $f$
+        SELECT COALESCE(string_agg(alertname, E'\n' ORDER BY alertname COLLATE "C"), '')
+        FROM (SELECT DISTINCT alertname FROM occurrences WHERE incident_id = incident) names
+    $f$;
+    UPDATE incidents SET alertnames = incident_alertnames(id)
+    WHERE id IN (SELECT incident_id FROM occurrences);
+
+    CREATE FUNCTION occurrences_alertnames() RETURNS TRIGGER
+    LANGUAGE plpgsql AS $f$
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            UPDATE incidents SET alertnames = incident_alertnames(id)
+            WHERE id = NEW.incident_id
+              AND position(E'\n' || NEW.alertname || E'\n' IN E'\n' || alertnames || E'\n') = 0;
+        ELSIF TG_OP = 'UPDATE' THEN
+            UPDATE incidents SET alertnames = incident_alertnames(id)
+            WHERE id IN (OLD.incident_id, NEW.incident_id);
+        ELSE
+            UPDATE incidents SET alertnames = incident_alertnames(id) WHERE id = OLD.incident_id;
+        END IF;
+        RETURN NULL;
+    END
+    $f$;
+    CREATE TRIGGER occurrences_alertnames_insert AFTER INSERT ON occurrences
+        FOR EACH ROW EXECUTE FUNCTION occurrences_alertnames();
+    CREATE TRIGGER occurrences_alertnames_update AFTER UPDATE OF incident_id, alertname ON occurrences
+        FOR EACH ROW WHEN (OLD.incident_id IS DISTINCT FROM NEW.incident_id
+                           OR OLD.alertname IS DISTINCT FROM NEW.alertname)
+        EXECUTE FUNCTION occurrences_alertnames();
+    CREATE TRIGGER occurrences_alertnames_delete AFTER DELETE ON occurrences
+        FOR EACH ROW EXECUTE FUNCTION occurrences_alertnames();
+
+    CREATE INDEX incidents_id_search ON incidents (lower(id) text_pattern_ops);
+    CREATE INDEX incidents_title_search ON incidents USING gin (title gin_trgm_ops);
+    CREATE INDEX incidents_alertnames_search ON incidents USING gin (alertnames gin_trgm_ops);
+    "#,
+    },
 ];
 
 /// The schema version this binary brings a database to.

@@ -206,6 +206,65 @@ pub const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     "#,
+    // 10: search on the incidents page. `incidents.alertnames` holds the incident's distinct
+    // alert names, sorted, joined by a newline, kept by triggers on `occurrences`. The FTS5
+    // table `incident_search` (trigram tokenizer: substrings of 3 characters or more, case
+    // folded; contentless, its rows are only candidates the query checks on `incidents`)
+    // indexes id, title, alert names and status under rowid `-seq` (FTS5 walks its rowids
+    // upwards fastest, so newest first), kept by triggers on `incidents`: every write keeps
+    // it whole. Both are backfilled here.
+    r#"
+    ALTER TABLE incidents ADD COLUMN alertnames TEXT NOT NULL DEFAULT '';
+    UPDATE incidents SET alertnames = coalesce((
+        SELECT group_concat(alertname, char(10)) FROM (
+            SELECT DISTINCT alertname FROM occurrences o
+            WHERE o.incident_id = incidents.id ORDER BY alertname)), '');
+
+    CREATE TRIGGER occurrences_alertnames_insert AFTER INSERT ON occurrences BEGIN
+        UPDATE incidents SET alertnames = coalesce((
+            SELECT group_concat(alertname, char(10)) FROM (
+                SELECT DISTINCT alertname FROM occurrences o
+                WHERE o.incident_id = incidents.id ORDER BY alertname)), '')
+        WHERE id = new.incident_id
+          AND instr(char(10) || alertnames || char(10), char(10) || new.alertname || char(10)) = 0;
+    END;
+    CREATE TRIGGER occurrences_alertnames_update AFTER UPDATE OF incident_id, alertname ON occurrences
+    WHEN old.incident_id IS NOT new.incident_id OR old.alertname IS NOT new.alertname BEGIN
+        UPDATE incidents SET alertnames = coalesce((
+            SELECT group_concat(alertname, char(10)) FROM (
+                SELECT DISTINCT alertname FROM occurrences o
+                WHERE o.incident_id = incidents.id ORDER BY alertname)), '')
+        WHERE id IN (old.incident_id, new.incident_id);
+    END;
+    CREATE TRIGGER occurrences_alertnames_delete AFTER DELETE ON occurrences BEGIN
+        UPDATE incidents SET alertnames = coalesce((
+            SELECT group_concat(alertname, char(10)) FROM (
+                SELECT DISTINCT alertname FROM occurrences o
+                WHERE o.incident_id = incidents.id ORDER BY alertname)), '')
+        WHERE id = old.incident_id;
+    END;
+
+    CREATE VIRTUAL TABLE incident_search USING fts5(
+        id, title, alertnames, status,
+        content = '', contentless_delete = 1, tokenize = 'trigram');
+    INSERT INTO incident_search (rowid, id, title, alertnames, status)
+        SELECT -seq, id, title, alertnames, status FROM incidents;
+
+    CREATE TRIGGER incidents_search_insert AFTER INSERT ON incidents BEGIN
+        INSERT INTO incident_search (rowid, id, title, alertnames, status)
+        VALUES (-new.seq, new.id, new.title, new.alertnames, new.status);
+    END;
+    CREATE TRIGGER incidents_search_delete AFTER DELETE ON incidents BEGIN
+        DELETE FROM incident_search WHERE rowid = -old.seq;
+    END;
+    CREATE TRIGGER incidents_search_update AFTER UPDATE OF seq, id, title, alertnames, status ON incidents
+    WHEN old.seq IS NOT new.seq OR old.id IS NOT new.id OR old.title IS NOT new.title
+      OR old.alertnames IS NOT new.alertnames OR old.status IS NOT new.status BEGIN
+        DELETE FROM incident_search WHERE rowid = -old.seq;
+        INSERT INTO incident_search (rowid, id, title, alertnames, status)
+        VALUES (-new.seq, new.id, new.title, new.alertnames, new.status);
+    END;
+    "#,
 ];
 
 /// Bring the schema up to date. Refuses a database written by a newer incidentd.
@@ -226,4 +285,98 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matching(conn: &Connection, query: &str) -> Vec<i64> {
+        conn.prepare(
+            "SELECT -rowid FROM incident_search WHERE incident_search MATCH ?1 ORDER BY rowid",
+        )
+        .unwrap()
+        .query_map([query], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+    }
+
+    fn alertnames(conn: &Connection, seq: i64) -> String {
+        conn.query_row(
+            "SELECT alertnames FROM incidents WHERE seq = ?1",
+            [seq],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_search_index_is_filled_from_existing_incidents_and_kept_by_every_write() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        for sql in &MIGRATIONS[..9] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 9).unwrap();
+        conn.execute_batch(
+            "INSERT INTO incidents (id, seq, key, title, status, impact_start_method, fired_at,
+                 detected_at, reopen_count, received, duplicate, stale, version, updated_at)
+             VALUES ('INC-2026-0001', 1, 'k1', 'Disk full on db-1', 'open', 'm', 0, 0, 0, 1, 0, 0, 1, 0),
+                    ('INC-2026-0002', 2, 'k2', 'Other trouble', 'resolved', 'm', 0, 0, 0, 1, 0, 0, 1, 0);
+             INSERT INTO occurrences (fingerprint, starts_at, incident_id, status, alertname, labels,
+                 annotations, generator_url, group_key, first_seen_at, last_seen_at)
+             VALUES ('a', 0, 'INC-2026-0001', 'firing', 'NodeDown', '{}', '{}', '', '', 0, 0),
+                    ('b', 0, 'INC-2026-0001', 'firing', 'DiskFull', '{}', '{}', '', '', 0, 0),
+                    ('c', 1, 'INC-2026-0001', 'firing', 'NodeDown', '{}', '{}', '', '', 0, 0);",
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+
+        // Backfilled: names sorted, each once; the index finds ids, titles, names, the phase.
+        assert_eq!(alertnames(&conn, 1), "DiskFull\nNodeDown");
+        assert_eq!(alertnames(&conn, 2), "");
+        assert_eq!(matching(&conn, "\"nodedown\""), vec![1]);
+        assert_eq!(matching(&conn, "\"inc-2026\""), vec![2, 1], "newest first");
+        assert_eq!(
+            matching(&conn, "\"TROUBLE\" AND status : \"resolved\""),
+            vec![2]
+        );
+        assert_eq!(
+            matching(&conn, "\"disk\" AND status : \"resolved\""),
+            Vec::<i64>::new()
+        );
+
+        // Kept by the writes: a title, a status, an alert added, moved, deleted; a prune.
+        conn.execute_batch(
+            "UPDATE incidents SET title = 'Renamed', status = 'open' WHERE seq = 2;
+             INSERT INTO occurrences (fingerprint, starts_at, incident_id, status, alertname, labels,
+                 annotations, generator_url, group_key, first_seen_at, last_seen_at)
+             VALUES ('d', 0, 'INC-2026-0002', 'firing', 'Added', '{}', '{}', '', '', 0, 0);",
+        )
+        .unwrap();
+        assert_eq!(matching(&conn, "\"trouble\""), Vec::<i64>::new());
+        assert_eq!(
+            matching(&conn, "\"renamed\" AND status : \"open\""),
+            vec![2]
+        );
+        assert_eq!(matching(&conn, "\"added\""), vec![2]);
+        conn.execute_batch(
+            "DELETE FROM occurrences WHERE fingerprint = 'b';
+             UPDATE occurrences SET incident_id = 'INC-2026-0002' WHERE fingerprint = 'a';",
+        )
+        .unwrap();
+        assert_eq!(alertnames(&conn, 1), "NodeDown");
+        assert_eq!(alertnames(&conn, 2), "Added\nNodeDown");
+        assert_eq!(matching(&conn, "\"diskfull\""), Vec::<i64>::new());
+        assert_eq!(matching(&conn, "\"nodedown\""), vec![2, 1]);
+        conn.execute_batch("DELETE FROM incidents WHERE seq = 2")
+            .unwrap();
+        assert_eq!(matching(&conn, "\"nodedown\""), vec![1]);
+        assert_eq!(matching(&conn, "\"added\""), Vec::<i64>::new());
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM incident_search", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 1);
+    }
 }

@@ -16,7 +16,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use crate::alertmanager::ValidNotification;
 use crate::incident::*;
 use crate::store::{
-    IncidentFilter, Job, JobStatus, NewJob, Reads, Related, StoreError, StoredDraft, Tx,
+    IncidentFilter, Job, JobStatus, NewJob, Reads, Related, Search, StoreError, StoredDraft, Tx,
+    SEARCH_WALK,
 };
 use crate::time::{from_micros, to_micros};
 
@@ -414,75 +415,204 @@ pub struct Page {
 /// The incidents page's query (see [`Reads::find_incidents`]). Unresolved incidents come
 /// from the partial index `incidents_unresolved_seq`, resolved ones from
 /// `incidents_status_seq`: both walk `seq` downwards and stop after `limit` matches.
+///
+/// A search first tests the next [`SEARCH_WALK`] incidents the other filters keep; if that
+/// does not fill the page, a term of 3 characters or more continues in the FTS5 table
+/// `incident_search` (migration 10), newest first, its candidates checked against the same
+/// conditions, so the index only has to be a superset. A shorter term walks on (each
+/// incident tested: up to every incident when few match).
 pub fn find_incidents(
     conn: &Connection,
     f: &IncidentFilter,
-    alertnames: &[String],
     resolved: bool,
     before_seq: Option<i64>,
     limit: u32,
 ) -> rusqlite::Result<Vec<(i64, Incident)>> {
-    use rusqlite::types::Value;
-    let mut sql = format!("SELECT {INCIDENT_COLUMNS}, seq FROM incidents WHERE ");
-    sql.push_str(if resolved {
-        "status = 'resolved'"
-    } else {
-        "status <> 'resolved'"
-    });
-    let mut args: Vec<Value> = Vec::new();
-    let mut arg = |sql: &mut String, clause: &str, v: Value| {
-        args.push(v);
-        sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+    let Some(search) = f.search_query() else {
+        return walk(conn, f, None, resolved, before_seq, limit);
     };
-    if let Some(seq) = before_seq {
-        arg(&mut sql, " AND seq < ?", Value::Integer(seq));
-    }
-    if let Some(status) = f.status {
-        arg(
-            &mut sql,
-            " AND status = ?",
-            Value::Text(status.as_str().into()),
-        );
-    }
-    if let Some(service) = &f.service {
-        arg(&mut sql, " AND service = ?", Value::Text(service.clone()));
-    }
-    if let Some(severity) = &f.severity {
-        arg(&mut sql, " AND severity = ?", Value::Text(severity.clone()));
-    }
-    if let Some(t) = f.fired_from {
-        arg(&mut sql, " AND fired_at >= ?", Value::Integer(to_micros(t)));
-    }
-    if let Some(t) = f.fired_until {
-        arg(&mut sql, " AND fired_at < ?", Value::Integer(to_micros(t)));
-    }
-    if let Some((prefix, contains)) = f.like_patterns() {
-        arg(&mut sql, " AND (id LIKE ? ESCAPE '\\'", Value::Text(prefix));
-        arg(
-            &mut sql,
-            " OR title LIKE ? ESCAPE '\\'",
-            Value::Text(contains),
-        );
-        if !alertnames.is_empty() {
-            sql.push_str(" OR id IN (SELECT incident_id FROM occurrences WHERE alertname IN (");
-            for (i, name) in alertnames.iter().enumerate() {
-                let sep = if i == 0 { "?" } else { ", ?" };
-                arg(&mut sql, sep, Value::Text(name.clone()));
+    let Some(term) = &search.indexed else {
+        return walk(conn, f, Some(&search), resolved, before_seq, limit);
+    };
+    // The walk: the predicate as a column, so that the rows it rejects count too.
+    let mut q = Query::new(&format!("SELECT {INCIDENT_COLUMNS}, seq, "));
+    q.matches(&search, "incidents");
+    q.sql.push_str(" FROM incidents WHERE ");
+    q.filters(f, resolved, before_seq, "incidents");
+    q.arg(" ORDER BY seq DESC LIMIT ?", i64::from(SEARCH_WALK));
+    let mut found = Vec::new();
+    let (mut walked, mut last) = (0u32, None);
+    {
+        let mut stmt = conn.prepare_cached(&q.sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(q.args.iter()))?;
+        while let Some(r) = rows.next()? {
+            walked += 1;
+            let seq: i64 = r.get(19)?;
+            last = Some(seq);
+            if r.get::<_, bool>(20)? {
+                found.push((seq, incident_from_row(r)?));
+                if found.len() >= limit as usize {
+                    return Ok(found);
+                }
             }
-            sql.push_str("))");
         }
-        sql.push(')');
     }
-    arg(
-        &mut sql,
-        " ORDER BY seq DESC LIMIT ?",
-        Value::Integer(i64::from(limit)),
+    if walked < SEARCH_WALK {
+        return Ok(found); // every incident the filters keep was tested
+    }
+    // The index: rowid is -seq, so its fastest order (upwards) is newest first.
+    let mut q = Query::new(&format!(
+        "SELECT {}, i.seq FROM incident_search CROSS JOIN incidents i \
+         ON i.seq = -incident_search.rowid WHERE ",
+        prefixed_incident_columns("i")
+    ));
+    q.arg("incident_search MATCH ?", fts_query(term, resolved));
+    if let Some(seq) = last {
+        q.arg(" AND incident_search.rowid > ?", -seq);
+    }
+    q.sql.push_str(" AND ");
+    q.filters(f, resolved, None, "i");
+    q.sql.push_str(" AND ");
+    q.matches(&search, "i");
+    q.arg(
+        " ORDER BY incident_search.rowid LIMIT ?",
+        i64::from(limit) - found.len() as i64,
     );
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+    let mut stmt = conn.prepare_cached(&q.sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(q.args.iter()), |r| {
+        Ok((r.get::<_, i64>(19)?, incident_from_row(r)?))
+    })?;
+    for row in rows {
+        found.push(row?);
+    }
+    Ok(found)
+}
+
+/// Incidents in `seq` order, newest first, tested one by one: the list without a search,
+/// and a search too short for the index.
+fn walk(
+    conn: &Connection,
+    f: &IncidentFilter,
+    search: Option<&Search>,
+    resolved: bool,
+    before_seq: Option<i64>,
+    limit: u32,
+) -> rusqlite::Result<Vec<(i64, Incident)>> {
+    let mut q = Query::new(&format!(
+        "SELECT {INCIDENT_COLUMNS}, seq FROM incidents WHERE "
+    ));
+    q.filters(f, resolved, before_seq, "incidents");
+    if let Some(search) = search {
+        q.sql.push_str(" AND ");
+        q.matches(search, "incidents");
+    }
+    q.arg(" ORDER BY seq DESC LIMIT ?", i64::from(limit));
+    let mut stmt = conn.prepare_cached(&q.sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(q.args.iter()), |r| {
         Ok((r.get::<_, i64>(19)?, incident_from_row(r)?))
     })?;
     rows.collect()
+}
+
+/// An FTS5 query: the term as one phrase (its trigrams in a row: a substring) in the id,
+/// title or alert names, of an incident in the phase asked for.
+fn fts_query(term: &str, resolved: bool) -> String {
+    let phase = if resolved {
+        "status : \"resolved\""
+    } else {
+        "(status : \"open\" OR status : \"acknowledged\")"
+    };
+    format!(
+        "{{id title alertnames}} : \"{}\" AND {phase}",
+        term.replace('"', "\"\"")
+    )
+}
+
+fn prefixed_incident_columns(table: &str) -> String {
+    INCIDENT_COLUMNS
+        .split(',')
+        .map(|c| format!("{table}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A query built clause by clause, its arguments numbered as they come.
+struct Query {
+    sql: String,
+    args: Vec<rusqlite::types::Value>,
+}
+
+impl Query {
+    fn new(head: &str) -> Query {
+        Query {
+            sql: head.to_string(),
+            args: Vec::new(),
+        }
+    }
+
+    /// `clause` with its `?` numbered for `v`.
+    fn arg(&mut self, clause: &str, v: impl Into<rusqlite::types::Value>) {
+        self.args.push(v.into());
+        self.sql
+            .push_str(&clause.replace('?', &format!("?{}", self.args.len())));
+    }
+
+    /// The phase, the page's start and every filter but the search, on `table`'s row.
+    fn filters(
+        &mut self,
+        f: &IncidentFilter,
+        resolved: bool,
+        before_seq: Option<i64>,
+        table: &str,
+    ) {
+        self.sql.push_str(&if resolved {
+            format!("{table}.status = 'resolved'")
+        } else {
+            format!("{table}.status <> 'resolved'")
+        });
+        if let Some(seq) = before_seq {
+            self.arg(&format!(" AND {table}.seq < ?"), seq);
+        }
+        if let Some(status) = f.status {
+            self.arg(
+                &format!(" AND {table}.status = ?"),
+                status.as_str().to_string(),
+            );
+        }
+        if let Some(service) = &f.service {
+            self.arg(&format!(" AND {table}.service = ?"), service.clone());
+        }
+        if let Some(severity) = &f.severity {
+            self.arg(&format!(" AND {table}.severity = ?"), severity.clone());
+        }
+        if let Some(t) = f.fired_from {
+            self.arg(&format!(" AND {table}.fired_at >= ?"), to_micros(t));
+        }
+        if let Some(t) = f.fired_until {
+            self.arg(&format!(" AND {table}.fired_at < ?"), to_micros(t));
+        }
+    }
+
+    /// The search's condition on `table`'s row.
+    fn matches(&mut self, search: &Search, table: &str) {
+        let names = if search.per_alert {
+            format!(
+                "EXISTS (SELECT 1 FROM occurrences o WHERE o.incident_id = {table}.id \
+                 AND o.alertname LIKE ? ESCAPE '\\')"
+            )
+        } else {
+            format!("{table}.alertnames LIKE ? ESCAPE '\\'")
+        };
+        self.arg(
+            &format!("({table}.id LIKE ? ESCAPE '\\'"),
+            search.id_prefix.clone(),
+        );
+        self.arg(
+            &format!(" OR {table}.title LIKE ? ESCAPE '\\'"),
+            search.contains.clone(),
+        );
+        self.arg(&format!(" OR {names})"), search.contains.clone());
+    }
 }
 
 /// Incidents newest first, without alerts and timeline. One row more than the limit is read,
@@ -1045,22 +1175,11 @@ impl Reads for SqliteReads<'_> {
     fn find_incidents(
         &mut self,
         filter: &IncidentFilter,
-        alertnames: &[String],
         resolved: bool,
         before_seq: Option<i64>,
         limit: u32,
     ) -> Result<Vec<(i64, Incident)>, StoreError> {
-        Ok(find_incidents(
-            self.0, filter, alertnames, resolved, before_seq, limit,
-        )?)
-    }
-
-    fn alertnames(&mut self) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self
-            .0
-            .prepare_cached("SELECT DISTINCT alertname FROM occurrences")?;
-        let names = stmt.query_map([], |r| r.get(0))?;
-        Ok(names.collect::<rusqlite::Result<Vec<String>>>()?)
+        Ok(find_incidents(self.0, filter, resolved, before_seq, limit)?)
     }
 
     fn chart(&mut self, incident_id: &str, name: &str) -> Result<Option<String>, StoreError> {
