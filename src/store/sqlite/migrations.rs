@@ -206,6 +206,41 @@ pub const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     "#,
+    // 10: reports read every incident of their range from one index (`incidents_report`),
+    // with its alerts tallied on the incident itself (`alert_tally`, kept by the triggers
+    // below; see `store::ReportRowsBuilder` for its form), instead of joining occurrences.
+    r#"
+    ALTER TABLE incidents ADD COLUMN alert_tally TEXT NOT NULL DEFAULT '';
+    CREATE TRIGGER occurrences_tally_insert AFTER INSERT ON occurrences BEGIN
+        UPDATE incidents SET alert_tally = (
+            SELECT CASE WHEN length(CAST(t AS BLOB)) > 1000 THEN '*' ELSE t END FROM (
+            SELECT coalesce(group_concat(n || ':' || length(CAST(alertname AS BLOB)) || ':' || alertname, ''), '') AS t
+            FROM (SELECT alertname, count(*) AS n FROM occurrences WHERE incident_id = NEW.incident_id GROUP BY alertname))) WHERE id = NEW.incident_id;
+    END;
+    CREATE TRIGGER occurrences_tally_delete AFTER DELETE ON occurrences BEGIN
+        UPDATE incidents SET alert_tally = (
+            SELECT CASE WHEN length(CAST(t AS BLOB)) > 1000 THEN '*' ELSE t END FROM (
+            SELECT coalesce(group_concat(n || ':' || length(CAST(alertname AS BLOB)) || ':' || alertname, ''), '') AS t
+            FROM (SELECT alertname, count(*) AS n FROM occurrences WHERE incident_id = OLD.incident_id GROUP BY alertname))) WHERE id = OLD.incident_id;
+    END;
+    CREATE TRIGGER occurrences_tally_update AFTER UPDATE OF incident_id, alertname ON occurrences
+    WHEN OLD.incident_id IS NOT NEW.incident_id OR OLD.alertname IS NOT NEW.alertname BEGIN
+        UPDATE incidents SET alert_tally = (
+            SELECT CASE WHEN length(CAST(t AS BLOB)) > 1000 THEN '*' ELSE t END FROM (
+            SELECT coalesce(group_concat(n || ':' || length(CAST(alertname AS BLOB)) || ':' || alertname, ''), '') AS t
+            FROM (SELECT alertname, count(*) AS n FROM occurrences WHERE incident_id = OLD.incident_id GROUP BY alertname))) WHERE id = OLD.incident_id;
+        UPDATE incidents SET alert_tally = (
+            SELECT CASE WHEN length(CAST(t AS BLOB)) > 1000 THEN '*' ELSE t END FROM (
+            SELECT coalesce(group_concat(n || ':' || length(CAST(alertname AS BLOB)) || ':' || alertname, ''), '') AS t
+            FROM (SELECT alertname, count(*) AS n FROM occurrences WHERE incident_id = NEW.incident_id GROUP BY alertname))) WHERE id = NEW.incident_id;
+    END;
+    UPDATE incidents SET alert_tally = (
+            SELECT CASE WHEN length(CAST(t AS BLOB)) > 1000 THEN '*' ELSE t END FROM (
+            SELECT coalesce(group_concat(n || ':' || length(CAST(alertname AS BLOB)) || ':' || alertname, ''), '') AS t
+            FROM (SELECT alertname, count(*) AS n FROM occurrences WHERE incident_id = incidents.id GROUP BY alertname)));
+    CREATE INDEX incidents_report ON incidents (fired_at, service, status, impact_start,
+        detected_at, acknowledged_at, resolved_at, reopen_count, seq, alert_tally);
+    "#,
 ];
 
 /// Bring the schema up to date. Refuses a database written by a newer incidentd.
