@@ -823,6 +823,86 @@ mod tests {
     }
 
     #[test]
+    fn many_services_list_the_busiest_and_sum_the_others_exactly() {
+        // Service k has k + 1 incidents, an hour apart; alert "A" fires once in each.
+        let mut incs = Vec::new();
+        let mut tallies = Vec::new();
+        let services: Vec<String> = (0..30).map(|k| format!("svc-{k:02}")).collect();
+        for (k, service) in services.iter().enumerate() {
+            for j in 0..=k {
+                let at = t("2026-11-02T00:00:00Z") + Duration::minutes((k * 31 + j) as i64);
+                let mut i = summary(&format!("INC-{k}-{j}"), service, &at.to_rfc3339());
+                i.s.times.resolved_at = Some(at + Duration::seconds(60 * (k as i64 + 1)));
+                i.s.status = Status::Resolved;
+                incs.push(i);
+            }
+            tallies.push((service.as_str(), "A", (k + 1) as u64, (k + 1) as u64));
+        }
+        let q = query("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z");
+        let r = build(&q, Period::Month, Tz::UTC, q.until, &rows(&incs, &tallies));
+        assert_eq!(r.total.incidents, 465);
+        let listed: Vec<&str> = r
+            .services
+            .iter()
+            .map(|s| s.service.as_deref().unwrap())
+            .collect();
+        assert_eq!(listed.len(), TOP_SERVICES);
+        assert_eq!((listed[0], listed[19]), ("svc-29", "svc-10"));
+        let other = r.other_services.as_ref().unwrap();
+        assert_eq!(other.services, 10);
+        // svc-00 … svc-09: 1 + … + 10 incidents, TTR 1 to 10 minutes.
+        assert_eq!(other.figures.incidents, 55);
+        let sum: u64 = r.services.iter().map(|s| s.figures.incidents).sum();
+        assert_eq!(sum + other.figures.incidents, r.total.incidents);
+        assert_eq!(other.figures.ttr.n, 55);
+        // TTR = resolved − detected (30 s after firing): 60 × (k + 1) − 30.
+        assert_eq!(other.figures.ttr.p90_seconds, Some(570.0));
+        let mean = (1..=10).map(|m| m * (60 * m - 30)).sum::<u64>() as f64 / 55.0;
+        assert_eq!(other.figures.ttr.mean_seconds, Some(mean));
+        let p = &r.periods[0];
+        assert_eq!(p.services.len(), TOP_SERVICES);
+        assert_eq!(p.other_services.as_ref().unwrap().figures.incidents, 55);
+        // The alert names its services with most incidents first, and how many there are.
+        let a = &r.top_alerts[0];
+        assert_eq!((a.incidents, a.firings, a.services_total), (465, 465, 30));
+        assert_eq!(a.services.len(), SERVICES_PER_ALERT);
+        assert_eq!(a.services[0].as_deref(), Some("svc-29"));
+    }
+
+    #[test]
+    fn a_tally_is_read_whatever_the_alert_names_hold() {
+        let mut b = crate::store::ReportRowsBuilder::new();
+        let at = t("2026-11-02T00:00:00Z");
+        let times = ResponseTimes {
+            impact_start: None,
+            detected_at: at,
+            acknowledged_at: None,
+            resolved_at: None,
+        };
+        // Names with the separator in them, and multi-byte characters.
+        let tally = "2:3:a:b1:5:Über";
+        b.incident(Some("x"), Status::Open, at, times.clone(), 0, tally)
+            .unwrap();
+        b.incident(None, Status::Open, at, times.clone(), 0, "1:3:a:b")
+            .unwrap();
+        b.incident(None, Status::Open, at, times.clone(), 0, "*")
+            .unwrap();
+        assert!(b
+            .incident(None, Status::Open, at, times.clone(), 0, "1:9:short")
+            .is_err());
+        assert_eq!(b.untallied, 1);
+        let rows = b.finish();
+        let q = query("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z");
+        let r = build(&q, Period::Month, Tz::UTC, q.until, &rows);
+        let top: Vec<(&str, u64, u64)> = r
+            .top_alerts
+            .iter()
+            .map(|a| (a.alertname.as_str(), a.incidents, a.firings))
+            .collect();
+        assert_eq!(top, [("a:b", 2, 3), ("Über", 1, 1)]);
+    }
+
+    #[test]
     fn parameters_are_checked_and_named() {
         let now = t("2026-12-02T12:00:00Z");
         let r = parse_request(None, None, None, None, now, Tz::UTC).unwrap();
