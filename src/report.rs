@@ -341,20 +341,27 @@ fn top_alerts<'a>(
         .into_iter()
         .map(|i| {
             let (incidents, firings, services) = &mut by_name[i];
-            // A service appears once per name in the tallies.
-            services.sort_by(|a, b| {
+            // A service appears once per name in the tallies. Only the listed ones are
+            // sorted: an alert of 100,000 services stays linear.
+            let cmp = |a: &(u32, u64), b: &(u32, u64)| {
                 b.1.cmp(&a.1).then_with(|| {
                     cmp_service(
                         rows.services[a.0 as usize].as_deref(),
                         rows.services[b.0 as usize].as_deref(),
                     )
                 })
-            });
+            };
+            let total = services.len() as u64;
+            if services.len() > SERVICES_PER_ALERT {
+                services.select_nth_unstable_by(SERVICES_PER_ALERT, cmp);
+                services.truncate(SERVICES_PER_ALERT);
+            }
+            services.sort_by(cmp);
             AlertRow {
                 alertname: name(i).to_string(),
                 incidents: *incidents,
                 firings: *firings,
-                services_total: services.len() as u64,
+                services_total: total,
                 services: services
                     .iter()
                     .take(SERVICES_PER_ALERT)

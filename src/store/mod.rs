@@ -329,12 +329,44 @@ pub struct ReportRows {
 #[derive(Debug, Default)]
 pub struct ReportRowsBuilder {
     rows: ReportRows,
+    /// Each service's index; the names move into `rows.services` when done (one string
+    /// each, however many incidents).
     services: std::collections::HashMap<String, u32>,
     no_service: Option<u32>,
     alertnames: std::collections::HashMap<String, u32>,
-    tallies: std::collections::HashMap<(u32, u32), (u64, u64)>,
+    /// `(service << 32 | alertname)` → (incidents, firings).
+    tallies: std::collections::HashMap<u64, (u64, u64), IndexHashing>,
     /// Incidents whose tally is `*`.
     pub untallied: usize,
+}
+
+/// Hashing for keys made of our own indexes (never chosen by a sender, so no protection
+/// against chosen collisions is needed): one multiplication instead of SipHash.
+#[derive(Debug, Default, Clone, Copy)]
+struct IndexHashing;
+
+impl std::hash::BuildHasher for IndexHashing {
+    type Hasher = IndexHasher;
+    fn build_hasher(&self) -> IndexHasher {
+        IndexHasher(0)
+    }
+}
+
+#[derive(Debug, Default)]
+struct IndexHasher(u64);
+
+impl std::hash::Hasher for IndexHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 impl ReportRowsBuilder {
@@ -353,7 +385,8 @@ impl ReportRowsBuilder {
                 Some(i) => *i,
                 None => {
                     self.services.insert(s.to_string(), next);
-                    self.rows.services.push(Some(s.to_string()));
+                    // Named when done.
+                    self.rows.services.push(None);
                     next
                 }
             },
@@ -370,6 +403,15 @@ impl ReportRowsBuilder {
                 next
             }
         }
+    }
+
+    fn tally(&mut self, service: u32, alertname: u32, incidents: u64, firings: u64) {
+        let t = self
+            .tallies
+            .entry(u64::from(service) << 32 | u64::from(alertname))
+            .or_default();
+        t.0 += incidents;
+        t.1 += firings;
     }
 
     /// One incident, in the order read (oldest first), with its `alert_tally`.
@@ -404,19 +446,15 @@ impl ReportRowsBuilder {
             let name = after.get(..bytes).ok_or_else(bad)?;
             rest = &after[bytes..];
             let name = self.alertname(name);
-            let t = self.tallies.entry((service, name)).or_default();
-            t.0 += 1;
-            t.1 += firings;
+            self.tally(service, name, 1, firings);
         }
         Ok(())
     }
 
     /// Alerts tallied apart (the incidents whose `alert_tally` is `*`; tests).
     pub fn alerts(&mut self, service: Option<&str>, alertname: &str, incidents: u64, firings: u64) {
-        let key = (self.service(service), self.alertname(alertname));
-        let t = self.tallies.entry(key).or_default();
-        t.0 += incidents;
-        t.1 += firings;
+        let (service, alertname) = (self.service(service), self.alertname(alertname));
+        self.tally(service, alertname, incidents, firings);
     }
 
     pub fn flapping(&mut self, flapping: Vec<FlappingIncident>) {
@@ -427,15 +465,18 @@ impl ReportRowsBuilder {
         let mut alerts: Vec<AlertTally> = self
             .tallies
             .into_iter()
-            .map(|((service, alertname), (incidents, firings))| AlertTally {
-                service,
-                alertname,
+            .map(|(key, (incidents, firings))| AlertTally {
+                service: (key >> 32) as u32,
+                alertname: key as u32,
                 incidents,
                 firings,
             })
             .collect();
         alerts.sort_by_key(|t| (t.service, t.alertname));
         self.rows.alerts = alerts;
+        for (name, i) in self.services {
+            self.rows.services[i as usize] = Some(name);
+        }
         self.rows
     }
 }
