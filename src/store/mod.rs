@@ -335,38 +335,9 @@ pub struct ReportRowsBuilder {
     no_service: Option<u32>,
     alertnames: std::collections::HashMap<String, u32>,
     /// `(service << 32 | alertname)` → (incidents, firings).
-    tallies: std::collections::HashMap<u64, (u64, u64), IndexHashing>,
+    tallies: std::collections::HashMap<u64, (u64, u64)>,
     /// Incidents whose tally is `*`.
     pub untallied: usize,
-}
-
-/// Hashing for keys made of our own indexes (never chosen by a sender, so no protection
-/// against chosen collisions is needed): one multiplication instead of SipHash.
-#[derive(Debug, Default, Clone, Copy)]
-struct IndexHashing;
-
-impl std::hash::BuildHasher for IndexHashing {
-    type Hasher = IndexHasher;
-    fn build_hasher(&self) -> IndexHasher {
-        IndexHasher(0)
-    }
-}
-
-#[derive(Debug, Default)]
-struct IndexHasher(u64);
-
-impl std::hash::Hasher for IndexHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
 }
 
 impl ReportRowsBuilder {
