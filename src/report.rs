@@ -313,6 +313,9 @@ fn day_in(at: Timestamp, zone: Tz) -> NaiveDate {
     at.with_timezone(&zone).date_naive()
 }
 
+/// One alert name's incidents, firings, and services (index, incidents).
+type NameTally = (u64, u64, Vec<(u32, u64)>);
+
 /// The alerts of `tallies` summed by name, most firings then incidents first, at most `limit`.
 fn top_alerts<'a>(
     rows: &ReportRows,
@@ -321,8 +324,7 @@ fn top_alerts<'a>(
 ) -> Vec<AlertRow> {
     // Per name: incidents, firings, and its services with their incidents. Indexes, not
     // strings: an alert that fires for 100,000 services stays linear.
-    let mut by_name: Vec<(u64, u64, Vec<(u32, u64)>)> =
-        vec![Default::default(); rows.alertnames.len()];
+    let mut by_name: Vec<NameTally> = vec![Default::default(); rows.alertnames.len()];
     for t in tallies {
         let (incidents, firings, services) = &mut by_name[t.alertname as usize];
         *incidents += t.incidents;
@@ -680,7 +682,7 @@ mod tests {
                 Some(&i.service),
                 s.status,
                 s.fired_at,
-                s.times.clone(),
+                s.times,
                 s.reopen_count,
                 "",
             )
@@ -888,14 +890,13 @@ mod tests {
         };
         // Names with the separator in them, and multi-byte characters.
         let tally = "2:3:a:b1:5:Über";
-        b.incident(Some("x"), Status::Open, at, times.clone(), 0, tally)
+        b.incident(Some("x"), Status::Open, at, times, 0, tally)
             .unwrap();
-        b.incident(None, Status::Open, at, times.clone(), 0, "1:3:a:b")
+        b.incident(None, Status::Open, at, times, 0, "1:3:a:b")
             .unwrap();
-        b.incident(None, Status::Open, at, times.clone(), 0, "*")
-            .unwrap();
+        b.incident(None, Status::Open, at, times, 0, "*").unwrap();
         assert!(b
-            .incident(None, Status::Open, at, times.clone(), 0, "1:9:short")
+            .incident(None, Status::Open, at, times, 0, "1:9:short")
             .is_err());
         assert_eq!(b.untallied, 1);
         let rows = b.finish();
