@@ -17,7 +17,9 @@
 //!   acknowledged, TTR and duration those not resolved yet, TTD and duration those whose
 //!   impact start is unknown. `n` says how many counted, `excluded` how many did not.
 //! - Percentiles are nearest-rank: p90 is the smallest value at least 90% of the counted
-//!   incidents do not exceed.
+//!   incidents do not exceed. Figures are exact, whatever the number of incidents.
+//! - Services are listed by most incidents, at most [`TOP_SERVICES`] (over the range and in
+//!   each period); the others are summed in `other_services`, which says how many they are.
 
 use chrono::{Datelike, Duration, NaiveDate, TimeZone};
 use chrono_tz::Tz;
