@@ -76,6 +76,14 @@ async fn a_report_over_100k_incidents() {
                 }
             }
         }
+        // The alerts' tallies, as saving an incident sets them (migration 10).
+        tx.execute_batch(
+            "UPDATE incidents SET alert_tally = (SELECT coalesce(group_concat(n || ':' || \
+             length(CAST(alertname AS BLOB)) || ':' || alertname, ''), '') FROM (SELECT \
+             alertname, count(*) AS n FROM occurrences WHERE incident_id = incidents.id \
+             GROUP BY alertname))",
+        )
+        .unwrap();
         tx.commit().unwrap();
     }
     let store = Store::open_sqlite(dir.path()).unwrap();

@@ -259,8 +259,8 @@ pub const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 10,
         name: "reports read every incident of their range from one index, alerts tallied on it",
-        // As SQLite's 10: `alert_tally` is kept by a trigger on occurrences (its form:
-        // `store::ReportRowsBuilder`).
+        // As SQLite's 10: saving an incident sets `alert_tally` (its form:
+        // `store::ReportRowsBuilder`); triggers keep it when an alert moves or is deleted.
         sql: r#"
     ALTER TABLE incidents ADD COLUMN alert_tally TEXT NOT NULL DEFAULT '';
     CREATE FUNCTION incidentd_alert_tally(incident TEXT) RETURNS TEXT LANGUAGE sql STABLE AS $$
@@ -276,14 +276,14 @@ pub const MIGRATIONS: &[Migration] = &[
             UPDATE incidents SET alert_tally = incidentd_alert_tally(OLD.incident_id)
             WHERE id = OLD.incident_id;
         END IF;
-        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        IF TG_OP = 'UPDATE' THEN
             UPDATE incidents SET alert_tally = incidentd_alert_tally(NEW.incident_id)
             WHERE id = NEW.incident_id;
         END IF;
         RETURN NULL;
     END
     $$;
-    CREATE TRIGGER occurrences_tally_insert AFTER INSERT OR DELETE ON occurrences
+    CREATE TRIGGER occurrences_tally_delete AFTER DELETE ON occurrences
         FOR EACH ROW EXECUTE FUNCTION incidentd_occurrences_tally();
     CREATE TRIGGER occurrences_tally_update AFTER UPDATE OF incident_id, alertname ON occurrences
         FOR EACH ROW WHEN (OLD.incident_id IS DISTINCT FROM NEW.incident_id

@@ -207,16 +207,12 @@ pub const MIGRATIONS: &[&str] = &[
     );
     "#,
     // 10: reports read every incident of their range from one index (`incidents_report`),
-    // with its alerts tallied on the incident itself (`alert_tally`, kept by the triggers
-    // below; see `store::ReportRowsBuilder` for its form), instead of joining occurrences.
+    // with its alerts tallied on the incident itself (`alert_tally`; its form:
+    // `store::ReportRowsBuilder`), instead of joining occurrences. Saving an incident sets
+    // it (`sqlite::ALERT_TALLY_UPDATE`, once per save, not per alert); the triggers below
+    // keep it when an alert moves to another incident or is deleted.
     r#"
     ALTER TABLE incidents ADD COLUMN alert_tally TEXT NOT NULL DEFAULT '';
-    CREATE TRIGGER occurrences_tally_insert AFTER INSERT ON occurrences BEGIN
-        UPDATE incidents SET alert_tally = (
-            SELECT CASE WHEN length(CAST(t AS BLOB)) > 1000 THEN '*' ELSE t END FROM (
-            SELECT coalesce(group_concat(n || ':' || length(CAST(alertname AS BLOB)) || ':' || alertname, ''), '') AS t
-            FROM (SELECT alertname, count(*) AS n FROM occurrences WHERE incident_id = NEW.incident_id GROUP BY alertname))) WHERE id = NEW.incident_id;
-    END;
     CREATE TRIGGER occurrences_tally_delete AFTER DELETE ON occurrences BEGIN
         UPDATE incidents SET alert_tally = (
             SELECT CASE WHEN length(CAST(t AS BLOB)) > 1000 THEN '*' ELSE t END FROM (

@@ -40,6 +40,14 @@ fn bad_column(i: usize, what: &str, value: &str) -> rusqlite::Error {
     )
 }
 
+/// Sets `incidents.alert_tally` of incident `?1` from its occurrences (the form:
+/// `store::ReportRowsBuilder`); the same expression as migration 10's triggers.
+pub(crate) const ALERT_TALLY_UPDATE: &str = "UPDATE incidents SET alert_tally = (\
+     SELECT CASE WHEN length(CAST(t AS BLOB)) > 1000 THEN '*' ELSE t END FROM (\
+     SELECT coalesce(group_concat(n || ':' || length(CAST(alertname AS BLOB)) || ':' || alertname, ''), '') AS t \
+     FROM (SELECT alertname, count(*) AS n FROM occurrences WHERE incident_id = ?1 GROUP BY alertname))) \
+     WHERE id = ?1";
+
 const OCCURRENCE_COLUMNS: &str = "fingerprint, starts_at, status, ends_at, alertname, labels, \
      annotations, generator_url, group_key, first_seen_at, last_seen_at, resolved_by, incident_id";
 
@@ -264,6 +272,10 @@ impl Repo for SqliteRepo<'_> {
                 o.resolved_by,
             ])?;
         }
+        // The reports' tally of its alerts, once per save (a trigger per inserted alert would
+        // make an incident of 100,000 alerts quadratic); moves and deletions have triggers.
+        tx.prepare_cached(ALERT_TALLY_UPDATE)?
+            .execute(params![incident.id])?;
         // Human rows are rewritten as given; derived rows are history and only ever appended.
         tx.prepare_cached("DELETE FROM timeline WHERE incident_id = ?1 AND human = 1")?
             .execute(params![incident.id])?;
