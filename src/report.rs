@@ -17,21 +17,26 @@
 //!   acknowledged, TTR and duration those not resolved yet, TTD and duration those whose
 //!   impact start is unknown. `n` says how many counted, `excluded` how many did not.
 //! - Percentiles are nearest-rank: p90 is the smallest value at least 90% of the counted
-//!   incidents do not exceed.
-
-use std::collections::{BTreeMap, BTreeSet};
+//!   incidents do not exceed. Figures are exact, whatever the number of incidents.
+//! - Services are listed by most incidents, at most [`TOP_SERVICES`] (over the range and in
+//!   each period); the others are summed in `other_services`, which says how many they are.
 
 use chrono::{Datelike, Duration, NaiveDate, TimeZone};
 use chrono_tz::Tz;
 use serde::Serialize;
 
 use crate::incident::{Status, Timestamp};
-use crate::store::{AlertTally, IncidentSummary, ReportQuery};
+use crate::store::{AlertTally, IncidentSummary, ReportQuery, ReportRows};
 
 /// How many alerts and flapping incidents a report lists.
 pub const TOP: usize = 10;
 /// How many alerts each service's figures list.
 pub const TOP_PER_SERVICE: usize = 5;
+/// How many services a report lists, most incidents first, over the range and in each
+/// period; the others are summed in one row (`other_services`) that says how many they are.
+pub const TOP_SERVICES: usize = 20;
+/// How many services each of the top alerts names (`services_total` says how many there are).
+pub const SERVICES_PER_ALERT: usize = 10;
 
 /// The length of a report's periods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -127,22 +132,26 @@ pub struct Stat {
 }
 
 impl Stat {
+    /// The figure over `values` (seconds, whole milliseconds as the domain measures them),
+    /// `total` incidents in all. Reorders `values`. Exact and independent of their order:
+    /// percentiles are found by selection, the mean sums whole milliseconds.
     fn of(values: &mut [f64], total: u64) -> Stat {
-        values.sort_by(f64::total_cmp);
         let n = values.len();
-        let rank = |p: f64| -> Option<f64> {
+        let mut rank = |p: f64| -> Option<f64> {
             if n == 0 {
                 return None;
             }
             let r = ((p * n as f64).ceil() as usize).clamp(1, n);
-            Some(values[r - 1])
+            Some(*values.select_nth_unstable_by(r - 1, f64::total_cmp).1)
         };
+        let (p50, p90) = (rank(0.5), rank(0.9));
+        let millis: i128 = values.iter().map(|v| (v * 1000.0).round() as i128).sum();
         Stat {
             n: n as u64,
             excluded: total.saturating_sub(n as u64),
-            mean_seconds: (n > 0).then(|| values.iter().sum::<f64>() / n as f64),
-            p50_seconds: rank(0.5),
-            p90_seconds: rank(0.9),
+            mean_seconds: (n > 0).then(|| millis as f64 / n as f64 / 1000.0),
+            p50_seconds: p50,
+            p90_seconds: p90,
         }
     }
 }
@@ -167,15 +176,13 @@ impl Figures {
     fn of(incidents: &[&IncidentSummary]) -> Figures {
         let total = incidents.len() as u64;
         let count = |s: Status| incidents.iter().filter(|i| i.status == s).count() as u64;
-        let stat = |f: fn(&IncidentSummary) -> Option<f64>| {
+        let mut buffer: Vec<f64> = Vec::with_capacity(incidents.len());
+        let mut stat = |f: fn(&IncidentSummary) -> Option<f64>| {
             // A negative span (an incident resolved before incidentd first heard of it, as
             // after a delivery backlog) measured nothing: excluded, as the draft says "none".
-            let mut v: Vec<f64> = incidents
-                .iter()
-                .filter_map(|i| f(i))
-                .filter(|v| *v >= 0.0)
-                .collect();
-            Stat::of(&mut v, total)
+            buffer.clear();
+            buffer.extend(incidents.iter().filter_map(|i| f(i)).filter(|v| *v >= 0.0));
+            Stat::of(&mut buffer, total)
         };
         Figures {
             incidents: total,
@@ -199,8 +206,11 @@ pub struct AlertRow {
     pub incidents: u64,
     /// Its firing episodes (one per `startsAt`), over those incidents.
     pub firings: u64,
-    /// The services of those incidents (`null`: incidents without one).
+    /// The services of those incidents (`null`: incidents without one), those where it took
+    /// part in most incidents first, at most [`SERVICES_PER_ALERT`].
     pub services: Vec<Option<String>>,
+    /// How many services there are in all.
+    pub services_total: u64,
 }
 
 /// An incident that reopened.
@@ -220,6 +230,14 @@ pub struct FlapRow {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ServiceFigures {
     pub service: Option<String>,
+    #[serde(flatten)]
+    pub figures: Figures,
+}
+
+/// The services a list leaves out, summed: how many, and their figures together.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OtherServices {
+    pub services: u64,
     #[serde(flatten)]
     pub figures: Figures,
 }
@@ -245,8 +263,11 @@ pub struct PeriodReport {
     pub partial: bool,
     #[serde(flatten)]
     pub figures: Figures,
-    /// Per service, services with incidents in the period only.
+    /// Per service, services with incidents in the period only, most incidents first, at
+    /// most [`TOP_SERVICES`].
     pub services: Vec<ServiceFigures>,
+    /// The period's other services, summed (`null`: none left out).
+    pub other_services: Option<OtherServices>,
 }
 
 /// Figures across incidents over a range of time.
@@ -265,8 +286,11 @@ pub struct Report {
     pub definitions: Definitions,
     /// Every incident in the range.
     pub total: Figures,
-    /// Per service over the range, most incidents first.
+    /// Per service over the range, most incidents first (then by name), at most
+    /// [`TOP_SERVICES`].
     pub services: Vec<ServiceReport>,
+    /// The other services, summed (`null`: none left out).
+    pub other_services: Option<OtherServices>,
     /// Every period overlapping the range, oldest first, empty ones included.
     pub periods: Vec<PeriodReport>,
     /// The alerts that fire most, by firings then incidents.
@@ -291,41 +315,65 @@ fn day_in(at: Timestamp, zone: Tz) -> NaiveDate {
     at.with_timezone(&zone).date_naive()
 }
 
-/// The alerts of `tallies` summed by name, most firings first.
-fn top_alerts<'a>(tallies: impl Iterator<Item = &'a AlertTally>, limit: usize) -> Vec<AlertRow> {
-    // The services of each name in a set: an alert that fires for many services must not
-    // make this quadratic.
-    let mut by_name: BTreeMap<&str, (AlertRow, BTreeSet<Option<&str>>)> = BTreeMap::new();
+/// One alert name's incidents, firings, and services (index, incidents).
+type NameTally = (u64, u64, Vec<(u32, u64)>);
+
+/// The alerts of `tallies` summed by name, most firings then incidents first, at most `limit`.
+fn top_alerts<'a>(
+    rows: &ReportRows,
+    tallies: impl Iterator<Item = &'a AlertTally>,
+    limit: usize,
+) -> Vec<AlertRow> {
+    // Per name: incidents, firings, and its services with their incidents. Indexes, not
+    // strings: an alert that fires for 100,000 services stays linear.
+    let mut by_name: Vec<NameTally> = vec![Default::default(); rows.alertnames.len()];
     for t in tallies {
-        let (row, services) = by_name.entry(&t.alertname).or_insert_with(|| {
-            let row = AlertRow {
-                alertname: t.alertname.clone(),
-                incidents: 0,
-                firings: 0,
-                services: Vec::new(),
-            };
-            (row, BTreeSet::new())
-        });
-        row.incidents += t.incidents;
-        row.firings += t.firings;
-        services.insert(t.service.as_deref());
+        let (incidents, firings, services) = &mut by_name[t.alertname as usize];
+        *incidents += t.incidents;
+        *firings += t.firings;
+        services.push((t.service, t.incidents));
     }
-    let mut rows: Vec<AlertRow> = by_name
-        .into_values()
-        .map(|(mut row, services)| {
-            row.services = services.into_iter().map(|s| s.map(str::to_owned)).collect();
-            row.services
-                .sort_by(|a, b| cmp_service(a.as_deref(), b.as_deref()));
-            row
-        })
-        .collect();
-    rows.sort_by(|a, b| {
-        (b.firings, b.incidents)
-            .cmp(&(a.firings, a.incidents))
-            .then_with(|| a.alertname.cmp(&b.alertname))
+    let name = |i: usize| rows.alertnames[i].as_str();
+    let mut order: Vec<usize> = (0..by_name.len()).filter(|&i| by_name[i].0 > 0).collect();
+    order.sort_by(|&a, &b| {
+        (by_name[b].1, by_name[b].0)
+            .cmp(&(by_name[a].1, by_name[a].0))
+            .then_with(|| name(a).cmp(name(b)))
     });
-    rows.truncate(limit);
-    rows
+    order.truncate(limit);
+    order
+        .into_iter()
+        .map(|i| {
+            let (incidents, firings, services) = &mut by_name[i];
+            // A service appears once per name in the tallies. Only the listed ones are
+            // sorted: an alert of 100,000 services stays linear.
+            let cmp = |a: &(u32, u64), b: &(u32, u64)| {
+                b.1.cmp(&a.1).then_with(|| {
+                    cmp_service(
+                        rows.services[a.0 as usize].as_deref(),
+                        rows.services[b.0 as usize].as_deref(),
+                    )
+                })
+            };
+            let total = services.len() as u64;
+            if services.len() > SERVICES_PER_ALERT {
+                services.select_nth_unstable_by(SERVICES_PER_ALERT, cmp);
+                services.truncate(SERVICES_PER_ALERT);
+            }
+            services.sort_by(cmp);
+            AlertRow {
+                alertname: name(i).to_string(),
+                incidents: *incidents,
+                firings: *firings,
+                services_total: total,
+                services: services
+                    .iter()
+                    .take(SERVICES_PER_ALERT)
+                    .map(|(s, _)| rows.services[*s as usize].clone())
+                    .collect(),
+            }
+        })
+        .collect()
 }
 
 /// Services by name, incidents without one last.
@@ -338,23 +386,56 @@ fn cmp_service(a: Option<&str>, b: Option<&str>) -> std::cmp::Ordering {
     }
 }
 
-fn by_service<'a>(
-    incidents: impl Iterator<Item = &'a IncidentSummary>,
-) -> Vec<(Option<String>, Vec<&'a IncidentSummary>)> {
-    let mut map: BTreeMap<Option<&str>, Vec<&IncidentSummary>> = BTreeMap::new();
+/// `incidents` by service: the [`TOP_SERVICES`] with most incidents (then by name), each
+/// with its incidents, and the incidents of the others with how many services they are.
+type ByService<'a> = (
+    Vec<(u32, Vec<&'a IncidentSummary>)>,
+    Option<(u64, Vec<&'a IncidentSummary>)>,
+);
+
+fn by_service<'a>(rows: &ReportRows, incidents: &[&'a IncidentSummary]) -> ByService<'a> {
+    let mut counts: Vec<u64> = vec![0; rows.services.len()];
     for i in incidents {
-        map.entry(i.service.as_deref()).or_default().push(i);
+        counts[i.service as usize] += 1;
     }
-    let mut groups: Vec<(Option<String>, Vec<&IncidentSummary>)> = map
-        .into_iter()
-        .map(|(s, v)| (s.map(str::to_string), v))
+    let mut ids: Vec<u32> = (0..counts.len() as u32)
+        .filter(|&s| counts[s as usize] > 0)
         .collect();
-    groups.sort_by(|(sa, a), (sb, b)| {
-        b.len()
-            .cmp(&a.len())
-            .then_with(|| cmp_service(sa.as_deref(), sb.as_deref()))
-    });
-    groups
+    let cmp = |a: &u32, b: &u32| {
+        counts[*b as usize].cmp(&counts[*a as usize]).then_with(|| {
+            cmp_service(
+                rows.services[*a as usize].as_deref(),
+                rows.services[*b as usize].as_deref(),
+            )
+        })
+    };
+    let others = ids.len().saturating_sub(TOP_SERVICES) as u64;
+    if ids.len() > TOP_SERVICES {
+        ids.select_nth_unstable_by(TOP_SERVICES, cmp);
+        ids.truncate(TOP_SERVICES);
+    }
+    ids.sort_by(cmp);
+    let mut place: Vec<u32> = vec![u32::MAX; rows.services.len()];
+    for (k, s) in ids.iter().enumerate() {
+        place[*s as usize] = k as u32;
+    }
+    let mut groups: Vec<(u32, Vec<&IncidentSummary>)> =
+        ids.iter().map(|s| (*s, Vec::new())).collect();
+    let mut rest = Vec::new();
+    for i in incidents {
+        match place[i.service as usize] {
+            u32::MAX => rest.push(*i),
+            k => groups[k as usize].1.push(*i),
+        }
+    }
+    (groups, (others > 0).then_some((others, rest)))
+}
+
+fn other_services(rest: Option<(u64, Vec<&IncidentSummary>)>) -> Option<OtherServices> {
+    rest.map(|(services, list)| OtherServices {
+        services,
+        figures: Figures::of(&list),
+    })
 }
 
 /// The report over `query`'s range from the rows the store read for it.
@@ -363,27 +444,41 @@ pub fn build(
     by: Period,
     zone: Tz,
     generated_at: Timestamp,
-    incidents: &[IncidentSummary],
-    alerts: &[AlertTally],
+    rows: &ReportRows,
 ) -> Report {
     // The store reads exactly the range, oldest first; filtering and ordering again keeps
     // `build` true to any input (sorting sorted rows costs one pass).
-    let mut inside: Vec<&IncidentSummary> = incidents
+    let wanted: Vec<bool> = rows
+        .services
+        .iter()
+        .map(|s| query.service.is_none() || *s == query.service)
+        .collect();
+    let mut inside: Vec<&IncidentSummary> = rows
+        .incidents
         .iter()
         .filter(|i| i.fired_at >= query.since && i.fired_at < query.until)
-        .filter(|i| query.service.is_none() || i.service == query.service)
+        .filter(|i| wanted[i.service as usize])
         .collect();
     inside.sort_by_key(|i| i.fired_at);
 
-    let services = by_service(inside.iter().copied())
+    let (groups, rest) = by_service(rows, &inside);
+    let mut alerts_of: Vec<Vec<&AlertTally>> = vec![Vec::new(); groups.len()];
+    let mut place: Vec<Option<usize>> = vec![None; rows.services.len()];
+    for (k, (s, _)) in groups.iter().enumerate() {
+        place[*s as usize] = Some(k);
+    }
+    for t in &rows.alerts {
+        if let Some(k) = place[t.service as usize] {
+            alerts_of[k].push(t);
+        }
+    }
+    let services = groups
         .into_iter()
-        .map(|(service, list)| ServiceReport {
+        .zip(alerts_of)
+        .map(|((service, list), alerts)| ServiceReport {
+            service: rows.services[service as usize].clone(),
             figures: Figures::of(&list),
-            top_alerts: top_alerts(
-                alerts.iter().filter(|t| t.service == service),
-                TOP_PER_SERVICE,
-            ),
-            service,
+            top_alerts: top_alerts(rows, alerts.into_iter(), TOP_PER_SERVICE),
         })
         .collect();
 
@@ -397,19 +492,21 @@ pub fn build(
             let split = rest.partition_point(|i| i.fired_at < end);
             let (these, later) = rest.split_at(split);
             rest = later;
+            let (groups, others) = by_service(rows, these);
             periods.push(PeriodReport {
                 label: by.label(first),
                 start,
                 end,
                 partial: start < query.since || end > query.until,
                 figures: Figures::of(these),
-                services: by_service(these.iter().copied())
+                services: groups
                     .into_iter()
                     .map(|(service, list)| ServiceFigures {
-                        service,
+                        service: rows.services[service as usize].clone(),
                         figures: Figures::of(&list),
                     })
                     .collect(),
+                other_services: other_services(others),
             });
             if next <= first {
                 break;
@@ -418,18 +515,12 @@ pub fn build(
         }
     }
 
-    let mut flapping: Vec<&IncidentSummary> = inside
+    let top_flapping = rows
+        .flapping
         .iter()
-        .copied()
+        .filter(|i| i.fired_at >= query.since && i.fired_at < query.until)
+        .filter(|i| query.service.is_none() || i.service == query.service)
         .filter(|i| i.reopen_count > 0)
-        .collect();
-    flapping.sort_by(|a, b| {
-        b.reopen_count
-            .cmp(&a.reopen_count)
-            .then_with(|| b.fired_at.cmp(&a.fired_at))
-    });
-    let top_flapping = flapping
-        .into_iter()
         .take(TOP)
         .map(|i| FlapRow {
             id: i.id.clone(),
@@ -452,11 +543,11 @@ pub fn build(
         definitions: DEFINITIONS,
         total: Figures::of(&inside),
         services,
+        other_services: other_services(rest),
         periods,
         top_alerts: top_alerts(
-            alerts
-                .iter()
-                .filter(|t| query.service.is_none() || t.service == query.service),
+            rows,
+            rows.alerts.iter().filter(|t| wanted[t.service as usize]),
             TOP,
         ),
         top_flapping,
@@ -555,14 +646,18 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn summary(id: &str, service: &str, fired: &str) -> IncidentSummary {
+    /// An incident of a test: its id and service, and what a report reads of it.
+    struct Inc {
+        id: String,
+        service: String,
+        s: IncidentSummary,
+    }
+
+    fn summary(id: &str, service: &str, fired: &str) -> Inc {
         let fired_at = t(fired);
-        IncidentSummary {
-            id: id.into(),
-            title: format!("{id} title"),
+        let s = IncidentSummary {
+            service: 0,
             status: Status::Open,
-            service: Some(service.into()),
-            severity: Some("critical".into()),
             fired_at,
             times: ResponseTimes {
                 impact_start: None,
@@ -571,7 +666,52 @@ mod tests {
                 resolved_at: None,
             },
             reopen_count: 0,
+        };
+        Inc {
+            id: id.into(),
+            service: service.into(),
+            s,
         }
+    }
+
+    /// The rows a store reads for `incidents` and `alerts` (service, name, incidents,
+    /// firings).
+    fn rows(incidents: &[Inc], alerts: &[(&str, &str, u64, u64)]) -> ReportRows {
+        let mut b = crate::store::ReportRowsBuilder::new();
+        for i in incidents {
+            let s = &i.s;
+            b.incident(
+                Some(&i.service),
+                s.status,
+                s.fired_at,
+                s.times,
+                s.reopen_count,
+                "",
+            )
+            .unwrap();
+        }
+        for (service, name, incidents, firings) in alerts {
+            b.alerts(Some(service), name, *incidents, *firings);
+        }
+        let mut flapping: Vec<&Inc> = incidents.iter().filter(|i| i.s.reopen_count > 0).collect();
+        flapping.sort_by(|a, b| {
+            (b.s.reopen_count, b.s.fired_at).cmp(&(a.s.reopen_count, a.s.fired_at))
+        });
+        b.flapping(
+            flapping
+                .into_iter()
+                .map(|i| crate::store::FlappingIncident {
+                    id: i.id.clone(),
+                    title: format!("{} title", i.id),
+                    service: Some(i.service.clone()),
+                    severity: Some("critical".into()),
+                    status: i.s.status,
+                    fired_at: i.s.fired_at,
+                    reopen_count: i.s.reopen_count,
+                })
+                .collect(),
+        );
+        b.finish()
     }
 
     fn query(since: &str, until: &str) -> ReportQuery {
@@ -600,12 +740,12 @@ mod tests {
     #[test]
     fn figures_use_the_domain_definitions_and_count_what_is_unknown() {
         let mut a = summary("INC-1", "api", "2026-11-23T10:00:00Z");
-        a.times.impact_start = Some(t("2026-11-23T09:58:00Z"));
-        a.times.acknowledged_at = Some(t("2026-11-23T10:05:30Z"));
-        a.times.resolved_at = Some(t("2026-11-23T10:20:30Z"));
-        a.status = Status::Resolved;
+        a.s.times.impact_start = Some(t("2026-11-23T09:58:00Z"));
+        a.s.times.acknowledged_at = Some(t("2026-11-23T10:05:30Z"));
+        a.s.times.resolved_at = Some(t("2026-11-23T10:20:30Z"));
+        a.s.status = Status::Resolved;
         let b = summary("INC-2", "api", "2026-11-24T10:00:00Z");
-        let f = Figures::of(&[&a, &b]);
+        let f = Figures::of(&[&a.s, &b.s]);
         assert_eq!(f.incidents, 2);
         assert_eq!((f.open, f.resolved), (1, 1));
         // TTD = detected − impact start = 10:00:30 − 09:58:00.
@@ -618,9 +758,9 @@ mod tests {
 
         // Resolved before incidentd was notified (a replay, a delivery backlog): no TTR.
         let mut late = summary("INC-3", "api", "2026-11-25T10:00:00Z");
-        late.times.resolved_at = Some(t("2026-11-25T09:00:00Z"));
-        late.status = Status::Resolved;
-        let f = Figures::of(&[&a, &late]);
+        late.s.times.resolved_at = Some(t("2026-11-25T09:00:00Z"));
+        late.s.status = Status::Resolved;
+        let f = Figures::of(&[&a.s, &late.s]);
         assert_eq!(f.ttr.mean_seconds, Some(1200.0));
         assert_eq!((f.ttr.n, f.ttr.excluded), (1, 1));
     }
@@ -628,19 +768,22 @@ mod tests {
     #[test]
     fn iso_weeks_in_the_display_zone_empty_ones_included() {
         // Sunday 23:30 UTC is Monday 00:30 in Berlin: the next ISO week there.
-        let rows = vec![
-            summary("INC-1", "api", "2026-11-22T23:30:00Z"),
-            summary("INC-2", "db", "2026-12-08T12:00:00Z"),
-        ];
+        let rows = rows(
+            &[
+                summary("INC-1", "api", "2026-11-22T23:30:00Z"),
+                summary("INC-2", "db", "2026-12-08T12:00:00Z"),
+            ],
+            &[],
+        );
         let q = query("2026-11-20T00:00:00Z", "2026-12-10T00:00:00Z");
         let now = t("2026-12-10T00:00:00Z");
-        let utc = build(&q, Period::Week, Tz::UTC, now, &rows, &[]);
+        let utc = build(&q, Period::Week, Tz::UTC, now, &rows);
         let labels: Vec<&str> = utc.periods.iter().map(|p| p.label.as_str()).collect();
         assert_eq!(labels, ["2026-W47", "2026-W48", "2026-W49", "2026-W50"]);
         assert_eq!(utc.periods[0].figures.incidents, 1);
         assert!(utc.periods[0].partial && !utc.periods[1].partial);
         assert_eq!(utc.periods[2].figures.incidents, 0);
-        let berlin = build(&q, Period::Week, Tz::Europe__Berlin, now, &rows, &[]);
+        let berlin = build(&q, Period::Week, Tz::Europe__Berlin, now, &rows);
         assert_eq!(berlin.periods[0].figures.incidents, 0);
         assert_eq!(berlin.periods[1].label, "2026-W48");
         assert_eq!(berlin.periods[1].figures.incidents, 1);
@@ -652,33 +795,24 @@ mod tests {
     #[test]
     fn months_alerts_and_flapping() {
         let mut a = summary("INC-1", "api", "2026-10-31T12:00:00Z");
-        a.reopen_count = 3;
+        a.s.reopen_count = 3;
         let mut b = summary("INC-2", "api", "2026-11-02T12:00:00Z");
-        b.reopen_count = 1;
+        b.s.reopen_count = 1;
         let c = summary("INC-3", "db", "2026-11-03T12:00:00Z");
-        let tallies = vec![
-            AlertTally {
-                service: Some("api".into()),
-                alertname: "HighLatency".into(),
-                incidents: 2,
-                firings: 5,
-            },
-            AlertTally {
-                service: Some("db".into()),
-                alertname: "HighLatency".into(),
-                incidents: 1,
-                firings: 1,
-            },
-            AlertTally {
-                service: Some("db".into()),
-                alertname: "DiskFull".into(),
-                incidents: 1,
-                firings: 9,
-            },
+        let tallies = [
+            ("api", "HighLatency", 2, 5),
+            ("db", "HighLatency", 1, 1),
+            ("db", "DiskFull", 1, 9),
         ];
         let q = query("2026-10-15T00:00:00Z", "2026-11-15T00:00:00Z");
         // Rows in any order: periods still get theirs.
-        let r = build(&q, Period::Month, Tz::UTC, q.until, &[c, b, a], &tallies);
+        let r = build(
+            &q,
+            Period::Month,
+            Tz::UTC,
+            q.until,
+            &rows(&[c, b, a], &tallies),
+        );
         let labels: Vec<&str> = r.periods.iter().map(|p| p.label.as_str()).collect();
         assert_eq!(labels, ["2026-10", "2026-11"]);
         assert_eq!(r.periods[1].figures.incidents, 2);
@@ -697,6 +831,85 @@ mod tests {
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["periods"][1]["ttd"]["excluded"], 2);
         assert_eq!(json["by"], "month");
+    }
+
+    #[test]
+    fn many_services_list_the_busiest_and_sum_the_others_exactly() {
+        // Service k has k + 1 incidents, an hour apart; alert "A" fires once in each.
+        let mut incs = Vec::new();
+        let mut tallies = Vec::new();
+        let services: Vec<String> = (0..30).map(|k| format!("svc-{k:02}")).collect();
+        for (k, service) in services.iter().enumerate() {
+            for j in 0..=k {
+                let at = t("2026-11-02T00:00:00Z") + Duration::minutes((k * 31 + j) as i64);
+                let mut i = summary(&format!("INC-{k}-{j}"), service, &at.to_rfc3339());
+                i.s.times.resolved_at = Some(at + Duration::seconds(60 * (k as i64 + 1)));
+                i.s.status = Status::Resolved;
+                incs.push(i);
+            }
+            tallies.push((service.as_str(), "A", (k + 1) as u64, (k + 1) as u64));
+        }
+        let q = query("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z");
+        let r = build(&q, Period::Month, Tz::UTC, q.until, &rows(&incs, &tallies));
+        assert_eq!(r.total.incidents, 465);
+        let listed: Vec<&str> = r
+            .services
+            .iter()
+            .map(|s| s.service.as_deref().unwrap())
+            .collect();
+        assert_eq!(listed.len(), TOP_SERVICES);
+        assert_eq!((listed[0], listed[19]), ("svc-29", "svc-10"));
+        let other = r.other_services.as_ref().unwrap();
+        assert_eq!(other.services, 10);
+        // svc-00 … svc-09: 1 + … + 10 incidents, TTR 1 to 10 minutes.
+        assert_eq!(other.figures.incidents, 55);
+        let sum: u64 = r.services.iter().map(|s| s.figures.incidents).sum();
+        assert_eq!(sum + other.figures.incidents, r.total.incidents);
+        assert_eq!(other.figures.ttr.n, 55);
+        // TTR = resolved − detected (30 s after firing): 60 × (k + 1) − 30.
+        assert_eq!(other.figures.ttr.p90_seconds, Some(570.0));
+        let mean = (1..=10).map(|m| m * (60 * m - 30)).sum::<u64>() as f64 / 55.0;
+        assert_eq!(other.figures.ttr.mean_seconds, Some(mean));
+        let p = &r.periods[0];
+        assert_eq!(p.services.len(), TOP_SERVICES);
+        assert_eq!(p.other_services.as_ref().unwrap().figures.incidents, 55);
+        // The alert names its services with most incidents first, and how many there are.
+        let a = &r.top_alerts[0];
+        assert_eq!((a.incidents, a.firings, a.services_total), (465, 465, 30));
+        assert_eq!(a.services.len(), SERVICES_PER_ALERT);
+        assert_eq!(a.services[0].as_deref(), Some("svc-29"));
+    }
+
+    #[test]
+    fn a_tally_is_read_whatever_the_alert_names_hold() {
+        let mut b = crate::store::ReportRowsBuilder::new();
+        let at = t("2026-11-02T00:00:00Z");
+        let times = ResponseTimes {
+            impact_start: None,
+            detected_at: at,
+            acknowledged_at: None,
+            resolved_at: None,
+        };
+        // Names with the separator in them, and multi-byte characters.
+        let tally = "2:3:a:b1:5:Über";
+        b.incident(Some("x"), Status::Open, at, times, 0, tally)
+            .unwrap();
+        b.incident(None, Status::Open, at, times, 0, "1:3:a:b")
+            .unwrap();
+        b.incident(None, Status::Open, at, times, 0, "*").unwrap();
+        assert!(b
+            .incident(None, Status::Open, at, times, 0, "1:9:short")
+            .is_err());
+        assert_eq!(b.untallied, 1);
+        let rows = b.finish();
+        let q = query("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z");
+        let r = build(&q, Period::Month, Tz::UTC, q.until, &rows);
+        let top: Vec<(&str, u64, u64)> = r
+            .top_alerts
+            .iter()
+            .map(|a| (a.alertname.as_str(), a.incidents, a.firings))
+            .collect();
+        assert_eq!(top, [("a:b", 2, 3), ("Über", 1, 1)]);
     }
 
     #[test]

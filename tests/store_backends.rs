@@ -274,32 +274,29 @@ async fn scenarios(store: Store) -> Vec<String> {
         );
     }
 
-    // Reports' rows (src/report.rs): the range is half-open, the service filter exact.
+    // Reports (src/report.rs): the range is half-open, the service filter exact.
     for (since, until, service) in [
         ("2026-11-23T00:00:00Z", "2026-11-24T00:00:00Z", None),
         ("2026-11-23T00:00:00Z", "2026-11-23T06:00:00Z", None),
         ("2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z", Some("cart")),
     ] {
-        let rows = store
-            .report_rows(incidentd::store::ReportQuery {
-                since: t(since),
-                until: t(until),
-                service: service.map(str::to_string),
-            })
-            .await
-            .map(|(incidents, mut alerts)| {
-                let expected = match (until, service) {
-                    ("2026-11-24T00:00:00Z", None) => 3,
-                    (_, None) => 2,
-                    _ => 1,
-                };
-                assert_eq!(incidents.len(), expected, "{since}..{until} {service:?}");
-                alerts.sort_by(|a, b| (&a.service, &a.alertname).cmp(&(&b.service, &b.alertname)));
-                format!("{incidents:?} {alerts:?}")
-            });
-        note!("report rows {since}..{until} {service:?}: {rows:?}");
+        let r = report(&store, since, until, service).await;
+        let expected = match (until, service) {
+            ("2026-11-24T00:00:00Z", None) => 3,
+            (_, None) => 2,
+            _ => 1,
+        };
+        assert_eq!(
+            r["total"]["incidents"], expected,
+            "{since}..{until} {service:?}"
+        );
+        note!("report {since}..{until} {service:?}: {r}");
     }
-
+    let day = |store: &Store| {
+        let store = store.clone();
+        async move { report(&store, "2026-11-23T00:00:00Z", "2026-11-24T00:00:00Z", None).await }
+    };
+    let before_actions = day(&store).await;
     // People's actions.
     let act = |id: String, action: Action, at: &'static str| {
         let store = store.clone();
@@ -346,6 +343,25 @@ async fn scenarios(store: Store) -> Vec<String> {
         .await
     );
 
+    // The report sees the actions at once: shop acknowledged, cart resolved.
+    let after_actions = day(&store).await;
+    note!("report after actions: {after_actions}");
+    assert_eq!(
+        before_actions["total"]["acknowledged"], 0,
+        "{before_actions}"
+    );
+    assert_eq!(after_actions["total"]["acknowledged"], 1, "{after_actions}");
+    assert_eq!(
+        after_actions["total"]["resolved"].as_u64().unwrap(),
+        before_actions["total"]["resolved"].as_u64().unwrap() + 1,
+        "{after_actions}"
+    );
+    assert_eq!(after_actions["total"]["tta"]["n"], 1, "{after_actions}");
+    assert_eq!(
+        after_actions["total"]["tta"]["mean_seconds"], 55.0,
+        "{after_actions}"
+    );
+
     // The reconciler's view, and resolving what Alertmanager no longer has.
     let mut firing = store.firing_in_alertmanager().await.unwrap();
     firing.sort();
@@ -388,6 +404,57 @@ async fn scenarios(store: Store) -> Vec<String> {
         "with evidence {:?}",
         store.incident_with_evidence(&first).await.unwrap()
     );
+    // Evidence refined the first incident's impact start: its TTD and duration follow.
+    let with_impact = day(&store).await;
+    note!("report with evidence: {with_impact}");
+    assert_ne!(
+        with_impact["total"]["ttd"], after_actions["total"]["ttd"],
+        "{with_impact}"
+    );
+    // Shop fires again (a new firing episode of its alert): the alerts' tallies and the
+    // reopenings follow the incidents' own.
+    let again = variant("aaaa000000000001", "2026-11-23T07:00:00Z", "shop");
+    note!(
+        "shop fires again: {:?}",
+        ingest(&store, &again, t("2026-11-23T07:00:05Z")).await
+    );
+    let r = day(&store).await;
+    note!("report after shop fired again: {r}");
+    let listed = store
+        .list_incidents(ListFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let (mut firings, mut reopened) = (0, Vec::new());
+    for i in &listed.incidents {
+        let i = store.incident(&i.id).await.unwrap().unwrap();
+        firings += i.alerts.len() as u64;
+        if i.reopen_count > 0 {
+            reopened.push((i.id.clone(), i.reopen_count));
+        }
+    }
+    let counted: u64 = r["top_alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["firings"].as_u64().unwrap())
+        .sum();
+    assert_eq!(counted, firings, "{r}");
+    assert!(counted > 3, "shop's second firing is counted: {r}");
+    let flapping: Vec<(String, u32)> = r["top_flapping"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["id"].as_str().unwrap().to_string(),
+                f["reopen_count"].as_u64().unwrap() as u32,
+            )
+        })
+        .collect();
+    assert_eq!(flapping, reopened, "{r}");
     note!("chart {:?}", store.chart(&first, "b.svg").await.unwrap());
     note!("no chart {:?}", store.chart(&first, "c.svg").await.unwrap());
     note!("slack view {:?}", store.slack_view(&first).await.unwrap());
@@ -533,6 +600,27 @@ async fn scenarios(store: Store) -> Vec<String> {
     note!("ping {:?}", store.ping().await);
     store.close().await;
     log
+}
+
+/// The report over `[since, until)` (UTC, per week, read at `until`), as its JSON.
+async fn report(store: &Store, since: &str, until: &str, service: Option<&str>) -> Value {
+    let query = incidentd::store::ReportQuery {
+        since: t(since),
+        until: t(until),
+        service: service.map(str::to_string),
+    };
+    let rows = store
+        .report_rows(query.clone(), incidentd::report::TOP)
+        .await
+        .unwrap();
+    let r = incidentd::report::build(
+        &query,
+        incidentd::report::Period::Week,
+        chrono_tz::UTC,
+        query.until,
+        &rows,
+    );
+    serde_json::to_value(&r).unwrap()
 }
 
 fn assert_same(sqlite: &[String], postgres: &[String]) {

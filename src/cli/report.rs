@@ -62,6 +62,13 @@ struct ServiceView {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+struct OtherServicesView {
+    services: u64,
+    #[serde(flatten)]
+    figures: FiguresView,
+}
+
+#[derive(Debug, Clone, Deserialize)]
 struct PeriodView {
     label: String,
     #[serde(default)]
@@ -101,6 +108,9 @@ struct ReportView {
     total: FiguresView,
     #[serde(default)]
     services: Vec<ServiceView>,
+    /// The services the daemon left out of `services`, summed.
+    #[serde(default)]
+    other_services: Option<OtherServicesView>,
     #[serde(default)]
     periods: Vec<PeriodView>,
     #[serde(default)]
@@ -209,6 +219,12 @@ fn render(r: &ReportView) -> String {
             &s.figures,
         ));
     }
+    if let Some(o) = &r.other_services {
+        total.row(figures_row(
+            format!("({} other services)", o.services),
+            &o.figures,
+        ));
+    }
     total.row(figures_row("(all)".into(), &r.total));
     out.push_str(&total.render());
 
@@ -263,38 +279,42 @@ mod tests {
     use super::*;
     use crate::incident::{ResponseTimes, Status};
     use crate::report::{build, Period};
-    use crate::store::{AlertTally, IncidentSummary, ReportQuery};
+    use crate::store::{FlappingIncident, ReportQuery, ReportRowsBuilder};
 
     #[test]
     fn the_daemons_report_prints_as_tables_with_units() {
         let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
-        let row = IncidentSummary {
-            id: "INC-2026-0001".into(),
-            title: "payment-service: HighErrorRate".into(),
-            status: Status::Resolved,
-            service: Some("payment-service".into()),
-            severity: Some("critical".into()),
-            fired_at: t("2026-11-23T02:25:00Z"),
-            times: ResponseTimes {
+        let mut rows = ReportRowsBuilder::new();
+        let fired_at = t("2026-11-23T02:25:00Z");
+        rows.incident(
+            Some("payment-service"),
+            Status::Resolved,
+            fired_at,
+            ResponseTimes {
                 impact_start: Some(t("2026-11-23T02:24:13Z")),
                 detected_at: t("2026-11-23T02:26:28Z"),
                 acknowledged_at: Some(t("2026-11-23T02:29:00Z")),
                 resolved_at: Some(t("2026-11-23T02:36:13Z")),
             },
+            2,
+            "3:13:HighErrorRate",
+        )
+        .unwrap();
+        rows.flapping(vec![FlappingIncident {
+            id: "INC-2026-0001".into(),
+            title: "payment-service: HighErrorRate".into(),
+            service: Some("payment-service".into()),
+            severity: Some("critical".into()),
+            status: Status::Resolved,
+            fired_at,
             reopen_count: 2,
-        };
+        }]);
         let q = ReportQuery {
             since: t("2026-11-20T00:00:00Z"),
             until: t("2026-11-30T00:00:00Z"),
             service: None,
         };
-        let tally = AlertTally {
-            service: row.service.clone(),
-            alertname: "HighErrorRate".into(),
-            incidents: 1,
-            firings: 3,
-        };
-        let report = build(&q, Period::Week, chrono_tz::UTC, q.until, &[row], &[tally]);
+        let report = build(&q, Period::Week, chrono_tz::UTC, q.until, &rows.finish());
         let json = serde_json::to_string(&report).unwrap();
         let view: ReportView = serde_json::from_str(&json).unwrap();
         let text = render(&view);

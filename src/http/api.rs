@@ -558,13 +558,15 @@ pub async fn report(
         zone,
     )
     .map_err(ApiError::BadRequest)?;
-    let (incidents, alerts) = state.store.report_rows(request.query.clone()).await?;
+    let rows = state
+        .store
+        .report_rows(request.query.clone(), crate::report::TOP)
+        .await?;
     Ok(Json(crate::report::build(
         &request.query,
         request.by,
         zone,
         now,
-        &incidents,
-        &alerts,
+        &rows,
     )))
 }

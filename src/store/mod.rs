@@ -302,14 +302,12 @@ pub enum ActError {
     Store(#[from] StoreError),
 }
 
-/// One incident as a report reads it (`crate::report`): only the columns its figures need.
+/// One incident as a report reads it (`crate::report`): only the numbers its figures need.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IncidentSummary {
-    pub id: String,
-    pub title: String,
+    /// Its service, as an index into [`ReportRows::services`].
+    pub service: u32,
     pub status: incident::Status,
-    pub service: Option<String>,
-    pub severity: Option<String>,
     /// When its first alert fired (Alertmanager's `startsAt`): what places it in a period.
     pub fired_at: Timestamp,
     pub times: incident::ResponseTimes,
@@ -317,13 +315,178 @@ pub struct IncidentSummary {
 }
 
 /// How often one alert fired in one service's incidents: `incidents` it took part in,
-/// `firings` (occurrences: each firing episode once).
+/// `firings` (occurrences: each firing episode once). Service and name are indexes into
+/// [`ReportRows::services`] and [`ReportRows::alertnames`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertTally {
-    pub service: Option<String>,
-    pub alertname: String,
+    pub service: u32,
+    pub alertname: u32,
     pub incidents: u64,
     pub firings: u64,
+}
+
+/// An incident that reopened, as the report lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlappingIncident {
+    pub id: String,
+    pub title: String,
+    pub service: Option<String>,
+    pub severity: Option<String>,
+    pub status: incident::Status,
+    pub fired_at: Timestamp,
+    pub reopen_count: u32,
+}
+
+/// What a report is built from (`crate::report::build`): every incident of the range as
+/// numbers, the tallies of their alerts, and the few incidents that reopened most. Services
+/// and alert names are stored once each and referred to by index, so 100,000 incidents cost
+/// no string each.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReportRows {
+    /// The distinct services (`None`: incidents without one).
+    pub services: Vec<Option<String>>,
+    /// The incidents, oldest first.
+    pub incidents: Vec<IncidentSummary>,
+    /// The distinct alert names.
+    pub alertnames: Vec<String>,
+    /// Per service and alert name.
+    pub alerts: Vec<AlertTally>,
+    /// The incidents that reopened at least once, most reopenings first, then the latest:
+    /// at most as many as asked for.
+    pub flapping: Vec<FlappingIncident>,
+}
+
+/// Collects [`ReportRows`] as a backend reads them.
+///
+/// An incident's alerts come tallied on its row (`incidents.alert_tally`, kept by triggers
+/// on `occurrences` in both backends, migration 11): for each alert name, in any order,
+/// `<firings>:<bytes>:<alertname>` (`<bytes>` the name's length in UTF-8 bytes, so any name
+/// parses), nothing between entries; or `*` when that would be longer than 1,000 bytes, and
+/// the backend then tallies those incidents' alerts from `occurrences` ([`Self::alerts`]).
+#[derive(Debug, Default)]
+pub struct ReportRowsBuilder {
+    rows: ReportRows,
+    /// Each service's index; the names move into `rows.services` when done (one string
+    /// each, however many incidents).
+    services: std::collections::HashMap<String, u32>,
+    no_service: Option<u32>,
+    alertnames: std::collections::HashMap<String, u32>,
+    /// `(service << 32 | alertname)` → (incidents, firings).
+    tallies: std::collections::HashMap<u64, (u64, u64)>,
+    /// Incidents whose tally is `*`.
+    pub untallied: usize,
+}
+
+impl ReportRowsBuilder {
+    pub fn new() -> ReportRowsBuilder {
+        ReportRowsBuilder::default()
+    }
+
+    fn service(&mut self, service: Option<&str>) -> u32 {
+        let next = self.rows.services.len() as u32;
+        match service {
+            None => *self.no_service.get_or_insert_with(|| {
+                self.rows.services.push(None);
+                next
+            }),
+            Some(s) => match self.services.get(s) {
+                Some(i) => *i,
+                None => {
+                    self.services.insert(s.to_string(), next);
+                    // Named when done.
+                    self.rows.services.push(None);
+                    next
+                }
+            },
+        }
+    }
+
+    fn alertname(&mut self, name: &str) -> u32 {
+        match self.alertnames.get(name) {
+            Some(i) => *i,
+            None => {
+                let next = self.rows.alertnames.len() as u32;
+                self.alertnames.insert(name.to_string(), next);
+                self.rows.alertnames.push(name.to_string());
+                next
+            }
+        }
+    }
+
+    fn tally(&mut self, service: u32, alertname: u32, incidents: u64, firings: u64) {
+        let t = self
+            .tallies
+            .entry(u64::from(service) << 32 | u64::from(alertname))
+            .or_default();
+        t.0 += incidents;
+        t.1 += firings;
+    }
+
+    /// One incident, in the order read (oldest first), with its `alert_tally`.
+    pub fn incident(
+        &mut self,
+        service: Option<&str>,
+        status: incident::Status,
+        fired_at: Timestamp,
+        times: incident::ResponseTimes,
+        reopen_count: u32,
+        alert_tally: &str,
+    ) -> Result<(), String> {
+        let service = self.service(service);
+        self.rows.incidents.push(IncidentSummary {
+            service,
+            status,
+            fired_at,
+            times,
+            reopen_count,
+        });
+        if alert_tally == "*" {
+            self.untallied += 1;
+            return Ok(());
+        }
+        let bad = || format!("incidents.alert_tally: cannot read {alert_tally:?}");
+        let mut rest = alert_tally;
+        while !rest.is_empty() {
+            let (firings, after) = rest.split_once(':').ok_or_else(bad)?;
+            let (bytes, after) = after.split_once(':').ok_or_else(bad)?;
+            let firings: u64 = firings.parse().map_err(|_| bad())?;
+            let bytes: usize = bytes.parse().map_err(|_| bad())?;
+            let name = after.get(..bytes).ok_or_else(bad)?;
+            rest = &after[bytes..];
+            let name = self.alertname(name);
+            self.tally(service, name, 1, firings);
+        }
+        Ok(())
+    }
+
+    /// Alerts tallied apart (the incidents whose `alert_tally` is `*`; tests).
+    pub fn alerts(&mut self, service: Option<&str>, alertname: &str, incidents: u64, firings: u64) {
+        let (service, alertname) = (self.service(service), self.alertname(alertname));
+        self.tally(service, alertname, incidents, firings);
+    }
+
+    pub fn flapping(&mut self, flapping: Vec<FlappingIncident>) {
+        self.rows.flapping = flapping;
+    }
+
+    pub fn finish(mut self) -> ReportRows {
+        let mut alerts: Vec<AlertTally> = self
+            .tallies
+            .into_iter()
+            .map(|(key, (incidents, firings))| AlertTally {
+                service: (key >> 32) as u32,
+                alertname: key as u32,
+                incidents,
+                firings,
+            })
+            .collect();
+        alerts.sort_by_key(|t| (t.service, t.alertname));
+        self.rows.alerts = alerts;
+        for (name, i) in self.services {
+            self.rows.services[i as usize] = Some(name);
+        }
+        self.rows
+    }
 }
 
 /// What a report reads: incidents whose first alert fired in `[since, until)`, of one
@@ -470,10 +633,9 @@ pub trait Reads: slack::SlackReads {
     ) -> Result<Vec<(i64, Incident)>, StoreError>;
     /// The stored rendered draft of an incident.
     fn draft(&mut self, incident_id: &str) -> Result<Option<StoredDraft>, StoreError>;
-    /// Reports: the incidents of `q`, oldest first.
-    fn incident_summaries(&mut self, q: &ReportQuery) -> Result<Vec<IncidentSummary>, StoreError>;
-    /// Reports: the alerts of `q`'s incidents, by service and alert name.
-    fn alert_tallies(&mut self, q: &ReportQuery) -> Result<Vec<AlertTally>, StoreError>;
+    /// Reports: the incidents of `q`, oldest first, their alerts by service and alert name,
+    /// and at most `flapping` of those that reopened most.
+    fn report_rows(&mut self, q: &ReportQuery, flapping: usize) -> Result<ReportRows, StoreError>;
     /// A trivial query: the database answers.
     fn ping(&mut self) -> Result<(), StoreError>;
 }
@@ -1001,13 +1163,14 @@ impl Store {
         self.read(move |r| r.draft(&id)).await
     }
 
-    /// What a report is built from (`crate::report::build`).
+    /// What a report is built from (`crate::report::build`), with at most `flapping` of
+    /// the incidents that reopened most.
     pub async fn report_rows(
         &self,
         q: ReportQuery,
-    ) -> Result<(Vec<IncidentSummary>, Vec<AlertTally>), StoreError> {
-        self.read(move |r| Ok((r.incident_summaries(&q)?, r.alert_tallies(&q)?)))
-            .await
+        flapping: usize,
+    ) -> Result<ReportRows, StoreError> {
+        self.read(move |r| r.report_rows(&q, flapping)).await
     }
 
     /// Whether the database answers.

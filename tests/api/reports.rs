@@ -197,3 +197,97 @@ async fn the_cli_prints_the_report_as_tables_with_units() {
     let err = String::from_utf8_lossy(&bad.stderr);
     assert!(err.contains("since: "), "{err}");
 }
+
+/// Many services: the report lists the 20 with most incidents and sums the others, on the
+/// API, the page and the CLI alike; an incident with more alert names than its tally holds
+/// (`*`, read from the alerts instead) is counted exactly.
+#[tokio::test]
+async fn many_services_are_listed_busiest_first_with_the_others_summed() {
+    let app = spawn_app().await;
+    app.set_time(time("2026-11-23T03:00:00Z"));
+    // 23 services; service k has 1 incident, svc-00 three (other fingerprints).
+    for k in 0..25 {
+        let service = format!("svc-{:02}", k.min(22));
+        let body = payload(|v| {
+            v["groupKey"] = json!(format!("{{}}:{{service=\"{service}\"}}"));
+            v["groupLabels"]["service"] = json!(service);
+            v["commonLabels"]["service"] = json!(service);
+            let a = &mut v["alerts"][0];
+            a["labels"]["service"] = json!(service);
+            a["fingerprint"] = json!(format!("{k:016x}"));
+        });
+        assert_eq!(app.post_webhook(body).await.status(), 200);
+    }
+    // One more incident, of svc-00, with 60 alerts of as many names: a tally longer than
+    // 1,000 bytes.
+    let body = payload(|v| {
+        v["groupKey"] = json!("{}:{service=\"svc-00\", burst=\"1\"}");
+        v["commonLabels"]["service"] = json!("svc-00");
+        let one = v["alerts"][0].clone();
+        let alerts: Vec<Value> = (0..60)
+            .map(|n| {
+                let mut a = one.clone();
+                a["labels"]["service"] = json!("svc-00");
+                a["labels"]["burst"] = json!("1");
+                a["labels"]["alertname"] = json!(format!("BurstAlertNumber{n:02}WithALongName"));
+                a["fingerprint"] = json!(format!("b{n:015x}"));
+                a
+            })
+            .collect();
+        v["alerts"] = json!(alerts);
+    });
+    assert_eq!(app.post_webhook(body).await.status(), 200);
+
+    let (status, r) = app.get_json("/api/v1/reports?since=1d").await;
+    assert_eq!(status, 200, "{r}");
+    let services = r["services"].as_array().unwrap();
+    assert_eq!(services.len(), 20, "{r}");
+    let incidents = r["total"]["incidents"].as_u64().unwrap();
+    let listed: u64 = services
+        .iter()
+        .map(|s| s["incidents"].as_u64().unwrap())
+        .sum();
+    assert_eq!(r["other_services"]["services"], 3, "{r}");
+    assert_eq!(
+        listed + r["other_services"]["incidents"].as_u64().unwrap(),
+        incidents,
+        "{r}"
+    );
+    // The busiest first, and every alert counted: 25 firings of the recorded alert and one
+    // of each burst alert.
+    let busiest = &services[0];
+    assert_eq!(busiest["service"], "svc-00", "{r}");
+    let top = r["top_alerts"].as_array().unwrap();
+    assert_eq!(top[0]["alertname"], "DatabaseConnectionPoolHigh", "{r}");
+    assert_eq!(top[0]["firings"], 25, "{r}");
+    assert_eq!(top[0]["services_total"], 23, "{r}");
+    assert_eq!(top[0]["services"].as_array().unwrap().len(), 10, "{r}");
+    assert_eq!(
+        top[1]["alertname"], "BurstAlertNumber00WithALongName",
+        "{r}"
+    );
+    assert_eq!(
+        (&top[1]["incidents"], &top[1]["firings"]),
+        (&json!(1), &json!(1))
+    );
+    let per_service = busiest["top_alerts"].as_array().unwrap();
+    assert_eq!(per_service.len(), 5, "{busiest}");
+
+    let page = app
+        .client
+        .get(format!("{}/reports?since=1d", app.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("The 20 services with most incidents are listed; the other 3 are summed"),
+        "{page}"
+    );
+    assert!(page.contains("The other 3 services, together"), "{page}");
+    let out = incidentd(args(&["report", "--url", &app.url, "--since", "1d"])).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("(3 other services)"), "{text}");
+}

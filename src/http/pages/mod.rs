@@ -394,8 +394,11 @@ pub async fn reports_page(
         zone,
     )
     .map_err(PageError::BadRequest)?;
-    let (incidents, alerts) = state.store.report_rows(request.query.clone()).await?;
-    let report = crate::report::build(&request.query, request.by, zone, now, &incidents, &alerts);
+    let rows = state
+        .store
+        .report_rows(request.query.clone(), crate::report::TOP)
+        .await?;
+    let report = crate::report::build(&request.query, request.by, zone, now, &rows);
     let view = reports::view(&params, &report, zone, second);
     let html = state.pages.render("reports", "Reports", &view)?;
     Ok(page(&state.pages, html, None))

@@ -93,6 +93,8 @@ pub struct View {
     pub generated_at: String,
     pub total: FiguresView,
     pub services: Vec<FiguresView>,
+    /// Says that services were left out of the list and summed, when they were.
+    pub services_note: Option<String>,
     pub periods: Vec<FiguresView>,
     pub top_alerts: Vec<AlertView>,
     pub top_flapping: Vec<FlapView>,
@@ -204,7 +206,11 @@ pub fn view(params: &Params, r: &Report, zone: Tz, second: Option<Tz>) -> View {
     ));
     if !r.services.is_empty() {
         charts.push(bar_chart(
-            "Incidents per service",
+            if r.other_services.is_some() {
+                "Incidents per service (the services with most)"
+            } else {
+                "Incidents per service"
+            },
             &r.services
                 .iter()
                 .map(|s| {
@@ -238,7 +244,26 @@ pub fn view(params: &Params, r: &Report, zone: Tz, second: Option<Tz>) -> View {
             .services
             .iter()
             .map(|s| figures(service_name(&s.service), false, &s.figures))
+            .chain(r.other_services.iter().map(|o| {
+                figures(
+                    format!(
+                        "The other {} service{}, together",
+                        o.services,
+                        if o.services == 1 { "" } else { "s" }
+                    ),
+                    false,
+                    &o.figures,
+                )
+            }))
             .collect(),
+        services_note: r.other_services.as_ref().map(|o| {
+            format!(
+                "The {} services with most incidents are listed; the other {} are summed in \
+                 the last row (their figures over all their incidents together).",
+                r.services.len(),
+                o.services
+            )
+        }),
         periods,
         top_alerts: r
             .top_alerts
@@ -247,12 +272,19 @@ pub fn view(params: &Params, r: &Report, zone: Tz, second: Option<Tz>) -> View {
                 alertname: a.alertname.clone(),
                 incidents: a.incidents,
                 firings: a.firings,
-                services: a
-                    .services
-                    .iter()
-                    .map(service_name)
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                services: {
+                    let mut names = a
+                        .services
+                        .iter()
+                        .map(service_name)
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let more = a.services_total.saturating_sub(a.services.len() as u64);
+                    if more > 0 {
+                        names.push_str(&format!(" and {more} more"));
+                    }
+                    names
+                },
             })
             .collect(),
         top_flapping: r

@@ -628,6 +628,11 @@ impl Repo for PgTx<'_, '_> {
                 ],
             )?;
         }
+        // The reports' tally of its alerts, once per save (as SQLite's).
+        self.c.execute(
+            "UPDATE incidents SET alert_tally = incidentd_alert_tally($1) WHERE id = $1",
+            &[&incident.id],
+        )?;
         // Human rows are rewritten as given; derived rows are history and only ever appended.
         self.c.execute(
             "DELETE FROM timeline WHERE incident_id = $1 AND human",
@@ -1394,63 +1399,84 @@ impl Reads for PgReads<'_, '_> {
             .collect()
     }
 
-    fn incident_summaries(
+    fn report_rows(
         &mut self,
         q: &crate::store::ReportQuery,
-    ) -> Result<Vec<crate::store::IncidentSummary>> {
-        self.0
-            .query(
-                "SELECT id, title, status, service, severity, fired_at, impact_start, \
-                        detected_at, acknowledged_at, resolved_at, reopen_count \
-                 FROM incidents WHERE fired_at >= $1 AND fired_at < $2 \
-                   AND ($3::text IS NULL OR service = $3) ORDER BY fired_at, seq",
-                &[&to_micros(q.since), &to_micros(q.until), &q.service],
-            )?
-            .iter()
-            .map(|r| {
-                let status: String = r.try_get(2)?;
-                Ok(crate::store::IncidentSummary {
-                    id: r.try_get(0)?,
-                    title: r.try_get(1)?,
-                    status: Status::parse(&status).ok_or_else(|| bad_column("status", &status))?,
-                    service: r.try_get(3)?,
-                    severity: r.try_get(4)?,
-                    fired_at: from_micros(r.try_get(5)?),
-                    times: ResponseTimes {
-                        impact_start: opt_time(r.try_get(6)?),
-                        detected_at: from_micros(r.try_get(7)?),
-                        acknowledged_at: opt_time(r.try_get(8)?),
-                        resolved_at: opt_time(r.try_get(9)?),
-                    },
-                    reopen_count: r.try_get::<_, i64>(10)?.clamp(0, i64::from(u32::MAX)) as u32,
-                })
-            })
-            .collect()
-    }
-
-    fn alert_tallies(
-        &mut self,
-        q: &crate::store::ReportQuery,
-    ) -> Result<Vec<crate::store::AlertTally>> {
-        self.0
-            .query(
+        flapping: usize,
+    ) -> Result<crate::store::ReportRows> {
+        // As SQLite's `report_rows`: one walk of `incidents_report`, then the few others.
+        let (since, until) = (to_micros(q.since), to_micros(q.until));
+        let range: Params = &[&since, &until, &q.service];
+        let mut rows = crate::store::ReportRowsBuilder::new();
+        for r in self.0.query(
+            "SELECT service, status, fired_at, impact_start, detected_at, acknowledged_at, \
+                    resolved_at, reopen_count, alert_tally \
+             FROM incidents WHERE fired_at >= $1 AND fired_at < $2 \
+               AND ($3::text IS NULL OR service = $3) ORDER BY fired_at",
+            range,
+        )? {
+            let status: &str = r.try_get(1)?;
+            let status = Status::parse(status).ok_or_else(|| bad_column("status", status))?;
+            let times = ResponseTimes {
+                impact_start: opt_time(r.try_get(3)?),
+                detected_at: from_micros(r.try_get(4)?),
+                acknowledged_at: opt_time(r.try_get(5)?),
+                resolved_at: opt_time(r.try_get(6)?),
+            };
+            let reopen_count = r.try_get::<_, i64>(7)?.clamp(0, i64::from(u32::MAX)) as u32;
+            rows.incident(
+                r.try_get(0)?,
+                status,
+                from_micros(r.try_get(2)?),
+                times,
+                reopen_count,
+                r.try_get(8)?,
+            )
+            .map_err(|e| bad_column("alert_tally", &e))?;
+        }
+        if rows.untallied > 0 {
+            for r in self.0.query(
                 "SELECT i.service, o.alertname, count(DISTINCT o.incident_id), count(*) \
                  FROM incidents i JOIN occurrences o ON o.incident_id = i.id \
                  WHERE i.fired_at >= $1 AND i.fired_at < $2 \
-                   AND ($3::text IS NULL OR i.service = $3) \
+                   AND ($3::text IS NULL OR i.service = $3) AND i.alert_tally = '*' \
                  GROUP BY i.service, o.alertname",
-                &[&to_micros(q.since), &to_micros(q.until), &q.service],
+                range,
+            )? {
+                rows.alerts(
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get::<_, i64>(2)?.max(0) as u64,
+                    r.try_get::<_, i64>(3)?.max(0) as u64,
+                );
+            }
+        }
+        let limit = flapping as i64;
+        let flaps = self
+            .0
+            .query(
+                "SELECT id, title, service, severity, status, fired_at, reopen_count \
+                 FROM incidents WHERE fired_at >= $1 AND fired_at < $2 \
+                   AND ($3::text IS NULL OR service = $3) AND reopen_count > 0 \
+                 ORDER BY reopen_count DESC, fired_at DESC, seq DESC LIMIT $4",
+                &[&since, &until, &q.service, &limit],
             )?
             .iter()
             .map(|r| {
-                Ok(crate::store::AlertTally {
-                    service: r.try_get(0)?,
-                    alertname: r.try_get(1)?,
-                    incidents: r.try_get::<_, i64>(2)?.max(0) as u64,
-                    firings: r.try_get::<_, i64>(3)?.max(0) as u64,
+                let status: String = r.try_get(4)?;
+                Ok(crate::store::FlappingIncident {
+                    id: r.try_get(0)?,
+                    title: r.try_get(1)?,
+                    service: r.try_get(2)?,
+                    severity: r.try_get(3)?,
+                    status: Status::parse(&status).ok_or_else(|| bad_column("status", &status))?,
+                    fired_at: from_micros(r.try_get(5)?),
+                    reopen_count: r.try_get::<_, i64>(6)?.clamp(0, i64::from(u32::MAX)) as u32,
                 })
             })
-            .collect()
+            .collect::<Result<_>>()?;
+        rows.flapping(flaps);
+        Ok(rows.finish())
     }
 
     fn count_by_status(&mut self) -> Result<Vec<(String, i64)>> {

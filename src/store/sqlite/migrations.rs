@@ -265,6 +265,37 @@ pub const MIGRATIONS: &[&str] = &[
         VALUES (-new.seq, new.id, new.title, new.alertnames, new.status);
     END;
     "#,
+    // 11: reports read every incident of their range from one index (`incidents_report`),
+    // with its alerts tallied on the incident itself (`alert_tally`; its form:
+    // `store::ReportRowsBuilder`), instead of joining occurrences. Saving an incident sets
+    // it (`sqlite::ALERT_TALLY_UPDATE`, once per save, not per alert); the triggers below
+    // keep it when an alert moves to another incident or is deleted.
+    r#"
+    ALTER TABLE incidents ADD COLUMN alert_tally TEXT NOT NULL DEFAULT '';
+    CREATE TRIGGER occurrences_tally_delete AFTER DELETE ON occurrences BEGIN
+        UPDATE incidents SET alert_tally = (
+            SELECT CASE WHEN length(CAST(t AS BLOB)) > 1000 THEN '*' ELSE t END FROM (
+            SELECT coalesce(group_concat(n || ':' || length(CAST(alertname AS BLOB)) || ':' || alertname, ''), '') AS t
+            FROM (SELECT alertname, count(*) AS n FROM occurrences WHERE incident_id = OLD.incident_id GROUP BY alertname))) WHERE id = OLD.incident_id;
+    END;
+    CREATE TRIGGER occurrences_tally_update AFTER UPDATE OF incident_id, alertname ON occurrences
+    WHEN OLD.incident_id IS NOT NEW.incident_id OR OLD.alertname IS NOT NEW.alertname BEGIN
+        UPDATE incidents SET alert_tally = (
+            SELECT CASE WHEN length(CAST(t AS BLOB)) > 1000 THEN '*' ELSE t END FROM (
+            SELECT coalesce(group_concat(n || ':' || length(CAST(alertname AS BLOB)) || ':' || alertname, ''), '') AS t
+            FROM (SELECT alertname, count(*) AS n FROM occurrences WHERE incident_id = OLD.incident_id GROUP BY alertname))) WHERE id = OLD.incident_id;
+        UPDATE incidents SET alert_tally = (
+            SELECT CASE WHEN length(CAST(t AS BLOB)) > 1000 THEN '*' ELSE t END FROM (
+            SELECT coalesce(group_concat(n || ':' || length(CAST(alertname AS BLOB)) || ':' || alertname, ''), '') AS t
+            FROM (SELECT alertname, count(*) AS n FROM occurrences WHERE incident_id = NEW.incident_id GROUP BY alertname))) WHERE id = NEW.incident_id;
+    END;
+    UPDATE incidents SET alert_tally = (
+            SELECT CASE WHEN length(CAST(t AS BLOB)) > 1000 THEN '*' ELSE t END FROM (
+            SELECT coalesce(group_concat(n || ':' || length(CAST(alertname AS BLOB)) || ':' || alertname, ''), '') AS t
+            FROM (SELECT alertname, count(*) AS n FROM occurrences WHERE incident_id = incidents.id GROUP BY alertname)));
+    CREATE INDEX incidents_report ON incidents (fired_at, service, status, impact_start,
+        detected_at, acknowledged_at, resolved_at, reopen_count, seq, alert_tally);
+    "#,
 ];
 
 /// Bring the schema up to date. Refuses a database written by a newer incidentd.

@@ -41,6 +41,14 @@ fn bad_column(i: usize, what: &str, value: &str) -> rusqlite::Error {
     )
 }
 
+/// Sets `incidents.alert_tally` of incident `?1` from its occurrences (the form:
+/// `store::ReportRowsBuilder`); the same expression as migration 11's triggers.
+pub(crate) const ALERT_TALLY_UPDATE: &str = "UPDATE incidents SET alert_tally = (\
+     SELECT CASE WHEN length(CAST(t AS BLOB)) > 1000 THEN '*' ELSE t END FROM (\
+     SELECT coalesce(group_concat(n || ':' || length(CAST(alertname AS BLOB)) || ':' || alertname, ''), '') AS t \
+     FROM (SELECT alertname, count(*) AS n FROM occurrences WHERE incident_id = ?1 GROUP BY alertname))) \
+     WHERE id = ?1";
+
 const OCCURRENCE_COLUMNS: &str = "fingerprint, starts_at, status, ends_at, alertname, labels, \
      annotations, generator_url, group_key, first_seen_at, last_seen_at, resolved_by, incident_id";
 
@@ -265,6 +273,10 @@ impl Repo for SqliteRepo<'_> {
                 o.resolved_by,
             ])?;
         }
+        // The reports' tally of its alerts, once per save (a trigger per inserted alert would
+        // make an incident of 100,000 alerts quadratic); moves and deletions have triggers.
+        tx.prepare_cached(ALERT_TALLY_UPDATE)?
+            .execute(params![incident.id])?;
         // Human rows are rewritten as given; derived rows are history and only ever appended.
         tx.prepare_cached("DELETE FROM timeline WHERE incident_id = ?1 AND human = 1")?
             .execute(params![incident.id])?;
@@ -665,65 +677,94 @@ pub fn count_by_status(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>
     rows.collect()
 }
 
-/// Reports: the incidents whose first alert fired in `[since, until)`, oldest first; only the
-/// columns a report needs (`incidents_fired` serves the range).
-pub fn incident_summaries(
+/// Reports: the incidents whose first alert fired in `[since, until)` (of one service or all),
+/// oldest first, as numbers with their alerts' tally, read from the one covering index
+/// `incidents_report` (migration 11); the alerts of incidents tallied `*` from `occurrences`;
+/// and the `flapping` incidents that reopened most.
+pub fn report_rows(
     conn: &Connection,
     q: &crate::store::ReportQuery,
-) -> rusqlite::Result<Vec<crate::store::IncidentSummary>> {
+    flapping: usize,
+) -> rusqlite::Result<crate::store::ReportRows> {
+    let range = params![to_micros(q.since), to_micros(q.until), q.service];
+    let mut rows = crate::store::ReportRowsBuilder::new();
     let mut stmt = conn.prepare_cached(
-        "SELECT id, title, status, service, severity, fired_at, impact_start, detected_at, \
-                acknowledged_at, resolved_at, reopen_count \
-         FROM incidents WHERE fired_at >= ?1 AND fired_at < ?2 \
-           AND (?3 IS NULL OR service = ?3) ORDER BY fired_at, seq",
+        "SELECT service, status, fired_at, impact_start, detected_at, acknowledged_at, \
+                resolved_at, reopen_count, alert_tally \
+         FROM incidents INDEXED BY incidents_report \
+         WHERE fired_at >= ?1 AND fired_at < ?2 AND (?3 IS NULL OR service = ?3) \
+         ORDER BY fired_at",
     )?;
-    let rows = stmt.query_map(
-        params![to_micros(q.since), to_micros(q.until), q.service],
+    let mut read = stmt.query(range)?;
+    while let Some(r) = read.next()? {
+        let status = r.get_ref(1)?.as_str()?;
+        let status = Status::parse(status).ok_or_else(|| bad_column(1, "status", status))?;
+        let times = ResponseTimes {
+            impact_start: opt_time(r.get(3)?),
+            detected_at: from_micros(r.get(4)?),
+            acknowledged_at: opt_time(r.get(5)?),
+            resolved_at: opt_time(r.get(6)?),
+        };
+        let tally = r.get_ref(8)?.as_str()?;
+        rows.incident(
+            r.get_ref(0)?.as_str_or_null()?,
+            status,
+            from_micros(r.get(2)?),
+            times,
+            r.get(7)?,
+            tally,
+        )
+        .map_err(|e| bad_column(8, "alert_tally", &e))?;
+    }
+    if rows.untallied > 0 {
+        let mut stmt = conn.prepare_cached(
+            "SELECT i.service, o.alertname, count(DISTINCT o.incident_id), count(*) \
+             FROM incidents i JOIN occurrences o ON o.incident_id = i.id \
+             WHERE i.fired_at >= ?1 AND i.fired_at < ?2 AND (?3 IS NULL OR i.service = ?3) \
+               AND i.alert_tally = '*' \
+             GROUP BY i.service, o.alertname",
+        )?;
+        let mut read = stmt.query(range)?;
+        while let Some(r) = read.next()? {
+            rows.alerts(
+                r.get_ref(0)?.as_str_or_null()?,
+                r.get_ref(1)?.as_str()?,
+                r.get::<_, i64>(2)?.max(0) as u64,
+                r.get::<_, i64>(3)?.max(0) as u64,
+            );
+        }
+    }
+    // The few that reopened most, found in the index; only their rows are read.
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, title, service, severity, status, fired_at, reopen_count FROM incidents \
+         WHERE rowid IN (SELECT rowid FROM incidents INDEXED BY incidents_report \
+             WHERE fired_at >= ?1 AND fired_at < ?2 AND (?3 IS NULL OR service = ?3) \
+               AND reopen_count > 0 \
+             ORDER BY reopen_count DESC, fired_at DESC, seq DESC LIMIT ?4) \
+         ORDER BY reopen_count DESC, fired_at DESC, seq DESC",
+    )?;
+    let flaps = stmt.query_map(
+        params![
+            to_micros(q.since),
+            to_micros(q.until),
+            q.service,
+            flapping as i64
+        ],
         |r| {
-            let status: String = r.get(2)?;
-            Ok(crate::store::IncidentSummary {
+            let status: String = r.get(4)?;
+            Ok(crate::store::FlappingIncident {
                 id: r.get(0)?,
                 title: r.get(1)?,
-                status: Status::parse(&status).ok_or_else(|| bad_column(2, "status", &status))?,
-                service: r.get(3)?,
-                severity: r.get(4)?,
+                service: r.get(2)?,
+                severity: r.get(3)?,
+                status: Status::parse(&status).ok_or_else(|| bad_column(4, "status", &status))?,
                 fired_at: from_micros(r.get(5)?),
-                times: ResponseTimes {
-                    impact_start: opt_time(r.get(6)?),
-                    detected_at: from_micros(r.get(7)?),
-                    acknowledged_at: opt_time(r.get(8)?),
-                    resolved_at: opt_time(r.get(9)?),
-                },
-                reopen_count: r.get(10)?,
+                reopen_count: r.get(6)?,
             })
         },
     )?;
-    rows.collect()
-}
-
-/// Reports: the alerts of the incidents [`incident_summaries`] reads, by service and name.
-pub fn alert_tallies(
-    conn: &Connection,
-    q: &crate::store::ReportQuery,
-) -> rusqlite::Result<Vec<crate::store::AlertTally>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT i.service, o.alertname, count(DISTINCT o.incident_id), count(*) \
-         FROM incidents i JOIN occurrences o ON o.incident_id = i.id \
-         WHERE i.fired_at >= ?1 AND i.fired_at < ?2 AND (?3 IS NULL OR i.service = ?3) \
-         GROUP BY i.service, o.alertname",
-    )?;
-    let rows = stmt.query_map(
-        params![to_micros(q.since), to_micros(q.until), q.service],
-        |r| {
-            Ok(crate::store::AlertTally {
-                service: r.get(0)?,
-                alertname: r.get(1)?,
-                incidents: r.get::<_, i64>(2)?.max(0) as u64,
-                firings: r.get::<_, i64>(3)?.max(0) as u64,
-            })
-        },
-    )?;
-    rows.collect()
+    rows.flapping(flaps.collect::<rusqlite::Result<_>>()?);
+    Ok(rows.finish())
 }
 
 /// Keep the payload exactly as received, for audit: one row per notification, each distinct
@@ -1220,18 +1261,12 @@ impl Reads for SqliteReads<'_> {
         Ok(count_by_status(self.0)?)
     }
 
-    fn incident_summaries(
+    fn report_rows(
         &mut self,
         q: &crate::store::ReportQuery,
-    ) -> Result<Vec<crate::store::IncidentSummary>, StoreError> {
-        Ok(incident_summaries(self.0, q)?)
-    }
-
-    fn alert_tallies(
-        &mut self,
-        q: &crate::store::ReportQuery,
-    ) -> Result<Vec<crate::store::AlertTally>, StoreError> {
-        Ok(alert_tallies(self.0, q)?)
+        flapping: usize,
+    ) -> Result<crate::store::ReportRows, StoreError> {
+        Ok(report_rows(self.0, q, flapping)?)
     }
 
     fn job_depth(&mut self) -> Result<Vec<(String, i64)>, StoreError> {
