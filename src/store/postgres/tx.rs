@@ -628,11 +628,13 @@ impl Repo for PgTx<'_, '_> {
                 ],
             )?;
         }
-        // The reports' tally of its alerts, once per save (as SQLite's).
-        self.c.execute(
-            "UPDATE incidents SET alert_tally = incidentd_alert_tally($1) WHERE id = $1",
-            &[&incident.id],
-        )?;
+        // The reports' tally of its alerts, once per save that changed any (as SQLite's).
+        if !members.is_empty() {
+            self.c.execute(
+                "UPDATE incidents SET alert_tally = incidentd_alert_tally($1) WHERE id = $1",
+                &[&incident.id],
+            )?;
+        }
         // Human rows are rewritten as given; derived rows are history and only ever appended.
         self.c.execute(
             "DELETE FROM timeline WHERE incident_id = $1 AND human",

@@ -273,10 +273,13 @@ impl Repo for SqliteRepo<'_> {
                 o.resolved_by,
             ])?;
         }
-        // The reports' tally of its alerts, once per save (a trigger per inserted alert would
-        // make an incident of 100,000 alerts quadratic); moves and deletions have triggers.
-        tx.prepare_cached(ALERT_TALLY_UPDATE)?
-            .execute(params![incident.id])?;
+        // The reports' tally of its alerts, once per save that changed any (a trigger per
+        // inserted alert would make an incident of 100,000 alerts quadratic); moves and
+        // deletions have triggers.
+        if !members.is_empty() {
+            tx.prepare_cached(ALERT_TALLY_UPDATE)?
+                .execute(params![incident.id])?;
+        }
         // Human rows are rewritten as given; derived rows are history and only ever appended.
         tx.prepare_cached("DELETE FROM timeline WHERE incident_id = ?1 AND human = 1")?
             .execute(params![incident.id])?;
