@@ -201,7 +201,8 @@ fn render(r: &ReportView) -> String {
     let mut out = format!(
         "Incidents whose first alert fired from {} to {}{}, by {} ({}); read at {}.\n\
          Durations: mean / p50 / p90; n = incidents the figure is known for, excluded = not \
-         acknowledged / resolved / impact start unknown (yet).\n\n",
+         acknowledged / resolved / impact start unknown (yet), or resolved before incidentd \
+         was first notified.\n\n",
         format::time(Some(r.since)),
         format::time(Some(r.until)),
         r.service
