@@ -25,7 +25,7 @@ use chrono::{Datelike, Duration, NaiveDate, TimeZone};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use crate::incident::{Status, Timestamp};
+use crate::incident::{ResponseMillis, Status, Timestamp};
 use crate::store::{AlertTally, IncidentSummary, ReportQuery, ReportRows};
 
 /// How many alerts and flapping incidents a report lists.
@@ -132,26 +132,51 @@ pub struct Stat {
 }
 
 impl Stat {
-    /// The figure over `values` (seconds, whole milliseconds as the domain measures them),
-    /// `total` incidents in all. Reorders `values`. Exact and independent of their order:
+    /// The figure over `millis` (whole milliseconds, as the domain measures them), `total`
+    /// incidents in all. Reorders `millis`. Exact and independent of their order:
     /// percentiles are found by selection, the mean sums whole milliseconds.
-    fn of(values: &mut [f64], total: u64) -> Stat {
-        let n = values.len();
-        let mut rank = |p: f64| -> Option<f64> {
-            if n == 0 {
-                return None;
-            }
-            let r = ((p * n as f64).ceil() as usize).clamp(1, n);
-            Some(*values.select_nth_unstable_by(r - 1, f64::total_cmp).1)
+    fn of(millis: &mut [i64], total: u64) -> Stat {
+        let n = millis.len();
+        let seconds = |ms: i64| ms as f64 / 1000.0;
+        let (p50, p90) = if n == 0 {
+            (None, None)
+        } else {
+            let rank = |p: f64| ((p * n as f64).ceil() as usize).clamp(1, n) - 1;
+            let (r50, r90) = (rank(0.5), rank(0.9));
+            let p50 = *millis.select_nth_unstable(r50).1;
+            // Everything after `r50` is at least p50: p90 is found among those.
+            let p90 = match r90 - r50 {
+                0 => p50,
+                d => *millis[r50 + 1..].select_nth_unstable(d - 1).1,
+            };
+            (Some(seconds(p50)), Some(seconds(p90)))
         };
-        let (p50, p90) = (rank(0.5), rank(0.9));
-        let millis: i128 = values.iter().map(|v| (v * 1000.0).round() as i128).sum();
+        let sum: i128 = millis.iter().map(|&ms| i128::from(ms)).sum();
         Stat {
             n: n as u64,
             excluded: total.saturating_sub(n as u64),
-            mean_seconds: (n > 0).then(|| millis as f64 / n as f64 / 1000.0),
+            mean_seconds: (n > 0).then(|| sum as f64 / n as f64 / 1000.0),
             p50_seconds: p50,
             p90_seconds: p90,
+        }
+    }
+}
+
+/// An incident with its four figures ([`crate::incident::ResponseTimes::millis`]) computed
+/// once: a report counts each incident in up to four sets of figures (the range, its
+/// service, its period, its service in its period).
+struct Measured<'a> {
+    summary: &'a IncidentSummary,
+    /// A negative span (an incident resolved before incidentd first heard of it, as after a
+    /// delivery backlog) measured nothing: `None`, excluded, as the draft says "none".
+    millis: ResponseMillis,
+}
+
+impl<'a> Measured<'a> {
+    fn of(summary: &'a IncidentSummary) -> Measured<'a> {
+        Measured {
+            summary,
+            millis: summary.times.millis().map(|ms| ms.filter(|ms| *ms >= 0)),
         }
     }
 }
@@ -173,28 +198,32 @@ pub struct Figures {
 }
 
 impl Figures {
-    fn of(incidents: &[&IncidentSummary]) -> Figures {
+    fn of(incidents: &[&Measured]) -> Figures {
         let total = incidents.len() as u64;
-        let count = |s: Status| incidents.iter().filter(|i| i.status == s).count() as u64;
-        let mut buffer: Vec<f64> = Vec::with_capacity(incidents.len());
-        let mut stat = |f: fn(&IncidentSummary) -> Option<f64>| {
-            // A negative span (an incident resolved before incidentd first heard of it, as
-            // after a delivery backlog) measured nothing: excluded, as the draft says "none".
+        let mut f = Figures {
+            incidents: total,
+            ..Figures::default()
+        };
+        for i in incidents {
+            match i.summary.status {
+                Status::Open => f.open += 1,
+                Status::Acknowledged => f.acknowledged += 1,
+                Status::Resolved => f.resolved += 1,
+            }
+            f.reopens += u64::from(i.summary.reopen_count);
+        }
+        let mut buffer: Vec<i64> = Vec::with_capacity(incidents.len());
+        let mut stat = |figure: usize| {
             buffer.clear();
-            buffer.extend(incidents.iter().filter_map(|i| f(i)).filter(|v| *v >= 0.0));
+            buffer.extend(incidents.iter().filter_map(|i| i.millis[figure]));
             Stat::of(&mut buffer, total)
         };
-        Figures {
-            incidents: total,
-            open: count(Status::Open),
-            acknowledged: count(Status::Acknowledged),
-            resolved: count(Status::Resolved),
-            reopens: incidents.iter().map(|i| u64::from(i.reopen_count)).sum(),
-            ttd: stat(|i| i.times.ttd_seconds()),
-            tta: stat(|i| i.times.tta_seconds()),
-            ttr: stat(|i| i.times.ttr_seconds()),
-            duration: stat(|i| i.times.duration_seconds()),
-        }
+        // In the order of `ResponseTimes::millis`.
+        f.ttd = stat(0);
+        f.tta = stat(1);
+        f.ttr = stat(2);
+        f.duration = stat(3);
+        f
     }
 }
 
@@ -344,23 +373,19 @@ fn top_alerts<'a>(
     order
         .into_iter()
         .map(|i| {
-            let (incidents, firings, services) = &mut by_name[i];
-            // A service appears once per name in the tallies. Only the listed ones are
-            // sorted: an alert of 100,000 services stays linear.
-            let cmp = |a: &(u32, u64), b: &(u32, u64)| {
-                b.1.cmp(&a.1).then_with(|| {
-                    cmp_service(
-                        rows.services[a.0 as usize].as_deref(),
-                        rows.services[b.0 as usize].as_deref(),
-                    )
-                })
-            };
+            let (incidents, firings, services) = &by_name[i];
+            // A service appears once per name in the tallies: most incidents first.
             let total = services.len() as u64;
-            if services.len() > SERVICES_PER_ALERT {
-                services.select_nth_unstable_by(SERVICES_PER_ALERT, cmp);
-                services.truncate(SERVICES_PER_ALERT);
-            }
-            services.sort_by(cmp);
+            let services = first_k(services.iter().copied(), SERVICES_PER_ALERT, |a, b| {
+                b.1.cmp(&a.1)
+                    .then_with(|| {
+                        cmp_service(
+                            rows.services[a.0 as usize].as_deref(),
+                            rows.services[b.0 as usize].as_deref(),
+                        )
+                    })
+                    .is_lt()
+            });
             AlertRow {
                 alertname: name(i).to_string(),
                 incidents: *incidents,
@@ -386,44 +411,69 @@ fn cmp_service(a: Option<&str>, b: Option<&str>) -> std::cmp::Ordering {
     }
 }
 
+/// The first `k` of `items` in the strict order `before`, in that order. One pass, each item
+/// compared with the last one kept: 100,000 services with one incident each stay linear.
+fn first_k<T: Copy>(
+    items: impl Iterator<Item = T>,
+    k: usize,
+    before: impl Fn(T, T) -> bool,
+) -> Vec<T> {
+    let mut kept: Vec<T> = Vec::with_capacity(k + 1);
+    for item in items {
+        if kept.len() == k && kept.last().is_none_or(|&last| !before(item, last)) {
+            continue;
+        }
+        let at = kept.partition_point(|&t| before(t, item));
+        kept.insert(at, item);
+        kept.truncate(k);
+    }
+    kept
+}
+
+/// The services with incidents in `counts` (incidents per service index): the
+/// [`TOP_SERVICES`] with most (then by name), in that order, and how many there are in all.
+fn busiest(rows: &ReportRows, counts: &[u64]) -> (Vec<u32>, usize) {
+    let with_incidents = counts.iter().filter(|c| **c > 0).count();
+    let top = first_k(
+        (0..counts.len() as u32).filter(|&s| counts[s as usize] > 0),
+        TOP_SERVICES,
+        |a, b| {
+            counts[b as usize]
+                .cmp(&counts[a as usize])
+                .then_with(|| {
+                    cmp_service(
+                        rows.services[a as usize].as_deref(),
+                        rows.services[b as usize].as_deref(),
+                    )
+                })
+                .is_lt()
+        },
+    );
+    (top, with_incidents)
+}
+
 /// `incidents` by service: the [`TOP_SERVICES`] with most incidents (then by name), each
 /// with its incidents, and the incidents of the others with how many services they are.
-type ByService<'a> = (
-    Vec<(u32, Vec<&'a IncidentSummary>)>,
-    Option<(u64, Vec<&'a IncidentSummary>)>,
+type ByService<'a, 'b> = (
+    Vec<(u32, Vec<&'b Measured<'a>>)>,
+    Option<(u64, Vec<&'b Measured<'a>>)>,
 );
 
-fn by_service<'a>(rows: &ReportRows, incidents: &[&'a IncidentSummary]) -> ByService<'a> {
+fn by_service<'a, 'b>(rows: &ReportRows, incidents: &[&'b Measured<'a>]) -> ByService<'a, 'b> {
     let mut counts: Vec<u64> = vec![0; rows.services.len()];
     for i in incidents {
-        counts[i.service as usize] += 1;
+        counts[i.summary.service as usize] += 1;
     }
-    let mut ids: Vec<u32> = (0..counts.len() as u32)
-        .filter(|&s| counts[s as usize] > 0)
-        .collect();
-    let cmp = |a: &u32, b: &u32| {
-        counts[*b as usize].cmp(&counts[*a as usize]).then_with(|| {
-            cmp_service(
-                rows.services[*a as usize].as_deref(),
-                rows.services[*b as usize].as_deref(),
-            )
-        })
-    };
-    let others = ids.len().saturating_sub(TOP_SERVICES) as u64;
-    if ids.len() > TOP_SERVICES {
-        ids.select_nth_unstable_by(TOP_SERVICES, cmp);
-        ids.truncate(TOP_SERVICES);
-    }
-    ids.sort_by(cmp);
+    let (ids, with_incidents) = busiest(rows, &counts);
+    let others = (with_incidents - ids.len()) as u64;
     let mut place: Vec<u32> = vec![u32::MAX; rows.services.len()];
     for (k, s) in ids.iter().enumerate() {
         place[*s as usize] = k as u32;
     }
-    let mut groups: Vec<(u32, Vec<&IncidentSummary>)> =
-        ids.iter().map(|s| (*s, Vec::new())).collect();
+    let mut groups: Vec<(u32, Vec<&Measured>)> = ids.iter().map(|s| (*s, Vec::new())).collect();
     let mut rest = Vec::new();
     for i in incidents {
-        match place[i.service as usize] {
+        match place[i.summary.service as usize] {
             u32::MAX => rest.push(*i),
             k => groups[k as usize].1.push(*i),
         }
@@ -431,7 +481,7 @@ fn by_service<'a>(rows: &ReportRows, incidents: &[&'a IncidentSummary]) -> BySer
     (groups, (others > 0).then_some((others, rest)))
 }
 
-fn other_services(rest: Option<(u64, Vec<&IncidentSummary>)>) -> Option<OtherServices> {
+fn other_services(rest: Option<(u64, Vec<&Measured>)>) -> Option<OtherServices> {
     rest.map(|(services, list)| OtherServices {
         services,
         figures: Figures::of(&list),
@@ -453,13 +503,15 @@ pub fn build(
         .iter()
         .map(|s| query.service.is_none() || *s == query.service)
         .collect();
-    let mut inside: Vec<&IncidentSummary> = rows
+    let mut measured: Vec<Measured> = rows
         .incidents
         .iter()
         .filter(|i| i.fired_at >= query.since && i.fired_at < query.until)
         .filter(|i| wanted[i.service as usize])
+        .map(Measured::of)
         .collect();
-    inside.sort_by_key(|i| i.fired_at);
+    measured.sort_by_key(|i| i.summary.fired_at);
+    let inside: Vec<&Measured> = measured.iter().collect();
 
     let (groups, rest) = by_service(rows, &inside);
     let mut alerts_of: Vec<Vec<&AlertTally>> = vec![Vec::new(); groups.len()];
@@ -489,7 +541,7 @@ pub fn build(
         while start_of(first, zone) < query.until {
             let next = by.next(first);
             let (start, end) = (start_of(first, zone), start_of(next, zone));
-            let split = rest.partition_point(|i| i.fired_at < end);
+            let split = rest.partition_point(|i| i.summary.fired_at < end);
             let (these, later) = rest.split_at(split);
             rest = later;
             let (groups, others) = by_service(rows, these);
@@ -724,14 +776,14 @@ mod tests {
 
     #[test]
     fn nearest_rank_percentiles_and_mean() {
-        let mut v: Vec<f64> = (1..=10).map(f64::from).collect();
+        let mut v: Vec<i64> = (1..=10).map(|s| s * 1000).collect();
         let s = Stat::of(&mut v, 12);
         assert_eq!(s.n, 10);
         assert_eq!(s.excluded, 2);
         assert_eq!(s.mean_seconds, Some(5.5));
         assert_eq!(s.p50_seconds, Some(5.0));
         assert_eq!(s.p90_seconds, Some(9.0));
-        let one = Stat::of(&mut [42.0], 1);
+        let one = Stat::of(&mut [42_000], 1);
         assert_eq!((one.p50_seconds, one.p90_seconds), (Some(42.0), Some(42.0)));
         let none = Stat::of(&mut [], 3);
         assert_eq!((none.n, none.excluded, none.mean_seconds), (0, 3, None));
@@ -745,7 +797,7 @@ mod tests {
         a.s.times.resolved_at = Some(t("2026-11-23T10:20:30Z"));
         a.s.status = Status::Resolved;
         let b = summary("INC-2", "api", "2026-11-24T10:00:00Z");
-        let f = Figures::of(&[&a.s, &b.s]);
+        let f = Figures::of(&[&Measured::of(&a.s), &Measured::of(&b.s)]);
         assert_eq!(f.incidents, 2);
         assert_eq!((f.open, f.resolved), (1, 1));
         // TTD = detected − impact start = 10:00:30 − 09:58:00.
@@ -760,7 +812,7 @@ mod tests {
         let mut late = summary("INC-3", "api", "2026-11-25T10:00:00Z");
         late.s.times.resolved_at = Some(t("2026-11-25T09:00:00Z"));
         late.s.status = Status::Resolved;
-        let f = Figures::of(&[&a.s, &late.s]);
+        let f = Figures::of(&[&Measured::of(&a.s), &Measured::of(&late.s)]);
         assert_eq!(f.ttr.mean_seconds, Some(1200.0));
         assert_eq!((f.ttr.n, f.ttr.excluded), (1, 1));
     }

@@ -281,9 +281,9 @@ pub struct Incident {
     pub timeline: Vec<TimelineEvent>,
 }
 
-fn seconds_between(from: Option<Timestamp>, to: Option<Timestamp>) -> Option<f64> {
+fn millis_between(from: Option<Timestamp>, to: Option<Timestamp>) -> Option<i64> {
     match (from, to) {
-        (Some(f), Some(t)) => Some((t - f).num_milliseconds() as f64 / 1000.0),
+        (Some(f), Some(t)) => Some((t - f).num_milliseconds()),
         _ => None,
     }
 }
@@ -298,25 +298,48 @@ pub struct ResponseTimes {
     pub resolved_at: Option<Timestamp>,
 }
 
+/// The response figures in whole milliseconds (`None`: not known), in the order
+/// [`ResponseTimes::millis`] gives them: time to detect, acknowledge, resolve, and duration.
+pub type ResponseMillis = [Option<i64>; 4];
+
 impl ResponseTimes {
+    /// The four figures in whole milliseconds: the one definition of each, which the
+    /// `*_seconds` methods and the reports read.
+    pub fn millis(&self) -> ResponseMillis {
+        [
+            // Time to detect: `detected_at − impact_start`.
+            millis_between(self.impact_start, Some(self.detected_at)),
+            // Time to acknowledge: `acknowledged_at − detected_at`.
+            millis_between(Some(self.detected_at), self.acknowledged_at),
+            // Time to resolve: `resolved_at − detected_at`.
+            millis_between(Some(self.detected_at), self.resolved_at),
+            // Duration: `resolved_at − impact_start`.
+            millis_between(self.impact_start, self.resolved_at),
+        ]
+    }
+
+    fn seconds(&self, figure: usize) -> Option<f64> {
+        self.millis()[figure].map(|ms| ms as f64 / 1000.0)
+    }
+
     /// Time to detect: `detected_at − impact_start`.
     pub fn ttd_seconds(&self) -> Option<f64> {
-        seconds_between(self.impact_start, Some(self.detected_at))
+        self.seconds(0)
     }
 
     /// Time to acknowledge: `acknowledged_at − detected_at`.
     pub fn tta_seconds(&self) -> Option<f64> {
-        seconds_between(Some(self.detected_at), self.acknowledged_at)
+        self.seconds(1)
     }
 
     /// Time to resolve: `resolved_at − detected_at`.
     pub fn ttr_seconds(&self) -> Option<f64> {
-        seconds_between(Some(self.detected_at), self.resolved_at)
+        self.seconds(2)
     }
 
     /// Duration: `resolved_at − impact_start`.
     pub fn duration_seconds(&self) -> Option<f64> {
-        seconds_between(self.impact_start, self.resolved_at)
+        self.seconds(3)
     }
 }
 
@@ -467,7 +490,7 @@ impl Incident {
 
     /// Seconds from the impact start to a moment; `None` when the impact start is unknown.
     pub fn since_impact_start_seconds(&self, at: Timestamp) -> Option<f64> {
-        seconds_between(self.impact_start, Some(at))
+        millis_between(self.impact_start, Some(at)).map(|ms| ms as f64 / 1000.0)
     }
 }
 
