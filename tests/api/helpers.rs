@@ -115,6 +115,20 @@ impl TestApp {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// The body of a GET of `path` as text, whatever the status.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.get_text_with(path, &[]).await
+    }
+
+    /// [`Self::get_text`] with these request headers.
+    pub async fn get_text_with(&self, path: &str, headers: &[(&str, &str)]) -> String {
+        let mut request = self.client.get(format!("{}{}", self.url, path));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.unwrap().text().await.unwrap()
+    }
+
     pub async fn incidents(&self) -> Vec<Value> {
         let (status, body) = self.get_json("/api/v1/incidents").await;
         assert_eq!(status, 200, "{body}");

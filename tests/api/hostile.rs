@@ -94,17 +94,8 @@ async fn metacharacters_in_every_string_are_stored_and_served_verbatim() {
     assert_eq!(i["title"], nasty);
     assert_eq!(i["alerts"][0]["labels"]["pool"], nasty);
     let md = app
-        .client
-        .get(format!(
-            "{}/api/v1/incidents/INC-2026-0001/postmortem",
-            app.url
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .get_text("/api/v1/incidents/INC-2026-0001/postmortem")
+        .await;
     // Raw values appear only inside code spans, where Markdown renders no HTML.
     for line in md.lines().filter(|l| l.contains("<script>")) {
         let code = line.find("``").unwrap_or(usize::MAX);

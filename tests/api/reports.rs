@@ -273,15 +273,7 @@ async fn many_services_are_listed_busiest_first_with_the_others_summed() {
     let per_service = busiest["top_alerts"].as_array().unwrap();
     assert_eq!(per_service.len(), 5, "{busiest}");
 
-    let page = app
-        .client
-        .get(format!("{}/reports?since=1d", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.get_text("/reports?since=1d").await;
     assert!(
         page.contains("The 20 services with most incidents are listed; the other 3 are summed"),
         "{page}"

@@ -104,17 +104,8 @@ async fn an_incident_opens_a_thread_that_gets_replies_updates_and_a_resolve_summ
 
     // The draft's Communication section names the thread and what incidentd posted there.
     let draft = app
-        .client
-        .get(format!(
-            "{}/api/v1/incidents/INC-2026-0001/postmortem",
-            app.url
-        ))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .get_text("/api/v1/incidents/INC-2026-0001/postmortem")
+        .await;
     let communication = &draft[draft.find("## Communication").expect("section")..];
     let communication = &communication[..communication.find("\n## Action").unwrap()];
     let root_ts = got[0].ts.clone().unwrap();

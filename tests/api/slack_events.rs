@@ -221,14 +221,8 @@ async fn draft_where(app: &TestApp, id: &str, ready: impl Fn(&str) -> bool) -> S
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let md = app
-            .client
-            .get(format!("{}/api/v1/incidents/{id}/postmortem", app.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+            .get_text(&format!("/api/v1/incidents/{id}/postmortem"))
+            .await;
         if ready(&md) {
             return md;
         }

@@ -406,15 +406,7 @@ async fn metrics_count_webhooks_by_outcome_and_incidents_by_status() {
     app.post_webhook(payload(|_| {})).await;
     app.post_webhook(payload(|_| {})).await;
     app.post_webhook("{").await;
-    let text = app
-        .client
-        .get(format!("{}/metrics", app.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get_text("/metrics").await;
     let lines: Vec<&str> = text.lines().collect();
     for expected in [
         r#"incidentd_webhooks_received_total{outcome="accepted"} 2"#,

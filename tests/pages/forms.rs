@@ -188,15 +188,11 @@ async fn the_auth_proxy_header_names_the_actor_when_configured_and_is_ignored_ot
     assert_eq!(app.post_webhook(payload(|_| {})).await.status(), 200);
     let (cookie, token) = cookie_and_token(&app).await;
     let page = app
-        .client
-        .get(format!("{}/incidents/{ID}", app.url))
-        .header("X-Forwarded-User", "alice@example.com")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .get_text_with(
+            &format!("/incidents/{ID}"),
+            &[("X-Forwarded-User", "alice@example.com")],
+        )
+        .await;
     assert!(
         page.contains("Acting as <strong>alice@example.com</strong> (signed in)"),
         "the form names the proxy's user"

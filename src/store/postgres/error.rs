@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use postgres::error::SqlState;
 
+use crate::store::StoreError;
+
 /// Why a PostgreSQL call failed. No variant ever holds the password.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -75,6 +77,22 @@ impl From<postgres::Error> for PgError {
             code: e.code().map(|c| c.code().to_owned()),
             transient: is_transient(&e),
         }
+    }
+}
+
+/// The store's error for a PostgreSQL failure, transient or not as [`PgError::is_transient`] says.
+impl From<PgError> for StoreError {
+    fn from(e: PgError) -> Self {
+        StoreError::Database {
+            transient: e.is_transient(),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        PgError::from(e).into()
     }
 }
 

@@ -5,9 +5,9 @@
 //! schema), its engine (group commit over a few writer threads, retries of transient failures,
 //! reads in `spawn_blocking`) in `db.rs`. This module also owns connecting (TLS with libpq's
 //! sslmode semantics, timeouts, the session's `statement_timeout`), a small pool of
-//! connections for blocking threads, the schema (`migrations.rs`, the same tables and columns
-//! as SQLite's) and the classification of errors into transient and permanent
-//! ([`PgError::is_transient`]).
+//! connections for blocking threads and the statements prepared on each (`statements.rs`),
+//! the schema (`migrations.rs`, the same tables and columns as SQLite's) and the
+//! classification of errors into transient and permanent ([`PgError::is_transient`]).
 //!
 //! The driver is the synchronous `postgres` crate: the domain's `Repo` trait is synchronous and
 //! the SQLite store already runs its SQL on dedicated threads, so the PostgreSQL store does the
@@ -20,6 +20,7 @@ mod keys;
 pub mod migrations;
 mod pending;
 pub mod pool;
+pub mod statements;
 mod tls;
 pub mod tx;
 

@@ -30,7 +30,7 @@ use std::collections::{HashMap, HashSet};
 
 use postgres::Transaction;
 
-use super::tx::{prepared, StmtCache};
+use super::statements::{prepared, StmtCache};
 use crate::incident::{LabelSet, NotificationCounts, Seen, Timestamp};
 use crate::store::StoreError;
 use crate::time::to_micros;

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use postgres::Client;
 
-use super::tx::StmtCache;
+use super::statements::StmtCache;
 use super::{connect, PgError};
 use crate::config::PostgresConfig;
 

@@ -41,24 +41,9 @@ use crate::time::{from_micros, to_micros};
 
 use super::keys::Claiming;
 use super::pending::{Notification, Pending};
-use super::PgError;
+use super::statements::{prepared, StmtCache};
 
 mod slack;
-
-impl From<PgError> for StoreError {
-    fn from(e: PgError) -> Self {
-        StoreError::Database {
-            transient: e.is_transient(),
-            message: e.to_string(),
-        }
-    }
-}
-
-impl From<postgres::Error> for StoreError {
-    fn from(e: postgres::Error) -> Self {
-        PgError::from(e).into()
-    }
-}
 
 /// The advisory-lock name under which incidents are numbered (`incidents.seq`, and the
 /// per-year counter of their ids). Not a correlation key: those never contain `/seq:`
@@ -85,40 +70,6 @@ fn bad_column(what: &str, value: &str) -> StoreError {
 }
 
 type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-/// The statements prepared on one session, by SQL text. Kept with the session in the pool and
-/// dropped with it, so each statement is parsed once per session instead of once per call (a
-/// round trip saved on every statement). The SQL texts are a fixed set, so it stays small.
-#[derive(Default)]
-pub struct StmtCache(HashMap<String, Statement>);
-
-impl StmtCache {
-    /// Statements cached.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether none is.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-/// The statement for `sql`, prepared on this session the first time it is asked for.
-/// (Prepared statements are not transactional: one prepared in a transaction that rolls back
-/// stays valid.)
-pub(super) fn prepared(
-    tx: &mut postgres::Transaction<'_>,
-    stmts: &mut StmtCache,
-    sql: &str,
-) -> Result<Statement, postgres::Error> {
-    if let Some(s) = stmts.0.get(sql) {
-        return Ok(s.clone());
-    }
-    let s = tx.prepare(sql)?;
-    stmts.0.insert(sql.to_owned(), s.clone());
-    Ok(s)
-}
 
 /// A transaction and its session's prepared statements: runs SQL text as cached statements.
 /// In a write transaction, also what the transaction holds and postpones ([`Pending`]): every

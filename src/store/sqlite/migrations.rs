@@ -342,6 +342,27 @@ mod tests {
         .unwrap()
     }
 
+    /// Migration 11 is released and never edited, so its four copies of the tally expression
+    /// stay as written; what must agree with them is the statement a save runs.
+    #[test]
+    fn saving_an_incident_tallies_its_alerts_as_migration_11s_triggers_do() {
+        let squeeze = |sql: &str| {
+            sql.split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .replace("( ", "(")
+        };
+        let triggers = squeeze(MIGRATIONS[10]);
+        let save = squeeze(crate::store::sqlite::ALERT_TALLY_UPDATE);
+        for incident in ["OLD.incident_id", "NEW.incident_id"] {
+            let statement = save.replace("?1", incident);
+            assert!(
+                triggers.contains(&statement),
+                "{statement}\nnot in\n{triggers}"
+            );
+        }
+    }
+
     #[test]
     fn the_search_index_is_filled_from_existing_incidents_and_kept_by_every_write() {
         let mut conn = Connection::open_in_memory().unwrap();

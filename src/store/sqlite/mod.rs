@@ -42,7 +42,8 @@ fn bad_column(i: usize, what: &str, value: &str) -> rusqlite::Error {
 }
 
 /// Sets `incidents.alert_tally` of incident `?1` from its occurrences (the form:
-/// `store::ReportRowsBuilder`); the same expression as migration 11's triggers.
+/// `store::ReportRowsBuilder`); the same expression as migration 11's triggers (a test in
+/// `migrations.rs` checks it).
 pub(crate) const ALERT_TALLY_UPDATE: &str = "UPDATE incidents SET alert_tally = (\
      SELECT CASE WHEN length(CAST(t AS BLOB)) > 1000 THEN '*' ELSE t END FROM (\
      SELECT coalesce(group_concat(n || ':' || length(CAST(alertname AS BLOB)) || ':' || alertname, ''), '') AS t \
