@@ -152,7 +152,7 @@ fn sqlite_schema() -> Schema {
     let mut out = Schema::new();
     let tables: Vec<String> = conn
         // The search index is each backend's own: SQLite's FTS5 table `incident_search` (and
-        // its shadow tables), PostgreSQL's indexes `*_search`.
+        // its shadow tables) and indexes `*_search`, PostgreSQL's indexes `*_search`.
         .prepare(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
              AND name NOT LIKE 'incident_search%'",
@@ -202,6 +202,9 @@ fn sqlite_schema() -> Schema {
             .collect::<Result<_, _>>()
             .unwrap();
         for (index, unique, origin, partial) in indexes {
+            if index.ends_with("_search") {
+                continue; // each backend's own search index, as PostgreSQL's below
+            }
             let cols: Vec<String> = conn
                 .prepare(&format!("PRAGMA index_info({index})"))
                 .unwrap()

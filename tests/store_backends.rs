@@ -1642,6 +1642,7 @@ fn scan(incidents: &[incidentd::incident::Incident], filter: &IncidentFilter) ->
         .filter(|i| filter.service.is_none() || i.service == filter.service)
         .filter(|i| filter.severity.is_none() || i.severity == filter.severity)
         .filter(|i| filter.fired_from.is_none_or(|t| i.fired_at >= t))
+        .filter(|i| filter.fired_until.is_none_or(|t| i.fired_at < t))
         .map(|i| i.id.clone())
         .collect()
 }
@@ -1704,6 +1705,13 @@ async fn searches(store: Store) -> Vec<String> {
         "zz",
         "qq",
         "e",
+        "z",
+        "7",
+        "IN",
+        "_",
+        "Ü",
+        "ü",
+        "\n",
         "newalert",
         "secondalert",
         "brand new",
@@ -1748,6 +1756,34 @@ async fn searches(store: Store) -> Vec<String> {
             severity: Some("critical".into()),
             ..Default::default()
         },
+        // Terms too short for the trigram index, with the other filters.
+        IncidentFilter {
+            search: Some("q".into()),
+            status: Some(incidentd::incident::Status::Open),
+            ..Default::default()
+        },
+        IncidentFilter {
+            search: Some("7".into()),
+            status: Some(incidentd::incident::Status::Resolved),
+            fired_from: Some(t("2026-11-20T03:00:00Z")),
+            ..Default::default()
+        },
+        IncidentFilter {
+            search: Some("ü".into()),
+            service: Some("svc-67".into()),
+            ..Default::default()
+        },
+        IncidentFilter {
+            search: Some("Ü".into()),
+            service: Some("svc-67".into()),
+            ..Default::default()
+        },
+        IncidentFilter {
+            search: Some("1".into()),
+            severity: Some("warning".into()),
+            fired_until: Some(t("2026-11-20T05:00:00Z")),
+            ..Default::default()
+        },
     ]);
     let mut log = Vec::new();
     for filter in &filters {
@@ -1775,7 +1811,10 @@ async fn searches(store: Store) -> Vec<String> {
     ] {
         assert!(found(q), "{q} finds something");
     }
-    for q in ["überlast", "Rate\nNew", "zz", "2026-001"] {
+    for q in ["Ü", "_", "7", "IN", "q"] {
+        assert!(found(q), "{q} finds something");
+    }
+    for q in ["überlast", "Rate\nNew", "zz", "2026-001", "z", "ü", "\n"] {
         assert!(!found(q), "{q} finds nothing");
     }
     store.close().await;

@@ -296,6 +296,18 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX incidents_report ON incidents (fired_at, service, status, impact_start,
         detected_at, acknowledged_at, resolved_at, reopen_count, seq, alert_tally);
     "#,
+    // 12: a search term too short for the trigram index (1-2 characters) walks, newest first,
+    // one of these narrow covering indexes (one per phase of the incidents page) instead of
+    // the incidents' whole rows: they hold what the page's filters and the search test, and
+    // `seq` to read the rows of the matches only (`sqlite::find_incidents`). Named `*_search`:
+    // each backend's own search index (PostgreSQL's B-tree rows have a size limit a long title
+    // could exceed, so its twin adds nothing).
+    r#"
+    CREATE INDEX incidents_unresolved_search ON incidents (seq, status, id, title, alertnames,
+        service, severity, fired_at) WHERE status <> 'resolved';
+    CREATE INDEX incidents_resolved_search ON incidents (seq, status, id, title, alertnames,
+        service, severity, fired_at) WHERE status = 'resolved';
+    "#,
 ];
 
 /// Bring the schema up to date. Refuses a database written by a newer incidentd.

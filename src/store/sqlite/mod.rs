@@ -435,8 +435,9 @@ pub struct Page {
 /// A search first tests the next [`SEARCH_WALK`] incidents the other filters keep; if that
 /// does not fill the page, a term of 3 characters or more continues in the FTS5 table
 /// `incident_search` (migration 10), newest first, its candidates checked against the same
-/// conditions, so the index only has to be a superset. A shorter term walks on (each
-/// incident tested: up to every incident when few match).
+/// conditions, so the index only has to be a superset. A shorter term is tested on every
+/// incident the other filters keep, newest first, until `limit` match, in the narrow covering
+/// index of the phase (migration 12, see [`short_search`]).
 pub fn find_incidents(
     conn: &Connection,
     f: &IncidentFilter,
@@ -445,10 +446,10 @@ pub fn find_incidents(
     limit: u32,
 ) -> rusqlite::Result<Vec<(i64, Incident)>> {
     let Some(search) = f.search_query() else {
-        return walk(conn, f, None, resolved, before_seq, limit);
+        return walk(conn, f, resolved, before_seq, limit);
     };
     let Some(term) = &search.indexed else {
-        return walk(conn, f, Some(&search), resolved, before_seq, limit);
+        return short_search(conn, f, &search, resolved, before_seq, limit);
     };
     // The walk: the predicate as a column, so that the rows it rejects count too.
     let mut q = Query::new(&format!("SELECT {INCIDENT_COLUMNS}, seq, "));
@@ -504,12 +505,10 @@ pub fn find_incidents(
     Ok(found)
 }
 
-/// Incidents in `seq` order, newest first, tested one by one: the list without a search,
-/// and a search too short for the index.
+/// Incidents in `seq` order, newest first, tested one by one: the list without a search.
 fn walk(
     conn: &Connection,
     f: &IncidentFilter,
-    search: Option<&Search>,
     resolved: bool,
     before_seq: Option<i64>,
     limit: u32,
@@ -518,11 +517,43 @@ fn walk(
         "SELECT {INCIDENT_COLUMNS}, seq FROM incidents WHERE "
     ));
     q.filters(f, resolved, before_seq, "incidents");
-    if let Some(search) = search {
-        q.sql.push_str(" AND ");
-        q.matches(search, "incidents");
-    }
     q.arg(" ORDER BY seq DESC LIMIT ?", i64::from(limit));
+    let mut stmt = conn.prepare_cached(&q.sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(q.args.iter()), |r| {
+        Ok((r.get::<_, i64>(19)?, incident_from_row(r)?))
+    })?;
+    rows.collect()
+}
+
+/// A term too short for the trigram index: every incident of the phase is tested, newest
+/// first, until `limit` match, in the phase's covering index (`incidents_unresolved_search`
+/// or `incidents_resolved_search`, migration 12: `seq` and only the columns the filters and
+/// the search read, a fraction of a row); then the rows of the matches alone are read, in the
+/// same statement (one snapshot). At 100,000 incidents a term that matches none costs a walk
+/// of the narrow index, not of the table (see BENCHMARKS.md).
+fn short_search(
+    conn: &Connection,
+    f: &IncidentFilter,
+    search: &Search,
+    resolved: bool,
+    before_seq: Option<i64>,
+    limit: u32,
+) -> rusqlite::Result<Vec<(i64, Incident)>> {
+    let index = if resolved {
+        "incidents_resolved_search"
+    } else {
+        "incidents_unresolved_search"
+    };
+    let mut q = Query::new(&format!(
+        "SELECT {}, i.seq FROM (SELECT seq FROM incidents INDEXED BY {index} WHERE ",
+        prefixed_incident_columns("i")
+    ));
+    q.filters(f, resolved, before_seq, "incidents");
+    q.sql.push_str(" AND ");
+    q.matches(search, "incidents");
+    q.arg(" ORDER BY seq DESC LIMIT ?", i64::from(limit));
+    q.sql
+        .push_str(") m CROSS JOIN incidents i ON i.seq = m.seq ORDER BY m.seq DESC");
     let mut stmt = conn.prepare_cached(&q.sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(q.args.iter()), |r| {
         Ok((r.get::<_, i64>(19)?, incident_from_row(r)?))
