@@ -314,12 +314,13 @@ print(e.get("state") or "none")'
     [[ $ev == resolved ]] || die "the full evidence snapshot did not arrive (state: $ev); DEMO_KEEP=1 keeps the logs"
     say "$(date -u +%H:%M:%S) full evidence stored; waiting for the draft to settle"
     # The draft re-renders render_delay (0.5 s) after the evidence lands: wait until it is
-    # newer than the evidence and has not changed for 5 s.
+    # newer than the evidence and has not changed for 5 s. Up to 3 minutes: draft threads
+    # run at a lower priority, so on a busy machine the render can wait its turn.
     marker=$work/evidence-resolved
     touch "$marker"
     stable=0
     last=""
-    for ((i = 0; i < 120 && stable < 10; i++)); do
+    for ((i = 0; i < 360 && stable < 10; i++)); do
         sleep 0.5
         [[ -f $draft && $draft -nt $marker && -d $work/drafts/$id ]] || continue
         sum=$(cat "$draft" "$work/drafts/$id"/* | sha256sum)

@@ -27,7 +27,7 @@ use crate::incident::{
     Occurrence, Outcome, Repo, Rules, Seen, TimelineEvent, Timestamp,
 };
 
-pub use sqlite::{open_in_memory, ListFilter, Page};
+pub use sqlite::open_in_memory;
 
 /// Why a storage call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -532,6 +532,25 @@ impl ReportRowsBuilder {
         }
         self.rows
     }
+}
+
+/// Filters of the incident list.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub status: Option<incident::Status>,
+    pub service: Option<String>,
+    /// Only incidents created before this one (paging cursor).
+    pub before: Option<String>,
+    pub limit: u32,
+}
+
+/// One page of the incident list.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// At most `limit` incidents, newest first.
+    pub incidents: Vec<Incident>,
+    /// The cursor of the next page (the last incident's id), only when there is one.
+    pub next_before: Option<String>,
 }
 
 /// What a report reads: incidents whose first alert fired in `[since, until)`, of one

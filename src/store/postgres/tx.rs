@@ -32,11 +32,11 @@ use postgres::{Row, Statement};
 
 use crate::alertmanager::ValidNotification;
 use crate::incident::*;
-use crate::store::sqlite::{ListFilter, Page};
 use crate::store::{
     IncidentFilter, Job, JobStatus, NewJob, Reads, Related, Search, StoreError, StoredDraft, Tx,
     SEARCH_WALK,
 };
+use crate::store::{ListFilter, Page};
 use crate::time::{from_micros, to_micros};
 
 use super::keys::Claiming;

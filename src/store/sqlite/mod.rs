@@ -16,8 +16,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use crate::alertmanager::ValidNotification;
 use crate::incident::*;
 use crate::store::{
-    IncidentFilter, Job, JobStatus, NewJob, Reads, Related, Search, StoreError, StoredDraft, Tx,
-    SEARCH_WALK,
+    IncidentFilter, Job, JobStatus, ListFilter, NewJob, Page, Reads, Related, Search, StoreError,
+    StoredDraft, Tx, SEARCH_WALK,
 };
 use crate::time::{from_micros, to_micros};
 
@@ -407,25 +407,6 @@ pub fn full_incident(conn: &Connection, id: &str) -> rusqlite::Result<Option<Inc
     incident.alerts = members(conn, id)?;
     incident.timeline = timeline(conn, id, false)?;
     Ok(Some(incident))
-}
-
-/// Filters of the incident list.
-#[derive(Debug, Clone, Default)]
-pub struct ListFilter {
-    pub status: Option<Status>,
-    pub service: Option<String>,
-    /// Only incidents created before this one (paging cursor).
-    pub before: Option<String>,
-    pub limit: u32,
-}
-
-/// One page of the incident list.
-#[derive(Debug, Clone, Default)]
-pub struct Page {
-    /// At most `limit` incidents, newest first.
-    pub incidents: Vec<Incident>,
-    /// The cursor of the next page (the last incident's id), only when there is one.
-    pub next_before: Option<String>,
 }
 
 /// The incidents page's query (see [`Reads::find_incidents`]). Unresolved incidents come
