@@ -775,6 +775,23 @@ mod tests {
     }
 
     #[test]
+    fn first_k_is_a_sort_cut_to_k_whatever_the_input_order() {
+        // (incidents, name): most incidents first, then by name, as services are listed.
+        let before = |a: (u64, u32), b: (u64, u32)| (b.0, a.1) < (a.0, b.1);
+        let mut items: Vec<(u64, u32)> =
+            (0..500u32).map(|i| (u64::from(i * 7919 % 13), i)).collect();
+        for k in [0, 1, 3, 20, 499, 500, 600] {
+            for round in 0..3 {
+                items.rotate_left(round * 37);
+                let mut sorted = items.clone();
+                sorted.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+                sorted.truncate(k);
+                assert_eq!(first_k(items.iter().copied(), k, before), sorted, "k={k}");
+            }
+        }
+    }
+
+    #[test]
     fn nearest_rank_percentiles_and_mean() {
         let mut v: Vec<i64> = (1..=10).map(|s| s * 1000).collect();
         let s = Stat::of(&mut v, 12);
