@@ -303,44 +303,60 @@ pub struct ResponseTimes {
 pub type ResponseMillis = [Option<i64>; 4];
 
 impl ResponseTimes {
-    /// The four figures in whole milliseconds: the one definition of each, which the
-    /// `*_seconds` methods and the reports read.
-    pub fn millis(&self) -> ResponseMillis {
-        [
-            // Time to detect: `detected_at − impact_start`.
-            millis_between(self.impact_start, Some(self.detected_at)),
-            // Time to acknowledge: `acknowledged_at − detected_at`.
-            millis_between(Some(self.detected_at), self.acknowledged_at),
-            // Time to resolve: `resolved_at − detected_at`.
-            millis_between(Some(self.detected_at), self.resolved_at),
-            // Duration: `resolved_at − impact_start`.
-            millis_between(self.impact_start, self.resolved_at),
-        ]
+    /// Time to detect in whole milliseconds: `detected_at − impact_start`.
+    pub fn ttd_millis(&self) -> Option<i64> {
+        millis_between(self.impact_start, Some(self.detected_at))
     }
 
-    fn seconds(&self, figure: usize) -> Option<f64> {
-        self.millis()[figure].map(|ms| ms as f64 / 1000.0)
+    /// Time to acknowledge in whole milliseconds: `acknowledged_at − detected_at`.
+    pub fn tta_millis(&self) -> Option<i64> {
+        millis_between(Some(self.detected_at), self.acknowledged_at)
+    }
+
+    /// Time to resolve in whole milliseconds: `resolved_at − detected_at`.
+    pub fn ttr_millis(&self) -> Option<i64> {
+        millis_between(Some(self.detected_at), self.resolved_at)
+    }
+
+    /// Duration in whole milliseconds: `resolved_at − impact_start`.
+    pub fn duration_millis(&self) -> Option<i64> {
+        millis_between(self.impact_start, self.resolved_at)
+    }
+
+    /// The four figures at once, in the order of [`ResponseMillis`] (what a report keeps).
+    pub fn millis(&self) -> ResponseMillis {
+        [
+            self.ttd_millis(),
+            self.tta_millis(),
+            self.ttr_millis(),
+            self.duration_millis(),
+        ]
     }
 
     /// Time to detect: `detected_at − impact_start`.
     pub fn ttd_seconds(&self) -> Option<f64> {
-        self.seconds(0)
+        self.ttd_millis().map(seconds)
     }
 
     /// Time to acknowledge: `acknowledged_at − detected_at`.
     pub fn tta_seconds(&self) -> Option<f64> {
-        self.seconds(1)
+        self.tta_millis().map(seconds)
     }
 
     /// Time to resolve: `resolved_at − detected_at`.
     pub fn ttr_seconds(&self) -> Option<f64> {
-        self.seconds(2)
+        self.ttr_millis().map(seconds)
     }
 
     /// Duration: `resolved_at − impact_start`.
     pub fn duration_seconds(&self) -> Option<f64> {
-        self.seconds(3)
+        self.duration_millis().map(seconds)
     }
+}
+
+/// Whole milliseconds as seconds.
+fn seconds(ms: i64) -> f64 {
+    ms as f64 / 1000.0
 }
 
 impl Incident {
@@ -490,7 +506,7 @@ impl Incident {
 
     /// Seconds from the impact start to a moment; `None` when the impact start is unknown.
     pub fn since_impact_start_seconds(&self, at: Timestamp) -> Option<f64> {
-        millis_between(self.impact_start, Some(at)).map(|ms| ms as f64 / 1000.0)
+        millis_between(self.impact_start, Some(at)).map(seconds)
     }
 }
 
