@@ -362,7 +362,7 @@ fn top_alerts<'a>(
         *firings += t.firings;
         services.push((t.service, t.incidents));
     }
-    let name = |i: usize| rows.alertnames[i].as_str();
+    let name = |i: usize| rows.alertnames[i].as_deref().unwrap_or_default();
     let mut order: Vec<usize> = (0..by_name.len()).filter(|&i| by_name[i].0 > 0).collect();
     order.sort_by(|&a, &b| {
         (by_name[b].1, by_name[b].0)
@@ -394,11 +394,16 @@ fn top_alerts<'a>(
                 services: services
                     .iter()
                     .take(SERVICES_PER_ALERT)
-                    .map(|(s, _)| rows.services[*s as usize].clone())
+                    .map(|(s, _)| service_name(rows, *s))
                     .collect(),
             }
         })
         .collect()
+}
+
+/// The name of service `i` of `rows`, as a report shows it.
+fn service_name(rows: &ReportRows, i: u32) -> Option<String> {
+    rows.services[i as usize].as_deref().map(str::to_string)
 }
 
 /// Services by name, incidents without one last.
@@ -501,7 +506,7 @@ pub fn build(
     let wanted: Vec<bool> = rows
         .services
         .iter()
-        .map(|s| query.service.is_none() || *s == query.service)
+        .map(|s| query.service.is_none() || s.as_deref() == query.service.as_deref())
         .collect();
     let mut measured: Vec<Measured> = rows
         .incidents
@@ -528,7 +533,7 @@ pub fn build(
         .into_iter()
         .zip(alerts_of)
         .map(|((service, list), alerts)| ServiceReport {
-            service: rows.services[service as usize].clone(),
+            service: service_name(rows, service),
             figures: Figures::of(&list),
             top_alerts: top_alerts(rows, alerts.into_iter(), TOP_PER_SERVICE),
         })
@@ -554,7 +559,7 @@ pub fn build(
                 services: groups
                     .into_iter()
                     .map(|(service, list)| ServiceFigures {
-                        service: rows.services[service as usize].clone(),
+                        service: service_name(rows, service),
                         figures: Figures::of(&list),
                     })
                     .collect(),

@@ -152,10 +152,11 @@ fn sqlite_schema() -> Schema {
     let mut out = Schema::new();
     let tables: Vec<String> = conn
         // The search index is each backend's own: SQLite's FTS5 table `incident_search` (and
-        // its shadow tables) and indexes `*_search`, PostgreSQL's indexes `*_search`.
+        // its shadow tables) and indexes `*_search`, PostgreSQL's indexes `*_search`. So is
+        // SQLite's `report_blocks` (migration 13: its reports' cache).
         .prepare(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
-             AND name NOT LIKE 'incident_search%'",
+             AND name NOT LIKE 'incident_search%' AND name <> 'report_blocks'",
         )
         .unwrap()
         .query_map([], |r| r.get(0))

@@ -14,6 +14,7 @@
 
 pub mod migrate;
 pub mod postgres;
+mod report_rows;
 pub mod slack;
 pub mod sqlite;
 
@@ -27,6 +28,10 @@ use crate::incident::{
     Occurrence, Outcome, Repo, Rules, Seen, TimelineEvent, Timestamp,
 };
 
+pub(crate) use report_rows::{read_alert_tally, AlertTallies, Names};
+pub use report_rows::{
+    AlertTally, FlappingIncident, IncidentSummary, ReportQuery, ReportRows, ReportRowsBuilder,
+};
 pub use sqlite::open_in_memory;
 
 /// Why a storage call failed.
@@ -302,238 +307,6 @@ pub enum ActError {
     Store(#[from] StoreError),
 }
 
-/// One incident as a report reads it (`crate::report`): only the numbers its figures need.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IncidentSummary {
-    /// Its service, as an index into [`ReportRows::services`].
-    pub service: u32,
-    pub status: incident::Status,
-    /// When its first alert fired (Alertmanager's `startsAt`): what places it in a period.
-    pub fired_at: Timestamp,
-    pub times: incident::ResponseTimes,
-    pub reopen_count: u32,
-}
-
-/// How often one alert fired in one service's incidents: `incidents` it took part in,
-/// `firings` (occurrences: each firing episode once). Service and name are indexes into
-/// [`ReportRows::services`] and [`ReportRows::alertnames`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AlertTally {
-    pub service: u32,
-    pub alertname: u32,
-    pub incidents: u64,
-    pub firings: u64,
-}
-
-/// An incident that reopened, as the report lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlappingIncident {
-    pub id: String,
-    pub title: String,
-    pub service: Option<String>,
-    pub severity: Option<String>,
-    pub status: incident::Status,
-    pub fired_at: Timestamp,
-    pub reopen_count: u32,
-}
-
-/// What a report is built from (`crate::report::build`): every incident of the range as
-/// numbers, the tallies of their alerts, and the few incidents that reopened most. Services
-/// and alert names are stored once each and referred to by index, so 100,000 incidents cost
-/// no string each.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ReportRows {
-    /// The distinct services (`None`: incidents without one).
-    pub services: Vec<Option<String>>,
-    /// The incidents, oldest first.
-    pub incidents: Vec<IncidentSummary>,
-    /// The distinct alert names.
-    pub alertnames: Vec<String>,
-    /// Per service and alert name.
-    pub alerts: Vec<AlertTally>,
-    /// The incidents that reopened at least once, most reopenings first, then the latest:
-    /// at most as many as asked for.
-    pub flapping: Vec<FlappingIncident>,
-}
-
-/// The decimal number that starts `s`, ended by `:`, and what follows the `:`. Byte by byte:
-/// a report reads 100,000 of these, and `str::split_once` costs a call per `:` found.
-fn number_before_colon(s: &str) -> Option<(u64, &str)> {
-    let mut n: u64 = 0;
-    for (i, b) in s.bytes().enumerate() {
-        match b {
-            b'0'..=b'9' => n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?,
-            b':' if i > 0 => return Some((n, &s[i + 1..])),
-            _ => return None,
-        }
-    }
-    None
-}
-
-/// Collects [`ReportRows`] as a backend reads them.
-///
-/// An incident's alerts come tallied on its row (`incidents.alert_tally`, kept by triggers
-/// on `occurrences` in both backends, migration 11): for each alert name, in any order,
-/// `<firings>:<bytes>:<alertname>` (`<bytes>` the name's length in UTF-8 bytes, so any name
-/// parses), nothing between entries; or `*` when that would be longer than 1,000 bytes, and
-/// the backend then tallies those incidents' alerts from `occurrences` ([`Self::alerts`]).
-#[derive(Debug, Default)]
-pub struct ReportRowsBuilder {
-    rows: ReportRows,
-    /// Each service's index; the names move into `rows.services` when done (one string
-    /// each, however many incidents).
-    services: rustc_hash::FxHashMap<Box<str>, u32>,
-    no_service: Option<u32>,
-    alertnames: rustc_hash::FxHashMap<Box<str>, u32>,
-    /// Each service's tallies, a list through [`Tally::next`]: its first, by service index
-    /// (`u32::MAX`: none). A service has few alert names, and 100,000 services cost no
-    /// hashing: these only grow at their ends.
-    first_tally: Vec<u32>,
-    tallies: Vec<Tally>,
-    /// Incidents whose tally is `*`.
-    pub untallied: usize,
-}
-
-/// One service's count of one alert name (in [`ReportRowsBuilder`]).
-#[derive(Debug)]
-struct Tally {
-    alertname: u32,
-    incidents: u64,
-    firings: u64,
-    /// The service's next tally (`u32::MAX`: none).
-    next: u32,
-}
-
-impl ReportRowsBuilder {
-    pub fn new() -> ReportRowsBuilder {
-        ReportRowsBuilder::default()
-    }
-
-    fn service(&mut self, service: Option<&str>) -> u32 {
-        let next = self.rows.services.len() as u32;
-        match service {
-            None => *self.no_service.get_or_insert_with(|| {
-                self.rows.services.push(None);
-                next
-            }),
-            Some(s) => match self.services.get(s) {
-                Some(i) => *i,
-                None => {
-                    self.services.insert(s.into(), next);
-                    // Named when done.
-                    self.rows.services.push(None);
-                    next
-                }
-            },
-        }
-    }
-
-    fn alertname(&mut self, name: &str) -> u32 {
-        match self.alertnames.get(name) {
-            Some(i) => *i,
-            None => {
-                let next = self.rows.alertnames.len() as u32;
-                self.alertnames.insert(name.into(), next);
-                self.rows.alertnames.push(name.to_string());
-                next
-            }
-        }
-    }
-
-    fn tally(&mut self, service: u32, alertname: u32, incidents: u64, firings: u64) {
-        let service = service as usize;
-        if self.first_tally.len() <= service {
-            self.first_tally.resize(service + 1, u32::MAX);
-        }
-        let mut at = self.first_tally[service];
-        while at != u32::MAX {
-            let t = &mut self.tallies[at as usize];
-            if t.alertname == alertname {
-                t.incidents += incidents;
-                t.firings += firings;
-                return;
-            }
-            at = t.next;
-        }
-        self.tallies.push(Tally {
-            alertname,
-            incidents,
-            firings,
-            next: self.first_tally[service],
-        });
-        self.first_tally[service] = (self.tallies.len() - 1) as u32;
-    }
-
-    /// One incident, in the order read (oldest first), with its `alert_tally`.
-    pub fn incident(
-        &mut self,
-        service: Option<&str>,
-        status: incident::Status,
-        fired_at: Timestamp,
-        times: incident::ResponseTimes,
-        reopen_count: u32,
-        alert_tally: &str,
-    ) -> Result<(), String> {
-        let service = self.service(service);
-        self.rows.incidents.push(IncidentSummary {
-            service,
-            status,
-            fired_at,
-            times,
-            reopen_count,
-        });
-        if alert_tally == "*" {
-            self.untallied += 1;
-            return Ok(());
-        }
-        let bad = || format!("incidents.alert_tally: cannot read {alert_tally:?}");
-        let mut rest = alert_tally;
-        while !rest.is_empty() {
-            let (firings, after) = number_before_colon(rest).ok_or_else(bad)?;
-            let (bytes, after) = number_before_colon(after).ok_or_else(bad)?;
-            let bytes = usize::try_from(bytes).map_err(|_| bad())?;
-            let name = after.get(..bytes).ok_or_else(bad)?;
-            rest = &after[bytes..];
-            let name = self.alertname(name);
-            self.tally(service, name, 1, firings);
-        }
-        Ok(())
-    }
-
-    /// Alerts tallied apart (the incidents whose `alert_tally` is `*`; tests).
-    pub fn alerts(&mut self, service: Option<&str>, alertname: &str, incidents: u64, firings: u64) {
-        let (service, alertname) = (self.service(service), self.alertname(alertname));
-        self.tally(service, alertname, incidents, firings);
-    }
-
-    pub fn flapping(&mut self, flapping: Vec<FlappingIncident>) {
-        self.rows.flapping = flapping;
-    }
-
-    pub fn finish(mut self) -> ReportRows {
-        let mut alerts: Vec<AlertTally> = Vec::with_capacity(self.tallies.len());
-        for (service, first) in self.first_tally.iter().enumerate() {
-            let mut at = *first;
-            while at != u32::MAX {
-                let t = &self.tallies[at as usize];
-                alerts.push(AlertTally {
-                    service: service as u32,
-                    alertname: t.alertname,
-                    incidents: t.incidents,
-                    firings: t.firings,
-                });
-                at = t.next;
-            }
-        }
-        alerts.sort_by_key(|t| (t.service, t.alertname));
-        self.rows.alerts = alerts;
-        for (name, i) in self.services {
-            self.rows.services[i as usize] = Some(name.into());
-        }
-        self.rows
-    }
-}
-
 /// Filters of the incident list.
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
@@ -551,15 +324,6 @@ pub struct Page {
     pub incidents: Vec<Incident>,
     /// The cursor of the next page (the last incident's id), only when there is one.
     pub next_before: Option<String>,
-}
-
-/// What a report reads: incidents whose first alert fired in `[since, until)`, of one
-/// service or all.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReportQuery {
-    pub since: Timestamp,
-    pub until: Timestamp,
-    pub service: Option<String>,
 }
 
 /// The writes a backend offers inside one transaction, besides the correlator's [`Repo`].
@@ -835,7 +599,10 @@ impl Store {
         T: Send + 'static,
     {
         match &self.backend {
-            Backend::Sqlite(db) => db.read(move |c| f(&mut sqlite::SqliteReads(c))).await,
+            Backend::Sqlite(db) => {
+                db.read(move |c, cache| f(&mut sqlite::SqliteReads(c, cache)))
+                    .await
+            }
             Backend::Postgres(db) => db.read(move |r| f(r)).await,
         }
     }
@@ -1441,67 +1208,5 @@ impl Repo for Dyn<'_> {
 
     fn count(&mut self, incident_id: &str, counts: NotificationCounts) -> Result<(), StoreError> {
         self.0.count(incident_id, counts)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_alert_tally_reads_any_name_and_refuses_what_it_cannot_read() {
-        assert_eq!(number_before_colon("12:rest"), Some((12, "rest")));
-        assert_eq!(number_before_colon(":12"), None);
-        assert_eq!(number_before_colon("12"), None);
-        assert_eq!(number_before_colon("1x:"), None);
-        assert_eq!(number_before_colon("99999999999999999999:"), None);
-
-        let times = incident::ResponseTimes {
-            impact_start: None,
-            detected_at: chrono::Utc::now(),
-            acknowledged_at: None,
-            resolved_at: None,
-        };
-        let mut b = ReportRowsBuilder::new();
-        let open = incident::Status::Open;
-        // A name holding the separator and a multi-byte character; two services.
-        b.incident(
-            Some("api"),
-            open,
-            times.detected_at,
-            times,
-            0,
-            "3:3:a:b2:5:Dé:j",
-        )
-        .unwrap();
-        b.incident(Some("db"), open, times.detected_at, times, 0, "1:3:a:b")
-            .unwrap();
-        b.incident(Some("api"), open, times.detected_at, times, 0, "2:3:a:b")
-            .unwrap();
-        for bad in ["3", "3:", "3:9:short", "x:1:a", "1:1:a2"] {
-            let err = ReportRowsBuilder::new()
-                .incident(None, open, times.detected_at, times, 0, bad)
-                .unwrap_err();
-            assert!(err.contains("alert_tally"), "{bad}: {err}");
-        }
-        let rows = b.finish();
-        let name = |t: &AlertTally| {
-            (
-                rows.services[t.service as usize].as_deref(),
-                rows.alertnames[t.alertname as usize].as_str(),
-                t.incidents,
-                t.firings,
-            )
-        };
-        let mut got: Vec<_> = rows.alerts.iter().map(name).collect();
-        got.sort();
-        assert_eq!(
-            got,
-            [
-                (Some("api"), "Dé:j", 1, 2),
-                (Some("api"), "a:b", 2, 5),
-                (Some("db"), "a:b", 1, 1)
-            ]
-        );
     }
 }

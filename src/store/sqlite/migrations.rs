@@ -308,6 +308,37 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX incidents_resolved_search ON incidents (seq, status, id, title, alertnames,
         service, severity, fired_at) WHERE status = 'resolved';
     "#,
+    // 13: reports keep the incidents they read, by block of `fired_at` (`fired_at >> 36`,
+    // about 19 hours), in memory (`sqlite::report_cache`); these triggers count each block's
+    // changes, so a report re-reads only the blocks changed since it kept them. Any insert
+    // or delete, and any update of a column a report reads, bumps the block of the old and
+    // of the new row, in the same transaction. A block without a row has not changed since
+    // this migration (version 0): nothing to backfill.
+    r#"
+    CREATE TABLE report_blocks (
+        block   INTEGER PRIMARY KEY,
+        version INTEGER NOT NULL
+    );
+    CREATE TRIGGER incidents_report_blocks_insert AFTER INSERT ON incidents BEGIN
+        INSERT INTO report_blocks (block, version) VALUES (new.fired_at >> 36, 1)
+            ON CONFLICT (block) DO UPDATE SET version = version + 1;
+    END;
+    CREATE TRIGGER incidents_report_blocks_delete AFTER DELETE ON incidents BEGIN
+        INSERT INTO report_blocks (block, version) VALUES (old.fired_at >> 36, 1)
+            ON CONFLICT (block) DO UPDATE SET version = version + 1;
+    END;
+    CREATE TRIGGER incidents_report_blocks_update AFTER UPDATE ON incidents
+    WHEN old.fired_at IS NOT new.fired_at OR old.service IS NOT new.service
+      OR old.status IS NOT new.status OR old.impact_start IS NOT new.impact_start
+      OR old.detected_at IS NOT new.detected_at OR old.acknowledged_at IS NOT new.acknowledged_at
+      OR old.resolved_at IS NOT new.resolved_at OR old.reopen_count IS NOT new.reopen_count
+      OR old.alert_tally IS NOT new.alert_tally OR old.seq IS NOT new.seq BEGIN
+        INSERT INTO report_blocks (block, version) VALUES (old.fired_at >> 36, 1)
+            ON CONFLICT (block) DO UPDATE SET version = version + 1;
+        INSERT INTO report_blocks (block, version) VALUES (new.fired_at >> 36, 1)
+            ON CONFLICT (block) DO UPDATE SET version = version + 1;
+    END;
+    "#,
 ];
 
 /// Bring the schema up to date. Refuses a database written by a newer incidentd.

@@ -5,9 +5,11 @@
 
 pub mod jobs;
 pub mod migrations;
+mod report_cache;
 mod slack;
 mod writer;
 
+pub use report_cache::ReportCache;
 pub use writer::{open_in_memory, Db, JOURNAL_SIZE_LIMIT};
 
 use chrono::{Datelike, Duration};
@@ -1213,8 +1215,9 @@ impl Tx for SqliteRepo<'_> {
     }
 }
 
-/// The store's queries over a pooled read-only connection.
-pub struct SqliteReads<'a>(pub &'a Connection);
+/// The store's queries over a pooled read-only connection, with the database's
+/// [`ReportCache`].
+pub struct SqliteReads<'a>(pub &'a Connection, pub &'a ReportCache);
 
 impl Reads for SqliteReads<'_> {
     fn incident(&mut self, id: &str) -> Result<Option<Incident>, StoreError> {
@@ -1282,7 +1285,7 @@ impl Reads for SqliteReads<'_> {
         q: &crate::store::ReportQuery,
         flapping: usize,
     ) -> Result<crate::store::ReportRows, StoreError> {
-        Ok(report_rows(self.0, q, flapping)?)
+        Ok(self.1.report_rows(self.0, q, flapping)?)
     }
 
     fn job_depth(&mut self) -> Result<Vec<(String, i64)>, StoreError> {

@@ -14,7 +14,7 @@ use std::time::Instant;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{jobs, migrations};
+use super::{jobs, migrations, ReportCache};
 use crate::store::{Recovered, StoreError};
 
 /// One caller's work: `run` does it inside the transaction (false: it failed, roll it back);
@@ -42,6 +42,8 @@ pub struct Db {
     writer: mpsc::Sender<Msg>,
     readers: Arc<ReadPool>,
     path: PathBuf,
+    /// Reports' rows kept between reports (`report_cache`).
+    report_cache: Arc<ReportCache>,
 }
 
 struct ReadPool {
@@ -125,6 +127,7 @@ impl Db {
                 idle: Mutex::new(Vec::new()),
             }),
             path,
+            report_cache: Arc::default(),
         })
     }
 
@@ -146,6 +149,7 @@ impl Db {
                 idle: Mutex::new(Vec::new()),
             }),
             path,
+            report_cache: Arc::default(),
         })
     }
 
@@ -192,13 +196,14 @@ impl Db {
     /// Run a read-only query on a pooled connection, off the async runtime.
     pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Connection, &ReportCache) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
         let pool = self.readers.clone();
+        let cache = self.report_cache.clone();
         tokio::task::spawn_blocking(move || {
             let conn = pool.take()?;
-            let result = f(&conn);
+            let result = f(&conn, &cache);
             pool.give_back(conn);
             result
         })
