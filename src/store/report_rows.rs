@@ -147,6 +147,10 @@ impl Names {
         }
     }
 
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
     pub fn list(&self) -> Arc<Vec<Option<Arc<str>>>> {
         self.names.clone()
     }

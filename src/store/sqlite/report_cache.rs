@@ -41,14 +41,29 @@ pub const BLOCK_SHIFT: u32 = 36;
 /// blocks used least recently; a report over more still reads them all.
 const MAX_KEPT: usize = 500_000;
 
+/// How many names (services and alert names) the cache keeps at most: names are never
+/// forgotten one by one (kept blocks refer to them by index), so past this many, as after
+/// months of services that each lived a day, the cache starts again empty.
+const MAX_NAMES: usize = 600_000;
+
 fn block_of(micros: i64) -> i64 {
     micros >> BLOCK_SHIFT
 }
 
 /// The cache of one database (see the module's documentation).
-#[derive(Default)]
 pub struct ReportCache {
     state: Mutex<State>,
+    /// [`MAX_NAMES`], smaller in tests.
+    max_names: usize,
+}
+
+impl Default for ReportCache {
+    fn default() -> ReportCache {
+        ReportCache {
+            state: Mutex::default(),
+            max_names: MAX_NAMES,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -60,6 +75,8 @@ struct State {
     kept: usize,
     /// Reports served, to forget the blocks used least recently.
     clock: u64,
+    /// How often the cache started again empty ([`MAX_NAMES`]).
+    restarts: u64,
 }
 
 /// The incidents of one block as of `version`, oldest first.
@@ -92,12 +109,18 @@ impl ReportCache {
     ) -> rusqlite::Result<ReportRows> {
         let tx = conn.unchecked_transaction()?;
         let (since, until) = (to_micros(q.since), to_micros(q.until));
+        // One lock from the blocks to the names' snapshot: the blocks index these names.
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let blocks = if since < until {
-            self.blocks(&tx, block_of(since)..block_of(until - 1) + 1)?
+            blocks(
+                &mut state,
+                &tx,
+                block_of(since)..block_of(until - 1) + 1,
+                self.max_names,
+            )?
         } else {
             Vec::new()
         };
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let service = match &q.service {
             Some(name) => match state.services.find(Some(name)) {
                 Some(i) => Some(i),
@@ -178,45 +201,57 @@ impl ReportCache {
             flapping,
         })
     }
+}
 
-    /// The blocks `range`, each as `tx`'s snapshot holds it: kept ones whose version is
-    /// still current, the others read again (and kept).
-    fn blocks(&self, tx: &Connection, range: Range<i64>) -> rusqlite::Result<Vec<Arc<Block>>> {
-        let mut versions: HashMap<i64, i64> = HashMap::new();
-        let mut stmt = tx.prepare_cached(
-            "SELECT block, version FROM report_blocks WHERE block >= ?1 AND block < ?2",
-        )?;
-        let mut read = stmt.query(params![range.start, range.end])?;
-        while let Some(r) = read.next()? {
-            versions.insert(r.get(0)?, r.get(1)?);
-        }
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.clock += 1;
-        let now = state.clock;
-        let mut out = Vec::with_capacity((range.end - range.start).clamp(0, 4096) as usize);
-        for block in range.clone() {
-            let version = versions.get(&block).copied().unwrap_or(0);
-            let kept = state
-                .blocks
-                .get(&block)
-                .filter(|b| b.version == version)
-                .cloned();
-            let b = match kept {
-                Some(b) => b,
-                None => {
-                    let b = Arc::new(read_block(tx, &mut state, block, version)?);
-                    let before = state.blocks.insert(block, b.clone());
-                    state.kept += b.incidents.len();
-                    state.kept -= before.map_or(0, |old| old.incidents.len());
-                    b
-                }
-            };
-            b.used.store(now, std::sync::atomic::Ordering::Relaxed);
-            out.push(b);
-        }
-        forget_least_used(&mut state, &range);
-        Ok(out)
+/// The blocks `range`, each as `tx`'s snapshot holds it: kept ones whose version is still
+/// current, the others read again (and kept).
+fn blocks(
+    state: &mut State,
+    tx: &Connection,
+    range: Range<i64>,
+    max_names: usize,
+) -> rusqlite::Result<Vec<Arc<Block>>> {
+    let mut versions: HashMap<i64, i64> = HashMap::new();
+    let mut stmt = tx.prepare_cached(
+        "SELECT block, version FROM report_blocks WHERE block >= ?1 AND block < ?2",
+    )?;
+    let mut read = stmt.query(params![range.start, range.end])?;
+    while let Some(r) = read.next()? {
+        versions.insert(r.get(0)?, r.get(1)?);
     }
+    if state.services.len() + state.alertnames.len() > max_names {
+        // Before any block of this report is taken: all of them index the new names.
+        *state = State {
+            clock: state.clock,
+            restarts: state.restarts + 1,
+            ..State::default()
+        };
+    }
+    state.clock += 1;
+    let now = state.clock;
+    let mut out = Vec::with_capacity((range.end - range.start).clamp(0, 4096) as usize);
+    for block in range.clone() {
+        let version = versions.get(&block).copied().unwrap_or(0);
+        let kept = state
+            .blocks
+            .get(&block)
+            .filter(|b| b.version == version)
+            .cloned();
+        let b = match kept {
+            Some(b) => b,
+            None => {
+                let b = Arc::new(read_block(tx, state, block, version)?);
+                let before = state.blocks.insert(block, b.clone());
+                state.kept += b.incidents.len();
+                state.kept -= before.map_or(0, |old| old.incidents.len());
+                b
+            }
+        };
+        b.used.store(now, std::sync::atomic::Ordering::Relaxed);
+        out.push(b);
+    }
+    forget_least_used(state, &range);
+    Ok(out)
 }
 
 /// Forgets the blocks used least recently, outside `range` (the report's own), until at
@@ -364,7 +399,14 @@ mod tests {
     fn kept_blocks_read_as_the_whole_range_after_any_write() {
         let mut conn = Connection::open_in_memory().expect("db");
         migrations::migrate(&mut conn).expect("migrate");
-        let cache = ReportCache::default();
+        // The second starts again empty whenever it knows more than 30 names.
+        let caches = [
+            ReportCache::default(),
+            ReportCache {
+                max_names: 30,
+                ..ReportCache::default()
+            },
+        ];
         let rules = Rules::default();
         let base = t("2026-11-01T00:00:00Z");
         let mut seed: u64 = 42;
@@ -461,21 +503,30 @@ mod tests {
                     until: t(until),
                     service: service.map(str::to_string),
                 };
-                let kept = cache.report_rows(&conn, &q, 5).expect("cached");
                 let read = report_rows(&conn, &q, 5).expect("read");
-                assert_eq!(by_name(&kept), by_name(&read), "round {round}: {q:?}");
-                let report =
-                    |rows: &ReportRows| build(&q, Period::Week, chrono_tz::UTC, base, rows);
-                assert_eq!(report(&kept), report(&read), "round {round}: {q:?}");
-                kept_reads += kept.incidents.len();
+                for cache in &caches {
+                    let kept = cache.report_rows(&conn, &q, 5).expect("cached");
+                    assert_eq!(by_name(&kept), by_name(&read), "round {round}: {q:?}");
+                    let report =
+                        |rows: &ReportRows| build(&q, Period::Week, chrono_tz::UTC, base, rows);
+                    assert_eq!(report(&kept), report(&read), "round {round}: {q:?}");
+                    kept_reads += kept.incidents.len();
+                }
             }
         }
-        assert!(kept_reads > 500, "the ranges held incidents: {kept_reads}");
-        let state = cache.state.lock().unwrap();
+        assert!(kept_reads > 1000, "the ranges held incidents: {kept_reads}");
+        let state = caches[0].state.lock().unwrap();
         assert!(
             state.blocks.len() > 5,
             "blocks kept: {}",
             state.blocks.len()
+        );
+        assert_eq!(state.restarts, 0);
+        let small = caches[1].state.lock().unwrap();
+        assert!(
+            small.restarts > 10,
+            "started again {} times",
+            small.restarts
         );
     }
 }
