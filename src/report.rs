@@ -176,7 +176,7 @@ impl<'a> Measured<'a> {
     fn of(summary: &'a IncidentSummary) -> Measured<'a> {
         Measured {
             summary,
-            millis: summary.times.millis().map(|ms| ms.filter(|ms| *ms >= 0)),
+            millis: summary.millis.map(|ms| ms.filter(|ms| *ms >= 0)),
         }
     }
 }
@@ -707,13 +707,33 @@ mod tests {
     struct Inc {
         id: String,
         service: String,
-        s: IncidentSummary,
+        s: Case,
+    }
+
+    /// What a report reads of a test's incident, with its times (the summary's figures are
+    /// computed from them, as a store does).
+    struct Case {
+        status: Status,
+        fired_at: Timestamp,
+        times: ResponseTimes,
+        reopen_count: u32,
+    }
+
+    impl Case {
+        fn summary(&self) -> IncidentSummary {
+            IncidentSummary {
+                service: 0,
+                status: self.status,
+                fired_at: self.fired_at,
+                millis: self.times.millis(),
+                reopen_count: self.reopen_count,
+            }
+        }
     }
 
     fn summary(id: &str, service: &str, fired: &str) -> Inc {
         let fired_at = t(fired);
-        let s = IncidentSummary {
-            service: 0,
+        let s = Case {
             status: Status::Open,
             fired_at,
             times: ResponseTimes {
@@ -819,7 +839,7 @@ mod tests {
         a.s.times.resolved_at = Some(t("2026-11-23T10:20:30Z"));
         a.s.status = Status::Resolved;
         let b = summary("INC-2", "api", "2026-11-24T10:00:00Z");
-        let f = Figures::of(&[&Measured::of(&a.s), &Measured::of(&b.s)]);
+        let f = Figures::of(&[&Measured::of(&a.s.summary()), &Measured::of(&b.s.summary())]);
         assert_eq!(f.incidents, 2);
         assert_eq!((f.open, f.resolved), (1, 1));
         // TTD = detected − impact start = 10:00:30 − 09:58:00.
@@ -834,7 +854,10 @@ mod tests {
         let mut late = summary("INC-3", "api", "2026-11-25T10:00:00Z");
         late.s.times.resolved_at = Some(t("2026-11-25T09:00:00Z"));
         late.s.status = Status::Resolved;
-        let f = Figures::of(&[&Measured::of(&a.s), &Measured::of(&late.s)]);
+        let f = Figures::of(&[
+            &Measured::of(&a.s.summary()),
+            &Measured::of(&late.s.summary()),
+        ]);
         assert_eq!(f.ttr.mean_seconds, Some(1200.0));
         assert_eq!((f.ttr.n, f.ttr.excluded), (1, 1));
     }

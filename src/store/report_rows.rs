@@ -23,7 +23,9 @@ pub struct IncidentSummary {
     pub status: incident::Status,
     /// When its first alert fired (Alertmanager's `startsAt`): what places it in a period.
     pub fired_at: Timestamp,
-    pub times: incident::ResponseTimes,
+    /// Its four figures as [`incident::ResponseTimes::millis`] gives them (the domain's one
+    /// definition), computed once when read.
+    pub millis: incident::ResponseMillis,
     pub reopen_count: u32,
 }
 
@@ -256,7 +258,7 @@ impl ReportRowsBuilder {
             service,
             status,
             fired_at,
-            times,
+            millis: times.millis(),
             reopen_count,
         });
         let (names, tallies) = (&mut self.alertnames, &mut self.tallies);

@@ -329,7 +329,7 @@ fn read_block(
                 service,
                 status,
                 fired_at: from_micros(fired_at),
-                times,
+                millis: times.millis(),
                 reopen_count: r.get(7)?,
             },
             fired_at,
@@ -364,16 +364,7 @@ mod tests {
                 let s = name(&rows.services, i.service);
                 format!(
                     "{s} {:?} {} {:?} {}",
-                    i.status,
-                    i.fired_at,
-                    i.times
-                        .millis()
-                        .map(|m| m.unwrap_or(-1))
-                        .iter()
-                        .map(|m| m.to_string())
-                        .collect::<Vec<_>>()
-                        .join(","),
-                    i.reopen_count
+                    i.status, i.fired_at, i.millis, i.reopen_count
                 )
             })
             .collect();
