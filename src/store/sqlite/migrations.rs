@@ -308,6 +308,87 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX incidents_resolved_search ON incidents (seq, status, id, title, alertnames,
         service, severity, fired_at) WHERE status = 'resolved';
     "#,
+    // 13: a short term's walk (migration 12) tests each incident's `search_chars` first: which
+    // of 62 ASCII characters (`sqlite::SEARCH_CHARS`, bit i for its character i; a letter in
+    // either case) its id, title or alert names contain, as `LIKE` sees them. A term that
+    // needs a character the incident lacks cannot match it: the walk rejects most incidents
+    // with an integer test instead of three `LIKE`s, and tests the rest with them as before.
+    // A virtual generated column: SQLite computes it when it writes an index entry, from the
+    // columns alone, so no trigger or save keeps it and no function needs registering; only
+    // the two indexes store it (rebuilt here with it after `status`). `PRAGMA table_info`
+    // does not list generated columns: like the indexes, it is SQLite's own search device.
+    r#"
+    ALTER TABLE incidents ADD COLUMN search_chars INTEGER GENERATED ALWAYS AS (
+          ((id LIKE '%a%' OR title LIKE '%a%' OR alertnames LIKE '%a%') << 0)
+        | ((id LIKE '%b%' OR title LIKE '%b%' OR alertnames LIKE '%b%') << 1)
+        | ((id LIKE '%c%' OR title LIKE '%c%' OR alertnames LIKE '%c%') << 2)
+        | ((id LIKE '%d%' OR title LIKE '%d%' OR alertnames LIKE '%d%') << 3)
+        | ((id LIKE '%e%' OR title LIKE '%e%' OR alertnames LIKE '%e%') << 4)
+        | ((id LIKE '%f%' OR title LIKE '%f%' OR alertnames LIKE '%f%') << 5)
+        | ((id LIKE '%g%' OR title LIKE '%g%' OR alertnames LIKE '%g%') << 6)
+        | ((id LIKE '%h%' OR title LIKE '%h%' OR alertnames LIKE '%h%') << 7)
+        | ((id LIKE '%i%' OR title LIKE '%i%' OR alertnames LIKE '%i%') << 8)
+        | ((id LIKE '%j%' OR title LIKE '%j%' OR alertnames LIKE '%j%') << 9)
+        | ((id LIKE '%k%' OR title LIKE '%k%' OR alertnames LIKE '%k%') << 10)
+        | ((id LIKE '%l%' OR title LIKE '%l%' OR alertnames LIKE '%l%') << 11)
+        | ((id LIKE '%m%' OR title LIKE '%m%' OR alertnames LIKE '%m%') << 12)
+        | ((id LIKE '%n%' OR title LIKE '%n%' OR alertnames LIKE '%n%') << 13)
+        | ((id LIKE '%o%' OR title LIKE '%o%' OR alertnames LIKE '%o%') << 14)
+        | ((id LIKE '%p%' OR title LIKE '%p%' OR alertnames LIKE '%p%') << 15)
+        | ((id LIKE '%q%' OR title LIKE '%q%' OR alertnames LIKE '%q%') << 16)
+        | ((id LIKE '%r%' OR title LIKE '%r%' OR alertnames LIKE '%r%') << 17)
+        | ((id LIKE '%s%' OR title LIKE '%s%' OR alertnames LIKE '%s%') << 18)
+        | ((id LIKE '%t%' OR title LIKE '%t%' OR alertnames LIKE '%t%') << 19)
+        | ((id LIKE '%u%' OR title LIKE '%u%' OR alertnames LIKE '%u%') << 20)
+        | ((id LIKE '%v%' OR title LIKE '%v%' OR alertnames LIKE '%v%') << 21)
+        | ((id LIKE '%w%' OR title LIKE '%w%' OR alertnames LIKE '%w%') << 22)
+        | ((id LIKE '%x%' OR title LIKE '%x%' OR alertnames LIKE '%x%') << 23)
+        | ((id LIKE '%y%' OR title LIKE '%y%' OR alertnames LIKE '%y%') << 24)
+        | ((id LIKE '%z%' OR title LIKE '%z%' OR alertnames LIKE '%z%') << 25)
+        | ((id LIKE '%0%' OR title LIKE '%0%' OR alertnames LIKE '%0%') << 26)
+        | ((id LIKE '%1%' OR title LIKE '%1%' OR alertnames LIKE '%1%') << 27)
+        | ((id LIKE '%2%' OR title LIKE '%2%' OR alertnames LIKE '%2%') << 28)
+        | ((id LIKE '%3%' OR title LIKE '%3%' OR alertnames LIKE '%3%') << 29)
+        | ((id LIKE '%4%' OR title LIKE '%4%' OR alertnames LIKE '%4%') << 30)
+        | ((id LIKE '%5%' OR title LIKE '%5%' OR alertnames LIKE '%5%') << 31)
+        | ((id LIKE '%6%' OR title LIKE '%6%' OR alertnames LIKE '%6%') << 32)
+        | ((id LIKE '%7%' OR title LIKE '%7%' OR alertnames LIKE '%7%') << 33)
+        | ((id LIKE '%8%' OR title LIKE '%8%' OR alertnames LIKE '%8%') << 34)
+        | ((id LIKE '%9%' OR title LIKE '%9%' OR alertnames LIKE '%9%') << 35)
+        | ((id LIKE '% %' OR title LIKE '% %' OR alertnames LIKE '% %') << 36)
+        | ((id LIKE '%-%' OR title LIKE '%-%' OR alertnames LIKE '%-%') << 37)
+        | ((id LIKE '%\_%' ESCAPE '\' OR title LIKE '%\_%' ESCAPE '\' OR alertnames LIKE '%\_%' ESCAPE '\') << 38)
+        | ((id LIKE '%.%' OR title LIKE '%.%' OR alertnames LIKE '%.%') << 39)
+        | ((id LIKE '%:%' OR title LIKE '%:%' OR alertnames LIKE '%:%') << 40)
+        | ((id LIKE '%/%' OR title LIKE '%/%' OR alertnames LIKE '%/%') << 41)
+        | ((id LIKE '%\%%' ESCAPE '\' OR title LIKE '%\%%' ESCAPE '\' OR alertnames LIKE '%\%%' ESCAPE '\') << 42)
+        | ((id LIKE '%=%' OR title LIKE '%=%' OR alertnames LIKE '%=%') << 43)
+        | ((id LIKE '%,%' OR title LIKE '%,%' OR alertnames LIKE '%,%') << 44)
+        | ((id LIKE '%(%' OR title LIKE '%(%' OR alertnames LIKE '%(%') << 45)
+        | ((id LIKE '%)%' OR title LIKE '%)%' OR alertnames LIKE '%)%') << 46)
+        | ((id LIKE '%[%' OR title LIKE '%[%' OR alertnames LIKE '%[%') << 47)
+        | ((id LIKE '%]%' OR title LIKE '%]%' OR alertnames LIKE '%]%') << 48)
+        | ((id LIKE '%{%' OR title LIKE '%{%' OR alertnames LIKE '%{%') << 49)
+        | ((id LIKE '%}%' OR title LIKE '%}%' OR alertnames LIKE '%}%') << 50)
+        | ((id LIKE '%"%' OR title LIKE '%"%' OR alertnames LIKE '%"%') << 51)
+        | ((id LIKE '%''%' OR title LIKE '%''%' OR alertnames LIKE '%''%') << 52)
+        | ((id LIKE '%@%' OR title LIKE '%@%' OR alertnames LIKE '%@%') << 53)
+        | ((id LIKE '%#%' OR title LIKE '%#%' OR alertnames LIKE '%#%') << 54)
+        | ((id LIKE '%+%' OR title LIKE '%+%' OR alertnames LIKE '%+%') << 55)
+        | ((id LIKE '%*%' OR title LIKE '%*%' OR alertnames LIKE '%*%') << 56)
+        | ((id LIKE '%&%' OR title LIKE '%&%' OR alertnames LIKE '%&%') << 57)
+        | ((id LIKE '%!%' OR title LIKE '%!%' OR alertnames LIKE '%!%') << 58)
+        | ((id LIKE '%?%' OR title LIKE '%?%' OR alertnames LIKE '%?%') << 59)
+        | ((id LIKE '%<%' OR title LIKE '%<%' OR alertnames LIKE '%<%') << 60)
+        | ((id LIKE '%>%' OR title LIKE '%>%' OR alertnames LIKE '%>%') << 61)
+    ) VIRTUAL;
+    DROP INDEX incidents_unresolved_search;
+    DROP INDEX incidents_resolved_search;
+    CREATE INDEX incidents_unresolved_search ON incidents (seq, status, search_chars, id, title,
+        alertnames, service, severity, fired_at) WHERE status <> 'resolved';
+    CREATE INDEX incidents_resolved_search ON incidents (seq, status, search_chars, id, title,
+        alertnames, service, severity, fired_at) WHERE status = 'resolved';
+    "#,
 ];
 
 /// Bring the schema up to date. Refuses a database written by a newer incidentd.
@@ -442,5 +523,67 @@ mod tests {
             .query_row("SELECT count(*) FROM incident_search", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 1);
+    }
+
+    /// Migration 13's expression is written out, one line per character; what the short
+    /// search asks of it is `sqlite::search_chars`. Each character in each column, in both
+    /// cases, sets exactly the bit the search needs; a character outside the list none; a
+    /// character after a NUL none (`LIKE` does not see it, so the search cannot need it).
+    #[test]
+    fn search_chars_records_the_characters_the_short_search_needs() {
+        use crate::store::sqlite::{search_chars, SEARCH_CHARS};
+        let conn = crate::store::open_in_memory().unwrap();
+        let chars_of = |id: &str, title: &str, names: &str| -> i64 {
+            conn.execute(
+                "INSERT INTO incidents (id, seq, key, title, status, impact_start_method,
+                     fired_at, detected_at, reopen_count, received, duplicate, stale, version,
+                     updated_at, alertnames)
+                 VALUES (?1, 1, 'k', ?2, 'open', 'm', 0, 0, 0, 1, 0, 0, 1, 0, ?3)",
+                [id, title, names],
+            )
+            .unwrap();
+            // Read from the index, where the walk reads it.
+            let bits = conn
+                .query_row(
+                    "SELECT search_chars FROM incidents INDEXED BY incidents_unresolved_search
+                     WHERE status <> 'resolved' AND seq = 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            conn.execute("DELETE FROM incidents", []).unwrap();
+            bits
+        };
+        assert_eq!(SEARCH_CHARS.chars().count(), 62);
+        for (i, c) in SEARCH_CHARS.chars().enumerate() {
+            let bit = 1i64 << i;
+            let (lower, upper) = (c.to_string(), c.to_ascii_uppercase().to_string());
+            assert_eq!(search_chars(&lower), bit, "{c:?}");
+            assert_eq!(search_chars(&upper), bit, "{c:?}");
+            for text in [&lower, &upper] {
+                assert_eq!(chars_of(text, "", ""), bit, "id {text:?}");
+                assert_eq!(
+                    chars_of("x", text, ""),
+                    bit | search_chars("x"),
+                    "title {text:?}"
+                );
+                assert_eq!(
+                    chars_of("x", "", text),
+                    bit | search_chars("x"),
+                    "names {text:?}"
+                );
+            }
+        }
+        for other in ["É", "é", "\n", "\\", "$", "~", "\u{0}"] {
+            assert_eq!(search_chars(other), 0, "{other:?}");
+            assert_eq!(chars_of(other, other, other), 0, "{other:?}");
+        }
+        assert_eq!(search_chars("a\0b"), search_chars("a"));
+        assert_eq!(chars_of("x", "a\0b", ""), search_chars("xa"));
+        assert_eq!(search_chars("Zz"), search_chars("z"));
+        assert_eq!(
+            chars_of("INC-2026-0001", "Disk full", "DiskFull\nNodeDown"),
+            search_chars("inc-2026-0001disk fullnodedown")
+        );
     }
 }

@@ -418,7 +418,8 @@ pub fn full_incident(conn: &Connection, id: &str) -> rusqlite::Result<Option<Inc
 /// `incident_search` (migration 10), newest first, its candidates checked against the same
 /// conditions, so the index only has to be a superset. A shorter term is tested on every
 /// incident the other filters keep, newest first, until `limit` match, in the narrow covering
-/// index of the phase (migration 12, see [`short_search`]).
+/// index of the phase, first on the characters each incident contains (migrations 12 and 13,
+/// see [`short_search`]).
 pub fn find_incidents(
     conn: &Connection,
     f: &IncidentFilter,
@@ -508,10 +509,15 @@ fn walk(
 
 /// A term too short for the trigram index: every incident of the phase is tested, newest
 /// first, until `limit` match, in the phase's covering index (`incidents_unresolved_search`
-/// or `incidents_resolved_search`, migration 12: `seq` and only the columns the filters and
-/// the search read, a fraction of a row); then the rows of the matches alone are read, in the
-/// same statement (one snapshot). At 100,000 incidents a term that matches none costs a walk
-/// of the narrow index, not of the table (see BENCHMARKS.md).
+/// or `incidents_resolved_search`, migrations 12 and 13: `seq` and only the columns the
+/// filters and the search read, a fraction of a row); then the rows of the matches alone are
+/// read, in the same statement (one snapshot). Each incident is first tested on the
+/// characters it contains (`search_chars`, migration 13, see [`search_chars`]): one lacking a
+/// character of the term is rejected with an integer test, the others are tested with the
+/// `LIKE`s of [`Query::matches`], so the answer is theirs. At 100,000 incidents a term that
+/// matches none costs a walk of the narrow index with one integer test per entry (the
+/// `LIKE`s were half of that walk; see BENCHMARKS.md); one whose characters most incidents
+/// have (`db`) still costs the `LIKE`s on each.
 fn short_search(
     conn: &Connection,
     f: &IncidentFilter,
@@ -530,6 +536,10 @@ fn short_search(
         prefixed_incident_columns("i")
     ));
     q.filters(f, resolved, before_seq, "incidents");
+    let needed = search_chars(&search.term);
+    if needed != 0 {
+        q.arg(" AND (incidents.search_chars & ?) = ?", needed);
+    }
     q.sql.push_str(" AND ");
     q.matches(search, "incidents");
     q.arg(" ORDER BY seq DESC LIMIT ?", i64::from(limit));
@@ -540,6 +550,23 @@ fn short_search(
         Ok((r.get::<_, i64>(19)?, incident_from_row(r)?))
     })?;
     rows.collect()
+}
+
+/// The characters `incidents.search_chars` records (migration 13): bit `i` is set when the
+/// incident's id, title or alert names contain character `i` of this list, a letter in either
+/// case. The 26 letters, the 10 digits and the 26 punctuation marks likeliest in a search.
+pub(crate) const SEARCH_CHARS: &str =
+    "abcdefghijklmnopqrstuvwxyz0123456789 -_.:/%=,()[]{}\"'@#+*&!?<>";
+
+/// The bits of `incidents.search_chars` an incident needs for `term` to match it: one per
+/// character of the term in [`SEARCH_CHARS`] (a letter in either case, as `LIKE` folds ASCII
+/// letters), none for the others (`É`, a newline: the walk tests them with `LIKE` alone).
+/// `LIKE` reads its pattern up to the first NUL, so characters after one are not needed.
+pub(crate) fn search_chars(term: &str) -> i64 {
+    term.chars()
+        .take_while(|&c| c != '\0')
+        .filter_map(|c| SEARCH_CHARS.find(c.to_ascii_lowercase()))
+        .fold(0, |bits, i| bits | 1 << i)
 }
 
 /// An FTS5 query: the term as one phrase (its trigrams in a row: a substring) in the id,
