@@ -35,13 +35,15 @@ const TABLES: &[&str] = &[
 /// Tables that are not copied, and why.
 const SKIPPED: &[(&str, &str)] = &[
     ("leases", "held by processes, not data"),
-    // SQLite's search index (FTS5) and its shadow tables: PostgreSQL's is made of `pg_trgm`
-    // indexes on `incidents`, filled as its rows are copied.
+    // SQLite's search index (FTS5) and its shadow tables, and its short terms' blocks
+    // (migration 13): PostgreSQL's is made of `pg_trgm` indexes on `incidents`, filled as its
+    // rows are copied.
     ("incident_search", SEARCH_INDEX),
     ("incident_search_config", SEARCH_INDEX),
     ("incident_search_data", SEARCH_INDEX),
     ("incident_search_docsize", SEARCH_INDEX),
     ("incident_search_idx", SEARCH_INDEX),
+    ("incident_search_blocks", SEARCH_INDEX),
 ];
 
 const SEARCH_INDEX: &str = "SQLite's search index; PostgreSQL indexes the copied rows";

@@ -511,13 +511,21 @@ fn walk(
 /// first, until `limit` match, in the phase's covering index (`incidents_unresolved_search`
 /// or `incidents_resolved_search`, migrations 12 and 13: `seq` and only the columns the
 /// filters and the search read, a fraction of a row); then the rows of the matches alone are
-/// read, in the same statement (one snapshot). Each incident is first tested on the
-/// characters it contains (`search_chars`, migration 13, see [`search_chars`]): one lacking a
-/// character of the term is rejected with an integer test, the others are tested with the
-/// `LIKE`s of [`Query::matches`], so the answer is theirs. At 100,000 incidents a term that
-/// matches none costs a walk of the narrow index with one integer test per entry (the
-/// `LIKE`s were half of that walk; see BENCHMARKS.md); one whose characters most incidents
-/// have (`db`) still costs the `LIKE`s on each.
+/// read, in the same statement (one snapshot).
+///
+/// Each incident is first tested on the characters it contains (`search_chars`, migration
+/// 13, see [`search_chars`]): one that lacks a character of the term cannot match and is
+/// rejected with an integer test; the others are tested with the `LIKE`s of
+/// [`Query::matches`], so the answer is theirs. In the resolved phase (nearly every incident)
+/// the walk goes block by block (`incident_search_blocks`, 64 incidents by `seq`), newest
+/// first, and skips a block none of whose incidents has the term's characters: at 100,000
+/// incidents `zz` (no incident has a `z`) reads 1,563 block rows instead of 99,000 index
+/// entries with three `LIKE`s each. The unresolved phase walks its index entry by entry:
+/// it is small, and its incidents are scattered one or two to a block.
+///
+/// What is left slow: a term whose characters most incidents have but which matches few
+/// (`db` on the benchmark's data: every incident has a `d` and a `b`) tests the `LIKE`s on
+/// every incident, as before migration 13 (see BENCHMARKS.md).
 fn short_search(
     conn: &Connection,
     f: &IncidentFilter,
@@ -531,18 +539,50 @@ fn short_search(
     } else {
         "incidents_unresolved_search"
     };
+    let needed = search_chars(&search.term);
+    // The unresolved phase is small by nature (incidents get resolved), and its incidents
+    // are scattered over many blocks (the benchmark's 1,000 over 832): a seek per block costs more
+    // than the entries it skips. The resolved phase holds the rest, 64 to a block.
+    let blocks = resolved && needed != 0;
     let mut q = Query::new(&format!(
-        "SELECT {}, i.seq FROM (SELECT seq FROM incidents INDEXED BY {index} WHERE ",
+        "SELECT {}, i.seq FROM (",
         prefixed_incident_columns("i")
     ));
-    q.filters(f, resolved, before_seq, "incidents");
-    let needed = search_chars(&search.term);
-    if needed != 0 {
+    if !blocks {
+        q.sql.push_str(&format!(
+            "SELECT incidents.seq FROM incidents INDEXED BY {index} WHERE "
+        ));
+        q.filters(f, resolved, before_seq, "incidents");
+        if needed != 0 {
+            q.arg(" AND (incidents.search_chars & ?) = ?", needed);
+        }
+    } else {
+        // The blocks of the phase whose incidents may have the term's characters, newest
+        // first; in each, its incidents that have them, newest first.
+        q.sql.push_str(&format!(
+            "SELECT incidents.seq FROM incident_search_blocks b \
+             CROSS JOIN incidents INDEXED BY {index} \
+             ON incidents.seq >= (b.block << {BLOCK_BITS}) \
+             AND incidents.seq < ((b.block + 1) << {BLOCK_BITS}) WHERE "
+        ));
+        q.arg("b.resolved = ?", i64::from(resolved));
+        q.arg(" AND (b.chars & ?) = ?", needed);
+        if let Some(seq) = before_seq {
+            q.arg(&format!(" AND b.block <= (? >> {BLOCK_BITS})"), seq);
+        }
+        q.sql.push_str(" AND ");
+        q.filters(f, resolved, before_seq, "incidents");
         q.arg(" AND (incidents.search_chars & ?) = ?", needed);
     }
     q.sql.push_str(" AND ");
     q.matches(search, "incidents");
-    q.arg(" ORDER BY seq DESC LIMIT ?", i64::from(limit));
+    let order = if !blocks {
+        " ORDER BY incidents.seq DESC"
+    } else {
+        " ORDER BY b.block DESC, incidents.seq DESC"
+    };
+    q.sql.push_str(order);
+    q.arg(" LIMIT ?", i64::from(limit));
     q.sql
         .push_str(") m CROSS JOIN incidents i ON i.seq = m.seq ORDER BY m.seq DESC");
     let mut stmt = conn.prepare_cached(&q.sql)?;
@@ -551,6 +591,10 @@ fn short_search(
     })?;
     rows.collect()
 }
+
+/// `incident_search_blocks.block` is `seq >> BLOCK_BITS`: 64 incidents in creation order
+/// (migration 13).
+const BLOCK_BITS: u32 = 6;
 
 /// The characters `incidents.search_chars` records (migration 13): bit `i` is set when the
 /// incident's id, title or alert names contain character `i` of this list, a letter in either
@@ -649,21 +693,30 @@ impl Query {
     }
 
     /// The search's condition on `table`'s row.
+    ///
+    /// Each pattern is `+?`, not `?`: SQLite's planner reads the value bound to a bare `?`
+    /// right of `LIKE` (for an index range on a prefix, which these columns' BINARY indexes
+    /// cannot give a case-insensitive `LIKE`) and marks the statement to be prepared again
+    /// whenever that parameter is bound, so a cached statement was compiled anew on every
+    /// request; with `incidents.search_chars` in it (migration 13: its expression is copied
+    /// into the statement) that cost more than the short walk itself for a common term
+    /// (`/?q=e`: 0.28 against 0.06 ms a query, Python's sqlite3 on the benchmark's data).
+    /// Unary `+` returns its operand unchanged, so the test is the same.
     fn matches(&mut self, search: &Search, table: &str) {
         let names = if search.per_alert {
             format!(
                 "EXISTS (SELECT 1 FROM occurrences o WHERE o.incident_id = {table}.id \
-                 AND o.alertname LIKE ? ESCAPE '\\')"
+                 AND o.alertname LIKE +? ESCAPE '\\')"
             )
         } else {
-            format!("{table}.alertnames LIKE ? ESCAPE '\\'")
+            format!("{table}.alertnames LIKE +? ESCAPE '\\'")
         };
         self.arg(
-            &format!("({table}.id LIKE ? ESCAPE '\\'"),
+            &format!("({table}.id LIKE +? ESCAPE '\\'"),
             search.id_prefix.clone(),
         );
         self.arg(
-            &format!(" OR {table}.title LIKE ? ESCAPE '\\'"),
+            &format!(" OR {table}.title LIKE +? ESCAPE '\\'"),
             search.contains.clone(),
         );
         self.arg(&format!(" OR {names})"), search.contains.clone());
