@@ -48,6 +48,9 @@ const SKIPPED: &[(&str, &str)] = &[
 
 const SEARCH_INDEX: &str = "SQLite's search index; PostgreSQL indexes the copied rows";
 
+/// Columns that are not copied: SQLite's search index's, kept by its triggers (migration 13).
+const SQLITE_ONLY_COLUMNS: &[(&str, &str)] = &[("incidents", "search_chars")];
+
 /// What was copied: `(table, rows)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Copied {
@@ -144,7 +147,11 @@ fn copy_table(
         .prepare(&format!(
             "SELECT name FROM pragma_table_info('{table}') ORDER BY cid"
         ))?
-        .query_map([], |r| r.get(0))?
+        .query_map([], |r| r.get::<_, String>(0))?
+        .filter(|c| {
+            !c.as_ref()
+                .is_ok_and(|c| SQLITE_ONLY_COLUMNS.contains(&(table, c.as_str())))
+        })
         .collect::<Result<_, _>>()?;
     let mut types = Vec::with_capacity(columns.len());
     for c in &columns {

@@ -313,18 +313,19 @@ pub const MIGRATIONS: &[&str] = &[
     // either case) its id, title or alert names contain, as `LIKE` sees them. A term that
     // needs a character the incident lacks cannot match it: the walk rejects most incidents
     // with an integer test instead of three `LIKE`s, and tests the rest with them as before.
-    // A virtual generated column: SQLite computes it when it writes an index entry, from the
-    // columns alone, so no trigger or save keeps it and no function needs registering; only
-    // the two indexes store it (rebuilt here with it after `status`). `PRAGMA table_info`
-    // does not list generated columns: like the indexes, it is SQLite's own search device.
+    // A stored column set by triggers when the id, title or alert names change (an insert, a
+    // new title, an alert joining), not computed on every save (186 `LIKE`s); only SQLite has
+    // it (`PRAGMA table_info` lists it: the schema comparison and the copy to PostgreSQL
+    // leave it out, like the `*_search` indexes, rebuilt here with it after `status`).
     // `incident_search_blocks` goes further: per phase and block of 64 incidents (by `seq`),
     // the characters of all of them, so that a walk skips a block none of whose incidents has
     // the term's characters (most, for a rare letter: 1,563 blocks instead of 99,000 entries).
-    // Bits are only ever added (an insert, or a change of what `search_chars` or the phase
-    // reads, ors the incident's into its block): a block keeps a character its incidents lost
-    // or took elsewhere, which costs the walk a look into it, never a match.
+    // Bits are only ever added (an insert, or a change of the characters, the phase or `seq`
+    // ors the incident's into its block): a block keeps a character its incidents lost or
+    // took elsewhere, which costs the walk a look into it, never a match.
     r#"
-    ALTER TABLE incidents ADD COLUMN search_chars INTEGER GENERATED ALWAYS AS (
+    ALTER TABLE incidents ADD COLUMN search_chars INTEGER NOT NULL DEFAULT 0;
+    UPDATE incidents SET search_chars = (
           ((id LIKE '%a%' OR title LIKE '%a%' OR alertnames LIKE '%a%') << 0)
         | ((id LIKE '%b%' OR title LIKE '%b%' OR alertnames LIKE '%b%') << 1)
         | ((id LIKE '%c%' OR title LIKE '%c%' OR alertnames LIKE '%c%') << 2)
@@ -387,7 +388,7 @@ pub const MIGRATIONS: &[&str] = &[
         | ((id LIKE '%?%' OR title LIKE '%?%' OR alertnames LIKE '%?%') << 59)
         | ((id LIKE '%<%' OR title LIKE '%<%' OR alertnames LIKE '%<%') << 60)
         | ((id LIKE '%>%' OR title LIKE '%>%' OR alertnames LIKE '%>%') << 61)
-    ) VIRTUAL;
+    );
     DROP INDEX incidents_unresolved_search;
     DROP INDEX incidents_resolved_search;
     CREATE INDEX incidents_unresolved_search ON incidents (seq, status, search_chars, id, title,
@@ -404,17 +405,153 @@ pub const MIGRATIONS: &[&str] = &[
     INSERT INTO incident_search_blocks (resolved, block, chars)
         SELECT status = 'resolved', seq >> 6, search_chars FROM incidents WHERE true
         ON CONFLICT (resolved, block) DO UPDATE SET chars = chars | excluded.chars;
-    CREATE TRIGGER incidents_search_blocks_insert AFTER INSERT ON incidents BEGIN
+    CREATE TRIGGER incidents_search_chars_insert AFTER INSERT ON incidents BEGIN
+        UPDATE incidents SET search_chars = (
+          ((id LIKE '%a%' OR title LIKE '%a%' OR alertnames LIKE '%a%') << 0)
+        | ((id LIKE '%b%' OR title LIKE '%b%' OR alertnames LIKE '%b%') << 1)
+        | ((id LIKE '%c%' OR title LIKE '%c%' OR alertnames LIKE '%c%') << 2)
+        | ((id LIKE '%d%' OR title LIKE '%d%' OR alertnames LIKE '%d%') << 3)
+        | ((id LIKE '%e%' OR title LIKE '%e%' OR alertnames LIKE '%e%') << 4)
+        | ((id LIKE '%f%' OR title LIKE '%f%' OR alertnames LIKE '%f%') << 5)
+        | ((id LIKE '%g%' OR title LIKE '%g%' OR alertnames LIKE '%g%') << 6)
+        | ((id LIKE '%h%' OR title LIKE '%h%' OR alertnames LIKE '%h%') << 7)
+        | ((id LIKE '%i%' OR title LIKE '%i%' OR alertnames LIKE '%i%') << 8)
+        | ((id LIKE '%j%' OR title LIKE '%j%' OR alertnames LIKE '%j%') << 9)
+        | ((id LIKE '%k%' OR title LIKE '%k%' OR alertnames LIKE '%k%') << 10)
+        | ((id LIKE '%l%' OR title LIKE '%l%' OR alertnames LIKE '%l%') << 11)
+        | ((id LIKE '%m%' OR title LIKE '%m%' OR alertnames LIKE '%m%') << 12)
+        | ((id LIKE '%n%' OR title LIKE '%n%' OR alertnames LIKE '%n%') << 13)
+        | ((id LIKE '%o%' OR title LIKE '%o%' OR alertnames LIKE '%o%') << 14)
+        | ((id LIKE '%p%' OR title LIKE '%p%' OR alertnames LIKE '%p%') << 15)
+        | ((id LIKE '%q%' OR title LIKE '%q%' OR alertnames LIKE '%q%') << 16)
+        | ((id LIKE '%r%' OR title LIKE '%r%' OR alertnames LIKE '%r%') << 17)
+        | ((id LIKE '%s%' OR title LIKE '%s%' OR alertnames LIKE '%s%') << 18)
+        | ((id LIKE '%t%' OR title LIKE '%t%' OR alertnames LIKE '%t%') << 19)
+        | ((id LIKE '%u%' OR title LIKE '%u%' OR alertnames LIKE '%u%') << 20)
+        | ((id LIKE '%v%' OR title LIKE '%v%' OR alertnames LIKE '%v%') << 21)
+        | ((id LIKE '%w%' OR title LIKE '%w%' OR alertnames LIKE '%w%') << 22)
+        | ((id LIKE '%x%' OR title LIKE '%x%' OR alertnames LIKE '%x%') << 23)
+        | ((id LIKE '%y%' OR title LIKE '%y%' OR alertnames LIKE '%y%') << 24)
+        | ((id LIKE '%z%' OR title LIKE '%z%' OR alertnames LIKE '%z%') << 25)
+        | ((id LIKE '%0%' OR title LIKE '%0%' OR alertnames LIKE '%0%') << 26)
+        | ((id LIKE '%1%' OR title LIKE '%1%' OR alertnames LIKE '%1%') << 27)
+        | ((id LIKE '%2%' OR title LIKE '%2%' OR alertnames LIKE '%2%') << 28)
+        | ((id LIKE '%3%' OR title LIKE '%3%' OR alertnames LIKE '%3%') << 29)
+        | ((id LIKE '%4%' OR title LIKE '%4%' OR alertnames LIKE '%4%') << 30)
+        | ((id LIKE '%5%' OR title LIKE '%5%' OR alertnames LIKE '%5%') << 31)
+        | ((id LIKE '%6%' OR title LIKE '%6%' OR alertnames LIKE '%6%') << 32)
+        | ((id LIKE '%7%' OR title LIKE '%7%' OR alertnames LIKE '%7%') << 33)
+        | ((id LIKE '%8%' OR title LIKE '%8%' OR alertnames LIKE '%8%') << 34)
+        | ((id LIKE '%9%' OR title LIKE '%9%' OR alertnames LIKE '%9%') << 35)
+        | ((id LIKE '% %' OR title LIKE '% %' OR alertnames LIKE '% %') << 36)
+        | ((id LIKE '%-%' OR title LIKE '%-%' OR alertnames LIKE '%-%') << 37)
+        | ((id LIKE '%\_%' ESCAPE '\' OR title LIKE '%\_%' ESCAPE '\' OR alertnames LIKE '%\_%' ESCAPE '\') << 38)
+        | ((id LIKE '%.%' OR title LIKE '%.%' OR alertnames LIKE '%.%') << 39)
+        | ((id LIKE '%:%' OR title LIKE '%:%' OR alertnames LIKE '%:%') << 40)
+        | ((id LIKE '%/%' OR title LIKE '%/%' OR alertnames LIKE '%/%') << 41)
+        | ((id LIKE '%\%%' ESCAPE '\' OR title LIKE '%\%%' ESCAPE '\' OR alertnames LIKE '%\%%' ESCAPE '\') << 42)
+        | ((id LIKE '%=%' OR title LIKE '%=%' OR alertnames LIKE '%=%') << 43)
+        | ((id LIKE '%,%' OR title LIKE '%,%' OR alertnames LIKE '%,%') << 44)
+        | ((id LIKE '%(%' OR title LIKE '%(%' OR alertnames LIKE '%(%') << 45)
+        | ((id LIKE '%)%' OR title LIKE '%)%' OR alertnames LIKE '%)%') << 46)
+        | ((id LIKE '%[%' OR title LIKE '%[%' OR alertnames LIKE '%[%') << 47)
+        | ((id LIKE '%]%' OR title LIKE '%]%' OR alertnames LIKE '%]%') << 48)
+        | ((id LIKE '%{%' OR title LIKE '%{%' OR alertnames LIKE '%{%') << 49)
+        | ((id LIKE '%}%' OR title LIKE '%}%' OR alertnames LIKE '%}%') << 50)
+        | ((id LIKE '%"%' OR title LIKE '%"%' OR alertnames LIKE '%"%') << 51)
+        | ((id LIKE '%''%' OR title LIKE '%''%' OR alertnames LIKE '%''%') << 52)
+        | ((id LIKE '%@%' OR title LIKE '%@%' OR alertnames LIKE '%@%') << 53)
+        | ((id LIKE '%#%' OR title LIKE '%#%' OR alertnames LIKE '%#%') << 54)
+        | ((id LIKE '%+%' OR title LIKE '%+%' OR alertnames LIKE '%+%') << 55)
+        | ((id LIKE '%*%' OR title LIKE '%*%' OR alertnames LIKE '%*%') << 56)
+        | ((id LIKE '%&%' OR title LIKE '%&%' OR alertnames LIKE '%&%') << 57)
+        | ((id LIKE '%!%' OR title LIKE '%!%' OR alertnames LIKE '%!%') << 58)
+        | ((id LIKE '%?%' OR title LIKE '%?%' OR alertnames LIKE '%?%') << 59)
+        | ((id LIKE '%<%' OR title LIKE '%<%' OR alertnames LIKE '%<%') << 60)
+        | ((id LIKE '%>%' OR title LIKE '%>%' OR alertnames LIKE '%>%') << 61)
+        ) WHERE seq = new.seq;
         INSERT INTO incident_search_blocks (resolved, block, chars)
-        VALUES (new.status = 'resolved', new.seq >> 6, new.search_chars)
+        VALUES (new.status = 'resolved', new.seq >> 6,
+                (SELECT search_chars FROM incidents WHERE seq = new.seq))
         ON CONFLICT (resolved, block) DO UPDATE SET chars = chars | excluded.chars;
     END;
-    CREATE TRIGGER incidents_search_blocks_update
-    AFTER UPDATE OF seq, status, id, title, alertnames ON incidents
-    WHEN old.seq IS NOT new.seq OR old.status IS NOT new.status OR old.id IS NOT new.id
-      OR old.title IS NOT new.title OR old.alertnames IS NOT new.alertnames BEGIN
+    CREATE TRIGGER incidents_search_chars_update AFTER UPDATE OF id, title, alertnames ON incidents
+    WHEN old.id IS NOT new.id OR old.title IS NOT new.title
+      OR old.alertnames IS NOT new.alertnames BEGIN
+        UPDATE incidents SET search_chars = (
+          ((id LIKE '%a%' OR title LIKE '%a%' OR alertnames LIKE '%a%') << 0)
+        | ((id LIKE '%b%' OR title LIKE '%b%' OR alertnames LIKE '%b%') << 1)
+        | ((id LIKE '%c%' OR title LIKE '%c%' OR alertnames LIKE '%c%') << 2)
+        | ((id LIKE '%d%' OR title LIKE '%d%' OR alertnames LIKE '%d%') << 3)
+        | ((id LIKE '%e%' OR title LIKE '%e%' OR alertnames LIKE '%e%') << 4)
+        | ((id LIKE '%f%' OR title LIKE '%f%' OR alertnames LIKE '%f%') << 5)
+        | ((id LIKE '%g%' OR title LIKE '%g%' OR alertnames LIKE '%g%') << 6)
+        | ((id LIKE '%h%' OR title LIKE '%h%' OR alertnames LIKE '%h%') << 7)
+        | ((id LIKE '%i%' OR title LIKE '%i%' OR alertnames LIKE '%i%') << 8)
+        | ((id LIKE '%j%' OR title LIKE '%j%' OR alertnames LIKE '%j%') << 9)
+        | ((id LIKE '%k%' OR title LIKE '%k%' OR alertnames LIKE '%k%') << 10)
+        | ((id LIKE '%l%' OR title LIKE '%l%' OR alertnames LIKE '%l%') << 11)
+        | ((id LIKE '%m%' OR title LIKE '%m%' OR alertnames LIKE '%m%') << 12)
+        | ((id LIKE '%n%' OR title LIKE '%n%' OR alertnames LIKE '%n%') << 13)
+        | ((id LIKE '%o%' OR title LIKE '%o%' OR alertnames LIKE '%o%') << 14)
+        | ((id LIKE '%p%' OR title LIKE '%p%' OR alertnames LIKE '%p%') << 15)
+        | ((id LIKE '%q%' OR title LIKE '%q%' OR alertnames LIKE '%q%') << 16)
+        | ((id LIKE '%r%' OR title LIKE '%r%' OR alertnames LIKE '%r%') << 17)
+        | ((id LIKE '%s%' OR title LIKE '%s%' OR alertnames LIKE '%s%') << 18)
+        | ((id LIKE '%t%' OR title LIKE '%t%' OR alertnames LIKE '%t%') << 19)
+        | ((id LIKE '%u%' OR title LIKE '%u%' OR alertnames LIKE '%u%') << 20)
+        | ((id LIKE '%v%' OR title LIKE '%v%' OR alertnames LIKE '%v%') << 21)
+        | ((id LIKE '%w%' OR title LIKE '%w%' OR alertnames LIKE '%w%') << 22)
+        | ((id LIKE '%x%' OR title LIKE '%x%' OR alertnames LIKE '%x%') << 23)
+        | ((id LIKE '%y%' OR title LIKE '%y%' OR alertnames LIKE '%y%') << 24)
+        | ((id LIKE '%z%' OR title LIKE '%z%' OR alertnames LIKE '%z%') << 25)
+        | ((id LIKE '%0%' OR title LIKE '%0%' OR alertnames LIKE '%0%') << 26)
+        | ((id LIKE '%1%' OR title LIKE '%1%' OR alertnames LIKE '%1%') << 27)
+        | ((id LIKE '%2%' OR title LIKE '%2%' OR alertnames LIKE '%2%') << 28)
+        | ((id LIKE '%3%' OR title LIKE '%3%' OR alertnames LIKE '%3%') << 29)
+        | ((id LIKE '%4%' OR title LIKE '%4%' OR alertnames LIKE '%4%') << 30)
+        | ((id LIKE '%5%' OR title LIKE '%5%' OR alertnames LIKE '%5%') << 31)
+        | ((id LIKE '%6%' OR title LIKE '%6%' OR alertnames LIKE '%6%') << 32)
+        | ((id LIKE '%7%' OR title LIKE '%7%' OR alertnames LIKE '%7%') << 33)
+        | ((id LIKE '%8%' OR title LIKE '%8%' OR alertnames LIKE '%8%') << 34)
+        | ((id LIKE '%9%' OR title LIKE '%9%' OR alertnames LIKE '%9%') << 35)
+        | ((id LIKE '% %' OR title LIKE '% %' OR alertnames LIKE '% %') << 36)
+        | ((id LIKE '%-%' OR title LIKE '%-%' OR alertnames LIKE '%-%') << 37)
+        | ((id LIKE '%\_%' ESCAPE '\' OR title LIKE '%\_%' ESCAPE '\' OR alertnames LIKE '%\_%' ESCAPE '\') << 38)
+        | ((id LIKE '%.%' OR title LIKE '%.%' OR alertnames LIKE '%.%') << 39)
+        | ((id LIKE '%:%' OR title LIKE '%:%' OR alertnames LIKE '%:%') << 40)
+        | ((id LIKE '%/%' OR title LIKE '%/%' OR alertnames LIKE '%/%') << 41)
+        | ((id LIKE '%\%%' ESCAPE '\' OR title LIKE '%\%%' ESCAPE '\' OR alertnames LIKE '%\%%' ESCAPE '\') << 42)
+        | ((id LIKE '%=%' OR title LIKE '%=%' OR alertnames LIKE '%=%') << 43)
+        | ((id LIKE '%,%' OR title LIKE '%,%' OR alertnames LIKE '%,%') << 44)
+        | ((id LIKE '%(%' OR title LIKE '%(%' OR alertnames LIKE '%(%') << 45)
+        | ((id LIKE '%)%' OR title LIKE '%)%' OR alertnames LIKE '%)%') << 46)
+        | ((id LIKE '%[%' OR title LIKE '%[%' OR alertnames LIKE '%[%') << 47)
+        | ((id LIKE '%]%' OR title LIKE '%]%' OR alertnames LIKE '%]%') << 48)
+        | ((id LIKE '%{%' OR title LIKE '%{%' OR alertnames LIKE '%{%') << 49)
+        | ((id LIKE '%}%' OR title LIKE '%}%' OR alertnames LIKE '%}%') << 50)
+        | ((id LIKE '%"%' OR title LIKE '%"%' OR alertnames LIKE '%"%') << 51)
+        | ((id LIKE '%''%' OR title LIKE '%''%' OR alertnames LIKE '%''%') << 52)
+        | ((id LIKE '%@%' OR title LIKE '%@%' OR alertnames LIKE '%@%') << 53)
+        | ((id LIKE '%#%' OR title LIKE '%#%' OR alertnames LIKE '%#%') << 54)
+        | ((id LIKE '%+%' OR title LIKE '%+%' OR alertnames LIKE '%+%') << 55)
+        | ((id LIKE '%*%' OR title LIKE '%*%' OR alertnames LIKE '%*%') << 56)
+        | ((id LIKE '%&%' OR title LIKE '%&%' OR alertnames LIKE '%&%') << 57)
+        | ((id LIKE '%!%' OR title LIKE '%!%' OR alertnames LIKE '%!%') << 58)
+        | ((id LIKE '%?%' OR title LIKE '%?%' OR alertnames LIKE '%?%') << 59)
+        | ((id LIKE '%<%' OR title LIKE '%<%' OR alertnames LIKE '%<%') << 60)
+        | ((id LIKE '%>%' OR title LIKE '%>%' OR alertnames LIKE '%>%') << 61)
+        ) WHERE seq = new.seq;
         INSERT INTO incident_search_blocks (resolved, block, chars)
-        VALUES (new.status = 'resolved', new.seq >> 6, new.search_chars)
+        VALUES (new.status = 'resolved', new.seq >> 6,
+                (SELECT search_chars FROM incidents WHERE seq = new.seq))
+        ON CONFLICT (resolved, block) DO UPDATE SET chars = chars | excluded.chars;
+    END;
+    CREATE TRIGGER incidents_search_blocks_update AFTER UPDATE OF seq, status ON incidents
+    WHEN old.seq IS NOT new.seq OR old.status IS NOT new.status BEGIN
+        INSERT INTO incident_search_blocks (resolved, block, chars)
+        VALUES (new.status = 'resolved', new.seq >> 6,
+                (SELECT search_chars FROM incidents WHERE seq = new.seq))
         ON CONFLICT (resolved, block) DO UPDATE SET chars = chars | excluded.chars;
     END;
     "#,
@@ -554,8 +691,9 @@ mod tests {
         assert_eq!(rows, 1);
     }
 
-    /// Migration 13's expression is written out, one line per character; what the short
-    /// search asks of it is `sqlite::search_chars`. Each character in each column, in both
+    /// Migration 13's expression is written out, one line per character (three times: the
+    /// fill and the two triggers; the test below checks the other two); what the short search
+    /// asks of it is `sqlite::search_chars`. Each character in each column, in both
     /// cases, sets exactly the bit the search needs; a character outside the list none; a
     /// character after a NUL none (`LIKE` does not see it, so the search cannot need it).
     #[test]
@@ -659,6 +797,16 @@ mod tests {
             })
             .unwrap()
         };
+        let chars = |conn: &Connection, seq: i64| -> i64 {
+            conn.query_row(
+                "SELECT search_chars FROM incidents WHERE seq = ?1",
+                [seq],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        use crate::store::sqlite::search_chars;
+        assert_eq!(chars(&conn, 1), search_chars("INC-1 Title 1"), "filled");
         assert_eq!(missing(&conn), 0, "filled from the existing incidents");
         assert_eq!(blocks(&conn), 6, "3 blocks of 64 in each phase");
 
@@ -673,6 +821,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(missing(&conn), 0, "a title, a phase, a seq, an id");
+        // Set anew, not or'ed: a character the title lost is gone.
+        assert_eq!(chars(&conn, 5), search_chars("INC-5 Jinx wavy"), "a title");
+        assert_eq!(
+            chars(&conn, 200),
+            search_chars("INC-200 Zebra quux"),
+            "an insert"
+        );
+        assert_eq!(chars(&conn, 11), search_chars("XYZ-1 Title 11"), "an id");
         conn.execute_batch(
             "INSERT INTO occurrences (fingerprint, starts_at, incident_id, status, alertname,
                  labels, annotations, generator_url, group_key, first_seen_at, last_seen_at)
@@ -689,6 +845,11 @@ mod tests {
             missing(&conn),
             0,
             "an alert's name, through migration 10's triggers"
+        );
+        assert_eq!(
+            chars(&conn, 12),
+            search_chars("INC-12 Title 12 QuixoticJazz"),
+            "an alert's name"
         );
     }
 }

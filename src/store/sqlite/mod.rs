@@ -698,10 +698,9 @@ impl Query {
     /// right of `LIKE` (for an index range on a prefix, which these columns' BINARY indexes
     /// cannot give a case-insensitive `LIKE`) and marks the statement to be prepared again
     /// whenever that parameter is bound, so a cached statement was compiled anew on every
-    /// request; with `incidents.search_chars` in it (migration 13: its expression is copied
-    /// into the statement) that cost more than the short walk itself for a common term
-    /// (`/?q=e`: 0.28 against 0.06 ms a query, Python's sqlite3 on the benchmark's data).
-    /// Unary `+` returns its operand unchanged, so the test is the same.
+    /// request: for a common short term that was most of the query (`/?q=e`: 0.16 against
+    /// 0.05 ms, Python's sqlite3 on the benchmark's data; see BENCHMARKS.md). Unary `+`
+    /// returns its operand unchanged, so the test is the same.
     fn matches(&mut self, search: &Search, table: &str) {
         let names = if search.per_alert {
             format!(
