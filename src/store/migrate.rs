@@ -35,8 +35,9 @@ const TABLES: &[&str] = &[
 /// Tables that are not copied, and why.
 const SKIPPED: &[(&str, &str)] = &[
     ("leases", "held by processes, not data"),
-    // SQLite's search index (FTS5) and its shadow tables: PostgreSQL's is made of `pg_trgm`
-    // indexes on `incidents`, filled as its rows are copied.
+    // SQLite's search index (FTS5) and its shadow tables, and its short terms' blocks
+    // (migration 14): PostgreSQL's is made of `pg_trgm` indexes on `incidents`, filled as its
+    // rows are copied.
     ("incident_search", SEARCH_INDEX),
     ("incident_search_config", SEARCH_INDEX),
     ("incident_search_data", SEARCH_INDEX),
@@ -46,9 +47,13 @@ const SKIPPED: &[(&str, &str)] = &[
         "report_blocks",
         "counts changes for SQLite's reports' cache in one process; PostgreSQL's reports read their rows",
     ),
+    ("incident_search_blocks", SEARCH_INDEX),
 ];
 
 const SEARCH_INDEX: &str = "SQLite's search index; PostgreSQL indexes the copied rows";
+
+/// Columns that are not copied: SQLite's search index's, kept by its triggers (migration 14).
+const SQLITE_ONLY_COLUMNS: &[(&str, &str)] = &[("incidents", "search_chars")];
 
 /// What was copied: `(table, rows)`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,7 +151,11 @@ fn copy_table(
         .prepare(&format!(
             "SELECT name FROM pragma_table_info('{table}') ORDER BY cid"
         ))?
-        .query_map([], |r| r.get(0))?
+        .query_map([], |r| r.get::<_, String>(0))?
+        .filter(|c| {
+            !c.as_ref()
+                .is_ok_and(|c| SQLITE_ONLY_COLUMNS.contains(&(table, c.as_str())))
+        })
         .collect::<Result<_, _>>()?;
     let mut types = Vec::with_capacity(columns.len());
     for c in &columns {

@@ -196,7 +196,8 @@ pub struct IncidentFilter {
     /// Matches an id starting with it, or a title or an alert name containing it (ASCII
     /// case-insensitive). A term of 3 characters or more is looked up in an index (SQLite
     /// FTS5; PostgreSQL `pg_trgm`, and a B-tree for id prefixes); a shorter one is tested on
-    /// each incident in turn (SQLite: in a narrow covering index, not the table's rows).
+    /// each incident in turn (SQLite: in a narrow covering index, not the table's rows, first
+    /// on which characters each incident contains, skipping blocks of 64 that lack one).
     pub search: Option<String>,
 }
 

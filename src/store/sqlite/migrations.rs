@@ -339,6 +339,253 @@ pub const MIGRATIONS: &[&str] = &[
             ON CONFLICT (block) DO UPDATE SET version = version + 1;
     END;
     "#,
+    // 14: a short term's walk (migration 12) tests each incident's `search_chars` first: which
+    // of 62 ASCII characters (`sqlite::SEARCH_CHARS`, bit i for its character i; a letter in
+    // either case) its id, title or alert names contain, as `LIKE` sees them. A term that
+    // needs a character the incident lacks cannot match it: the walk rejects most incidents
+    // with an integer test instead of three `LIKE`s, and tests the rest with them as before.
+    // A stored column set by triggers when the id, title or alert names change (an insert, a
+    // new title, an alert joining), not computed on every save (186 `LIKE`s); only SQLite has
+    // it (`PRAGMA table_info` lists it: the schema comparison and the copy to PostgreSQL
+    // leave it out, like the `*_search` indexes, rebuilt here with it after `status`).
+    // `incident_search_blocks` goes further: per phase and block of 64 incidents (by `seq`),
+    // the characters of all of them, so that a walk skips a block none of whose incidents has
+    // the term's characters (most, for a rare letter: 1,563 blocks instead of 99,000 entries).
+    // Bits are only ever added (an insert, or a change of the characters, the phase or `seq`
+    // ors the incident's into its block): a block keeps a character its incidents lost or
+    // took elsewhere, which costs the walk a look into it, never a match.
+    r#"
+    ALTER TABLE incidents ADD COLUMN search_chars INTEGER NOT NULL DEFAULT 0;
+    UPDATE incidents SET search_chars = (
+          ((id LIKE '%a%' OR title LIKE '%a%' OR alertnames LIKE '%a%') << 0)
+        | ((id LIKE '%b%' OR title LIKE '%b%' OR alertnames LIKE '%b%') << 1)
+        | ((id LIKE '%c%' OR title LIKE '%c%' OR alertnames LIKE '%c%') << 2)
+        | ((id LIKE '%d%' OR title LIKE '%d%' OR alertnames LIKE '%d%') << 3)
+        | ((id LIKE '%e%' OR title LIKE '%e%' OR alertnames LIKE '%e%') << 4)
+        | ((id LIKE '%f%' OR title LIKE '%f%' OR alertnames LIKE '%f%') << 5)
+        | ((id LIKE '%g%' OR title LIKE '%g%' OR alertnames LIKE '%g%') << 6)
+        | ((id LIKE '%h%' OR title LIKE '%h%' OR alertnames LIKE '%h%') << 7)
+        | ((id LIKE '%i%' OR title LIKE '%i%' OR alertnames LIKE '%i%') << 8)
+        | ((id LIKE '%j%' OR title LIKE '%j%' OR alertnames LIKE '%j%') << 9)
+        | ((id LIKE '%k%' OR title LIKE '%k%' OR alertnames LIKE '%k%') << 10)
+        | ((id LIKE '%l%' OR title LIKE '%l%' OR alertnames LIKE '%l%') << 11)
+        | ((id LIKE '%m%' OR title LIKE '%m%' OR alertnames LIKE '%m%') << 12)
+        | ((id LIKE '%n%' OR title LIKE '%n%' OR alertnames LIKE '%n%') << 13)
+        | ((id LIKE '%o%' OR title LIKE '%o%' OR alertnames LIKE '%o%') << 14)
+        | ((id LIKE '%p%' OR title LIKE '%p%' OR alertnames LIKE '%p%') << 15)
+        | ((id LIKE '%q%' OR title LIKE '%q%' OR alertnames LIKE '%q%') << 16)
+        | ((id LIKE '%r%' OR title LIKE '%r%' OR alertnames LIKE '%r%') << 17)
+        | ((id LIKE '%s%' OR title LIKE '%s%' OR alertnames LIKE '%s%') << 18)
+        | ((id LIKE '%t%' OR title LIKE '%t%' OR alertnames LIKE '%t%') << 19)
+        | ((id LIKE '%u%' OR title LIKE '%u%' OR alertnames LIKE '%u%') << 20)
+        | ((id LIKE '%v%' OR title LIKE '%v%' OR alertnames LIKE '%v%') << 21)
+        | ((id LIKE '%w%' OR title LIKE '%w%' OR alertnames LIKE '%w%') << 22)
+        | ((id LIKE '%x%' OR title LIKE '%x%' OR alertnames LIKE '%x%') << 23)
+        | ((id LIKE '%y%' OR title LIKE '%y%' OR alertnames LIKE '%y%') << 24)
+        | ((id LIKE '%z%' OR title LIKE '%z%' OR alertnames LIKE '%z%') << 25)
+        | ((id LIKE '%0%' OR title LIKE '%0%' OR alertnames LIKE '%0%') << 26)
+        | ((id LIKE '%1%' OR title LIKE '%1%' OR alertnames LIKE '%1%') << 27)
+        | ((id LIKE '%2%' OR title LIKE '%2%' OR alertnames LIKE '%2%') << 28)
+        | ((id LIKE '%3%' OR title LIKE '%3%' OR alertnames LIKE '%3%') << 29)
+        | ((id LIKE '%4%' OR title LIKE '%4%' OR alertnames LIKE '%4%') << 30)
+        | ((id LIKE '%5%' OR title LIKE '%5%' OR alertnames LIKE '%5%') << 31)
+        | ((id LIKE '%6%' OR title LIKE '%6%' OR alertnames LIKE '%6%') << 32)
+        | ((id LIKE '%7%' OR title LIKE '%7%' OR alertnames LIKE '%7%') << 33)
+        | ((id LIKE '%8%' OR title LIKE '%8%' OR alertnames LIKE '%8%') << 34)
+        | ((id LIKE '%9%' OR title LIKE '%9%' OR alertnames LIKE '%9%') << 35)
+        | ((id LIKE '% %' OR title LIKE '% %' OR alertnames LIKE '% %') << 36)
+        | ((id LIKE '%-%' OR title LIKE '%-%' OR alertnames LIKE '%-%') << 37)
+        | ((id LIKE '%\_%' ESCAPE '\' OR title LIKE '%\_%' ESCAPE '\' OR alertnames LIKE '%\_%' ESCAPE '\') << 38)
+        | ((id LIKE '%.%' OR title LIKE '%.%' OR alertnames LIKE '%.%') << 39)
+        | ((id LIKE '%:%' OR title LIKE '%:%' OR alertnames LIKE '%:%') << 40)
+        | ((id LIKE '%/%' OR title LIKE '%/%' OR alertnames LIKE '%/%') << 41)
+        | ((id LIKE '%\%%' ESCAPE '\' OR title LIKE '%\%%' ESCAPE '\' OR alertnames LIKE '%\%%' ESCAPE '\') << 42)
+        | ((id LIKE '%=%' OR title LIKE '%=%' OR alertnames LIKE '%=%') << 43)
+        | ((id LIKE '%,%' OR title LIKE '%,%' OR alertnames LIKE '%,%') << 44)
+        | ((id LIKE '%(%' OR title LIKE '%(%' OR alertnames LIKE '%(%') << 45)
+        | ((id LIKE '%)%' OR title LIKE '%)%' OR alertnames LIKE '%)%') << 46)
+        | ((id LIKE '%[%' OR title LIKE '%[%' OR alertnames LIKE '%[%') << 47)
+        | ((id LIKE '%]%' OR title LIKE '%]%' OR alertnames LIKE '%]%') << 48)
+        | ((id LIKE '%{%' OR title LIKE '%{%' OR alertnames LIKE '%{%') << 49)
+        | ((id LIKE '%}%' OR title LIKE '%}%' OR alertnames LIKE '%}%') << 50)
+        | ((id LIKE '%"%' OR title LIKE '%"%' OR alertnames LIKE '%"%') << 51)
+        | ((id LIKE '%''%' OR title LIKE '%''%' OR alertnames LIKE '%''%') << 52)
+        | ((id LIKE '%@%' OR title LIKE '%@%' OR alertnames LIKE '%@%') << 53)
+        | ((id LIKE '%#%' OR title LIKE '%#%' OR alertnames LIKE '%#%') << 54)
+        | ((id LIKE '%+%' OR title LIKE '%+%' OR alertnames LIKE '%+%') << 55)
+        | ((id LIKE '%*%' OR title LIKE '%*%' OR alertnames LIKE '%*%') << 56)
+        | ((id LIKE '%&%' OR title LIKE '%&%' OR alertnames LIKE '%&%') << 57)
+        | ((id LIKE '%!%' OR title LIKE '%!%' OR alertnames LIKE '%!%') << 58)
+        | ((id LIKE '%?%' OR title LIKE '%?%' OR alertnames LIKE '%?%') << 59)
+        | ((id LIKE '%<%' OR title LIKE '%<%' OR alertnames LIKE '%<%') << 60)
+        | ((id LIKE '%>%' OR title LIKE '%>%' OR alertnames LIKE '%>%') << 61)
+    );
+    DROP INDEX incidents_unresolved_search;
+    DROP INDEX incidents_resolved_search;
+    CREATE INDEX incidents_unresolved_search ON incidents (seq, status, search_chars, id, title,
+        alertnames, service, severity, fired_at) WHERE status <> 'resolved';
+    CREATE INDEX incidents_resolved_search ON incidents (seq, status, search_chars, id, title,
+        alertnames, service, severity, fired_at) WHERE status = 'resolved';
+
+    CREATE TABLE incident_search_blocks (
+        resolved INTEGER NOT NULL,  -- the phase: 1 resolved, 0 open or acknowledged
+        block    INTEGER NOT NULL,  -- seq >> 6: 64 incidents in creation order
+        chars    INTEGER NOT NULL,  -- search_chars of every incident that was in it, or'ed
+        PRIMARY KEY (resolved, block)
+    ) WITHOUT ROWID;
+    INSERT INTO incident_search_blocks (resolved, block, chars)
+        SELECT status = 'resolved', seq >> 6, search_chars FROM incidents WHERE true
+        ON CONFLICT (resolved, block) DO UPDATE SET chars = chars | excluded.chars;
+    CREATE TRIGGER incidents_search_chars_insert AFTER INSERT ON incidents BEGIN
+        UPDATE incidents SET search_chars = (
+          ((id LIKE '%a%' OR title LIKE '%a%' OR alertnames LIKE '%a%') << 0)
+        | ((id LIKE '%b%' OR title LIKE '%b%' OR alertnames LIKE '%b%') << 1)
+        | ((id LIKE '%c%' OR title LIKE '%c%' OR alertnames LIKE '%c%') << 2)
+        | ((id LIKE '%d%' OR title LIKE '%d%' OR alertnames LIKE '%d%') << 3)
+        | ((id LIKE '%e%' OR title LIKE '%e%' OR alertnames LIKE '%e%') << 4)
+        | ((id LIKE '%f%' OR title LIKE '%f%' OR alertnames LIKE '%f%') << 5)
+        | ((id LIKE '%g%' OR title LIKE '%g%' OR alertnames LIKE '%g%') << 6)
+        | ((id LIKE '%h%' OR title LIKE '%h%' OR alertnames LIKE '%h%') << 7)
+        | ((id LIKE '%i%' OR title LIKE '%i%' OR alertnames LIKE '%i%') << 8)
+        | ((id LIKE '%j%' OR title LIKE '%j%' OR alertnames LIKE '%j%') << 9)
+        | ((id LIKE '%k%' OR title LIKE '%k%' OR alertnames LIKE '%k%') << 10)
+        | ((id LIKE '%l%' OR title LIKE '%l%' OR alertnames LIKE '%l%') << 11)
+        | ((id LIKE '%m%' OR title LIKE '%m%' OR alertnames LIKE '%m%') << 12)
+        | ((id LIKE '%n%' OR title LIKE '%n%' OR alertnames LIKE '%n%') << 13)
+        | ((id LIKE '%o%' OR title LIKE '%o%' OR alertnames LIKE '%o%') << 14)
+        | ((id LIKE '%p%' OR title LIKE '%p%' OR alertnames LIKE '%p%') << 15)
+        | ((id LIKE '%q%' OR title LIKE '%q%' OR alertnames LIKE '%q%') << 16)
+        | ((id LIKE '%r%' OR title LIKE '%r%' OR alertnames LIKE '%r%') << 17)
+        | ((id LIKE '%s%' OR title LIKE '%s%' OR alertnames LIKE '%s%') << 18)
+        | ((id LIKE '%t%' OR title LIKE '%t%' OR alertnames LIKE '%t%') << 19)
+        | ((id LIKE '%u%' OR title LIKE '%u%' OR alertnames LIKE '%u%') << 20)
+        | ((id LIKE '%v%' OR title LIKE '%v%' OR alertnames LIKE '%v%') << 21)
+        | ((id LIKE '%w%' OR title LIKE '%w%' OR alertnames LIKE '%w%') << 22)
+        | ((id LIKE '%x%' OR title LIKE '%x%' OR alertnames LIKE '%x%') << 23)
+        | ((id LIKE '%y%' OR title LIKE '%y%' OR alertnames LIKE '%y%') << 24)
+        | ((id LIKE '%z%' OR title LIKE '%z%' OR alertnames LIKE '%z%') << 25)
+        | ((id LIKE '%0%' OR title LIKE '%0%' OR alertnames LIKE '%0%') << 26)
+        | ((id LIKE '%1%' OR title LIKE '%1%' OR alertnames LIKE '%1%') << 27)
+        | ((id LIKE '%2%' OR title LIKE '%2%' OR alertnames LIKE '%2%') << 28)
+        | ((id LIKE '%3%' OR title LIKE '%3%' OR alertnames LIKE '%3%') << 29)
+        | ((id LIKE '%4%' OR title LIKE '%4%' OR alertnames LIKE '%4%') << 30)
+        | ((id LIKE '%5%' OR title LIKE '%5%' OR alertnames LIKE '%5%') << 31)
+        | ((id LIKE '%6%' OR title LIKE '%6%' OR alertnames LIKE '%6%') << 32)
+        | ((id LIKE '%7%' OR title LIKE '%7%' OR alertnames LIKE '%7%') << 33)
+        | ((id LIKE '%8%' OR title LIKE '%8%' OR alertnames LIKE '%8%') << 34)
+        | ((id LIKE '%9%' OR title LIKE '%9%' OR alertnames LIKE '%9%') << 35)
+        | ((id LIKE '% %' OR title LIKE '% %' OR alertnames LIKE '% %') << 36)
+        | ((id LIKE '%-%' OR title LIKE '%-%' OR alertnames LIKE '%-%') << 37)
+        | ((id LIKE '%\_%' ESCAPE '\' OR title LIKE '%\_%' ESCAPE '\' OR alertnames LIKE '%\_%' ESCAPE '\') << 38)
+        | ((id LIKE '%.%' OR title LIKE '%.%' OR alertnames LIKE '%.%') << 39)
+        | ((id LIKE '%:%' OR title LIKE '%:%' OR alertnames LIKE '%:%') << 40)
+        | ((id LIKE '%/%' OR title LIKE '%/%' OR alertnames LIKE '%/%') << 41)
+        | ((id LIKE '%\%%' ESCAPE '\' OR title LIKE '%\%%' ESCAPE '\' OR alertnames LIKE '%\%%' ESCAPE '\') << 42)
+        | ((id LIKE '%=%' OR title LIKE '%=%' OR alertnames LIKE '%=%') << 43)
+        | ((id LIKE '%,%' OR title LIKE '%,%' OR alertnames LIKE '%,%') << 44)
+        | ((id LIKE '%(%' OR title LIKE '%(%' OR alertnames LIKE '%(%') << 45)
+        | ((id LIKE '%)%' OR title LIKE '%)%' OR alertnames LIKE '%)%') << 46)
+        | ((id LIKE '%[%' OR title LIKE '%[%' OR alertnames LIKE '%[%') << 47)
+        | ((id LIKE '%]%' OR title LIKE '%]%' OR alertnames LIKE '%]%') << 48)
+        | ((id LIKE '%{%' OR title LIKE '%{%' OR alertnames LIKE '%{%') << 49)
+        | ((id LIKE '%}%' OR title LIKE '%}%' OR alertnames LIKE '%}%') << 50)
+        | ((id LIKE '%"%' OR title LIKE '%"%' OR alertnames LIKE '%"%') << 51)
+        | ((id LIKE '%''%' OR title LIKE '%''%' OR alertnames LIKE '%''%') << 52)
+        | ((id LIKE '%@%' OR title LIKE '%@%' OR alertnames LIKE '%@%') << 53)
+        | ((id LIKE '%#%' OR title LIKE '%#%' OR alertnames LIKE '%#%') << 54)
+        | ((id LIKE '%+%' OR title LIKE '%+%' OR alertnames LIKE '%+%') << 55)
+        | ((id LIKE '%*%' OR title LIKE '%*%' OR alertnames LIKE '%*%') << 56)
+        | ((id LIKE '%&%' OR title LIKE '%&%' OR alertnames LIKE '%&%') << 57)
+        | ((id LIKE '%!%' OR title LIKE '%!%' OR alertnames LIKE '%!%') << 58)
+        | ((id LIKE '%?%' OR title LIKE '%?%' OR alertnames LIKE '%?%') << 59)
+        | ((id LIKE '%<%' OR title LIKE '%<%' OR alertnames LIKE '%<%') << 60)
+        | ((id LIKE '%>%' OR title LIKE '%>%' OR alertnames LIKE '%>%') << 61)
+        ) WHERE seq = new.seq;
+        INSERT INTO incident_search_blocks (resolved, block, chars)
+        VALUES (new.status = 'resolved', new.seq >> 6,
+                (SELECT search_chars FROM incidents WHERE seq = new.seq))
+        ON CONFLICT (resolved, block) DO UPDATE SET chars = chars | excluded.chars;
+    END;
+    CREATE TRIGGER incidents_search_chars_update AFTER UPDATE OF id, title, alertnames ON incidents
+    WHEN old.id IS NOT new.id OR old.title IS NOT new.title
+      OR old.alertnames IS NOT new.alertnames BEGIN
+        UPDATE incidents SET search_chars = (
+          ((id LIKE '%a%' OR title LIKE '%a%' OR alertnames LIKE '%a%') << 0)
+        | ((id LIKE '%b%' OR title LIKE '%b%' OR alertnames LIKE '%b%') << 1)
+        | ((id LIKE '%c%' OR title LIKE '%c%' OR alertnames LIKE '%c%') << 2)
+        | ((id LIKE '%d%' OR title LIKE '%d%' OR alertnames LIKE '%d%') << 3)
+        | ((id LIKE '%e%' OR title LIKE '%e%' OR alertnames LIKE '%e%') << 4)
+        | ((id LIKE '%f%' OR title LIKE '%f%' OR alertnames LIKE '%f%') << 5)
+        | ((id LIKE '%g%' OR title LIKE '%g%' OR alertnames LIKE '%g%') << 6)
+        | ((id LIKE '%h%' OR title LIKE '%h%' OR alertnames LIKE '%h%') << 7)
+        | ((id LIKE '%i%' OR title LIKE '%i%' OR alertnames LIKE '%i%') << 8)
+        | ((id LIKE '%j%' OR title LIKE '%j%' OR alertnames LIKE '%j%') << 9)
+        | ((id LIKE '%k%' OR title LIKE '%k%' OR alertnames LIKE '%k%') << 10)
+        | ((id LIKE '%l%' OR title LIKE '%l%' OR alertnames LIKE '%l%') << 11)
+        | ((id LIKE '%m%' OR title LIKE '%m%' OR alertnames LIKE '%m%') << 12)
+        | ((id LIKE '%n%' OR title LIKE '%n%' OR alertnames LIKE '%n%') << 13)
+        | ((id LIKE '%o%' OR title LIKE '%o%' OR alertnames LIKE '%o%') << 14)
+        | ((id LIKE '%p%' OR title LIKE '%p%' OR alertnames LIKE '%p%') << 15)
+        | ((id LIKE '%q%' OR title LIKE '%q%' OR alertnames LIKE '%q%') << 16)
+        | ((id LIKE '%r%' OR title LIKE '%r%' OR alertnames LIKE '%r%') << 17)
+        | ((id LIKE '%s%' OR title LIKE '%s%' OR alertnames LIKE '%s%') << 18)
+        | ((id LIKE '%t%' OR title LIKE '%t%' OR alertnames LIKE '%t%') << 19)
+        | ((id LIKE '%u%' OR title LIKE '%u%' OR alertnames LIKE '%u%') << 20)
+        | ((id LIKE '%v%' OR title LIKE '%v%' OR alertnames LIKE '%v%') << 21)
+        | ((id LIKE '%w%' OR title LIKE '%w%' OR alertnames LIKE '%w%') << 22)
+        | ((id LIKE '%x%' OR title LIKE '%x%' OR alertnames LIKE '%x%') << 23)
+        | ((id LIKE '%y%' OR title LIKE '%y%' OR alertnames LIKE '%y%') << 24)
+        | ((id LIKE '%z%' OR title LIKE '%z%' OR alertnames LIKE '%z%') << 25)
+        | ((id LIKE '%0%' OR title LIKE '%0%' OR alertnames LIKE '%0%') << 26)
+        | ((id LIKE '%1%' OR title LIKE '%1%' OR alertnames LIKE '%1%') << 27)
+        | ((id LIKE '%2%' OR title LIKE '%2%' OR alertnames LIKE '%2%') << 28)
+        | ((id LIKE '%3%' OR title LIKE '%3%' OR alertnames LIKE '%3%') << 29)
+        | ((id LIKE '%4%' OR title LIKE '%4%' OR alertnames LIKE '%4%') << 30)
+        | ((id LIKE '%5%' OR title LIKE '%5%' OR alertnames LIKE '%5%') << 31)
+        | ((id LIKE '%6%' OR title LIKE '%6%' OR alertnames LIKE '%6%') << 32)
+        | ((id LIKE '%7%' OR title LIKE '%7%' OR alertnames LIKE '%7%') << 33)
+        | ((id LIKE '%8%' OR title LIKE '%8%' OR alertnames LIKE '%8%') << 34)
+        | ((id LIKE '%9%' OR title LIKE '%9%' OR alertnames LIKE '%9%') << 35)
+        | ((id LIKE '% %' OR title LIKE '% %' OR alertnames LIKE '% %') << 36)
+        | ((id LIKE '%-%' OR title LIKE '%-%' OR alertnames LIKE '%-%') << 37)
+        | ((id LIKE '%\_%' ESCAPE '\' OR title LIKE '%\_%' ESCAPE '\' OR alertnames LIKE '%\_%' ESCAPE '\') << 38)
+        | ((id LIKE '%.%' OR title LIKE '%.%' OR alertnames LIKE '%.%') << 39)
+        | ((id LIKE '%:%' OR title LIKE '%:%' OR alertnames LIKE '%:%') << 40)
+        | ((id LIKE '%/%' OR title LIKE '%/%' OR alertnames LIKE '%/%') << 41)
+        | ((id LIKE '%\%%' ESCAPE '\' OR title LIKE '%\%%' ESCAPE '\' OR alertnames LIKE '%\%%' ESCAPE '\') << 42)
+        | ((id LIKE '%=%' OR title LIKE '%=%' OR alertnames LIKE '%=%') << 43)
+        | ((id LIKE '%,%' OR title LIKE '%,%' OR alertnames LIKE '%,%') << 44)
+        | ((id LIKE '%(%' OR title LIKE '%(%' OR alertnames LIKE '%(%') << 45)
+        | ((id LIKE '%)%' OR title LIKE '%)%' OR alertnames LIKE '%)%') << 46)
+        | ((id LIKE '%[%' OR title LIKE '%[%' OR alertnames LIKE '%[%') << 47)
+        | ((id LIKE '%]%' OR title LIKE '%]%' OR alertnames LIKE '%]%') << 48)
+        | ((id LIKE '%{%' OR title LIKE '%{%' OR alertnames LIKE '%{%') << 49)
+        | ((id LIKE '%}%' OR title LIKE '%}%' OR alertnames LIKE '%}%') << 50)
+        | ((id LIKE '%"%' OR title LIKE '%"%' OR alertnames LIKE '%"%') << 51)
+        | ((id LIKE '%''%' OR title LIKE '%''%' OR alertnames LIKE '%''%') << 52)
+        | ((id LIKE '%@%' OR title LIKE '%@%' OR alertnames LIKE '%@%') << 53)
+        | ((id LIKE '%#%' OR title LIKE '%#%' OR alertnames LIKE '%#%') << 54)
+        | ((id LIKE '%+%' OR title LIKE '%+%' OR alertnames LIKE '%+%') << 55)
+        | ((id LIKE '%*%' OR title LIKE '%*%' OR alertnames LIKE '%*%') << 56)
+        | ((id LIKE '%&%' OR title LIKE '%&%' OR alertnames LIKE '%&%') << 57)
+        | ((id LIKE '%!%' OR title LIKE '%!%' OR alertnames LIKE '%!%') << 58)
+        | ((id LIKE '%?%' OR title LIKE '%?%' OR alertnames LIKE '%?%') << 59)
+        | ((id LIKE '%<%' OR title LIKE '%<%' OR alertnames LIKE '%<%') << 60)
+        | ((id LIKE '%>%' OR title LIKE '%>%' OR alertnames LIKE '%>%') << 61)
+        ) WHERE seq = new.seq;
+        INSERT INTO incident_search_blocks (resolved, block, chars)
+        VALUES (new.status = 'resolved', new.seq >> 6,
+                (SELECT search_chars FROM incidents WHERE seq = new.seq))
+        ON CONFLICT (resolved, block) DO UPDATE SET chars = chars | excluded.chars;
+    END;
+    CREATE TRIGGER incidents_search_blocks_update AFTER UPDATE OF seq, status ON incidents
+    WHEN old.seq IS NOT new.seq OR old.status IS NOT new.status BEGIN
+        INSERT INTO incident_search_blocks (resolved, block, chars)
+        VALUES (new.status = 'resolved', new.seq >> 6,
+                (SELECT search_chars FROM incidents WHERE seq = new.seq))
+        ON CONFLICT (resolved, block) DO UPDATE SET chars = chars | excluded.chars;
+    END;
+    "#,
 ];
 
 /// Bring the schema up to date. Refuses a database written by a newer incidentd.
@@ -473,5 +720,167 @@ mod tests {
             .query_row("SELECT count(*) FROM incident_search", [], |r| r.get(0))
             .unwrap();
         assert_eq!(rows, 1);
+    }
+
+    /// Migration 14's expression is written out, one line per character (three times: the
+    /// fill and the two triggers; the test below checks the other two); what the short search
+    /// asks of it is `sqlite::search_chars`. Each character in each column, in both
+    /// cases, sets exactly the bit the search needs; a character outside the list none; a
+    /// character after a NUL none (`LIKE` does not see it, so the search cannot need it).
+    #[test]
+    fn search_chars_records_the_characters_the_short_search_needs() {
+        use crate::store::sqlite::{search_chars, SEARCH_CHARS};
+        let conn = crate::store::open_in_memory().unwrap();
+        let chars_of = |id: &str, title: &str, names: &str| -> i64 {
+            conn.execute(
+                "INSERT INTO incidents (id, seq, key, title, status, impact_start_method,
+                     fired_at, detected_at, reopen_count, received, duplicate, stale, version,
+                     updated_at, alertnames)
+                 VALUES (?1, 1, 'k', ?2, 'open', 'm', 0, 0, 0, 1, 0, 0, 1, 0, ?3)",
+                [id, title, names],
+            )
+            .unwrap();
+            // Read from the index, where the walk reads it.
+            let bits = conn
+                .query_row(
+                    "SELECT search_chars FROM incidents INDEXED BY incidents_unresolved_search
+                     WHERE status <> 'resolved' AND seq = 1",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            conn.execute("DELETE FROM incidents", []).unwrap();
+            bits
+        };
+        assert_eq!(SEARCH_CHARS.chars().count(), 62);
+        for (i, c) in SEARCH_CHARS.chars().enumerate() {
+            let bit = 1i64 << i;
+            let (lower, upper) = (c.to_string(), c.to_ascii_uppercase().to_string());
+            assert_eq!(search_chars(&lower), bit, "{c:?}");
+            assert_eq!(search_chars(&upper), bit, "{c:?}");
+            for text in [&lower, &upper] {
+                assert_eq!(chars_of(text, "", ""), bit, "id {text:?}");
+                assert_eq!(
+                    chars_of("x", text, ""),
+                    bit | search_chars("x"),
+                    "title {text:?}"
+                );
+                assert_eq!(
+                    chars_of("x", "", text),
+                    bit | search_chars("x"),
+                    "names {text:?}"
+                );
+            }
+        }
+        for other in ["É", "é", "\n", "\\", "$", "~", "\u{0}"] {
+            assert_eq!(search_chars(other), 0, "{other:?}");
+            assert_eq!(chars_of(other, other, other), 0, "{other:?}");
+        }
+        assert_eq!(search_chars("a\0b"), search_chars("a"));
+        assert_eq!(chars_of("x", "a\0b", ""), search_chars("xa"));
+        assert_eq!(search_chars("Zz"), search_chars("z"));
+        assert_eq!(
+            chars_of("INC-2026-0001", "Disk full", "DiskFull\nNodeDown"),
+            search_chars("inc-2026-0001disk fullnodedown")
+        );
+    }
+
+    /// Every incident's characters are in its block of its phase (what makes the short
+    /// search's skipping of blocks exact): after migration 14 fills the blocks from existing
+    /// incidents, and after every kind of write that changes what they depend on.
+    #[test]
+    fn every_incident_s_characters_are_in_its_block_after_every_write() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        for sql in &MIGRATIONS[..12] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 12).unwrap();
+        let insert = |conn: &Connection, seq: i64, title: &str, status: &str| {
+            conn.execute(
+                "INSERT INTO incidents (id, seq, key, title, status, impact_start_method,
+                     fired_at, detected_at, reopen_count, received, duplicate, stale, version,
+                     updated_at)
+                 VALUES ('INC-' || ?1, ?1, 'k', ?2, ?3, 'm', 0, 0, 0, 1, 0, 0, 1, 0)",
+                rusqlite::params![seq, title, status],
+            )
+            .unwrap();
+        };
+        for seq in 1..=130 {
+            let status = if seq % 3 == 0 { "resolved" } else { "open" };
+            insert(&conn, seq, &format!("Title {seq}"), status);
+        }
+        migrate(&mut conn).unwrap();
+        let missing = |conn: &Connection| -> i64 {
+            conn.query_row(
+                "SELECT count(*) FROM incidents i WHERE NOT EXISTS (
+                     SELECT 1 FROM incident_search_blocks b
+                     WHERE b.resolved = (i.status = 'resolved') AND b.block = i.seq >> 6
+                       AND (b.chars & i.search_chars) = i.search_chars)",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        let blocks = |conn: &Connection| -> i64 {
+            conn.query_row("SELECT count(*) FROM incident_search_blocks", [], |r| {
+                r.get(0)
+            })
+            .unwrap()
+        };
+        let chars = |conn: &Connection, seq: i64| -> i64 {
+            conn.query_row(
+                "SELECT search_chars FROM incidents WHERE seq = ?1",
+                [seq],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        use crate::store::sqlite::search_chars;
+        assert_eq!(chars(&conn, 1), search_chars("INC-1 Title 1"), "filled");
+        assert_eq!(missing(&conn), 0, "filled from the existing incidents");
+        assert_eq!(blocks(&conn), 6, "3 blocks of 64 in each phase");
+
+        insert(&conn, 200, "Zebra quux", "open");
+        assert_eq!(missing(&conn), 0, "an insert");
+        conn.execute_batch(
+            "UPDATE incidents SET title = 'Jinx wavy' WHERE seq = 5;
+             UPDATE incidents SET status = 'resolved' WHERE seq = 7;
+             UPDATE incidents SET status = 'acknowledged', title = 'Kept?' WHERE seq = 9;
+             UPDATE incidents SET seq = 300 WHERE seq = 10;
+             UPDATE incidents SET id = 'XYZ-1' WHERE seq = 11;",
+        )
+        .unwrap();
+        assert_eq!(missing(&conn), 0, "a title, a phase, a seq, an id");
+        // Set anew, not or'ed: a character the title lost is gone.
+        assert_eq!(chars(&conn, 5), search_chars("INC-5 Jinx wavy"), "a title");
+        assert_eq!(
+            chars(&conn, 200),
+            search_chars("INC-200 Zebra quux"),
+            "an insert"
+        );
+        assert_eq!(chars(&conn, 11), search_chars("XYZ-1 Title 11"), "an id");
+        conn.execute_batch(
+            "INSERT INTO occurrences (fingerprint, starts_at, incident_id, status, alertname,
+                 labels, annotations, generator_url, group_key, first_seen_at, last_seen_at)
+             VALUES ('a', 0, 'INC-12', 'firing', 'QuixoticJazz', '{}', '{}', '', '', 0, 0);",
+        )
+        .unwrap();
+        let names: String = conn
+            .query_row("SELECT alertnames FROM incidents WHERE seq = 12", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(names, "QuixoticJazz");
+        assert_eq!(
+            missing(&conn),
+            0,
+            "an alert's name, through migration 10's triggers"
+        );
+        assert_eq!(
+            chars(&conn, 12),
+            search_chars("INC-12 Title 12 QuixoticJazz"),
+            "an alert's name"
+        );
     }
 }

@@ -420,7 +420,8 @@ pub fn full_incident(conn: &Connection, id: &str) -> rusqlite::Result<Option<Inc
 /// `incident_search` (migration 10), newest first, its candidates checked against the same
 /// conditions, so the index only has to be a superset. A shorter term is tested on every
 /// incident the other filters keep, newest first, until `limit` match, in the narrow covering
-/// index of the phase (migration 12, see [`short_search`]).
+/// index of the phase, first on the characters each incident contains (migrations 12 and 13,
+/// see [`short_search`]).
 pub fn find_incidents(
     conn: &Connection,
     f: &IncidentFilter,
@@ -510,10 +511,23 @@ fn walk(
 
 /// A term too short for the trigram index: every incident of the phase is tested, newest
 /// first, until `limit` match, in the phase's covering index (`incidents_unresolved_search`
-/// or `incidents_resolved_search`, migration 12: `seq` and only the columns the filters and
-/// the search read, a fraction of a row); then the rows of the matches alone are read, in the
-/// same statement (one snapshot). At 100,000 incidents a term that matches none costs a walk
-/// of the narrow index, not of the table (see BENCHMARKS.md).
+/// or `incidents_resolved_search`, migrations 12 and 13: `seq` and only the columns the
+/// filters and the search read, a fraction of a row); then the rows of the matches alone are
+/// read, in the same statement (one snapshot).
+///
+/// Each incident is first tested on the characters it contains (`search_chars`, migration
+/// 13, see [`search_chars`]): one that lacks a character of the term cannot match and is
+/// rejected with an integer test; the others are tested with the `LIKE`s of
+/// [`Query::matches`], so the answer is theirs. In the resolved phase (nearly every incident)
+/// the walk goes block by block (`incident_search_blocks`, 64 incidents by `seq`), newest
+/// first, and skips a block none of whose incidents has the term's characters: at 100,000
+/// incidents `zz` (no incident has a `z`) reads 1,563 block rows instead of 99,000 index
+/// entries with three `LIKE`s each. The unresolved phase walks its index entry by entry:
+/// it is small, and its incidents are scattered one or two to a block.
+///
+/// What is left slow: a term whose characters most incidents have but which matches few
+/// (`db` on the benchmark's data: every incident has a `d` and a `b`) tests the `LIKE`s on
+/// every incident, as before migration 14 (see BENCHMARKS.md).
 fn short_search(
     conn: &Connection,
     f: &IncidentFilter,
@@ -527,14 +541,50 @@ fn short_search(
     } else {
         "incidents_unresolved_search"
     };
+    let needed = search_chars(&search.term);
+    // The unresolved phase is small by nature (incidents get resolved), and its incidents
+    // are scattered over many blocks (the benchmark's 1,000 over 832): a seek per block costs more
+    // than the entries it skips. The resolved phase holds the rest, 64 to a block.
+    let blocks = resolved && needed != 0;
     let mut q = Query::new(&format!(
-        "SELECT {}, i.seq FROM (SELECT seq FROM incidents INDEXED BY {index} WHERE ",
+        "SELECT {}, i.seq FROM (",
         prefixed_incident_columns("i")
     ));
-    q.filters(f, resolved, before_seq, "incidents");
+    if !blocks {
+        q.sql.push_str(&format!(
+            "SELECT incidents.seq FROM incidents INDEXED BY {index} WHERE "
+        ));
+        q.filters(f, resolved, before_seq, "incidents");
+        if needed != 0 {
+            q.arg(" AND (incidents.search_chars & ?) = ?", needed);
+        }
+    } else {
+        // The blocks of the phase whose incidents may have the term's characters, newest
+        // first; in each, its incidents that have them, newest first.
+        q.sql.push_str(&format!(
+            "SELECT incidents.seq FROM incident_search_blocks b \
+             CROSS JOIN incidents INDEXED BY {index} \
+             ON incidents.seq >= (b.block << {BLOCK_BITS}) \
+             AND incidents.seq < ((b.block + 1) << {BLOCK_BITS}) WHERE "
+        ));
+        q.arg("b.resolved = ?", i64::from(resolved));
+        q.arg(" AND (b.chars & ?) = ?", needed);
+        if let Some(seq) = before_seq {
+            q.arg(&format!(" AND b.block <= (? >> {BLOCK_BITS})"), seq);
+        }
+        q.sql.push_str(" AND ");
+        q.filters(f, resolved, before_seq, "incidents");
+        q.arg(" AND (incidents.search_chars & ?) = ?", needed);
+    }
     q.sql.push_str(" AND ");
     q.matches(search, "incidents");
-    q.arg(" ORDER BY seq DESC LIMIT ?", i64::from(limit));
+    let order = if !blocks {
+        " ORDER BY incidents.seq DESC"
+    } else {
+        " ORDER BY b.block DESC, incidents.seq DESC"
+    };
+    q.sql.push_str(order);
+    q.arg(" LIMIT ?", i64::from(limit));
     q.sql
         .push_str(") m CROSS JOIN incidents i ON i.seq = m.seq ORDER BY m.seq DESC");
     let mut stmt = conn.prepare_cached(&q.sql)?;
@@ -542,6 +592,27 @@ fn short_search(
         Ok((r.get::<_, i64>(19)?, incident_from_row(r)?))
     })?;
     rows.collect()
+}
+
+/// `incident_search_blocks.block` is `seq >> BLOCK_BITS`: 64 incidents in creation order
+/// (migration 14).
+const BLOCK_BITS: u32 = 6;
+
+/// The characters `incidents.search_chars` records (migration 14): bit `i` is set when the
+/// incident's id, title or alert names contain character `i` of this list, a letter in either
+/// case. The 26 letters, the 10 digits and the 26 punctuation marks likeliest in a search.
+pub(crate) const SEARCH_CHARS: &str =
+    "abcdefghijklmnopqrstuvwxyz0123456789 -_.:/%=,()[]{}\"'@#+*&!?<>";
+
+/// The bits of `incidents.search_chars` an incident needs for `term` to match it: one per
+/// character of the term in [`SEARCH_CHARS`] (a letter in either case, as `LIKE` folds ASCII
+/// letters), none for the others (`É`, a newline: the walk tests them with `LIKE` alone).
+/// `LIKE` reads its pattern up to the first NUL, so characters after one are not needed.
+pub(crate) fn search_chars(term: &str) -> i64 {
+    term.chars()
+        .take_while(|&c| c != '\0')
+        .filter_map(|c| SEARCH_CHARS.find(c.to_ascii_lowercase()))
+        .fold(0, |bits, i| bits | 1 << i)
 }
 
 /// An FTS5 query: the term as one phrase (its trigrams in a row: a substring) in the id,
@@ -624,21 +695,29 @@ impl Query {
     }
 
     /// The search's condition on `table`'s row.
+    ///
+    /// Each pattern is `+?`, not `?`: SQLite's planner reads the value bound to a bare `?`
+    /// right of `LIKE` (for an index range on a prefix, which these columns' BINARY indexes
+    /// cannot give a case-insensitive `LIKE`) and marks the statement to be prepared again
+    /// whenever that parameter is bound, so a cached statement was compiled anew on every
+    /// request: for a common short term that was most of the query (`/?q=e`: 0.16 against
+    /// 0.05 ms, Python's sqlite3 on the benchmark's data; see BENCHMARKS.md). Unary `+`
+    /// returns its operand unchanged, so the test is the same.
     fn matches(&mut self, search: &Search, table: &str) {
         let names = if search.per_alert {
             format!(
                 "EXISTS (SELECT 1 FROM occurrences o WHERE o.incident_id = {table}.id \
-                 AND o.alertname LIKE ? ESCAPE '\\')"
+                 AND o.alertname LIKE +? ESCAPE '\\')"
             )
         } else {
-            format!("{table}.alertnames LIKE ? ESCAPE '\\'")
+            format!("{table}.alertnames LIKE +? ESCAPE '\\'")
         };
         self.arg(
-            &format!("({table}.id LIKE ? ESCAPE '\\'"),
+            &format!("({table}.id LIKE +? ESCAPE '\\'"),
             search.id_prefix.clone(),
         );
         self.arg(
-            &format!(" OR {table}.title LIKE ? ESCAPE '\\'"),
+            &format!(" OR {table}.title LIKE +? ESCAPE '\\'"),
             search.contains.clone(),
         );
         self.arg(&format!(" OR {names})"), search.contains.clone());
