@@ -420,7 +420,7 @@ pub fn full_incident(conn: &Connection, id: &str) -> rusqlite::Result<Option<Inc
 /// `incident_search` (migration 10), newest first, its candidates checked against the same
 /// conditions, so the index only has to be a superset. A shorter term is tested on every
 /// incident the other filters keep, newest first, until `limit` match, in the narrow covering
-/// index of the phase, first on the characters each incident contains (migrations 12 and 13,
+/// index of the phase, first on the characters each incident contains (migrations 12 and 14,
 /// see [`short_search`]).
 pub fn find_incidents(
     conn: &Connection,
@@ -511,19 +511,21 @@ fn walk(
 
 /// A term too short for the trigram index: every incident of the phase is tested, newest
 /// first, until `limit` match, in the phase's covering index (`incidents_unresolved_search`
-/// or `incidents_resolved_search`, migrations 12 and 13: `seq` and only the columns the
+/// or `incidents_resolved_search`, migrations 12 and 14: `seq` and only the columns the
 /// filters and the search read, a fraction of a row); then the rows of the matches alone are
 /// read, in the same statement (one snapshot).
 ///
 /// Each incident is first tested on the characters it contains (`search_chars`, migration
-/// 13, see [`search_chars`]): one that lacks a character of the term cannot match and is
+/// 14, see [`search_chars`]): one that lacks a character of the term cannot match and is
 /// rejected with an integer test; the others are tested with the `LIKE`s of
 /// [`Query::matches`], so the answer is theirs. In the resolved phase (nearly every incident)
 /// the walk goes block by block (`incident_search_blocks`, 64 incidents by `seq`), newest
 /// first, and skips a block none of whose incidents has the term's characters: at 100,000
 /// incidents `zz` (no incident has a `z`) reads 1,563 block rows instead of 99,000 index
-/// entries with three `LIKE`s each. The unresolved phase walks its index entry by entry:
-/// it is small, and its incidents are scattered one or two to a block.
+/// entries with three `LIKE`s each; when at least half the blocks have the term's
+/// characters, the phase's index is walked entry by entry instead. The unresolved phase
+/// always walks its index entry by entry: it is small, and its incidents are scattered one
+/// or two to a block.
 ///
 /// What is left slow: a term whose characters most incidents have but which matches few
 /// (`db` on the benchmark's data: every incident has a `d` and a `b`) tests the `LIKE`s on
@@ -545,7 +547,17 @@ fn short_search(
     // The unresolved phase is small by nature (incidents get resolved), and its incidents
     // are scattered over many blocks (the benchmark's 1,000 over 832): a seek per block costs more
     // than the entries it skips. The resolved phase holds the rest, 64 to a block.
-    let blocks = resolved && needed != 0;
+    // Blocks only pay when they skip: with a term whose characters most blocks have (`db`:
+    // every one), a seek per block costs more than walking the entries (see BENCHMARKS.md).
+    let blocks = resolved && needed != 0 && {
+        let (with, all): (i64, i64) = conn
+            .prepare_cached(
+                "SELECT count(*) FILTER (WHERE (chars & ?1) = ?1), count(*) \
+                 FROM incident_search_blocks WHERE resolved = 1",
+            )?
+            .query_row(params![needed], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        with * 2 <= all
+    };
     let mut q = Query::new(&format!(
         "SELECT {}, i.seq FROM (",
         prefixed_incident_columns("i")
