@@ -789,7 +789,8 @@ pub fn count_by_status(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>
 /// Reports: the incidents whose first alert fired in `[since, until)` (of one service or all),
 /// oldest first, as numbers with their alerts' tally, read from the one covering index
 /// `incidents_report` (migration 11); the alerts of incidents tallied `*` from `occurrences`;
-/// and the `flapping` incidents that reopened most.
+/// and the `flapping` incidents that reopened most. The plain read: the store serves reports
+/// through [`ReportCache`], which is tested against this.
 pub fn report_rows(
     conn: &Connection,
     q: &crate::store::ReportQuery,

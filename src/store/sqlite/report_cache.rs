@@ -12,8 +12,10 @@
 //! A report opens one read transaction, reads the versions of its blocks and re-reads only
 //! the blocks whose version differs from the kept one, in that same snapshot: every block it
 //! uses holds exactly what the snapshot holds, so the rows equal a read of the whole range
-//! (`tests`: both ways over the same writes). The writer and readers never wait on the cache:
-//! a stale block is simply read again. PostgreSQL reads its rows every time
+//! (`tests`: both ways over the same writes). The writer never waits on the cache; reports
+//! share one lock while they look up and re-read stale blocks, so a report that finds a
+//! changed block makes the others wait for that read (a block: a few thousand rows at most
+//! in a busy installation). PostgreSQL reads its rows every time
 //! (`store::postgres`): two replicas write there, and a version row per block would make
 //! their writes to the same block wait for each other.
 
