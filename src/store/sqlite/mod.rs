@@ -786,6 +786,30 @@ pub fn count_by_status(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>
     rows.collect()
 }
 
+/// The alerts of the incidents of a report's range (`?1`..`?2`, service `?3` or all) whose
+/// `alert_tally` is `*`, by service and name: incidents, firings.
+pub(crate) const UNTALLIED_ALERTS: &str =
+    "SELECT i.service, o.alertname, count(DISTINCT o.incident_id), count(*) \
+     FROM incidents i JOIN occurrences o ON o.incident_id = i.id \
+     WHERE i.fired_at >= ?1 AND i.fired_at < ?2 AND (?3 IS NULL OR i.service = ?3) \
+       AND i.alert_tally = '*' \
+     GROUP BY i.service, o.alertname";
+
+/// An incident that reopened, from `id, title, service, severity, status, fired_at,
+/// reopen_count`.
+pub(crate) fn flapping_from_row(r: &Row) -> rusqlite::Result<crate::store::FlappingIncident> {
+    let status: String = r.get(4)?;
+    Ok(crate::store::FlappingIncident {
+        id: r.get(0)?,
+        title: r.get(1)?,
+        service: r.get(2)?,
+        severity: r.get(3)?,
+        status: Status::parse(&status).ok_or_else(|| bad_column(4, "status", &status))?,
+        fired_at: from_micros(r.get(5)?),
+        reopen_count: r.get(6)?,
+    })
+}
+
 /// Reports: the incidents whose first alert fired in `[since, until)` (of one service or all),
 /// oldest first, as numbers with their alerts' tally, read from the one covering index
 /// `incidents_report` (migration 11); the alerts of incidents tallied `*` from `occurrences`;
@@ -827,13 +851,7 @@ pub fn report_rows(
         .map_err(|e| bad_column(8, "alert_tally", &e))?;
     }
     if rows.untallied > 0 {
-        let mut stmt = conn.prepare_cached(
-            "SELECT i.service, o.alertname, count(DISTINCT o.incident_id), count(*) \
-             FROM incidents i JOIN occurrences o ON o.incident_id = i.id \
-             WHERE i.fired_at >= ?1 AND i.fired_at < ?2 AND (?3 IS NULL OR i.service = ?3) \
-               AND i.alert_tally = '*' \
-             GROUP BY i.service, o.alertname",
-        )?;
+        let mut stmt = conn.prepare_cached(UNTALLIED_ALERTS)?;
         let mut read = stmt.query(range)?;
         while let Some(r) = read.next()? {
             rows.alerts(
@@ -860,18 +878,7 @@ pub fn report_rows(
             q.service,
             flapping as i64
         ],
-        |r| {
-            let status: String = r.get(4)?;
-            Ok(crate::store::FlappingIncident {
-                id: r.get(0)?,
-                title: r.get(1)?,
-                service: r.get(2)?,
-                severity: r.get(3)?,
-                status: Status::parse(&status).ok_or_else(|| bad_column(4, "status", &status))?,
-                fired_at: from_micros(r.get(5)?),
-                reopen_count: r.get(6)?,
-            })
-        },
+        flapping_from_row,
     )?;
     rows.flapping(flaps.collect::<rusqlite::Result<_>>()?);
     Ok(rows.finish())

@@ -27,12 +27,11 @@ use rusqlite::{params, Connection};
 
 use crate::incident::{ResponseTimes, Status};
 use crate::store::{
-    read_alert_tally, AlertTallies, FlappingIncident, IncidentSummary, Names, ReportQuery,
-    ReportRows,
+    read_alert_tally, AlertTallies, IncidentSummary, Names, ReportQuery, ReportRows,
 };
 use crate::time::{from_micros, to_micros};
 
-use super::{bad_column, opt_time};
+use super::{bad_column, flapping_from_row, opt_time, UNTALLIED_ALERTS};
 
 /// A block is the incidents whose `fired_at` (µs since the epoch) shifted right by this many
 /// bits is the same: 2^36 µs, about 19.1 hours. The triggers of migration 13 compute the same
@@ -139,13 +138,7 @@ impl ReportCache {
         let mut tallies = AlertTallies::default();
         if blocks.iter().any(|b| b.untallied > 0) {
             // Rare (an incident with alerts whose names pass 1,000 bytes): read apart.
-            let mut stmt = tx.prepare_cached(
-                "SELECT i.service, o.alertname, count(DISTINCT o.incident_id), count(*) \
-                 FROM incidents i JOIN occurrences o ON o.incident_id = i.id \
-                 WHERE i.fired_at >= ?1 AND i.fired_at < ?2 AND (?3 IS NULL OR i.service = ?3) \
-                   AND i.alert_tally = '*' \
-                 GROUP BY i.service, o.alertname",
-            )?;
+            let mut stmt = tx.prepare_cached(UNTALLIED_ALERTS)?;
             let mut read = stmt.query(params![since, until, q.service])?;
             while let Some(r) = read.next()? {
                 let s = state.services.index(r.get_ref(0)?.as_str_or_null()?);
@@ -181,19 +174,7 @@ impl ReportCache {
         )?;
         let mut flapping = Vec::with_capacity(flaps.len());
         for (_, _, seq) in flaps {
-            flapping.push(stmt.query_row(params![seq], |r| {
-                let status: String = r.get(4)?;
-                Ok(FlappingIncident {
-                    id: r.get(0)?,
-                    title: r.get(1)?,
-                    service: r.get(2)?,
-                    severity: r.get(3)?,
-                    status: Status::parse(&status)
-                        .ok_or_else(|| bad_column(4, "status", &status))?,
-                    fired_at: from_micros(r.get(5)?),
-                    reopen_count: r.get(6)?,
-                })
-            })?);
+            flapping.push(stmt.query_row(params![seq], flapping_from_row)?);
         }
         Ok(ReportRows {
             services,
@@ -351,6 +332,7 @@ mod tests {
     use crate::report::{build, Period};
     use crate::store::sqlite::SqliteRepo;
     use crate::store::sqlite::{migrations, prune_incidents, report_rows, set_impact_start};
+    use crate::store::FlappingIncident;
 
     fn t(s: &str) -> Timestamp {
         s.parse().expect("time")
