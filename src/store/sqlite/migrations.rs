@@ -3,6 +3,76 @@
 
 use rusqlite::Connection;
 
+/// Migration 14's expression of the characters an incident's id, title and alert names
+/// contain (`incidents.search_chars`, bit `i` for `sqlite::SEARCH_CHARS`'s character `i`), as
+/// `LIKE` sees them: written once, used by the backfill and both triggers.
+macro_rules! search_chars_sql {
+    () => {
+        "          ((id LIKE '%a%' OR title LIKE '%a%' OR alertnames LIKE '%a%') << 0)
+        | ((id LIKE '%b%' OR title LIKE '%b%' OR alertnames LIKE '%b%') << 1)
+        | ((id LIKE '%c%' OR title LIKE '%c%' OR alertnames LIKE '%c%') << 2)
+        | ((id LIKE '%d%' OR title LIKE '%d%' OR alertnames LIKE '%d%') << 3)
+        | ((id LIKE '%e%' OR title LIKE '%e%' OR alertnames LIKE '%e%') << 4)
+        | ((id LIKE '%f%' OR title LIKE '%f%' OR alertnames LIKE '%f%') << 5)
+        | ((id LIKE '%g%' OR title LIKE '%g%' OR alertnames LIKE '%g%') << 6)
+        | ((id LIKE '%h%' OR title LIKE '%h%' OR alertnames LIKE '%h%') << 7)
+        | ((id LIKE '%i%' OR title LIKE '%i%' OR alertnames LIKE '%i%') << 8)
+        | ((id LIKE '%j%' OR title LIKE '%j%' OR alertnames LIKE '%j%') << 9)
+        | ((id LIKE '%k%' OR title LIKE '%k%' OR alertnames LIKE '%k%') << 10)
+        | ((id LIKE '%l%' OR title LIKE '%l%' OR alertnames LIKE '%l%') << 11)
+        | ((id LIKE '%m%' OR title LIKE '%m%' OR alertnames LIKE '%m%') << 12)
+        | ((id LIKE '%n%' OR title LIKE '%n%' OR alertnames LIKE '%n%') << 13)
+        | ((id LIKE '%o%' OR title LIKE '%o%' OR alertnames LIKE '%o%') << 14)
+        | ((id LIKE '%p%' OR title LIKE '%p%' OR alertnames LIKE '%p%') << 15)
+        | ((id LIKE '%q%' OR title LIKE '%q%' OR alertnames LIKE '%q%') << 16)
+        | ((id LIKE '%r%' OR title LIKE '%r%' OR alertnames LIKE '%r%') << 17)
+        | ((id LIKE '%s%' OR title LIKE '%s%' OR alertnames LIKE '%s%') << 18)
+        | ((id LIKE '%t%' OR title LIKE '%t%' OR alertnames LIKE '%t%') << 19)
+        | ((id LIKE '%u%' OR title LIKE '%u%' OR alertnames LIKE '%u%') << 20)
+        | ((id LIKE '%v%' OR title LIKE '%v%' OR alertnames LIKE '%v%') << 21)
+        | ((id LIKE '%w%' OR title LIKE '%w%' OR alertnames LIKE '%w%') << 22)
+        | ((id LIKE '%x%' OR title LIKE '%x%' OR alertnames LIKE '%x%') << 23)
+        | ((id LIKE '%y%' OR title LIKE '%y%' OR alertnames LIKE '%y%') << 24)
+        | ((id LIKE '%z%' OR title LIKE '%z%' OR alertnames LIKE '%z%') << 25)
+        | ((id LIKE '%0%' OR title LIKE '%0%' OR alertnames LIKE '%0%') << 26)
+        | ((id LIKE '%1%' OR title LIKE '%1%' OR alertnames LIKE '%1%') << 27)
+        | ((id LIKE '%2%' OR title LIKE '%2%' OR alertnames LIKE '%2%') << 28)
+        | ((id LIKE '%3%' OR title LIKE '%3%' OR alertnames LIKE '%3%') << 29)
+        | ((id LIKE '%4%' OR title LIKE '%4%' OR alertnames LIKE '%4%') << 30)
+        | ((id LIKE '%5%' OR title LIKE '%5%' OR alertnames LIKE '%5%') << 31)
+        | ((id LIKE '%6%' OR title LIKE '%6%' OR alertnames LIKE '%6%') << 32)
+        | ((id LIKE '%7%' OR title LIKE '%7%' OR alertnames LIKE '%7%') << 33)
+        | ((id LIKE '%8%' OR title LIKE '%8%' OR alertnames LIKE '%8%') << 34)
+        | ((id LIKE '%9%' OR title LIKE '%9%' OR alertnames LIKE '%9%') << 35)
+        | ((id LIKE '% %' OR title LIKE '% %' OR alertnames LIKE '% %') << 36)
+        | ((id LIKE '%-%' OR title LIKE '%-%' OR alertnames LIKE '%-%') << 37)
+        | ((id LIKE '%\\_%' ESCAPE '\\' OR title LIKE '%\\_%' ESCAPE '\\' OR alertnames LIKE '%\\_%' ESCAPE '\\') << 38)
+        | ((id LIKE '%.%' OR title LIKE '%.%' OR alertnames LIKE '%.%') << 39)
+        | ((id LIKE '%:%' OR title LIKE '%:%' OR alertnames LIKE '%:%') << 40)
+        | ((id LIKE '%/%' OR title LIKE '%/%' OR alertnames LIKE '%/%') << 41)
+        | ((id LIKE '%\\%%' ESCAPE '\\' OR title LIKE '%\\%%' ESCAPE '\\' OR alertnames LIKE '%\\%%' ESCAPE '\\') << 42)
+        | ((id LIKE '%=%' OR title LIKE '%=%' OR alertnames LIKE '%=%') << 43)
+        | ((id LIKE '%,%' OR title LIKE '%,%' OR alertnames LIKE '%,%') << 44)
+        | ((id LIKE '%(%' OR title LIKE '%(%' OR alertnames LIKE '%(%') << 45)
+        | ((id LIKE '%)%' OR title LIKE '%)%' OR alertnames LIKE '%)%') << 46)
+        | ((id LIKE '%[%' OR title LIKE '%[%' OR alertnames LIKE '%[%') << 47)
+        | ((id LIKE '%]%' OR title LIKE '%]%' OR alertnames LIKE '%]%') << 48)
+        | ((id LIKE '%{%' OR title LIKE '%{%' OR alertnames LIKE '%{%') << 49)
+        | ((id LIKE '%}%' OR title LIKE '%}%' OR alertnames LIKE '%}%') << 50)
+        | ((id LIKE '%\"%' OR title LIKE '%\"%' OR alertnames LIKE '%\"%') << 51)
+        | ((id LIKE '%''%' OR title LIKE '%''%' OR alertnames LIKE '%''%') << 52)
+        | ((id LIKE '%@%' OR title LIKE '%@%' OR alertnames LIKE '%@%') << 53)
+        | ((id LIKE '%#%' OR title LIKE '%#%' OR alertnames LIKE '%#%') << 54)
+        | ((id LIKE '%+%' OR title LIKE '%+%' OR alertnames LIKE '%+%') << 55)
+        | ((id LIKE '%*%' OR title LIKE '%*%' OR alertnames LIKE '%*%') << 56)
+        | ((id LIKE '%&%' OR title LIKE '%&%' OR alertnames LIKE '%&%') << 57)
+        | ((id LIKE '%!%' OR title LIKE '%!%' OR alertnames LIKE '%!%') << 58)
+        | ((id LIKE '%?%' OR title LIKE '%?%' OR alertnames LIKE '%?%') << 59)
+        | ((id LIKE '%<%' OR title LIKE '%<%' OR alertnames LIKE '%<%') << 60)
+        | ((id LIKE '%>%' OR title LIKE '%>%' OR alertnames LIKE '%>%') << 61)"
+    };
+}
+
 /// Migration `i` brings the schema from version `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[
     // 1: incidents, their occurrences and timelines, raw notifications, jobs.
@@ -354,71 +424,13 @@ pub const MIGRATIONS: &[&str] = &[
     // Bits are only ever added (an insert, or a change of the characters, the phase or `seq`
     // ors the incident's into its block): a block keeps a character its incidents lost or
     // took elsewhere, which costs the walk a look into it, never a match.
-    r#"
+    concat!(
+        r#"
     ALTER TABLE incidents ADD COLUMN search_chars INTEGER NOT NULL DEFAULT 0;
     UPDATE incidents SET search_chars = (
-          ((id LIKE '%a%' OR title LIKE '%a%' OR alertnames LIKE '%a%') << 0)
-        | ((id LIKE '%b%' OR title LIKE '%b%' OR alertnames LIKE '%b%') << 1)
-        | ((id LIKE '%c%' OR title LIKE '%c%' OR alertnames LIKE '%c%') << 2)
-        | ((id LIKE '%d%' OR title LIKE '%d%' OR alertnames LIKE '%d%') << 3)
-        | ((id LIKE '%e%' OR title LIKE '%e%' OR alertnames LIKE '%e%') << 4)
-        | ((id LIKE '%f%' OR title LIKE '%f%' OR alertnames LIKE '%f%') << 5)
-        | ((id LIKE '%g%' OR title LIKE '%g%' OR alertnames LIKE '%g%') << 6)
-        | ((id LIKE '%h%' OR title LIKE '%h%' OR alertnames LIKE '%h%') << 7)
-        | ((id LIKE '%i%' OR title LIKE '%i%' OR alertnames LIKE '%i%') << 8)
-        | ((id LIKE '%j%' OR title LIKE '%j%' OR alertnames LIKE '%j%') << 9)
-        | ((id LIKE '%k%' OR title LIKE '%k%' OR alertnames LIKE '%k%') << 10)
-        | ((id LIKE '%l%' OR title LIKE '%l%' OR alertnames LIKE '%l%') << 11)
-        | ((id LIKE '%m%' OR title LIKE '%m%' OR alertnames LIKE '%m%') << 12)
-        | ((id LIKE '%n%' OR title LIKE '%n%' OR alertnames LIKE '%n%') << 13)
-        | ((id LIKE '%o%' OR title LIKE '%o%' OR alertnames LIKE '%o%') << 14)
-        | ((id LIKE '%p%' OR title LIKE '%p%' OR alertnames LIKE '%p%') << 15)
-        | ((id LIKE '%q%' OR title LIKE '%q%' OR alertnames LIKE '%q%') << 16)
-        | ((id LIKE '%r%' OR title LIKE '%r%' OR alertnames LIKE '%r%') << 17)
-        | ((id LIKE '%s%' OR title LIKE '%s%' OR alertnames LIKE '%s%') << 18)
-        | ((id LIKE '%t%' OR title LIKE '%t%' OR alertnames LIKE '%t%') << 19)
-        | ((id LIKE '%u%' OR title LIKE '%u%' OR alertnames LIKE '%u%') << 20)
-        | ((id LIKE '%v%' OR title LIKE '%v%' OR alertnames LIKE '%v%') << 21)
-        | ((id LIKE '%w%' OR title LIKE '%w%' OR alertnames LIKE '%w%') << 22)
-        | ((id LIKE '%x%' OR title LIKE '%x%' OR alertnames LIKE '%x%') << 23)
-        | ((id LIKE '%y%' OR title LIKE '%y%' OR alertnames LIKE '%y%') << 24)
-        | ((id LIKE '%z%' OR title LIKE '%z%' OR alertnames LIKE '%z%') << 25)
-        | ((id LIKE '%0%' OR title LIKE '%0%' OR alertnames LIKE '%0%') << 26)
-        | ((id LIKE '%1%' OR title LIKE '%1%' OR alertnames LIKE '%1%') << 27)
-        | ((id LIKE '%2%' OR title LIKE '%2%' OR alertnames LIKE '%2%') << 28)
-        | ((id LIKE '%3%' OR title LIKE '%3%' OR alertnames LIKE '%3%') << 29)
-        | ((id LIKE '%4%' OR title LIKE '%4%' OR alertnames LIKE '%4%') << 30)
-        | ((id LIKE '%5%' OR title LIKE '%5%' OR alertnames LIKE '%5%') << 31)
-        | ((id LIKE '%6%' OR title LIKE '%6%' OR alertnames LIKE '%6%') << 32)
-        | ((id LIKE '%7%' OR title LIKE '%7%' OR alertnames LIKE '%7%') << 33)
-        | ((id LIKE '%8%' OR title LIKE '%8%' OR alertnames LIKE '%8%') << 34)
-        | ((id LIKE '%9%' OR title LIKE '%9%' OR alertnames LIKE '%9%') << 35)
-        | ((id LIKE '% %' OR title LIKE '% %' OR alertnames LIKE '% %') << 36)
-        | ((id LIKE '%-%' OR title LIKE '%-%' OR alertnames LIKE '%-%') << 37)
-        | ((id LIKE '%\_%' ESCAPE '\' OR title LIKE '%\_%' ESCAPE '\' OR alertnames LIKE '%\_%' ESCAPE '\') << 38)
-        | ((id LIKE '%.%' OR title LIKE '%.%' OR alertnames LIKE '%.%') << 39)
-        | ((id LIKE '%:%' OR title LIKE '%:%' OR alertnames LIKE '%:%') << 40)
-        | ((id LIKE '%/%' OR title LIKE '%/%' OR alertnames LIKE '%/%') << 41)
-        | ((id LIKE '%\%%' ESCAPE '\' OR title LIKE '%\%%' ESCAPE '\' OR alertnames LIKE '%\%%' ESCAPE '\') << 42)
-        | ((id LIKE '%=%' OR title LIKE '%=%' OR alertnames LIKE '%=%') << 43)
-        | ((id LIKE '%,%' OR title LIKE '%,%' OR alertnames LIKE '%,%') << 44)
-        | ((id LIKE '%(%' OR title LIKE '%(%' OR alertnames LIKE '%(%') << 45)
-        | ((id LIKE '%)%' OR title LIKE '%)%' OR alertnames LIKE '%)%') << 46)
-        | ((id LIKE '%[%' OR title LIKE '%[%' OR alertnames LIKE '%[%') << 47)
-        | ((id LIKE '%]%' OR title LIKE '%]%' OR alertnames LIKE '%]%') << 48)
-        | ((id LIKE '%{%' OR title LIKE '%{%' OR alertnames LIKE '%{%') << 49)
-        | ((id LIKE '%}%' OR title LIKE '%}%' OR alertnames LIKE '%}%') << 50)
-        | ((id LIKE '%"%' OR title LIKE '%"%' OR alertnames LIKE '%"%') << 51)
-        | ((id LIKE '%''%' OR title LIKE '%''%' OR alertnames LIKE '%''%') << 52)
-        | ((id LIKE '%@%' OR title LIKE '%@%' OR alertnames LIKE '%@%') << 53)
-        | ((id LIKE '%#%' OR title LIKE '%#%' OR alertnames LIKE '%#%') << 54)
-        | ((id LIKE '%+%' OR title LIKE '%+%' OR alertnames LIKE '%+%') << 55)
-        | ((id LIKE '%*%' OR title LIKE '%*%' OR alertnames LIKE '%*%') << 56)
-        | ((id LIKE '%&%' OR title LIKE '%&%' OR alertnames LIKE '%&%') << 57)
-        | ((id LIKE '%!%' OR title LIKE '%!%' OR alertnames LIKE '%!%') << 58)
-        | ((id LIKE '%?%' OR title LIKE '%?%' OR alertnames LIKE '%?%') << 59)
-        | ((id LIKE '%<%' OR title LIKE '%<%' OR alertnames LIKE '%<%') << 60)
-        | ((id LIKE '%>%' OR title LIKE '%>%' OR alertnames LIKE '%>%') << 61)
+"#,
+        search_chars_sql!(),
+        r#"
     );
     DROP INDEX incidents_unresolved_search;
     DROP INDEX incidents_resolved_search;
@@ -438,68 +450,9 @@ pub const MIGRATIONS: &[&str] = &[
         ON CONFLICT (resolved, block) DO UPDATE SET chars = chars | excluded.chars;
     CREATE TRIGGER incidents_search_chars_insert AFTER INSERT ON incidents BEGIN
         UPDATE incidents SET search_chars = (
-          ((id LIKE '%a%' OR title LIKE '%a%' OR alertnames LIKE '%a%') << 0)
-        | ((id LIKE '%b%' OR title LIKE '%b%' OR alertnames LIKE '%b%') << 1)
-        | ((id LIKE '%c%' OR title LIKE '%c%' OR alertnames LIKE '%c%') << 2)
-        | ((id LIKE '%d%' OR title LIKE '%d%' OR alertnames LIKE '%d%') << 3)
-        | ((id LIKE '%e%' OR title LIKE '%e%' OR alertnames LIKE '%e%') << 4)
-        | ((id LIKE '%f%' OR title LIKE '%f%' OR alertnames LIKE '%f%') << 5)
-        | ((id LIKE '%g%' OR title LIKE '%g%' OR alertnames LIKE '%g%') << 6)
-        | ((id LIKE '%h%' OR title LIKE '%h%' OR alertnames LIKE '%h%') << 7)
-        | ((id LIKE '%i%' OR title LIKE '%i%' OR alertnames LIKE '%i%') << 8)
-        | ((id LIKE '%j%' OR title LIKE '%j%' OR alertnames LIKE '%j%') << 9)
-        | ((id LIKE '%k%' OR title LIKE '%k%' OR alertnames LIKE '%k%') << 10)
-        | ((id LIKE '%l%' OR title LIKE '%l%' OR alertnames LIKE '%l%') << 11)
-        | ((id LIKE '%m%' OR title LIKE '%m%' OR alertnames LIKE '%m%') << 12)
-        | ((id LIKE '%n%' OR title LIKE '%n%' OR alertnames LIKE '%n%') << 13)
-        | ((id LIKE '%o%' OR title LIKE '%o%' OR alertnames LIKE '%o%') << 14)
-        | ((id LIKE '%p%' OR title LIKE '%p%' OR alertnames LIKE '%p%') << 15)
-        | ((id LIKE '%q%' OR title LIKE '%q%' OR alertnames LIKE '%q%') << 16)
-        | ((id LIKE '%r%' OR title LIKE '%r%' OR alertnames LIKE '%r%') << 17)
-        | ((id LIKE '%s%' OR title LIKE '%s%' OR alertnames LIKE '%s%') << 18)
-        | ((id LIKE '%t%' OR title LIKE '%t%' OR alertnames LIKE '%t%') << 19)
-        | ((id LIKE '%u%' OR title LIKE '%u%' OR alertnames LIKE '%u%') << 20)
-        | ((id LIKE '%v%' OR title LIKE '%v%' OR alertnames LIKE '%v%') << 21)
-        | ((id LIKE '%w%' OR title LIKE '%w%' OR alertnames LIKE '%w%') << 22)
-        | ((id LIKE '%x%' OR title LIKE '%x%' OR alertnames LIKE '%x%') << 23)
-        | ((id LIKE '%y%' OR title LIKE '%y%' OR alertnames LIKE '%y%') << 24)
-        | ((id LIKE '%z%' OR title LIKE '%z%' OR alertnames LIKE '%z%') << 25)
-        | ((id LIKE '%0%' OR title LIKE '%0%' OR alertnames LIKE '%0%') << 26)
-        | ((id LIKE '%1%' OR title LIKE '%1%' OR alertnames LIKE '%1%') << 27)
-        | ((id LIKE '%2%' OR title LIKE '%2%' OR alertnames LIKE '%2%') << 28)
-        | ((id LIKE '%3%' OR title LIKE '%3%' OR alertnames LIKE '%3%') << 29)
-        | ((id LIKE '%4%' OR title LIKE '%4%' OR alertnames LIKE '%4%') << 30)
-        | ((id LIKE '%5%' OR title LIKE '%5%' OR alertnames LIKE '%5%') << 31)
-        | ((id LIKE '%6%' OR title LIKE '%6%' OR alertnames LIKE '%6%') << 32)
-        | ((id LIKE '%7%' OR title LIKE '%7%' OR alertnames LIKE '%7%') << 33)
-        | ((id LIKE '%8%' OR title LIKE '%8%' OR alertnames LIKE '%8%') << 34)
-        | ((id LIKE '%9%' OR title LIKE '%9%' OR alertnames LIKE '%9%') << 35)
-        | ((id LIKE '% %' OR title LIKE '% %' OR alertnames LIKE '% %') << 36)
-        | ((id LIKE '%-%' OR title LIKE '%-%' OR alertnames LIKE '%-%') << 37)
-        | ((id LIKE '%\_%' ESCAPE '\' OR title LIKE '%\_%' ESCAPE '\' OR alertnames LIKE '%\_%' ESCAPE '\') << 38)
-        | ((id LIKE '%.%' OR title LIKE '%.%' OR alertnames LIKE '%.%') << 39)
-        | ((id LIKE '%:%' OR title LIKE '%:%' OR alertnames LIKE '%:%') << 40)
-        | ((id LIKE '%/%' OR title LIKE '%/%' OR alertnames LIKE '%/%') << 41)
-        | ((id LIKE '%\%%' ESCAPE '\' OR title LIKE '%\%%' ESCAPE '\' OR alertnames LIKE '%\%%' ESCAPE '\') << 42)
-        | ((id LIKE '%=%' OR title LIKE '%=%' OR alertnames LIKE '%=%') << 43)
-        | ((id LIKE '%,%' OR title LIKE '%,%' OR alertnames LIKE '%,%') << 44)
-        | ((id LIKE '%(%' OR title LIKE '%(%' OR alertnames LIKE '%(%') << 45)
-        | ((id LIKE '%)%' OR title LIKE '%)%' OR alertnames LIKE '%)%') << 46)
-        | ((id LIKE '%[%' OR title LIKE '%[%' OR alertnames LIKE '%[%') << 47)
-        | ((id LIKE '%]%' OR title LIKE '%]%' OR alertnames LIKE '%]%') << 48)
-        | ((id LIKE '%{%' OR title LIKE '%{%' OR alertnames LIKE '%{%') << 49)
-        | ((id LIKE '%}%' OR title LIKE '%}%' OR alertnames LIKE '%}%') << 50)
-        | ((id LIKE '%"%' OR title LIKE '%"%' OR alertnames LIKE '%"%') << 51)
-        | ((id LIKE '%''%' OR title LIKE '%''%' OR alertnames LIKE '%''%') << 52)
-        | ((id LIKE '%@%' OR title LIKE '%@%' OR alertnames LIKE '%@%') << 53)
-        | ((id LIKE '%#%' OR title LIKE '%#%' OR alertnames LIKE '%#%') << 54)
-        | ((id LIKE '%+%' OR title LIKE '%+%' OR alertnames LIKE '%+%') << 55)
-        | ((id LIKE '%*%' OR title LIKE '%*%' OR alertnames LIKE '%*%') << 56)
-        | ((id LIKE '%&%' OR title LIKE '%&%' OR alertnames LIKE '%&%') << 57)
-        | ((id LIKE '%!%' OR title LIKE '%!%' OR alertnames LIKE '%!%') << 58)
-        | ((id LIKE '%?%' OR title LIKE '%?%' OR alertnames LIKE '%?%') << 59)
-        | ((id LIKE '%<%' OR title LIKE '%<%' OR alertnames LIKE '%<%') << 60)
-        | ((id LIKE '%>%' OR title LIKE '%>%' OR alertnames LIKE '%>%') << 61)
+"#,
+        search_chars_sql!(),
+        r#"
         ) WHERE seq = new.seq;
         INSERT INTO incident_search_blocks (resolved, block, chars)
         VALUES (new.status = 'resolved', new.seq >> 6,
@@ -510,68 +463,9 @@ pub const MIGRATIONS: &[&str] = &[
     WHEN old.id IS NOT new.id OR old.title IS NOT new.title
       OR old.alertnames IS NOT new.alertnames BEGIN
         UPDATE incidents SET search_chars = (
-          ((id LIKE '%a%' OR title LIKE '%a%' OR alertnames LIKE '%a%') << 0)
-        | ((id LIKE '%b%' OR title LIKE '%b%' OR alertnames LIKE '%b%') << 1)
-        | ((id LIKE '%c%' OR title LIKE '%c%' OR alertnames LIKE '%c%') << 2)
-        | ((id LIKE '%d%' OR title LIKE '%d%' OR alertnames LIKE '%d%') << 3)
-        | ((id LIKE '%e%' OR title LIKE '%e%' OR alertnames LIKE '%e%') << 4)
-        | ((id LIKE '%f%' OR title LIKE '%f%' OR alertnames LIKE '%f%') << 5)
-        | ((id LIKE '%g%' OR title LIKE '%g%' OR alertnames LIKE '%g%') << 6)
-        | ((id LIKE '%h%' OR title LIKE '%h%' OR alertnames LIKE '%h%') << 7)
-        | ((id LIKE '%i%' OR title LIKE '%i%' OR alertnames LIKE '%i%') << 8)
-        | ((id LIKE '%j%' OR title LIKE '%j%' OR alertnames LIKE '%j%') << 9)
-        | ((id LIKE '%k%' OR title LIKE '%k%' OR alertnames LIKE '%k%') << 10)
-        | ((id LIKE '%l%' OR title LIKE '%l%' OR alertnames LIKE '%l%') << 11)
-        | ((id LIKE '%m%' OR title LIKE '%m%' OR alertnames LIKE '%m%') << 12)
-        | ((id LIKE '%n%' OR title LIKE '%n%' OR alertnames LIKE '%n%') << 13)
-        | ((id LIKE '%o%' OR title LIKE '%o%' OR alertnames LIKE '%o%') << 14)
-        | ((id LIKE '%p%' OR title LIKE '%p%' OR alertnames LIKE '%p%') << 15)
-        | ((id LIKE '%q%' OR title LIKE '%q%' OR alertnames LIKE '%q%') << 16)
-        | ((id LIKE '%r%' OR title LIKE '%r%' OR alertnames LIKE '%r%') << 17)
-        | ((id LIKE '%s%' OR title LIKE '%s%' OR alertnames LIKE '%s%') << 18)
-        | ((id LIKE '%t%' OR title LIKE '%t%' OR alertnames LIKE '%t%') << 19)
-        | ((id LIKE '%u%' OR title LIKE '%u%' OR alertnames LIKE '%u%') << 20)
-        | ((id LIKE '%v%' OR title LIKE '%v%' OR alertnames LIKE '%v%') << 21)
-        | ((id LIKE '%w%' OR title LIKE '%w%' OR alertnames LIKE '%w%') << 22)
-        | ((id LIKE '%x%' OR title LIKE '%x%' OR alertnames LIKE '%x%') << 23)
-        | ((id LIKE '%y%' OR title LIKE '%y%' OR alertnames LIKE '%y%') << 24)
-        | ((id LIKE '%z%' OR title LIKE '%z%' OR alertnames LIKE '%z%') << 25)
-        | ((id LIKE '%0%' OR title LIKE '%0%' OR alertnames LIKE '%0%') << 26)
-        | ((id LIKE '%1%' OR title LIKE '%1%' OR alertnames LIKE '%1%') << 27)
-        | ((id LIKE '%2%' OR title LIKE '%2%' OR alertnames LIKE '%2%') << 28)
-        | ((id LIKE '%3%' OR title LIKE '%3%' OR alertnames LIKE '%3%') << 29)
-        | ((id LIKE '%4%' OR title LIKE '%4%' OR alertnames LIKE '%4%') << 30)
-        | ((id LIKE '%5%' OR title LIKE '%5%' OR alertnames LIKE '%5%') << 31)
-        | ((id LIKE '%6%' OR title LIKE '%6%' OR alertnames LIKE '%6%') << 32)
-        | ((id LIKE '%7%' OR title LIKE '%7%' OR alertnames LIKE '%7%') << 33)
-        | ((id LIKE '%8%' OR title LIKE '%8%' OR alertnames LIKE '%8%') << 34)
-        | ((id LIKE '%9%' OR title LIKE '%9%' OR alertnames LIKE '%9%') << 35)
-        | ((id LIKE '% %' OR title LIKE '% %' OR alertnames LIKE '% %') << 36)
-        | ((id LIKE '%-%' OR title LIKE '%-%' OR alertnames LIKE '%-%') << 37)
-        | ((id LIKE '%\_%' ESCAPE '\' OR title LIKE '%\_%' ESCAPE '\' OR alertnames LIKE '%\_%' ESCAPE '\') << 38)
-        | ((id LIKE '%.%' OR title LIKE '%.%' OR alertnames LIKE '%.%') << 39)
-        | ((id LIKE '%:%' OR title LIKE '%:%' OR alertnames LIKE '%:%') << 40)
-        | ((id LIKE '%/%' OR title LIKE '%/%' OR alertnames LIKE '%/%') << 41)
-        | ((id LIKE '%\%%' ESCAPE '\' OR title LIKE '%\%%' ESCAPE '\' OR alertnames LIKE '%\%%' ESCAPE '\') << 42)
-        | ((id LIKE '%=%' OR title LIKE '%=%' OR alertnames LIKE '%=%') << 43)
-        | ((id LIKE '%,%' OR title LIKE '%,%' OR alertnames LIKE '%,%') << 44)
-        | ((id LIKE '%(%' OR title LIKE '%(%' OR alertnames LIKE '%(%') << 45)
-        | ((id LIKE '%)%' OR title LIKE '%)%' OR alertnames LIKE '%)%') << 46)
-        | ((id LIKE '%[%' OR title LIKE '%[%' OR alertnames LIKE '%[%') << 47)
-        | ((id LIKE '%]%' OR title LIKE '%]%' OR alertnames LIKE '%]%') << 48)
-        | ((id LIKE '%{%' OR title LIKE '%{%' OR alertnames LIKE '%{%') << 49)
-        | ((id LIKE '%}%' OR title LIKE '%}%' OR alertnames LIKE '%}%') << 50)
-        | ((id LIKE '%"%' OR title LIKE '%"%' OR alertnames LIKE '%"%') << 51)
-        | ((id LIKE '%''%' OR title LIKE '%''%' OR alertnames LIKE '%''%') << 52)
-        | ((id LIKE '%@%' OR title LIKE '%@%' OR alertnames LIKE '%@%') << 53)
-        | ((id LIKE '%#%' OR title LIKE '%#%' OR alertnames LIKE '%#%') << 54)
-        | ((id LIKE '%+%' OR title LIKE '%+%' OR alertnames LIKE '%+%') << 55)
-        | ((id LIKE '%*%' OR title LIKE '%*%' OR alertnames LIKE '%*%') << 56)
-        | ((id LIKE '%&%' OR title LIKE '%&%' OR alertnames LIKE '%&%') << 57)
-        | ((id LIKE '%!%' OR title LIKE '%!%' OR alertnames LIKE '%!%') << 58)
-        | ((id LIKE '%?%' OR title LIKE '%?%' OR alertnames LIKE '%?%') << 59)
-        | ((id LIKE '%<%' OR title LIKE '%<%' OR alertnames LIKE '%<%') << 60)
-        | ((id LIKE '%>%' OR title LIKE '%>%' OR alertnames LIKE '%>%') << 61)
+"#,
+        search_chars_sql!(),
+        r#"
         ) WHERE seq = new.seq;
         INSERT INTO incident_search_blocks (resolved, block, chars)
         VALUES (new.status = 'resolved', new.seq >> 6,
@@ -585,7 +479,8 @@ pub const MIGRATIONS: &[&str] = &[
                 (SELECT search_chars FROM incidents WHERE seq = new.seq))
         ON CONFLICT (resolved, block) DO UPDATE SET chars = chars | excluded.chars;
     END;
-    "#,
+    "#
+    ),
 ];
 
 /// Bring the schema up to date. Refuses a database written by a newer incidentd.
@@ -722,8 +617,8 @@ mod tests {
         assert_eq!(rows, 1);
     }
 
-    /// Migration 14's expression is written out, one line per character (three times: the
-    /// fill and the two triggers; the test below checks the other two); what the short search
+    /// Migration 14's expression is written out, one line per character (once, in
+    /// `search_chars_sql!`, for the fill and the two triggers); what the short search
     /// asks of it is `sqlite::search_chars`. Each character in each column, in both
     /// cases, sets exactly the bit the search needs; a character outside the list none; a
     /// character after a NUL none (`LIKE` does not see it, so the search cannot need it).
