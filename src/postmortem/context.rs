@@ -1682,18 +1682,19 @@ fn communication(inc: &Incident, c: &Communication) -> CommunicationContext {
                 p.3 += 1;
                 continue;
             }
-            EventKind::SlackMessage => {
-                p.4 += 1;
-                continue;
-            }
-            EventKind::SlackMessageDeleted => {
-                p.4 = p.4.saturating_sub(1);
-                continue;
-            }
             _ => continue,
         };
         if !p.2.iter().any(|d| d == did) {
             p.2.push(did.to_string());
+        }
+    }
+    // Replies are counted from the thread's messages the draft shows (not deleted), as the
+    // thread's own count is: one source for both.
+    for m in c.thread_messages.iter().filter(|m| m.shown()) {
+        let name = m.author_name();
+        match participants.iter_mut().find(|p| p.0 == name) {
+            Some(p) => p.4 += 1,
+            None => participants.push((name.to_string(), m.at, Vec::new(), 0, 1)),
         }
     }
     CommunicationContext {
@@ -1853,6 +1854,58 @@ fn action_groups(items: &[ActionItemRow]) -> Vec<ActionGroup> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_persons_replies_are_the_thread_messages_the_draft_shows() {
+        use crate::incident::conversation::ThreadMessage;
+        let (mut inc, _, _, at) = crate::postmortem::sample::sample_full();
+        inc.timeline.retain(|e| !is_person(&e.actor));
+        let reply = |ts: &str, text: &str| {
+            let mut m = ThreadMessage::received(&inc.id, "C0", ts, "U0ALICE", text).unwrap();
+            m.author = Some("Alice Martin".into());
+            m.captured = true;
+            m
+        };
+        let (first, second) = (
+            reply("1763864800.000100", "a"),
+            reply("1763864810.000100", "b"),
+        );
+        for m in [&first, &second] {
+            inc.timeline.push(crate::incident::TimelineEvent {
+                at: m.at,
+                kind: EventKind::SlackMessage,
+                actor: "Alice Martin".into(),
+                text: m.text.clone(),
+            });
+        }
+        let mut deleted = second.clone();
+        deleted.deleted_at = Some(at);
+        let said = |messages: Vec<ThreadMessage>| {
+            let c = Communication {
+                slack_thread: None,
+                slack_updates: Vec::new(),
+                thread_messages: messages,
+            };
+            let got = communication(&inc, &c);
+            let did: Vec<String> = got
+                .participants
+                .iter()
+                .map(|p| format!("{}: {}", p.name, p.did))
+                .collect();
+            (did, got.thread_replies)
+        };
+        assert_eq!(
+            said(vec![first.clone(), second]),
+            (vec!["Alice Martin: 2 replies in the thread".to_string()], 2)
+        );
+        // A deletion whose own timeline row is not there (yet) still takes the reply off her
+        // count: both counts read the same messages, so the draft never says 2 and 1.
+        assert_eq!(
+            said(vec![first, deleted.clone()]),
+            (vec!["Alice Martin: 1 reply in the thread".to_string()], 1)
+        );
+        assert_eq!(said(vec![deleted]), (Vec::<String>::new(), 0));
+    }
 
     #[test]
     fn the_draft_says_where_each_rule_was_found_and_why_one_is_unknown() {

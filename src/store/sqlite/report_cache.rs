@@ -101,21 +101,26 @@ struct Kept {
 }
 
 impl ReportCache {
-    /// The rows of `q` (see `sqlite::report_rows`), in one read transaction of `conn`.
+    /// The rows of `q` (see `sqlite::report_rows`), in one read transaction of `conn`: the
+    /// caller's if it has one open (`Db::read` does), else one of its own.
     pub fn report_rows(
         &self,
         conn: &Connection,
         q: &ReportQuery,
         flapping: usize,
     ) -> rusqlite::Result<ReportRows> {
-        let tx = conn.unchecked_transaction()?;
+        let _own = match conn.is_autocommit() {
+            true => Some(conn.unchecked_transaction()?),
+            false => None,
+        };
+        let tx = conn;
         let (since, until) = (to_micros(q.since), to_micros(q.until));
         // One lock from the blocks to the names' snapshot: the blocks index these names.
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let blocks = if since < until {
             blocks(
                 &mut state,
-                &tx,
+                tx,
                 block_of(since)..block_of(until - 1) + 1,
                 self.max_names,
             )?

@@ -193,7 +193,10 @@ impl Db {
         wait.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Run a read-only query on a pooled connection, off the async runtime.
+    /// Run read-only queries on a pooled connection, off the async runtime, all in one read
+    /// transaction: every query of `f` sees the same snapshot, as PostgreSQL's reads do (a
+    /// draft's timeline and its thread's replies, read one after the other, agree even while
+    /// the writer commits between them).
     pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(&Connection, &ReportCache) -> Result<T, StoreError> + Send + 'static,
@@ -203,8 +206,13 @@ impl Db {
         let cache = self.report_cache.clone();
         tokio::task::spawn_blocking(move || {
             let conn = pool.take()?;
+            conn.execute_batch("BEGIN DEFERRED")?;
             let result = f(&conn, &cache);
-            pool.give_back(conn);
+            // A read transaction has nothing to keep: ending it only lets the WAL move on.
+            let ended = conn.execute_batch("ROLLBACK");
+            if ended.is_ok() && conn.is_autocommit() {
+                pool.give_back(conn);
+            }
             result
         })
         .await
@@ -386,6 +394,45 @@ mod tests {
             "WAL still {} bytes after a checkpointed burst",
             size()
         );
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn one_read_sees_one_snapshot_while_the_writer_commits_between_its_queries() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Db::open(dir.path()).expect("open");
+        store
+            .write(|tx| {
+                tx.execute_batch("CREATE TABLE t (v INTEGER NOT NULL); INSERT INTO t VALUES (1)")?;
+                Ok(())
+            })
+            .await
+            .expect("create");
+        let path = dir.path().join("incidentd.db");
+        let (first, second) = store
+            .read(move |conn, _| {
+                let v = |c: &Connection| c.query_row("SELECT v FROM t", [], |r| r.get::<_, i64>(0));
+                let first = v(conn)?;
+                // Another connection commits between this read's two queries.
+                let other = Connection::open(&path)?;
+                other.busy_timeout(std::time::Duration::from_secs(5))?;
+                other.execute("UPDATE t SET v = 2", [])?;
+                Ok((first, v(conn)?))
+            })
+            .await
+            .expect("read");
+        assert_eq!(
+            (first, second),
+            (1, 1),
+            "both queries read the same snapshot"
+        );
+        // The connection went back to the pool with its transaction ended: the next read sees
+        // the commit.
+        let now = store
+            .read(|conn, _| Ok(conn.query_row("SELECT v FROM t", [], |r| r.get::<_, i64>(0))?))
+            .await
+            .expect("read again");
+        assert_eq!(now, 2);
         store.close().await;
     }
 
