@@ -1571,6 +1571,12 @@ async fn search_corpus(store: &Store) {
             17 => ("Überlast", "ÜBERLAST im Cluster".to_string()),
             23 => ("rate_100%", "50_percent of x done".to_string()),
             29 => ("Q", "q".to_string()),
+            // A 2-character term's trigrams: after a character outside ASCII only, after an
+            // ASCII one only, at the start only; and texts too short for any trigram.
+            37 => ("ÖDB", "Ödb".to_string()),
+            41 => ("Xdb", "Xdb".to_string()),
+            43 => ("DbPrefix", "Dbprefix".to_string()),
+            47 => ("Xy", "xy".to_string()),
             _ => ("Filler", format!("Routine check {i}")),
         };
         let service = format!("svc-{i}");
@@ -1722,6 +1728,16 @@ async fn searches(store: Store) -> Vec<String> {
         "Rate\nNew",
         "HighErrorRate\nNewAlertJoined",
         "\"quoted\" OR x",
+        "db",
+        "DB",
+        "dB",
+        "xy",
+        "XY",
+        "öd",
+        "y ",
+        "\"q",
+        "k ",
+        "ck",
     ];
     let mut filters: Vec<IncidentFilter> = terms
         .iter()
@@ -1811,7 +1827,7 @@ async fn searches(store: Store) -> Vec<String> {
     ] {
         assert!(found(q), "{q} finds something");
     }
-    for q in ["Ü", "_", "7", "IN", "q"] {
+    for q in ["Ü", "_", "7", "IN", "q", "db", "xy", "ck", "k "] {
         assert!(found(q), "{q} finds something");
     }
     for q in ["überlast", "Rate\nNew", "zz", "2026-001", "z", "ü", "\n"] {

@@ -527,9 +527,11 @@ fn walk(
 /// always walks its index entry by entry: it is small, and its incidents are scattered one
 /// or two to a block.
 ///
-/// What is left slow: a term whose characters most incidents have but which matches few
-/// (`db` on the benchmark's data: every incident has a `d` and a `b`) tests the `LIKE`s on
-/// every incident, as before migration 14 (see BENCHMARKS.md).
+/// A 2-character term goes through the trigram index instead when the trigrams containing it
+/// are few and rare ([`trigrams_containing`], migration 15): `db` on the benchmark's data,
+/// whose characters every incident has but whose pair none does, had tested the `LIKE`s on
+/// every incident. What is left slow: a 1-character term, or a 2-character one in many
+/// incidents' trigrams, that matches few of them (see BENCHMARKS.md).
 fn short_search(
     conn: &Connection,
     f: &IncidentFilter,
@@ -538,6 +540,9 @@ fn short_search(
     before_seq: Option<i64>,
     limit: u32,
 ) -> rusqlite::Result<Vec<(i64, Incident)>> {
+    if let Some(trigrams) = trigrams_containing(conn, &search.term)? {
+        return short_search_by_trigrams(conn, f, search, &trigrams, resolved, before_seq, limit);
+    }
     let index = if resolved {
         "incidents_resolved_search"
     } else {
@@ -599,6 +604,137 @@ fn short_search(
     q.arg(" LIMIT ?", i64::from(limit));
     q.sql
         .push_str(") m CROSS JOIN incidents i ON i.seq = m.seq ORDER BY m.seq DESC");
+    let mut stmt = conn.prepare_cached(&q.sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(q.args.iter()), |r| {
+        Ok((r.get::<_, i64>(19)?, incident_from_row(r)?))
+    })?;
+    rows.collect()
+}
+
+/// The most incidents' texts (an incident counted once per text and trigram) the trigrams of
+/// a 2-character term may be in for [`short_search_by_trigrams`] to test them; beyond, the
+/// term is common enough that the walk finds a page sooner.
+const SHORT_CANDIDATES: i64 = 2_000;
+/// The most trigrams [`short_search_by_trigrams`] asks the index for at once.
+const SHORT_TRIGRAMS: usize = 256;
+
+/// The trigrams of the index (`incident_search`, migration 10) that contain the 2-character
+/// `term`, as the index folds them, if [`short_search_by_trigrams`] should search through
+/// them: the term is printable ASCII, and the trigrams are few and in few incidents' id,
+/// title or alert names ([`SHORT_TRIGRAMS`], [`SHORT_CANDIDATES`]). Read from the index's
+/// vocabulary (`fts5vocab`), in the caller's snapshot: the trigrams starting with the term,
+/// and those ending with it, by the character before it (each ASCII one, then all others).
+fn trigrams_containing(conn: &Connection, term: &str) -> rusqlite::Result<Option<Vec<String>>> {
+    let t = term.to_ascii_lowercase();
+    if t.chars().count() != 2 || !t.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        return Ok(None);
+    }
+    // The index's vocabulary per column, in this connection's temporary schema: nothing is
+    // stored, each row is read from the index when asked for.
+    conn.execute_batch(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS temp.incident_search_terms \
+         USING fts5vocab(main, incident_search, col)",
+    )?;
+    let mut stmt = conn.prepare_cached(
+        "SELECT term, sum(doc) FROM temp.incident_search_terms \
+         WHERE term >= ?1 AND term < ?2 AND col IN ('id', 'title', 'alertnames') GROUP BY term",
+    )?;
+    let (mut found, mut candidates) = (Vec::new(), 0i64);
+    let mut add = |from: String, to: String, rest_is: Option<&str>| -> rusqlite::Result<bool> {
+        let rows = stmt.query_map(params![from, to], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+        })?;
+        for row in rows {
+            let (trigram, docs) = row?;
+            let mut chars = trigram.chars();
+            chars.next();
+            if rest_is.is_some_and(|rest| chars.as_str() != rest) {
+                continue;
+            }
+            candidates += docs;
+            found.push(trigram);
+        }
+        Ok(candidates <= SHORT_CANDIDATES && found.len() <= SHORT_TRIGRAMS)
+    };
+    // `t` itself is ASCII without `~` at its end, so the next string after every `t…` is `t`
+    // with its last byte plus one.
+    let after = |prefix: &str| {
+        let mut bytes = prefix.as_bytes().to_vec();
+        *bytes.last_mut().expect("not empty") += 1;
+        String::from_utf8(bytes).expect("ASCII")
+    };
+    if !add(t.clone(), after(&t), None)? {
+        return Ok(None);
+    }
+    for first in (0u8..0x80).map(char::from) {
+        let from = format!("{first}{t}");
+        if !add(from.clone(), after(&from), None)? {
+            return Ok(None);
+        }
+    }
+    // A first character outside ASCII: every trigram from U+0080 on, those ending with `t`.
+    if !add("\u{80}".to_string(), char::MAX.to_string(), Some(&t))? {
+        return Ok(None);
+    }
+    // The query quotes each trigram as a string; a control character (a tab, a newline in a
+    // title) is left to the walk.
+    if found.iter().any(|g| g.chars().any(char::is_control)) {
+        return Ok(None);
+    }
+    Ok(Some(found))
+}
+
+/// A 2-character term through the trigram index: the incidents whose id, title or alert
+/// names hold one of `trigrams` (every trigram of the index containing the term, see
+/// [`trigrams_containing`]), and those with a text too short for a trigram (the partial index
+/// `incidents_short_search`, migration 15), tested with the other filters and the search's
+/// `LIKE`s like every other candidate, newest first. An incident whose text contains the
+/// term has one of those trigrams or is that short, so nothing is missed; the `LIKE`s keep
+/// the answer the walk's.
+fn short_search_by_trigrams(
+    conn: &Connection,
+    f: &IncidentFilter,
+    search: &Search,
+    trigrams: &[String],
+    resolved: bool,
+    before_seq: Option<i64>,
+    limit: u32,
+) -> rusqlite::Result<Vec<(i64, Incident)>> {
+    let mut q = Query::new(&format!(
+        "SELECT {}, i.seq FROM (",
+        prefixed_incident_columns("i")
+    ));
+    if !trigrams.is_empty() {
+        let any: Vec<String> = trigrams
+            .iter()
+            .map(|g| format!("\"{}\"", g.replace('"', "\"\"")))
+            .collect();
+        let phase = if resolved {
+            "status : \"resolved\""
+        } else {
+            "(status : \"open\" OR status : \"acknowledged\")"
+        };
+        q.arg(
+            "SELECT -rowid AS seq FROM incident_search WHERE incident_search MATCH ?",
+            format!(
+                "{{id title alertnames}} : ({}) AND {phase}",
+                any.join(" OR ")
+            ),
+        );
+        if let Some(seq) = before_seq {
+            q.arg(" AND rowid > ?", -seq);
+        }
+        q.sql.push_str(" UNION ");
+    }
+    q.sql.push_str(
+        "SELECT seq FROM incidents INDEXED BY incidents_short_search \
+         WHERE (length(id) < 3 OR length(title) < 3 OR length(alertnames) < 3)) c \
+         CROSS JOIN incidents i ON i.seq = c.seq WHERE ",
+    );
+    q.filters(f, resolved, before_seq, "i");
+    q.sql.push_str(" AND ");
+    q.matches(search, "i");
+    q.arg(" ORDER BY i.seq DESC LIMIT ?", i64::from(limit));
     let mut stmt = conn.prepare_cached(&q.sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(q.args.iter()), |r| {
         Ok((r.get::<_, i64>(19)?, incident_from_row(r)?))
