@@ -1738,6 +1738,12 @@ async fn searches(store: Store) -> Vec<String> {
         "\"q",
         "k ",
         "ck",
+        "In",
+        "iN",
+        "c-",
+        "C-",
+        "-2",
+        "26",
     ];
     let mut filters: Vec<IncidentFilter> = terms
         .iter()
@@ -1827,10 +1833,21 @@ async fn searches(store: Store) -> Vec<String> {
     ] {
         assert!(found(q), "{q} finds something");
     }
-    for q in ["Ü", "_", "7", "IN", "q", "db", "xy", "ck", "k "] {
+    for q in ["Ü", "_", "7", "IN", "In", "q", "db", "xy", "ck", "k ", "26"] {
         assert!(found(q), "{q} finds something");
     }
-    for q in ["überlast", "Rate\nNew", "zz", "2026-001", "z", "ü", "\n"] {
+    // In every id, but not at its start: an id matches by its start.
+    for q in [
+        "überlast",
+        "Rate\nNew",
+        "zz",
+        "2026-001",
+        "z",
+        "ü",
+        "\n",
+        "c-",
+        "-2",
+    ] {
         assert!(!found(q), "{q} finds nothing");
     }
     store.close().await;
