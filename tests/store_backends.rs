@@ -1571,8 +1571,8 @@ async fn search_corpus(store: &Store) {
             17 => ("Überlast", "ÜBERLAST im Cluster".to_string()),
             23 => ("rate_100%", "50_percent of x done".to_string()),
             29 => ("Q", "q".to_string()),
-            // A 2-character term's trigrams: after a character outside ASCII only, after an
-            // ASCII one only, at the start only; and texts too short for any trigram.
+            // Short terms after a character outside ASCII, after an ASCII one, at the start;
+            // texts of 2 characters.
             37 => ("ÖDB", "Ödb".to_string()),
             41 => ("Xdb", "Xdb".to_string()),
             43 => ("DbPrefix", "Dbprefix".to_string()),
@@ -1740,6 +1740,7 @@ async fn searches(store: Store) -> Vec<String> {
         "ck",
         "In",
         "iN",
+        "i",
         "c-",
         "C-",
         "-2",

@@ -385,16 +385,8 @@ pub const MIGRATIONS: &[Migration] = &[
     },
     Migration {
         version: 15,
-        name: "search: 2-character terms through the trigram index (SQLite only)",
-        // SQLite's 15 adds `incidents_short_search`, the incidents with a text too short for
-        // a trigram, for its 2-character terms. PostgreSQL's short terms walk the table.
-        // Recorded all the same.
-        sql: "SELECT 1",
-    },
-    Migration {
-        version: 16,
         name: "search: short terms read only an id's first two characters (SQLite only)",
-        // SQLite's 16 changes what its `search_chars` of 14 records of the id. Recorded all
+        // SQLite's 15 changes what its `search_chars` of 14 records of the id. Recorded all
         // the same.
         sql: "SELECT 1",
     },

@@ -6,7 +6,7 @@ use rusqlite::Connection;
 /// The expression of the characters an incident's id, title and alert names contain
 /// (`incidents.search_chars`, bit `i` for `sqlite::SEARCH_CHARS`'s character `i`), as `LIKE`
 /// sees them: written once, used by the backfills and the triggers. `$id` is what is read of
-/// the id: all of it in migration 14, its first two characters from migration 16 on.
+/// the id: all of it in migration 14, its first two characters from migration 15 on.
 macro_rules! search_chars_sql {
     ($id:literal) => {
         concat!("          ((", $id, " LIKE '%a%' OR title LIKE '%a%' OR alertnames LIKE '%a%') << 0)
@@ -482,15 +482,7 @@ pub const MIGRATIONS: &[&str] = &[
     END;
     "#
     ),
-    // 15: a 2-character term finds its candidates in the trigram index of 10 through the
-    // trigrams that contain it (`sqlite::short_search`); a text shorter than 3 characters has
-    // no trigram, so the incidents with one are listed here. Nearly always empty: a write pays
-    // three `length()`s.
-    r#"
-    CREATE INDEX incidents_short_search ON incidents (seq)
-        WHERE length(id) < 3 OR length(title) < 3 OR length(alertnames) < 3;
-    "#,
-    // 16: `search_chars` records the characters of the id's first two characters only, with
+    // 15: `search_chars` records the characters of the id's first two characters only, with
     // the title's and the alert names' as before. A search matches an id by its start, and
     // the walk's terms are shorter than 3 characters, so a term that matches an id has its
     // characters there; a character further in the id (the digits and `c-` of every
@@ -730,7 +722,7 @@ mod tests {
         assert_eq!(search_chars("a\0b"), search_chars("a"));
         assert_eq!(chars_of("x", "a\0b", ""), search_chars("xa"));
         assert_eq!(search_chars("Zz"), search_chars("z"));
-        // Of the id, its first two characters only (migration 16): a term of the walk matches
+        // Of the id, its first two characters only (migration 15): a term of the walk matches
         // an id by its start.
         assert_eq!(
             chars_of("INC-2026-0001", "Disk full", "DiskFull\nNodeDown"),
@@ -740,17 +732,17 @@ mod tests {
         assert_eq!(chars_of("Ü7x", "", ""), search_chars("7"));
     }
 
-    /// Migration 16 computes every incident's characters and every block's anew, from the
+    /// Migration 15 computes every incident's characters and every block's anew, from the
     /// id's first two characters: a character only further in the ids (`c`, `-` of `INC-…`)
     /// was in every incident and block before, and is in none after.
     #[test]
-    fn migration_16_computes_the_characters_anew_from_the_id_s_start() {
+    fn migration_15_computes_the_characters_anew_from_the_id_s_start() {
         let mut conn = Connection::open_in_memory().unwrap();
         conn.pragma_update(None, "foreign_keys", true).unwrap();
-        for sql in &MIGRATIONS[..15] {
+        for sql in &MIGRATIONS[..14] {
             conn.execute_batch(sql).unwrap();
         }
-        conn.pragma_update(None, "user_version", 15).unwrap();
+        conn.pragma_update(None, "user_version", 14).unwrap();
         for seq in 1..=200 {
             let status = if seq % 3 == 0 { "resolved" } else { "open" };
             conn.execute(

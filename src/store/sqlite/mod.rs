@@ -516,7 +516,7 @@ fn walk(
 /// read, in the same statement (one snapshot).
 ///
 /// Each incident is first tested on the characters it contains (`search_chars`, migration
-/// 14, see [`search_chars`]: its title's, its alert names' and, since migration 16, its id's
+/// 14, see [`search_chars`]: its title's, its alert names' and, since migration 15, its id's
 /// first two, as an id matches by its start): one that lacks a character of the term cannot
 /// match and is rejected with an integer test; the others are tested with the `LIKE`s of
 /// [`Query::matches`], so the answer is theirs. In the resolved phase (nearly every incident)
@@ -528,12 +528,9 @@ fn walk(
 /// always walks its index entry by entry: it is small, and its incidents are scattered one
 /// or two to a block.
 ///
-/// A 2-character term goes through the trigram index and the ids' index instead when its
-/// candidates there are few ([`short_candidates`], migration 15): `db` on the benchmark's
-/// data, whose characters every incident has but whose pair none does, had tested the
-/// `LIKE`s on every incident. What is left slow: a term whose characters are in many
-/// incidents' titles or alert names (1 character), or that is in many of their trigrams (2),
-/// and that matches few of them (see BENCHMARKS.md).
+/// What is left slow: a term whose characters most incidents have but which matches few
+/// (`db` on the benchmark's data: every incident has a `d` and a `b`) tests the `LIKE`s on
+/// every incident, as before migration 14 (see BENCHMARKS.md).
 fn short_search(
     conn: &Connection,
     f: &IncidentFilter,
@@ -542,9 +539,6 @@ fn short_search(
     before_seq: Option<i64>,
     limit: u32,
 ) -> rusqlite::Result<Vec<(i64, Incident)>> {
-    if let Some(found) = short_candidates(conn, &search.term)? {
-        return short_search_by_trigrams(conn, f, search, &found, resolved, before_seq, limit);
-    }
     let index = if resolved {
         "incidents_resolved_search"
     } else {
@@ -613,185 +607,11 @@ fn short_search(
     rows.collect()
 }
 
-/// The most candidates (an incident counted once per trigram of its title or alert names, and
-/// once if its id starts with the term) a 2-character term may have for
-/// [`short_search_by_trigrams`] to test them; beyond, the term is common enough that the walk
-/// finds a page sooner.
-const SHORT_CANDIDATES: i64 = 2_000;
-/// The most trigrams [`short_search_by_trigrams`] asks the index for at once.
-const SHORT_TRIGRAMS: usize = 256;
-
-/// Where a 2-character term's matches can be, for [`short_search_by_trigrams`].
-struct ShortCandidates {
-    /// The trigrams of the index (`incident_search`, migration 10) in a title or alert names
-    /// that contain the term, as the index folds them.
-    trigrams: Vec<String>,
-    /// The ranges `[from, to)` of ids that start with the term, one per way of writing it in
-    /// ASCII upper and lower case (`LIKE` folds those): an id matches by its start only.
-    id_ranges: Vec<(String, String)>,
-}
-
-/// The next string after every string starting with `prefix` (printable ASCII): `prefix` with
-/// its last byte plus one.
-fn after_prefix(prefix: &str) -> String {
-    let mut bytes = prefix.as_bytes().to_vec();
-    *bytes.last_mut().expect("not empty") += 1;
-    String::from_utf8(bytes).expect("ASCII")
-}
-
-/// The candidates of the 2-character `term`, if [`short_search_by_trigrams`] should search
-/// through them: the term is printable ASCII, and its candidates are few
-/// ([`SHORT_TRIGRAMS`], [`SHORT_CANDIDATES`]). In the caller's snapshot: the ids starting
-/// with the term, from the id's index; the trigrams from the index's vocabulary
-/// (`fts5vocab`), those starting with the term, and those ending with it, by the character
-/// before it (each ASCII one, then all others).
-fn short_candidates(conn: &Connection, term: &str) -> rusqlite::Result<Option<ShortCandidates>> {
-    let t = term.to_ascii_lowercase();
-    if t.chars().count() != 2 || !t.bytes().all(|b| (b' '..=b'~').contains(&b)) {
-        return Ok(None);
-    }
-    let mut candidates = 0i64;
-    let mut id_ranges = Vec::new();
-    let (first, second) = (t.as_bytes()[0] as char, t.as_bytes()[1] as char);
-    let cases = |c: char| {
-        let upper = c.to_ascii_uppercase();
-        if upper == c {
-            vec![c]
-        } else {
-            vec![c, upper]
-        }
-    };
-    let mut ids = conn.prepare_cached(
-        "SELECT count(*) FROM (SELECT 1 FROM incidents WHERE id >= ?1 AND id < ?2 LIMIT ?3)",
-    )?;
-    for a in cases(first) {
-        for b in cases(second) {
-            let from = format!("{a}{b}");
-            let to = after_prefix(&from);
-            candidates += ids.query_row(params![from, to, SHORT_CANDIDATES + 1], |r| {
-                r.get::<_, i64>(0)
-            })?;
-            if candidates > SHORT_CANDIDATES {
-                return Ok(None);
-            }
-            id_ranges.push((from, to));
-        }
-    }
-    // The index's vocabulary per column, in this connection's temporary schema: nothing is
-    // stored, each row is read from the index when asked for.
-    conn.execute_batch(
-        "CREATE VIRTUAL TABLE IF NOT EXISTS temp.incident_search_terms \
-         USING fts5vocab(main, incident_search, col)",
-    )?;
-    let mut stmt = conn.prepare_cached(
-        "SELECT term, sum(doc) FROM temp.incident_search_terms \
-         WHERE term >= ?1 AND term < ?2 AND col IN ('title', 'alertnames') GROUP BY term",
-    )?;
-    let mut trigrams = Vec::new();
-    let mut add = |from: String, to: String, rest_is: Option<&str>| -> rusqlite::Result<bool> {
-        let rows = stmt.query_map(params![from, to], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-        })?;
-        for row in rows {
-            let (trigram, docs) = row?;
-            let mut chars = trigram.chars();
-            chars.next();
-            if rest_is.is_some_and(|rest| chars.as_str() != rest) {
-                continue;
-            }
-            candidates += docs;
-            trigrams.push(trigram);
-        }
-        Ok(candidates <= SHORT_CANDIDATES && trigrams.len() <= SHORT_TRIGRAMS)
-    };
-    if !add(t.clone(), after_prefix(&t), None)? {
-        return Ok(None);
-    }
-    for first in (0u8..0x80).map(char::from) {
-        let from = format!("{first}{t}");
-        if !add(from.clone(), after_prefix(&from), None)? {
-            return Ok(None);
-        }
-    }
-    // A first character outside ASCII: every trigram from U+0080 on, those ending with `t`.
-    if !add("\u{80}".to_string(), char::MAX.to_string(), Some(&t))? {
-        return Ok(None);
-    }
-    // The query quotes each trigram as a string; a control character (a tab, a newline in a
-    // title) is left to the walk.
-    if trigrams.iter().any(|g| g.chars().any(char::is_control)) {
-        return Ok(None);
-    }
-    Ok(Some(ShortCandidates {
-        trigrams,
-        id_ranges,
-    }))
-}
-
-/// A 2-character term through its [`ShortCandidates`]: the incidents whose title or alert
-/// names hold one of its trigrams (every trigram of the index containing the term), whose id
-/// starts with it, and those with a text too short for a trigram (the partial index
-/// `incidents_short_search`, migration 15), tested with the other filters and the search's
-/// `LIKE`s like every other candidate, newest first. An incident that the term matches is
-/// among them, so nothing is missed; the `LIKE`s keep the answer the walk's.
-fn short_search_by_trigrams(
-    conn: &Connection,
-    f: &IncidentFilter,
-    search: &Search,
-    found: &ShortCandidates,
-    resolved: bool,
-    before_seq: Option<i64>,
-    limit: u32,
-) -> rusqlite::Result<Vec<(i64, Incident)>> {
-    let mut q = Query::new(&format!(
-        "SELECT {}, i.seq FROM (",
-        prefixed_incident_columns("i")
-    ));
-    if !found.trigrams.is_empty() {
-        let any: Vec<String> = found
-            .trigrams
-            .iter()
-            .map(|g| format!("\"{}\"", g.replace('"', "\"\"")))
-            .collect();
-        let phase = if resolved {
-            "status : \"resolved\""
-        } else {
-            "(status : \"open\" OR status : \"acknowledged\")"
-        };
-        q.arg(
-            "SELECT -rowid AS seq FROM incident_search WHERE incident_search MATCH ?",
-            format!("{{title alertnames}} : ({}) AND {phase}", any.join(" OR ")),
-        );
-        if let Some(seq) = before_seq {
-            q.arg(" AND rowid > ?", -seq);
-        }
-        q.sql.push_str(" UNION ");
-    }
-    for (from, to) in &found.id_ranges {
-        q.arg("SELECT seq FROM incidents WHERE id >= ?", from.clone());
-        q.arg(" AND id < ? UNION ", to.clone());
-    }
-    q.sql.push_str(
-        "SELECT seq FROM incidents INDEXED BY incidents_short_search \
-         WHERE (length(id) < 3 OR length(title) < 3 OR length(alertnames) < 3)) c \
-         CROSS JOIN incidents i ON i.seq = c.seq WHERE ",
-    );
-    q.filters(f, resolved, before_seq, "i");
-    q.sql.push_str(" AND ");
-    q.matches(search, "i");
-    q.arg(" ORDER BY i.seq DESC LIMIT ?", i64::from(limit));
-    let mut stmt = conn.prepare_cached(&q.sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(q.args.iter()), |r| {
-        Ok((r.get::<_, i64>(19)?, incident_from_row(r)?))
-    })?;
-    rows.collect()
-}
-
 /// `incident_search_blocks.block` is `seq >> BLOCK_BITS`: 64 incidents in creation order
 /// (migration 14).
 const BLOCK_BITS: u32 = 6;
 
-/// The characters `incidents.search_chars` records (migrations 14 and 16): bit `i` is set when
+/// The characters `incidents.search_chars` records (migrations 14 and 15): bit `i` is set when
 /// the incident's title, alert names or first two characters of its id contain character `i`
 /// of this list, a letter in either case. The 26 letters, the 10 digits and the 26 punctuation marks likeliest in a search.
 pub(crate) const SEARCH_CHARS: &str =
