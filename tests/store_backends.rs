@@ -1577,6 +1577,9 @@ async fn search_corpus(store: &Store) {
             41 => ("Xdb", "Xdb".to_string()),
             43 => ("DbPrefix", "Dbprefix".to_string()),
             47 => ("Xy", "xy".to_string()),
+            // The first and the last incident share an alert name no other has: the last's
+            // related incident is 518 incidents older, past the walk of the newest 500.
+            _ if i == 0 || i == 519 => ("RareTwin", format!("Routine check {i}")),
             _ => ("Filler", format!("Routine check {i}")),
         };
         let service = format!("svc-{i}");
@@ -1834,6 +1837,36 @@ async fn searches(store: Store) -> Vec<String> {
     ] {
         assert!(found(q), "{q} finds something");
     }
+    // Related incidents (a draft's), against testing every earlier incident: the same key or
+    // a shared alert name, newest first, at most 5.
+    let number = |id: &str| id.rsplit('-').next().unwrap().parse::<u32>().unwrap();
+    let mut related_log = Vec::new();
+    for x in &all {
+        let names: Vec<&str> = x.alerts.iter().map(|a| a.alertname.as_str()).collect();
+        let mut expected: Vec<&incidentd::incident::Incident> = all
+            .iter()
+            .filter(|y| number(&y.id) < number(&x.id))
+            .filter(|y| {
+                y.key == x.key
+                    || y.alerts
+                        .iter()
+                        .any(|a| names.contains(&a.alertname.as_str()))
+            })
+            .collect();
+        expected.sort_by_key(|y| std::cmp::Reverse(number(&y.id)));
+        let expected: Vec<&str> = expected.iter().take(5).map(|y| y.id.as_str()).collect();
+        let inputs = store.draft_inputs(&x.id).await.unwrap().unwrap();
+        let related: Vec<&str> = inputs
+            .related
+            .iter()
+            .map(|r| r.incident.id.as_str())
+            .collect();
+        assert_eq!(related, expected, "related to {}", x.id);
+        if names.contains(&"RareTwin") && number(&x.id) > 1 {
+            assert_eq!(related.len(), 1, "the twin, past the walk");
+        }
+        related_log.push(format!("related to {}: {related:?}", x.id));
+    }
     for q in ["Ü", "_", "7", "IN", "In", "q", "db", "xy", "ck", "k ", "26"] {
         assert!(found(q), "{q} finds something");
     }
@@ -1852,6 +1885,7 @@ async fn searches(store: Store) -> Vec<String> {
         assert!(!found(q), "{q} finds nothing");
     }
     store.close().await;
+    log.extend(related_log);
     log
 }
 

@@ -36,7 +36,7 @@ use crate::store::{
     IncidentFilter, Job, JobStatus, NewJob, Reads, Related, Search, StoreError, StoredDraft, Tx,
     SEARCH_WALK,
 };
-use crate::store::{ListFilter, Page};
+use crate::store::{ListFilter, Page, RELATED_WALK};
 use crate::time::{from_micros, to_micros};
 
 use super::keys::Claiming;
@@ -1296,21 +1296,57 @@ impl Reads for PgReads<'_, '_> {
             .iter()
             .map(|a| a.alertname.as_str())
             .collect();
-        let found = self
+        // As SQLite's: the RELATED_WALK incidents just before it tested one by one (OFFSET 0
+        // keeps PostgreSQL from hashing every occurrence of a common alert name for the
+        // test), then the older ones by key and alert name.
+        let Some(before) = self
+            .0
+            .query_opt("SELECT seq FROM incidents WHERE id = $1", &[&incident.id])?
+            .map(|r| r.try_get::<_, i64>(0))
+            .transpose()?
+        else {
+            return Ok(Vec::new());
+        };
+        let walk = self.0.query_one(
+            "SELECT count(*), min(seq) FROM \
+             (SELECT seq FROM incidents WHERE seq < $1 ORDER BY seq DESC LIMIT $2) w",
+            &[&before, &RELATED_WALK],
+        )?;
+        let (walked, floor): (i64, Option<i64>) = (walk.try_get(0)?, walk.try_get(1)?);
+        let Some(floor) = floor else {
+            return Ok(Vec::new());
+        };
+        let mut found = self
             .0
             .query(
                 &format!(
                     "SELECT {INCIDENT_COLUMNS} FROM incidents i \
-                     WHERE i.seq < (SELECT seq FROM incidents WHERE id = $1) \
+                     WHERE i.seq < $1 AND i.seq >= $5 \
                        AND (i.key = $2 OR EXISTS (SELECT 1 FROM occurrences o \
-                            WHERE o.incident_id = i.id AND o.alertname = ANY($3))) \
+                            WHERE o.incident_id = i.id AND o.alertname = ANY($3) OFFSET 0)) \
                      ORDER BY i.seq DESC LIMIT $4"
                 ),
-                &[&incident.id, &incident.key, &names, &i64::from(limit)],
+                &[&before, &incident.key, &names, &i64::from(limit), &floor],
             )?
             .iter()
             .map(incident_from_row)
             .collect::<Result<Vec<_>>>()?;
+        if found.len() < limit as usize && walked == RELATED_WALK {
+            let rest = i64::from(limit) - found.len() as i64;
+            for row in self.0.query(
+                &format!(
+                    "SELECT {INCIDENT_COLUMNS} FROM incidents i WHERE i.seq IN ( \
+                         SELECT seq FROM incidents WHERE key = $2 AND seq < $1 \
+                         UNION SELECT j.seq FROM occurrences o \
+                         JOIN incidents j ON j.id = o.incident_id \
+                         WHERE o.alertname = ANY($3) AND j.seq < $1) \
+                     ORDER BY i.seq DESC LIMIT $4"
+                ),
+                &[&floor, &incident.key, &names, &rest],
+            )? {
+                found.push(incident_from_row(&row)?);
+            }
+        }
         let mut out = Vec::with_capacity(found.len());
         for other in found {
             let mut shared: Vec<String> = members(&mut self.0, &other.id)?

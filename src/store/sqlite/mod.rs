@@ -19,7 +19,7 @@ use crate::alertmanager::ValidNotification;
 use crate::incident::*;
 use crate::store::{
     IncidentFilter, Job, JobStatus, ListFilter, NewJob, Page, Reads, Related, Search, StoreError,
-    StoredDraft, Tx, SEARCH_WALK,
+    StoredDraft, Tx, RELATED_WALK, SEARCH_WALK,
 };
 use crate::time::{from_micros, to_micros};
 
@@ -947,7 +947,8 @@ pub fn count_notifications(conn: &Connection) -> rusqlite::Result<i64> {
 }
 
 /// Earlier incidents with the same key or a shared alert name, newest first:
-/// `(incident, same_key, shared alert names)`.
+/// `(incident, same_key, shared alert names)`. The [`super::RELATED_WALK`] incidents just
+/// before it are tested one by one; older ones are looked up by key and alert name.
 pub fn related_incidents(
     conn: &Connection,
     incident: &Incident,
@@ -959,19 +960,58 @@ pub fn related_incidents(
         .map(|a| a.alertname.as_str())
         .collect();
     let names_json = serde_json::to_string(&names).unwrap_or_else(|_| "[]".into());
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {INCIDENT_COLUMNS} FROM incidents i \
-         WHERE i.seq < (SELECT seq FROM incidents WHERE id = ?1) \
-           AND (i.key = ?2 OR EXISTS (SELECT 1 FROM occurrences o WHERE o.incident_id = i.id \
-                AND o.alertname IN (SELECT value FROM json_each(?3)))) \
-         ORDER BY i.seq DESC LIMIT ?4"
-    ))?;
-    let found: Vec<Incident> = stmt
+    let Some(before) = conn
+        .query_row(
+            "SELECT seq FROM incidents WHERE id = ?1",
+            [&incident.id],
+            |r| r.get::<_, i64>(0),
+        )
+        .optional()?
+    else {
+        return Ok(Vec::new());
+    };
+    const RELATED_TO: &str = "(i.key = ?2 OR EXISTS (SELECT 1 FROM occurrences o \
+         WHERE o.incident_id = i.id AND o.alertname IN (SELECT value FROM json_each(?3))))";
+    // The newest RELATED_WALK incidents before it, each tested; where they end.
+    let (walked, floor): (i64, Option<i64>) = conn
+        .prepare_cached(
+            "SELECT count(*), min(seq) FROM \
+             (SELECT seq FROM incidents WHERE seq < ?1 ORDER BY seq DESC LIMIT ?2)",
+        )?
+        .query_row(params![before, RELATED_WALK], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    let Some(floor) = floor else {
+        return Ok(Vec::new());
+    };
+    let mut found: Vec<Incident> = conn
+        .prepare_cached(&format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents i \
+             WHERE i.seq < ?1 AND i.seq >= ?5 AND {RELATED_TO} ORDER BY i.seq DESC LIMIT ?4"
+        ))?
         .query_map(
-            params![incident.id, incident.key, names_json, limit as i64],
+            params![before, incident.key, names_json, limit, floor],
             incident_from_row,
         )?
         .collect::<rusqlite::Result<_>>()?;
+    // Older ones, if the walk did not fill the list and did not reach the first incident:
+    // the candidates by key and by alert name.
+    if found.len() < limit as usize && walked == RELATED_WALK {
+        let mut older = conn.prepare_cached(&format!(
+            "SELECT {INCIDENT_COLUMNS} FROM incidents i WHERE i.seq IN ( \
+                 SELECT seq FROM incidents WHERE key = ?2 AND seq < ?1 \
+                 UNION SELECT j.seq FROM occurrences o JOIN incidents j ON j.id = o.incident_id \
+                 WHERE o.alertname IN (SELECT value FROM json_each(?3)) AND j.seq < ?1) \
+             ORDER BY i.seq DESC LIMIT ?4"
+        ))?;
+        let rest = i64::from(limit) - found.len() as i64;
+        for row in older.query_map(
+            params![floor, incident.key, names_json, rest],
+            incident_from_row,
+        )? {
+            found.push(row?);
+        }
+    }
     let mut out = Vec::with_capacity(found.len());
     for other in found {
         let mut shared: Vec<String> = members(conn, &other.id)?
