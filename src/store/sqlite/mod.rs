@@ -613,7 +613,8 @@ const BLOCK_BITS: u32 = 6;
 
 /// The characters `incidents.search_chars` records (migrations 14 and 15): bit `i` is set when
 /// the incident's title, alert names or first two characters of its id contain character `i`
-/// of this list, a letter in either case. The 26 letters, the 10 digits and the 26 punctuation marks likeliest in a search.
+/// of this list, a letter in either case. The 26 letters, the 10 digits and the 26
+/// punctuation marks likeliest in a search.
 pub(crate) const SEARCH_CHARS: &str =
     "abcdefghijklmnopqrstuvwxyz0123456789 -_.:/%=,()[]{}\"'@#+*&!?<>";
 
