@@ -2,8 +2,9 @@
 # The pages with many stored incidents: seeds N incidents (default 100,000) through the real
 # webhook (first alerts spread over the last 28 days, one service each, 99% of them resolved by
 # a second notification), then measures with oha:
-# the incidents list (first page, a deep page, filtered, searched), an incident's page and the
-# reports page (30 days, per week). Prints one line per request: req/s, p50 and p99.
+# the incidents list (first page, a deep page, filtered, searched), an incident's page (one of
+# the common alert, and one whose alert no other incident has) and the reports page (30 days,
+# per week). Prints one line per request: req/s, p50 and p99.
 #
 # Usage: scripts/bench-pages.sh    (BENCH_INCIDENTS=100000 BENCH_DURATION=10s BENCH_CONCURRENCY=4)
 # Goals (issue 16): list and incident pages p99 <= 50 ms, reports page p99 <= 200 ms.
@@ -80,9 +81,31 @@ PY
 
 
 url="http://127.0.0.1:$port"
+# One incident whose alert name and service no other has (its page looks up related incidents
+# past the newest ones): posted once, found again on reuse.
+rare=$(python3 - "$port" <<'PY'
+import datetime, http.client, json, sys
+c = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]))
+c.request("GET", "/api/v1/incidents?service=svc-rare")
+found = json.loads(c.getresponse().read())["incidents"]
+if found:
+    print(found[0]["id"]); sys.exit()
+p = json.load(open("tests/fixtures/bench/payload-firing.json"))
+a = p["alerts"][0]
+a["fingerprint"] = "rare000000000001"
+a["labels"].update(alertname="RareAlertXyz", service="svc-rare")
+p["commonLabels"]["alertname"] = "RareAlertXyz"
+p["groupKey"] = '{}:{service="svc-rare"}'
+a["startsAt"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+c.request("POST", "/webhook/alertmanager", json.dumps(p), {"Content-Type": "application/json"})
+r = c.getresponse()
+assert r.status == 200, r.status
+print(json.loads(r.read())["incidents"][0])
+PY
+)
 mid=$(printf 'INC-%s-%04d' "$(date -u +%Y)" $((n / 2)))
 # BENCH_PATHS: the requests to measure (default: all of these).
-paths="${BENCH_PATHS:-/ /?after=u$((n / 2)) /?after=r$((n / 2)) /?status=resolved /?status=open /?service=svc-$((n / 2)) /?q=svc-4242 /?q=HighError /?q=ConnectionPool /?q=INC-$(date -u +%Y)-5 /?q=zz /incidents/$mid /reports /reports?by=month}"
+paths="${BENCH_PATHS:-/ /?after=u$((n / 2)) /?after=r$((n / 2)) /?status=resolved /?status=open /?service=svc-$((n / 2)) /?q=svc-4242 /?q=HighError /?q=ConnectionPool /?q=INC-$(date -u +%Y)-5 /?q=zz /incidents/$mid /incidents/$rare /reports /reports?by=month}"
 for path in $paths; do
     out=$(oha --no-tui --output-format json -z "$duration" -c "$conc" "$url$path")
     python3 -c '
