@@ -162,24 +162,40 @@ impl Stat {
     }
 }
 
-/// An incident with its four figures ([`crate::incident::ResponseTimes::millis`]) computed
-/// once: a report counts each incident in up to four sets of figures (the range, its
-/// service, its period, its service in its period).
-struct Measured<'a> {
-    summary: &'a IncidentSummary,
-    /// A negative span (an incident resolved before incidentd first heard of it, as after a
-    /// delivery backlog) measured nothing: `None`, excluded, as the draft says "none".
-    millis: ResponseMillis,
+/// An incident as a report counts it, copied once from its summary into a compact row: a
+/// report passes over 100,000 of these several times (the range, its periods, their
+/// services), in order, with nothing to follow but the row itself.
+struct Measured {
+    fired_at: Timestamp,
+    service: u32,
+    reopen_count: u32,
+    status: Status,
+    /// Its four figures in whole milliseconds ([`crate::incident::ResponseTimes::millis`],
+    /// in that order), [`UNMEASURED`] where not known. A negative span (an incident resolved
+    /// before incidentd first heard of it, as after a delivery backlog) measured nothing:
+    /// excluded, as the draft says "none".
+    millis: [i64; 4],
 }
 
-impl<'a> Measured<'a> {
-    fn of(summary: &'a IncidentSummary) -> Measured<'a> {
+/// A figure not known for an incident ([`Measured::millis`]).
+const UNMEASURED: i64 = -1;
+
+impl Measured {
+    fn of(summary: &IncidentSummary) -> Measured {
+        let millis: ResponseMillis = summary.millis;
         Measured {
-            summary,
-            millis: summary.millis.map(|ms| ms.filter(|ms| *ms >= 0)),
+            fired_at: summary.fired_at,
+            service: summary.service,
+            reopen_count: summary.reopen_count,
+            status: summary.status,
+            millis: millis.map(|ms| ms.filter(|ms| *ms >= 0).unwrap_or(UNMEASURED)),
         }
     }
 }
+
+/// The values of the four figures of a set of incidents, kept between sets so that a report
+/// allocates them once.
+type Buffers = [Vec<i64>; 4];
 
 /// The figures of a set of incidents.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -198,31 +214,30 @@ pub struct Figures {
 }
 
 impl Figures {
-    fn of(incidents: &[&Measured]) -> Figures {
-        let total = incidents.len() as u64;
-        let mut f = Figures {
-            incidents: total,
-            ..Figures::default()
-        };
+    /// The figures of `incidents`, in one pass over them (`buffers`: any content, reused).
+    fn of<'m>(incidents: impl IntoIterator<Item = &'m Measured>, buffers: &mut Buffers) -> Figures {
+        let mut f = Figures::default();
+        buffers.iter_mut().for_each(Vec::clear);
         for i in incidents {
-            match i.summary.status {
+            f.incidents += 1;
+            match i.status {
                 Status::Open => f.open += 1,
                 Status::Acknowledged => f.acknowledged += 1,
                 Status::Resolved => f.resolved += 1,
             }
-            f.reopens += u64::from(i.summary.reopen_count);
+            f.reopens += u64::from(i.reopen_count);
+            for (values, ms) in buffers.iter_mut().zip(i.millis) {
+                if ms != UNMEASURED {
+                    values.push(ms);
+                }
+            }
         }
-        let mut buffer: Vec<i64> = Vec::with_capacity(incidents.len());
-        let mut stat = |figure: usize| {
-            buffer.clear();
-            buffer.extend(incidents.iter().filter_map(|i| i.millis[figure]));
-            Stat::of(&mut buffer, total)
-        };
-        // In the order of `ResponseTimes::millis`.
-        f.ttd = stat(0);
-        f.tta = stat(1);
-        f.ttr = stat(2);
-        f.duration = stat(3);
+        let [ttd, tta, ttr, duration] = buffers;
+        let total = f.incidents;
+        f.ttd = Stat::of(ttd, total);
+        f.tta = Stat::of(tta, total);
+        f.ttr = Stat::of(ttr, total);
+        f.duration = Stat::of(duration, total);
         f
     }
 }
@@ -435,14 +450,50 @@ fn first_k<T: Copy>(
     kept
 }
 
-/// The services with incidents in `counts` (incidents per service index): the
-/// [`TOP_SERVICES`] with most (then by name), in that order, and how many there are in all.
-fn busiest(rows: &ReportRows, counts: &[u64]) -> (Vec<u32>, usize) {
-    let with_incidents = counts.iter().filter(|c| **c > 0).count();
-    let top = first_k(
-        (0..counts.len() as u32).filter(|&s| counts[s as usize] > 0),
-        TOP_SERVICES,
-        |a, b| {
+/// Incidents per service, for one set of incidents at a time ([`Self::split`]). Its vectors
+/// are as long as the services and made once per report; each set clears only the services
+/// it touched, so a week of 20,000 incidents among 100,000 services costs its own 20,000.
+struct ServiceCounts {
+    /// Incidents per service index in the current set.
+    counts: Vec<u32>,
+    /// The place of a listed service among [`Split::listed`]; `u32::MAX`: not listed.
+    place: Vec<u32>,
+    /// The services with incidents in the current set.
+    touched: Vec<u32>,
+}
+
+/// A set of incidents by service: the [`TOP_SERVICES`] with most incidents (then by name),
+/// in that order, each with its incidents, and how many other services have incidents.
+struct Split<'m> {
+    listed: Vec<(u32, Vec<&'m Measured>)>,
+    others: u64,
+}
+
+impl ServiceCounts {
+    fn new(services: usize) -> ServiceCounts {
+        ServiceCounts {
+            counts: vec![0; services],
+            place: vec![u32::MAX; services],
+            touched: Vec::new(),
+        }
+    }
+
+    /// `incidents` by service. Until the next call, [`Self::listed`] says which are listed.
+    fn split<'m>(&mut self, rows: &ReportRows, incidents: &'m [Measured]) -> Split<'m> {
+        for s in self.touched.drain(..) {
+            self.counts[s as usize] = 0;
+            self.place[s as usize] = u32::MAX;
+        }
+        for i in incidents {
+            let count = &mut self.counts[i.service as usize];
+            if *count == 0 {
+                self.touched.push(i.service);
+            }
+            *count += 1;
+        }
+        let counts = &self.counts;
+        // A strict order whatever the order of `touched`: names are unique.
+        let top = first_k(self.touched.iter().copied(), TOP_SERVICES, |a, b| {
             counts[b as usize]
                 .cmp(&counts[a as usize])
                 .then_with(|| {
@@ -452,45 +503,50 @@ fn busiest(rows: &ReportRows, counts: &[u64]) -> (Vec<u32>, usize) {
                     )
                 })
                 .is_lt()
-        },
-    );
-    (top, with_incidents)
-}
-
-/// `incidents` by service: the [`TOP_SERVICES`] with most incidents (then by name), each
-/// with its incidents, and the incidents of the others with how many services they are.
-type ByService<'a, 'b> = (
-    Vec<(u32, Vec<&'b Measured<'a>>)>,
-    Option<(u64, Vec<&'b Measured<'a>>)>,
-);
-
-fn by_service<'a, 'b>(rows: &ReportRows, incidents: &[&'b Measured<'a>]) -> ByService<'a, 'b> {
-    let mut counts: Vec<u64> = vec![0; rows.services.len()];
-    for i in incidents {
-        counts[i.summary.service as usize] += 1;
-    }
-    let (ids, with_incidents) = busiest(rows, &counts);
-    let others = (with_incidents - ids.len()) as u64;
-    let mut place: Vec<u32> = vec![u32::MAX; rows.services.len()];
-    for (k, s) in ids.iter().enumerate() {
-        place[*s as usize] = k as u32;
-    }
-    let mut groups: Vec<(u32, Vec<&Measured>)> = ids.iter().map(|s| (*s, Vec::new())).collect();
-    let mut rest = Vec::new();
-    for i in incidents {
-        match place[i.summary.service as usize] {
-            u32::MAX => rest.push(*i),
-            k => groups[k as usize].1.push(*i),
+        });
+        let mut listed: Vec<(u32, Vec<&Measured>)> = top
+            .iter()
+            .map(|&s| (s, Vec::with_capacity(counts[s as usize] as usize)))
+            .collect();
+        for (k, s) in top.iter().enumerate() {
+            self.place[*s as usize] = k as u32;
+        }
+        for i in incidents {
+            if let Some(k) = self.listed(i.service) {
+                listed[k].1.push(i);
+            }
+        }
+        Split {
+            others: (self.touched.len() - top.len()) as u64,
+            listed,
         }
     }
-    (groups, (others > 0).then_some((others, rest)))
-}
 
-fn other_services(rest: Option<(u64, Vec<&Measured>)>) -> Option<OtherServices> {
-    rest.map(|(services, list)| OtherServices {
-        services,
-        figures: Figures::of(&list),
-    })
+    /// The place of `service` among the last split's listed services.
+    fn listed(&self, service: u32) -> Option<usize> {
+        match self.place[service as usize] {
+            u32::MAX => None,
+            k => Some(k as usize),
+        }
+    }
+
+    /// The figures of the services the last split of `incidents` left out (`None`: none).
+    fn others(
+        &self,
+        split: &Split,
+        incidents: &[Measured],
+        buffers: &mut Buffers,
+    ) -> Option<OtherServices> {
+        (split.others > 0).then(|| OtherServices {
+            services: split.others,
+            figures: Figures::of(
+                incidents
+                    .iter()
+                    .filter(|i| self.listed(i.service).is_none()),
+                buffers,
+            ),
+        })
+    }
 }
 
 /// The report over `query`'s range from the rows the store read for it.
@@ -502,39 +558,41 @@ pub fn build(
     rows: &ReportRows,
 ) -> Report {
     // The store reads exactly the range, oldest first; filtering and ordering again keeps
-    // `build` true to any input (sorting sorted rows costs one pass).
+    // `build` true to any input (checking sorted rows costs one pass).
     let wanted: Vec<bool> = rows
         .services
         .iter()
         .map(|s| query.service.is_none() || s.as_deref() == query.service.as_deref())
         .collect();
-    let mut measured: Vec<Measured> = rows
-        .incidents
-        .iter()
-        .filter(|i| i.fired_at >= query.since && i.fired_at < query.until)
-        .filter(|i| wanted[i.service as usize])
-        .map(Measured::of)
-        .collect();
-    measured.sort_by_key(|i| i.summary.fired_at);
-    let inside: Vec<&Measured> = measured.iter().collect();
-
-    let (groups, rest) = by_service(rows, &inside);
-    let mut alerts_of: Vec<Vec<&AlertTally>> = vec![Vec::new(); groups.len()];
-    let mut place: Vec<Option<usize>> = vec![None; rows.services.len()];
-    for (k, (s, _)) in groups.iter().enumerate() {
-        place[*s as usize] = Some(k);
+    let mut inside: Vec<Measured> = Vec::with_capacity(rows.incidents.len());
+    inside.extend(
+        rows.incidents
+            .iter()
+            .filter(|i| i.fired_at >= query.since && i.fired_at < query.until)
+            .filter(|i| wanted[i.service as usize])
+            .map(Measured::of),
+    );
+    if !inside.is_sorted_by_key(|i| i.fired_at) {
+        inside.sort_by_key(|i| i.fired_at);
     }
+    let mut buffers = Buffers::default();
+    let mut counts = ServiceCounts::new(rows.services.len());
+
+    let split = counts.split(rows, &inside);
+    let mut alerts_of: Vec<Vec<&AlertTally>> = vec![Vec::new(); split.listed.len()];
     for t in &rows.alerts {
-        if let Some(k) = place[t.service as usize] {
+        if let Some(k) = counts.listed(t.service) {
             alerts_of[k].push(t);
         }
     }
-    let services = groups
+    let other_services = counts.others(&split, &inside, &mut buffers);
+    let services = split
+        .listed
         .into_iter()
         .zip(alerts_of)
         .map(|((service, list), alerts)| ServiceReport {
             service: service_name(rows, service),
-            figures: Figures::of(&list),
+            figures: Figures::of(list, &mut buffers),
             top_alerts: top_alerts(rows, alerts.into_iter(), TOP_PER_SERVICE),
         })
         .collect();
@@ -546,24 +604,26 @@ pub fn build(
         while start_of(first, zone) < query.until {
             let next = by.next(first);
             let (start, end) = (start_of(first, zone), start_of(next, zone));
-            let split = rest.partition_point(|i| i.summary.fired_at < end);
-            let (these, later) = rest.split_at(split);
+            let split_at = rest.partition_point(|i| i.fired_at < end);
+            let (these, later) = rest.split_at(split_at);
             rest = later;
-            let (groups, others) = by_service(rows, these);
+            let split = counts.split(rows, these);
+            let other_services = counts.others(&split, these, &mut buffers);
             periods.push(PeriodReport {
                 label: by.label(first),
                 start,
                 end,
                 partial: start < query.since || end > query.until,
-                figures: Figures::of(these),
-                services: groups
+                figures: Figures::of(these, &mut buffers),
+                services: split
+                    .listed
                     .into_iter()
                     .map(|(service, list)| ServiceFigures {
                         service: service_name(rows, service),
-                        figures: Figures::of(&list),
+                        figures: Figures::of(list, &mut buffers),
                     })
                     .collect(),
-                other_services: other_services(others),
+                other_services,
             });
             if next <= first {
                 break;
@@ -598,9 +658,9 @@ pub fn build(
         timezone: zone.name().to_string(),
         generated_at,
         definitions: DEFINITIONS,
-        total: Figures::of(&inside),
+        total: Figures::of(&inside, &mut buffers),
         services,
-        other_services: other_services(rest),
+        other_services,
         periods,
         top_alerts: top_alerts(
             rows,
@@ -839,7 +899,11 @@ mod tests {
         a.s.times.resolved_at = Some(t("2026-11-23T10:20:30Z"));
         a.s.status = Status::Resolved;
         let b = summary("INC-2", "api", "2026-11-24T10:00:00Z");
-        let f = Figures::of(&[&Measured::of(&a.s.summary()), &Measured::of(&b.s.summary())]);
+        let mut buffers = Buffers::default();
+        let f = Figures::of(
+            &[Measured::of(&a.s.summary()), Measured::of(&b.s.summary())],
+            &mut buffers,
+        );
         assert_eq!(f.incidents, 2);
         assert_eq!((f.open, f.resolved), (1, 1));
         // TTD = detected − impact start = 10:00:30 − 09:58:00.
@@ -854,10 +918,13 @@ mod tests {
         let mut late = summary("INC-3", "api", "2026-11-25T10:00:00Z");
         late.s.times.resolved_at = Some(t("2026-11-25T09:00:00Z"));
         late.s.status = Status::Resolved;
-        let f = Figures::of(&[
-            &Measured::of(&a.s.summary()),
-            &Measured::of(&late.s.summary()),
-        ]);
+        let f = Figures::of(
+            &[
+                Measured::of(&a.s.summary()),
+                Measured::of(&late.s.summary()),
+            ],
+            &mut buffers,
+        );
         assert_eq!(f.ttr.mean_seconds, Some(1200.0));
         assert_eq!((f.ttr.n, f.ttr.excluded), (1, 1));
     }
@@ -975,6 +1042,95 @@ mod tests {
         assert_eq!((a.incidents, a.firings, a.services_total), (465, 465, 30));
         assert_eq!(a.services.len(), SERVICES_PER_ALERT);
         assert_eq!(a.services[0].as_deref(), Some("svc-29"));
+    }
+
+    #[test]
+    fn each_period_lists_its_own_busiest_services_as_counting_it_alone_would() {
+        // 40 services over three ISO weeks, each week's busiest others than the last's (a
+        // count left over from the range or an earlier week would show), in no order.
+        let mut incs = Vec::new();
+        for n in 0..900u64 {
+            let week = n % 3;
+            let service = (n * 7 + week * 13) % 40 % (10 + week * 15);
+            let at = t("2026-11-02T00:00:00Z")
+                + Duration::days(7 * week as i64)
+                + Duration::minutes((n * 37 % 9000) as i64);
+            let mut i = summary(
+                &format!("INC-{n}"),
+                &format!("svc-{service:02}"),
+                &at.to_rfc3339(),
+            );
+            i.s.times.resolved_at = Some(at + Duration::seconds(60 + (n * 53 % 600) as i64));
+            i.s.status = Status::Resolved;
+            incs.push(i);
+        }
+        incs.reverse();
+        let q = query("2026-11-02T00:00:00Z", "2026-11-23T00:00:00Z");
+        let r = build(&q, Period::Week, Tz::UTC, q.until, &rows(&incs, &[]));
+        assert_eq!(r.periods.len(), 3);
+        // Each set counted alone: (service, incidents, TTR p50) of the busiest, then the rest.
+        let alone = |these: Vec<&Inc>| {
+            let mut by: std::collections::BTreeMap<&str, Vec<i64>> = Default::default();
+            for i in &these {
+                by.entry(&i.service)
+                    .or_default()
+                    .push(i.s.times.ttr_millis().unwrap());
+            }
+            let mut order: Vec<(&str, Vec<i64>)> = by.into_iter().collect();
+            order.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(b.0)));
+            let rest: u64 = order
+                .iter()
+                .skip(TOP_SERVICES)
+                .map(|s| s.1.len() as u64)
+                .sum();
+            let listed: Vec<(String, u64, Option<f64>)> = order
+                .into_iter()
+                .take(TOP_SERVICES)
+                .map(|(s, mut v)| {
+                    let n = v.len() as u64;
+                    (s.to_string(), n, Stat::of(&mut v, n).p50_seconds)
+                })
+                .collect();
+            (listed, rest)
+        };
+        let shown = |list: &[(Option<String>, &Figures)]| -> Vec<(String, u64, Option<f64>)> {
+            list.iter()
+                .map(|(s, f)| (s.clone().unwrap(), f.incidents, f.ttr.p50_seconds))
+                .collect()
+        };
+        let (listed, rest) = alone(incs.iter().collect());
+        let services: Vec<_> = r
+            .services
+            .iter()
+            .map(|s| (s.service.clone(), &s.figures))
+            .collect();
+        assert_eq!(shown(&services), listed);
+        assert_eq!(
+            r.other_services.as_ref().map_or(0, |o| o.figures.incidents),
+            rest
+        );
+        let mut tops = Vec::new();
+        for p in &r.periods {
+            let these = incs
+                .iter()
+                .filter(|i| i.s.fired_at >= p.start && i.s.fired_at < p.end)
+                .collect();
+            let (listed, rest) = alone(these);
+            let services: Vec<_> = p
+                .services
+                .iter()
+                .map(|s| (s.service.clone(), &s.figures))
+                .collect();
+            assert_eq!(shown(&services), listed, "{}", p.label);
+            assert_eq!(
+                p.other_services.as_ref().map_or(0, |o| o.figures.incidents),
+                rest
+            );
+            tops.push(listed[0].0.clone());
+        }
+        // The weeks' busiest differ, so a leftover count would have shown.
+        assert_ne!(tops[0], tops[1]);
+        assert_ne!(tops[1], tops[2]);
     }
 
     #[test]

@@ -558,15 +558,5 @@ pub async fn report(
         zone,
     )
     .map_err(ApiError::BadRequest)?;
-    let rows = state
-        .store
-        .report_rows(request.query.clone(), crate::report::TOP)
-        .await?;
-    Ok(Json(crate::report::build(
-        &request.query,
-        request.by,
-        zone,
-        now,
-        &rows,
-    )))
+    Ok(Json(state.report(&request, zone, now).await?))
 }

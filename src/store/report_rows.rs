@@ -180,6 +180,15 @@ struct Tally {
 }
 
 impl AlertTallies {
+    /// Room for `services` services and `tallies` tallies: a report over 100,000 incidents
+    /// would otherwise copy its lists each time they double.
+    pub fn with_capacity(services: usize, tallies: usize) -> AlertTallies {
+        AlertTallies {
+            first: Vec::with_capacity(services),
+            tallies: Vec::with_capacity(tallies),
+        }
+    }
+
     pub fn add(&mut self, service: u32, alertname: u32, incidents: u64, firings: u64) {
         let service = service as usize;
         if self.first.len() <= service {

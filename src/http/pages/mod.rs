@@ -394,11 +394,7 @@ pub async fn reports_page(
         zone,
     )
     .map_err(PageError::BadRequest)?;
-    let rows = state
-        .store
-        .report_rows(request.query.clone(), crate::report::TOP)
-        .await?;
-    let report = crate::report::build(&request.query, request.by, zone, now, &rows);
+    let report = state.report(&request, zone, now).await?;
     let view = reports::view(&params, &report, zone, second);
     let html = state.pages.render("reports", "Reports", &view)?;
     Ok(page(&state.pages, html, None))

@@ -140,7 +140,10 @@ impl ReportCache {
                 && k.fired_at < until
                 && service.is_none_or(|s| s == k.summary.service)
         };
-        let mut tallies = AlertTallies::default();
+        let mut tallies = AlertTallies::with_capacity(
+            state.services.len(),
+            blocks.iter().map(|b| b.tallies.len()).sum(),
+        );
         if blocks.iter().any(|b| b.untallied > 0) {
             // Rare (an incident with alerts whose names pass 1,000 bytes): read apart.
             let mut stmt = tx.prepare_cached(UNTALLIED_ALERTS)?;
