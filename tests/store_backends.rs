@@ -1580,6 +1580,9 @@ async fn search_corpus(store: &Store) {
             // The first and the last incident share an alert name no other has: the last's
             // related incident is 518 incidents older, past the walk of the newest 500.
             _ if i == 0 || i == 519 => ("RareTwin", format!("Routine check {i}")),
+            // A pair of characters in a row in two blocks of nine: a two-character term
+            // visits only those (migration 16).
+            _ if [100, 300, 301].contains(&i) => ("WjPair", format!("Routine wj {i}")),
             _ => ("Filler", format!("Routine check {i}")),
         };
         let service = format!("svc-{i}");
@@ -1748,6 +1751,9 @@ async fn searches(store: Store) -> Vec<String> {
         "C-",
         "-2",
         "26",
+        "wj",
+        "WJ",
+        "jp",
     ];
     let mut filters: Vec<IncidentFilter> = terms
         .iter()
@@ -1867,7 +1873,9 @@ async fn searches(store: Store) -> Vec<String> {
         }
         related_log.push(format!("related to {}: {related:?}", x.id));
     }
-    for q in ["Ü", "_", "7", "IN", "In", "q", "db", "xy", "ck", "k ", "26"] {
+    for q in [
+        "Ü", "_", "7", "IN", "In", "q", "db", "xy", "ck", "k ", "26", "wj", "WJ", "jp",
+    ] {
         assert!(found(q), "{q} finds something");
     }
     // In every id, but not at its start: an id matches by its start.

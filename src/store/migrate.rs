@@ -36,8 +36,8 @@ const TABLES: &[&str] = &[
 const SKIPPED: &[(&str, &str)] = &[
     ("leases", "held by processes, not data"),
     // SQLite's search index (FTS5) and its shadow tables, and its short terms' blocks
-    // (migration 14): PostgreSQL's is made of `pg_trgm` indexes on `incidents`, filled as its
-    // rows are copied.
+    // (migrations 14 and 16): PostgreSQL's is made of `pg_trgm` indexes on `incidents`,
+    // filled as its rows are copied.
     ("incident_search", SEARCH_INDEX),
     ("incident_search_config", SEARCH_INDEX),
     ("incident_search_data", SEARCH_INDEX),
@@ -48,6 +48,7 @@ const SKIPPED: &[(&str, &str)] = &[
         "counts changes for SQLite's reports' cache in one process; PostgreSQL's reports read their rows",
     ),
     ("incident_search_blocks", SEARCH_INDEX),
+    ("incident_search_pairs", SEARCH_INDEX),
 ];
 
 const SEARCH_INDEX: &str = "SQLite's search index; PostgreSQL indexes the copied rows";

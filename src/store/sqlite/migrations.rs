@@ -75,6 +75,35 @@ macro_rules! search_chars_sql {
 }
 
 /// Migration `i` brings the schema from version `i` to `i + 1`.
+/// The pairs of characters of the incidents `$where` selects (`incident_search_pairs`,
+/// migration 16): every two characters in a row of the id's first two, of the title and of
+/// the alert names, lower-cased as `LIKE` folds them (ASCII letters), into the incident's block
+/// (`seq >> 6`). Positions come from `json_each` over an array as long as the text (SQLite
+/// has no loop, and a trigger cannot use a `WITH`). Written once, used by the fill and the
+/// triggers.
+macro_rules! search_pairs_sql {
+    ($where:literal) => {
+        concat!(
+            "
+        INSERT INTO incident_search_pairs (pair, block)
+            SELECT substr(s.t, j.key + 1, 2), s.b
+            FROM (SELECT seq >> 6 AS b, lower(substr(id, 1, 2)) AS t FROM incidents WHERE ",
+            $where,
+            "
+                  UNION ALL SELECT seq >> 6, lower(title) FROM incidents WHERE ",
+            $where,
+            "
+                  UNION ALL SELECT seq >> 6, lower(alertnames) FROM incidents WHERE ",
+            $where,
+            ") AS s,
+                 json_each('[' || replace(hex(zeroblob(max(length(s.t) - 2, 0))), '00', '0,')
+                           || '0]') AS j
+            WHERE length(s.t) >= 2
+            ON CONFLICT DO NOTHING;"
+        )
+    };
+}
+
 pub const MIGRATIONS: &[&str] = &[
     // 1: incidents, their occurrences and timelines, raw notifications, jobs.
     r#"
@@ -529,6 +558,39 @@ pub const MIGRATIONS: &[&str] = &[
     END;
     "#
     ),
+    // 16: a term of two characters finds its blocks by the pair itself. Every incident has
+    // the `d` and the `b` of `db` somewhere (`search_chars` cannot tell), but few blocks have
+    // `db` in a row: `incident_search_pairs` lists, per block of 64 incidents (by `seq`, both
+    // phases together), each pair of characters some incident of it has in its id's first
+    // two, title or alert names (`search_pairs_sql!`), so that the walk visits only the
+    // blocks that have the term. Pairs are only ever added, as the blocks' characters of 14:
+    // a pair an incident lost, or took to another block, costs the walk a look, never a
+    // match.
+    concat!(
+        r#"
+    CREATE TABLE incident_search_pairs (
+        pair  TEXT NOT NULL,     -- two characters, lower-cased as LIKE folds them
+        block INTEGER NOT NULL,  -- seq >> 6, as incident_search_blocks
+        PRIMARY KEY (pair, block)
+    ) WITHOUT ROWID;
+"#,
+        search_pairs_sql!("true"),
+        r#"
+    CREATE TRIGGER incidents_search_pairs_insert AFTER INSERT ON incidents BEGIN
+"#,
+        search_pairs_sql!("seq = new.seq"),
+        r#"
+    END;
+    CREATE TRIGGER incidents_search_pairs_update AFTER UPDATE OF id, title, alertnames, seq
+    ON incidents
+    WHEN old.id IS NOT new.id OR old.title IS NOT new.title
+      OR old.alertnames IS NOT new.alertnames OR old.seq IS NOT new.seq BEGIN
+"#,
+        search_pairs_sql!("seq = new.seq"),
+        r#"
+    END;
+    "#
+    ),
 ];
 
 /// Bring the schema up to date. Refuses a database written by a newer incidentd.
@@ -877,6 +939,95 @@ mod tests {
             chars(&conn, 12),
             search_chars("IN Title 12 QuixoticJazz"),
             "an alert's name"
+        );
+    }
+
+    /// Every pair of characters in a row of an incident's id's first two, title and alert
+    /// names is in its block (what makes the two-character search's skipping exact): after
+    /// migration 16 fills the pairs from existing incidents, and after every kind of write
+    /// that changes what they depend on. Pairs computed here in Rust, as the search asks.
+    #[test]
+    fn every_incident_s_pairs_are_in_its_block_after_every_write() {
+        use crate::store::sqlite::search_pair;
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        for sql in &MIGRATIONS[..15] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 15).unwrap();
+        let insert = |conn: &Connection, seq: i64, title: &str| {
+            conn.execute(
+                "INSERT INTO incidents (id, seq, key, title, status, impact_start_method,
+                     fired_at, detected_at, reopen_count, received, duplicate, stale, version,
+                     updated_at)
+                 VALUES ('INC-' || ?1, ?1, 'k', ?2, 'open', 'm', 0, 0, 0, 1, 0, 0, 1, 0)",
+                rusqlite::params![seq, title],
+            )
+            .unwrap();
+        };
+        for seq in 1..=130 {
+            insert(&conn, seq, &format!("Title {seq}"));
+        }
+        insert(&conn, 131, "É\u{1F525} Ünïcode DB\nx");
+        insert(&conn, 132, "A");
+        migrate(&mut conn).unwrap();
+        // (pair, block) of every incident that the table lacks.
+        let missing = |conn: &Connection| -> Vec<(String, i64)> {
+            let rows: Vec<(i64, String, String, String)> = conn
+                .prepare("SELECT seq, id, title, alertnames FROM incidents")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let mut lacking = Vec::new();
+            for (seq, id, title, names) in rows {
+                let id: String = id.chars().take(2).collect();
+                for text in [id, title, names] {
+                    let chars: Vec<char> = text.chars().collect();
+                    for w in chars.windows(2) {
+                        let pair = search_pair(&w.iter().collect::<String>()).unwrap();
+                        let there: bool = conn
+                            .query_row(
+                                "SELECT count(*) > 0 FROM incident_search_pairs
+                                 WHERE pair = ?1 AND block = ?2",
+                                rusqlite::params![pair, seq >> 6],
+                                |r| r.get(0),
+                            )
+                            .unwrap();
+                        if !there {
+                            lacking.push((pair, seq >> 6));
+                        }
+                    }
+                }
+            }
+            lacking
+        };
+        assert_eq!(missing(&conn), vec![], "filled from the existing incidents");
+        let db: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM incident_search_pairs WHERE pair = 'db' AND block = 2",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(db, 1, "lower-cased");
+
+        insert(&conn, 200, "Zebra quux");
+        assert_eq!(missing(&conn), vec![], "an insert");
+        conn.execute_batch(
+            "UPDATE incidents SET title = 'Jinx wavy' WHERE seq = 5;
+             UPDATE incidents SET seq = 300 WHERE seq = 10;
+             UPDATE incidents SET id = 'XYZ-1' WHERE seq = 11;
+             INSERT INTO occurrences (fingerprint, starts_at, incident_id, status, alertname,
+                 labels, annotations, generator_url, group_key, first_seen_at, last_seen_at)
+             VALUES ('a', 0, 'INC-12', 'firing', 'QuixoticJazz', '{}', '{}', '', '', 0, 0);",
+        )
+        .unwrap();
+        assert_eq!(
+            missing(&conn),
+            vec![],
+            "a title, a seq, an id, an alert's name"
         );
     }
 }

@@ -528,9 +528,10 @@ fn walk(
 /// always walks its index entry by entry: it is small, and its incidents are scattered one
 /// or two to a block.
 ///
-/// What is left slow: a term whose characters most incidents have but which matches few
-/// (`db` on the benchmark's data: every incident has a `d` and a `b`) tests the `LIKE`s on
-/// every incident, as before migration 14 (see BENCHMARKS.md).
+/// A term of two characters goes further (migration 16): the blocks are those that have the
+/// pair itself in a row (`incident_search_pairs`, see [`search_pair`]), so `db`, whose
+/// characters every incident of the benchmark has and none in a row, visits no block instead
+/// of testing the `LIKE`s on all 100,000 incidents. A pair most blocks have walks the index.
 fn short_search(
     conn: &Connection,
     f: &IncidentFilter,
@@ -545,56 +546,74 @@ fn short_search(
         "incidents_unresolved_search"
     };
     let needed = search_chars(&search.term);
+    let pair = search_pair(&search.term);
     // The unresolved phase is small by nature (incidents get resolved), and its incidents
     // are scattered over many blocks (the benchmark's 1,000 over 832): a seek per block costs more
     // than the entries it skips. The resolved phase holds the rest, 64 to a block.
-    // Blocks only pay when they skip: with a term whose characters most blocks have (`db`:
+    // Blocks only pay when they skip: with a term whose characters most blocks have (`in`:
     // every one), a seek per block costs more than walking the entries (see BENCHMARKS.md).
-    let blocks = resolved && needed != 0 && {
+    let blocks = if !resolved || (needed == 0 && pair.is_none()) {
+        None
+    } else {
         let (with, all): (i64, i64) = conn
             .prepare_cached(
-                "SELECT count(*) FILTER (WHERE (chars & ?1) = ?1), count(*) \
-                 FROM incident_search_blocks WHERE resolved = 1",
+                "SELECT CASE WHEN ?2 IS NULL \
+                     THEN (SELECT count(*) FROM incident_search_blocks \
+                           WHERE resolved = 1 AND (chars & ?1) = ?1) \
+                     ELSE (SELECT count(*) FROM incident_search_pairs WHERE pair = ?2) END, \
+                 (SELECT count(*) FROM incident_search_blocks WHERE resolved = 1)",
             )?
-            .query_row(params![needed], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        with * 2 <= all
+            .query_row(params![needed, pair], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        (with * 2 <= all).then_some(pair)
     };
     let mut q = Query::new(&format!(
         "SELECT {}, i.seq FROM (",
         prefixed_incident_columns("i")
     ));
-    if !blocks {
-        q.sql.push_str(&format!(
-            "SELECT incidents.seq FROM incidents INDEXED BY {index} WHERE "
-        ));
-        q.filters(f, resolved, before_seq, "incidents");
-        if needed != 0 {
+    match &blocks {
+        None => {
+            q.sql.push_str(&format!(
+                "SELECT incidents.seq FROM incidents INDEXED BY {index} WHERE "
+            ));
+            q.filters(f, resolved, before_seq, "incidents");
+            if needed != 0 {
+                q.arg(" AND (incidents.search_chars & ?) = ?", needed);
+            }
+        }
+        Some(pair) => {
+            // The blocks whose incidents may have the term (its pair, else its characters),
+            // newest first; in each, its incidents of the phase that have its characters,
+            // newest first.
+            let from = match pair {
+                Some(_) => "incident_search_pairs",
+                None => "incident_search_blocks",
+            };
+            q.sql.push_str(&format!(
+                "SELECT incidents.seq FROM {from} b \
+                 CROSS JOIN incidents INDEXED BY {index} \
+                 ON incidents.seq >= (b.block << {BLOCK_BITS}) \
+                 AND incidents.seq < ((b.block + 1) << {BLOCK_BITS}) WHERE "
+            ));
+            match pair {
+                Some(pair) => q.arg("b.pair = ?", pair.clone()),
+                None => {
+                    q.arg("b.resolved = ?", i64::from(resolved));
+                    q.arg(" AND (b.chars & ?) = ?", needed);
+                }
+            }
+            if let Some(seq) = before_seq {
+                q.arg(&format!(" AND b.block <= (? >> {BLOCK_BITS})"), seq);
+            }
+            q.sql.push_str(" AND ");
+            q.filters(f, resolved, before_seq, "incidents");
             q.arg(" AND (incidents.search_chars & ?) = ?", needed);
         }
-    } else {
-        // The blocks of the phase whose incidents may have the term's characters, newest
-        // first; in each, its incidents that have them, newest first.
-        q.sql.push_str(&format!(
-            "SELECT incidents.seq FROM incident_search_blocks b \
-             CROSS JOIN incidents INDEXED BY {index} \
-             ON incidents.seq >= (b.block << {BLOCK_BITS}) \
-             AND incidents.seq < ((b.block + 1) << {BLOCK_BITS}) WHERE "
-        ));
-        q.arg("b.resolved = ?", i64::from(resolved));
-        q.arg(" AND (b.chars & ?) = ?", needed);
-        if let Some(seq) = before_seq {
-            q.arg(&format!(" AND b.block <= (? >> {BLOCK_BITS})"), seq);
-        }
-        q.sql.push_str(" AND ");
-        q.filters(f, resolved, before_seq, "incidents");
-        q.arg(" AND (incidents.search_chars & ?) = ?", needed);
     }
     q.sql.push_str(" AND ");
     q.matches(search, "incidents");
-    let order = if !blocks {
-        " ORDER BY incidents.seq DESC"
-    } else {
-        " ORDER BY b.block DESC, incidents.seq DESC"
+    let order = match blocks {
+        None => " ORDER BY incidents.seq DESC",
+        Some(_) => " ORDER BY b.block DESC, incidents.seq DESC",
     };
     q.sql.push_str(order);
     q.arg(" LIMIT ?", i64::from(limit));
@@ -627,6 +646,15 @@ pub(crate) fn search_chars(term: &str) -> i64 {
         .take_while(|&c| c != '\0')
         .filter_map(|c| SEARCH_CHARS.find(c.to_ascii_lowercase()))
         .fold(0, |bits, i| bits | 1 << i)
+}
+
+/// The pair a term of two characters is looked up by in `incident_search_pairs` (migration
+/// 16), lower-cased as `LIKE` folds it (ASCII letters only, as SQLite's `lower`); `None` for
+/// any other length, or with a NUL (`LIKE` reads its pattern up to it: the term is shorter
+/// than it looks).
+pub(crate) fn search_pair(term: &str) -> Option<String> {
+    let pair: String = term.chars().map(|c| c.to_ascii_lowercase()).collect();
+    (pair.chars().count() == 2 && !pair.contains('\0')).then_some(pair)
 }
 
 /// An FTS5 query: the term as one phrase (its trigrams in a row: a substring) in the id,
