@@ -105,7 +105,7 @@ PY
 )
 mid=$(printf 'INC-%s-%04d' "$(date -u +%Y)" $((n / 2)))
 # BENCH_PATHS: the requests to measure (default: all of these).
-paths="${BENCH_PATHS:-/ /?after=u$((n / 2)) /?after=r$((n / 2)) /?status=resolved /?status=open /?service=svc-$((n / 2)) /?q=svc-4242 /?q=HighError /?q=ConnectionPool /?q=INC-$(date -u +%Y)-5 /?q=zz /incidents/$mid /incidents/$rare /reports /reports?by=month}"
+paths="${BENCH_PATHS:-/ /?after=u$((n / 2)) /?after=r$((n / 2)) /?status=resolved /?status=open /?service=svc-$((n / 2)) /?q=svc-4242 /?q=HighError /?q=ConnectionPool /?q=INC-$(date -u +%Y)-5 /?q=zz /?q=db /incidents/$mid /incidents/$rare /reports /reports?by=month}"
 for path in $paths; do
     out=$(oha --no-tui --output-format json -z "$duration" -c "$conc" "$url$path")
     python3 -c '

@@ -25,7 +25,7 @@ use chrono::{Datelike, Duration, NaiveDate, TimeZone};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use crate::incident::{ResponseMillis, Status, Timestamp};
+use crate::incident::{Status, Timestamp};
 use crate::store::{AlertTally, IncidentSummary, ReportQuery, ReportRows};
 
 /// How many alerts and flapping incidents a report lists.
@@ -182,13 +182,14 @@ const UNMEASURED: i64 = -1;
 
 impl Measured {
     fn of(summary: &IncidentSummary) -> Measured {
-        let millis: ResponseMillis = summary.millis;
         Measured {
             fired_at: summary.fired_at,
             service: summary.service,
             reopen_count: summary.reopen_count,
             status: summary.status,
-            millis: millis.map(|ms| ms.filter(|ms| *ms >= 0).unwrap_or(UNMEASURED)),
+            millis: summary
+                .millis
+                .map(|ms| ms.filter(|ms| *ms >= 0).unwrap_or(UNMEASURED)),
         }
     }
 }

@@ -74,27 +74,39 @@ macro_rules! search_chars_sql {
     };
 }
 
-/// Migration `i` brings the schema from version `i` to `i + 1`.
-/// The pairs of characters of the incidents `$where` selects (`incident_search_pairs`,
-/// migration 16): every two characters in a row of the id's first two, of the title and of
-/// the alert names, lower-cased as `LIKE` folds them (ASCII letters), into the incident's block
-/// (`seq >> 6`). Positions come from `json_each` over an array as long as the text (SQLite
-/// has no loop, and a trigger cannot use a `WITH`). Written once, used by the fill and the
-/// triggers.
+/// The pairs of characters of incidents (`incident_search_pairs`, migration 16): every two
+/// characters in a row of the id's first two, of the title and of the alert names,
+/// lower-cased as `LIKE` folds them (ASCII letters), into the incident's block (`seq >> 6`).
+/// Positions come from `json_each` over an array as long as the text (SQLite has no loop,
+/// and a trigger cannot use a `WITH`). `$row` qualifies the columns read (`new.` in a
+/// trigger), `$from` is what they are read from (all `incidents` for the fill, nothing in a
+/// trigger). Written once, used by the fill and the triggers.
 macro_rules! search_pairs_sql {
-    ($where:literal) => {
+    ($row:literal, $from:literal) => {
         concat!(
             "
         INSERT INTO incident_search_pairs (pair, block)
             SELECT substr(s.t, j.key + 1, 2), s.b
-            FROM (SELECT seq >> 6 AS b, lower(substr(id, 1, 2)) AS t FROM incidents WHERE ",
-            $where,
+            FROM (SELECT ",
+            $row,
+            "seq >> 6 AS b, lower(substr(",
+            $row,
+            "id, 1, 2)) AS t ",
+            $from,
             "
-                  UNION ALL SELECT seq >> 6, lower(title) FROM incidents WHERE ",
-            $where,
+                  UNION ALL SELECT ",
+            $row,
+            "seq >> 6, lower(",
+            $row,
+            "title) ",
+            $from,
             "
-                  UNION ALL SELECT seq >> 6, lower(alertnames) FROM incidents WHERE ",
-            $where,
+                  UNION ALL SELECT ",
+            $row,
+            "seq >> 6, lower(",
+            $row,
+            "alertnames) ",
+            $from,
             ") AS s,
                  json_each('[' || replace(hex(zeroblob(max(length(s.t) - 2, 0))), '00', '0,')
                            || '0]') AS j
@@ -104,6 +116,7 @@ macro_rules! search_pairs_sql {
     };
 }
 
+/// Migration `i` brings the schema from version `i` to `i + 1`.
 pub const MIGRATIONS: &[&str] = &[
     // 1: incidents, their occurrences and timelines, raw notifications, jobs.
     r#"
@@ -574,11 +587,11 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (pair, block)
     ) WITHOUT ROWID;
 "#,
-        search_pairs_sql!("true"),
+        search_pairs_sql!("", "FROM incidents"),
         r#"
     CREATE TRIGGER incidents_search_pairs_insert AFTER INSERT ON incidents BEGIN
 "#,
-        search_pairs_sql!("seq = new.seq"),
+        search_pairs_sql!("new.", ""),
         r#"
     END;
     CREATE TRIGGER incidents_search_pairs_update AFTER UPDATE OF id, title, alertnames, seq
@@ -586,7 +599,7 @@ pub const MIGRATIONS: &[&str] = &[
     WHEN old.id IS NOT new.id OR old.title IS NOT new.title
       OR old.alertnames IS NOT new.alertnames OR old.seq IS NOT new.seq BEGIN
 "#,
-        search_pairs_sql!("seq = new.seq"),
+        search_pairs_sql!("new.", ""),
         r#"
     END;
     "#

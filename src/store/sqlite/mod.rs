@@ -552,8 +552,8 @@ fn short_search(
     // than the entries it skips. The resolved phase holds the rest, 64 to a block.
     // Blocks only pay when they skip: with a term whose characters most blocks have (`in`:
     // every one), a seek per block costs more than walking the entries (see BENCHMARKS.md).
-    let blocks = if !resolved || (needed == 0 && pair.is_none()) {
-        None
+    let walk = if !resolved || (needed == 0 && pair.is_none()) {
+        Walk::Entries
     } else {
         let (with, all): (i64, i64) = conn
             .prepare_cached(
@@ -564,14 +564,18 @@ fn short_search(
                  (SELECT count(*) FROM incident_search_blocks WHERE resolved = 1)",
             )?
             .query_row(params![needed, pair], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        (with * 2 <= all).then_some(pair)
+        match pair {
+            _ if with * 2 > all => Walk::Entries,
+            Some(pair) => Walk::Pairs(pair),
+            None => Walk::Characters,
+        }
     };
     let mut q = Query::new(&format!(
         "SELECT {}, i.seq FROM (",
         prefixed_incident_columns("i")
     ));
-    match &blocks {
-        None => {
+    match &walk {
+        Walk::Entries => {
             q.sql.push_str(&format!(
                 "SELECT incidents.seq FROM incidents INDEXED BY {index} WHERE "
             ));
@@ -580,13 +584,13 @@ fn short_search(
                 q.arg(" AND (incidents.search_chars & ?) = ?", needed);
             }
         }
-        Some(pair) => {
+        Walk::Pairs(_) | Walk::Characters => {
             // The blocks whose incidents may have the term (its pair, else its characters),
             // newest first; in each, its incidents of the phase that have its characters,
             // newest first.
-            let from = match pair {
-                Some(_) => "incident_search_pairs",
-                None => "incident_search_blocks",
+            let from = match walk {
+                Walk::Pairs(_) => "incident_search_pairs",
+                _ => "incident_search_blocks",
             };
             q.sql.push_str(&format!(
                 "SELECT incidents.seq FROM {from} b \
@@ -594,9 +598,9 @@ fn short_search(
                  ON incidents.seq >= (b.block << {BLOCK_BITS}) \
                  AND incidents.seq < ((b.block + 1) << {BLOCK_BITS}) WHERE "
             ));
-            match pair {
-                Some(pair) => q.arg("b.pair = ?", pair.clone()),
-                None => {
+            match &walk {
+                Walk::Pairs(pair) => q.arg("b.pair = ?", pair.clone()),
+                _ => {
                     q.arg("b.resolved = ?", i64::from(resolved));
                     q.arg(" AND (b.chars & ?) = ?", needed);
                 }
@@ -611,9 +615,9 @@ fn short_search(
     }
     q.sql.push_str(" AND ");
     q.matches(search, "incidents");
-    let order = match blocks {
-        None => " ORDER BY incidents.seq DESC",
-        Some(_) => " ORDER BY b.block DESC, incidents.seq DESC",
+    let order = match walk {
+        Walk::Entries => " ORDER BY incidents.seq DESC",
+        _ => " ORDER BY b.block DESC, incidents.seq DESC",
     };
     q.sql.push_str(order);
     q.arg(" LIMIT ?", i64::from(limit));
@@ -624,6 +628,16 @@ fn short_search(
         Ok((r.get::<_, i64>(19)?, incident_from_row(r)?))
     })?;
     rows.collect()
+}
+
+/// How a short term's walk reaches the incidents it tests ([`short_search`]).
+enum Walk {
+    /// Every entry of the phase's index.
+    Entries,
+    /// The blocks that have the term's characters (`incident_search_blocks`).
+    Characters,
+    /// The blocks that have the term's pair of characters (`incident_search_pairs`).
+    Pairs(String),
 }
 
 /// `incident_search_blocks.block` is `seq >> BLOCK_BITS`: 64 incidents in creation order
