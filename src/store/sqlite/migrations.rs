@@ -578,7 +578,9 @@ pub const MIGRATIONS: &[&str] = &[
     // two, title or alert names (`search_pairs_sql!`), so that the walk visits only the
     // blocks that have the term. Pairs are only ever added, as the blocks' characters of 14:
     // a pair an incident lost, or took to another block, costs the walk a look, never a
-    // match.
+    // match. When the last incident of a block is deleted (`storage.incident_retention`),
+    // the block's pairs and characters go with it, so that both tables level off with the
+    // incidents kept rather than grow with every incident there ever was.
     concat!(
         r#"
     CREATE TABLE incident_search_pairs (
@@ -601,6 +603,13 @@ pub const MIGRATIONS: &[&str] = &[
 "#,
         search_pairs_sql!("new.", ""),
         r#"
+    END;
+    CREATE INDEX incident_search_pairs_block ON incident_search_pairs (block);
+    CREATE TRIGGER incidents_search_block_emptied AFTER DELETE ON incidents
+    WHEN NOT EXISTS (SELECT 1 FROM incidents WHERE seq >= ((old.seq >> 6) << 6)
+                                                AND seq < (((old.seq >> 6) + 1) << 6)) BEGIN
+        DELETE FROM incident_search_pairs WHERE block = old.seq >> 6;
+        DELETE FROM incident_search_blocks WHERE resolved IN (0, 1) AND block = old.seq >> 6;
     END;
     "#
     ),
@@ -1042,5 +1051,34 @@ mod tests {
             vec![],
             "a title, a seq, an id, an alert's name"
         );
+
+        // A block's pairs and characters go when its last incident does, not before.
+        let rows_of = |conn: &Connection, block: i64| -> (i64, i64) {
+            conn.query_row(
+                "SELECT (SELECT count(*) FROM incident_search_pairs WHERE block = ?1),
+                        (SELECT count(*) FROM incident_search_blocks WHERE block = ?1)",
+                [block],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap()
+        };
+        let (pairs, blocks) = rows_of(&conn, 1);
+        assert!(pairs > 10 && blocks == 1, "{pairs} pairs, {blocks} blocks");
+        conn.execute_batch("DELETE FROM incidents WHERE seq >= 64 AND seq < 127")
+            .unwrap();
+        assert_eq!(
+            rows_of(&conn, 1),
+            (pairs, blocks),
+            "one incident left in block 1"
+        );
+        assert_eq!(missing(&conn), vec![]);
+        conn.execute_batch("DELETE FROM incidents WHERE seq = 127")
+            .unwrap();
+        assert_eq!(rows_of(&conn, 1), (0, 0), "block 1 emptied");
+        assert!(
+            rows_of(&conn, 0).0 > 0 && rows_of(&conn, 2).0 > 0,
+            "the others kept"
+        );
+        assert_eq!(missing(&conn), vec![]);
     }
 }
