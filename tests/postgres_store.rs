@@ -153,7 +153,8 @@ fn sqlite_schema() -> Schema {
     let tables: Vec<String> = conn
         // The search index is each backend's own: SQLite's FTS5 table `incident_search` (and
         // its shadow tables) and indexes `*_search`, PostgreSQL's indexes `*_search`. So is
-        // SQLite's `report_blocks` (migration 13: its reports' cache).
+        // `report_blocks` (the reports' cache: SQLite's 13, with a row per block; PostgreSQL's
+        // 17, with a row per block and session).
         .prepare(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
              AND name NOT LIKE 'incident_search%' AND name <> 'report_blocks'",
@@ -252,13 +253,14 @@ fn sqlite_schema() -> Schema {
 
 fn postgres_schema(client: &mut postgres::Client) -> Schema {
     let mut out = Schema::new();
-    // `schema_migrations` is PostgreSQL's `PRAGMA user_version`: not part of the comparison.
+    // `schema_migrations` is PostgreSQL's `PRAGMA user_version`: not part of the comparison;
+    // nor is `report_blocks`, each backend's own (SQLite's 13, PostgreSQL's 17).
     for row in client
         .query(
             "SELECT table_name::text, ordinal_position::bigint - 1, column_name::text,
                     data_type::text, is_nullable = 'NO'
              FROM information_schema.columns
-             WHERE table_schema = current_schema() AND table_name <> 'schema_migrations'",
+             WHERE table_schema = current_schema() AND table_name NOT IN ('schema_migrations', 'report_blocks')",
             &[],
         )
         .unwrap()
@@ -288,7 +290,7 @@ fn postgres_schema(client: &mut postgres::Client) -> Schema {
                  JOIN pg_class t ON t.oid = c.conrelid
                  JOIN pg_namespace ns ON ns.oid = t.relnamespace
                  LEFT JOIN pg_class f ON f.oid = c.confrelid
-                 WHERE ns.nspname = current_schema() AND t.relname <> 'schema_migrations'
+                 WHERE ns.nspname = current_schema() AND t.relname NOT IN ('schema_migrations', 'report_blocks')
                    AND c.contype IN ('p', 'u', 'f')"
             ),
             &[],
@@ -325,7 +327,7 @@ fn postgres_schema(client: &mut postgres::Client) -> Schema {
              JOIN pg_class i ON i.oid = ix.indexrelid
              JOIN pg_class t ON t.oid = ix.indrelid
              JOIN pg_namespace ns ON ns.oid = t.relnamespace
-             WHERE ns.nspname = current_schema() AND t.relname <> 'schema_migrations'
+             WHERE ns.nspname = current_schema() AND t.relname NOT IN ('schema_migrations', 'report_blocks')
                AND i.relname NOT LIKE '%\\_search'
                AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = ix.indexrelid)",
             &[],

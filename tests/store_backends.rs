@@ -16,7 +16,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use incidentd::config::PostgresConfig;
 use incidentd::followup::{Change, JobSpec, Planner};
-use incidentd::incident::{Action, ImpactMethod, Rules};
+use incidentd::incident::{Action, ImpactMethod, Rules, Status};
 use incidentd::store::postgres::Dsn;
 use incidentd::store::{IncidentFilter, ListFilter, NewEvidence, Store, StoredDraft};
 use serde_json::{json, Value};
@@ -1910,4 +1910,93 @@ async fn a_search_finds_what_testing_every_incident_finds_on_both_backends() {
     let url = tokio::task::block_in_place(|| cluster.create_database("search"));
     let from_postgres = searches(open_pg(&url).await).await;
     assert_same(&from_sqlite, &from_postgres);
+}
+
+/// The report over `[since, until)` as a store that has kept nothing reads it.
+async fn fresh_report(url: &str, since: &str, until: &str) -> Value {
+    let fresh = open_pg(url).await;
+    let r = report(&fresh, since, until, None).await;
+    fresh.close().await;
+    r
+}
+
+/// Each replica keeps its reports' blocks (`store::report_cache`) and sees the other's
+/// writes: after new incidents in several blocks, acknowledgements, resolutions and pruning,
+/// through either replica, each replica's report equals one read by a store that kept
+/// nothing, for a range of whole blocks and one that cuts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_replica_s_kept_report_blocks_follow_the_other_replica_s_writes() {
+    let Some(cluster) = pg::shared_or_skip("replicas_reports") else {
+        return;
+    };
+    let url = tokio::task::block_in_place(|| cluster.create_database("replicas_reports"));
+    let (a, b) = (open_pg(&url).await, open_pg(&url).await);
+    let base = t("2026-11-01T00:00:00Z");
+    let ranges = [
+        ("2026-11-01T00:00:00Z", "2026-11-20T00:00:00Z"),
+        ("2026-11-02T05:17:00Z", "2026-11-05T13:02:30Z"),
+    ];
+    let mut compared = 0;
+    for round in 0..6i64 {
+        let (writer, other) = if round % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        // New incidents 7 hours apart: each round's fall in three blocks of ~19 hours.
+        for k in 0..6 {
+            let starts = base + Duration::hours(7 * (round * 6 + k));
+            let body = variant(
+                &format!("{round:02}{k:014}"),
+                &starts.to_rfc3339(),
+                &format!("svc-{round}-{k}"),
+            );
+            ingest(writer, &body, starts + Duration::seconds(10))
+                .await
+                .expect("accepted");
+        }
+        let mut open: Vec<String> = writer
+            .list_incidents(ListFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .incidents
+            .into_iter()
+            .filter(|i| i.status == Status::Open)
+            .map(|i| i.id)
+            .collect();
+        open.sort();
+        let at = base + Duration::days(20) + Duration::minutes(round);
+        // The oldest open incident acknowledged by one replica, the next resolved by the other.
+        writer
+            .act(&open[0], "alice", Action::Acknowledge, at)
+            .await
+            .unwrap();
+        other
+            .act(&open[1], "bob", Action::Resolve, at)
+            .await
+            .unwrap();
+        if round == 4 {
+            // The resolved ones go: blocks lose incidents.
+            let pruned = other
+                .prune(at, Some(at + Duration::hours(1)))
+                .await
+                .unwrap();
+            assert_eq!(pruned.incidents, 5, "{pruned:?}");
+        }
+        for (since, until) in ranges {
+            let truth = fresh_report(&url, since, until).await;
+            for (name, replica) in [("a", &a), ("b", &b)] {
+                let kept = report(replica, since, until, None).await;
+                assert_eq!(
+                    kept, truth,
+                    "round {round}, replica {name}, {since}..{until}"
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, 24);
+    let totals = report(&a, ranges[0].0, ranges[0].1, None).await;
+    assert_eq!(totals["total"]["incidents"], json!(36 - 5), "{totals:#}");
+    a.close().await;
+    b.close().await;
 }

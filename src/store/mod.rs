@@ -14,6 +14,7 @@
 
 pub mod migrate;
 pub mod postgres;
+mod report_cache;
 mod report_rows;
 pub mod slack;
 pub mod sqlite;
@@ -28,6 +29,7 @@ use crate::incident::{
     Occurrence, Outcome, Repo, Rules, Seen, TimelineEvent, Timestamp,
 };
 
+pub use report_cache::ReportCache;
 pub(crate) use report_rows::{read_alert_tally, AlertTallies, Names};
 pub use report_rows::{
     AlertTally, FlappingIncident, IncidentSummary, ReportQuery, ReportRows, ReportRowsBuilder,

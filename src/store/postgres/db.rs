@@ -47,7 +47,7 @@ use super::pending::Pending;
 use super::tx::{Conn, PgReads, PgTx};
 use super::{migrations, Pool};
 use crate::config::PostgresConfig;
-use crate::store::StoreError;
+use crate::store::{ReportCache, StoreError};
 
 /// How an operation ran inside the transaction.
 enum Ran {
@@ -103,6 +103,8 @@ struct Shared {
     /// Which writer holds or awaits each advisory lock, with the work handed to it.
     keys: Keys<Op>,
     location: String,
+    /// Reports' rows kept between reports (`store::report_cache`).
+    report_cache: Arc<ReportCache>,
 }
 
 impl Db {
@@ -127,6 +129,7 @@ impl Db {
             writers: Mutex::new(Vec::new()),
             keys: Keys::new(),
             location: location.clone(),
+            report_cache: Arc::default(),
         });
         let writers = config.pool_size.clamp(1, MAX_WRITERS);
         let mut handles = Vec::with_capacity(writers);
@@ -194,6 +197,7 @@ impl Db {
         T: Send + 'static,
     {
         let pool = self.shared.pool().clone();
+        let cache = self.shared.report_cache.clone();
         tokio::task::spawn_blocking(move || {
             let mut tries = 0;
             loop {
@@ -206,7 +210,7 @@ impl Db {
                         .isolation_level(IsolationLevel::RepeatableRead)
                         .read_only(true)
                         .start()?;
-                    let out = f(&mut PgReads(Conn::new(&mut tx, stmts)))?;
+                    let out = f(&mut PgReads(Conn::new(&mut tx, stmts), &cache))?;
                     tx.commit()?;
                     Ok(out)
                 })();

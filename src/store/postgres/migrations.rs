@@ -372,7 +372,7 @@ pub const MIGRATIONS: &[Migration] = &[
         // count each block's changes, for the reports' cache of one process. Not here: two
         // replicas write this database, and a version row per block would make every write
         // to incidents of the same ~19 hours wait for the others' commit. PostgreSQL's
-        // reports read their rows every time.
+        // `report_blocks` came with 17, a row per block and session.
         sql: "SELECT 1",
     },
     Migration {
@@ -396,6 +396,56 @@ pub const MIGRATIONS: &[Migration] = &[
         // SQLite's 16 adds `incident_search_pairs`, kept by triggers. PostgreSQL's short terms
         // walk the table (see README); recorded all the same.
         sql: "SELECT 1",
+    },
+    Migration {
+        version: 17,
+        name: "reports: blocks of incidents kept between reports, counted per session",
+        // As SQLite's 13 (there a single row per block: one process writes): triggers count
+        // each block's changes (`fired_at >> 36`, about 19 hours) in `report_blocks`, so a
+        // report re-reads only the blocks changed since it kept them (`store::report_cache`).
+        // Each session counts in its own row (`writer`: its `pg_backend_pid()`, unique among
+        // the sessions open at once), so writers of two replicas never wait for each other
+        // here; a block's version is the sum of its rows. Any insert or delete, and any
+        // update of a column a report reads, bumps the block of the old and of the new row, in
+        // the same transaction. A block without rows has not changed since this migration
+        // (version 0): nothing to backfill. SQLite's 17 is a recorded no-op.
+        sql: r#"
+    CREATE TABLE report_blocks (
+        block   BIGINT NOT NULL,
+        writer  INTEGER NOT NULL,
+        version BIGINT NOT NULL,
+        PRIMARY KEY (block, writer)
+    );
+    CREATE FUNCTION incidentd_report_blocks() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            INSERT INTO report_blocks AS b (block, writer, version)
+            VALUES (OLD.fired_at >> 36, pg_backend_pid(), 1)
+            ON CONFLICT (block, writer) DO UPDATE SET version = b.version + 1;
+        END IF;
+        IF TG_OP IN ('UPDATE', 'INSERT') THEN
+            INSERT INTO report_blocks AS b (block, writer, version)
+            VALUES (NEW.fired_at >> 36, pg_backend_pid(), 1)
+            ON CONFLICT (block, writer) DO UPDATE SET version = b.version + 1;
+        END IF;
+        RETURN NULL;
+    END
+    $$;
+    CREATE TRIGGER incidents_report_blocks AFTER INSERT OR DELETE ON incidents
+        FOR EACH ROW EXECUTE FUNCTION incidentd_report_blocks();
+    CREATE TRIGGER incidents_report_blocks_update AFTER UPDATE ON incidents
+        FOR EACH ROW WHEN (OLD.fired_at IS DISTINCT FROM NEW.fired_at
+            OR OLD.service IS DISTINCT FROM NEW.service
+            OR OLD.status IS DISTINCT FROM NEW.status
+            OR OLD.impact_start IS DISTINCT FROM NEW.impact_start
+            OR OLD.detected_at IS DISTINCT FROM NEW.detected_at
+            OR OLD.acknowledged_at IS DISTINCT FROM NEW.acknowledged_at
+            OR OLD.resolved_at IS DISTINCT FROM NEW.resolved_at
+            OR OLD.reopen_count IS DISTINCT FROM NEW.reopen_count
+            OR OLD.alert_tally IS DISTINCT FROM NEW.alert_tally
+            OR OLD.seq IS DISTINCT FROM NEW.seq)
+        EXECUTE FUNCTION incidentd_report_blocks();
+    "#,
     },
 ];
 

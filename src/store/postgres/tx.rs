@@ -32,11 +32,12 @@ use postgres::{Row, Statement};
 
 use crate::alertmanager::ValidNotification;
 use crate::incident::*;
+use crate::store::report_cache::{BlockReads, BlockRow};
 use crate::store::{
     IncidentFilter, Job, JobStatus, NewJob, Reads, Related, Search, StoreError, StoredDraft, Tx,
     SEARCH_WALK,
 };
-use crate::store::{ListFilter, Page, RELATED_WALK};
+use crate::store::{ListFilter, Page, ReportCache, RELATED_WALK};
 use crate::time::{from_micros, to_micros};
 
 use super::keys::Claiming;
@@ -1049,8 +1050,6 @@ impl Tx for PgTx<'_, '_> {
     }
 }
 
-/// The store's queries, inside one read-only transaction (so a read of several parts, e.g.
-/// a draft's inputs, sees one moment).
 /// A query built clause by clause, its arguments numbered as they come.
 struct PgQuery {
     sql: String,
@@ -1130,7 +1129,91 @@ impl PgQuery {
     }
 }
 
-pub struct PgReads<'a, 'c>(pub Conn<'a, 'c>);
+/// The store's queries, inside one read-only transaction (so a read of several parts, e.g.
+/// a draft's inputs, sees one moment), with the database's [`ReportCache`].
+pub struct PgReads<'a, 'c>(pub Conn<'a, 'c>, pub &'a ReportCache);
+
+/// The report cache's reads (`store::report_cache`), from migration 17's `report_blocks` and
+/// the index `incidents_report`.
+impl BlockReads for Conn<'_, '_> {
+    fn versions(&mut self, blocks: std::ops::Range<i64>) -> Result<HashMap<i64, i64>> {
+        self.query(
+            "SELECT block, sum(version)::bigint FROM report_blocks \
+             WHERE block >= $1 AND block < $2 GROUP BY block",
+            &[&blocks.start, &blocks.end],
+        )?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+    }
+
+    fn block(
+        &mut self,
+        from: i64,
+        to: i64,
+        each: &mut dyn FnMut(BlockRow<'_>) -> Result<()>,
+    ) -> Result<()> {
+        for r in self.query(
+            "SELECT service, status, fired_at, impact_start, detected_at, acknowledged_at, \
+                    resolved_at, reopen_count, alert_tally, seq \
+             FROM incidents WHERE fired_at >= $1 AND fired_at < $2 ORDER BY fired_at",
+            &[&from, &to],
+        )? {
+            let status: &str = r.try_get(1)?;
+            each(BlockRow {
+                service: r.try_get(0)?,
+                status: Status::parse(status).ok_or_else(|| bad_column("status", status))?,
+                fired_at: r.try_get(2)?,
+                times: ResponseTimes {
+                    impact_start: opt_time(r.try_get(3)?),
+                    detected_at: from_micros(r.try_get(4)?),
+                    acknowledged_at: opt_time(r.try_get(5)?),
+                    resolved_at: opt_time(r.try_get(6)?),
+                },
+                reopen_count: r.try_get::<_, i64>(7)?.clamp(0, i64::from(u32::MAX)) as u32,
+                alert_tally: r.try_get(8)?,
+                seq: r.try_get(9)?,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn untallied_alerts(
+        &mut self,
+        q: &crate::store::ReportQuery,
+        each: &mut dyn FnMut(Option<&str>, &str, i64, i64),
+    ) -> Result<()> {
+        for r in self.query(
+            "SELECT i.service, o.alertname, count(DISTINCT o.incident_id), count(*) \
+             FROM incidents i JOIN occurrences o ON o.incident_id = i.id \
+             WHERE i.fired_at >= $1 AND i.fired_at < $2 \
+               AND ($3::text IS NULL OR i.service = $3) AND i.alert_tally = '*' \
+             GROUP BY i.service, o.alertname",
+            &[&to_micros(q.since), &to_micros(q.until), &q.service],
+        )? {
+            each(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?);
+        }
+        Ok(())
+    }
+
+    fn flapping(&mut self, seq: i64) -> Result<crate::store::FlappingIncident> {
+        let r = self.query_one(
+            "SELECT id, title, service, severity, status, fired_at, reopen_count \
+             FROM incidents WHERE seq = $1",
+            &[&seq],
+        )?;
+        let status: String = r.try_get(4)?;
+        Ok(crate::store::FlappingIncident {
+            id: r.try_get(0)?,
+            title: r.try_get(1)?,
+            service: r.try_get(2)?,
+            severity: r.try_get(3)?,
+            status: Status::parse(&status).ok_or_else(|| bad_column("status", &status))?,
+            fired_at: from_micros(r.try_get(5)?),
+            reopen_count: r.try_get::<_, i64>(6)?.clamp(0, i64::from(u32::MAX)) as u32,
+        })
+    }
+}
 
 impl Reads for PgReads<'_, '_> {
     fn incident(&mut self, id: &str) -> Result<Option<Incident>> {
@@ -1393,79 +1476,8 @@ impl Reads for PgReads<'_, '_> {
         q: &crate::store::ReportQuery,
         flapping: usize,
     ) -> Result<crate::store::ReportRows> {
-        // As SQLite's `report_rows`: one walk of `incidents_report`, then the few others.
-        let (since, until) = (to_micros(q.since), to_micros(q.until));
-        let range: Params = &[&since, &until, &q.service];
-        let mut rows = crate::store::ReportRowsBuilder::new();
-        for r in self.0.query(
-            "SELECT service, status, fired_at, impact_start, detected_at, acknowledged_at, \
-                    resolved_at, reopen_count, alert_tally \
-             FROM incidents WHERE fired_at >= $1 AND fired_at < $2 \
-               AND ($3::text IS NULL OR service = $3) ORDER BY fired_at",
-            range,
-        )? {
-            let status: &str = r.try_get(1)?;
-            let status = Status::parse(status).ok_or_else(|| bad_column("status", status))?;
-            let times = ResponseTimes {
-                impact_start: opt_time(r.try_get(3)?),
-                detected_at: from_micros(r.try_get(4)?),
-                acknowledged_at: opt_time(r.try_get(5)?),
-                resolved_at: opt_time(r.try_get(6)?),
-            };
-            let reopen_count = r.try_get::<_, i64>(7)?.clamp(0, i64::from(u32::MAX)) as u32;
-            rows.incident(
-                r.try_get(0)?,
-                status,
-                from_micros(r.try_get(2)?),
-                times,
-                reopen_count,
-                r.try_get(8)?,
-            )
-            .map_err(|e| bad_column("alert_tally", &e))?;
-        }
-        if rows.untallied > 0 {
-            for r in self.0.query(
-                "SELECT i.service, o.alertname, count(DISTINCT o.incident_id), count(*) \
-                 FROM incidents i JOIN occurrences o ON o.incident_id = i.id \
-                 WHERE i.fired_at >= $1 AND i.fired_at < $2 \
-                   AND ($3::text IS NULL OR i.service = $3) AND i.alert_tally = '*' \
-                 GROUP BY i.service, o.alertname",
-                range,
-            )? {
-                rows.alerts(
-                    r.try_get(0)?,
-                    r.try_get(1)?,
-                    r.try_get::<_, i64>(2)?.max(0) as u64,
-                    r.try_get::<_, i64>(3)?.max(0) as u64,
-                );
-            }
-        }
-        let limit = flapping as i64;
-        let flaps = self
-            .0
-            .query(
-                "SELECT id, title, service, severity, status, fired_at, reopen_count \
-                 FROM incidents WHERE fired_at >= $1 AND fired_at < $2 \
-                   AND ($3::text IS NULL OR service = $3) AND reopen_count > 0 \
-                 ORDER BY reopen_count DESC, fired_at DESC, seq DESC LIMIT $4",
-                &[&since, &until, &q.service, &limit],
-            )?
-            .iter()
-            .map(|r| {
-                let status: String = r.try_get(4)?;
-                Ok(crate::store::FlappingIncident {
-                    id: r.try_get(0)?,
-                    title: r.try_get(1)?,
-                    service: r.try_get(2)?,
-                    severity: r.try_get(3)?,
-                    status: Status::parse(&status).ok_or_else(|| bad_column("status", &status))?,
-                    fired_at: from_micros(r.try_get(5)?),
-                    reopen_count: r.try_get::<_, i64>(6)?.clamp(0, i64::from(u32::MAX)) as u32,
-                })
-            })
-            .collect::<Result<_>>()?;
-        rows.flapping(flaps);
-        Ok(rows.finish())
+        // In the read's one `REPEATABLE READ` transaction (`Db::read`).
+        self.1.report_rows(&mut self.0, q, flapping)
     }
 
     fn count_by_status(&mut self) -> Result<Vec<(String, i64)>> {

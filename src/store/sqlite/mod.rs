@@ -5,11 +5,9 @@
 
 pub mod jobs;
 pub mod migrations;
-mod report_cache;
 mod slack;
 mod writer;
 
-pub use report_cache::ReportCache;
 pub use writer::{open_in_memory, Db, JOURNAL_SIZE_LIMIT};
 
 use chrono::{Datelike, Duration};
@@ -17,6 +15,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 
 use crate::alertmanager::ValidNotification;
 use crate::incident::*;
+use crate::store::report_cache::{BlockReads, BlockRow, ReportCache};
 use crate::store::{
     IncidentFilter, Job, JobStatus, ListFilter, NewJob, Page, Reads, Related, Search, StoreError,
     StoredDraft, Tx, RELATED_WALK, SEARCH_WALK,
@@ -830,6 +829,106 @@ pub fn count_by_status(conn: &Connection) -> rusqlite::Result<Vec<(String, i64)>
     rows.collect()
 }
 
+/// The rows of `q` through `cache` (`store::report_cache`), in one read transaction of
+/// `conn`: the caller's if it has one open (`Db::read` does), else one of its own.
+pub(crate) fn cached_report_rows(
+    conn: &Connection,
+    cache: &ReportCache,
+    q: &crate::store::ReportQuery,
+    flapping: usize,
+) -> Result<crate::store::ReportRows, StoreError> {
+    let _own = match conn.is_autocommit() {
+        true => Some(conn.unchecked_transaction()?),
+        false => None,
+    };
+    cache.report_rows(&mut SqliteBlocks(conn), q, flapping)
+}
+
+/// The report cache's reads (`store::report_cache`), from migration 13's `report_blocks`
+/// and the index `incidents_report`.
+struct SqliteBlocks<'a>(&'a Connection);
+
+impl BlockReads for SqliteBlocks<'_> {
+    fn versions(
+        &mut self,
+        blocks: std::ops::Range<i64>,
+    ) -> Result<std::collections::HashMap<i64, i64>, StoreError> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT block, version FROM report_blocks WHERE block >= ?1 AND block < ?2",
+        )?;
+        let versions = stmt
+            .query_map(params![blocks.start, blocks.end], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(versions)
+    }
+
+    fn block(
+        &mut self,
+        from: i64,
+        to: i64,
+        each: &mut dyn FnMut(BlockRow<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT service, status, fired_at, impact_start, detected_at, acknowledged_at, \
+                    resolved_at, reopen_count, alert_tally, seq \
+             FROM incidents INDEXED BY incidents_report \
+             WHERE fired_at >= ?1 AND fired_at < ?2 ORDER BY fired_at",
+        )?;
+        let mut read = stmt.query(params![from, to])?;
+        while let Some(r) = read.next()? {
+            let status = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+            each(BlockRow {
+                service: r
+                    .get_ref(0)?
+                    .as_str_or_null()
+                    .map_err(rusqlite::Error::from)?,
+                status: Status::parse(status).ok_or_else(|| bad_column(1, "status", status))?,
+                fired_at: r.get(2)?,
+                times: ResponseTimes {
+                    impact_start: opt_time(r.get(3)?),
+                    detected_at: from_micros(r.get(4)?),
+                    acknowledged_at: opt_time(r.get(5)?),
+                    resolved_at: opt_time(r.get(6)?),
+                },
+                reopen_count: r.get(7)?,
+                alert_tally: r.get_ref(8)?.as_str().map_err(rusqlite::Error::from)?,
+                seq: r.get(9)?,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn untallied_alerts(
+        &mut self,
+        q: &crate::store::ReportQuery,
+        each: &mut dyn FnMut(Option<&str>, &str, i64, i64),
+    ) -> Result<(), StoreError> {
+        let mut stmt = self.0.prepare_cached(UNTALLIED_ALERTS)?;
+        let mut read = stmt.query(params![to_micros(q.since), to_micros(q.until), q.service])?;
+        while let Some(r) = read.next()? {
+            each(
+                r.get_ref(0)?
+                    .as_str_or_null()
+                    .map_err(rusqlite::Error::from)?,
+                r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?,
+                r.get(2)?,
+                r.get(3)?,
+            );
+        }
+        Ok(())
+    }
+
+    fn flapping(&mut self, seq: i64) -> Result<crate::store::FlappingIncident, StoreError> {
+        let mut stmt = self.0.prepare_cached(
+            "SELECT id, title, service, severity, status, fired_at, reopen_count \
+             FROM incidents WHERE seq = ?1",
+        )?;
+        Ok(stmt.query_row(params![seq], flapping_from_row)?)
+    }
+}
+
 /// The alerts of the incidents of a report's range (`?1`..`?2`, service `?3` or all) whose
 /// `alert_tally` is `*`, by service and name: incidents, firings.
 pub(crate) const UNTALLIED_ALERTS: &str =
@@ -1468,7 +1567,7 @@ impl Reads for SqliteReads<'_> {
         q: &crate::store::ReportQuery,
         flapping: usize,
     ) -> Result<crate::store::ReportRows, StoreError> {
-        Ok(self.1.report_rows(self.0, q, flapping)?)
+        cached_report_rows(self.0, self.1, q, flapping)
     }
 
     fn job_depth(&mut self) -> Result<Vec<(String, i64)>, StoreError> {

@@ -14,7 +14,8 @@ use std::time::Instant;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{jobs, migrations, ReportCache};
+use super::{jobs, migrations};
+use crate::store::ReportCache;
 use crate::store::{Recovered, StoreError};
 
 /// One caller's work: `run` does it inside the transaction (false: it failed, roll it back);

@@ -1,41 +1,79 @@
-//! Reports' rows kept between reports (SQLite only).
+//! Reports' rows kept between reports, for both backends.
 //!
 //! A report reads every incident of its range: 100,000 rows of 9 columns, about 60 ms of
-//! SQLite and decoding, for figures that change only where an incident changed. So the
-//! incidents are kept here by *block* (the incidents whose `fired_at` shifted right by
-//! [`BLOCK_SHIFT`] is the same number: about 19 hours each), decoded once, with the version
-//! the block had when it was read. Migration 13's triggers count each block's changes in
-//! `report_blocks` (one row per block changed since; no row: version 0): any insert, delete,
-//! or update of a column a report reads bumps the blocks of the row's old and new `fired_at`,
-//! in the writer's transaction.
+//! SQLite and decoding (on PostgreSQL about 170 ms of the server's and as much again of
+//! decoding), for figures that change only where an incident changed. So the incidents are
+//! kept here by *block* (the incidents whose `fired_at` shifted right by [`BLOCK_SHIFT`] is
+//! the same number: about 19 hours each), decoded once, with the version the block had when
+//! it was read. Triggers count each block's changes in the table `report_blocks` (SQLite's
+//! migration 13, PostgreSQL's 17): any insert, delete, or update of a column a report reads
+//! bumps the blocks of the row's old and new `fired_at`, in the writer's transaction. A
+//! block's version is the sum of its counts (no row: version 0).
 //!
-//! A report opens one read transaction, reads the versions of its blocks and re-reads only
-//! the blocks whose version differs from the kept one, in that same snapshot: every block it
-//! uses holds exactly what the snapshot holds, so the rows equal a read of the whole range
-//! (`tests`: both ways over the same writes). The writer never waits on the cache; reports
-//! share one lock while they look up and re-read stale blocks, so a report that finds a
-//! changed block makes the others wait for that read (a block: a few thousand rows at most
-//! in a busy installation). PostgreSQL reads its rows every time
-//! (`store::postgres`): two replicas write there, and a version row per block would make
-//! their writes to the same block wait for each other.
+//! A report opens one read transaction (PostgreSQL's is `REPEATABLE READ`: one snapshot),
+//! reads the versions of its blocks and re-reads only the blocks whose version differs from
+//! the kept one, in that same snapshot: every block it uses holds exactly what the snapshot
+//! holds, so the rows equal a read of the whole range (`tests`: both ways over the same
+//! writes). A version only grows, by one per committed change, and a later snapshot sees
+//! every change an earlier one saw: an equal version is the same block. The writers never
+//! wait on the cache; reports share one lock while they look up and re-read stale blocks, so
+//! a report that finds a changed block makes the others wait for that read (a block: a few
+//! thousand rows at most in a busy installation).
+//!
+//! On PostgreSQL two replicas write one database: one counter row per block would make every
+//! write to the incidents of the same ~19 hours wait for the other writers' commits. So each
+//! session counts in its own row, `(block, writer)` with `writer` its `pg_backend_pid()`
+//! (unique among the sessions open at once), and a block's version is the sum of its rows.
+//! Each replica keeps its own cache and sees the other's writes through the versions.
 
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{params, Connection};
-
 use crate::incident::{ResponseTimes, Status};
 use crate::store::{
-    read_alert_tally, AlertTallies, IncidentSummary, Names, ReportQuery, ReportRows,
+    read_alert_tally, AlertTallies, FlappingIncident, IncidentSummary, Names, ReportQuery,
+    ReportRows, StoreError,
 };
 use crate::time::{from_micros, to_micros};
 
-use super::{bad_column, flapping_from_row, opt_time, UNTALLIED_ALERTS};
+/// One incident as a block reads it (the backend has checked its status).
+pub(crate) struct BlockRow<'a> {
+    pub service: Option<&'a str>,
+    pub status: Status,
+    pub fired_at: i64,
+    pub times: ResponseTimes,
+    pub reopen_count: u32,
+    pub alert_tally: &'a str,
+    pub seq: i64,
+}
+
+/// What the cache asks of a backend, all inside the report's one read transaction.
+pub(crate) trait BlockReads {
+    /// The versions of the blocks in `blocks` that have any (others: 0).
+    fn versions(&mut self, blocks: Range<i64>) -> Result<HashMap<i64, i64>, StoreError>;
+    /// The incidents whose `fired_at` is in `[from, to)`, oldest first.
+    fn block(
+        &mut self,
+        from: i64,
+        to: i64,
+        each: &mut dyn FnMut(BlockRow<'_>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError>;
+    /// The alerts of the range's incidents whose `alert_tally` is `*`, by service and name:
+    /// `(service, alertname, incidents, firings)`.
+    fn untallied_alerts(
+        &mut self,
+        q: &ReportQuery,
+        each: &mut dyn FnMut(Option<&str>, &str, i64, i64),
+    ) -> Result<(), StoreError>;
+    /// The incident numbered `seq`, as the report lists those that reopened.
+    fn flapping(&mut self, seq: i64) -> Result<FlappingIncident, StoreError>;
+}
 
 /// A block is the incidents whose `fired_at` (µs since the epoch) shifted right by this many
-/// bits is the same: 2^36 µs, about 19.1 hours. The triggers of migration 13 compute the same
-/// number (`fired_at >> 36`; SQLite shifts negative numbers arithmetically, as Rust does).
+/// bits is the same: 2^36 µs, about 19.1 hours. The triggers of SQLite's migration 13 and
+/// PostgreSQL's 17 compute the same number (`fired_at >> 36`; both shift negative numbers
+/// arithmetically, as Rust does).
 pub const BLOCK_SHIFT: u32 = 36;
 
 /// How many incidents the cache keeps at most (about 100 bytes each) before it forgets the
@@ -101,26 +139,21 @@ struct Kept {
 }
 
 impl ReportCache {
-    /// The rows of `q` (see `sqlite::report_rows`), in one read transaction of `conn`: the
-    /// caller's if it has one open (`Db::read` does), else one of its own.
-    pub fn report_rows(
+    /// The rows of `q` (as `sqlite::report_rows` reads them), from `reads`: one read
+    /// transaction, which the caller opens.
+    pub(crate) fn report_rows(
         &self,
-        conn: &Connection,
+        reads: &mut dyn BlockReads,
         q: &ReportQuery,
         flapping: usize,
-    ) -> rusqlite::Result<ReportRows> {
-        let _own = match conn.is_autocommit() {
-            true => Some(conn.unchecked_transaction()?),
-            false => None,
-        };
-        let tx = conn;
+    ) -> Result<ReportRows, StoreError> {
         let (since, until) = (to_micros(q.since), to_micros(q.until));
         // One lock from the blocks to the names' snapshot: the blocks index these names.
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let blocks = if since < until {
             blocks(
                 &mut state,
-                tx,
+                reads,
                 block_of(since)..block_of(until - 1) + 1,
                 self.max_names,
             )?
@@ -146,14 +179,12 @@ impl ReportCache {
         );
         if blocks.iter().any(|b| b.untallied > 0) {
             // Rare (an incident with alerts whose names pass 1,000 bytes): read apart.
-            let mut stmt = tx.prepare_cached(UNTALLIED_ALERTS)?;
-            let mut read = stmt.query(params![since, until, q.service])?;
-            while let Some(r) = read.next()? {
-                let s = state.services.index(r.get_ref(0)?.as_str_or_null()?);
-                let name = state.alertnames.index(Some(r.get_ref(1)?.as_str()?));
-                let (incidents, firings) = (r.get::<_, i64>(2)?, r.get::<_, i64>(3)?);
+            let state = &mut *state;
+            reads.untallied_alerts(q, &mut |service, name, incidents, firings| {
+                let s = state.services.index(service);
+                let name = state.alertnames.index(Some(name));
                 tallies.add(s, name, incidents.max(0) as u64, firings.max(0) as u64);
-            }
+            })?;
         }
         let (services, alertnames) = (state.services.list(), state.alertnames.list());
         drop(state);
@@ -176,14 +207,10 @@ impl ReportCache {
         }
         flaps.sort_unstable_by(|a, b| b.cmp(a));
         flaps.truncate(flapping);
-        let mut stmt = tx.prepare_cached(
-            "SELECT id, title, service, severity, status, fired_at, reopen_count \
-             FROM incidents WHERE seq = ?1",
-        )?;
-        let mut flapping = Vec::with_capacity(flaps.len());
-        for (_, _, seq) in flaps {
-            flapping.push(stmt.query_row(params![seq], flapping_from_row)?);
-        }
+        let flapping = flaps
+            .into_iter()
+            .map(|(_, _, seq)| reads.flapping(seq))
+            .collect::<Result<_, _>>()?;
         Ok(ReportRows {
             services,
             incidents,
@@ -194,22 +221,15 @@ impl ReportCache {
     }
 }
 
-/// The blocks `range`, each as `tx`'s snapshot holds it: kept ones whose version is still
-/// current, the others read again (and kept).
+/// The blocks `range`, each as the read transaction's snapshot holds it: kept ones whose
+/// version is still current, the others read again (and kept).
 fn blocks(
     state: &mut State,
-    tx: &Connection,
+    reads: &mut dyn BlockReads,
     range: Range<i64>,
     max_names: usize,
-) -> rusqlite::Result<Vec<Arc<Block>>> {
-    let mut versions: HashMap<i64, i64> = HashMap::new();
-    let mut stmt = tx.prepare_cached(
-        "SELECT block, version FROM report_blocks WHERE block >= ?1 AND block < ?2",
-    )?;
-    let mut read = stmt.query(params![range.start, range.end])?;
-    while let Some(r) = read.next()? {
-        versions.insert(r.get(0)?, r.get(1)?);
-    }
+) -> Result<Vec<Arc<Block>>, StoreError> {
+    let versions = reads.versions(range.clone())?;
     if state.services.len() + state.alertnames.len() > max_names {
         // Before any block of this report is taken: all of them index the new names.
         *state = State {
@@ -231,7 +251,7 @@ fn blocks(
         let b = match kept {
             Some(b) => b,
             None => {
-                let b = Arc::new(read_block(tx, state, block, version)?);
+                let b = Arc::new(read_block(reads, state, block, version)?);
                 let before = state.blocks.insert(block, b.clone());
                 state.kept += b.incidents.len();
                 state.kept -= before.map_or(0, |old| old.incidents.len());
@@ -268,13 +288,13 @@ fn forget_least_used(state: &mut State, range: &Range<i64>) {
     }
 }
 
-/// The incidents of `block`, from the index `incidents_report` (migration 11).
+/// The incidents of `block`, as `reads` has them.
 fn read_block(
-    tx: &Connection,
+    reads: &mut dyn BlockReads,
     state: &mut State,
     block: i64,
     version: i64,
-) -> rusqlite::Result<Block> {
+) -> Result<Block, StoreError> {
     let mut b = Block {
         version,
         incidents: Vec::new(),
@@ -282,52 +302,40 @@ fn read_block(
         untallied: 0,
         used: Default::default(),
     };
-    let mut stmt = tx.prepare_cached(
-        "SELECT service, status, fired_at, impact_start, detected_at, acknowledged_at, \
-                resolved_at, reopen_count, alert_tally, seq \
-         FROM incidents INDEXED BY incidents_report \
-         WHERE fired_at >= ?1 AND fired_at < ?2 ORDER BY fired_at",
-    )?;
     let start = block << BLOCK_SHIFT;
     // The last block's end does not fit an i64: every later `fired_at` is in it.
     let end = block
         .checked_add(1)
         .and_then(|n| n.checked_mul(1 << BLOCK_SHIFT))
         .unwrap_or(i64::MAX);
-    let mut read = stmt.query(params![start, end])?;
-    while let Some(r) = read.next()? {
-        let status = r.get_ref(1)?.as_str()?;
-        let status = Status::parse(status).ok_or_else(|| bad_column(1, "status", status))?;
-        let fired_at: i64 = r.get(2)?;
-        let times = ResponseTimes {
-            impact_start: opt_time(r.get(3)?),
-            detected_at: from_micros(r.get(4)?),
-            acknowledged_at: opt_time(r.get(5)?),
-            resolved_at: opt_time(r.get(6)?),
-        };
-        let service = state.services.index(r.get_ref(0)?.as_str_or_null()?);
+    reads.block(start, end, &mut |r| {
+        let service = state.services.index(r.service);
         let first = b.tallies.len() as u32;
         let (names, tallies) = (&mut state.alertnames, &mut b.tallies);
-        let tallied = read_alert_tally(r.get_ref(8)?.as_str()?, |name, firings| {
+        let tallied = read_alert_tally(r.alert_tally, |name, firings| {
             tallies.push((names.index(Some(name)), firings))
         })
-        .map_err(|e| bad_column(8, "alert_tally", &e))?;
+        .map_err(|message| StoreError::Database {
+            message,
+            transient: false,
+        })?;
         if !tallied {
             b.untallied += 1;
         }
         b.incidents.push(Kept {
             summary: IncidentSummary {
                 service,
-                status,
-                fired_at: from_micros(fired_at),
-                millis: times.millis(),
-                reopen_count: r.get(7)?,
+                status: r.status,
+                fired_at: from_micros(r.fired_at),
+                millis: r.times.millis(),
+                reopen_count: r.reopen_count,
             },
-            fired_at,
-            seq: r.get(9)?,
+            fired_at: r.fired_at,
+            seq: r.seq,
             tally: tallied.then_some(first..b.tallies.len() as u32),
         });
-    }
+        Ok(())
+    })?;
     Ok(b)
 }
 
@@ -339,8 +347,10 @@ mod tests {
     };
     use crate::report::{build, Period};
     use crate::store::sqlite::SqliteRepo;
-    use crate::store::sqlite::{migrations, prune_incidents, report_rows, set_impact_start};
-    use crate::store::FlappingIncident;
+    use crate::store::sqlite::{
+        cached_report_rows, migrations, prune_incidents, report_rows, set_impact_start,
+    };
+    use rusqlite::Connection;
 
     fn t(s: &str) -> Timestamp {
         s.parse().expect("time")
@@ -488,7 +498,7 @@ mod tests {
                 };
                 let read = report_rows(&conn, &q, 5).expect("read");
                 for cache in &caches {
-                    let kept = cache.report_rows(&conn, &q, 5).expect("cached");
+                    let kept = cached_report_rows(&conn, cache, &q, 5).expect("cached");
                     assert_eq!(by_name(&kept), by_name(&read), "round {round}: {q:?}");
                     let report =
                         |rows: &ReportRows| build(&q, Period::Week, chrono_tz::UTC, base, rows);
